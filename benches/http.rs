@@ -1,0 +1,2 @@
+//! Placeholder until the benchmark program lands.
+fn main() {}

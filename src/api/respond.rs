@@ -1,0 +1,57 @@
+//! Rendering: JSON bodies, and the one mapping from `Error` to an HTTP status
+//! and the error shape of SPEC §3.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::Error;
+use crate::http::Response;
+
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => Response::json_bytes(status, bytes),
+        Err(e) => error(Error::internal(format!("serializing a response: {e}"))),
+    }
+}
+
+/// The only place an error becomes a status code.
+pub fn error(e: Error) -> Response {
+    let (status, code) = match &e {
+        Error::InvalidJson(_) => (400, "invalid_json"),
+        Error::InvalidField { .. } => (400, "invalid_field"),
+        Error::UnsupportedMediaType => (415, "unsupported_media_type"),
+        Error::Unauthenticated => (401, "unauthenticated"),
+        Error::InvalidCredentials => (401, "invalid_credentials"),
+        Error::Forbidden => (403, "forbidden"),
+        Error::NotFound => (404, "not_found"),
+        Error::Conflict { code, .. } => (409, *code),
+        Error::IdempotencyMismatch => (422, "idempotency_mismatch"),
+        Error::LockedOut { .. } => (429, "locked_out"),
+        Error::RateLimited { .. } => (429, "rate_limited"),
+        Error::Unavailable { .. } => (503, "unavailable"),
+        Error::Internal(_) => (500, "internal"),
+    };
+    let message = match &e {
+        Error::Internal(cause) => {
+            log::error!("internal error: {cause}");
+            "internal error".to_owned()
+        }
+        Error::InvalidField { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    let mut body = Map::new();
+    body.insert("code".into(), json!(code));
+    body.insert("message".into(), json!(message));
+    if let Error::InvalidField { field, .. } = &e {
+        body.insert("field".into(), json!(field));
+    }
+    let response = Response::json(status, &json!({ "error": Value::Object(body) }));
+    match e {
+        Error::LockedOut { retry_after_s }
+        | Error::RateLimited { retry_after_s }
+        | Error::Unavailable { retry_after_s, .. } => {
+            response.with_header("retry-after", retry_after_s.to_string())
+        }
+        _ => response,
+    }
+}

@@ -1,0 +1,99 @@
+//! The application: configuration, store and routes behind the HTTP server,
+//! and the running service's lifecycle (start, address, shutdown).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::api::{self, Router, respond};
+use crate::config::Config;
+use crate::error::Result;
+use crate::http::{self, Reply, Request, Response, ServerHandle, Service};
+use crate::store::{Store, StoreConfig, WriteTx};
+
+/// What every handler can reach.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    router: Router,
+}
+
+impl Service for App {
+    fn call(&self, request: Request) -> Reply {
+        self.router.dispatch(self, &request)
+    }
+}
+
+impl App {
+    /// A write through the group-commit writer that frees the worker while it
+    /// waits: `render` builds the answer once the commit is durable.
+    pub fn write<T, W, R>(&self, work: W, render: R) -> Reply
+    where
+        T: Send + 'static,
+        W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+        R: FnOnce(T) -> Response + Send + 'static,
+    {
+        let writer = self.store.writer.clone();
+        Reply::Later(Box::new(move |responder| {
+            writer.submit(work, move |result| {
+                responder.send(match result {
+                    Ok(value) => render(value),
+                    Err(e) => respond::error(e),
+                });
+            });
+        }))
+    }
+}
+
+/// A started service.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    server: ServerHandle,
+}
+
+impl Running {
+    /// Graceful stop: no new connections, requests in flight finish, queued
+    /// writes commit, then the writer stops.
+    pub fn shutdown(self) {
+        self.server.shutdown();
+        self.app.store.shutdown();
+    }
+}
+
+/// Opens the store and starts serving the standard routes.
+pub fn start(config: Config) -> Result<Running> {
+    start_with_routes(config, api::routes())
+}
+
+/// Like `start`, with a router of the caller's (tests add routes to
+/// `api::routes()`).
+pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
+    let store = Store::open(&StoreConfig {
+        path: config.db_path.clone(),
+        readers: config.db_readers,
+        query_timeout: config.query_timeout,
+    })?;
+    let limits = http::Limits {
+        max_body_bytes: config.max_body_bytes,
+        max_connections: config.max_connections,
+        read_timeout: config.read_timeout,
+        idle_timeout: config.idle_timeout,
+        workers: config.workers,
+    };
+    let addr = config.addr;
+    let app = Arc::new(App {
+        config,
+        store,
+        router,
+    });
+    let service: Arc<dyn Service> = app.clone();
+    let server = http::Server::start(addr, limits, service).map_err(|e| {
+        app.store.shutdown();
+        crate::error::Error::internal(format!("cannot listen on {addr}: {e}"))
+    })?;
+    Ok(Running {
+        addr: server.addr,
+        app,
+        server,
+    })
+}

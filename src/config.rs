@@ -1,0 +1,280 @@
+//! The typed configuration (SPEC §2): every environment variable is also a
+//! command-line flag, parsed and range-checked once at start. A bad value stops
+//! the program with a message naming the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use clap::builder::BoolishValueParser;
+
+use crate::limits;
+
+/// Flags and environment variables as clap reads them. `Config` is what the
+/// rest of the program sees.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Listen address.
+    #[arg(
+        long = "addr",
+        env = "SOUK_ADDR",
+        value_name = "SOUK_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub addr: SocketAddr,
+    /// Database file.
+    #[arg(
+        long = "db",
+        env = "SOUK_DB",
+        value_name = "SOUK_DB",
+        default_value = "./souk.db",
+        global = true
+    )]
+    pub db: PathBuf,
+    /// Enabled currencies and their decimal places, e.g. btc:8,xmr:12.
+    #[arg(long = "currencies", env = "SOUK_CURRENCIES", value_name = "SOUK_CURRENCIES", default_value = "btc:8,xmr:12", value_parser = parse_currencies, global = true)]
+    pub currencies: Currencies,
+    /// Request worker threads [default: 2 x CPUs].
+    #[arg(long = "workers", env = "SOUK_WORKERS", value_name = "SOUK_WORKERS", value_parser = clap::value_parser!(u32).range(1..=limits::WORKERS_MAX as i64), global = true)]
+    pub workers: Option<u32>,
+    /// Read-only database connection pool size.
+    #[arg(long = "max-db-connections", env = "MAX_DB_CONNECTIONS", value_name = "MAX_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=limits::DB_READERS_MAX as i64), global = true)]
+    pub max_db_connections: u32,
+    /// Seconds before a database query is interrupted.
+    #[arg(long = "query-timeout", env = "QUERY_TIMEOUT", value_name = "QUERY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub query_timeout: u64,
+    /// User/profile cache TTL, seconds.
+    #[arg(long = "cache-timeout", env = "CACHE_TIMEOUT", value_name = "CACHE_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
+    pub cache_timeout: u64,
+    /// Balance cache TTL, seconds.
+    #[arg(long = "balance-cache-timeout", env = "BALANCE_CACHE_TIMEOUT", value_name = "BALANCE_CACHE_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
+    pub balance_cache_timeout: u64,
+    /// Statistics cache TTL, seconds.
+    #[arg(long = "stats-cache-timeout", env = "STATS_CACHE_TIMEOUT", value_name = "STATS_CACHE_TIMEOUT", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
+    pub stats_cache_timeout: u64,
+    /// Failed logins before a lockout.
+    #[arg(long = "max-login-attempts", env = "MAX_LOGIN_ATTEMPTS", value_name = "MAX_LOGIN_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub max_login_attempts: u32,
+    /// Lockout length, seconds.
+    #[arg(long = "lockout-duration", env = "LOCKOUT_DURATION", value_name = "LOCKOUT_DURATION", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=2_592_000), global = true)]
+    pub lockout_duration: u64,
+    /// Session lifetime, seconds.
+    #[arg(long = "session-ttl", env = "SESSION_TTL", value_name = "SESSION_TTL", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..=31_536_000), global = true)]
+    pub session_ttl: u64,
+    /// Seconds between monitor samples.
+    #[arg(long = "monitoring-interval", env = "MONITORING_INTERVAL", value_name = "MONITORING_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub monitoring_interval: u64,
+    /// Minimum seconds between two firings of one alert rule.
+    #[arg(long = "alert-cooldown", env = "ALERT_COOLDOWN", value_name = "ALERT_COOLDOWN", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
+    pub alert_cooldown: u64,
+    /// Alert when system memory use is above this percentage.
+    #[arg(long = "alert-memory-percent", env = "ALERT_MEMORY_PERCENT", value_name = "ALERT_MEMORY_PERCENT", default_value_t = 85, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
+    pub alert_memory_percent: u32,
+    /// Alert when CPU use is above this percentage.
+    #[arg(long = "alert-cpu-percent", env = "ALERT_CPU_PERCENT", value_name = "ALERT_CPU_PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
+    pub alert_cpu_percent: u32,
+    /// Alert when the average response time is above this many milliseconds.
+    #[arg(long = "alert-response-ms", env = "ALERT_RESPONSE_MS", value_name = "ALERT_RESPONSE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=3_600_000), global = true)]
+    pub alert_response_ms: u64,
+    /// Alert when the 5xx error rate is above this percentage.
+    #[arg(long = "alert-error-percent", env = "ALERT_ERROR_PERCENT", value_name = "ALERT_ERROR_PERCENT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
+    pub alert_error_percent: u32,
+    /// Whether anyone may register (true/false).
+    #[arg(long = "open-registration", env = "SOUK_OPEN_REGISTRATION", value_name = "SOUK_OPEN_REGISTRATION", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub open_registration: bool,
+    /// When set, /metrics needs `Authorization: Bearer` with it.
+    #[arg(
+        long = "metrics-token",
+        env = "SOUK_METRICS_TOKEN",
+        value_name = "SOUK_METRICS_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub metrics_token: Option<String>,
+    /// Login attempts per minute from one client address.
+    #[arg(long = "login-rate-limit", env = "LOGIN_RATE_LIMIT", value_name = "LOGIN_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub login_rate_limit: u32,
+    /// Largest request body, bytes.
+    #[arg(long = "max-body", env = "SOUK_MAX_BODY", value_name = "SOUK_MAX_BODY", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024), global = true)]
+    pub max_body: u64,
+    /// Connections served at once.
+    #[arg(long = "max-connections", env = "SOUK_MAX_CONNECTIONS", value_name = "SOUK_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
+    pub max_connections: u32,
+    /// Seconds for a request head or body to arrive.
+    #[arg(long = "read-timeout", env = "SOUK_READ_TIMEOUT", value_name = "SOUK_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub read_timeout: u64,
+    /// Seconds an idle keep-alive connection is kept.
+    #[arg(long = "idle-timeout", env = "SOUK_IDLE_TIMEOUT", value_name = "SOUK_IDLE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub idle_timeout: u64,
+}
+
+/// One enabled currency: its lowercase code and its decimal places.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrencySpec {
+    pub code: String,
+    pub decimals: u32,
+}
+
+/// The enabled currencies, in the order configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Currencies(pub Vec<CurrencySpec>);
+
+/// Most currencies one server enables.
+pub const CURRENCIES_MAX: usize = 32;
+/// Most decimal places: 10^18 minor units still fit an i64 once.
+pub const CURRENCY_DECIMALS_MAX: u32 = 18;
+/// Longest currency code.
+pub const CURRENCY_CODE_CHARS_MAX: usize = 16;
+
+/// Parses `btc:8,xmr:12`.
+pub fn parse_currencies(text: &str) -> Result<Currencies, String> {
+    let mut out: Vec<CurrencySpec> = Vec::new();
+    for item in text.split(',') {
+        let (code, decimals) = item
+            .split_once(':')
+            .ok_or_else(|| format!("`{item}` is not CODE:DECIMALS (e.g. btc:8)"))?;
+        let code_ok = !code.is_empty()
+            && code.len() <= CURRENCY_CODE_CHARS_MAX
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !code_ok {
+            return Err(format!(
+                "currency code `{code}` must be 1-{CURRENCY_CODE_CHARS_MAX} of [a-z0-9]"
+            ));
+        }
+        let decimals: u32 = decimals
+            .parse()
+            .ok()
+            .filter(|d| *d <= CURRENCY_DECIMALS_MAX)
+            .ok_or_else(|| {
+                format!("decimals of `{code}` must be 0-{CURRENCY_DECIMALS_MAX}, got `{decimals}`")
+            })?;
+        if out.iter().any(|c| c.code == code) {
+            return Err(format!("currency `{code}` is listed twice"));
+        }
+        out.push(CurrencySpec {
+            code: code.to_owned(),
+            decimals,
+        });
+    }
+    if out.len() > CURRENCIES_MAX {
+        return Err(format!("at most {CURRENCIES_MAX} currencies"));
+    }
+    Ok(Currencies(out))
+}
+
+/// What the program runs with, every value checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub db_path: PathBuf,
+    pub currencies: Currencies,
+    pub workers: usize,
+    pub db_readers: u32,
+    pub query_timeout: Duration,
+    pub cache_ttl: Duration,
+    pub balance_cache_ttl: Duration,
+    pub stats_cache_ttl: Duration,
+    pub max_login_attempts: u32,
+    pub lockout_duration: Duration,
+    pub session_ttl: Duration,
+    pub monitoring_interval: Duration,
+    pub alert_cooldown: Duration,
+    pub alert_memory_percent: u32,
+    pub alert_cpu_percent: u32,
+    pub alert_response_ms: u64,
+    pub alert_error_percent: u32,
+    pub open_registration: bool,
+    pub metrics_token: Option<String>,
+    pub login_rate_limit_per_minute: u32,
+    pub max_body_bytes: u64,
+    pub max_connections: usize,
+    pub read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl From<ConfigArgs> for Config {
+    fn from(args: ConfigArgs) -> Config {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = args
+            .workers
+            .map_or((2 * cpus).min(limits::WORKERS_MAX), |w| w as usize);
+        Config {
+            addr: args.addr,
+            db_path: args.db,
+            currencies: args.currencies,
+            workers,
+            db_readers: args.max_db_connections,
+            query_timeout: Duration::from_secs(args.query_timeout),
+            cache_ttl: Duration::from_secs(args.cache_timeout),
+            balance_cache_ttl: Duration::from_secs(args.balance_cache_timeout),
+            stats_cache_ttl: Duration::from_secs(args.stats_cache_timeout),
+            max_login_attempts: args.max_login_attempts,
+            lockout_duration: Duration::from_secs(args.lockout_duration),
+            session_ttl: Duration::from_secs(args.session_ttl),
+            monitoring_interval: Duration::from_secs(args.monitoring_interval),
+            alert_cooldown: Duration::from_secs(args.alert_cooldown),
+            alert_memory_percent: args.alert_memory_percent,
+            alert_cpu_percent: args.alert_cpu_percent,
+            alert_response_ms: args.alert_response_ms,
+            alert_error_percent: args.alert_error_percent,
+            open_registration: args.open_registration,
+            metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
+            login_rate_limit_per_minute: args.login_rate_limit,
+            max_body_bytes: args.max_body,
+            max_connections: args.max_connections as usize,
+            read_timeout: Duration::from_secs(args.read_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+        }
+    }
+}
+
+impl Config {
+    /// The settings an empty command line gives (the SPEC §2 defaults, and any
+    /// of its variables set in the environment) with another database and
+    /// address: what tests and benchmarks start from.
+    pub fn for_path(db_path: impl Into<PathBuf>, addr: SocketAddr) -> Result<Config, String> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ConfigArgs,
+        }
+        let only = Only::try_parse_from(["souk"]).map_err(|e| e.to_string())?;
+        let mut config = Config::from(only.args);
+        config.db_path = db_path.into();
+        config.addr = addr;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currencies_parse_and_reject_clearly() {
+        let c = parse_currencies("btc:8,xmr:12").unwrap();
+        assert_eq!(
+            c.0[1],
+            CurrencySpec {
+                code: "xmr".into(),
+                decimals: 12
+            }
+        );
+        for bad in [
+            "",
+            "btc",
+            "BTC:8",
+            "btc:19",
+            "btc:8,btc:2",
+            "b c:2",
+            "btc:-1",
+        ] {
+            assert!(parse_currencies(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+}

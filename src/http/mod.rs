@@ -1,0 +1,18 @@
+//! The project's own HTTP/1.1 server (SPEC §7). Only this module knows the wire
+//! format: heads are parsed by httparse, everything else (framing, keep-alive,
+//! pipelining, limits, timeouts, the connection cap) is here.
+//!
+//! Threads: one I/O thread (`server::Poller`) accepts connections and watches
+//! idle ones with epoll; a fixed pool of workers reads, handles and answers
+//! requests of connections that have data. A handler that must wait for a
+//! commit returns `Reply::Later` and frees its worker; the answer comes back
+//! to the pool through a `Responder`.
+
+mod conn;
+mod request;
+mod response;
+mod server;
+
+pub use request::{Method, Request};
+pub use response::{Reply, Responder, Response};
+pub use server::{Limits, Server, ServerHandle, Service};

@@ -1,0 +1,131 @@
+//! Responses, and the two ways a handler gives one: at once (`Reply::Now`) or
+//! later from another thread (`Reply::Later` with a `Responder`).
+
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A JSON body; `value` is already serialized.
+    pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body,
+        }
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response::json_bytes(status, value.to_string().into_bytes())
+    }
+
+    /// The error shape of SPEC §3, for errors the HTTP layer itself raises.
+    pub fn error(status: u16, code: &str, message: &str) -> Response {
+        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        Response::json(status, &body)
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Serializes head and (unless `head_only`) body into `out`. Every
+    /// response but 1xx and 204 carries Content-Length (SPEC §7).
+    pub(crate) fn write_to(
+        &self,
+        out: &mut Vec<u8>,
+        head_only: bool,
+        close: bool,
+        http10_keep_alive: bool,
+    ) {
+        let mut head = String::with_capacity(128);
+        let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        for (name, value) in &self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        let no_body = self.status < 200 || self.status == 204;
+        if !no_body {
+            let _ = write!(head, "content-length: {}\r\n", self.body.len());
+        }
+        if close {
+            head.push_str("connection: close\r\n");
+        } else if http10_keep_alive {
+            head.push_str("connection: keep-alive\r\n");
+        }
+        head.push_str("\r\n");
+        out.extend_from_slice(head.as_bytes());
+        if !head_only && !no_body {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+/// What a handler returns.
+pub enum Reply {
+    Now(Response),
+    /// The handler started work that finishes on another thread (a commit);
+    /// the closure receives the `Responder` that will carry the answer.
+    Later(Box<dyn FnOnce(Responder) + Send>),
+}
+
+/// Carries one answer back to the connection that asked. Dropping it unsent
+/// answers 500, so a lost callback can never leave a client hanging.
+pub struct Responder {
+    pub(crate) deliver: Option<Box<dyn FnOnce(Response) + Send>>,
+}
+
+impl Responder {
+    pub fn send(mut self, response: Response) {
+        if let Some(deliver) = self.deliver.take() {
+            deliver(response);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(deliver) = self.deliver.take() {
+            log::error!("a deferred request was dropped without an answer");
+            deliver(Response::error(500, "internal", "internal error"));
+        }
+    }
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}

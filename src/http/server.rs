@@ -1,0 +1,403 @@
+//! The listener, the I/O thread that parks idle connections on epoll and cuts
+//! off late ones, the worker pool, and graceful shutdown.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use polling::{Event, Events, Poller};
+
+use super::conn::{Conn, Framing, Step};
+use super::request::Request;
+use super::response::{Reply, Responder, Response};
+use crate::limits::{
+    ACCEPT_BACKOFF_MS_MAX, ACCEPT_BACKOFF_MS_MIN, DEADLINE_SWEEP_MS, SERVICE_STACK_BYTES,
+    SHUTDOWN_GRACE_MS, WORKER_STACK_BYTES,
+};
+
+/// The application behind the server.
+pub trait Service: Send + Sync + 'static {
+    fn call(&self, request: Request) -> Reply;
+}
+
+/// The HTTP layer's own bounds (SPEC §2, §7).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub max_connections: usize,
+    pub read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub workers: usize,
+}
+
+const LISTENER_KEY: usize = 0;
+
+/// State shared by the I/O thread, the workers and every connection.
+pub(crate) struct Shared {
+    pub(crate) poller: Poller,
+    pub(crate) limits: Limits,
+    pub(crate) open_connections: AtomicUsize,
+    pub(crate) shutting_down: AtomicBool,
+    /// Idle connections waiting for data, by poller key.
+    parked: Mutex<HashMap<usize, Conn>>,
+    work: Sender<Work>,
+    service: Arc<dyn Service>,
+}
+
+enum Work {
+    /// A connection with data to read.
+    Ready(Conn),
+    /// A deferred answer for a connection, with the framing of its request.
+    Resume(Conn, Framing, Response, Instant, String),
+    Stop,
+}
+
+pub struct Server;
+
+/// A running server: its real address, and the way to stop it.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    io_thread: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds, then starts the I/O thread and the workers. The returned handle
+    /// knows the real bound address (port 0 works).
+    pub fn start(
+        addr: SocketAddr,
+        limits: Limits,
+        service: Arc<dyn Service>,
+    ) -> io::Result<ServerHandle> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        // Each connection is in the queue at most once, so its length is
+        // bounded by the connection cap.
+        let (work_tx, work_rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            poller: Poller::new()?,
+            open_connections: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            parked: Mutex::new(HashMap::new()),
+            work: work_tx,
+            service,
+            limits,
+        });
+        // SAFETY: the listener lives in the I/O thread, which deletes it from
+        // the poller before dropping it.
+        unsafe {
+            shared
+                .poller
+                .add(&listener, Event::readable(LISTENER_KEY))?
+        };
+        let mut workers = Vec::with_capacity(shared.limits.workers);
+        for index in 0..shared.limits.workers {
+            let shared = Arc::clone(&shared);
+            let rx = work_rx.clone();
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{index}"))
+                    .stack_size(WORKER_STACK_BYTES)
+                    .spawn(move || worker_loop(&shared, &rx))?,
+            );
+        }
+        let io_shared = Arc::clone(&shared);
+        let io_thread = std::thread::Builder::new()
+            .name("http-io".into())
+            .stack_size(SERVICE_STACK_BYTES)
+            .spawn(move || io_loop(&io_shared, listener))?;
+        Ok(ServerHandle {
+            addr,
+            shared,
+            io_thread: Some(io_thread),
+            workers,
+        })
+    }
+}
+
+impl ServerHandle {
+    /// Connections open right now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, closes idle connections, lets requests in flight
+    /// finish (up to a grace period), then stops the workers.
+    pub fn shutdown(mut self) {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        let _ = self.shared.poller.notify();
+        if let Some(io) = self.io_thread.take() {
+            let _ = io.join();
+        }
+        let grace_end = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+        while self.open_connections() > 0 && Instant::now() < grace_end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for _ in &self.workers {
+            let _ = self.shared.work.send(Work::Stop);
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        let left = self.open_connections();
+        if left > 0 {
+            log::warn!("shutdown: {left} connections still busy after the grace period");
+        }
+    }
+}
+
+fn lock_parked(shared: &Shared) -> MutexGuard<'_, HashMap<usize, Conn>> {
+    // A panic never happens while this lock is held (only map operations and
+    // poller calls run under it), but a poisoned map is still a valid map.
+    shared
+        .parked
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Hands a connection to the poller until it is readable or its deadline passes.
+fn park(shared: &Shared, mut conn: Conn) {
+    if shared.shutting_down.load(Ordering::SeqCst) {
+        return; // dropping closes it
+    }
+    let key = conn.key;
+    let mut parked = lock_parked(shared);
+    // Registering under the lock: the I/O thread cannot see the event before
+    // the connection is in the map.
+    let armed = if conn.registered {
+        shared.poller.modify(&conn.stream, Event::readable(key))
+    } else {
+        // SAFETY: the stream is deleted from the poller in `Conn::drop`,
+        // before the socket closes.
+        unsafe { shared.poller.add(&conn.stream, Event::readable(key)) }
+    };
+    if armed.is_ok() {
+        conn.registered = true;
+        parked.insert(key, conn);
+    }
+}
+
+fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
+    let mut events = Events::new();
+    let mut next_key: usize = LISTENER_KEY + 1;
+    let mut accept_backoff_ms = 0u64;
+    let mut accept_resume_at: Option<Instant> = None;
+    let mut last_sweep = Instant::now();
+    let sweep_every = Duration::from_millis(DEADLINE_SWEEP_MS);
+    loop {
+        events.clear();
+        let wait = accept_resume_at.map_or(sweep_every, |at| {
+            at.saturating_duration_since(Instant::now())
+                .min(sweep_every)
+        });
+        if let Err(e) = shared.poller.wait(&mut events, Some(wait))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            log::error!("poller wait failed: {e}");
+            std::thread::sleep(sweep_every);
+        }
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut listener_ready = false;
+        for event in events.iter() {
+            if event.key == LISTENER_KEY {
+                listener_ready = true;
+            } else if let Some(mut conn) = lock_parked(shared).remove(&event.key) {
+                conn.readable = true;
+                let _ = shared.work.send(Work::Ready(conn));
+            }
+        }
+        let resume_due = accept_resume_at.is_some_and(|at| Instant::now() >= at);
+        if listener_ready || resume_due {
+            accept_resume_at = None;
+            match accept_all(shared, &listener, &mut next_key) {
+                Ok(()) => accept_backoff_ms = 0,
+                Err(e) => {
+                    accept_backoff_ms =
+                        (accept_backoff_ms * 2).clamp(ACCEPT_BACKOFF_MS_MIN, ACCEPT_BACKOFF_MS_MAX);
+                    log::warn!("accept failed: {e}; retrying in {accept_backoff_ms} ms");
+                    accept_resume_at =
+                        Some(Instant::now() + Duration::from_millis(accept_backoff_ms));
+                }
+            }
+            if accept_resume_at.is_none()
+                && let Err(e) = shared
+                    .poller
+                    .modify(&listener, Event::readable(LISTENER_KEY))
+            {
+                log::error!("re-arming the listener failed: {e}");
+                accept_resume_at =
+                    Some(Instant::now() + Duration::from_millis(ACCEPT_BACKOFF_MS_MAX));
+            }
+        }
+        if last_sweep.elapsed() >= sweep_every {
+            last_sweep = Instant::now();
+            close_expired(shared, last_sweep);
+        }
+    }
+    let _ = shared.poller.delete(&listener);
+    drop(listener);
+    let idle: Vec<Conn> = lock_parked(shared).drain().map(|(_, conn)| conn).collect();
+    drop(idle); // closes every idle connection
+}
+
+/// Accepts until the backlog is empty. Connections beyond the cap get 503.
+fn accept_all(
+    shared: &Arc<Shared>,
+    listener: &TcpListener,
+    next_key: &mut usize,
+) -> io::Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(pair) => pair,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if shared.open_connections.load(Ordering::SeqCst) >= shared.limits.max_connections {
+            refuse_over_capacity(stream);
+            continue;
+        }
+        if configure(&stream, &shared.limits).is_err() {
+            continue;
+        }
+        *next_key = next_key.checked_add(1).unwrap_or(LISTENER_KEY + 1);
+        let conn = Conn::new(stream, *next_key, peer, Arc::clone(shared));
+        park(shared, conn);
+    }
+}
+
+fn configure(stream: &TcpStream, limits: &Limits) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    // Reads only follow readiness, so this bounds a spurious wake-up; the
+    // write timeout cuts off a client that stops reading its answers.
+    stream.set_read_timeout(Some(limits.read_timeout))?;
+    stream.set_write_timeout(Some(limits.read_timeout))?;
+    Ok(())
+}
+
+fn refuse_over_capacity(mut stream: TcpStream) {
+    let response = Response::error(
+        503,
+        "unavailable",
+        "too many connections; try again shortly",
+    )
+    .with_header("retry-after", "1");
+    let mut out = Vec::with_capacity(256);
+    response.write_to(&mut out, false, true, false);
+    // A fresh socket's send buffer is empty: this never blocks for long.
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(&out);
+}
+
+fn close_expired(shared: &Shared, now: Instant) {
+    let mut parked = lock_parked(shared);
+    let expired: Vec<usize> = parked
+        .iter()
+        .filter(|(_, conn)| conn.deadline() <= now)
+        .map(|(key, _)| *key)
+        .collect();
+    for key in expired {
+        if let Some(conn) = parked.remove(&key) {
+            log::debug!("closing {} after its timeout", conn.peer);
+            drop(conn);
+        }
+    }
+}
+
+fn worker_loop(shared: &Arc<Shared>, work: &Receiver<Work>) {
+    while let Ok(item) = work.recv() {
+        match item {
+            Work::Ready(conn) => serve(shared, conn),
+            Work::Resume(mut conn, framing, response, started, line) => {
+                log_access(&line, response.status, started);
+                if conn.respond(&response, &framing) {
+                    serve(shared, conn);
+                }
+            }
+            Work::Stop => return,
+        }
+    }
+}
+
+/// Answers every whole request buffered on `conn`, then parks or closes it.
+fn serve(shared: &Arc<Shared>, mut conn: Conn) {
+    loop {
+        match conn.next_request() {
+            Step::Request(request, framing) => {
+                let started = Instant::now();
+                let line = format!("{} {}", request.method.as_str(), request.path);
+                let service = Arc::clone(&shared.service);
+                match catch_unwind(AssertUnwindSafe(move || service.call(request))) {
+                    Ok(Reply::Now(response)) => {
+                        log_access(&line, response.status, started);
+                        if !conn.respond(&response, &framing) {
+                            return;
+                        }
+                    }
+                    Ok(Reply::Later(start)) => {
+                        let work = shared.work.clone();
+                        let deliver = move |response: Response| {
+                            let _ = work.send(Work::Resume(conn, framing, response, started, line));
+                        };
+                        start(Responder {
+                            deliver: Some(Box::new(deliver)),
+                        });
+                        return;
+                    }
+                    Err(panic) => {
+                        log::error!("handler panicked on {line}: {}", panic_message(&panic));
+                        conn.reject(&Response::error(500, "internal", "internal error"));
+                        return;
+                    }
+                }
+            }
+            Step::NeedMore => {
+                if conn.has_buffered_bytes() || !shared.shutting_down.load(Ordering::SeqCst) {
+                    park(shared, conn);
+                }
+                return;
+            }
+            Step::Reject(response) => {
+                log::debug!("refused a request from {}: {}", conn.peer, response.status);
+                conn.reject(&response);
+                return;
+            }
+            Step::Closed => return,
+        }
+    }
+}
+
+fn log_access(line: &str, status: u16, started: Instant) {
+    log::debug!(
+        "{line} {status} {:.3}ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}

@@ -1,0 +1,12 @@
+//! souk: a marketplace core in one small binary. See ARCHITECTURE.md for the
+//! map of modules and the invariants they keep.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod limits;
+pub mod store;

@@ -1,0 +1,46 @@
+//! Every fixed bound of the process in one place, each with the reason for its
+//! value. Bounds an operator may change live in `config`; these do not move.
+
+/// Longest request head (request line plus headers), bytes. SPEC §7: 431 past it.
+pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
+/// Most headers in one request. SPEC §7: 431 past it.
+pub const REQUEST_HEADERS_MAX: usize = 64;
+/// Longest request target (path and query), bytes. SPEC §7: 414 past it.
+pub const REQUEST_TARGET_BYTES_MAX: usize = 8 * 1024;
+/// Bytes read from a socket in one `read` call: one head fits in one read.
+pub const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// A connection's receive buffer is shrunk back to this capacity after a large
+/// body, so a thousand idle connections do not each keep a megabyte.
+pub const IDLE_BUFFER_BYTES_MAX: usize = 4 * 1024;
+/// Stack of a request worker. Handlers are shallow; SQLite and JSON need
+/// far less than this, argon2 works on the heap.
+pub const WORKER_STACK_BYTES: usize = 256 * 1024;
+/// Stack of the I/O (poller) thread and of other small service threads.
+pub const SERVICE_STACK_BYTES: usize = 128 * 1024;
+/// How often the poller looks for connections past their deadline, at most.
+pub const DEADLINE_SWEEP_MS: u64 = 100;
+/// First pause after a failed `accept` (EMFILE, ENFILE, ENOBUFS…); doubles up
+/// to `ACCEPT_BACKOFF_MS_MAX` while accept keeps failing.
+pub const ACCEPT_BACKOFF_MS_MIN: u64 = 5;
+pub const ACCEPT_BACKOFF_MS_MAX: u64 = 1000;
+/// How long a graceful shutdown waits for requests in flight before it gives
+/// up on them and exits anyway.
+pub const SHUTDOWN_GRACE_MS: u64 = 30_000;
+
+/// Write jobs waiting for the writer. A full queue answers 503 at once rather
+/// than letting latency grow: 4096 jobs is well over a second of work.
+pub const WRITE_QUEUE_MAX: usize = 4096;
+/// Jobs committed together in one transaction (group commit). Bounds the
+/// time a single commit holds the write lock and the work lost to one failure.
+pub const COMMIT_BATCH_MAX: usize = 512;
+/// Read-only connections, at most (MAX_DB_CONNECTIONS is checked against it).
+pub const DB_READERS_MAX: u32 = 64;
+/// Request workers, at most (SOUK_WORKERS is checked against it).
+pub const WORKERS_MAX: usize = 1024;
+/// How many SQLite VM steps pass between two looks at a query's deadline.
+pub const QUERY_PROGRESS_STEPS: i32 = 10_000;
+
+const _: () = assert!(REQUEST_TARGET_BYTES_MAX < REQUEST_HEAD_BYTES_MAX);
+const _: () = assert!(READ_CHUNK_BYTES >= REQUEST_HEAD_BYTES_MAX);
+const _: () = assert!(COMMIT_BATCH_MAX <= WRITE_QUEUE_MAX);
+const _: () = assert!(ACCEPT_BACKOFF_MS_MIN <= ACCEPT_BACKOFF_MS_MAX);

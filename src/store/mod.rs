@@ -1,0 +1,64 @@
+//! The SQLite store (SPEC §6): one database file in WAL mode, read through a
+//! pool of read-only connections, written only by the writer thread with
+//! group commit. Nothing outside this module opens a connection.
+
+mod migrate;
+mod pragmas;
+mod readers;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+pub use migrate::{SCHEMA_VERSION, migrate};
+pub use readers::Readers;
+pub use writer::{WriteStats, WriteTx, Writer};
+
+use crate::error::Result;
+
+/// Store settings taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub readers: u32,
+    pub query_timeout: std::time::Duration,
+}
+
+/// Handles to the database: clone freely, all clones share one writer.
+#[derive(Clone)]
+pub struct Store {
+    pub readers: Readers,
+    pub writer: Writer,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database, starts the writer thread
+    /// and fills the reader pool.
+    pub fn open(config: &StoreConfig) -> Result<Store> {
+        let mut conn = pragmas::open_writer(&config.path)?;
+        migrate(&mut conn)?;
+        let writer = Writer::start(conn)?;
+        let readers = Readers::open(&config.path, config.readers, config.query_timeout)?;
+        Ok(Store {
+            readers,
+            writer,
+            path: config.path.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lets queued writes commit, then stops the writer thread.
+    pub fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+}
+
+/// Opens the database for a one-shot command (`souk migrate`): writer
+/// pragmas, migrations, no threads.
+pub fn migrate_file(path: &Path) -> Result<u32> {
+    let mut conn = pragmas::open_writer(path)?;
+    migrate(&mut conn)
+}

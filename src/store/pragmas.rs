@@ -1,0 +1,50 @@
+//! Every pragma and open flag in one place.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::Result;
+
+/// How long a connection waits for a lock held by another process (a
+/// `souk backup` or `souk user create` next to a running server).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The only connection that writes: WAL, and `synchronous=FULL` so that a
+/// commit is on disk before anyone is told it happened (SPEC §6).
+pub(super) fn open_writer(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(crate::error::Error::internal(format!(
+            "database refused WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA wal_autocheckpoint = 1000;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+/// A reader: `query_only`, so no write can go around the writer.
+pub(super) fn init_reader(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(
+        "PRAGMA query_only = ON;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+pub(super) fn reader_flags() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+}

@@ -1,0 +1,75 @@
+//! The pool of read-only connections. WAL lets them read a consistent snapshot
+//! while the writer commits, so reads never wait for writes. Every read runs
+//! under a deadline (QUERY_TIMEOUT) enforced by SQLite's progress handler.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+
+use super::pragmas;
+use crate::error::Result;
+use crate::limits::QUERY_PROGRESS_STEPS;
+
+/// How long a read waits for a free connection before it answers 503.
+const READER_WAIT: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// When the read running on this thread must stop. The progress handler
+    /// runs on the thread that steps the statement, so a thread-local is
+    /// exactly the read's own deadline.
+    static READ_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+#[derive(Clone)]
+pub struct Readers {
+    pool: Pool<SqliteConnectionManager>,
+    query_timeout: Duration,
+}
+
+impl Readers {
+    pub(super) fn open(path: &Path, size: u32, query_timeout: Duration) -> Result<Readers> {
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(pragmas::reader_flags())
+            .with_init(|conn| {
+                pragmas::init_reader(conn)?;
+                conn.progress_handler(QUERY_PROGRESS_STEPS, Some(past_deadline))
+            });
+        let pool = Pool::builder()
+            .max_size(size)
+            .min_idle(Some(size))
+            .connection_timeout(READER_WAIT)
+            .test_on_check_out(false)
+            .build(manager)?;
+        Ok(Readers {
+            pool,
+            query_timeout,
+        })
+    }
+
+    /// Runs `f` on a read-only connection within QUERY_TIMEOUT. A query past
+    /// its deadline is interrupted and the read fails with `Unavailable`.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.pool.get()?;
+        READ_DEADLINE.with(|d| d.set(Some(Instant::now() + self.query_timeout)));
+        let result = f(&conn);
+        READ_DEADLINE.with(|d| d.set(None));
+        result
+    }
+
+    /// Connections handed out right now, and the pool size.
+    pub fn in_use(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (
+            state.connections - state.idle_connections,
+            self.pool.max_size(),
+        )
+    }
+}
+
+fn past_deadline() -> bool {
+    READ_DEADLINE.with(|d| d.get().is_some_and(|deadline| Instant::now() >= deadline))
+}

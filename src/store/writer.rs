@@ -1,0 +1,465 @@
+//! The writer thread: the only connection that writes, and group commit.
+//!
+//! Jobs wait in a bounded queue. The writer takes what is queued (up to
+//! `COMMIT_BATCH_MAX`), runs each job inside its own SAVEPOINT of one
+//! `BEGIN IMMEDIATE` transaction (a failing job rolls back alone), commits once
+//! with `synchronous=FULL`, and only then tells each job's caller its result.
+//! A full queue answers `Unavailable` at once.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+use crate::limits::{COMMIT_BATCH_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX};
+
+/// The write connection as a job sees it, inside its savepoint. Only the
+/// writer thread can make one, so no write can happen outside the writer.
+pub struct WriteTx<'c> {
+    conn: &'c Connection,
+}
+
+impl Deref for WriteTx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+/// A job with its result type erased, as it waits in the queue.
+trait QueuedJob: Send {
+    /// Runs the job; `true` when it succeeded (its savepoint is kept).
+    fn run(self: Box<Self>, tx: &WriteTx<'_>) -> (bool, Finish);
+    /// Answers the caller without running (writer stopped, queue full).
+    fn fail(self: Box<Self>, error: Error);
+}
+
+/// Tells a caller its result once the commit's fate is known.
+type Finish = Box<dyn FnOnce(Result<()>) + Send>;
+
+struct Job<T, W, D> {
+    work: W,
+    done: D,
+    result: PhantomData<fn() -> T>,
+}
+
+impl<T, W, D> QueuedJob for Job<T, W, D>
+where
+    T: Send + 'static,
+    W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    D: FnOnce(Result<T>) + Send + 'static,
+{
+    fn run(self: Box<Self>, tx: &WriteTx<'_>) -> (bool, Finish) {
+        let Job { work, done, .. } = *self;
+        let result = catch_unwind(AssertUnwindSafe(|| work(tx))).unwrap_or_else(|_| {
+            log::error!("a write job panicked; its savepoint is rolled back");
+            Err(Error::internal("write job panicked"))
+        });
+        let ok = result.is_ok();
+        (
+            ok,
+            Box::new(move |commit: Result<()>| done(commit.and(result))),
+        )
+    }
+
+    fn fail(self: Box<Self>, error: Error) {
+        (self.done)(Err(error));
+    }
+}
+
+enum Message {
+    Job(Box<dyn QueuedJob>),
+    Stop,
+}
+
+/// Counters the monitor reads; written only by the writer thread.
+#[derive(Default, Debug)]
+pub struct WriteStats {
+    pub commits: AtomicU64,
+    pub jobs: AtomicU64,
+    pub failed_jobs: AtomicU64,
+    pub failed_commits: AtomicU64,
+    pub rejected_full: AtomicU64,
+    pub last_batch_size: AtomicU64,
+    pub max_batch_size: AtomicU64,
+    pub commit_micros_total: AtomicU64,
+}
+
+/// The handle callers use to submit writes. Clones share one writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    queue: Sender<Message>,
+    pub stats: Arc<WriteStats>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection) -> Result<Writer> {
+        let (queue, jobs) = crossbeam_channel::bounded(WRITE_QUEUE_MAX);
+        let stats = Arc::new(WriteStats::default());
+        let thread_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name("db-writer".into())
+            .stack_size(SERVICE_STACK_BYTES * 4)
+            .spawn(move || writer_loop(&conn, &jobs, &thread_stats))
+            .map_err(Error::internal)?;
+        Ok(Writer {
+            queue,
+            stats,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Queues `work`; `done` is called with its result after the commit that
+    /// made it durable (or with the error that prevented it). `done` runs on
+    /// the writer thread: keep it short (hand the result to another thread).
+    pub fn submit<T, W, D>(&self, work: W, done: D)
+    where
+        T: Send + 'static,
+        W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+        D: FnOnce(Result<T>) + Send + 'static,
+    {
+        let job: Box<dyn QueuedJob> = Box::new(Job {
+            work,
+            done,
+            result: PhantomData,
+        });
+        match self.queue.try_send(Message::Job(job)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Message::Job(job))) => {
+                self.stats.rejected_full.fetch_add(1, Ordering::Relaxed);
+                job.fail(Error::unavailable("write queue is full"));
+            }
+            Err(TrySendError::Disconnected(Message::Job(job))) => {
+                job.fail(Error::unavailable("the writer has stopped"));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Queues `work` and blocks until it is committed.
+    pub fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.submit(work, move |result| {
+            let _ = tx.send(result);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(Error::unavailable("the writer has stopped")))
+    }
+
+    /// Jobs waiting right now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Commits what is queued, then stops the thread. Idempotent.
+    pub fn shutdown(&self) {
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            // Blocking send: the stop waits its turn behind queued jobs.
+            let _ = self.queue.send(Message::Stop);
+            let _ = handle.join();
+        }
+    }
+}
+
+fn writer_loop(conn: &Connection, queue: &Receiver<Message>, stats: &WriteStats) {
+    let mut batch: Vec<Box<dyn QueuedJob>> = Vec::with_capacity(COMMIT_BATCH_MAX);
+    let mut stopping = false;
+    while !stopping {
+        match queue.recv() {
+            Ok(Message::Job(job)) => batch.push(job),
+            Ok(Message::Stop) | Err(_) => stopping = true,
+        }
+        while batch.len() < COMMIT_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(Message::Job(job)) => batch.push(job),
+                Ok(Message::Stop) => stopping = true,
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(conn, &mut batch, stats);
+        }
+    }
+    // Anything queued after the stop is answered, not silently dropped.
+    while let Ok(message) = queue.try_recv() {
+        if let Message::Job(job) = message {
+            job.fail(Error::unavailable("the server is shutting down"));
+        }
+    }
+}
+
+/// One transaction for the whole batch; a savepoint per job.
+fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, stats: &WriteStats) {
+    let started = Instant::now();
+    let size = batch.len() as u64;
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        log::error!("could not begin a write transaction: {e}");
+        stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        for job in batch.drain(..) {
+            job.fail(clone_error(&e));
+        }
+        return;
+    }
+    let tx = WriteTx { conn };
+    let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
+    let mut broken: Option<rusqlite::Error> = None;
+    for job in batch.drain(..) {
+        if broken.is_some() {
+            finishes.push(Box::new(move |_| {
+                job.fail(Error::unavailable("write transaction failed"))
+            }));
+            continue;
+        }
+        match run_in_savepoint(&tx, job, stats) {
+            Ok(finish) => finishes.push(finish),
+            Err((finish, e)) => {
+                finishes.push(finish);
+                broken = Some(e);
+            }
+        }
+    }
+    // A savepoint that could not be closed leaves the transaction in an
+    // unknown state: nothing of this batch is committed.
+    let committed = match broken {
+        Some(e) => Err(e),
+        None => conn.execute_batch("COMMIT"),
+    };
+    if let Err(e) = &committed {
+        log::error!("commit of {size} write jobs failed: {e}");
+        stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        let _ = conn.execute_batch("ROLLBACK");
+    } else {
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.jobs.fetch_add(size, Ordering::Relaxed);
+        stats.last_batch_size.store(size, Ordering::Relaxed);
+        stats.max_batch_size.fetch_max(size, Ordering::Relaxed);
+        stats
+            .commit_micros_total
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+    // Only now, after the commit (or its failure), does any caller hear back.
+    for finish in finishes {
+        finish(match &committed {
+            Ok(()) => Ok(()),
+            Err(e) => Err(clone_error(e)),
+        });
+    }
+}
+
+/// Runs one job in its own savepoint: released when the job succeeded,
+/// rolled back when it failed. `Err` when the savepoint itself failed.
+fn run_in_savepoint(
+    tx: &WriteTx<'_>,
+    job: Box<dyn QueuedJob>,
+    stats: &WriteStats,
+) -> std::result::Result<Finish, (Finish, rusqlite::Error)> {
+    if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+        let finish: Finish =
+            Box::new(move |_| job.fail(Error::unavailable("write transaction failed")));
+        return Err((finish, e));
+    }
+    let (ok, finish) = job.run(tx);
+    if !ok {
+        stats.failed_jobs.fetch_add(1, Ordering::Relaxed);
+    }
+    let end = if ok {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    match tx.execute_batch(end) {
+        Ok(()) => Ok(finish),
+        Err(e) => Err((finish, e)),
+    }
+}
+
+/// rusqlite errors are not `Clone`; every caller of a failed commit gets an
+/// equivalent one.
+fn clone_error(e: &rusqlite::Error) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            Error::from(rusqlite::Error::SqliteFailure(*code, message.clone()))
+        }
+        other => Error::internal(format!("database: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn temp_writer() -> (tempdir::Dir, Writer) {
+        let dir = tempdir::Dir::new();
+        let path = dir.path.join("w.db");
+        let mut conn = super::super::pragmas::open_writer(&path).unwrap();
+        super::super::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL CHECK (v >= 0))",
+        )
+        .unwrap();
+        (dir, Writer::start(conn).unwrap())
+    }
+
+    /// A throwaway directory removed on drop (no extra crate for tests).
+    mod tempdir {
+        pub struct Dir {
+            pub path: std::path::PathBuf,
+        }
+        impl Dir {
+            pub fn new() -> Dir {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let path = std::env::temp_dir().join(format!(
+                    "souk-writer-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&path).unwrap();
+                Dir { path }
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.path);
+            }
+        }
+    }
+
+    fn count(writer: &Writer) -> i64 {
+        writer
+            .write(|tx| Ok(tx.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .unwrap()
+    }
+
+    #[test]
+    fn many_threads_writing_at_once_all_commit() {
+        let (_dir, writer) = temp_writer();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let writer = writer.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        writer
+                            .write(move |tx| {
+                                tx.execute("INSERT INTO t (id, v) VALUES (?1, 1)", [t * 1000 + i])?;
+                                Ok(())
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(count(&writer), 1600);
+        assert!(writer.stats.commits.load(Ordering::Relaxed) <= 1601);
+        writer.shutdown();
+    }
+
+    #[test]
+    fn a_failing_job_rolls_back_alone() {
+        let (_dir, writer) = temp_writer();
+        // Queue three jobs behind a slow one so they share one commit.
+        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+        writer.submit(
+            move |_tx| {
+                let _ = gate_rx.recv();
+                Ok(())
+            },
+            |_: Result<()>| {},
+        );
+        let results = Arc::new(Mutex::new(Vec::new()));
+        for (id, v) in [(1, 5), (2, -1), (3, 7)] {
+            let results = Arc::clone(&results);
+            writer.submit(
+                move |tx| {
+                    tx.execute("INSERT INTO t (id, v) VALUES (?1, 0)", [id])?;
+                    tx.execute("UPDATE t SET v = ?2 WHERE id = ?1", [id, v])?;
+                    Ok(id)
+                },
+                move |r| results.lock().unwrap().push(r.is_ok()),
+            );
+        }
+        gate_tx.send(()).unwrap();
+        assert_eq!(count(&writer), 2, "the job with v = -1 left nothing behind");
+        let ids: Vec<i64> = writer
+            .write(|tx| {
+                let mut stmt = tx.prepare("SELECT id FROM t ORDER BY id")?;
+                let rows = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                Ok(rows)
+            })
+            .unwrap();
+        assert_eq!(ids, vec![1, 3]);
+        assert_eq!(*results.lock().unwrap(), vec![true, false, true]);
+        assert!(writer.stats.max_batch_size.load(Ordering::Relaxed) >= 3);
+        writer.shutdown();
+    }
+
+    #[test]
+    fn no_job_is_answered_before_its_commit() {
+        let (dir, writer) = temp_writer();
+        let path = dir.path.join("w.db");
+        let seen_uncommitted = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let writer = writer.clone();
+                let path = path.clone();
+                let seen = Arc::clone(&seen_uncommitted);
+                std::thread::spawn(move || {
+                    // An independent connection sees only committed data.
+                    let reader = Connection::open(&path).unwrap();
+                    for i in 0..50 {
+                        let id = t * 1000 + i;
+                        writer
+                            .write(move |tx| {
+                                tx.execute("INSERT INTO t (id, v) VALUES (?1, 1)", [id])?;
+                                Ok(())
+                            })
+                            .unwrap();
+                        let n: i64 = reader
+                            .query_row("SELECT count(*) FROM t WHERE id = ?1", [id], |r| r.get(0))
+                            .unwrap();
+                        if n != 1 {
+                            seen.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(seen_uncommitted.load(Ordering::Relaxed), 0);
+        writer.shutdown();
+    }
+
+    #[test]
+    fn a_panicking_job_fails_alone_and_the_writer_goes_on() {
+        let (_dir, writer) = temp_writer();
+        let r: Result<()> = writer.write(|_tx| panic!("boom"));
+        assert!(matches!(r, Err(Error::Internal(_))));
+        writer
+            .write(|tx| Ok(tx.execute("INSERT INTO t (id, v) VALUES (1, 1)", [])?))
+            .unwrap();
+        assert_eq!(count(&writer), 1);
+        writer.shutdown();
+        let after: Result<()> = writer.write(|_tx| Ok(()));
+        assert!(matches!(after, Err(Error::Unavailable { .. })));
+    }
+}
