@@ -4,16 +4,23 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::accounts::guard::LoginGuard;
+use crate::accounts::passwords::Hasher;
+use crate::accounts::users::UserStats;
 use crate::api::{self, Router, respond};
 use crate::config::Config;
 use crate::error::Result;
 use crate::http::{self, Reply, Request, Response, ServerHandle, Service};
+use crate::memo::Memo;
 use crate::store::{Store, StoreConfig, WriteTx};
 
 /// What every handler can reach.
 pub struct App {
     pub config: Config,
     pub store: Store,
+    pub hasher: Hasher,
+    pub guard: Arc<LoginGuard>,
+    pub user_stats: Memo<UserStats>,
     router: Router,
 }
 
@@ -81,9 +88,20 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         workers: config.workers,
     };
     let addr = config.addr;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hasher = Hasher::start(cpus)?;
+    let guard = Arc::new(LoginGuard::new(
+        config.max_login_attempts,
+        config.lockout_duration,
+        config.login_rate_limit_per_minute,
+    ));
+    let user_stats = Memo::new(config.stats_cache_ttl);
     let app = Arc::new(App {
         config,
         store,
+        hasher,
+        guard,
+        user_stats,
         router,
     });
     let service: Arc<dyn Service> = app.clone();

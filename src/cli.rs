@@ -49,7 +49,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
-        Command::User(UserCommand::Create { .. }) => not_yet("user create"),
+        Command::User(UserCommand::Create { username, admin }) => {
+            user_create(&config, &username, admin)
+        }
         Command::Backup { .. } => not_yet("backup"),
         Command::Check => not_yet("check"),
     };
@@ -85,6 +87,54 @@ fn migrate(config: &Config) -> Result<ExitCode, String> {
         config.db_path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates a user from the command line: the way to make the first admin.
+/// Works next to a running server (the write waits its turn for the lock).
+fn user_create(config: &Config, username: &str, admin: bool) -> Result<ExitCode, String> {
+    use crate::accounts::{Password, Role, Username, passwords, users};
+    let username = Username::parse(username).map_err(|e| e.to_string())?;
+    let text = match std::env::var("SOUK_PASSWORD") {
+        Ok(text) => text,
+        Err(_) => read_password_line()?,
+    };
+    let password = Password::parse("password", text).map_err(|e| e.to_string())?;
+    let hash = passwords::hash_now(password.as_bytes()).map_err(|e| e.to_string())?;
+    let store = open_store(config)?;
+    let role = if admin { Role::Admin } else { Role::User };
+    let now = crate::clock::unix_seconds();
+    let created = store
+        .writer
+        .write(move |tx| users::insert(tx, &username, None, &hash, role, now));
+    store.shutdown();
+    let user = created.map_err(|e| e.to_string())?;
+    println!(
+        "created {} `{}` with id {}",
+        role.as_str(),
+        user.username,
+        user.id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line from stdin, without its line ending (nothing else is trimmed:
+/// spaces are part of a password).
+fn read_password_line() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
+}
+
+fn open_store(config: &Config) -> Result<crate::store::Store, String> {
+    crate::store::Store::open(&crate::store::StoreConfig {
+        path: config.db_path.clone(),
+        readers: 1,
+        query_timeout: config.query_timeout,
+    })
+    .map_err(|e| e.to_string())
 }
 
 fn not_yet(what: &str) -> Result<ExitCode, String> {

@@ -43,6 +43,11 @@ pub enum Error {
     },
     /// A bug or an unexpected failure: logged in full, opaque to the client.
     Internal(String),
+    /// The error of one item of a batch, with the item's position.
+    AtIndex {
+        index: usize,
+        error: Box<Error>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -62,6 +67,14 @@ impl Error {
         }
     }
 
+    /// This error, as the error of item `index` of a batch.
+    pub fn at_index(self, index: usize) -> Error {
+        Error::AtIndex {
+            index,
+            error: Box::new(self),
+        }
+    }
+
     pub fn internal(cause: impl fmt::Display) -> Error {
         Error::Internal(cause.to_string())
     }
@@ -75,8 +88,8 @@ impl fmt::Display for Error {
             Error::UnsupportedMediaType => f.write_str("body must be application/json"),
             Error::Unauthenticated => f.write_str("authentication required"),
             Error::InvalidCredentials => f.write_str("invalid username or password"),
-            Error::Forbidden => f.write_str("forbidden"),
-            Error::NotFound => f.write_str("not found"),
+            Error::Forbidden => f.write_str("you are not allowed to do this"),
+            Error::NotFound => f.write_str("no such resource"),
             Error::Conflict { message, .. } => f.write_str(message),
             Error::IdempotencyMismatch => {
                 f.write_str("idempotency key reused with a different request")
@@ -85,6 +98,7 @@ impl fmt::Display for Error {
             Error::RateLimited { retry_after_s } => write!(f, "rate limited for {retry_after_s} s"),
             Error::Unavailable { reason, .. } => write!(f, "unavailable: {reason}"),
             Error::Internal(cause) => write!(f, "internal: {cause}"),
+            Error::AtIndex { index, error } => write!(f, "item {index}: {error}"),
         }
     }
 }

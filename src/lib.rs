@@ -1,6 +1,7 @@
 //! souk: a marketplace core in one small binary. See ARCHITECTURE.md for the
 //! map of modules and the invariants they keep.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -8,5 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod limits;
+pub mod memo;
 pub mod store;

@@ -16,21 +16,11 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
 
 /// The only place an error becomes a status code.
 pub fn error(e: Error) -> Response {
-    let (status, code) = match &e {
-        Error::InvalidJson(_) => (400, "invalid_json"),
-        Error::InvalidField { .. } => (400, "invalid_field"),
-        Error::UnsupportedMediaType => (415, "unsupported_media_type"),
-        Error::Unauthenticated => (401, "unauthenticated"),
-        Error::InvalidCredentials => (401, "invalid_credentials"),
-        Error::Forbidden => (403, "forbidden"),
-        Error::NotFound => (404, "not_found"),
-        Error::Conflict { code, .. } => (409, *code),
-        Error::IdempotencyMismatch => (422, "idempotency_mismatch"),
-        Error::LockedOut { .. } => (429, "locked_out"),
-        Error::RateLimited { .. } => (429, "rate_limited"),
-        Error::Unavailable { .. } => (503, "unavailable"),
-        Error::Internal(_) => (500, "internal"),
+    let (e, index) = match e {
+        Error::AtIndex { index, error } => (*error, Some(index)),
+        other => (other, None),
     };
+    let (status, code) = status_and_code(&e);
     let message = match &e {
         Error::Internal(cause) => {
             log::error!("internal error: {cause}");
@@ -45,6 +35,9 @@ pub fn error(e: Error) -> Response {
     if let Error::InvalidField { field, .. } = &e {
         body.insert("field".into(), json!(field));
     }
+    if let Some(index) = index {
+        body.insert("index".into(), json!(index));
+    }
     let response = Response::json(status, &json!({ "error": Value::Object(body) }));
     match e {
         Error::LockedOut { retry_after_s }
@@ -53,5 +46,24 @@ pub fn error(e: Error) -> Response {
             response.with_header("retry-after", retry_after_s.to_string())
         }
         _ => response,
+    }
+}
+
+fn status_and_code(e: &Error) -> (u16, &'static str) {
+    match e {
+        Error::InvalidJson(_) => (400, "invalid_json"),
+        Error::InvalidField { .. } => (400, "invalid_field"),
+        Error::UnsupportedMediaType => (415, "unsupported_media_type"),
+        Error::Unauthenticated => (401, "unauthenticated"),
+        Error::InvalidCredentials => (401, "invalid_credentials"),
+        Error::Forbidden => (403, "forbidden"),
+        Error::NotFound => (404, "not_found"),
+        Error::Conflict { code, .. } => (409, code),
+        Error::IdempotencyMismatch => (422, "idempotency_mismatch"),
+        Error::LockedOut { .. } => (429, "locked_out"),
+        Error::RateLimited { .. } => (429, "rate_limited"),
+        Error::Unavailable { .. } => (503, "unavailable"),
+        Error::Internal(_) => (500, "internal"),
+        Error::AtIndex { error, .. } => status_and_code(error),
     }
 }

@@ -1,0 +1,124 @@
+//! The login guard: lockout per username after MAX_LOGIN_ATTEMPTS consecutive
+//! failures, and a per-address limit on login attempts per minute. Counters
+//! live in bounded in-process LRU maps.
+
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use crate::error::{Error, Result};
+
+/// Usernames with failures remembered at once; the least recently failed go first.
+pub const LOCKOUT_ENTRIES_MAX: usize = 100_000;
+/// Client addresses with a login window remembered at once.
+pub const RATE_ENTRIES_MAX: usize = 100_000;
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+struct Window {
+    started: Instant,
+    attempts: u32,
+}
+
+pub struct LoginGuard {
+    failures: Mutex<LruCache<String, Failures>>,
+    windows: Mutex<LruCache<IpAddr, Window>>,
+    max_attempts: u32,
+    lockout: Duration,
+    attempts_per_minute: u32,
+}
+
+fn retry_after(until: Instant, now: Instant) -> u64 {
+    // Rounded up: a client that waits this long is let in.
+    let left = until.saturating_duration_since(now);
+    left.as_secs() + u64::from(left.subsec_nanos() > 0)
+}
+
+impl LoginGuard {
+    pub fn new(max_attempts: u32, lockout: Duration, attempts_per_minute: u32) -> LoginGuard {
+        let cap = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
+        LoginGuard {
+            failures: Mutex::new(LruCache::new(cap(LOCKOUT_ENTRIES_MAX))),
+            windows: Mutex::new(LruCache::new(cap(RATE_ENTRIES_MAX))),
+            max_attempts,
+            lockout,
+            attempts_per_minute,
+        }
+    }
+
+    /// Counts one attempt from `addr`; `RateLimited` past the limit.
+    pub fn count_attempt(&self, addr: IpAddr) -> Result<()> {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let window = windows.get_or_insert_mut(addr, || Window {
+            started: now,
+            attempts: 0,
+        });
+        if now.duration_since(window.started) >= RATE_WINDOW {
+            *window = Window {
+                started: now,
+                attempts: 0,
+            };
+        }
+        window.attempts = window.attempts.saturating_add(1);
+        if window.attempts > self.attempts_per_minute {
+            log::warn!("login rate limit reached for {addr}");
+            return Err(Error::RateLimited {
+                retry_after_s: retry_after(window.started + RATE_WINDOW, now),
+            });
+        }
+        Ok(())
+    }
+
+    /// `LockedOut` while `username` is locked, even for the right password.
+    pub fn check_unlocked(&self, username: &str) -> Result<()> {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = failures.peek(username)
+            && let Some(until) = entry.locked_until
+        {
+            if until > now {
+                return Err(Error::LockedOut {
+                    retry_after_s: retry_after(until, now),
+                });
+            }
+            // The lock has run out: the count starts again.
+            failures.pop(username);
+        }
+        Ok(())
+    }
+
+    /// Records a failed login; the failure that reaches the limit locks.
+    pub fn record_failure(&self, username: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = failures.get_or_insert_mut(username.to_owned(), || Failures {
+            count: 0,
+            locked_until: None,
+        });
+        entry.count = entry.count.saturating_add(1);
+        log::info!("failed login for `{username}` ({} in a row)", entry.count);
+        if entry.count >= self.max_attempts {
+            entry.locked_until = Some(Instant::now() + self.lockout);
+            log::warn!(
+                "`{username}` locked out for {} s after {} failed logins",
+                self.lockout.as_secs(),
+                entry.count
+            );
+        }
+    }
+
+    /// A successful login clears the count.
+    pub fn record_success(&self, username: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop(username);
+    }
+}

@@ -1,0 +1,87 @@
+//! Sessions: 32-byte tokens from the OS CSPRNG, handed out base64url and
+//! stored only as their SHA-256. A revoked or expired token stops working at
+//! once because every lookup reads the sessions table.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::User;
+use crate::error::{Error, Result};
+
+pub const TOKEN_BYTES: usize = 32;
+/// Length of a token in base64url without padding.
+pub const TOKEN_CHARS: usize = 43;
+
+pub type TokenHash = [u8; 32];
+
+/// A new token: what the client gets, and what is stored.
+pub fn new_token() -> Result<(String, TokenHash)> {
+    let bytes: [u8; TOKEN_BYTES] = crate::ids::random_bytes()?;
+    Ok((URL_SAFE_NO_PAD.encode(bytes), hash(&bytes)))
+}
+
+fn hash(token: &[u8]) -> TokenHash {
+    Sha256::digest(token).into()
+}
+
+/// The stored form of a token as a client sends it; `None` when it cannot
+/// be one of ours (wrong length or alphabet).
+pub fn hash_presented(token: &str) -> Option<TokenHash> {
+    if token.len() != TOKEN_CHARS {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    (bytes.len() == TOKEN_BYTES).then(|| hash(&bytes))
+}
+
+/// The active user behind a live session.
+pub fn user_for(conn: &Connection, token: &TokenHash, now: i64) -> Result<Option<User>> {
+    let found = conn
+        .prepare_cached(
+            "SELECT u.id FROM sessions AS s JOIN users AS u ON u.id = s.user_id
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.status = 'active'",
+        )?
+        .query_row(params![token.as_slice(), now], |row| row.get::<_, i64>(0))
+        .optional()?;
+    match found {
+        Some(id) => super::users::by_id(conn, id),
+        None => Ok(None),
+    }
+}
+
+/// Starts a session for `user_id` and records the login. Expired sessions of
+/// that user are removed on the way, so the table does not grow with logins.
+pub fn create(
+    conn: &Connection,
+    user_id: i64,
+    token: &TokenHash,
+    now: i64,
+    ttl_s: i64,
+) -> Result<i64> {
+    let expires_at = now
+        .checked_add(ttl_s)
+        .ok_or_else(|| Error::internal("session expiry overflows"))?;
+    conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2")?
+        .execute(params![user_id, now])?;
+    conn.prepare_cached("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![token.as_slice(), user_id, now, expires_at])?;
+    conn.prepare_cached("UPDATE users SET last_login_at = ?2 WHERE id = ?1")?
+        .execute(params![user_id, now])?;
+    Ok(expires_at)
+}
+
+pub fn end(conn: &Connection, token: &TokenHash) -> Result<()> {
+    conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+        .execute([token.as_slice()])?;
+    Ok(())
+}
+
+/// Ends every session of the user, except `keep` when given.
+pub fn end_all(conn: &Connection, user_id: i64, keep: Option<&TokenHash>) -> Result<()> {
+    let keep: &[u8] = keep.map_or(&[], |k| k.as_slice());
+    conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2")?
+        .execute(params![user_id, keep])?;
+    Ok(())
+}

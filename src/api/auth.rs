@@ -1,0 +1,47 @@
+//! Who is calling: `Authorization: Bearer TOKEN` to a live session of an
+//! active user. Anything else is 401, never 5xx, whatever the header holds.
+
+use crate::accounts::sessions::{self, TokenHash};
+use crate::accounts::{Role, User};
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http::Request;
+
+pub struct Caller {
+    pub user: User,
+    pub token: TokenHash,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+}
+
+/// The signed-in caller, or 401.
+pub fn caller(app: &App, request: &Request) -> Result<Caller> {
+    let token = bearer_token(request).ok_or(Error::Unauthenticated)?;
+    let hash = sessions::hash_presented(token).ok_or(Error::Unauthenticated)?;
+    let now = crate::clock::unix_seconds();
+    let user = app
+        .store
+        .readers
+        .read(|conn| sessions::user_for(conn, &hash, now))?
+        .ok_or(Error::Unauthenticated)?;
+    Ok(Caller { user, token: hash })
+}
+
+/// The caller if an admin: 401 when not signed in, 403 when not an admin.
+pub fn admin(app: &App, request: &Request) -> Result<Caller> {
+    let caller = caller(app, request)?;
+    if !caller.is_admin() {
+        return Err(Error::Forbidden);
+    }
+    Ok(caller)
+}
+
+fn bearer_token(request: &Request) -> Option<&str> {
+    let value = request.header("authorization")?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}

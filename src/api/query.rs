@@ -1,0 +1,34 @@
+//! Query-string parameters: percent-decoded, checked, named in errors.
+
+use percent_encoding::percent_decode_str;
+
+use crate::error::{Error, Result};
+use crate::http::Request;
+
+/// Default and largest page size of a list (SPEC §3).
+pub const PAGE_DEFAULT: usize = 20;
+pub const PAGE_MAX: usize = 100;
+
+/// The decoded value of `name`, if present.
+pub fn param(request: &Request, name: &str) -> Result<Option<String>> {
+    let Some(raw) = request.query_param(name) else {
+        return Ok(None);
+    };
+    let plus_as_space = raw.replace('+', " ");
+    percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .map(|s| Some(s.into_owned()))
+        .map_err(|_| Error::invalid_field(name, format!("{name} is not valid UTF-8")))
+}
+
+/// `?limit=`: 1..=100, default 20.
+pub fn limit(request: &Request) -> Result<usize> {
+    match param(request, "limit")? {
+        None => Ok(PAGE_DEFAULT),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=PAGE_MAX).contains(n))
+            .ok_or_else(|| Error::invalid_field("limit", format!("limit must be 1-{PAGE_MAX}"))),
+    }
+}

@@ -1,0 +1,91 @@
+//! `POST /sessions` (login) and `DELETE /sessions/current` (logout).
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Params, auth, json, respond};
+use crate::accounts::{Password, Status, Username, sessions, users};
+use crate::app::App;
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::http::{Reply, Request, Response};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// Checks the password off the request workers, then opens a session.
+/// Unknown user and wrong password cost the same hash and get the same body.
+pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    app.guard.count_attempt(request.peer.ip())?;
+    let body: Credentials = json::body(request)?;
+    // A username or password that could never be valid is simply wrong.
+    let (Ok(username), Ok(password)) = (
+        Username::parse(&body.username),
+        Password::parse("password", body.password),
+    ) else {
+        return Err(Error::InvalidCredentials);
+    };
+    app.guard.check_unlocked(username.as_str())?;
+    let found = app
+        .store
+        .readers
+        .read(|conn| users::by_username_with_hash(conn, &username))?;
+    let (user, phc) = match found {
+        Some((user, phc)) => (Some(user), Some(phc)),
+        None => (None, None),
+    };
+    let (hasher, guard, writer) = (
+        app.hasher.clone(),
+        app.guard.clone(),
+        app.store.writer.clone(),
+    );
+    let ttl_s = i64::try_from(app.config.session_ttl.as_secs()).unwrap_or(i64::MAX);
+    Ok(Reply::Later(Box::new(move |responder| {
+        hasher.verify(password, phc, move |matched| {
+            let user = match (matched, user) {
+                (Err(e), _) => return responder.send(respond::error(e)),
+                (Ok(true), Some(user)) => user,
+                _ => {
+                    guard.record_failure(username.as_str());
+                    return responder.send(respond::error(Error::InvalidCredentials));
+                }
+            };
+            guard.record_success(username.as_str());
+            if user.status == Status::Suspended {
+                return responder.send(respond::error(Error::Forbidden));
+            }
+            let (token, hash) = match sessions::new_token() {
+                Ok(pair) => pair,
+                Err(e) => return responder.send(respond::error(e)),
+            };
+            let now = clock::unix_seconds();
+            writer.submit(
+                move |tx| sessions::create(tx, user.id, &hash, now, ttl_s).map(|expires_at| (user, expires_at)),
+                move |result| {
+                    responder.send(match result {
+                        Ok((mut user, expires_at)) => {
+                            user.last_login_at = Some(now);
+                            respond::json(
+                                201,
+                                &json!({"token": token, "expires_at": clock::rfc3339(expires_at), "user": user.private()}),
+                            )
+                        }
+                        Err(e) => respond::error(e),
+                    })
+                },
+            );
+        });
+    })))
+}
+
+pub fn logout(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    let caller = auth::caller(app, request)?;
+    Ok(app.write(
+        move |tx| sessions::end(tx, &caller.token),
+        |()| Response::new(204),
+    ))
+}

@@ -1,0 +1,347 @@
+//! Users: registration, profiles, bulk reads, search, admin updates, stats.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Params, auth, json, query, respond};
+use crate::accounts::users::{self, BULK_IDS_MAX, BULK_UPDATES_MAX, Changes};
+use crate::accounts::{Password, Role, Status, Username, parse_display_name, sessions};
+use crate::app::App;
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::http::{Reply, Request};
+use crate::ids;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    password: String,
+    display_name: Option<String>,
+}
+
+/// `POST /users`: open to anyone unless SOUK_OPEN_REGISTRATION=false.
+pub fn register(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    if !app.config.open_registration {
+        auth::admin(app, request)?;
+    }
+    let body: NewUser = json::body(request)?;
+    let username = Username::parse(&body.username)?;
+    let password = Password::parse("password", body.password)?;
+    let display_name = body
+        .display_name
+        .as_deref()
+        .map(parse_display_name)
+        .transpose()?;
+    // Fast answer for a taken name before paying for a hash; the insert
+    // checks again, so a race still ends in 409.
+    if app
+        .store
+        .readers
+        .read(|conn| users::by_username_with_hash(conn, &username))?
+        .is_some()
+    {
+        return Err(taken(&username));
+    }
+    let now = clock::unix_seconds();
+    let (hasher, writer) = (app.hasher.clone(), app.store.writer.clone());
+    Ok(Reply::Later(Box::new(move |responder| {
+        hasher.hash(password, move |hashed| {
+            let hash = match hashed {
+                Ok(hash) => hash,
+                Err(e) => return responder.send(respond::error(e)),
+            };
+            writer.submit(
+                move |tx| {
+                    users::insert(
+                        tx,
+                        &username,
+                        display_name.as_deref(),
+                        &hash,
+                        Role::User,
+                        now,
+                    )
+                },
+                move |result| {
+                    responder.send(match result {
+                        Ok(user) => respond::json(201, &json!({"user": user.private()})),
+                        Err(e) => respond::error(e),
+                    })
+                },
+            );
+        });
+    })))
+}
+
+fn taken(username: &Username) -> Error {
+    Error::Conflict {
+        code: "username_taken",
+        message: format!("username `{}` is taken", username.as_str()),
+    }
+}
+
+/// `GET /users/me`: the caller with private fields.
+pub fn me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    let caller = auth::caller(app, request)?;
+    Ok(Reply::Now(respond::json(
+        200,
+        &json!({"user": caller.user.private()}),
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MyChanges {
+    display_name: Option<String>,
+    password: Option<String>,
+    current_password: Option<String>,
+}
+
+/// `PATCH /users/me`: display name, and password given the current one; a
+/// new password ends the caller's other sessions.
+pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    let caller = auth::caller(app, request)?;
+    let body: MyChanges = json::body(request)?;
+    let display_name = body
+        .display_name
+        .as_deref()
+        .map(parse_display_name)
+        .transpose()?;
+    let changes = Changes {
+        display_name,
+        ..Changes::default()
+    };
+    let user_id = caller.user.id;
+    let Some(new_password) = body.password else {
+        if body.current_password.is_some() {
+            return Err(Error::invalid_field(
+                "current_password",
+                "current_password goes with password",
+            ));
+        }
+        return Ok(app.write(
+            move |tx| users::update(tx, user_id, &changes),
+            |user| respond::json(200, &json!({"user": user.private()})),
+        ));
+    };
+    let new_password = Password::parse("password", new_password)?;
+    let current = body.current_password.ok_or_else(|| {
+        Error::invalid_field(
+            "current_password",
+            "current_password is required to change the password",
+        )
+    })?;
+    let current =
+        Password::parse("current_password", current).map_err(|_| wrong_current_password())?;
+    let phc = app
+        .store
+        .readers
+        .read(|conn| users::password_hash(conn, user_id))?;
+    let (hasher, writer, keep) = (app.hasher.clone(), app.store.writer.clone(), caller.token);
+    Ok(Reply::Later(Box::new(move |responder| {
+        let rehash = hasher.clone();
+        hasher.verify(current, phc, move |matched| {
+            match matched {
+                Ok(true) => {}
+                Ok(false) => return responder.send(respond::error(wrong_current_password())),
+                Err(e) => return responder.send(respond::error(e)),
+            }
+            rehash.hash(new_password, move |hashed| {
+                let hash = match hashed {
+                    Ok(hash) => hash,
+                    Err(e) => return responder.send(respond::error(e)),
+                };
+                let work = move |tx: &crate::store::WriteTx<'_>| {
+                    users::set_password_hash(tx, user_id, &hash)?;
+                    sessions::end_all(tx, user_id, Some(&keep))?;
+                    users::update(tx, user_id, &changes)
+                };
+                writer.submit(work, move |result| {
+                    responder.send(match result {
+                        Ok(user) => respond::json(200, &json!({"user": user.private()})),
+                        Err(e) => respond::error(e),
+                    })
+                });
+            });
+        });
+    })))
+}
+
+fn wrong_current_password() -> Error {
+    Error::invalid_field("current_password", "current_password is wrong")
+}
+
+/// `GET /users/{id}`: a public profile.
+pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
+    auth::caller(app, request)?;
+    let id = ids::parse_id("id", params.get("id")?).map_err(|_| Error::NotFound)?;
+    let user = app
+        .store
+        .readers
+        .read(|conn| users::by_id(conn, id))?
+        .ok_or(Error::NotFound)?;
+    Ok(Reply::Now(respond::json(
+        200,
+        &json!({"user": user.public()}),
+    )))
+}
+
+/// `GET /users?ids=…` (bulk read) or `GET /users?q=…` (prefix search).
+pub fn list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    auth::caller(app, request)?;
+    match (query::param(request, "ids")?, query::param(request, "q")?) {
+        (Some(list), None) => by_ids(app, &list),
+        (None, Some(prefix)) => search(app, request, &prefix),
+        _ => Err(Error::invalid_field(
+            "ids",
+            "give exactly one of ids= or q=",
+        )),
+    }
+}
+
+fn by_ids(app: &App, list: &str) -> Result<Reply> {
+    let ids: Vec<i64> = list
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| ids::parse_id("ids", s))
+        .collect::<Result<_>>()?;
+    if ids.is_empty() || ids.len() > BULK_IDS_MAX {
+        return Err(Error::invalid_field(
+            "ids",
+            format!("ids takes 1-{BULK_IDS_MAX} ids"),
+        ));
+    }
+    let found = app.store.readers.read(|conn| users::by_ids(conn, &ids))?;
+    let users: Vec<_> = found.iter().map(|u| u.public()).collect();
+    Ok(Reply::Now(respond::json(200, &json!({"users": users}))))
+}
+
+fn search(app: &App, request: &Request, prefix: &str) -> Result<Reply> {
+    let limit = query::limit(request)?;
+    let prefix = search_term("q", prefix)?;
+    let after = query::param(request, "after")?
+        .map(|a| search_term("after", &a))
+        .transpose()?;
+    let mut found = app
+        .store
+        .readers
+        .read(|conn| users::search(conn, &prefix, after.as_deref(), limit + 1))?;
+    let next = (found.len() > limit).then(|| {
+        found.truncate(limit);
+        found.last().map(|u| u.username.clone())
+    });
+    let users: Vec<_> = found.iter().map(|u| u.public()).collect();
+    Ok(Reply::Now(respond::json(
+        200,
+        &json!({"users": users, "next": next.flatten()}),
+    )))
+}
+
+/// A username prefix or cursor: up to 32 of `[a-z0-9_]`, any case.
+fn search_term(field: &str, text: &str) -> Result<String> {
+    let ok = text.chars().count() <= crate::accounts::USERNAME_CHARS_MAX
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(Error::invalid_field(
+            field,
+            format!("{field} must be up to 32 of a-z, 0-9 and _"),
+        ));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminChanges {
+    role: Option<Role>,
+    status: Option<Status>,
+    display_name: Option<String>,
+}
+
+impl AdminChanges {
+    fn parse(self) -> Result<Changes> {
+        let display_name = self
+            .display_name
+            .as_deref()
+            .map(parse_display_name)
+            .transpose()?;
+        Ok(Changes {
+            role: self.role,
+            status: self.status,
+            display_name,
+        })
+    }
+}
+
+/// `PATCH /admin/users/{id}`: role, status, display name. Suspending ends
+/// the user's sessions in the same transaction.
+pub fn admin_update(app: &App, request: &Request, params: &Params) -> Result<Reply> {
+    auth::admin(app, request)?;
+    let id = ids::parse_id("id", params.get("id")?).map_err(|_| Error::NotFound)?;
+    let changes = json::body::<AdminChanges>(request)?.parse()?;
+    Ok(app.write(
+        move |tx| users::update(tx, id, &changes),
+        |user| respond::json(200, &json!({"user": user.private()})),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkItem {
+    id: String,
+    role: Option<Role>,
+    status: Option<Status>,
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkUpdate {
+    updates: Vec<BulkItem>,
+}
+
+/// `POST /admin/users/bulk-update`: all or nothing, in one write job.
+pub fn bulk_update(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    auth::admin(app, request)?;
+    let body: BulkUpdate = json::body(request)?;
+    if body.updates.is_empty() || body.updates.len() > BULK_UPDATES_MAX {
+        return Err(Error::invalid_field(
+            "updates",
+            format!("updates takes 1-{BULK_UPDATES_MAX} items"),
+        ));
+    }
+    let updates: Vec<(i64, Changes)> = body
+        .updates
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let id = ids::parse_id("id", &item.id).map_err(|e| e.at_index(index))?;
+            let changes = AdminChanges {
+                role: item.role,
+                status: item.status,
+                display_name: item.display_name,
+            };
+            Ok((id, changes.parse().map_err(|e| e.at_index(index))?))
+        })
+        .collect::<Result<_>>()?;
+    Ok(app.write(
+        move |tx| {
+            for (index, (id, changes)) in updates.iter().enumerate() {
+                users::update(tx, *id, changes).map_err(|e| e.at_index(index))?;
+            }
+            Ok(updates.len())
+        },
+        |updated| respond::json(200, &json!({"updated": updated})),
+    ))
+}
+
+/// `GET /admin/stats/users`: one aggregate query, cached STATS_CACHE_TIMEOUT.
+pub fn stats(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    auth::admin(app, request)?;
+    let stats = app.user_stats.get_or_load(|| {
+        app.store
+            .readers
+            .read(|conn| users::stats(conn, clock::unix_seconds()))
+    })?;
+    Ok(Reply::Now(respond::json(200, &stats)))
+}
