@@ -30,3 +30,85 @@ CREATE TABLE sessions (
     expires_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX sessions_user_id ON sessions (user_id);
+
+-- migration 3: the ledger (accounts, append-only entries, totals, idempotency)
+-- One row per user and currency; CHECKs make a negative balance impossible.
+CREATE TABLE accounts (
+    user_id   INTEGER NOT NULL REFERENCES users (id),
+    currency  TEXT NOT NULL,
+    available INTEGER NOT NULL DEFAULT 0 CHECK (available >= 0),
+    held      INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
+    PRIMARY KEY (user_id, currency)
+) STRICT, WITHOUT ROWID;
+
+-- Money that entered and left the system, per currency. Every balance is at
+-- most deposited - withdrawn <= i64::MAX, so no balance or sum of balances can
+-- overflow.
+CREATE TABLE currency_totals (
+    currency  TEXT PRIMARY KEY NOT NULL,
+    deposited INTEGER NOT NULL DEFAULT 0 CHECK (deposited >= 0),
+    withdrawn INTEGER NOT NULL DEFAULT 0 CHECK (withdrawn >= 0 AND withdrawn <= deposited)
+) STRICT, WITHOUT ROWID;
+
+-- One row per user side of a movement ("leg"): a transfer has two (out for
+-- the sender, in for the recipient), a deposit or withdrawal one. Entries are
+-- never changed or deleted (triggers below).
+CREATE TABLE entries (
+    seq          INTEGER PRIMARY KEY,              -- insertion order; never shown
+    id           INTEGER NOT NULL UNIQUE,          -- random, shown
+    movement_id  INTEGER NOT NULL,                 -- shared by the legs of one movement (the transfer id)
+    user_id      INTEGER NOT NULL REFERENCES users (id),
+    kind         TEXT NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'transfer',
+                                               'escrow_hold', 'escrow_release', 'escrow_refund')),
+    direction    TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    currency     TEXT NOT NULL,
+    amount       INTEGER NOT NULL CHECK (amount > 0),
+    counterparty INTEGER,                          -- the other user, NULL for the outside world
+    escrow_id    INTEGER,
+    memo         TEXT,
+    reference    TEXT,                             -- deposits and withdrawals: e.g. a txid
+    created_at   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX entries_user_seq ON entries (user_id, seq);
+CREATE INDEX entries_user_currency_seq ON entries (user_id, currency, seq);
+CREATE INDEX entries_movement ON entries (movement_id);
+CREATE INDEX entries_kind_created ON entries (kind, created_at);
+CREATE UNIQUE INDEX entries_reference ON entries (kind, currency, reference) WHERE reference IS NOT NULL;
+CREATE TRIGGER entries_never_change BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE TRIGGER entries_never_vanish BEFORE DELETE ON entries
+BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+
+-- Idempotency keys, per caller, committed with the movement they guard.
+CREATE TABLE idempotency (
+    user_id     INTEGER NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,                     -- SHA-256 of the route and the parsed request
+    status      INTEGER NOT NULL,
+    body        BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX idempotency_created ON idempotency (created_at);
+
+-- migration 4: escrow
+CREATE TABLE escrows (
+    seq        INTEGER PRIMARY KEY,                -- creation order; never shown
+    id         INTEGER NOT NULL UNIQUE,            -- random, shown
+    buyer      INTEGER NOT NULL REFERENCES users (id),
+    seller     INTEGER NOT NULL REFERENCES users (id),
+    currency   TEXT NOT NULL,
+    amount     INTEGER NOT NULL CHECK (amount > 0),
+    state      TEXT NOT NULL CHECK (state IN ('held', 'released', 'refunded', 'disputed', 'resolved')),
+    memo       TEXT,
+    created_at INTEGER NOT NULL,
+    release_at INTEGER NOT NULL,
+    closed_at  INTEGER,
+    to_seller  INTEGER CHECK (to_seller >= 0),     -- a resolution's split
+    to_buyer   INTEGER CHECK (to_buyer >= 0),
+    CHECK (buyer != seller)
+) STRICT;
+CREATE INDEX escrows_buyer_seq ON escrows (buyer, seq);
+CREATE INDEX escrows_seller_seq ON escrows (seller, seq);
+CREATE INDEX escrows_due ON escrows (release_at) WHERE state = 'held';
+CREATE INDEX entries_escrow ON entries (escrow_id) WHERE escrow_id IS NOT NULL;

@@ -10,7 +10,9 @@ use crate::accounts::users::UserStats;
 use crate::api::{self, Router, respond};
 use crate::config::Config;
 use crate::error::Result;
+use crate::escrow::sweeper::Sweeper;
 use crate::http::{self, Reply, Request, Response, ServerHandle, Service};
+use crate::ledger::idempotency::InFlight;
 use crate::memo::Memo;
 use crate::store::{Store, StoreConfig, WriteTx};
 
@@ -21,6 +23,8 @@ pub struct App {
     pub hasher: Hasher,
     pub guard: Arc<LoginGuard>,
     pub user_stats: Memo<UserStats>,
+    pub wallet_stats: Memo<serde_json::Value>,
+    pub in_flight: InFlight,
     router: Router,
 }
 
@@ -56,6 +60,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
     server: ServerHandle,
+    sweeper: Sweeper,
 }
 
 impl Running {
@@ -63,6 +68,7 @@ impl Running {
     /// writes commit, then the writer stops.
     pub fn shutdown(self) {
         self.server.shutdown();
+        self.sweeper.stop();
         self.app.store.shutdown();
     }
 }
@@ -96,12 +102,15 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         config.login_rate_limit_per_minute,
     ));
     let user_stats = Memo::new(config.stats_cache_ttl);
+    let wallet_stats = Memo::new(config.stats_cache_ttl);
     let app = Arc::new(App {
         config,
         store,
         hasher,
         guard,
         user_stats,
+        wallet_stats,
+        in_flight: InFlight::default(),
         router,
     });
     let service: Arc<dyn Service> = app.clone();
@@ -109,9 +118,20 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         app.store.shutdown();
         crate::error::Error::internal(format!("cannot listen on {addr}: {e}"))
     })?;
+    let sweeper = match Sweeper::start(app.store.clone()) {
+        Ok(sweeper) => sweeper,
+        Err(e) => {
+            server.shutdown();
+            app.store.shutdown();
+            return Err(crate::error::Error::internal(format!(
+                "cannot start the escrow sweeper: {e}"
+            )));
+        }
+    };
     Ok(Running {
         addr: server.addr,
         app,
         server,
+        sweeper,
     })
 }

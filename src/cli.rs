@@ -52,8 +52,8 @@ pub fn main() -> ExitCode {
         Command::User(UserCommand::Create { username, admin }) => {
             user_create(&config, &username, admin)
         }
-        Command::Backup { .. } => not_yet("backup"),
-        Command::Check => not_yet("check"),
+        Command::Backup { path } => backup(&config, &path),
+        Command::Check => check(&config),
     };
     match result {
         Ok(code) => code,
@@ -137,8 +137,27 @@ fn open_store(config: &Config) -> Result<crate::store::Store, String> {
     .map_err(|e| e.to_string())
 }
 
-fn not_yet(what: &str) -> Result<ExitCode, String> {
-    Err(format!(
-        "`souk {what}` arrives with the feature that needs it; not available in this version"
-    ))
+/// Verifies every ledger invariant on one snapshot; exit 1 with the list.
+fn check(config: &Config) -> Result<ExitCode, String> {
+    let conn = crate::store::open_reader(&config.db_path).map_err(|e| e.to_string())?;
+    let problems = crate::ledger::check::check(&conn).map_err(|e| e.to_string())?;
+    if problems.is_empty() {
+        println!("ok: every ledger invariant holds");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &problems {
+        println!("problem: {problem}");
+    }
+    println!("{} problem(s) found", problems.len());
+    Ok(ExitCode::FAILURE)
+}
+
+fn backup(config: &Config, dest: &std::path::Path) -> Result<ExitCode, String> {
+    crate::store::backup(&config.db_path, dest).map_err(|e| e.to_string())?;
+    println!(
+        "backed up {} to {}",
+        config.db_path.display(),
+        dest.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

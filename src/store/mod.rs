@@ -3,6 +3,7 @@
 //! group commit. Nothing outside this module opens a connection.
 
 mod migrate;
+mod offline;
 mod pragmas;
 mod readers;
 mod writer;
@@ -10,6 +11,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 
 pub use migrate::{SCHEMA_VERSION, migrate};
+pub use offline::{backup, open_reader};
 pub use readers::Readers;
 pub use writer::{WriteStats, WriteTx, Writer};
 

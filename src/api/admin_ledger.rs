@@ -1,0 +1,159 @@
+//! Admin money routes: deposits, withdrawals, bulk balances, wallet
+//! statistics and the ledger check.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Params, auth, idempotent, json, query, respond};
+use crate::app::App;
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::http::{Reply, Request};
+use crate::ids;
+use crate::ledger::money::{self, Amount, Currency};
+use crate::ledger::{self, Applied, External, REFERENCE_CHARS_MAX};
+
+/// Most users in one `GET /admin/balances` (SPEC §4).
+pub const BALANCE_USERS_MAX: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExternalBody {
+    user_id: String,
+    currency: String,
+    amount: String,
+    reference: String,
+}
+
+struct ExternalRequest {
+    user_id: i64,
+    currency: Currency,
+    amount: Amount,
+    reference: String,
+}
+
+impl ExternalBody {
+    fn parse(self, app: &App) -> Result<ExternalRequest> {
+        let user_id = ids::parse_id("user_id", &self.user_id)?;
+        let currency = money::currency(&app.config.currencies, "currency", &self.currency)?;
+        let amount = Amount::parse("amount", &self.amount, &currency)?;
+        let ok = (1..=REFERENCE_CHARS_MAX).contains(&self.reference.len())
+            && self.reference.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(Error::invalid_field(
+                "reference",
+                format!("reference must be 1-{REFERENCE_CHARS_MAX} visible ASCII characters"),
+            ));
+        }
+        Ok(ExternalRequest {
+            user_id,
+            currency,
+            amount,
+            reference: self.reference,
+        })
+    }
+}
+
+type Movement = fn(&crate::store::WriteTx<'_>, &External<'_>) -> Result<Applied<ledger::Entry>>;
+
+fn external(app: &App, request: &Request, movement: Movement) -> Result<Reply> {
+    let caller = auth::admin(app, request)?;
+    let ext = json::body::<ExternalBody>(request)?.parse(app)?;
+    let canonical = json!([
+        ext.user_id,
+        ext.currency.code,
+        ext.amount.minor(),
+        ext.reference
+    ]);
+    let now = clock::unix_seconds();
+    let currencies = app.config.currencies.clone();
+    idempotent::write(
+        app,
+        request,
+        caller.user.id,
+        canonical,
+        move |tx| {
+            let external = External {
+                user_id: ext.user_id,
+                currency: &ext.currency,
+                amount: ext.amount,
+                reference: &ext.reference,
+                now,
+            };
+            movement(tx, &external)
+        },
+        move |applied| match applied {
+            Applied::New(entry) => respond::json(201, &json!({"entry": entry.view(&currencies)})),
+            Applied::Replayed(entry) => {
+                respond::json(201, &json!({"entry": entry.view(&currencies)}))
+                    .with_header("idempotent-replayed", "true")
+            }
+        },
+    )
+}
+
+/// `POST /admin/deposits`: credit from outside; the reference makes it repeatable.
+pub fn deposit(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    external(app, request, ledger::deposit)
+}
+
+/// `POST /admin/withdrawals`: debit to outside.
+pub fn withdraw(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    external(app, request, ledger::withdraw)
+}
+
+/// `GET /admin/balances?user_ids=…&currencies=…`: one query for up to 1000 users.
+pub fn balances(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    auth::admin(app, request)?;
+    let list = query::param(request, "user_ids")?
+        .ok_or_else(|| Error::invalid_field("user_ids", "user_ids is required"))?;
+    let user_ids: Vec<i64> = list
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| ids::parse_id("user_ids", s))
+        .collect::<Result<_>>()?;
+    if user_ids.is_empty() || user_ids.len() > BALANCE_USERS_MAX {
+        return Err(Error::invalid_field(
+            "user_ids",
+            format!("user_ids takes 1-{BALANCE_USERS_MAX} ids"),
+        ));
+    }
+    let all = &app.config.currencies;
+    let codes: Vec<String> = match query::param(request, "currencies")? {
+        None => all.0.iter().map(|c| c.code.clone()).collect(),
+        Some(list) => list
+            .split(',')
+            .map(|code| money::currency(all, "currencies", code).map(|c| c.code))
+            .collect::<Result<_>>()?,
+    };
+    let found = app
+        .store
+        .readers
+        .read(|conn| ledger::balances_of_users(conn, &user_ids, &codes))?;
+    let map: serde_json::Map<String, serde_json::Value> = found
+        .iter()
+        .map(|(user_id, balances)| (user_id.to_string(), ledger::balances_json(balances, all)))
+        .collect();
+    Ok(Reply::Now(respond::json(200, &json!({"balances": map}))))
+}
+
+/// `GET /admin/stats/wallets`, cached STATS_CACHE_TIMEOUT.
+pub fn stats(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    auth::admin(app, request)?;
+    let stats = app.wallet_stats.get_or_load(|| {
+        app.store.readers.read(|conn| {
+            ledger::stats::wallet_stats(conn, &app.config.currencies, clock::unix_seconds())
+        })
+    })?;
+    Ok(Reply::Now(respond::json(200, &stats)))
+}
+
+/// `GET /admin/check`: every invariant of SPEC §5 on one snapshot.
+pub fn check(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    auth::admin(app, request)?;
+    let problems = app.store.readers.read(ledger::check::check)?;
+    Ok(Reply::Now(respond::json(
+        200,
+        &json!({"ok": problems.is_empty(), "problems": problems}),
+    )))
+}

@@ -1,0 +1,235 @@
+//! Escrow routes. Only the parties (and admins) see or act on an escrow;
+//! anyone else gets 404, so existence is not revealed.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Caller;
+use super::wallet::parse_memo;
+use super::{Params, auth, idempotent, json, query, respond};
+use crate::app::App;
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::escrow::{self, Escrow, NewEscrow, RELEASE_AFTER_DEFAULT_S, RELEASE_AFTER_MAX_S, Role};
+use crate::http::{Reply, Request};
+use crate::ids;
+use crate::ledger::money::{self, Amount};
+use crate::store::WriteTx;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    seller: String,
+    currency: String,
+    amount: String,
+    memo: Option<String>,
+    release_after: Option<i64>,
+}
+
+/// `POST /escrows`: the caller buys; funds move from available to held.
+pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    let caller = auth::caller(app, request)?;
+    let body: CreateBody = json::body(request)?;
+    let seller = ids::parse_id("seller", &body.seller)?;
+    if seller == caller.user.id {
+        return Err(Error::invalid_field("seller", "cannot buy from yourself"));
+    }
+    let currency = money::currency(&app.config.currencies, "currency", &body.currency)?;
+    let amount = Amount::parse("amount", &body.amount, &currency)?;
+    let memo = body.memo.map(parse_memo).transpose()?;
+    let release_after_s = body.release_after.unwrap_or(RELEASE_AFTER_DEFAULT_S);
+    if !(1..=RELEASE_AFTER_MAX_S).contains(&release_after_s) {
+        return Err(Error::invalid_field(
+            "release_after",
+            format!("release_after must be 1-{RELEASE_AFTER_MAX_S} seconds"),
+        ));
+    }
+    let new = NewEscrow {
+        buyer: caller.user.id,
+        seller,
+        currency,
+        amount,
+        memo,
+        release_after_s,
+    };
+    let canonical = json!([
+        new.seller,
+        new.currency.code,
+        new.amount.minor(),
+        new.memo,
+        new.release_after_s
+    ]);
+    let now = clock::unix_seconds();
+    let currencies = app.config.currencies.clone();
+    idempotent::write(
+        app,
+        request,
+        caller.user.id,
+        canonical,
+        move |tx| escrow::create(tx, &new, now),
+        move |escrow| respond::json(201, &json!({"escrow": escrow.view(&currencies)})),
+    )
+}
+
+/// The escrow if the caller may see it: a party or an admin; else 404.
+fn visible(app: &App, caller: &Caller, params: &Params) -> Result<Escrow> {
+    let id = ids::parse_id("id", params.get("id")?).map_err(|_| Error::NotFound)?;
+    let escrow = app
+        .store
+        .readers
+        .read(|conn| escrow::by_id(conn, id))?
+        .ok_or(Error::NotFound)?;
+    if !escrow.is_party(caller.user.id) && !caller.is_admin() {
+        return Err(Error::NotFound);
+    }
+    Ok(escrow)
+}
+
+/// `GET /escrows/{id}`.
+pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
+    let caller = auth::caller(app, request)?;
+    let escrow = visible(app, &caller, params)?;
+    Ok(Reply::Now(respond::json(
+        200,
+        &json!({"escrow": escrow.view(&app.config.currencies)}),
+    )))
+}
+
+/// `GET /escrows?role=buyer|seller&state=&limit=&after=`.
+pub fn list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    let caller = auth::caller(app, request)?;
+    let role = match query::param(request, "role")?.as_deref() {
+        None => Role::Either,
+        Some("buyer") => Role::Buyer,
+        Some("seller") => Role::Seller,
+        Some(_) => return Err(Error::invalid_field("role", "role must be buyer or seller")),
+    };
+    let state = query::param(request, "state")?;
+    if let Some(state) = &state
+        && !["held", "released", "refunded", "disputed", "resolved"].contains(&state.as_str())
+    {
+        return Err(Error::invalid_field(
+            "state",
+            "state must be held, released, refunded, disputed or resolved",
+        ));
+    }
+    let after = query::param(request, "after")?
+        .map(|a| ids::parse_id("after", &a))
+        .transpose()?;
+    let limit = query::limit(request)?;
+    let mut page = app.store.readers.read(|conn| {
+        escrow::page(
+            conn,
+            caller.user.id,
+            role,
+            state.as_deref(),
+            after,
+            limit + 1,
+        )
+    })?;
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last().map(|e| e.id.to_string())
+    });
+    let escrows: Vec<_> = page
+        .iter()
+        .map(|e| e.view(&app.config.currencies))
+        .collect();
+    Ok(Reply::Now(respond::json(
+        200,
+        &json!({"escrows": escrows, "next": next.flatten()}),
+    )))
+}
+
+/// Who may take an action on an escrow besides admins.
+#[derive(Clone, Copy)]
+enum Actor {
+    Buyer,
+    Seller,
+    EitherParty,
+}
+
+type Action = fn(&WriteTx<'_>, i64, i64) -> Result<Escrow>;
+
+fn act(
+    app: &App,
+    request: &Request,
+    params: &Params,
+    actor: Actor,
+    admin_may: bool,
+    action: Action,
+) -> Result<Reply> {
+    let caller = auth::caller(app, request)?;
+    let escrow = visible(app, &caller, params)?;
+    let allowed = match actor {
+        Actor::Buyer => escrow.buyer == caller.user.id,
+        Actor::Seller => escrow.seller == caller.user.id,
+        Actor::EitherParty => escrow.is_party(caller.user.id),
+    } || (admin_may && caller.is_admin());
+    if !allowed {
+        return Err(Error::Forbidden);
+    }
+    let (id, now) = (escrow.id, clock::unix_seconds());
+    let currencies = app.config.currencies.clone();
+    idempotent::write(
+        app,
+        request,
+        caller.user.id,
+        json!([id]),
+        move |tx| action(tx, id, now),
+        move |escrow| respond::json(200, &json!({"escrow": escrow.view(&currencies)})),
+    )
+}
+
+/// `POST /escrows/{id}/release`: buyer or admin; funds to the seller.
+pub fn release(app: &App, request: &Request, params: &Params) -> Result<Reply> {
+    act(app, request, params, Actor::Buyer, true, escrow::release)
+}
+
+/// `POST /escrows/{id}/refund`: seller or admin; funds back to the buyer.
+pub fn refund(app: &App, request: &Request, params: &Params) -> Result<Reply> {
+    act(app, request, params, Actor::Seller, true, escrow::refund)
+}
+
+/// `POST /escrows/{id}/dispute`: buyer or seller; stops the automatic release.
+pub fn dispute(app: &App, request: &Request, params: &Params) -> Result<Reply> {
+    act(
+        app,
+        request,
+        params,
+        Actor::EitherParty,
+        false,
+        escrow::dispute,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolution {
+    to_seller: String,
+    to_buyer: String,
+}
+
+/// `POST /admin/escrows/{id}/resolve`: an admin splits a disputed escrow.
+pub fn resolve(app: &App, request: &Request, params: &Params) -> Result<Reply> {
+    let caller = auth::admin(app, request)?;
+    let escrow = visible(app, &caller, params)?;
+    let body: Resolution = json::body(request)?;
+    let currency = money::currency(&app.config.currencies, "currency", &escrow.currency)?;
+    // Zero is a valid part: everything to one side.
+    let part = |field: &str, text: &str| money::parse_units(field, text, &currency);
+    let (to_seller, to_buyer) = (
+        part("to_seller", &body.to_seller)?,
+        part("to_buyer", &body.to_buyer)?,
+    );
+    let (id, now) = (escrow.id, clock::unix_seconds());
+    let currencies = app.config.currencies.clone();
+    idempotent::write(
+        app,
+        request,
+        caller.user.id,
+        json!([id, to_seller, to_buyer]),
+        move |tx| escrow::resolve(tx, id, to_seller, to_buyer, now),
+        move |escrow| respond::json(200, &json!({"escrow": escrow.view(&currencies)})),
+    )
+}

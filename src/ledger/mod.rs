@@ -1,0 +1,637 @@
+//! The double-entry ledger: balances per user and currency, append-only
+//! entries, deposits, withdrawals, transfers and batches. Only this module
+//! writes balances, and only from write jobs (`WriteTx`). Every movement
+//! writes its entries and its balance changes in the same job, so the
+//! invariants of SPEC §5 hold after every commit (`check` verifies them).
+
+pub mod check;
+pub mod idempotency;
+pub mod money;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use crate::config::Currencies;
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::store::WriteTx;
+use money::{Amount, Currency, format_minor};
+
+/// (available, held) in minor units, by currency code.
+pub type Balances = BTreeMap<String, (i64, i64)>;
+
+/// Items in one batch transfer (SPEC §4).
+pub const BATCH_ITEMS_MAX: usize = 1000;
+/// Longest memo, in characters (SPEC §4).
+pub const MEMO_CHARS_MAX: usize = 280;
+/// Longest deposit/withdrawal reference (a txid is 64 hex characters).
+pub const REFERENCE_CHARS_MAX: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Deposit,
+    Withdrawal,
+    Transfer,
+    EscrowHold,
+    EscrowRelease,
+    EscrowRefund,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Deposit => "deposit",
+            Kind::Withdrawal => "withdrawal",
+            Kind::Transfer => "transfer",
+            Kind::EscrowHold => "escrow_hold",
+            Kind::EscrowRelease => "escrow_release",
+            Kind::EscrowRefund => "escrow_refund",
+        }
+    }
+}
+
+/// One user's side of a movement, as stored.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: i64,
+    pub movement_id: i64,
+    pub user_id: i64,
+    pub kind: String,
+    pub direction: String,
+    pub currency: String,
+    pub amount: i64,
+    pub counterparty: Option<i64>,
+    pub escrow_id: Option<i64>,
+    pub memo: Option<String>,
+    pub reference: Option<String>,
+    pub created_at: i64,
+}
+
+/// An entry as clients see it (SPEC §4).
+#[derive(Serialize)]
+pub struct EntryView {
+    pub id: String,
+    pub kind: String,
+    pub currency: String,
+    pub amount: String,
+    pub direction: String,
+    pub counterparty: Option<String>,
+    pub escrow_id: Option<String>,
+    pub memo: Option<String>,
+    pub reference: Option<String>,
+    pub created_at: String,
+}
+
+impl Entry {
+    pub fn view(&self, currencies: &Currencies) -> EntryView {
+        EntryView {
+            id: self.id.to_string(),
+            kind: self.kind.clone(),
+            currency: self.currency.clone(),
+            amount: format_minor(
+                i128::from(self.amount),
+                decimals_of(currencies, &self.currency),
+            ),
+            direction: self.direction.clone(),
+            counterparty: self.counterparty.map(|id| id.to_string()),
+            escrow_id: self.escrow_id.map(|id| id.to_string()),
+            memo: self.memo.clone(),
+            reference: self.reference.clone(),
+            created_at: crate::clock::rfc3339(self.created_at),
+        }
+    }
+}
+
+/// Decimal places of a stored currency; one disabled since keeps its
+/// history readable with 0 places rather than failing.
+pub fn decimals_of(currencies: &Currencies, code: &str) -> u32 {
+    currencies
+        .0
+        .iter()
+        .find(|c| c.code == code)
+        .map_or(0, |c| c.decimals)
+}
+
+const ENTRY_COLUMNS: &str = "id, movement_id, user_id, kind, direction, currency, amount, counterparty, escrow_id, memo, reference, created_at";
+
+fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        id: row.get(0)?,
+        movement_id: row.get(1)?,
+        user_id: row.get(2)?,
+        kind: row.get(3)?,
+        direction: row.get(4)?,
+        currency: row.get(5)?,
+        amount: row.get(6)?,
+        counterparty: row.get(7)?,
+        escrow_id: row.get(8)?,
+        memo: row.get(9)?,
+        reference: row.get(10)?,
+        created_at: row.get(11)?,
+    })
+}
+
+/// What a new entry records; `insert_entry` gives it an id.
+pub struct NewEntry<'a> {
+    pub movement_id: i64,
+    pub user_id: i64,
+    pub kind: Kind,
+    pub direction: &'static str,
+    pub currency: &'a str,
+    pub amount: Amount,
+    pub counterparty: Option<i64>,
+    pub escrow_id: Option<i64>,
+    pub memo: Option<&'a str>,
+    pub reference: Option<&'a str>,
+    pub created_at: i64,
+}
+
+pub fn insert_entry(tx: &WriteTx<'_>, new: &NewEntry<'_>) -> Result<Entry> {
+    let id = ids::random_id()?;
+    tx.prepare_cached(
+        "INSERT INTO entries (id, movement_id, user_id, kind, direction, currency, amount,
+                              counterparty, escrow_id, memo, reference, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        id,
+        new.movement_id,
+        new.user_id,
+        new.kind.as_str(),
+        new.direction,
+        new.currency,
+        new.amount.minor(),
+        new.counterparty,
+        new.escrow_id,
+        new.memo,
+        new.reference,
+        new.created_at
+    ])?;
+    Ok(Entry {
+        id,
+        movement_id: new.movement_id,
+        user_id: new.user_id,
+        kind: new.kind.as_str().to_owned(),
+        direction: new.direction.to_owned(),
+        currency: new.currency.to_owned(),
+        amount: new.amount.minor(),
+        counterparty: new.counterparty,
+        escrow_id: new.escrow_id,
+        memo: new.memo.map(str::to_owned),
+        reference: new.reference.map(str::to_owned),
+        created_at: new.created_at,
+    })
+}
+
+pub fn insufficient_funds(currency: &str) -> Error {
+    Error::Conflict {
+        code: "insufficient_funds",
+        message: format!("available {currency} balance is too low"),
+    }
+}
+
+/// Takes `amount` from the user's available balance, or `insufficient_funds`:
+/// the check and the change are one statement.
+pub fn debit_available(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i64) -> Result<()> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE accounts SET available = available - ?3
+             WHERE user_id = ?1 AND currency = ?2 AND available >= ?3",
+        )?
+        .execute(params![user_id, currency, amount])?;
+    if changed == 0 {
+        return Err(insufficient_funds(currency));
+    }
+    Ok(())
+}
+
+/// Adds `amount` to the user's available balance. It cannot overflow while
+/// the totals invariant holds (every balance <= deposited - withdrawn); the
+/// guard in the statement turns a broken invariant into an error, not a wrap.
+pub fn credit_available(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i64) -> Result<()> {
+    let changed = tx
+        .prepare_cached(
+            "INSERT INTO accounts (user_id, currency, available) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, currency) DO UPDATE SET available = available + excluded.available
+             WHERE available <= 9223372036854775807 - excluded.available",
+        )?
+        .execute(params![user_id, currency, amount])?;
+    if changed == 0 {
+        return Err(Error::internal(format!(
+            "balance of user {user_id} in {currency} would overflow"
+        )));
+    }
+    Ok(())
+}
+
+/// Moves `amount` between the available and held parts of one account.
+pub fn move_to_held(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i64) -> Result<()> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE accounts SET available = available - ?3, held = held + ?3
+             WHERE user_id = ?1 AND currency = ?2 AND available >= ?3",
+        )?
+        .execute(params![user_id, currency, amount])?;
+    if changed == 0 {
+        return Err(insufficient_funds(currency));
+    }
+    Ok(())
+}
+
+/// Takes `amount` from held (escrow release or refund). Failing means the
+/// held funds are not there: a broken invariant, so an internal error.
+pub fn debit_held(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i64) -> Result<()> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE accounts SET held = held - ?3 WHERE user_id = ?1 AND currency = ?2 AND held >= ?3",
+        )?
+        .execute(params![user_id, currency, amount])?;
+    if changed == 0 {
+        return Err(Error::internal(format!(
+            "held {currency} of user {user_id} is short of {amount}"
+        )));
+    }
+    Ok(())
+}
+
+/// (available, held) per enabled currency, zeros when never used.
+pub fn balances(conn: &Connection, user_id: i64, currencies: &Currencies) -> Result<Balances> {
+    let mut out: Balances = currencies
+        .0
+        .iter()
+        .map(|c| (c.code.clone(), (0, 0)))
+        .collect();
+    let mut stmt =
+        conn.prepare_cached("SELECT currency, available, held FROM accounts WHERE user_id = ?1")?;
+    let rows = stmt.query_map([user_id], |row| {
+        Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?))
+    })?;
+    for row in rows {
+        let (currency, available, held) = row?;
+        if let Some(slot) = out.get_mut(&currency) {
+            *slot = (available, held);
+        }
+    }
+    Ok(out)
+}
+
+/// Renders balances as SPEC §4 shows them.
+pub fn balances_json(balances: &Balances, currencies: &Currencies) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = balances
+        .iter()
+        .map(|(code, (available, held))| {
+            let decimals = decimals_of(currencies, code);
+            let value = serde_json::json!({
+                "available": format_minor(i128::from(*available), decimals),
+                "held": format_minor(i128::from(*held), decimals),
+            });
+            (code.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
+/// A page of the user's entries, newest first, after the entry `after`.
+pub fn entries_page(
+    conn: &Connection,
+    user_id: i64,
+    currency: Option<&str>,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Entry>> {
+    let before_seq: i64 = match after {
+        None => i64::MAX,
+        Some(id) => conn
+            .prepare_cached("SELECT seq FROM entries WHERE id = ?1 AND user_id = ?2")?
+            .query_row([id, user_id], |row| row.get(0))
+            .optional()?
+            .ok_or_else(|| Error::invalid_field("after", "after is not a cursor from this list"))?,
+    };
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries
+         WHERE user_id = ?1 AND (?2 IS NULL OR currency = ?2) AND seq < ?3
+         ORDER BY seq DESC LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![user_id, currency, before_seq, limit as i64],
+        entry_from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<Entry>>>()?)
+}
+
+/// Deposit or withdrawal from or to the outside world.
+pub struct External<'a> {
+    pub user_id: i64,
+    pub currency: &'a Currency,
+    pub amount: Amount,
+    pub reference: &'a str,
+    pub now: i64,
+}
+
+/// What a movement with a reference did: applied now, or found applied before.
+pub enum Applied<T> {
+    New(T),
+    Replayed(T),
+}
+
+/// The entry already recorded under this reference, if any; `422` when it
+/// records a different request.
+fn prior_by_reference(tx: &WriteTx<'_>, kind: Kind, ext: &External<'_>) -> Result<Option<Entry>> {
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE kind = ?1 AND currency = ?2 AND reference = ?3"
+    );
+    let prior = tx
+        .prepare_cached(&sql)?
+        .query_row(
+            params![kind.as_str(), ext.currency.code, ext.reference],
+            entry_from_row,
+        )
+        .optional()?;
+    match prior {
+        Some(entry) if entry.user_id == ext.user_id && entry.amount == ext.amount.minor() => {
+            Ok(Some(entry))
+        }
+        Some(_) => Err(Error::IdempotencyMismatch),
+        None => Ok(None),
+    }
+}
+
+fn require_user(tx: &WriteTx<'_>, user_id: i64) -> Result<()> {
+    let exists: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?
+        .query_row([user_id], |row| row.get(0))?;
+    if !exists {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// Credits a user from outside; the reference (e.g. a txid) makes it safe to repeat.
+pub fn deposit(tx: &WriteTx<'_>, ext: &External<'_>) -> Result<Applied<Entry>> {
+    if let Some(entry) = prior_by_reference(tx, Kind::Deposit, ext)? {
+        return Ok(Applied::Replayed(entry));
+    }
+    require_user(tx, ext.user_id)?;
+    let code = ext.currency.code.as_str();
+    let changed = tx
+        .prepare_cached(
+            "INSERT INTO currency_totals (currency, deposited) VALUES (?1, ?2)
+             ON CONFLICT (currency) DO UPDATE SET deposited = deposited + excluded.deposited
+             WHERE deposited <= 9223372036854775807 - excluded.deposited",
+        )?
+        .execute(params![code, ext.amount.minor()])?;
+    if changed == 0 {
+        return Err(Error::invalid_field(
+            "amount",
+            format!("total {code} deposits would exceed the largest amount souk can hold"),
+        ));
+    }
+    credit_available(tx, ext.user_id, code, ext.amount.minor())?;
+    external_entry(tx, Kind::Deposit, "in", ext).map(Applied::New)
+}
+
+/// Debits a user to outside; `insufficient_funds` when available is short.
+pub fn withdraw(tx: &WriteTx<'_>, ext: &External<'_>) -> Result<Applied<Entry>> {
+    if let Some(entry) = prior_by_reference(tx, Kind::Withdrawal, ext)? {
+        return Ok(Applied::Replayed(entry));
+    }
+    require_user(tx, ext.user_id)?;
+    let code = ext.currency.code.as_str();
+    debit_available(tx, ext.user_id, code, ext.amount.minor())?;
+    tx.prepare_cached("UPDATE currency_totals SET withdrawn = withdrawn + ?2 WHERE currency = ?1")?
+        .execute(params![code, ext.amount.minor()])?;
+    external_entry(tx, Kind::Withdrawal, "out", ext).map(Applied::New)
+}
+
+fn external_entry(
+    tx: &WriteTx<'_>,
+    kind: Kind,
+    direction: &'static str,
+    ext: &External<'_>,
+) -> Result<Entry> {
+    let movement_id = ids::random_id()?;
+    insert_entry(
+        tx,
+        &NewEntry {
+            movement_id,
+            user_id: ext.user_id,
+            kind,
+            direction,
+            currency: &ext.currency.code,
+            amount: ext.amount,
+            counterparty: None,
+            escrow_id: None,
+            memo: None,
+            reference: Some(ext.reference),
+            created_at: ext.now,
+        },
+    )
+}
+
+/// One transfer as asked: to whom, what, how much.
+#[derive(Debug, Clone)]
+pub struct TransferItem {
+    pub to: i64,
+    pub currency: Currency,
+    pub amount: Amount,
+    pub memo: Option<String>,
+}
+
+/// A transfer as done.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    pub id: i64,
+    pub from: i64,
+    pub to: i64,
+    pub currency: Currency,
+    pub amount: Amount,
+    pub memo: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Serialize)]
+pub struct TransferView {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub currency: String,
+    pub amount: String,
+    pub memo: Option<String>,
+    pub created_at: String,
+}
+
+impl Transfer {
+    pub fn view(&self) -> TransferView {
+        TransferView {
+            id: self.id.to_string(),
+            from: self.from.to_string(),
+            to: self.to.to_string(),
+            currency: self.currency.code.clone(),
+            amount: format_minor(i128::from(self.amount.minor()), self.currency.decimals),
+            memo: self.memo.clone(),
+            created_at: crate::clock::rfc3339(self.created_at),
+        }
+    }
+}
+
+/// Moves funds between users, all items or none: per currency one debit of
+/// the sum (checked against available in the same statement), per recipient
+/// one credit, and two entries per item. An error names the item at fault.
+pub fn transfer_batch(
+    tx: &WriteTx<'_>,
+    from: i64,
+    items: &[TransferItem],
+    now: i64,
+) -> Result<Vec<Transfer>> {
+    require_recipients(tx, from, items)?;
+    let mut debits: BTreeMap<&str, (i64, usize)> = BTreeMap::new();
+    let mut credits: HashMap<(i64, &str), i64> = HashMap::new();
+    for (index, item) in items.iter().enumerate() {
+        let code = item.currency.code.as_str();
+        let slot = debits.entry(code).or_insert((0, index));
+        // A sum past i64::MAX can never be covered by a balance.
+        slot.0 = slot
+            .0
+            .checked_add(item.amount.minor())
+            .ok_or_else(|| insufficient_funds(code).at_index(index))?;
+        let credit = credits.entry((item.to, code)).or_insert(0);
+        *credit = credit
+            .checked_add(item.amount.minor())
+            .ok_or_else(|| insufficient_funds(code).at_index(index))?;
+    }
+    for (code, (total, _)) in &debits {
+        if debit_available(tx, from, code, *total).is_err() {
+            return Err(
+                insufficient_funds(code).at_index(first_unaffordable(tx, from, code, items)?)
+            );
+        }
+    }
+    for ((to, code), amount) in &credits {
+        credit_available(tx, *to, code, *amount)?;
+    }
+    items
+        .iter()
+        .map(|item| record_transfer(tx, from, item, now))
+        .collect()
+}
+
+pub fn transfer(tx: &WriteTx<'_>, from: i64, item: &TransferItem, now: i64) -> Result<Transfer> {
+    require_recipients(tx, from, std::slice::from_ref(item))?;
+    debit_available(tx, from, &item.currency.code, item.amount.minor())?;
+    credit_available(tx, item.to, &item.currency.code, item.amount.minor())?;
+    record_transfer(tx, from, item, now)
+}
+
+/// Every recipient exists and is not the sender (one query for all).
+fn require_recipients(tx: &WriteTx<'_>, from: i64, items: &[TransferItem]) -> Result<()> {
+    let single = items.len() == 1;
+    let at = |e: Error, index: usize| if single { e } else { e.at_index(index) };
+    for (index, item) in items.iter().enumerate() {
+        if item.to == from {
+            return Err(at(
+                Error::invalid_field("to", "cannot transfer to yourself"),
+                index,
+            ));
+        }
+    }
+    let ids: Vec<i64> = items.iter().map(|i| i.to).collect();
+    let list = serde_json::to_string(&ids).map_err(Error::internal)?;
+    let mut stmt =
+        tx.prepare_cached("SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?1))")?;
+    let found: std::collections::HashSet<i64> = stmt
+        .query_map([list], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    match items.iter().position(|item| !found.contains(&item.to)) {
+        Some(index) => Err(at(Error::NotFound, index)),
+        None => Ok(()),
+    }
+}
+
+/// The index of the first item of `code` that the sender cannot afford.
+fn first_unaffordable(
+    tx: &WriteTx<'_>,
+    from: i64,
+    code: &str,
+    items: &[TransferItem],
+) -> Result<usize> {
+    let available: i64 = tx
+        .prepare_cached("SELECT available FROM accounts WHERE user_id = ?1 AND currency = ?2")?
+        .query_row(params![from, code], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let mut running: i64 = 0;
+    for (index, item) in items
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.currency.code == code)
+    {
+        running = running.saturating_add(item.amount.minor());
+        if running > available {
+            return Ok(index);
+        }
+    }
+    Ok(0)
+}
+
+fn record_transfer(tx: &WriteTx<'_>, from: i64, item: &TransferItem, now: i64) -> Result<Transfer> {
+    let id = ids::random_id()?;
+    for (user_id, direction, counterparty) in [(from, "out", item.to), (item.to, "in", from)] {
+        insert_entry(
+            tx,
+            &NewEntry {
+                movement_id: id,
+                user_id,
+                kind: Kind::Transfer,
+                direction,
+                currency: &item.currency.code,
+                amount: item.amount,
+                counterparty: Some(counterparty),
+                escrow_id: None,
+                memo: item.memo.as_deref(),
+                reference: None,
+                created_at: now,
+            },
+        )?;
+    }
+    Ok(Transfer {
+        id,
+        from,
+        to: item.to,
+        currency: item.currency.clone(),
+        amount: item.amount,
+        memo: item.memo.clone(),
+        created_at: now,
+    })
+}
+
+/// Balances of the asked users that exist, for the asked currencies (zeros
+/// where never used): one query, the ids bound as one JSON array.
+pub fn balances_of_users(
+    conn: &Connection,
+    user_ids: &[i64],
+    codes: &[String],
+) -> Result<BTreeMap<i64, Balances>> {
+    let ids = serde_json::to_string(user_ids).map_err(Error::internal)?;
+    let currencies = serde_json::to_string(codes).map_err(Error::internal)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.id, a.currency, a.available, a.held
+         FROM users AS u
+         LEFT JOIN accounts AS a ON a.user_id = u.id AND a.currency IN (SELECT value FROM json_each(?2))
+         WHERE u.id IN (SELECT value FROM json_each(?1))",
+    )?;
+    let mut out: BTreeMap<i64, Balances> = BTreeMap::new();
+    let mut rows = stmt.query(params![ids, currencies])?;
+    while let Some(row) = rows.next()? {
+        let user = out
+            .entry(row.get(0)?)
+            .or_insert_with(|| codes.iter().map(|c| (c.clone(), (0, 0))).collect());
+        if let Some(code) = row.get::<_, Option<String>>(1)? {
+            user.insert(code, (row.get(2)?, row.get(3)?));
+        }
+    }
+    Ok(out)
+}
