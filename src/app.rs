@@ -3,18 +3,22 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::accounts::guard::LoginGuard;
 use crate::accounts::passwords::Hasher;
 use crate::accounts::users::UserStats;
 use crate::api::{self, Router, respond};
+use crate::cache::Caches;
 use crate::config::Config;
 use crate::error::Result;
 use crate::escrow::sweeper::Sweeper;
 use crate::http::{self, Reply, Request, Response, ServerHandle, Service};
 use crate::ledger::idempotency::InFlight;
 use crate::memo::Memo;
-use crate::store::{Store, StoreConfig, WriteTx};
+use crate::monitor::alerts::Thresholds;
+use crate::monitor::{Monitor, MonitorThread};
+use crate::store::{Store, StoreConfig, Touched, WriteTx};
 
 /// What every handler can reach.
 pub struct App {
@@ -25,12 +29,20 @@ pub struct App {
     pub user_stats: Memo<UserStats>,
     pub wallet_stats: Memo<serde_json::Value>,
     pub in_flight: InFlight,
+    pub monitor: Arc<Monitor>,
+    pub caches: Arc<Caches>,
     router: Router,
 }
 
 impl Service for App {
     fn call(&self, request: Request) -> Reply {
         self.router.dispatch(self, &request)
+    }
+
+    fn completed(&self, response: &Response, elapsed: Duration) {
+        self.monitor
+            .requests
+            .record(response.route, response.status, elapsed);
     }
 }
 
@@ -61,6 +73,7 @@ pub struct Running {
     pub app: Arc<App>,
     server: ServerHandle,
     sweeper: Sweeper,
+    monitor: MonitorThread,
 }
 
 impl Running {
@@ -69,6 +82,7 @@ impl Running {
     pub fn shutdown(self) {
         self.server.shutdown();
         self.sweeper.stop();
+        self.monitor.stop();
         self.app.store.shutdown();
     }
 }
@@ -81,11 +95,16 @@ pub fn start(config: Config) -> Result<Running> {
 /// Like `start`, with a router of the caller's (tests add routes to
 /// `api::routes()`).
 pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
-    let store = Store::open(&StoreConfig {
-        path: config.db_path.clone(),
-        readers: config.db_readers,
-        query_timeout: config.query_timeout,
-    })?;
+    let caches = Caches::new(&config);
+    let invalidate = Arc::clone(&caches);
+    let store = Store::open(
+        &StoreConfig {
+            path: config.db_path.clone(),
+            readers: config.db_readers,
+            query_timeout: config.query_timeout,
+        },
+        Arc::new(move |touched: &[Touched]| invalidate.invalidate(touched)),
+    )?;
     let limits = http::Limits {
         max_body_bytes: config.max_body_bytes,
         max_connections: config.max_connections,
@@ -103,6 +122,11 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     ));
     let user_stats = Memo::new(config.stats_cache_ttl);
     let wallet_stats = Memo::new(config.stats_cache_ttl);
+    let monitor = Arc::new(Monitor::new(
+        router.describe(),
+        thresholds(&config),
+        config.monitoring_interval,
+    ));
     let app = Arc::new(App {
         config,
         store,
@@ -111,21 +135,29 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         user_stats,
         wallet_stats,
         in_flight: InFlight::default(),
+        monitor,
+        caches,
         router,
     });
+    crate::cache::warm::spawn(
+        Arc::clone(&app.caches),
+        app.store.readers.clone(),
+        app.config.currencies.clone(),
+    );
     let service: Arc<dyn Service> = app.clone();
     let server = http::Server::start(addr, limits, service).map_err(|e| {
         app.store.shutdown();
         crate::error::Error::internal(format!("cannot listen on {addr}: {e}"))
     })?;
-    let sweeper = match Sweeper::start(app.store.clone()) {
-        Ok(sweeper) => sweeper,
+    let threads = Sweeper::start(app.store.clone())
+        .and_then(|sweeper| Ok((sweeper, app.monitor.start(&app.config.db_path)?)));
+    let (sweeper, monitor) = match threads {
+        Ok(pair) => pair,
         Err(e) => {
             server.shutdown();
             app.store.shutdown();
-            return Err(crate::error::Error::internal(format!(
-                "cannot start the escrow sweeper: {e}"
-            )));
+            let message = format!("cannot start a service thread: {e}");
+            return Err(crate::error::Error::internal(message));
         }
     };
     Ok(Running {
@@ -133,5 +165,16 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         app,
         server,
         sweeper,
+        monitor,
     })
+}
+
+fn thresholds(config: &Config) -> Thresholds {
+    Thresholds {
+        memory_percent: f64::from(config.alert_memory_percent),
+        cpu_percent: f64::from(config.alert_cpu_percent),
+        response_ms: config.alert_response_ms as f64,
+        error_percent: f64::from(config.alert_error_percent),
+        cooldown: config.alert_cooldown,
+    }
 }

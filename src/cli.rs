@@ -129,11 +129,14 @@ fn read_password_line() -> Result<String, String> {
 }
 
 fn open_store(config: &Config) -> Result<crate::store::Store, String> {
-    crate::store::Store::open(&crate::store::StoreConfig {
-        path: config.db_path.clone(),
-        readers: 1,
-        query_timeout: config.query_timeout,
-    })
+    crate::store::Store::open(
+        &crate::store::StoreConfig {
+            path: config.db_path.clone(),
+            readers: 1,
+            query_timeout: config.query_timeout,
+        },
+        std::sync::Arc::new(crate::cache::no_caches()),
+    )
     .map_err(|e| e.to_string())
 }
 

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod api;
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -14,4 +15,5 @@ pub mod ids;
 pub mod ledger;
 pub mod limits;
 pub mod memo;
+pub mod monitor;
 pub mod store;

@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::User;
 use crate::error::{Error, Result};
+use crate::store::{Touched, WriteTx};
 
 pub const TOKEN_BYTES: usize = 32;
 /// Length of a token in base64url without padding.
@@ -36,25 +36,30 @@ pub fn hash_presented(token: &str) -> Option<TokenHash> {
     (bytes.len() == TOKEN_BYTES).then(|| hash(&bytes))
 }
 
-/// The active user behind a live session.
-pub fn user_for(conn: &Connection, token: &TokenHash, now: i64) -> Result<Option<User>> {
-    let found = conn
-        .prepare_cached(
-            "SELECT u.id FROM sessions AS s JOIN users AS u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.status = 'active'",
-        )?
-        .query_row(params![token.as_slice(), now], |row| row.get::<_, i64>(0))
-        .optional()?;
-    match found {
-        Some(id) => super::users::by_id(conn, id),
-        None => Ok(None),
-    }
+/// Whose a session is and until when (unix seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionEntry {
+    pub user_id: i64,
+    pub expires_at: i64,
+}
+
+/// The stored session with this token hash, live or not.
+pub fn lookup(conn: &Connection, token: &TokenHash) -> Result<Option<SessionEntry>> {
+    Ok(conn
+        .prepare_cached("SELECT user_id, expires_at FROM sessions WHERE token_hash = ?1")?
+        .query_row([token.as_slice()], |row| {
+            Ok(SessionEntry {
+                user_id: row.get(0)?,
+                expires_at: row.get(1)?,
+            })
+        })
+        .optional()?)
 }
 
 /// Starts a session for `user_id` and records the login. Expired sessions of
 /// that user are removed on the way, so the table does not grow with logins.
 pub fn create(
-    conn: &Connection,
+    conn: &WriteTx<'_>,
     user_id: i64,
     token: &TokenHash,
     now: i64,
@@ -69,19 +74,22 @@ pub fn create(
         .execute(params![token.as_slice(), user_id, now, expires_at])?;
     conn.prepare_cached("UPDATE users SET last_login_at = ?2 WHERE id = ?1")?
         .execute(params![user_id, now])?;
+    conn.touch(Touched::User(user_id));
     Ok(expires_at)
 }
 
-pub fn end(conn: &Connection, token: &TokenHash) -> Result<()> {
+pub fn end(conn: &WriteTx<'_>, token: &TokenHash) -> Result<()> {
     conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
         .execute([token.as_slice()])?;
+    conn.touch(Touched::Session(*token));
     Ok(())
 }
 
 /// Ends every session of the user, except `keep` when given.
-pub fn end_all(conn: &Connection, user_id: i64, keep: Option<&TokenHash>) -> Result<()> {
+pub fn end_all(conn: &WriteTx<'_>, user_id: i64, keep: Option<&TokenHash>) -> Result<()> {
     let keep: &[u8] = keep.map_or(&[], |k| k.as_slice());
     conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2")?
         .execute(params![user_id, keep])?;
+    conn.touch(Touched::SessionsOf(user_id));
     Ok(())
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{Role, Status, User, Username};
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::store::{Touched, WriteTx};
 
 const COLUMNS: &str = "id, username, display_name, role, status, created_at, last_login_at";
 
@@ -94,7 +95,7 @@ pub fn search(
 
 /// Inserts a user; `username_taken` when the name is in use.
 pub fn insert(
-    conn: &Connection,
+    conn: &WriteTx<'_>,
     username: &Username,
     display_name: Option<&str>,
     password_hash: &str,
@@ -144,7 +145,7 @@ pub struct Changes {
 
 /// Applies `changes` to user `id`; suspending ends their sessions at once.
 /// `NotFound` when there is no such user.
-pub fn update(conn: &Connection, id: i64, changes: &Changes) -> Result<User> {
+pub fn update(conn: &WriteTx<'_>, id: i64, changes: &Changes) -> Result<User> {
     let updated = conn
         .prepare_cached(
             "UPDATE users SET role = coalesce(?2, role), status = coalesce(?3, status),
@@ -160,13 +161,14 @@ pub fn update(conn: &Connection, id: i64, changes: &Changes) -> Result<User> {
     if updated == 0 {
         return Err(Error::NotFound);
     }
+    conn.touch(Touched::User(id));
     if changes.status == Some(Status::Suspended) {
         super::sessions::end_all(conn, id, None)?;
     }
     by_id(conn, id)?.ok_or(Error::NotFound)
 }
 
-pub fn set_password_hash(conn: &Connection, id: i64, password_hash: &str) -> Result<()> {
+pub fn set_password_hash(conn: &WriteTx<'_>, id: i64, password_hash: &str) -> Result<()> {
     conn.prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
         .execute(params![id, password_hash])?;
     Ok(())
@@ -208,4 +210,14 @@ pub fn stats(conn: &Connection, now: i64) -> Result<UserStats> {
                 as_of: crate::clock::rfc3339(now),
             })
         })?)
+}
+
+/// The users who logged in most recently (for cache warming).
+pub fn most_recently_active(conn: &Connection, limit: usize) -> Result<Vec<User>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE last_login_at IS NOT NULL ORDER BY last_login_at DESC LIMIT ?1"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([limit as i64], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<User>>>()?)
 }

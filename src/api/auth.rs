@@ -2,7 +2,7 @@
 //! active user. Anything else is 401, never 5xx, whatever the header holds.
 
 use crate::accounts::sessions::{self, TokenHash};
-use crate::accounts::{Role, User};
+use crate::accounts::{Role, Status, User, users};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::Request;
@@ -18,17 +18,31 @@ impl Caller {
     }
 }
 
-/// The signed-in caller, or 401.
+/// The signed-in caller, or 401: a live session of an active user. Both
+/// lookups go through caches that every logout, suspension and password
+/// change invalidates before it is acknowledged.
 pub fn caller(app: &App, request: &Request) -> Result<Caller> {
     let token = bearer_token(request).ok_or(Error::Unauthenticated)?;
     let hash = sessions::hash_presented(token).ok_or(Error::Unauthenticated)?;
-    let now = crate::clock::unix_seconds();
-    let user = app
-        .store
-        .readers
-        .read(|conn| sessions::user_for(conn, &hash, now))?
+    let readers = &app.store.readers;
+    let session = app
+        .caches
+        .sessions
+        .get_or_load_some(&hash, || readers.read(|conn| sessions::lookup(conn, &hash)))?
+        .filter(|s| s.expires_at > crate::clock::unix_seconds())
+        .ok_or(Error::Unauthenticated)?;
+    let user = profile(app, session.user_id)?
+        .filter(|u| u.status == Status::Active)
         .ok_or(Error::Unauthenticated)?;
     Ok(Caller { user, token: hash })
+}
+
+/// A user by id through the profile cache.
+pub fn profile(app: &App, user_id: i64) -> Result<Option<User>> {
+    let readers = &app.store.readers;
+    app.caches.profiles.get_or_load_some(&user_id, || {
+        readers.read(|conn| users::by_id(conn, user_id))
+    })
 }
 
 /// The caller if an admin: 401 when not signed in, 403 when not an admin.

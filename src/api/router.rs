@@ -30,6 +30,9 @@ enum Segment {
 
 struct Route {
     method: Method,
+    pattern: &'static str,
+    /// The operation name metrics use, e.g. `users.get_by_id`.
+    operation: &'static str,
     segments: Vec<Segment>,
     handler: Handler,
 }
@@ -56,10 +59,34 @@ impl Router {
             .collect();
         self.routes.push(Route {
             method,
+            pattern,
+            operation: pattern,
             segments,
             handler,
         });
         self
+    }
+
+    /// Names the operation of the route added last (for metrics).
+    pub fn op(mut self, operation: &'static str) -> Router {
+        if let Some(route) = self.routes.last_mut() {
+            route.operation = operation;
+        }
+        self
+    }
+
+    /// (`METHOD /pattern`, operation) of every route, in order: the index of
+    /// a route here is the `Response::route` it tags its answers with.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        self.routes
+            .iter()
+            .map(|r| {
+                (
+                    format!("{} {}", r.method.as_str(), r.pattern),
+                    r.operation.to_owned(),
+                )
+            })
+            .collect()
     }
 
     pub fn dispatch(&self, app: &App, request: &Request) -> Reply {
@@ -70,7 +97,7 @@ impl Router {
             request.method
         };
         let mut allowed: Vec<Method> = Vec::new();
-        for route in &self.routes {
+        for (index, route) in self.routes.iter().enumerate() {
             let Some(params) = matches(&route.segments, &request.path) else {
                 continue;
             };
@@ -79,8 +106,18 @@ impl Router {
                 continue;
             }
             return match (route.handler)(app, request, &params) {
-                Ok(reply) => reply,
-                Err(e) => Reply::Now(respond::error(e)),
+                Ok(Reply::Now(mut response)) => {
+                    response.route = Some(index);
+                    Reply::Now(response)
+                }
+                Ok(Reply::Later(start)) => {
+                    Reply::Later(Box::new(move |responder| start(responder.tagged(index))))
+                }
+                Err(e) => {
+                    let mut response = respond::error(e);
+                    response.route = Some(index);
+                    Reply::Now(response)
+                }
             };
         }
         if allowed.is_empty() {

@@ -175,11 +175,7 @@ fn wrong_current_password() -> Error {
 pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     auth::caller(app, request)?;
     let id = ids::parse_id("id", params.get("id")?).map_err(|_| Error::NotFound)?;
-    let user = app
-        .store
-        .readers
-        .read(|conn| users::by_id(conn, id))?
-        .ok_or(Error::NotFound)?;
+    let user = auth::profile(app, id)?.ok_or(Error::NotFound)?;
     Ok(Reply::Now(respond::json(
         200,
         &json!({"user": user.public()}),

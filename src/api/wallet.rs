@@ -17,10 +17,11 @@ use crate::ledger::{self, BATCH_ITEMS_MAX, MEMO_CHARS_MAX, TransferItem};
 pub fn wallet(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let caller = auth::caller(app, request)?;
     let currencies = &app.config.currencies;
-    let balances = app
-        .store
-        .readers
-        .read(|conn| ledger::balances(conn, caller.user.id, currencies))?;
+    let user_id = caller.user.id;
+    let readers = &app.store.readers;
+    let balances = app.caches.balances.get_or_load(&user_id, || {
+        readers.read(|conn| ledger::balances(conn, user_id, currencies))
+    })?;
     Ok(Reply::Now(respond::json(
         200,
         &json!({"balances": ledger::balances_json(&balances, currencies)}),

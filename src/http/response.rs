@@ -8,6 +8,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// Which route answered (the router's index), for metrics.
+    pub route: Option<usize>,
 }
 
 impl Response {
@@ -16,6 +18,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            route: None,
         }
     }
 
@@ -25,6 +28,7 @@ impl Response {
             status,
             headers: vec![("content-type", "application/json".into())],
             body,
+            route: None,
         }
     }
 
@@ -89,6 +93,19 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// The same responder, marking its answer as coming from route `route`.
+    pub fn tagged(mut self, route: usize) -> Responder {
+        let deliver = self.deliver.take();
+        Responder {
+            deliver: deliver.map(|deliver| -> Box<dyn FnOnce(Response) + Send> {
+                Box::new(move |mut response: Response| {
+                    response.route = Some(route);
+                    deliver(response);
+                })
+            }),
+        }
+    }
+
     pub fn send(mut self, response: Response) {
         if let Some(deliver) = self.deliver.take() {
             deliver(response);

@@ -24,6 +24,10 @@ use crate::limits::{
 /// The application behind the server.
 pub trait Service: Send + Sync + 'static {
     fn call(&self, request: Request) -> Reply;
+
+    /// Told of every answer (including the HTTP layer's own refusals) with
+    /// the time from request to answer; for metrics. Must be cheap.
+    fn completed(&self, _response: &Response, _elapsed: Duration) {}
 }
 
 /// The HTTP layer's own bounds (SPEC §2, §7).
@@ -327,7 +331,7 @@ fn worker_loop(shared: &Arc<Shared>, work: &Receiver<Work>) {
         match item {
             Work::Ready(conn) => serve(shared, conn),
             Work::Resume(mut conn, framing, response, started, line) => {
-                log_access(&line, response.status, started);
+                finished(shared, &line, &response, started);
                 if conn.respond(&response, &framing) {
                     serve(shared, conn);
                 }
@@ -347,7 +351,7 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                 let service = Arc::clone(&shared.service);
                 match catch_unwind(AssertUnwindSafe(move || service.call(request))) {
                     Ok(Reply::Now(response)) => {
-                        log_access(&line, response.status, started);
+                        finished(shared, &line, &response, started);
                         if !conn.respond(&response, &framing) {
                             return;
                         }
@@ -364,7 +368,9 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                     }
                     Err(panic) => {
                         log::error!("handler panicked on {line}: {}", panic_message(&panic));
-                        conn.reject(&Response::error(500, "internal", "internal error"));
+                        let response = Response::error(500, "internal", "internal error");
+                        finished(shared, &line, &response, started);
+                        conn.reject(&response);
                         return;
                     }
                 }
@@ -377,6 +383,7 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
             }
             Step::Reject(response) => {
                 log::debug!("refused a request from {}: {}", conn.peer, response.status);
+                shared.service.completed(&response, Duration::ZERO);
                 conn.reject(&response);
                 return;
             }
@@ -385,10 +392,13 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
     }
 }
 
-fn log_access(line: &str, status: u16, started: Instant) {
+fn finished(shared: &Shared, line: &str, response: &Response, started: Instant) {
+    let elapsed = started.elapsed();
+    shared.service.completed(response, elapsed);
     log::debug!(
-        "{line} {status} {:.3}ms",
-        started.elapsed().as_secs_f64() * 1e3
+        "{line} {} {:.3}ms",
+        response.status,
+        elapsed.as_secs_f64() * 1e3
     );
 }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::config::Currencies;
 use crate::error::{Error, Result};
 use crate::ids;
-use crate::store::WriteTx;
+use crate::store::{Touched, WriteTx};
 use money::{Amount, Currency, format_minor};
 
 /// (available, held) in minor units, by currency code.
@@ -196,6 +196,7 @@ pub fn insufficient_funds(currency: &str) -> Error {
 /// Takes `amount` from the user's available balance, or `insufficient_funds`:
 /// the check and the change are one statement.
 pub fn debit_available(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i64) -> Result<()> {
+    tx.touch(Touched::Balance(user_id));
     let changed = tx
         .prepare_cached(
             "UPDATE accounts SET available = available - ?3
@@ -212,6 +213,7 @@ pub fn debit_available(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i
 /// the totals invariant holds (every balance <= deposited - withdrawn); the
 /// guard in the statement turns a broken invariant into an error, not a wrap.
 pub fn credit_available(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i64) -> Result<()> {
+    tx.touch(Touched::Balance(user_id));
     let changed = tx
         .prepare_cached(
             "INSERT INTO accounts (user_id, currency, available) VALUES (?1, ?2, ?3)
@@ -229,6 +231,7 @@ pub fn credit_available(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: 
 
 /// Moves `amount` between the available and held parts of one account.
 pub fn move_to_held(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i64) -> Result<()> {
+    tx.touch(Touched::Balance(user_id));
     let changed = tx
         .prepare_cached(
             "UPDATE accounts SET available = available - ?3, held = held + ?3
@@ -244,6 +247,7 @@ pub fn move_to_held(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i64)
 /// Takes `amount` from held (escrow release or refund). Failing means the
 /// held funds are not there: a broken invariant, so an internal error.
 pub fn debit_held(tx: &WriteTx<'_>, user_id: i64, currency: &str, amount: i64) -> Result<()> {
+    tx.touch(Touched::Balance(user_id));
     let changed = tx
         .prepare_cached(
             "UPDATE accounts SET held = held - ?3 WHERE user_id = ?1 AND currency = ?2 AND held >= ?3",

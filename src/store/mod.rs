@@ -6,14 +6,14 @@ mod migrate;
 mod offline;
 mod pragmas;
 mod readers;
-mod writer;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 
 pub use migrate::{SCHEMA_VERSION, migrate};
 pub use offline::{backup, open_reader};
 pub use readers::Readers;
-pub use writer::{WriteStats, WriteTx, Writer};
+pub use writer::{OnCommit, Touched, WriteStats, WriteTx, Writer};
 
 use crate::error::Result;
 
@@ -36,10 +36,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating) the database, starts the writer thread
     /// and fills the reader pool.
-    pub fn open(config: &StoreConfig) -> Result<Store> {
+    /// `on_commit` hears of every key each commit touched (caches).
+    pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store> {
         let mut conn = pragmas::open_writer(&config.path)?;
         migrate(&mut conn)?;
-        let writer = Writer::start(conn)?;
+        let writer = Writer::start(conn, on_commit)?;
         let readers = Readers::open(&config.path, config.readers, config.query_timeout)?;
         Ok(Store {
             readers,

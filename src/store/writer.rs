@@ -6,6 +6,7 @@
 //! with `synchronous=FULL`, and only then tells each job's caller its result.
 //! A full queue answers `Unavailable` at once.
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -19,12 +20,38 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 use crate::limits::{COMMIT_BATCH_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX};
+use crate::monitor::histogram::Histogram;
 
 /// The write connection as a job sees it, inside its savepoint. Only the
 /// writer thread can make one, so no write can happen outside the writer.
 pub struct WriteTx<'c> {
     conn: &'c Connection,
+    touched: &'c RefCell<Vec<Touched>>,
 }
+
+/// A key a write changed, for cache invalidation after the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    /// A user's profile (name, role, status, last login).
+    User(i64),
+    /// A user's balances.
+    Balance(i64),
+    /// One session, by token hash.
+    Session([u8; 32]),
+    /// Every session of a user.
+    SessionsOf(i64),
+}
+
+impl WriteTx<'_> {
+    /// Records that this job changed `key`; caches drop it after the commit,
+    /// before the job's caller hears back.
+    pub fn touch(&self, key: Touched) {
+        self.touched.borrow_mut().push(key);
+    }
+}
+
+/// Called after each commit (or failed commit) with every key touched.
+pub type OnCommit = Arc<dyn Fn(&[Touched]) + Send + Sync>;
 
 impl Deref for WriteTx<'_> {
     type Target = Connection;
@@ -80,7 +107,7 @@ enum Message {
 }
 
 /// Counters the monitor reads; written only by the writer thread.
-#[derive(Default, Debug)]
+#[derive(Default)]
 pub struct WriteStats {
     pub commits: AtomicU64,
     pub jobs: AtomicU64,
@@ -89,7 +116,26 @@ pub struct WriteStats {
     pub rejected_full: AtomicU64,
     pub last_batch_size: AtomicU64,
     pub max_batch_size: AtomicU64,
-    pub commit_micros_total: AtomicU64,
+    /// Committed batches by size: bucket `i` counts sizes in (2^(i-1), 2^i].
+    pub batch_sizes: [AtomicU64; BATCH_BUCKETS],
+    /// Time from BEGIN to the end of COMMIT (the fsync included).
+    pub commit_latency: Histogram,
+}
+
+/// Buckets of the batch-size histogram: 1, 2, 4, … up to COMMIT_BATCH_MAX.
+pub const BATCH_BUCKETS: usize = COMMIT_BATCH_MAX.ilog2() as usize + 1;
+
+impl WriteStats {
+    fn record_commit(&self, size: u64, elapsed: std::time::Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(size, Ordering::Relaxed);
+        self.last_batch_size.store(size, Ordering::Relaxed);
+        self.max_batch_size.fetch_max(size, Ordering::Relaxed);
+        let bucket = (size.max(1).next_power_of_two().ilog2() as usize).min(BATCH_BUCKETS - 1);
+        self.batch_sizes[bucket].fetch_add(1, Ordering::Relaxed);
+        self.commit_latency
+            .record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    }
 }
 
 /// The handle callers use to submit writes. Clones share one writer thread.
@@ -101,14 +147,14 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection) -> Result<Writer> {
+    pub(super) fn start(conn: Connection, on_commit: OnCommit) -> Result<Writer> {
         let (queue, jobs) = crossbeam_channel::bounded(WRITE_QUEUE_MAX);
         let stats = Arc::new(WriteStats::default());
         let thread_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
             .stack_size(SERVICE_STACK_BYTES * 4)
-            .spawn(move || writer_loop(&conn, &jobs, &thread_stats))
+            .spawn(move || writer_loop(&conn, &jobs, &thread_stats, &on_commit))
             .map_err(Error::internal)?;
         Ok(Writer {
             queue,
@@ -173,7 +219,12 @@ impl Writer {
     }
 }
 
-fn writer_loop(conn: &Connection, queue: &Receiver<Message>, stats: &WriteStats) {
+fn writer_loop(
+    conn: &Connection,
+    queue: &Receiver<Message>,
+    stats: &WriteStats,
+    on_commit: &OnCommit,
+) {
     let mut batch: Vec<Box<dyn QueuedJob>> = Vec::with_capacity(COMMIT_BATCH_MAX);
     let mut stopping = false;
     while !stopping {
@@ -189,7 +240,7 @@ fn writer_loop(conn: &Connection, queue: &Receiver<Message>, stats: &WriteStats)
             }
         }
         if !batch.is_empty() {
-            commit_batch(conn, &mut batch, stats);
+            commit_batch(conn, &mut batch, stats, on_commit);
         }
     }
     // Anything queued after the stop is answered, not silently dropped.
@@ -201,7 +252,12 @@ fn writer_loop(conn: &Connection, queue: &Receiver<Message>, stats: &WriteStats)
 }
 
 /// One transaction for the whole batch; a savepoint per job.
-fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, stats: &WriteStats) {
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn QueuedJob>>,
+    stats: &WriteStats,
+    on_commit: &OnCommit,
+) {
     let started = Instant::now();
     let size = batch.len() as u64;
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -212,7 +268,11 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, stats: &
         }
         return;
     }
-    let tx = WriteTx { conn };
+    let touched = RefCell::new(Vec::new());
+    let tx = WriteTx {
+        conn,
+        touched: &touched,
+    };
     let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
     let mut broken: Option<rusqlite::Error> = None;
     for job in batch.drain(..) {
@@ -241,14 +301,11 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, stats: &
         stats.failed_commits.fetch_add(1, Ordering::Relaxed);
         let _ = conn.execute_batch("ROLLBACK");
     } else {
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats.jobs.fetch_add(size, Ordering::Relaxed);
-        stats.last_batch_size.store(size, Ordering::Relaxed);
-        stats.max_batch_size.fetch_max(size, Ordering::Relaxed);
-        stats
-            .commit_micros_total
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.record_commit(size, started.elapsed());
     }
+    // Caches forget what changed before anyone can read it back; after a
+    // failed commit too (dropping a fresh entry costs only a reload).
+    on_commit(&touched.borrow());
     // Only now, after the commit (or its failure), does any caller hear back.
     for finish in finishes {
         finish(match &committed {
@@ -310,7 +367,10 @@ mod tests {
             "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL CHECK (v >= 0))",
         )
         .unwrap();
-        (dir, Writer::start(conn).unwrap())
+        (
+            dir,
+            Writer::start(conn, Arc::new(|_: &[Touched]| {})).unwrap(),
+        )
     }
 
     /// A throwaway directory removed on drop (no extra crate for tests).

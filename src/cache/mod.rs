@@ -1,0 +1,147 @@
+//! The in-process caches: user profiles, session lookups and balances.
+//! Caches are never the source of truth for a money decision (debits check
+//! the database in the same statement). Every committed write invalidates
+//! exactly the keys it touched, before any caller hears of the commit (the
+//! writer calls `Caches::invalidate` between COMMIT and the answers).
+
+pub mod ttl;
+pub mod warm;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::accounts::User;
+use crate::accounts::sessions::{SessionEntry, TokenHash};
+use crate::config::Config;
+use crate::ledger::Balances;
+use crate::monitor::prometheus::Exposition;
+use crate::store::Touched;
+use ttl::{CacheStats, TtlCache};
+
+/// Entries per cache: a few MB at most, and enough for every active user of
+/// a small marketplace.
+pub const PROFILE_ENTRIES_MAX: usize = 10_000;
+pub const SESSION_ENTRIES_MAX: usize = 10_000;
+pub const BALANCE_ENTRIES_MAX: usize = 10_000;
+/// Users whose profile and balances are loaded at start.
+pub const WARM_USERS_MAX: usize = 1_000;
+
+/// A metric family: name, help, and how to read it off a cache's stats.
+type Family = (&'static str, &'static str, fn(&CacheStats) -> f64);
+
+pub struct Caches {
+    pub profiles: TtlCache<i64, User>,
+    pub sessions: TtlCache<TokenHash, SessionEntry>,
+    pub balances: TtlCache<i64, Balances>,
+}
+
+impl Caches {
+    pub fn new(config: &Config) -> Arc<Caches> {
+        Arc::new(Caches {
+            profiles: TtlCache::new("profiles", PROFILE_ENTRIES_MAX, config.cache_ttl),
+            sessions: TtlCache::new("sessions", SESSION_ENTRIES_MAX, config.cache_ttl),
+            balances: TtlCache::new("balances", BALANCE_ENTRIES_MAX, config.balance_cache_ttl),
+        })
+    }
+
+    /// Called by the writer after each commit, before any answer goes out.
+    pub fn invalidate(&self, touched: &[Touched]) {
+        for key in touched {
+            match key {
+                Touched::User(id) => self.profiles.invalidate(id),
+                Touched::Balance(id) => self.balances.invalidate(id),
+                Touched::Session(hash) => self.sessions.invalidate(hash),
+                Touched::SessionsOf(id) => self.sessions.invalidate_where(|_, s| s.user_id == *id),
+            }
+        }
+    }
+
+    fn all(&self) -> [(&'static str, CacheStats); 3] {
+        [
+            (self.profiles.name, self.profiles.stats()),
+            (self.sessions.name, self.sessions.stats()),
+            (self.balances.name, self.balances.stats()),
+        ]
+    }
+
+    /// The dashboard's `caches` object.
+    pub fn report(&self) -> Value {
+        let map: serde_json::Map<String, Value> = self
+            .all()
+            .into_iter()
+            .map(|(name, s)| {
+                let lookups = s.hits + s.misses;
+                let rate = if lookups == 0 {
+                    0.0
+                } else {
+                    s.hits as f64 * 100.0 / lookups as f64
+                };
+                let value = json!({
+                    "hits": s.hits,
+                    "misses": s.misses,
+                    "hit_rate_percent": (rate * 100.0).round() / 100.0,
+                    "evictions": s.evictions,
+                    "expirations": s.expirations,
+                    "size": s.size,
+                    "capacity": s.capacity,
+                });
+                (name.to_owned(), value)
+            })
+            .collect();
+        Value::Object(map)
+    }
+
+    pub fn prometheus(&self, out: &mut Exposition) {
+        let stats = self.all();
+        let counters: [Family; 4] = [
+            (
+                "souk_cache_hits_total",
+                "Cache lookups answered from the cache.",
+                |s| s.hits as f64,
+            ),
+            (
+                "souk_cache_misses_total",
+                "Cache lookups that went to the database.",
+                |s| s.misses as f64,
+            ),
+            (
+                "souk_cache_evictions_total",
+                "Entries pushed out by newer ones.",
+                |s| s.evictions as f64,
+            ),
+            (
+                "souk_cache_expirations_total",
+                "Entries dropped past their TTL.",
+                |s| s.expirations as f64,
+            ),
+        ];
+        for (family, help, value) in counters {
+            out.family(family, "counter", help);
+            for (name, s) in &stats {
+                out.sample(family, &[("cache", name)], value(s));
+            }
+        }
+        let gauges: [Family; 2] = [
+            ("souk_cache_size", "Entries in the cache.", |s| {
+                s.size as f64
+            }),
+            (
+                "souk_cache_capacity",
+                "Most entries the cache holds.",
+                |s| s.capacity as f64,
+            ),
+        ];
+        for (family, help, value) in gauges {
+            out.family(family, "gauge", help);
+            for (name, s) in &stats {
+                out.sample(family, &[("cache", name)], value(s));
+            }
+        }
+    }
+}
+
+/// Caches off: for the command line, which serves no reads.
+pub fn no_caches() -> impl Fn(&[Touched]) + Send + Sync + 'static {
+    |_: &[Touched]| {}
+}

@@ -1,0 +1,45 @@
+//! Warming: at start, the most recently active users' profiles and balances
+//! are loaded, so the first requests after a restart hit the cache. Runs on
+//! a thread of its own; start-up does not wait for it.
+
+use std::sync::Arc;
+
+use super::{Caches, WARM_USERS_MAX};
+use crate::accounts::users;
+use crate::config::Currencies;
+use crate::error::Result;
+use crate::ledger;
+use crate::store::Readers;
+
+pub fn spawn(caches: Arc<Caches>, readers: Readers, currencies: Currencies) {
+    let spawned = std::thread::Builder::new()
+        .name("cache-warm".into())
+        .stack_size(crate::limits::SERVICE_STACK_BYTES * 2)
+        .spawn(move || match warm(&caches, &readers, &currencies) {
+            Ok(n) => log::debug!("cache warmed with {n} users"),
+            Err(e) => log::warn!("cache warming failed: {e}"),
+        });
+    if let Err(e) = spawned {
+        log::warn!("cache warming not started: {e}");
+    }
+}
+
+fn warm(caches: &Caches, readers: &Readers, currencies: &Currencies) -> Result<usize> {
+    let (profile_epoch, balance_epoch) = (caches.profiles.epoch(), caches.balances.epoch());
+    let active = readers.read(|conn| users::most_recently_active(conn, WARM_USERS_MAX))?;
+    let ids: Vec<i64> = active.iter().map(|u| u.id).collect();
+    let codes: Vec<String> = currencies.0.iter().map(|c| c.code.clone()).collect();
+    let balances = readers.read(|conn| ledger::balances_of_users(conn, &ids, &codes))?;
+    let count = active.len();
+    for user in active {
+        caches
+            .profiles
+            .insert_if_unchanged(user.id, user, profile_epoch);
+    }
+    for (user_id, balances) in balances {
+        caches
+            .balances
+            .insert_if_unchanged(user_id, balances, balance_epoch);
+    }
+    Ok(count)
+}

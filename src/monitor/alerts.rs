@@ -1,0 +1,138 @@
+//! Alert rules (memory, cpu, response_time, error_rate): evaluated by the
+//! monitor thread each MONITORING_INTERVAL; a rule fires at most once per
+//! ALERT_COOLDOWN, is logged at warn level and kept in a bounded list.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Recent firings kept for `/admin/alerts`.
+pub const RECENT_ALERTS_MAX: usize = 100;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Alert {
+    pub rule: &'static str,
+    pub value: f64,
+    pub threshold: f64,
+    pub fired_at: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Thresholds {
+    pub memory_percent: f64,
+    pub cpu_percent: f64,
+    pub response_ms: f64,
+    pub error_percent: f64,
+    pub cooldown: Duration,
+}
+
+/// One evaluation's measured values.
+pub struct Reading {
+    pub memory_percent: f64,
+    pub cpu_percent: f64,
+    pub response_ms: f64,
+    pub error_percent: f64,
+}
+
+#[derive(Default)]
+pub struct AlertBook {
+    /// Rules above threshold at the last evaluation, with their last firing.
+    active: Vec<Alert>,
+    recent: VecDeque<Alert>,
+    last_fired: Vec<(&'static str, Instant)>,
+    pub firings: Vec<(&'static str, u64)>,
+}
+
+pub const RULES: [&str; 4] = ["memory", "cpu", "response_time", "error_rate"];
+
+impl AlertBook {
+    pub fn evaluate(&mut self, reading: &Reading, thresholds: &Thresholds, now: Instant) {
+        let checks = [
+            ("memory", reading.memory_percent, thresholds.memory_percent),
+            ("cpu", reading.cpu_percent, thresholds.cpu_percent),
+            ("response_time", reading.response_ms, thresholds.response_ms),
+            (
+                "error_rate",
+                reading.error_percent,
+                thresholds.error_percent,
+            ),
+        ];
+        for (rule, value, threshold) in checks {
+            let above = value > threshold;
+            if !above {
+                self.active.retain(|a| a.rule != rule);
+                continue;
+            }
+            let cooled = self
+                .last_fired
+                .iter()
+                .find(|(r, _)| *r == rule)
+                .is_none_or(|(_, at)| now.duration_since(*at) >= thresholds.cooldown);
+            if cooled {
+                self.fire(rule, value, threshold, now);
+            }
+        }
+    }
+
+    fn fire(&mut self, rule: &'static str, value: f64, threshold: f64, now: Instant) {
+        log::warn!("alert {rule}: {value:.1} is above {threshold:.1}");
+        let alert = Alert {
+            rule,
+            value,
+            threshold,
+            fired_at: crate::clock::rfc3339(crate::clock::unix_seconds()),
+        };
+        self.last_fired.retain(|(r, _)| *r != rule);
+        self.last_fired.push((rule, now));
+        match self.firings.iter_mut().find(|(r, _)| *r == rule) {
+            Some((_, n)) => *n += 1,
+            None => self.firings.push((rule, 1)),
+        }
+        self.active.retain(|a| a.rule != rule);
+        self.active.push(alert.clone());
+        if self.recent.len() == RECENT_ALERTS_MAX {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(alert);
+    }
+
+    pub fn active(&self) -> Vec<Alert> {
+        self.active.clone()
+    }
+
+    /// Newest first.
+    pub fn recent(&self) -> Vec<Alert> {
+        self.recent.iter().rev().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_fires_once_per_cooldown() {
+        let mut book = AlertBook::default();
+        let t = Thresholds {
+            memory_percent: 0.0,
+            cpu_percent: 100.0,
+            response_ms: 1e9,
+            error_percent: 100.0,
+            cooldown: Duration::from_secs(3),
+        };
+        let reading = Reading {
+            memory_percent: 50.0,
+            cpu_percent: 1.0,
+            response_ms: 1.0,
+            error_percent: 0.0,
+        };
+        let start = Instant::now();
+        book.evaluate(&reading, &t, start);
+        book.evaluate(&reading, &t, start + Duration::from_secs(1));
+        assert_eq!(book.recent().len(), 1);
+        book.evaluate(&reading, &t, start + Duration::from_secs(3));
+        assert_eq!(book.recent().len(), 2);
+        assert_eq!(book.active().len(), 1);
+    }
+}

@@ -1,0 +1,177 @@
+//! Self-monitoring: per-route and per-operation request metrics, system and
+//! process figures, alert rules. The monitor only reads; it never changes
+//! what it watches. A thread ticks once a second (system figures, request
+//! rates) and evaluates alerts every MONITORING_INTERVAL.
+
+pub mod alerts;
+pub mod histogram;
+pub mod prometheus;
+pub mod requests;
+pub mod system;
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{RecvTimeoutError, Sender};
+
+use alerts::{AlertBook, Reading, Thresholds};
+use requests::{RequestMetrics, RouteSnapshot};
+use system::{SystemSampler, SystemSnapshot};
+
+/// Seconds of per-second request totals kept for rates (requests per minute).
+const RATE_WINDOW_S: usize = 60;
+const TICK: Duration = Duration::from_secs(1);
+
+pub struct Monitor {
+    pub requests: RequestMetrics,
+    system: Mutex<SystemSnapshot>,
+    alerts: Mutex<AlertBook>,
+    /// Per-second totals per route, newest last, at most RATE_WINDOW_S + 1.
+    totals: Mutex<VecDeque<Vec<u64>>>,
+    thresholds: Thresholds,
+    interval: Duration,
+    started: Instant,
+}
+
+/// The monitor thread; stopping it joins it.
+pub struct MonitorThread {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl MonitorThread {
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Monitor {
+    pub fn new(
+        routes: Vec<(String, String)>,
+        thresholds: Thresholds,
+        interval: Duration,
+    ) -> Monitor {
+        Monitor {
+            requests: RequestMetrics::new(routes),
+            system: Mutex::new(SystemSnapshot::default()),
+            alerts: Mutex::new(AlertBook::default()),
+            totals: Mutex::new(VecDeque::with_capacity(RATE_WINDOW_S + 1)),
+            thresholds,
+            interval,
+            started: Instant::now(),
+        }
+    }
+
+    /// Starts the sampling thread.
+    pub fn start(self: &Arc<Self>, db_path: &Path) -> std::io::Result<MonitorThread> {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let monitor = Arc::clone(self);
+        let mut sampler = SystemSampler::new(db_path);
+        *lock(&monitor.system) = sampler.sample();
+        let thread = std::thread::Builder::new()
+            .name("monitor".into())
+            .stack_size(crate::limits::SERVICE_STACK_BYTES * 2)
+            .spawn(move || {
+                let mut next_evaluation = Instant::now() + monitor.interval.min(TICK);
+                let mut previous = monitor.requests.snapshot();
+                loop {
+                    match stopped.recv_timeout(TICK) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    monitor.tick(&mut sampler);
+                    if Instant::now() >= next_evaluation {
+                        next_evaluation = Instant::now() + monitor.interval;
+                        previous = monitor.evaluate(&previous);
+                    }
+                }
+            })?;
+        Ok(MonitorThread { stop, thread })
+    }
+
+    fn tick(&self, sampler: &mut SystemSampler) {
+        let sample = sampler.sample();
+        *lock(&self.system) = sample;
+        let counts: Vec<u64> = self
+            .requests
+            .snapshot()
+            .iter()
+            .map(RouteSnapshot::count)
+            .collect();
+        let mut totals = lock(&self.totals);
+        if totals.len() > RATE_WINDOW_S {
+            totals.pop_front();
+        }
+        totals.push_back(counts);
+    }
+
+    /// Evaluates the alert rules over what happened since `previous`.
+    fn evaluate(&self, previous: &[RouteSnapshot]) -> Vec<RouteSnapshot> {
+        let now = self.requests.snapshot();
+        let (mut count, mut sum_us, mut errors) = (0u64, 0u64, 0u64);
+        for (after, before) in now.iter().zip(previous) {
+            count += after.latency.count.saturating_sub(before.latency.count);
+            sum_us += after.latency.sum_us.saturating_sub(before.latency.sum_us);
+            errors += after.errors_5xx().saturating_sub(before.errors_5xx());
+        }
+        let system = self.system();
+        let reading = Reading {
+            memory_percent: system.memory_used_percent,
+            cpu_percent: system.cpu_percent,
+            response_ms: if count == 0 {
+                0.0
+            } else {
+                sum_us as f64 / count as f64 / 1000.0
+            },
+            error_percent: if count == 0 {
+                0.0
+            } else {
+                errors as f64 * 100.0 / count as f64
+            },
+        };
+        lock(&self.alerts).evaluate(&reading, &self.thresholds, Instant::now());
+        now
+    }
+
+    pub fn system(&self) -> SystemSnapshot {
+        lock(&self.system).clone()
+    }
+
+    pub fn alerts(
+        &self,
+    ) -> (
+        Vec<alerts::Alert>,
+        Vec<alerts::Alert>,
+        Vec<(&'static str, u64)>,
+    ) {
+        let book = lock(&self.alerts);
+        (book.active(), book.recent(), book.firings.clone())
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Requests per minute per route over the last minute (scaled up while
+    /// the server has run less than a minute).
+    pub fn requests_per_minute(&self, current: &[RouteSnapshot]) -> Vec<f64> {
+        let totals = lock(&self.totals);
+        let Some(oldest) = totals.front() else {
+            return vec![0.0; current.len()];
+        };
+        let seconds = totals.len().max(1) as f64;
+        current
+            .iter()
+            .zip(oldest)
+            .map(|(now, then)| now.count().saturating_sub(*then) as f64 * 60.0 / seconds)
+            .collect()
+    }
+}
