@@ -93,3 +93,14 @@ pub fn end_all(conn: &WriteTx<'_>, user_id: i64, keep: Option<&TokenHash>) -> Re
     conn.touch(Touched::SessionsOf(user_id));
     Ok(())
 }
+
+/// Removes up to `limit` sessions that expired before `now` (housekeeping;
+/// an expired session is refused on lookup whether or not it was purged).
+pub fn purge_expired(conn: &WriteTx<'_>, now: i64, limit: usize) -> Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM sessions WHERE token_hash IN
+               (SELECT token_hash FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
+        )?
+        .execute(params![now, limit as i64])?)
+}

@@ -1,6 +1,8 @@
 //! Automatic release: a thread that releases held escrows whose release time
 //! has passed, in bounded batches, through the writer. Its state is the
-//! database, so it picks up after a restart; it stops on shutdown.
+//! database, so it picks up after a restart; it stops on shutdown. The same
+//! thread does the other timed housekeeping: purging idempotency keys past
+//! their keep time and expired sessions.
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,6 +15,9 @@ use crate::store::Store;
 pub const SWEEP_BATCH_MAX: usize = 256;
 /// Time between sweeps.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// Time between housekeeping rounds, and rows each removes at most.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(600);
+pub const HOUSEKEEPING_ROWS_MAX: usize = 10_000;
 
 pub struct Sweeper {
     stop: Sender<()>,
@@ -36,11 +41,32 @@ impl Sweeper {
 }
 
 fn run(store: &Store, stopped: &Receiver<()>) {
+    let mut next_housekeeping = std::time::Instant::now();
     loop {
         match stopped.recv_timeout(SWEEP_INTERVAL) {
             Err(RecvTimeoutError::Timeout) => sweep(store),
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
+        if std::time::Instant::now() >= next_housekeeping {
+            next_housekeeping += HOUSEKEEPING_INTERVAL;
+            housekeeping(store);
+        }
+    }
+}
+
+fn housekeeping(store: &Store) {
+    let now = crate::clock::unix_seconds();
+    let purged = store.writer.write(move |tx| {
+        let keys = crate::ledger::idempotency::purge(tx, now, HOUSEKEEPING_ROWS_MAX)?;
+        let sessions = crate::accounts::sessions::purge_expired(tx, now, HOUSEKEEPING_ROWS_MAX)?;
+        Ok((keys, sessions))
+    });
+    match purged {
+        Ok((0, 0)) => {}
+        Ok((keys, sessions)) => log::info!(
+            "housekeeping removed {keys} idempotency keys and {sessions} expired sessions"
+        ),
+        Err(e) => log::warn!("housekeeping failed: {e}"),
     }
 }
 
@@ -58,9 +84,21 @@ fn sweep(store: &Store) {
             return;
         }
     };
-    for id in due {
-        match store.writer.write(move |tx| super::release(tx, id, now)) {
-            Ok(_) => log::info!("escrow {id} released automatically"),
+    // Submitted all at once so they share commits; answers are awaited after.
+    let (done_tx, done_rx) = crossbeam_channel::bounded(due.len().max(1));
+    for &id in &due {
+        let done_tx = done_tx.clone();
+        store.writer.submit(
+            move |tx| super::release(tx, id, now),
+            move |result| {
+                let _ = done_tx.send((id, result.map(|_| ())));
+            },
+        );
+    }
+    drop(done_tx);
+    for (id, result) in done_rx.iter() {
+        match result {
+            Ok(()) => log::info!("escrow {id} released automatically"),
             Err(crate::error::Error::Conflict { .. }) => {}
             Err(e) => log::warn!("automatic release of escrow {id} failed: {e}"),
         }
