@@ -102,6 +102,8 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
             path: config.db_path.clone(),
             readers: config.db_readers,
             query_timeout: config.query_timeout,
+            breaker_threshold: config.circuit_threshold,
+            breaker_cooldown: config.circuit_cooldown,
         },
         Arc::new(move |touched: &[Touched]| invalidate.invalidate(touched)),
     )?;
@@ -126,6 +128,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         router.describe(),
         thresholds(&config),
         config.monitoring_interval,
+        Arc::clone(&store.breaker),
     ));
     let app = Arc::new(App {
         config,

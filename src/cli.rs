@@ -135,6 +135,8 @@ fn open_store(config: &Config) -> Result<crate::store::Store, String> {
             path: config.db_path.clone(),
             readers: 1,
             query_timeout: config.query_timeout,
+            breaker_threshold: config.circuit_threshold,
+            breaker_cooldown: config.circuit_cooldown,
         },
         std::sync::Arc::new(crate::cache::no_caches()),
     )

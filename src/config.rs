@@ -105,6 +105,12 @@ pub struct ConfigArgs {
     /// Seconds for a request head or body to arrive.
     #[arg(long = "read-timeout", env = "SOUK_READ_TIMEOUT", value_name = "SOUK_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub read_timeout: u64,
+    /// Consecutive store failures (disk full, I/O errors, timeouts) that open the circuit breaker.
+    #[arg(long = "circuit-threshold", env = "SOUK_CIRCUIT_THRESHOLD", value_name = "SOUK_CIRCUIT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub circuit_threshold: u32,
+    /// Seconds the circuit breaker stays open before one probe write.
+    #[arg(long = "circuit-cooldown", env = "SOUK_CIRCUIT_COOLDOWN", value_name = "SOUK_CIRCUIT_COOLDOWN", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub circuit_cooldown: u64,
     /// Seconds an idle keep-alive connection is kept.
     #[arg(long = "idle-timeout", env = "SOUK_IDLE_TIMEOUT", value_name = "SOUK_IDLE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub idle_timeout: u64,
@@ -194,6 +200,8 @@ pub struct Config {
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub idle_timeout: Duration,
+    pub circuit_threshold: u32,
+    pub circuit_cooldown: Duration,
 }
 
 impl From<ConfigArgs> for Config {
@@ -228,6 +236,8 @@ impl From<ConfigArgs> for Config {
             max_connections: args.max_connections as usize,
             read_timeout: Duration::from_secs(args.read_timeout),
             idle_timeout: Duration::from_secs(args.idle_timeout),
+            circuit_threshold: args.circuit_threshold,
+            circuit_cooldown: Duration::from_secs(args.circuit_cooldown),
         }
     }
 }

@@ -14,6 +14,13 @@ pub fn healthz(_app: &App, _request: &Request, _params: &Params) -> Result<Reply
 
 /// Ready when a reader answers and a write commits through the writer.
 pub fn readyz(app: &App, _request: &Request, _params: &Params) -> Result<Reply> {
+    let breaker = app.store.breaker.status();
+    if breaker.state == "open" {
+        return Err(crate::error::Error::Unavailable {
+            reason: format!("the store's circuit breaker is open: {}", breaker.reason),
+            retry_after_s: breaker.retry_after_s,
+        });
+    }
     app.store
         .readers
         .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))?;

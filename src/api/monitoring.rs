@@ -13,6 +13,7 @@ use crate::http::{Reply, Request, Response};
 use crate::limits::WRITE_QUEUE_MAX;
 use crate::monitor::prometheus::Exposition;
 use crate::monitor::requests::RouteSnapshot;
+use crate::store::breaker::State;
 use crate::store::writer::BATCH_BUCKETS;
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -164,6 +165,7 @@ fn store_figures(app: &App) -> Value {
         "commit_latency_p99_ms": round2(latency.quantile_ms(0.99)),
         "readers_in_use": in_use,
         "readers_max": size,
+        "circuit": app.store.breaker.status(),
     })
 }
 
@@ -300,6 +302,28 @@ fn store_families(out: &mut Exposition, app: &App) {
         out.family(name, "counter", help);
         out.sample(name, &[], value as f64);
     }
+    let breaker = &app.store.breaker;
+    out.family(
+        "souk_circuit_state",
+        "gauge",
+        "Store circuit breaker: 0 closed, 1 open, 2 half-open.",
+    );
+    let state = match breaker.state() {
+        State::Closed => 0.0,
+        State::Open => 1.0,
+        State::HalfOpen => 2.0,
+    };
+    out.sample("souk_circuit_state", &[], state);
+    out.family(
+        "souk_circuit_opened_total",
+        "counter",
+        "Times the store circuit breaker opened.",
+    );
+    out.sample(
+        "souk_circuit_opened_total",
+        &[],
+        breaker.opened_total.load(Ordering::Relaxed) as f64,
+    );
     out.family(
         "souk_commit_batch_size",
         "histogram",

@@ -218,7 +218,9 @@ impl Conn {
     /// Writes one response; `false` when the connection must now close.
     pub(crate) fn respond(&mut self, response: &Response, framing: &Framing) -> bool {
         let mut out = Vec::with_capacity(response.body.len() + 160);
-        let close = !framing.keep_alive;
+        // A shutdown that began while this request ran closes the connection
+        // after it: say so.
+        let close = !framing.keep_alive || self.shared.shutting_down.load(Ordering::SeqCst);
         response.write_to(&mut out, framing.head_only, close, framing.http10 && !close);
         let written = self.stream.write_all(&out).is_ok();
         self.served += 1;

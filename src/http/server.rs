@@ -169,11 +169,13 @@ fn lock_parked(shared: &Shared) -> MutexGuard<'_, HashMap<usize, Conn>> {
 
 /// Hands a connection to the poller until it is readable or its deadline passes.
 fn park(shared: &Shared, mut conn: Conn) {
+    let key = conn.key;
+    let mut parked = lock_parked(shared);
+    // Checked under the lock: once the I/O thread has seen the flag it closes
+    // what is parked, under this lock, and never looks again.
     if shared.shutting_down.load(Ordering::SeqCst) {
         return; // dropping closes it
     }
-    let key = conn.key;
-    let mut parked = lock_parked(shared);
     // Registering under the lock: the I/O thread cannot see the event before
     // the connection is in the map.
     let armed = if conn.registered {

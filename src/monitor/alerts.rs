@@ -29,6 +29,8 @@ pub struct Thresholds {
 
 /// One evaluation's measured values.
 pub struct Reading {
+    /// 1 while the store's circuit breaker is open, else 0.
+    pub circuit_open: f64,
     pub memory_percent: f64,
     pub cpu_percent: f64,
     pub response_ms: f64,
@@ -44,7 +46,13 @@ pub struct AlertBook {
     pub firings: Vec<(&'static str, u64)>,
 }
 
-pub const RULES: [&str; 4] = ["memory", "cpu", "response_time", "error_rate"];
+pub const RULES: [&str; 5] = [
+    "memory",
+    "cpu",
+    "response_time",
+    "error_rate",
+    "circuit_open",
+];
 
 impl AlertBook {
     pub fn evaluate(&mut self, reading: &Reading, thresholds: &Thresholds, now: Instant) {
@@ -57,6 +65,7 @@ impl AlertBook {
                 reading.error_percent,
                 thresholds.error_percent,
             ),
+            ("circuit_open", reading.circuit_open, 0.0),
         ];
         for (rule, value, threshold) in checks {
             let above = value > threshold;
@@ -122,6 +131,7 @@ mod tests {
             cooldown: Duration::from_secs(3),
         };
         let reading = Reading {
+            circuit_open: 0.0,
             memory_percent: 50.0,
             cpu_percent: 1.0,
             response_ms: 1.0,

@@ -34,6 +34,7 @@ pub struct Monitor {
     thresholds: Thresholds,
     interval: Duration,
     started: Instant,
+    breaker: Arc<crate::store::breaker::Breaker>,
 }
 
 /// The monitor thread; stopping it joins it.
@@ -58,6 +59,7 @@ impl Monitor {
         routes: Vec<(String, String)>,
         thresholds: Thresholds,
         interval: Duration,
+        breaker: Arc<crate::store::breaker::Breaker>,
     ) -> Monitor {
         Monitor {
             requests: RequestMetrics::new(routes),
@@ -67,6 +69,7 @@ impl Monitor {
             thresholds,
             interval,
             started: Instant::now(),
+            breaker,
         }
     }
 
@@ -123,7 +126,9 @@ impl Monitor {
             errors += after.errors_5xx().saturating_sub(before.errors_5xx());
         }
         let system = self.system();
+        let circuit_open = self.breaker.state() == crate::store::breaker::State::Open;
         let reading = Reading {
+            circuit_open: if circuit_open { 1.0 } else { 0.0 },
             memory_percent: system.memory_used_percent,
             cpu_percent: system.cpu_percent,
             response_ms: if count == 0 {

@@ -2,6 +2,7 @@
 //! pool of read-only connections, written only by the writer thread with
 //! group commit. Nothing outside this module opens a connection.
 
+pub mod breaker;
 mod migrate;
 mod offline;
 mod pragmas;
@@ -9,6 +10,7 @@ mod readers;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use migrate::{SCHEMA_VERSION, migrate};
 pub use offline::{backup, open_reader};
@@ -16,6 +18,7 @@ pub use readers::Readers;
 pub use writer::{OnCommit, Touched, WriteStats, WriteTx, Writer};
 
 use crate::error::Result;
+use breaker::Breaker;
 
 /// Store settings taken from the configuration.
 #[derive(Debug, Clone)]
@@ -23,6 +26,10 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub readers: u32,
     pub query_timeout: std::time::Duration,
+    /// Consecutive store failures that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long the breaker stays open before a probe write.
+    pub breaker_cooldown: std::time::Duration,
 }
 
 /// Handles to the database: clone freely, all clones share one writer.
@@ -30,6 +37,7 @@ pub struct StoreConfig {
 pub struct Store {
     pub readers: Readers,
     pub writer: Writer,
+    pub breaker: Arc<Breaker>,
     path: PathBuf,
 }
 
@@ -40,11 +48,21 @@ impl Store {
     pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store> {
         let mut conn = pragmas::open_writer(&config.path)?;
         migrate(&mut conn)?;
-        let writer = Writer::start(conn, on_commit)?;
-        let readers = Readers::open(&config.path, config.readers, config.query_timeout)?;
+        let breaker = Arc::new(Breaker::new(
+            config.breaker_threshold,
+            config.breaker_cooldown,
+        ));
+        let writer = Writer::start(conn, on_commit, Arc::clone(&breaker))?;
+        let readers = Readers::open(
+            &config.path,
+            config.readers,
+            config.query_timeout,
+            Arc::clone(&breaker),
+        )?;
         Ok(Store {
             readers,
             writer,
+            breaker,
             path: config.path.clone(),
         })
     }

@@ -10,9 +10,11 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
+use super::breaker::{self, Breaker, Path as Side};
 use super::pragmas;
 use crate::error::Result;
 use crate::limits::QUERY_PROGRESS_STEPS;
+use std::sync::Arc;
 
 /// How long a read waits for a free connection before it answers 503.
 const READER_WAIT: Duration = Duration::from_secs(5);
@@ -28,10 +30,16 @@ thread_local! {
 pub struct Readers {
     pool: Pool<SqliteConnectionManager>,
     query_timeout: Duration,
+    breaker: Arc<Breaker>,
 }
 
 impl Readers {
-    pub(super) fn open(path: &Path, size: u32, query_timeout: Duration) -> Result<Readers> {
+    pub(super) fn open(
+        path: &Path,
+        size: u32,
+        query_timeout: Duration,
+        breaker: Arc<Breaker>,
+    ) -> Result<Readers> {
         let manager = SqliteConnectionManager::file(path)
             .with_flags(pragmas::reader_flags())
             .with_init(|conn| {
@@ -47,6 +55,7 @@ impl Readers {
         Ok(Readers {
             pool,
             query_timeout,
+            breaker,
         })
     }
 
@@ -57,6 +66,12 @@ impl Readers {
         READ_DEADLINE.with(|d| d.set(Some(Instant::now() + self.query_timeout)));
         let result = f(&conn);
         READ_DEADLINE.with(|d| d.set(None));
+        match &result {
+            Err(e) if breaker::is_store_fault(e) => {
+                self.breaker.failure(Side::Read, &e.to_string())
+            }
+            _ => self.breaker.success(Side::Read),
+        }
         result
     }
 

@@ -18,6 +18,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::Connection;
 
+use super::breaker::{self, Admission, Breaker, Path};
 use crate::error::{Error, Result};
 use crate::limits::{COMMIT_BATCH_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX};
 use crate::monitor::histogram::Histogram;
@@ -63,13 +64,21 @@ impl Deref for WriteTx<'_> {
 /// A job with its result type erased, as it waits in the queue.
 trait QueuedJob: Send {
     /// Runs the job; `true` when it succeeded (its savepoint is kept).
-    fn run(self: Box<Self>, tx: &WriteTx<'_>) -> (bool, Finish);
+    fn run(self: Box<Self>, tx: &WriteTx<'_>) -> Ran;
     /// Answers the caller without running (writer stopped, queue full).
     fn fail(self: Box<Self>, error: Error);
 }
 
 /// Tells a caller its result once the commit's fate is known.
 type Finish = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// How a job went, and how to tell its caller.
+struct Ran {
+    ok: bool,
+    /// It failed through the store's fault (disk full, I/O), not its own.
+    store_fault: Option<String>,
+    finish: Finish,
+}
 
 struct Job<T, W, D> {
     work: W,
@@ -83,17 +92,21 @@ where
     W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
     D: FnOnce(Result<T>) + Send + 'static,
 {
-    fn run(self: Box<Self>, tx: &WriteTx<'_>) -> (bool, Finish) {
+    fn run(self: Box<Self>, tx: &WriteTx<'_>) -> Ran {
         let Job { work, done, .. } = *self;
         let result = catch_unwind(AssertUnwindSafe(|| work(tx))).unwrap_or_else(|_| {
             log::error!("a write job panicked; its savepoint is rolled back");
             Err(Error::internal("write job panicked"))
         });
-        let ok = result.is_ok();
-        (
-            ok,
-            Box::new(move |commit: Result<()>| done(commit.and(result))),
-        )
+        let store_fault = match &result {
+            Err(e) if breaker::is_store_fault(e) => Some(e.to_string()),
+            _ => None,
+        };
+        Ran {
+            ok: result.is_ok(),
+            store_fault,
+            finish: Box::new(move |commit: Result<()>| done(commit.and(result))),
+        }
     }
 
     fn fail(self: Box<Self>, error: Error) {
@@ -143,22 +156,39 @@ impl WriteStats {
 pub struct Writer {
     queue: Sender<Message>,
     pub stats: Arc<WriteStats>,
+    pub breaker: Arc<Breaker>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
+/// What the writer thread works with besides its connection.
+struct Context {
+    stats: Arc<WriteStats>,
+    on_commit: OnCommit,
+    breaker: Arc<Breaker>,
+}
+
 impl Writer {
-    pub(super) fn start(conn: Connection, on_commit: OnCommit) -> Result<Writer> {
+    pub(super) fn start(
+        conn: Connection,
+        on_commit: OnCommit,
+        breaker: Arc<Breaker>,
+    ) -> Result<Writer> {
         let (queue, jobs) = crossbeam_channel::bounded(WRITE_QUEUE_MAX);
         let stats = Arc::new(WriteStats::default());
-        let thread_stats = Arc::clone(&stats);
+        let context = Context {
+            stats: Arc::clone(&stats),
+            on_commit,
+            breaker: Arc::clone(&breaker),
+        };
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
             .stack_size(SERVICE_STACK_BYTES * 4)
-            .spawn(move || writer_loop(&conn, &jobs, &thread_stats, &on_commit))
+            .spawn(move || writer_loop(&conn, &jobs, &context))
             .map_err(Error::internal)?;
         Ok(Writer {
             queue,
             stats,
+            breaker,
             thread: Arc::new(Mutex::new(Some(thread))),
         })
     }
@@ -177,10 +207,18 @@ impl Writer {
             done,
             result: PhantomData,
         });
+        // While the breaker is open nothing is attempted: fail fast.
+        let admission = match self.breaker.admit_write() {
+            Ok(admission) => admission,
+            Err(e) => return job.fail(e),
+        };
         match self.queue.try_send(Message::Job(job)) {
             Ok(()) => {}
             Err(TrySendError::Full(Message::Job(job))) => {
                 self.stats.rejected_full.fetch_add(1, Ordering::Relaxed);
+                if admission == Admission::Probe {
+                    self.breaker.probe_abandoned();
+                }
                 job.fail(Error::unavailable("write queue is full"));
             }
             Err(TrySendError::Disconnected(Message::Job(job))) => {
@@ -219,12 +257,7 @@ impl Writer {
     }
 }
 
-fn writer_loop(
-    conn: &Connection,
-    queue: &Receiver<Message>,
-    stats: &WriteStats,
-    on_commit: &OnCommit,
-) {
+fn writer_loop(conn: &Connection, queue: &Receiver<Message>, context: &Context) {
     let mut batch: Vec<Box<dyn QueuedJob>> = Vec::with_capacity(COMMIT_BATCH_MAX);
     let mut stopping = false;
     while !stopping {
@@ -240,7 +273,7 @@ fn writer_loop(
             }
         }
         if !batch.is_empty() {
-            commit_batch(conn, &mut batch, stats, on_commit);
+            commit_batch(conn, &mut batch, context);
         }
     }
     // Anything queued after the stop is answered, not silently dropped.
@@ -252,17 +285,18 @@ fn writer_loop(
 }
 
 /// One transaction for the whole batch; a savepoint per job.
-fn commit_batch(
-    conn: &Connection,
-    batch: &mut Vec<Box<dyn QueuedJob>>,
-    stats: &WriteStats,
-    on_commit: &OnCommit,
-) {
+fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, context: &Context) {
+    let Context {
+        stats,
+        on_commit,
+        breaker,
+    } = context;
     let started = Instant::now();
     let size = batch.len() as u64;
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         log::error!("could not begin a write transaction: {e}");
         stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        breaker.failure(Path::Write, &format!("begin failed: {e}"));
         for job in batch.drain(..) {
             job.fail(clone_error(&e));
         }
@@ -275,6 +309,7 @@ fn commit_batch(
     };
     let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
     let mut broken: Option<rusqlite::Error> = None;
+    let mut fault: Option<String> = None;
     for job in batch.drain(..) {
         if broken.is_some() {
             finishes.push(Box::new(move |_| {
@@ -282,7 +317,7 @@ fn commit_batch(
             }));
             continue;
         }
-        match run_in_savepoint(&tx, job, stats) {
+        match run_in_savepoint(&tx, job, stats, &mut fault) {
             Ok(finish) => finishes.push(finish),
             Err((finish, e)) => {
                 finishes.push(finish);
@@ -300,8 +335,13 @@ fn commit_batch(
         log::error!("commit of {size} write jobs failed: {e}");
         stats.failed_commits.fetch_add(1, Ordering::Relaxed);
         let _ = conn.execute_batch("ROLLBACK");
+        fault = Some(format!("commit failed: {e}"));
     } else {
         stats.record_commit(size, started.elapsed());
+    }
+    match &fault {
+        Some(reason) => breaker.failure(Path::Write, reason),
+        None => breaker.success(Path::Write),
     }
     // Caches forget what changed before anyone can read it back; after a
     // failed commit too (dropping a fresh entry costs only a reload).
@@ -321,15 +361,23 @@ fn run_in_savepoint(
     tx: &WriteTx<'_>,
     job: Box<dyn QueuedJob>,
     stats: &WriteStats,
+    fault: &mut Option<String>,
 ) -> std::result::Result<Finish, (Finish, rusqlite::Error)> {
     if let Err(e) = tx.execute_batch("SAVEPOINT job") {
         let finish: Finish =
             Box::new(move |_| job.fail(Error::unavailable("write transaction failed")));
         return Err((finish, e));
     }
-    let (ok, finish) = job.run(tx);
+    let Ran {
+        ok,
+        store_fault,
+        finish,
+    } = job.run(tx);
     if !ok {
         stats.failed_jobs.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(reason) = store_fault {
+        *fault = Some(reason);
     }
     let end = if ok {
         "RELEASE job"
@@ -369,7 +417,12 @@ mod tests {
         .unwrap();
         (
             dir,
-            Writer::start(conn, Arc::new(|_: &[Touched]| {})).unwrap(),
+            Writer::start(
+                conn,
+                Arc::new(|_: &[Touched]| {}),
+                Arc::new(Breaker::new(5, std::time::Duration::from_secs(5))),
+            )
+            .unwrap(),
         )
     }
 
