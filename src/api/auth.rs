@@ -54,7 +54,8 @@ pub fn admin(app: &App, request: &Request) -> Result<Caller> {
     Ok(caller)
 }
 
-fn bearer_token(request: &Request) -> Option<&str> {
+/// The token of `Authorization: Bearer TOKEN` (scheme in any case).
+pub fn bearer_token(request: &Request) -> Option<&str> {
     let value = request.header("authorization")?.trim();
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

@@ -385,10 +385,12 @@ pub fn resolve(
     Ok(escrow)
 }
 
-/// Held escrows whose release time has passed, oldest due first.
+/// Held escrows whose release time has passed, oldest due first. Times are
+/// whole seconds, so "passed" means `release_at < now`: never early, at most
+/// a second late.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id FROM escrows WHERE state = 'held' AND release_at <= ?1 ORDER BY release_at LIMIT ?2",
+        "SELECT id FROM escrows WHERE state = 'held' AND release_at < ?1 ORDER BY release_at LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now, limit as i64], |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)

@@ -1,0 +1,683 @@
+//! Acknowledged means durable (SPEC §6), tested with the real binary: a
+//! transfer load from several threads, `kill -9` in the middle of it, a
+//! restart on the same database. Every transfer that got its 201 is there
+//! exactly once, every transfer is whole (one out and one in entry), money
+//! is conserved, idempotency keys committed with their transfers replay, and
+//! `souk check` exits 0.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{CLIENT_TIMEOUT, Client, HttpResponse, TempDir};
+
+/// How long the binary gets to start, to stop, or to run a subcommand.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a call that hashes a password may take (argon2 in a debug
+/// build on a busy machine).
+const HASHING_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the load runs before the kill.
+const LOAD_BEFORE_KILL: Duration = Duration::from_secs(1);
+/// Client threads of the load.
+const LOAD_THREADS: usize = 4;
+const PASSWORD: &str = "crash test password";
+
+/// `souk` on the database in `dir`, port 0, info logging.
+fn souk(dir: &TempDir) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_souk"));
+    command
+        .env("SOUK_ADDR", "127.0.0.1:0")
+        .env("SOUK_DB", dir.path.join("souk.db"))
+        .env("RUST_LOG", "info")
+        .env_remove("SOUK_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn wait_with_timeout(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for souk") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("souk did not exit within {PROCESS_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a subcommand that must exit by itself: status, stdout, stderr.
+fn run(mut command: Command) -> (ExitStatus, String, String) {
+    let mut child = command.spawn().expect("starting souk");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let status = wait_with_timeout(&mut child);
+    (
+        status,
+        out.join().expect("stdout reader"),
+        err.join().expect("stderr reader"),
+    )
+}
+
+/// `souk check` on the database in `dir`: must exit 0.
+fn souk_check(dir: &TempDir, when: &str) {
+    let mut command = souk(dir);
+    command.arg("check");
+    let (status, out, err) = run(command);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "souk check {when}: {status:?}\nstdout: {out}\nstderr: {err}"
+    );
+    assert!(out.starts_with("ok"), "souk check {when}: {out}");
+}
+
+/// A running `souk serve`, killed on drop if the test did not stop it.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    /// Every stderr line (drained so the child never blocks on its log).
+    log: mpsc::Receiver<String>,
+}
+
+impl Served {
+    fn start(dir: &TempDir) -> Served {
+        let mut command = souk(dir);
+        command.stdout(Stdio::null());
+        let mut child = command.spawn().expect("starting souk");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if lines_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        let mut seen = Vec::new();
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines_rx.recv_timeout(left).unwrap_or_else(|e| {
+                let _ = child.kill();
+                panic!("souk did not log `listening on http://ADDR` ({e}); its log: {seen:#?}")
+            });
+            if let Some((_, rest)) = line.split_once("listening on http://") {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                break addr.parse().expect("a socket address after `listening on`");
+            }
+            seen.push(line);
+        };
+        Served {
+            child,
+            addr,
+            log: lines_rx,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} failed: {status:?}");
+    }
+
+    /// SIGTERM and a clean exit 0.
+    fn stop(mut self) {
+        self.signal("-TERM");
+        let status = wait_with_timeout(&mut self.child);
+        let log: Vec<String> = self.log.try_iter().collect();
+        assert_eq!(status.code(), Some(0), "{status:?}; log: {log:#?}");
+    }
+
+    /// Every log line so far.
+    fn drain_log(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One request on `client`; I/O errors are returned, not panics (the server
+/// may die under it).
+fn send(
+    client: &mut Client,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> io::Result<HttpResponse> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        head.push_str("content-type: application/json\r\n");
+    }
+    if let Some(token) = token {
+        head.push_str(&format!("authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body.as_bytes());
+    client.stream.write_all(&bytes)?;
+    client.try_read_response(false)
+}
+
+/// One request on a new connection, that must be answered.
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut client = Client::connect(addr);
+    send(&mut client, method, path, token, body, headers)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// A call that hashes a password: same, with a patient read timeout.
+fn call_hashing(addr: SocketAddr, path: &str, body: &Value) -> HttpResponse {
+    let mut client = Client::connect(addr);
+    client
+        .stream
+        .set_read_timeout(Some(HASHING_TIMEOUT))
+        .expect("setting a read timeout");
+    send(&mut client, "POST", path, None, Some(body), &[])
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
+fn text(response: &HttpResponse) -> String {
+    String::from_utf8_lossy(&response.body).into_owned()
+}
+
+fn login(addr: SocketAddr, username: &str) -> String {
+    let response = call_hashing(
+        addr,
+        "/api/v1/sessions",
+        &json!({"username": username, "password": PASSWORD}),
+    );
+    assert_eq!(
+        response.status,
+        201,
+        "login {username}: {}",
+        text(&response)
+    );
+    response.json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+/// (id, token) of a new member.
+fn member(addr: SocketAddr, username: &str) -> (String, String) {
+    let response = call_hashing(
+        addr,
+        "/api/v1/users",
+        &json!({"username": username, "password": PASSWORD}),
+    );
+    assert_eq!(
+        response.status,
+        201,
+        "register {username}: {}",
+        text(&response)
+    );
+    let id = response.json()["user"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    (id, login(addr, username))
+}
+
+/// One transfer of the load, as sent.
+#[derive(Clone, Debug)]
+struct Sent {
+    /// Its memo and its Idempotency-Key.
+    memo: String,
+    from: usize,
+    to: usize,
+    body: Value,
+}
+
+/// What one load thread saw.
+#[derive(Default)]
+struct LoadReport {
+    /// Transfers answered 201, with the body of that answer.
+    acknowledged: Vec<(Sent, Vec<u8>)>,
+    /// The transfer in flight when the connection died, if any.
+    unanswered: Option<Sent>,
+    /// Anything but a 201 before the kill, or an error before the kill.
+    failures: Vec<String>,
+}
+
+const AMOUNT: &str = "0.001";
+const AMOUNT_MINOR: i128 = 100_000;
+const FUNDING: &str = "1000";
+const FUNDING_MINOR: i128 = 100_000_000_000;
+
+#[test]
+fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
+    let started = Instant::now();
+    let dir = TempDir::new();
+
+    // The first admin, from the command line, before the server starts.
+    let mut command = souk(&dir);
+    command
+        .args(["user", "create", "--username", "admin", "--admin"])
+        .env("SOUK_PASSWORD", PASSWORD);
+    let (status, out, err) = run(command);
+    assert_eq!(status.code(), Some(0), "user create: {out}\n{err}");
+
+    let served = Served::start(&dir);
+    let addr = served.addr;
+    let admin = login(addr, "admin");
+    let users: Vec<(String, String)> = (0..2)
+        .map(|i| member(addr, &format!("crash_user{i}")))
+        .collect();
+    for (i, (id, _)) in users.iter().enumerate() {
+        let body = json!({"user_id": id, "currency": "btc", "amount": FUNDING, "reference": format!("fund-{i}")});
+        let response = call(
+            addr,
+            "POST",
+            "/api/v1/admin/deposits",
+            Some(&admin),
+            Some(&body),
+            &[],
+        );
+        assert_eq!(response.status, 201, "funding: {}", text(&response));
+    }
+
+    // The load: each thread sends transfers one after the other on its own
+    // keep-alive connection, each with a unique memo and Idempotency-Key.
+    let killed = AtomicBool::new(false);
+    let answered = AtomicUsize::new(0);
+    let reports: Vec<LoadReport> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..LOAD_THREADS)
+            .map(|t| {
+                let (users, killed, answered) = (&users, &killed, &answered);
+                s.spawn(move || {
+                    let mut report = LoadReport::default();
+                    let from = t % users.len();
+                    let to = (t + 1) % users.len();
+                    let mut client = Client::connect(addr);
+                    for i in 0.. {
+                        let memo = format!("crash-t{t}-{i}");
+                        let body = json!({"to": users[to].0, "currency": "btc", "amount": AMOUNT, "memo": memo});
+                        let sent = Sent { memo: memo.clone(), from, to, body };
+                        match send(
+                            &mut client,
+                            "POST",
+                            "/api/v1/transfers",
+                            Some(&users[from].1),
+                            Some(&sent.body),
+                            &[("Idempotency-Key", &memo)],
+                        ) {
+                            Ok(response) if response.status == 201 => {
+                                answered.fetch_add(1, Ordering::Relaxed);
+                                report.acknowledged.push((sent, response.body));
+                            }
+                            Ok(response) => {
+                                report.failures.push(format!(
+                                    "{memo}: {} {}",
+                                    response.status,
+                                    text(&response)
+                                ));
+                                return report;
+                            }
+                            Err(e) => {
+                                if !killed.load(Ordering::SeqCst) {
+                                    report.failures.push(format!("{memo}: {e} before the kill"));
+                                }
+                                report.unanswered = Some(sent);
+                                return report;
+                            }
+                        }
+                        if started.elapsed() > PROCESS_TIMEOUT {
+                            report.failures.push("the kill never came".into());
+                            return report;
+                        }
+                    }
+                    report
+                })
+            })
+            .collect();
+
+        std::thread::sleep(LOAD_BEFORE_KILL);
+        let deadline = Instant::now() + CLIENT_TIMEOUT;
+        while answered.load(Ordering::Relaxed) < 10 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let running = threads.iter().filter(|t| !t.is_finished()).count();
+        killed.store(true, Ordering::SeqCst);
+        served.signal("-9");
+        let reports: Vec<LoadReport> = threads
+            .into_iter()
+            .map(|t| t.join().expect("a load thread"))
+            .collect();
+        let failures: Vec<&String> = reports.iter().flat_map(|r| &r.failures).collect();
+        assert!(
+            failures.is_empty(),
+            "the load failed before the kill: {failures:#?}"
+        );
+        assert_eq!(running, LOAD_THREADS, "the load stopped before the kill");
+        reports
+    });
+    let mut served = served;
+    let status = wait_with_timeout(&mut served.child);
+    assert!(
+        !status.success(),
+        "souk was killed, not stopped: {status:?}"
+    );
+    drop(served);
+
+    let acknowledged: Vec<&(Sent, Vec<u8>)> =
+        reports.iter().flat_map(|r| &r.acknowledged).collect();
+    assert!(
+        acknowledged.len() >= 10,
+        "too few transfers acknowledged to test anything: {}",
+        acknowledged.len()
+    );
+
+    eprintln!(
+        "{} transfers acknowledged, {} in flight at the kill",
+        acknowledged.len(),
+        reports.iter().filter(|r| r.unanswered.is_some()).count()
+    );
+
+    // The crashed database as an operator finds it.
+    souk_check(&dir, "right after the kill");
+
+    let served = Served::start(&dir);
+    let addr = served.addr;
+    let ids: Vec<&str> = users.iter().map(|(id, _)| id.as_str()).collect();
+
+    // Every acknowledged transfer is there exactly once, on both sides.
+    let mut outs: HashMap<String, usize> = HashMap::new();
+    let mut ins: HashMap<String, usize> = HashMap::new();
+    for (index, (_, token)) in users.iter().enumerate() {
+        for entry in all_entries(addr, token) {
+            if entry["kind"] != "transfer" {
+                continue;
+            }
+            let memo = entry["memo"]
+                .as_str()
+                .expect("a load transfer has a memo")
+                .to_owned();
+            let counterparty = entry["counterparty"].as_str().unwrap_or_default();
+            assert_ne!(counterparty, ids[index], "{entry}");
+            let side = if entry["direction"] == "out" {
+                &mut outs
+            } else {
+                &mut ins
+            };
+            *side.entry(memo).or_default() += 1;
+        }
+    }
+    for (sent, _) in &acknowledged {
+        assert_eq!(
+            outs.get(&sent.memo),
+            Some(&1),
+            "acknowledged transfer {} is not in its sender's entries exactly once",
+            sent.memo
+        );
+        assert_eq!(
+            ins.get(&sent.memo),
+            Some(&1),
+            "acknowledged transfer {} is not in its recipient's entries exactly once",
+            sent.memo
+        );
+    }
+    assert!(
+        outs.values().chain(ins.values()).all(|n| *n == 1),
+        "a transfer was applied twice"
+    );
+    let mut out_memos: Vec<&String> = outs.keys().collect();
+    let mut in_memos: Vec<&String> = ins.keys().collect();
+    out_memos.sort();
+    in_memos.sort();
+    assert_eq!(out_memos, in_memos, "a transfer lost one of its halves");
+    // At most the one transfer in flight per thread is there unacknowledged.
+    assert!(
+        outs.len() <= acknowledged.len() + LOAD_THREADS,
+        "{} transfers applied for {} acknowledged",
+        outs.len(),
+        acknowledged.len()
+    );
+
+    // Balances: the replay of the acknowledged transfers, give or take the
+    // ones in flight, and conserved.
+    let admin_token = &admin;
+    let response = call(
+        addr,
+        "GET",
+        &format!(
+            "/api/v1/admin/balances?user_ids={}&currencies=btc",
+            ids.join(",")
+        ),
+        Some(admin_token),
+        None,
+        &[],
+    );
+    assert_eq!(response.status, 200, "{}", text(&response));
+    let balances = response.json()["balances"].clone();
+    let mut sum = 0i128;
+    let mut expected: BTreeMap<usize, i128> =
+        (0..users.len()).map(|i| (i, FUNDING_MINOR)).collect();
+    let mut sent_by_memo: HashMap<&str, &Sent> = HashMap::new();
+    for report in &reports {
+        for (sent, _) in &report.acknowledged {
+            sent_by_memo.insert(&sent.memo, sent);
+        }
+        if let Some(sent) = &report.unanswered {
+            sent_by_memo.insert(&sent.memo, sent);
+        }
+    }
+    for memo in outs.keys() {
+        let sent = sent_by_memo
+            .get(memo.as_str())
+            .unwrap_or_else(|| panic!("transfer {memo} was never sent"));
+        *expected.entry(sent.from).or_default() -= AMOUNT_MINOR;
+        *expected.entry(sent.to).or_default() += AMOUNT_MINOR;
+    }
+    for (index, id) in ids.iter().enumerate() {
+        let available = minor_btc(
+            balances[*id]["btc"]["available"]
+                .as_str()
+                .expect("available"),
+        );
+        assert_eq!(
+            available, expected[&index],
+            "user {index}'s balance is the replay of the transfers: {balances}"
+        );
+        sum += available;
+    }
+    assert_eq!(
+        sum,
+        FUNDING_MINOR * users.len() as i128,
+        "money is conserved: {balances}"
+    );
+    let response = call(
+        addr,
+        "GET",
+        "/api/v1/admin/stats/wallets",
+        Some(admin_token),
+        None,
+        &[],
+    );
+    assert_eq!(response.status, 200);
+    let btc = response.json()["currencies"]["btc"].clone();
+    assert_eq!(btc["deposited"], "2000.00000000", "{btc}");
+    assert_eq!(btc["withdrawn"], "0.00000000", "{btc}");
+    let response = call(
+        addr,
+        "GET",
+        "/api/v1/admin/check",
+        Some(admin_token),
+        None,
+        &[],
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json(),
+        json!({"ok": true, "problems": []}),
+        "the check after the restart"
+    );
+
+    // The keys were committed with their transfers: the last acknowledged
+    // transfers of every thread replay with the very same answer...
+    for report in &reports {
+        for (sent, body) in report.acknowledged.iter().rev().take(10) {
+            let response = call(
+                addr,
+                "POST",
+                "/api/v1/transfers",
+                Some(&users[sent.from].1),
+                Some(&sent.body),
+                &[("Idempotency-Key", &sent.memo)],
+            );
+            assert_eq!(
+                response.status,
+                201,
+                "replaying {}: {}",
+                sent.memo,
+                text(&response)
+            );
+            assert_eq!(
+                response.header("idempotent-replayed"),
+                Some("true"),
+                "replaying {}",
+                sent.memo
+            );
+            assert_eq!(&response.body, body, "replaying {}", sent.memo);
+        }
+    }
+    // ...and a client retrying the unanswered ones with their keys ends with
+    // every transfer applied exactly once.
+    for sent in reports.iter().filter_map(|r| r.unanswered.as_ref()) {
+        let response = call(
+            addr,
+            "POST",
+            "/api/v1/transfers",
+            Some(&users[sent.from].1),
+            Some(&sent.body),
+            &[("Idempotency-Key", &sent.memo)],
+        );
+        assert_eq!(
+            response.status,
+            201,
+            "retrying {}: {}",
+            sent.memo,
+            text(&response)
+        );
+        let was_applied = outs.contains_key(&sent.memo);
+        assert_eq!(
+            response.header("idempotent-replayed") == Some("true"),
+            was_applied,
+            "retrying {}: replayed exactly when it was applied before the kill",
+            sent.memo
+        );
+    }
+    let log = served.drain_log();
+    assert!(
+        !log.iter().any(|line| line.contains("panicked")),
+        "the restarted server panicked: {log:#?}"
+    );
+    served.stop();
+
+    // Whole transfers only, straight from the file.
+    let conn = rusqlite::Connection::open(dir.path.join("souk.db")).expect("opening the database");
+    let broken: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM (SELECT movement_id FROM entries WHERE kind = 'transfer'
+               GROUP BY movement_id HAVING count(*) != 2 OR sum(direction = 'out') != 1)",
+            [],
+            |row| row.get(0),
+        )
+        .expect("counting transfer halves");
+    assert_eq!(broken, 0, "transfers with a missing or extra half");
+    let applied: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT memo) FROM entries WHERE kind = 'transfer'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("counting transfers");
+    let attempted = acknowledged.len() + reports.iter().filter(|r| r.unanswered.is_some()).count();
+    assert_eq!(
+        applied as usize, attempted,
+        "after the retries, every transfer sent is applied once"
+    );
+    drop(conn);
+    souk_check(&dir, "after the restart and a clean stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(180),
+        "the crash test took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Every entry of the caller, following `next` in pages of 100.
+fn all_entries(addr: SocketAddr, token: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10_000 {
+        let path = match &after {
+            None => "/api/v1/wallet/entries?limit=100".to_owned(),
+            Some(after) => format!("/api/v1/wallet/entries?limit=100&after={after}"),
+        };
+        let response = call(addr, "GET", &path, Some(token), None, &[]);
+        assert_eq!(response.status, 200, "{path}: {}", text(&response));
+        let body = response.json();
+        out.extend(body["entries"].as_array().expect("entries").iter().cloned());
+        match body["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return out,
+        }
+    }
+    panic!("paging the entries does not end");
+}
+
+/// Minor units of a btc amount as the server renders it ("1.50000000").
+fn minor_btc(text: &str) -> i128 {
+    let (whole, fraction) = text.split_once('.').expect("a point");
+    assert_eq!(fraction.len(), 8, "{text}");
+    format!("{whole}{fraction}").parse().expect("digits")
+}

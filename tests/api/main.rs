@@ -1,0 +1,17 @@
+//! The integration tests: one binary, one module per area. Every test starts
+//! its own server on port 0 with a fresh database and talks to it over TCP
+//! (raw bytes, so the HTTP layer's framing is tested as the wire sees it).
+
+mod client;
+mod crash;
+mod dashboard_page;
+mod escrow;
+mod health;
+mod helpers;
+mod http_layer;
+mod json_bodies;
+mod lifecycle;
+mod monitoring;
+mod resilience;
+mod users;
+mod wallets;

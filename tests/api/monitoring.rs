@@ -1,0 +1,1006 @@
+//! Self-monitoring (SPEC §4 "Health and monitoring"): the Prometheus text of
+//! `/metrics` and its token, the admin dashboard JSON and the metrics export,
+//! alert firing and cooldown, the caches (fresh after writes, and counted),
+//! and the `/dashboard` page.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::client::{Member, World, world, world_with};
+use crate::helpers::{HttpResponse, TempDir, get};
+
+// ---- local helpers ---------------------------------------------------------
+
+/// A user with a live session, written straight into the database: these
+/// tests are not about login (tests/api/users.rs is), and each argon2id hash
+/// costs seconds in an unoptimised build on a loaded machine.
+fn quick_user(w: &World, username: &str, admin: bool) -> Member {
+    let conn = rusqlite::Connection::open(&w.db).expect("opening the test database");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    let id = souk::ids::random_id().expect("a random id");
+    let now = souk::clock::unix_seconds();
+    let role = if admin { "admin" } else { "user" };
+    conn.execute(
+        "INSERT INTO users (id, username, password_hash, role, status, created_at)
+         VALUES (?1, ?2, '$argon2id$v=19$m=19456,t=2,p=1$never$used', ?3, 'active', ?4)",
+        rusqlite::params![id, username, role, now],
+    )
+    .expect("inserting a user");
+    let (token, hash) = souk::accounts::sessions::new_token().expect("a session token");
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![hash.as_slice(), id, now, now + 86_400],
+    )
+    .expect("inserting a session");
+    Member {
+        id: id.to_string(),
+        token,
+        username: username.to_owned(),
+    }
+}
+
+fn text(response: &HttpResponse) -> String {
+    format!(
+        "{} {}",
+        response.status,
+        String::from_utf8_lossy(&response.body)
+    )
+}
+
+/// `GET /metrics` with an optional `Authorization` header value.
+fn metrics_with(w: &World, authorization: Option<&str>) -> HttpResponse {
+    let mut client = w.app.connect();
+    let mut request = "GET /metrics HTTP/1.1\r\nhost: test\r\n".to_owned();
+    if let Some(value) = authorization {
+        request.push_str(&format!("authorization: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    client.send(request.as_bytes());
+    client.read_response()
+}
+
+fn metrics_text(w: &World) -> String {
+    let response = metrics_with(w, None);
+    assert_eq!(response.status, 200, "{}", text(&response));
+    String::from_utf8(response.body).expect("metrics are UTF-8")
+}
+
+fn dashboard(w: &World, admin: &Member) -> Value {
+    let response = w.get("/api/v1/admin/dashboard", &admin.token);
+    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    response.json()
+}
+
+// ---- a Prometheus text (0.0.4) parser, strict enough to fail ----------------
+
+type Labels = BTreeMap<String, String>;
+/// A histogram bucket: its `le`, its cumulative count, and its line.
+type Bucket = (f64, f64, usize);
+
+#[derive(Debug, Clone)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+    line: usize,
+}
+
+#[derive(Debug, Default)]
+struct Exposition {
+    /// Family name → type, as declared by `# TYPE`.
+    types: HashMap<String, String>,
+    samples: Vec<Sample>,
+}
+
+fn parse_labels(text: &str, line: usize) -> (BTreeMap<String, String>, &str) {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches(',');
+        if let Some(after) = rest.strip_prefix('}') {
+            return (labels, after);
+        }
+        let (key, after) = rest
+            .split_once("=\"")
+            .unwrap_or_else(|| panic!("line {line}: a label without =\": {text:?}"));
+        assert!(
+            !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !key.starts_with(|c: char| c.is_ascii_digit()),
+            "line {line}: bad label name {key:?}"
+        );
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            let (at, c) = chars
+                .next()
+                .unwrap_or_else(|| panic!("line {line}: an unterminated label value"));
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, '\\')) => value.push('\\'),
+                    Some((_, '"')) => value.push('"'),
+                    Some((_, 'n')) => value.push('\n'),
+                    other => panic!("line {line}: bad escape {other:?}"),
+                },
+                '"' => break at,
+                c => value.push(c),
+            }
+        };
+        assert!(
+            labels.insert(key.to_owned(), value).is_none(),
+            "line {line}: label {key} repeated"
+        );
+        rest = &after[end + 1..];
+        assert!(
+            rest.starts_with(',') || rest.starts_with('}'),
+            "line {line}: junk after a label value: {rest:?}"
+        );
+    }
+}
+
+fn is_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// The family a sample belongs to: its own name, or for `_bucket`, `_sum`
+/// and `_count` the histogram (or summary) it is part of.
+fn family_of(name: &str, types: &HashMap<String, String>) -> Option<String> {
+    if types.contains_key(name) {
+        return Some(name.to_owned());
+    }
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix)
+            && matches!(
+                types.get(base).map(String::as_str),
+                Some("histogram" | "summary")
+            )
+        {
+            return Some(base.to_owned());
+        }
+    }
+    None
+}
+
+/// Parses and checks the format rules: one `# TYPE` per family, before its
+/// samples; the samples of a family in one group; well-formed lines.
+fn parse_exposition(body: &str) -> Exposition {
+    let mut out = Exposition::default();
+    let mut finished: HashSet<String> = HashSet::new();
+    let mut current: Option<String> = None;
+    assert!(body.ends_with('\n'), "the exposition ends with a newline");
+    for (index, raw) in body.lines().enumerate() {
+        let line = index + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        if let Some(comment) = raw.strip_prefix('#') {
+            let mut words = comment.split_whitespace();
+            match words.next() {
+                Some("TYPE") => {
+                    let name = words.next().expect("a TYPE names its family");
+                    let kind = words.next().expect("a TYPE gives a type");
+                    assert!(words.next().is_none(), "line {line}: {raw}");
+                    assert!(is_metric_name(name), "line {line}: {raw}");
+                    assert!(
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                        "line {line}: unknown type in {raw}"
+                    );
+                    assert!(
+                        out.types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                        "line {line}: a second # TYPE for {name}"
+                    );
+                    assert!(
+                        !out.samples
+                            .iter()
+                            .any(|s| family_of(&s.name, &out.types).as_deref() == Some(name)),
+                        "line {line}: # TYPE {name} after samples of it"
+                    );
+                }
+                Some("HELP") => {
+                    let name = words.next().expect("a HELP names its family");
+                    assert!(is_metric_name(name), "line {line}: {raw}");
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let name_end = raw.find(['{', ' ']).unwrap_or(raw.len());
+        let name = &raw[..name_end];
+        assert!(
+            is_metric_name(name),
+            "line {line}: bad metric name in {raw:?}"
+        );
+        let (labels, rest) = if raw[name_end..].starts_with('{') {
+            parse_labels(&raw[name_end + 1..], line)
+        } else {
+            (BTreeMap::new(), &raw[name_end..])
+        };
+        let mut parts = rest.split_whitespace();
+        let value_text = parts
+            .next()
+            .unwrap_or_else(|| panic!("line {line}: no value in {raw:?}"));
+        let value: f64 = match value_text {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("line {line}: value {v:?} is not a number")),
+        };
+        if let Some(timestamp) = parts.next() {
+            assert!(
+                timestamp.parse::<i64>().is_ok(),
+                "line {line}: bad timestamp in {raw:?}"
+            );
+        }
+        assert!(parts.next().is_none(), "line {line}: junk in {raw:?}");
+        let family = family_of(name, &out.types)
+            .unwrap_or_else(|| panic!("line {line}: {name} has no # TYPE before it"));
+        if current.as_deref() != Some(family.as_str()) {
+            assert!(
+                !finished.contains(&family),
+                "line {line}: samples of {family} are split into more than one group"
+            );
+            if let Some(previous) = current.take() {
+                finished.insert(previous);
+            }
+            current = Some(family);
+        }
+        out.samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+            line,
+        });
+    }
+    out
+}
+
+impl Exposition {
+    /// The one sample of `name` with exactly these labels.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let wanted: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let found: Vec<&Sample> = self
+            .samples
+            .iter()
+            .filter(|s| s.name == name && s.labels == wanted)
+            .collect();
+        assert!(found.len() <= 1, "{name} {labels:?} appears twice");
+        found.first().map(|s| s.value)
+    }
+
+    /// Checks every histogram family; returns how many series were checked.
+    fn check_histograms(&self) -> usize {
+        let mut series_checked = 0;
+        for (family, kind) in &self.types {
+            if kind != "histogram" {
+                continue;
+            }
+            let bucket_name = format!("{family}_bucket");
+            // Series: the labels without `le`, in order of appearance.
+            let mut series: Vec<(Labels, Vec<Bucket>)> = Vec::new();
+            for sample in self.samples.iter().filter(|s| s.name == bucket_name) {
+                let mut labels = sample.labels.clone();
+                let le = labels
+                    .remove("le")
+                    .unwrap_or_else(|| panic!("line {}: a bucket without le", sample.line));
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse::<f64>()
+                        .unwrap_or_else(|_| panic!("line {}: le={le:?}", sample.line))
+                };
+                match series.iter_mut().find(|(l, _)| *l == labels) {
+                    Some((_, buckets)) => buckets.push((bound, sample.value, sample.line)),
+                    None => series.push((labels, vec![(bound, sample.value, sample.line)])),
+                }
+            }
+            assert!(!series.is_empty(), "histogram {family} has no buckets");
+            for (labels, buckets) in &series {
+                for pair in buckets.windows(2) {
+                    let ((le_a, n_a, _), (le_b, n_b, line)) = (pair[0], pair[1]);
+                    assert!(
+                        le_b > le_a,
+                        "line {line}: {family} {labels:?}: le not increasing"
+                    );
+                    assert!(
+                        n_b >= n_a,
+                        "line {line}: {family} {labels:?}: cumulative count falls from {n_a} to {n_b}"
+                    );
+                }
+                let (last_le, last_n, line) = *buckets.last().expect("a bucket");
+                assert!(
+                    last_le.is_infinite(),
+                    "line {line}: {family} {labels:?}: the last bucket is not le=\"+Inf\""
+                );
+                let pairs: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let count = self
+                    .value(&format!("{family}_count"), &pairs)
+                    .unwrap_or_else(|| panic!("{family} {labels:?} has no _count"));
+                assert_eq!(
+                    count, last_n,
+                    "{family} {labels:?}: _count differs from the +Inf bucket"
+                );
+                let sum = self
+                    .value(&format!("{family}_sum"), &pairs)
+                    .unwrap_or_else(|| panic!("{family} {labels:?} has no _sum"));
+                assert!(sum >= 0.0, "{family} {labels:?}: _sum {sum}");
+                series_checked += 1;
+            }
+        }
+        series_checked
+    }
+}
+
+// ---- /metrics --------------------------------------------------------------
+
+#[test]
+fn metrics_is_prometheus_text_with_one_type_per_family_and_whole_histograms() {
+    let w = world();
+    let admin = quick_user(&w, "admin", true);
+    // Traffic on a few routes, a commit, a 404 and a 401, so that the
+    // histograms have something in them.
+    for _ in 0..3 {
+        assert_eq!(w.app.get("/healthz").status, 200);
+    }
+    assert_eq!(w.app.get("/readyz").status, 200);
+    assert_eq!(w.get("/api/v1/users/me", &admin.token).status, 200);
+    assert_eq!(w.app.get("/api/v1/users/me").status, 401);
+    assert_eq!(w.app.get("/no/such/route").status, 404);
+
+    let response = metrics_with(&w, None);
+    assert_eq!(response.status, 200, "{}", text(&response));
+    let content_type = response.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain") && content_type.contains("version=0.0.4"),
+        "{content_type}"
+    );
+    let body = String::from_utf8(response.body).expect("UTF-8");
+    let exposition = parse_exposition(&body);
+
+    assert!(exposition.check_histograms() >= 3, "{body}");
+    for (family, kind) in [
+        ("souk_http_requests_total", "counter"),
+        ("souk_http_request_duration_seconds", "histogram"),
+        ("souk_commit_duration_seconds", "histogram"),
+        ("souk_commit_batch_size", "histogram"),
+        ("souk_write_queue_depth", "gauge"),
+        ("souk_db_readers_in_use", "gauge"),
+        ("souk_cache_hits_total", "counter"),
+        ("souk_cache_misses_total", "counter"),
+        ("souk_cache_evictions_total", "counter"),
+        ("souk_cache_size", "gauge"),
+        ("souk_process_resident_memory_bytes", "gauge"),
+        ("souk_system_memory_used_percent", "gauge"),
+        ("souk_system_cpu_percent", "gauge"),
+        ("souk_disk_free_bytes", "gauge"),
+        ("souk_db_size_bytes", "gauge"),
+        ("souk_wal_size_bytes", "gauge"),
+        ("souk_alert_active", "gauge"),
+        ("souk_uptime_seconds", "gauge"),
+    ] {
+        assert_eq!(
+            exposition.types.get(family).map(String::as_str),
+            Some(kind),
+            "family {family}"
+        );
+    }
+    // Every route has its series; the ones used here count what was sent.
+    let healthz = [("route", "GET /healthz"), ("operation", "health.live")];
+    let mut with_class = healthz.to_vec();
+    with_class.push(("class", "2xx"));
+    assert_eq!(
+        exposition.value("souk_http_requests_total", &with_class),
+        Some(3.0)
+    );
+    assert_eq!(
+        exposition.value("souk_http_request_duration_seconds_count", &healthz),
+        Some(3.0)
+    );
+    let me_401 = [
+        ("route", "GET /api/v1/users/me"),
+        ("operation", "users.me"),
+        ("class", "4xx"),
+    ];
+    assert_eq!(
+        exposition.value("souk_http_requests_total", &me_401),
+        Some(1.0)
+    );
+    for cache in ["profiles", "sessions", "balances"] {
+        assert!(
+            exposition
+                .value("souk_cache_capacity", &[("cache", cache)])
+                .is_some_and(|n| n > 0.0),
+            "cache {cache}"
+        );
+    }
+    assert!(
+        exposition
+            .value("souk_process_resident_memory_bytes", &[])
+            .is_some_and(|n| n > 0.0)
+    );
+}
+
+#[test]
+fn the_healthz_request_counter_grows_by_the_number_of_healthz_requests() {
+    let w = world();
+    let labels = [
+        ("route", "GET /healthz"),
+        ("operation", "health.live"),
+        ("class", "2xx"),
+    ];
+    let counter = |w: &World| {
+        parse_exposition(&metrics_text(w))
+            .value("souk_http_requests_total", &labels)
+            .expect("the /healthz counter is there from the start")
+    };
+    let before = counter(&w);
+    // On one keep-alive connection and on fresh ones.
+    let mut client = w.app.connect();
+    for _ in 0..7 {
+        client.send(get("/healthz").as_bytes());
+        assert_eq!(client.read_response().status, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(w.app.get("/healthz").status, 200);
+    }
+    assert_eq!(counter(&w), before + 12.0);
+    // Reading the metrics is not a /healthz request.
+    assert_eq!(counter(&w), before + 12.0);
+}
+
+#[test]
+fn with_a_metrics_token_metrics_needs_that_bearer_token() {
+    let token = "s3cret-scrape-token";
+    let w = world_with(|config| config.metrics_token = Some(token.to_owned()));
+    metrics_with(&w, None).assert_error(401, "unauthenticated");
+    for wrong in [
+        "Bearer wrong-token",
+        "Bearer s3cret-scrape-toke",
+        "Bearer s3cret-scrape-token-and-more",
+        "Basic czNjcmV0LXNjcmFwZS10b2tlbg==",
+        "s3cret-scrape-token",
+        "Bearer ",
+    ] {
+        metrics_with(&w, Some(wrong)).assert_error(401, "unauthenticated");
+    }
+    let response = metrics_with(&w, Some(&format!("Bearer {token}")));
+    assert_eq!(response.status, 200, "{}", text(&response));
+    let body = String::from_utf8(response.body).expect("UTF-8");
+    parse_exposition(&body);
+    assert!(body.contains("# TYPE souk_http_requests_total counter"));
+    // Without a token configured, /metrics is open (the other tests) and a
+    // user's session token is not the metrics token.
+    let user = quick_user(&w, "user", false);
+    metrics_with(&w, Some(&format!("Bearer {}", user.token))).assert_error(401, "unauthenticated");
+}
+
+// ---- the admin dashboard and export ----------------------------------------
+
+fn assert_number(value: &Value, path: &str) -> f64 {
+    let mut at = value;
+    for key in path.split('.') {
+        at = &at[key];
+    }
+    let number = at
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number: {at} in {value}"));
+    assert!(number.is_finite() && number >= 0.0, "{path} = {number}");
+    number
+}
+
+fn assert_dashboard_shape(report: &Value) {
+    for path in [
+        "system_metrics.memory.used_percent",
+        "system_metrics.memory.available_gb",
+        "system_metrics.memory.process_rss_mb",
+        "system_metrics.cpu.percent",
+        "system_metrics.cpu.count",
+        "system_metrics.cpu.process_percent",
+        "system_metrics.disk.used_percent",
+        "system_metrics.disk.free_gb",
+        "system_metrics.database.size_mb",
+        "system_metrics.database.wal_mb",
+        "uptime_s",
+    ] {
+        assert_number(report, path);
+    }
+    assert!(assert_number(report, "system_metrics.cpu.count") >= 1.0);
+    assert!(assert_number(report, "system_metrics.memory.process_rss_mb") > 0.0);
+    for percent in [
+        "system_metrics.memory.used_percent",
+        "system_metrics.disk.used_percent",
+    ] {
+        assert!(assert_number(report, percent) <= 100.0, "{percent}");
+    }
+
+    let operations = report["service_metrics"]
+        .as_object()
+        .expect("service_metrics is an object");
+    for name in [
+        "health.live",
+        "users.get_by_id",
+        "wallets.transfer",
+        "escrow.create",
+        "admin.dashboard",
+    ] {
+        assert!(operations.contains_key(name), "operation {name}: {report}");
+    }
+    for (name, figures) in operations {
+        for key in [
+            "count",
+            "avg_response_time_ms",
+            "p95_ms",
+            "p99_ms",
+            "error_rate_percent",
+            "requests_per_minute",
+        ] {
+            let n = figures[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("service_metrics.{name}.{key}: {figures}"));
+            assert!(
+                n.is_finite() && n >= 0.0,
+                "service_metrics.{name}.{key} = {n}"
+            );
+        }
+        assert!(
+            figures["error_rate_percent"].as_f64() <= Some(100.0),
+            "{name}: {figures}"
+        );
+        assert!(
+            figures["p95_ms"].as_f64() <= figures["p99_ms"].as_f64(),
+            "{name}: p95 above p99: {figures}"
+        );
+    }
+
+    let caches = report["caches"].as_object().expect("caches is an object");
+    for name in ["profiles", "sessions", "balances"] {
+        let cache = &caches
+            .get(name)
+            .unwrap_or_else(|| panic!("cache {name}: {report}"));
+        for key in ["hits", "misses", "hit_rate_percent", "size", "capacity"] {
+            let n = cache[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("caches.{name}.{key}: {cache}"));
+            assert!(n.is_finite() && n >= 0.0, "caches.{name}.{key} = {n}");
+        }
+        assert!(cache["hit_rate_percent"].as_f64() <= Some(100.0), "{cache}");
+        assert!(
+            cache["size"].as_f64() <= cache["capacity"].as_f64(),
+            "{cache}"
+        );
+        assert!(cache["capacity"].as_f64() > Some(0.0), "{cache}");
+    }
+
+    assert!(report["store"].is_object(), "store: {report}");
+    assert!(report["alerts"]["active"].is_array(), "{report}");
+    assert!(report["alerts"]["recent"].is_array(), "{report}");
+}
+
+#[test]
+fn the_admin_dashboard_has_every_key_of_the_spec_and_is_for_admins_only() {
+    let w = world();
+    let admin = quick_user(&w, "admin", true);
+    let user = quick_user(&w, "user", false);
+    for _ in 0..4 {
+        assert_eq!(
+            w.get(&format!("/api/v1/users/{}", user.id), &admin.token)
+                .status,
+            200
+        );
+    }
+
+    let report = dashboard(&w, &admin);
+    assert_dashboard_shape(&report);
+    let by_id = &report["service_metrics"]["users.get_by_id"];
+    assert_eq!(by_id["count"], 4, "{by_id}");
+    assert_eq!(by_id["error_rate_percent"].as_f64(), Some(0.0), "{by_id}");
+    assert!(
+        by_id["avg_response_time_ms"].as_f64() > Some(0.0),
+        "{by_id}"
+    );
+    assert!(by_id["p95_ms"].as_f64() > Some(0.0), "{by_id}");
+    assert_eq!(
+        report["service_metrics"]["wallets.transfer"]["count"], 0,
+        "{report}"
+    );
+
+    w.get("/api/v1/admin/dashboard", &user.token)
+        .assert_error(403, "forbidden");
+    w.app
+        .get("/api/v1/admin/dashboard")
+        .assert_error(401, "unauthenticated");
+}
+
+#[test]
+fn the_admin_metrics_export_speaks_json_and_prometheus_and_refuses_xml() {
+    let w = world();
+    let admin = quick_user(&w, "admin", true);
+    let user = quick_user(&w, "user", false);
+
+    for path in ["/api/v1/admin/metrics?format=json", "/api/v1/admin/metrics"] {
+        let response = w.get(path, &admin.token);
+        assert_eq!(response.status, 200, "{path}: {}", text(&response));
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        assert_dashboard_shape(&response.json());
+    }
+
+    let response = w.get("/api/v1/admin/metrics?format=prometheus", &admin.token);
+    assert_eq!(response.status, 200, "{}", text(&response));
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain")),
+        "{response:?}"
+    );
+    let body = String::from_utf8(response.body).expect("UTF-8");
+    let exposition = parse_exposition(&body);
+    exposition.check_histograms();
+    assert_eq!(
+        exposition
+            .types
+            .get("souk_http_requests_total")
+            .map(String::as_str),
+        Some("counter")
+    );
+
+    for bad in ["xml", "JSON", "", "prometheus,json"] {
+        let response = w.get(&format!("/api/v1/admin/metrics?format={bad}"), &admin.token);
+        let error = response.assert_error(400, "invalid_field");
+        assert_eq!(error["field"], "format", "{bad}: {error}");
+    }
+    for format in ["json", "prometheus"] {
+        w.get(
+            &format!("/api/v1/admin/metrics?format={format}"),
+            &user.token,
+        )
+        .assert_error(403, "forbidden");
+    }
+}
+
+// ---- alerts ----------------------------------------------------------------
+
+fn memory_alerts(w: &World, admin: &Member) -> (Vec<Value>, Vec<Value>) {
+    let response = w.get("/api/v1/admin/alerts", &admin.token);
+    assert_eq!(response.status, 200, "{}", text(&response));
+    let body = response.json();
+    let of_memory = |key: &str| -> Vec<Value> {
+        body[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("alerts.{key}: {body}"))
+            .iter()
+            .filter(|a| a["rule"] == "memory")
+            .cloned()
+            .collect()
+    };
+    (of_memory("active"), of_memory("recent"))
+}
+
+fn assert_alert_shape(alert: &Value) {
+    assert_eq!(alert["rule"], "memory", "{alert}");
+    assert!(alert["value"].as_f64() > Some(0.0), "{alert}");
+    assert_eq!(alert["threshold"].as_f64(), Some(0.0), "{alert}");
+    let fired_at = alert["fired_at"].as_str().expect("fired_at is a string");
+    assert!(
+        fired_at.len() >= 20 && fired_at.as_bytes()[10] == b'T' && fired_at.ends_with('Z'),
+        "fired_at is RFC 3339 UTC: {fired_at}"
+    );
+}
+
+#[test]
+fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
+    let w = world_with(|config| {
+        config.alert_memory_percent = 0;
+        config.monitoring_interval = Duration::from_secs(1);
+        config.alert_cooldown = Duration::from_secs(3);
+        // Only the memory rule can fire here.
+        config.alert_cpu_percent = 100;
+        config.alert_response_ms = 3_600_000;
+        config.alert_error_percent = 100;
+    });
+    let started = Instant::now();
+    let admin = quick_user(&w, "admin", true);
+
+    let first = loop {
+        let (active, recent) = memory_alerts(&w, &admin);
+        if let Some(alert) = active.first() {
+            assert_eq!(active.len(), 1, "{active:?}");
+            assert_eq!(recent.len(), 1, "{recent:?}");
+            break alert.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no active memory alert within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seen = Instant::now();
+    assert_alert_shape(&first);
+
+    // Evaluations go on every second, the rule stays above its threshold, but
+    // the cooldown holds the second firing back.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let (active, recent) = memory_alerts(&w, &admin);
+    assert_eq!(
+        recent.len(),
+        1,
+        "fired again within the cooldown: {recent:?}"
+    );
+    assert_eq!(active.len(), 1, "still above its threshold: {active:?}");
+    assert_eq!(recent[0], first);
+    let exposition = parse_exposition(&metrics_text(&w));
+    assert_eq!(
+        exposition.value("souk_alert_firings_total", &[("rule", "memory")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition.value("souk_alert_active", &[("rule", "memory")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition.value("souk_alert_active", &[("rule", "cpu")]),
+        Some(0.0)
+    );
+
+    // After the cooldown, a second firing.
+    let recent = loop {
+        let (_, recent) = memory_alerts(&w, &admin);
+        if recent.len() >= 2 {
+            break recent;
+        }
+        assert!(
+            seen.elapsed() < Duration::from_secs(5),
+            "no second firing after the cooldown: {recent:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(recent.len(), 2, "{recent:?}");
+    assert!(
+        seen.elapsed() >= Duration::from_millis(2_500),
+        "the second firing came early"
+    );
+    for alert in &recent {
+        assert_alert_shape(alert);
+    }
+    let exposition = parse_exposition(&metrics_text(&w));
+    assert_eq!(
+        exposition.value("souk_alert_firings_total", &[("rule", "memory")]),
+        Some(2.0)
+    );
+    // The dashboard shows the same alerts.
+    let report = dashboard(&w, &admin);
+    let shown = report["alerts"]["recent"]
+        .as_array()
+        .expect("recent alerts")
+        .iter()
+        .filter(|a| a["rule"] == "memory")
+        .count();
+    assert!(shown >= 2, "{report}");
+}
+
+#[test]
+fn a_firing_alert_is_logged_at_warn_level_by_the_binary() {
+    let dir = TempDir::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_souk"))
+        .env("SOUK_ADDR", "127.0.0.1:0")
+        .env("SOUK_DB", dir.path.join("souk.db"))
+        .env("RUST_LOG", "warn")
+        .env("ALERT_MEMORY_PERCENT", "0")
+        .env("MONITORING_INTERVAL", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting souk");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            let _ = lines_tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.contains("alert memory");
+                log.push(line);
+                if hit {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let stop_deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < stop_deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    assert!(found, "no `alert memory` line on stderr: {log:?}");
+    let line = log.last().expect("the alert line");
+    assert!(line.contains("WARN"), "logged at warn level: {line}");
+}
+
+// ---- caches ----------------------------------------------------------------
+
+#[test]
+fn a_new_display_name_is_seen_by_the_next_profile_read_of_another_user() {
+    let w = world();
+    let alice = quick_user(&w, "alice", false);
+    let bob = quick_user(&w, "bob", false);
+    let path = format!("/api/v1/users/{}", alice.id);
+    let read = |w: &World| {
+        let response = w.get(&path, &bob.token);
+        assert_eq!(response.status, 200, "{}", text(&response));
+        response.json()["user"]["display_name"].clone()
+    };
+    // Twice: the second read is from the cache.
+    assert_eq!(read(&w), Value::Null);
+    assert_eq!(read(&w), Value::Null);
+
+    for name in ["Alice A.", "Alice B.", "Ålice ✓"] {
+        let response = w.patch(
+            "/api/v1/users/me",
+            &alice.token,
+            &json!({ "display_name": name }),
+        );
+        assert_eq!(response.status, 200, "{}", text(&response));
+        assert_eq!(read(&w), name);
+        assert_eq!(read(&w), name);
+    }
+    // Alice's own view agrees.
+    let response = w.get("/api/v1/users/me", &alice.token);
+    assert_eq!(response.json()["user"]["display_name"], "Ålice ✓");
+}
+
+#[test]
+fn a_transfer_is_seen_by_the_next_wallet_read_of_both_parties() {
+    let w = world();
+    let admin = quick_user(&w, "admin", true);
+    let alice = quick_user(&w, "alice", false);
+    let bob = quick_user(&w, "bob", false);
+    w.deposit(&admin, &alice, "btc", "1");
+    // Read (and so cache) both wallets, twice.
+    for _ in 0..2 {
+        assert_eq!(
+            w.balance(&alice, "btc"),
+            ("1.00000000".to_owned(), "0.00000000".to_owned())
+        );
+        assert_eq!(
+            w.balance(&bob, "btc"),
+            ("0.00000000".to_owned(), "0.00000000".to_owned())
+        );
+    }
+    for (n, (alice_after, bob_after)) in
+        [("0.75000000", "0.25000000"), ("0.50000000", "0.50000000")]
+            .into_iter()
+            .enumerate()
+    {
+        let response = w.post(
+            "/api/v1/transfers",
+            Some(&alice.token),
+            &json!({"to": bob.id, "currency": "btc", "amount": "0.25"}),
+        );
+        assert_eq!(response.status, 201, "transfer {n}: {}", text(&response));
+        assert_eq!(w.balance(&alice, "btc").0, alice_after, "transfer {n}");
+        assert_eq!(w.balance(&bob, "btc").0, bob_after, "transfer {n}");
+    }
+    // A deposit by an admin is seen at once too.
+    w.deposit(&admin, &bob, "btc", "2");
+    assert_eq!(w.balance(&bob, "btc").0, "2.50000000");
+    // The wallet reads did go through the balance cache.
+    let balances = &dashboard(&w, &admin)["caches"]["balances"];
+    assert!(balances["hits"].as_u64() >= Some(1), "{balances}");
+}
+
+#[test]
+fn reading_one_profile_50_times_is_served_from_the_profile_cache() {
+    let w = world();
+    let admin = quick_user(&w, "admin", true);
+    let alice = quick_user(&w, "alice", false);
+    let bob = quick_user(&w, "bob", false);
+    let path = format!("/api/v1/users/{}", alice.id);
+    let before = dashboard(&w, &admin)["caches"]["profiles"].clone();
+    for _ in 0..50 {
+        let response = w.get(&path, &bob.token);
+        assert_eq!(response.status, 200, "{}", text(&response));
+        assert_eq!(response.json()["user"]["username"], "alice");
+    }
+    let profiles = dashboard(&w, &admin)["caches"]["profiles"].clone();
+    let rate = profiles["hit_rate_percent"]
+        .as_f64()
+        .expect("hit_rate_percent");
+    assert!(rate > 90.0, "profiles hit rate {rate}: {profiles}");
+    let new_hits = profiles["hits"].as_u64().unwrap_or(0) - before["hits"].as_u64().unwrap_or(0);
+    let new_misses =
+        profiles["misses"].as_u64().unwrap_or(0) - before["misses"].as_u64().unwrap_or(0);
+    // Each read looks up bob (the caller) and alice: at most one miss each.
+    assert!(new_hits >= 98, "{before} → {profiles}");
+    assert!(new_misses <= 2, "{before} → {profiles}");
+    assert!(profiles["size"].as_u64() >= Some(2), "{profiles}");
+    let exposition = parse_exposition(&metrics_text(&w));
+    assert!(
+        exposition
+            .value("souk_cache_hits_total", &[("cache", "profiles")])
+            .is_some_and(|n| n >= 98.0)
+    );
+}
+
+// ---- the page --------------------------------------------------------------
+
+#[test]
+fn the_dashboard_page_is_html_with_canvas_charts_and_no_external_assets() {
+    let w = world();
+    let response = w.app.get("/dashboard");
+    assert_eq!(response.status, 200, "{}", text(&response));
+    let content_type = response.header("content-type").unwrap_or_default();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = String::from_utf8(response.body).expect("the page is UTF-8");
+    let lower = page.to_ascii_lowercase();
+    assert!(
+        lower.starts_with("<!doctype html>"),
+        "{}",
+        &page[..page.len().min(80)]
+    );
+    assert!(lower.contains("<canvas"), "no canvas in the page");
+    assert!(
+        !lower.contains("http://") && !lower.contains("https://"),
+        "the page names an external URL"
+    );
+    for reference in [
+        "src=\"//",
+        "href=\"//",
+        "src='//",
+        "href='//",
+        "url(//",
+        "@import",
+    ] {
+        assert!(
+            !lower.contains(reference),
+            "the page loads an external asset: {reference}"
+        );
+    }
+    // It reads the dashboard JSON and asks for a token.
+    assert!(
+        page.contains("/api/v1/admin/dashboard"),
+        "the page polls the JSON"
+    );
+    assert!(lower.contains("token"), "the page asks for an admin token");
+    // HEAD works too.
+    let mut client = w.app.connect();
+    client.send(crate::helpers::head("/dashboard").as_bytes());
+    let head = client.read_head_response();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(page.len().to_string().as_str())
+    );
+}

@@ -1,0 +1,1745 @@
+//! Wallets and the ledger (SPEC §3 money and idempotency, §4 "Wallets and the
+//! ledger", §5 invariants): exact amounts, transfers and batches that apply
+//! fully or not at all, idempotency keys under retries and races, balances
+//! that never go negative under concurrency, conservation under a seeded
+//! random load, entry paging, and the admin views of balances and totals.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::client::{Member, PASSWORD, World, request, world};
+use crate::helpers::{Client, HttpResponse};
+
+const BTC: u32 = 8;
+const XMR: u32 = 12;
+
+// ---- local helpers ---------------------------------------------------------
+
+/// How long a registration or a login may take: argon2 in a debug build on a
+/// busy machine is far slower than any ledger call (those keep the harness's
+/// 5 s).
+const HASHING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `POST path` with a JSON body and a long read timeout, for the calls that
+/// hash a password.
+fn post_slow(w: &World, path: &str, body: &Value) -> HttpResponse {
+    let body = body.to_string();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut client = Client::connect(w.app.addr);
+    client
+        .stream
+        .set_read_timeout(Some(HASHING_TIMEOUT))
+        .expect("setting a read timeout");
+    client.send(head.as_bytes());
+    client.send(body.as_bytes());
+    client.read_response()
+}
+
+/// Registers `username` and logs in (like `World::member`, patient with argon2).
+fn member(w: &World, username: &str) -> Member {
+    let body = json!({"username": username, "password": PASSWORD});
+    let response = post_slow(w, "/api/v1/users", &body);
+    assert_eq!(
+        response.status,
+        201,
+        "register {username}: {}",
+        body_text(&response)
+    );
+    let id = response.json()["user"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let response = post_slow(w, "/api/v1/sessions", &body);
+    assert_eq!(
+        response.status,
+        201,
+        "login {username}: {}",
+        body_text(&response)
+    );
+    let token = response.json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    Member {
+        id,
+        token,
+        username: username.to_owned(),
+    }
+}
+
+/// A member made admin straight in the database (as `World::admin` does).
+fn admin(w: &World, username: &str) -> Member {
+    let body = json!({"username": username, "password": PASSWORD});
+    let response = post_slow(w, "/api/v1/users", &body);
+    assert_eq!(
+        response.status,
+        201,
+        "register {username}: {}",
+        body_text(&response)
+    );
+    let id = response.json()["user"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let conn = rusqlite::Connection::open(&w.db).expect("opening the test database");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    conn.execute("UPDATE users SET role = 'admin' WHERE id = ?1", [&id])
+        .expect("promoting");
+    let response = post_slow(w, "/api/v1/sessions", &body);
+    assert_eq!(
+        response.status,
+        201,
+        "login {username}: {}",
+        body_text(&response)
+    );
+    let token = response.json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    Member {
+        id,
+        token,
+        username: username.to_owned(),
+    }
+}
+
+fn decimals(currency: &str) -> u32 {
+    match currency {
+        "btc" => BTC,
+        "xmr" => XMR,
+        other => panic!("no such test currency {other}"),
+    }
+}
+
+/// Minor units of a decimal string as the server renders it (the test's own
+/// exact parser: a sign, digits, at most `decimals` places).
+fn minor(text: &str, decimals: u32) -> i128 {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    assert!(
+        fraction.len() <= decimals as usize,
+        "{text:?} has more than {decimals} places"
+    );
+    let padded = format!("{fraction:0<width$}", width = decimals as usize);
+    let value: i128 = format!("{whole}{padded}")
+        .parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not a decimal amount"));
+    if negative { -value } else { value }
+}
+
+/// Minor units as the server must render them: exactly `decimals` places.
+fn major(minor: i128, decimals: u32) -> String {
+    let scale = 10i128.pow(decimals);
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.abs();
+    format!(
+        "{sign}{}.{:0width$}",
+        abs / scale,
+        abs % scale,
+        width = decimals as usize
+    )
+}
+
+fn transfer(w: &World, from: &Member, to: &str, currency: &str, amount: &str) -> HttpResponse {
+    w.post(
+        "/api/v1/transfers",
+        Some(&from.token),
+        &json!({"to": to, "currency": currency, "amount": amount}),
+    )
+}
+
+fn deposit_ref(
+    w: &World,
+    admin: &Member,
+    user: &Member,
+    currency: &str,
+    amount: &str,
+    reference: &str,
+) -> HttpResponse {
+    w.post(
+        "/api/v1/admin/deposits",
+        Some(&admin.token),
+        &json!({"user_id": user.id, "currency": currency, "amount": amount, "reference": reference}),
+    )
+}
+
+fn withdraw_ref(
+    w: &World,
+    admin: &Member,
+    user: &Member,
+    currency: &str,
+    amount: &str,
+    reference: &str,
+) -> HttpResponse {
+    w.post(
+        "/api/v1/admin/withdrawals",
+        Some(&admin.token),
+        &json!({"user_id": user.id, "currency": currency, "amount": amount, "reference": reference}),
+    )
+}
+
+fn body_text(response: &HttpResponse) -> String {
+    String::from_utf8_lossy(&response.body).into_owned()
+}
+
+/// Every entry of `member` (optionally of one currency), newest first, by
+/// following `next` with pages of `limit`; panics on a repeated entry.
+fn entries_paged(
+    w: &World,
+    member: &Member,
+    currency: Option<&str>,
+    limit: usize,
+) -> (Vec<Value>, usize) {
+    let mut out = Vec::new();
+    let mut pages = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/wallet/entries?limit={limit}");
+        if let Some(currency) = currency {
+            path.push_str(&format!("&currency={currency}"));
+        }
+        if let Some(after) = &after {
+            path.push_str(&format!("&after={after}"));
+        }
+        let response = w.get(&path, &member.token);
+        assert_eq!(response.status, 200, "{path}: {}", body_text(&response));
+        let body = response.json();
+        let page = body["entries"]
+            .as_array()
+            .expect("entries is an array")
+            .clone();
+        assert!(
+            page.len() <= limit,
+            "{path}: {} entries on a page of {limit}",
+            page.len()
+        );
+        pages += 1;
+        out.extend(page);
+        match &body["next"] {
+            Value::Null => break,
+            Value::String(next) => after = Some(next.clone()),
+            other => panic!("next is a string or null, got {other}"),
+        }
+        assert!(pages <= 1000, "paging does not end");
+    }
+    let ids: HashSet<&str> = out
+        .iter()
+        .map(|e| e["id"].as_str().expect("an entry id"))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        out.len(),
+        "an entry came twice while paging: {out:?}"
+    );
+    (out, pages)
+}
+
+fn all_entries(w: &World, member: &Member) -> Vec<Value> {
+    entries_paged(w, member, None, 100).0
+}
+
+/// What a member can see of the ledger: balances and every entry.
+fn ledger_view(w: &World, members: &[&Member]) -> Vec<Value> {
+    members
+        .iter()
+        .map(|m| {
+            let wallet = w.get("/api/v1/wallet", &m.token);
+            assert_eq!(wallet.status, 200);
+            json!({"wallet": wallet.json(), "entries": all_entries(w, m)})
+        })
+        .collect()
+}
+
+fn wallet_stats(w: &World, admin: &Member) -> Value {
+    let response = w.get("/api/v1/admin/stats/wallets", &admin.token);
+    assert_eq!(response.status, 200, "{}", body_text(&response));
+    response.json()
+}
+
+fn admin_balances(
+    w: &World,
+    admin: &Member,
+    ids: &[&str],
+    currencies: Option<&str>,
+) -> HttpResponse {
+    let mut path = format!("/api/v1/admin/balances?user_ids={}", ids.join(","));
+    if let Some(currencies) = currencies {
+        path.push_str(&format!("&currencies={currencies}"));
+    }
+    w.get(&path, &admin.token)
+}
+
+/// A small deterministic generator (splitmix64): the tests need no crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// The seed of a randomized test: SOUK_TEST_SEED, or the clock.
+fn test_seed() -> u64 {
+    match std::env::var("SOUK_TEST_SEED") {
+        Ok(text) => text.trim().parse().expect("SOUK_TEST_SEED is a u64"),
+        Err(_) => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_nanos() as u64,
+    }
+}
+
+/// An amount as a client may write it: sometimes with trailing zeros cut.
+fn render_amount(rng: &mut Rng, minor: i128, decimals: u32) -> String {
+    let full = major(minor, decimals);
+    if rng.below(2) == 0 {
+        return full;
+    }
+    let trimmed = full.trim_end_matches('0');
+    trimmed.strip_suffix('.').unwrap_or(trimmed).to_owned()
+}
+
+// ---- amounts, transfers and entries ----------------------------------------
+
+#[test]
+fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
+    let w = world();
+    let admin = admin(&w, "wal_admin1");
+    let alice = member(&w, "wal_alice1");
+    let bob = member(&w, "wal_bob1");
+
+    let response = deposit_ref(&w, &admin, &alice, "btc", "1.5", "tx-btc-1");
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    let entry = &response.json()["entry"];
+    assert_eq!(entry["amount"], "1.50000000", "{entry}");
+    assert_eq!(entry["kind"], "deposit");
+    assert_eq!(entry["direction"], "in");
+    assert_eq!(entry["currency"], "btc");
+    let response = deposit_ref(&w, &admin, &alice, "xmr", "0.000000000001", "tx-xmr-1");
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.json()["entry"]["amount"], "0.000000000001");
+
+    assert_eq!(
+        w.balance(&alice, "btc"),
+        ("1.50000000".into(), "0.00000000".into())
+    );
+    assert_eq!(
+        w.balance(&alice, "xmr"),
+        ("0.000000000001".into(), "0.000000000000".into())
+    );
+    assert_eq!(
+        w.balance(&bob, "btc"),
+        ("0.00000000".into(), "0.00000000".into())
+    );
+    assert_eq!(
+        w.balance(&bob, "xmr"),
+        ("0.000000000000".into(), "0.000000000000".into()),
+        "never used currencies show as zeros"
+    );
+
+    let response = w.post(
+        "/api/v1/transfers",
+        Some(&alice.token),
+        &json!({"to": bob.id, "currency": "btc", "amount": "0.00000001", "memo": "for the coffee ☕"}),
+    );
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    let t = &response.json()["transfer"];
+    assert!(t["id"].as_str().is_some_and(|id| !id.is_empty()), "{t}");
+    assert_eq!(t["from"], alice.id.as_str());
+    assert_eq!(t["to"], bob.id.as_str());
+    assert_eq!(t["currency"], "btc");
+    assert_eq!(t["amount"], "0.00000001");
+    assert_eq!(t["memo"], "for the coffee ☕");
+    assert!(
+        t["created_at"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{t}"
+    );
+
+    let response = transfer(&w, &alice, &bob.id, "xmr", "0.000000000001");
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.json()["transfer"]["amount"], "0.000000000001");
+    assert_eq!(response.json()["transfer"]["memo"], Value::Null);
+
+    assert_eq!(
+        w.balance(&alice, "btc"),
+        ("1.49999999".into(), "0.00000000".into())
+    );
+    assert_eq!(
+        w.balance(&alice, "xmr"),
+        ("0.000000000000".into(), "0.000000000000".into())
+    );
+    assert_eq!(
+        w.balance(&bob, "btc"),
+        ("0.00000001".into(), "0.00000000".into())
+    );
+    assert_eq!(
+        w.balance(&bob, "xmr"),
+        ("0.000000000001".into(), "0.000000000000".into())
+    );
+
+    let shape = |e: &Value| {
+        json!([
+            e["kind"],
+            e["direction"],
+            e["currency"],
+            e["amount"],
+            e["counterparty"],
+            e["memo"],
+            e["escrow_id"]
+        ])
+    };
+    let alice_entries = all_entries(&w, &alice);
+    let got: Vec<Value> = alice_entries.iter().map(shape).collect();
+    assert_eq!(
+        got,
+        vec![
+            json!([
+                "transfer",
+                "out",
+                "xmr",
+                "0.000000000001",
+                bob.id,
+                null,
+                null
+            ]),
+            json!([
+                "transfer",
+                "out",
+                "btc",
+                "0.00000001",
+                bob.id,
+                "for the coffee ☕",
+                null
+            ]),
+            json!(["deposit", "in", "xmr", "0.000000000001", null, null, null]),
+            json!(["deposit", "in", "btc", "1.50000000", null, null, null]),
+        ],
+        "alice's entries, newest first"
+    );
+    let bob_entries = all_entries(&w, &bob);
+    let got: Vec<Value> = bob_entries.iter().map(shape).collect();
+    assert_eq!(
+        got,
+        vec![
+            json!([
+                "transfer",
+                "in",
+                "xmr",
+                "0.000000000001",
+                alice.id,
+                null,
+                null
+            ]),
+            json!([
+                "transfer",
+                "in",
+                "btc",
+                "0.00000001",
+                alice.id,
+                "for the coffee ☕",
+                null
+            ]),
+        ],
+        "bob's entries, newest first"
+    );
+    for e in alice_entries.iter().chain(&bob_entries) {
+        assert!(
+            e["id"]
+                .as_str()
+                .is_some_and(|id| id.bytes().all(|b| b.is_ascii_digit())),
+            "{e}"
+        );
+        assert!(
+            e["created_at"].as_str().is_some_and(|s| s.ends_with('Z')),
+            "{e}"
+        );
+    }
+    assert!(w.check(&admin).is_empty());
+}
+
+#[test]
+fn bad_transfers_get_a_clear_error_and_change_nothing() {
+    let w = world();
+    let admin = admin(&w, "wal_admin2");
+    let alice = member(&w, "wal_alice2");
+    let bob = member(&w, "wal_bob2");
+    w.deposit(&admin, &alice, "btc", "1");
+    w.deposit(&admin, &alice, "xmr", "1");
+    let before = ledger_view(&w, &[&alice, &bob]);
+
+    let base = |amount: Value| json!({"to": bob.id, "currency": "btc", "amount": amount});
+    let with = |key: &str, value: Value| {
+        let mut body = base(json!("0.1"));
+        body[key] = value;
+        body
+    };
+    let without = |key: &str| {
+        let mut body = base(json!("0.1"));
+        body.as_object_mut().expect("an object").remove(key);
+        body
+    };
+    // (what, body, status, code, field)
+    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
+        (
+            "more than available",
+            base(json!("1.00000001")),
+            409,
+            "insufficient_funds",
+            None,
+        ),
+        (
+            "far more than available",
+            base(json!("21000000")),
+            409,
+            "insufficient_funds",
+            None,
+        ),
+        (
+            "to oneself",
+            with("to", json!(alice.id)),
+            400,
+            "invalid_field",
+            Some("to"),
+        ),
+        (
+            "zero",
+            base(json!("0")),
+            400,
+            "invalid_field",
+            Some("amount"),
+        ),
+        (
+            "zero with places",
+            base(json!("0.00000000")),
+            400,
+            "invalid_field",
+            Some("amount"),
+        ),
+        (
+            "negative",
+            base(json!("-1")),
+            400,
+            "invalid_field",
+            Some("amount"),
+        ),
+        (
+            "exponent",
+            base(json!("1e3")),
+            400,
+            "invalid_field",
+            Some("amount"),
+        ),
+        (
+            "too many places",
+            base(json!("0.000000001")),
+            400,
+            "invalid_field",
+            Some("amount"),
+        ),
+        (
+            "spaces",
+            base(json!(" 0.1")),
+            400,
+            "invalid_field",
+            Some("amount"),
+        ),
+        (
+            "empty",
+            base(json!("")),
+            400,
+            "invalid_field",
+            Some("amount"),
+        ),
+        (
+            "past i64",
+            base(json!("92233720368.54775808")),
+            400,
+            "invalid_field",
+            Some("amount"),
+        ),
+        (
+            "past i64 in xmr",
+            json!({"to": bob.id, "currency": "xmr", "amount": "9223372.036854775808"}),
+            400,
+            "invalid_field",
+            Some("amount"),
+        ),
+        (
+            "unknown currency",
+            with("currency", json!("doge")),
+            400,
+            "invalid_field",
+            Some("currency"),
+        ),
+        (
+            "upper-case currency",
+            with("currency", json!("BTC")),
+            400,
+            "invalid_field",
+            Some("currency"),
+        ),
+        (
+            "not an id",
+            with("to", json!("bob")),
+            400,
+            "invalid_field",
+            Some("to"),
+        ),
+        (
+            "unknown recipient",
+            with("to", json!("1234567")),
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "memo too long",
+            with("memo", json!("m".repeat(281))),
+            400,
+            "invalid_field",
+            Some("memo"),
+        ),
+    ];
+    for (what, body, status, code, field) in cases {
+        let response = w.post("/api/v1/transfers", Some(&alice.token), &body);
+        let error = response.assert_error(status, code);
+        if let Some(field) = field {
+            assert_eq!(error["field"], field, "{what}: {error}");
+        }
+        assert_eq!(
+            error.get("index"),
+            None,
+            "{what}: a single transfer has no index"
+        );
+    }
+    // Wrong types and shapes: 400, either code.
+    let shapes: Vec<(&str, Value)> = vec![
+        ("a number for the amount", base(json!(1))),
+        ("a float for the amount", base(json!(0.1))),
+        ("a number for the recipient", with("to", json!(12345))),
+        ("no amount", without("amount")),
+        ("no recipient", without("to")),
+        ("no currency", without("currency")),
+        ("an unknown field", with("fee", json!("0.1"))),
+        ("not an object", json!(["0.1"])),
+    ];
+    for (what, body) in shapes {
+        let response = w.post("/api/v1/transfers", Some(&alice.token), &body);
+        assert_eq!(response.status, 400, "{what}: {}", body_text(&response));
+        let error = response.error();
+        assert!(
+            error["code"] == "invalid_field" || error["code"] == "invalid_json",
+            "{what}: {error}"
+        );
+    }
+    let response = w.post("/api/v1/transfers", None, &base(json!("0.1")));
+    response.assert_error(401, "unauthenticated");
+
+    assert_eq!(
+        ledger_view(&w, &[&alice, &bob]),
+        before,
+        "a refused transfer changed the ledger"
+    );
+    assert!(w.check(&admin).is_empty());
+}
+
+// ---- batches ---------------------------------------------------------------
+
+fn batch(w: &World, from: &Member, items: Value) -> HttpResponse {
+    w.post(
+        "/api/v1/transfers/batch",
+        Some(&from.token),
+        &json!({"transfers": items}),
+    )
+}
+
+#[test]
+fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
+    let w = world();
+    let admin = admin(&w, "wal_admin3");
+    let alice = member(&w, "wal_alice3");
+    let bob = member(&w, "wal_bob3");
+    w.deposit(&admin, &alice, "btc", "1");
+    w.deposit(&admin, &alice, "xmr", "1");
+    let before = ledger_view(&w, &[&alice, &bob]);
+    let item = |to: &str, currency: &str, amount: &str| json!({"to": to, "currency": currency, "amount": amount});
+
+    // (what, items, status, code, index)
+    let cases: Vec<(&str, Value, u16, &str, usize)> = vec![
+        (
+            "item 2 has an unknown recipient",
+            json!([
+                item(&bob.id, "btc", "0.1"),
+                item(&bob.id, "xmr", "0.1"),
+                item("7777777", "btc", "0.1")
+            ]),
+            404,
+            "not_found",
+            2,
+        ),
+        (
+            "item 1 has an unknown recipient",
+            json!([item(&bob.id, "btc", "0.1"), item("7777777", "btc", "0.1")]),
+            404,
+            "not_found",
+            1,
+        ),
+        (
+            "item 0 alone is unaffordable",
+            json!([item(&bob.id, "btc", "1.5"), item(&bob.id, "xmr", "0.1")]),
+            409,
+            "insufficient_funds",
+            0,
+        ),
+        (
+            "the btc items together pass the balance at item 2",
+            json!([
+                item(&bob.id, "btc", "0.6"),
+                item(&bob.id, "xmr", "0.3"),
+                item(&bob.id, "btc", "0.6")
+            ]),
+            409,
+            "insufficient_funds",
+            2,
+        ),
+        (
+            "the xmr item is unaffordable after a good btc item",
+            json!([
+                item(&bob.id, "btc", "0.5"),
+                item(&bob.id, "xmr", "1.000000000001")
+            ]),
+            409,
+            "insufficient_funds",
+            1,
+        ),
+        (
+            "item 1 goes to the sender",
+            json!([item(&bob.id, "btc", "0.1"), item(&alice.id, "btc", "0.1")]),
+            400,
+            "invalid_field",
+            1,
+        ),
+        (
+            "item 3 has a bad amount",
+            json!([
+                item(&bob.id, "btc", "0.1"),
+                item(&bob.id, "btc", "0.1"),
+                item(&bob.id, "btc", "0.1"),
+                item(&bob.id, "btc", "1e3")
+            ]),
+            400,
+            "invalid_field",
+            3,
+        ),
+        (
+            "item 1 has an unknown currency",
+            json!([item(&bob.id, "btc", "0.1"), item(&bob.id, "doge", "0.1")]),
+            400,
+            "invalid_field",
+            1,
+        ),
+    ];
+    for (what, items, status, code, index) in cases {
+        let response = batch(&w, &alice, items);
+        let error = response.assert_error(status, code);
+        assert_eq!(error["index"], json!(index), "{what}: {error}");
+        assert_eq!(
+            ledger_view(&w, &[&alice, &bob]),
+            before,
+            "{what}: a refused batch changed the ledger"
+        );
+    }
+    for (what, items) in [
+        ("no items", json!([])),
+        (
+            "1001 items",
+            Value::Array(vec![item(&bob.id, "btc", "0.00000001"); 1001]),
+        ),
+    ] {
+        let response = batch(&w, &alice, items);
+        assert_eq!(response.status, 400, "{what}: {}", body_text(&response));
+        response.error();
+    }
+    let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &json!({}));
+    assert_eq!(
+        response.status,
+        400,
+        "no transfers field: {}",
+        body_text(&response)
+    );
+    assert_eq!(
+        ledger_view(&w, &[&alice, &bob]),
+        before,
+        "a refused batch changed the ledger"
+    );
+    assert!(w.check(&admin).is_empty());
+}
+
+#[test]
+fn a_good_batch_across_currencies_is_applied_in_full() {
+    let w = world();
+    let admin = admin(&w, "wal_admin4");
+    let alice = member(&w, "wal_alice4");
+    let bob = member(&w, "wal_bob4");
+    let carol = member(&w, "wal_carol4");
+    w.deposit(&admin, &alice, "btc", "1.5");
+    w.deposit(&admin, &alice, "xmr", "2");
+
+    let items = json!([
+        {"to": bob.id, "currency": "btc", "amount": "0.25", "memo": "b1"},
+        {"to": carol.id, "currency": "xmr", "amount": "0.5", "memo": "c1"},
+        {"to": bob.id, "currency": "xmr", "amount": "0.000000000001", "memo": "b2"},
+        {"to": carol.id, "currency": "btc", "amount": "0.75", "memo": "c2"},
+        {"to": bob.id, "currency": "btc", "amount": "0.00000001"},
+    ]);
+    let response = batch(&w, &alice, items);
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    let transfers = response.json()["transfers"]
+        .as_array()
+        .expect("transfers")
+        .clone();
+    let got: Vec<Value> = transfers
+        .iter()
+        .map(|t| json!([t["from"], t["to"], t["currency"], t["amount"], t["memo"]]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            json!([alice.id, bob.id, "btc", "0.25000000", "b1"]),
+            json!([alice.id, carol.id, "xmr", "0.500000000000", "c1"]),
+            json!([alice.id, bob.id, "xmr", "0.000000000001", "b2"]),
+            json!([alice.id, carol.id, "btc", "0.75000000", "c2"]),
+            json!([alice.id, bob.id, "btc", "0.00000001", null]),
+        ],
+        "the transfers in the order asked"
+    );
+    let ids: HashSet<&str> = transfers.iter().filter_map(|t| t["id"].as_str()).collect();
+    assert_eq!(
+        ids.len(),
+        5,
+        "every item is its own transfer: {transfers:?}"
+    );
+
+    assert_eq!(
+        w.balance(&alice, "btc"),
+        ("0.49999999".into(), "0.00000000".into())
+    );
+    assert_eq!(
+        w.balance(&alice, "xmr"),
+        ("1.499999999999".into(), "0.000000000000".into())
+    );
+    assert_eq!(
+        w.balance(&bob, "btc"),
+        ("0.25000001".into(), "0.00000000".into())
+    );
+    assert_eq!(
+        w.balance(&bob, "xmr"),
+        ("0.000000000001".into(), "0.000000000000".into())
+    );
+    assert_eq!(
+        w.balance(&carol, "btc"),
+        ("0.75000000".into(), "0.00000000".into())
+    );
+    assert_eq!(
+        w.balance(&carol, "xmr"),
+        ("0.500000000000".into(), "0.000000000000".into())
+    );
+    let alice_out: Vec<Value> = all_entries(&w, &alice)
+        .into_iter()
+        .filter(|e| e["kind"] == "transfer")
+        .map(|e| {
+            json!([
+                e["direction"],
+                e["counterparty"],
+                e["currency"],
+                e["amount"]
+            ])
+        })
+        .collect();
+    assert_eq!(alice_out.len(), 5, "{alice_out:?}");
+    assert!(alice_out.iter().all(|e| e[0] == "out"), "{alice_out:?}");
+    assert_eq!(all_entries(&w, &bob).len(), 3);
+    assert_eq!(all_entries(&w, &carol).len(), 2);
+    assert!(w.check(&admin).is_empty());
+}
+
+// ---- idempotency -----------------------------------------------------------
+
+fn keyed_transfer(w: &World, from: &Member, key: &str, body: &Value) -> HttpResponse {
+    w.post_with(
+        "/api/v1/transfers",
+        Some(&from.token),
+        body,
+        &[("Idempotency-Key", key)],
+    )
+}
+
+fn replayed(response: &HttpResponse) -> bool {
+    response.header("idempotent-replayed") == Some("true")
+}
+
+#[test]
+fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
+    let w = world();
+    let admin = admin(&w, "wal_admin5");
+    let alice = member(&w, "wal_alice5");
+    let bob = member(&w, "wal_bob5");
+    let carol = member(&w, "wal_carol5");
+    w.deposit(&admin, &alice, "btc", "1");
+    w.deposit(&admin, &carol, "btc", "1");
+    let body = json!({"to": bob.id, "currency": "btc", "amount": "0.1", "memo": "once"});
+
+    let responses: Vec<HttpResponse> = (0..10)
+        .map(|_| keyed_transfer(&w, &alice, "order-17", &body))
+        .collect();
+    for (i, response) in responses.iter().enumerate() {
+        assert_eq!(response.status, 201, "try {i}: {}", body_text(response));
+        assert_eq!(
+            response.body, responses[0].body,
+            "try {i} answers like the first"
+        );
+        assert_eq!(replayed(response), i > 0, "try {i}: {:?}", response.headers);
+    }
+    assert_eq!(w.balance(&alice, "btc").0, "0.90000000");
+    assert_eq!(w.balance(&bob, "btc").0, "0.10000000");
+    assert_eq!(all_entries(&w, &bob).len(), 1, "one transfer, not ten");
+
+    // The same request written differently is the same request.
+    let same = json!({"amount": "0.10000000", "memo": "once", "currency": "btc", "to": bob.id});
+    let response = keyed_transfer(&w, &alice, "order-17", &same);
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert!(replayed(&response));
+    assert_eq!(response.body, responses[0].body);
+
+    let before = ledger_view(&w, &[&alice, &bob]);
+    for other in [
+        json!({"to": bob.id, "currency": "btc", "amount": "0.2", "memo": "once"}),
+        json!({"to": bob.id, "currency": "btc", "amount": "0.1", "memo": "twice"}),
+        json!({"to": bob.id, "currency": "btc", "amount": "0.1"}),
+        json!({"to": carol.id, "currency": "btc", "amount": "0.1", "memo": "once"}),
+    ] {
+        let response = keyed_transfer(&w, &alice, "order-17", &other);
+        response.assert_error(422, "idempotency_mismatch");
+    }
+    // The same key on another money route is another request too.
+    let response = w.post_with(
+        "/api/v1/transfers/batch",
+        Some(&alice.token),
+        &json!({"transfers": [body.clone()]}),
+        &[("Idempotency-Key", "order-17")],
+    );
+    response.assert_error(422, "idempotency_mismatch");
+    assert_eq!(
+        ledger_view(&w, &[&alice, &bob]),
+        before,
+        "a mismatch changed the ledger"
+    );
+
+    // Keys are per caller: carol's "order-17" is her own.
+    let response = keyed_transfer(&w, &carol, "order-17", &body);
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert!(!replayed(&response), "another caller's key is not replayed");
+    assert_ne!(response.body, responses[0].body);
+    assert_eq!(response.json()["transfer"]["from"], carol.id.as_str());
+    assert_eq!(w.balance(&carol, "btc").0, "0.90000000");
+    assert_eq!(w.balance(&bob, "btc").0, "0.20000000");
+
+    // Malformed keys are refused before anything happens.
+    for key in ["", "has space", &"k".repeat(256), "ключ"] {
+        let response = keyed_transfer(&w, &alice, key, &body);
+        assert_eq!(
+            response.status,
+            400,
+            "key {key:?}: {}",
+            body_text(&response)
+        );
+        response.error();
+    }
+    let response = keyed_transfer(&w, &alice, &"k".repeat(255), &body);
+    assert_eq!(
+        response.status,
+        201,
+        "a 255-character key: {}",
+        body_text(&response)
+    );
+    assert_eq!(w.balance(&alice, "btc").0, "0.80000000");
+    assert!(w.check(&admin).is_empty());
+}
+
+#[test]
+fn twenty_concurrent_requests_with_one_key_apply_exactly_one_transfer() {
+    let w = world();
+    let admin = admin(&w, "wal_admin6");
+    let alice = member(&w, "wal_alice6");
+    let bob = member(&w, "wal_bob6");
+    w.deposit(&admin, &alice, "btc", "1");
+    let body = json!({"to": bob.id, "currency": "btc", "amount": "0.01", "memo": "race"});
+    let barrier = Barrier::new(20);
+    let responses: Vec<HttpResponse> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    request(
+                        &w.app,
+                        "POST",
+                        "/api/v1/transfers",
+                        Some(&alice.token),
+                        Some(&body),
+                        &[("Idempotency-Key", "same-key")],
+                    )
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a client thread"))
+            .collect()
+    });
+    let mut originals = 0;
+    let mut created_body: Option<Vec<u8>> = None;
+    for response in &responses {
+        match response.status {
+            201 => {
+                if !replayed(response) {
+                    originals += 1;
+                }
+                let first = created_body.get_or_insert_with(|| response.body.clone());
+                assert_eq!(&response.body, first, "every 201 is the same transfer");
+            }
+            409 => {
+                response.assert_error(409, "idempotency_in_progress");
+            }
+            other => panic!("status {other}: {}", body_text(response)),
+        }
+    }
+    assert_eq!(
+        originals, 1,
+        "exactly one answer is not a replay: {responses:?}"
+    );
+    assert_eq!(w.balance(&alice, "btc").0, "0.99000000");
+    assert_eq!(w.balance(&bob, "btc").0, "0.01000000");
+    let transfers = all_entries(&w, &alice)
+        .into_iter()
+        .filter(|e| e["kind"] == "transfer")
+        .count();
+    assert_eq!(transfers, 1);
+    // After the race, the key replays.
+    let response = keyed_transfer(&w, &alice, "same-key", &body);
+    assert_eq!(response.status, 201);
+    assert!(replayed(&response));
+    assert_eq!(Some(response.body), created_body);
+    assert!(w.check(&admin).is_empty());
+}
+
+// ---- races -----------------------------------------------------------------
+
+#[test]
+fn fifty_concurrent_transfers_against_ten_amounts_of_funds_let_exactly_ten_through() {
+    let w = world();
+    let admin = admin(&w, "wal_admin7");
+    let alice = member(&w, "wal_alice7");
+    let bob = member(&w, "wal_bob7");
+    w.deposit(&admin, &alice, "btc", "0.3"); // 10 × 0.03
+    let barrier = Barrier::new(51);
+    let done = AtomicBool::new(false);
+    let (responses, lowest) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            barrier.wait();
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                seen.push(w.balance(&alice, "btc").0);
+            }
+            seen
+        });
+        let threads: Vec<_> = (0..50)
+            .map(|i| {
+                let (w, alice, bob, barrier) = (&w, &alice, &bob, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let body = json!({"to": bob.id, "currency": "btc", "amount": "0.03", "memo": format!("race {i}")});
+                    w.post("/api/v1/transfers", Some(&alice.token), &body)
+                })
+            })
+            .collect();
+        let responses: Vec<HttpResponse> = threads
+            .into_iter()
+            .map(|t| t.join().expect("a client thread"))
+            .collect();
+        done.store(true, Ordering::Relaxed);
+        (responses, watcher.join().expect("the watcher"))
+    });
+    let mut created = 0;
+    let mut refused = 0;
+    for response in &responses {
+        match response.status {
+            201 => created += 1,
+            409 => {
+                response.assert_error(409, "insufficient_funds");
+                refused += 1;
+            }
+            other => panic!("status {other}: {}", body_text(response)),
+        }
+    }
+    assert_eq!((created, refused), (10, 40));
+    for balance in &lowest {
+        assert!(
+            !balance.starts_with('-'),
+            "a balance went negative: {balance}"
+        );
+        assert!(
+            minor(balance, BTC) <= 30_000_000,
+            "more than was there: {balance}"
+        );
+    }
+    assert_eq!(
+        w.balance(&alice, "btc"),
+        ("0.00000000".into(), "0.00000000".into())
+    );
+    assert_eq!(w.balance(&bob, "btc").0, "0.30000000");
+    assert_eq!(all_entries(&w, &bob).len(), 10);
+    assert!(w.check(&admin).is_empty());
+}
+
+// ---- deposits and withdrawals ----------------------------------------------
+
+#[test]
+fn withdrawals_need_funds_and_references_replay_like_deposits() {
+    let w = world();
+    let admin = admin(&w, "wal_admin8");
+    let alice = member(&w, "wal_alice8");
+
+    let response = deposit_ref(&w, &admin, &alice, "btc", "1", "dep-a");
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert!(!replayed(&response));
+    let deposit_entry = response.json()["entry"].clone();
+    assert_eq!(deposit_entry["reference"], "dep-a", "{deposit_entry}");
+
+    // The same deposit again (a re-sent confirmation) replays; another amount,
+    // user or currency... under the same reference is refused.
+    let again = deposit_ref(&w, &admin, &alice, "btc", "1.00000000", "dep-a");
+    assert_eq!(again.status, 201, "{}", body_text(&again));
+    assert!(replayed(&again), "{:?}", again.headers);
+    assert_eq!(again.json()["entry"], deposit_entry);
+    deposit_ref(&w, &admin, &alice, "btc", "2", "dep-a").assert_error(422, "idempotency_mismatch");
+    deposit_ref(&w, &admin, &admin, "btc", "1", "dep-a").assert_error(422, "idempotency_mismatch");
+    // References are per currency.
+    let xmr = deposit_ref(&w, &admin, &alice, "xmr", "3", "dep-a");
+    assert_eq!(xmr.status, 201, "{}", body_text(&xmr));
+    assert!(!replayed(&xmr));
+    assert_eq!(w.balance(&alice, "btc").0, "1.00000000");
+    assert_eq!(w.balance(&alice, "xmr").0, "3.000000000000");
+
+    let before = ledger_view(&w, &[&alice]);
+    withdraw_ref(&w, &admin, &alice, "btc", "1.00000001", "wd-big")
+        .assert_error(409, "insufficient_funds");
+    withdraw_ref(&w, &admin, &alice, "xmr", "3.000000000001", "wd-big")
+        .assert_error(409, "insufficient_funds");
+    withdraw_ref(&w, &admin, &alice, "btc", "0", "wd-zero").assert_error(400, "invalid_field");
+    withdraw_ref(&w, &admin, &alice, "doge", "1", "wd-doge").assert_error(400, "invalid_field");
+    let nobody = Member {
+        id: "4242424242".into(),
+        token: String::new(),
+        username: "nobody".into(),
+    };
+    withdraw_ref(&w, &admin, &nobody, "btc", "0.1", "wd-nobody").assert_error(404, "not_found");
+    deposit_ref(&w, &admin, &nobody, "btc", "0.1", "dep-nobody").assert_error(404, "not_found");
+    let bad_reference = deposit_ref(&w, &admin, &alice, "btc", "0.1", "has space");
+    assert_eq!(
+        bad_reference.assert_error(400, "invalid_field")["field"],
+        "reference"
+    );
+    // Members cannot move money in or out.
+    let body =
+        json!({"user_id": alice.id, "currency": "btc", "amount": "0.1", "reference": "self-serve"});
+    w.post("/api/v1/admin/withdrawals", Some(&alice.token), &body)
+        .assert_error(403, "forbidden");
+    w.post("/api/v1/admin/deposits", Some(&alice.token), &body)
+        .assert_error(403, "forbidden");
+    assert_eq!(
+        ledger_view(&w, &[&alice]),
+        before,
+        "a refused movement changed the ledger"
+    );
+
+    let response = withdraw_ref(&w, &admin, &alice, "btc", "0.4", "wd-1");
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert!(!replayed(&response));
+    let entry = response.json()["entry"].clone();
+    assert_eq!(
+        json!([
+            entry["kind"],
+            entry["direction"],
+            entry["currency"],
+            entry["amount"],
+            entry["reference"]
+        ]),
+        json!(["withdrawal", "out", "btc", "0.40000000", "wd-1"])
+    );
+    assert_eq!(w.balance(&alice, "btc").0, "0.60000000");
+
+    let again = withdraw_ref(&w, &admin, &alice, "btc", "0.4", "wd-1");
+    assert_eq!(again.status, 201, "{}", body_text(&again));
+    assert!(replayed(&again), "{:?}", again.headers);
+    assert_eq!(again.json()["entry"], entry);
+    withdraw_ref(&w, &admin, &alice, "btc", "0.3", "wd-1")
+        .assert_error(422, "idempotency_mismatch");
+    assert_eq!(
+        w.balance(&alice, "btc").0,
+        "0.60000000",
+        "replays and mismatches move nothing"
+    );
+
+    // Everything that is left can go.
+    let response = withdraw_ref(&w, &admin, &alice, "btc", "0.6", "wd-2");
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(
+        w.balance(&alice, "btc"),
+        ("0.00000000".into(), "0.00000000".into())
+    );
+
+    let stats = wallet_stats(&w, &admin);
+    let btc = &stats["currencies"]["btc"];
+    assert_eq!(btc["deposited"], "1.00000000", "{stats}");
+    assert_eq!(btc["withdrawn"], "1.00000000", "{stats}");
+    assert_eq!(btc["total_available"], "0.00000000", "{stats}");
+    assert_eq!(
+        stats["currencies"]["xmr"]["deposited"], "3.000000000000",
+        "{stats}"
+    );
+    let kinds: Vec<Value> = all_entries(&w, &alice)
+        .iter()
+        .map(|e| json!([e["kind"], e["currency"], e["amount"]]))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            json!(["withdrawal", "btc", "0.60000000"]),
+            json!(["withdrawal", "btc", "0.40000000"]),
+            json!(["deposit", "xmr", "3.000000000000"]),
+            json!(["deposit", "btc", "1.00000000"]),
+        ]
+    );
+    assert!(w.check(&admin).is_empty());
+}
+
+// ---- entry paging ----------------------------------------------------------
+
+/// What tells the entries of the paging test apart: reference or memo.
+fn label(entry: &Value) -> String {
+    entry["reference"]
+        .as_str()
+        .or_else(|| entry["memo"].as_str())
+        .unwrap_or_else(|| panic!("an entry without label: {entry}"))
+        .to_owned()
+}
+
+#[test]
+fn entries_page_newest_first_every_entry_exactly_once() {
+    let w = world();
+    let admin = admin(&w, "wal_admin9");
+    let alice = member(&w, "wal_alice9");
+    let bob = member(&w, "wal_bob9");
+    let memo_transfer = |currency: &str, amount: &str, memo: &str| {
+        let body = json!({"to": bob.id, "currency": currency, "amount": amount, "memo": memo});
+        let response = w.post("/api/v1/transfers", Some(&alice.token), &body);
+        assert_eq!(response.status, 201, "{}", body_text(&response));
+    };
+    let ok = |response: HttpResponse| assert_eq!(response.status, 201, "{}", body_text(&response));
+    ok(deposit_ref(&w, &admin, &alice, "btc", "1", "p1"));
+    ok(deposit_ref(&w, &admin, &alice, "xmr", "2", "p2"));
+    ok(deposit_ref(&w, &admin, &alice, "btc", "0.5", "p3"));
+    memo_transfer("btc", "0.1", "t4");
+    ok(deposit_ref(&w, &admin, &alice, "xmr", "0.25", "p5"));
+    memo_transfer("xmr", "0.3", "t6");
+    ok(withdraw_ref(&w, &admin, &alice, "btc", "0.2", "p7"));
+
+    let newest_first = ["p7", "t6", "p5", "t4", "p3", "p2", "p1"];
+    let (entries, pages) = entries_paged(&w, &alice, None, 3);
+    let labels: Vec<String> = entries.iter().map(label).collect();
+    assert_eq!(labels, newest_first, "pages of 3");
+    assert_eq!(pages, 3, "7 entries in pages of 3: 3 + 3 + 1");
+    for limit in [1, 2, 7, 100] {
+        let (entries, pages) = entries_paged(&w, &alice, None, limit);
+        let labels: Vec<String> = entries.iter().map(label).collect();
+        assert_eq!(labels, newest_first, "pages of {limit}");
+        assert_eq!(pages, 7usize.div_ceil(limit), "pages of {limit}");
+    }
+    let response = w.get("/api/v1/wallet/entries", &alice.token);
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json()["entries"].as_array().map(Vec::len),
+        Some(7),
+        "the default limit is 20"
+    );
+    assert_eq!(response.json()["next"], Value::Null);
+
+    let (xmr, _) = entries_paged(&w, &alice, Some("xmr"), 2);
+    let labels: Vec<String> = xmr.iter().map(label).collect();
+    assert_eq!(labels, ["t6", "p5", "p2"], "only xmr");
+    assert!(xmr.iter().all(|e| e["currency"] == "xmr"));
+    let (btc, _) = entries_paged(&w, &alice, Some("btc"), 1);
+    let labels: Vec<String> = btc.iter().map(label).collect();
+    assert_eq!(labels, ["p7", "t4", "p3", "p1"], "only btc");
+    let (bobs, _) = entries_paged(&w, &bob, None, 1);
+    let labels: Vec<String> = bobs.iter().map(label).collect();
+    assert_eq!(labels, ["t6", "t4"], "bob sees his side only");
+
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "limit=-1",
+        "limit=",
+        "currency=doge",
+        "currency=BTC",
+        "after=x",
+    ] {
+        let response = w.get(&format!("/api/v1/wallet/entries?{bad}"), &alice.token);
+        let error = response.assert_error(400, "invalid_field");
+        let field = bad.split('=').next().unwrap_or_default();
+        assert_eq!(error["field"], field, "{bad}: {error}");
+    }
+    let response = w.get("/api/v1/wallet/entries", "not-a-token");
+    response.assert_error(401, "unauthenticated");
+}
+
+// ---- admin views -----------------------------------------------------------
+
+#[test]
+fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
+    let w = world();
+    let admin = admin(&w, "wal_admin10");
+    let alice = member(&w, "wal_alice10");
+    let bob = member(&w, "wal_bob10");
+    w.deposit(&admin, &alice, "btc", "1.5");
+    w.deposit(&admin, &alice, "xmr", "2");
+    w.deposit(&admin, &bob, "btc", "0.00000001");
+    let unknown = "5555555555555";
+
+    let response = admin_balances(&w, &admin, &[&alice.id, unknown, &bob.id], Some("btc"));
+    assert_eq!(response.status, 200, "{}", body_text(&response));
+    let zero_btc = json!({"available": "0.00000000", "held": "0.00000000"});
+    let mut expected = serde_json::Map::new();
+    expected.insert(
+        alice.id.clone(),
+        json!({"btc": {"available": "1.50000000", "held": "0.00000000"}}),
+    );
+    expected.insert(
+        bob.id.clone(),
+        json!({"btc": {"available": "0.00000001", "held": "0.00000000"}}),
+    );
+    assert_eq!(
+        response.json(),
+        json!({"balances": expected}),
+        "unknown ids are left out"
+    );
+
+    let response = admin_balances(&w, &admin, &[&bob.id, &admin.id, &alice.id], None);
+    assert_eq!(response.status, 200, "{}", body_text(&response));
+    let balances = &response.json()["balances"];
+    assert_eq!(balances[&alice.id]["xmr"]["available"], "2.000000000000");
+    assert_eq!(
+        balances[&bob.id]["xmr"]["available"], "0.000000000000",
+        "zeros when never used"
+    );
+    assert_eq!(balances[&admin.id]["btc"], zero_btc);
+    let response = admin_balances(&w, &admin, &[&alice.id], Some("xmr,btc"));
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json()["balances"][&alice.id]["btc"]["available"],
+        "1.50000000"
+    );
+    assert_eq!(
+        response.json()["balances"][&alice.id]["xmr"]["available"],
+        "2.000000000000"
+    );
+
+    // At most 1000 ids (short ones, so that the target stays under its limit).
+    let ids: Vec<String> = (1..=1001).map(|n| n.to_string()).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let response = admin_balances(&w, &admin, &refs[..1000], Some("btc"));
+    assert_eq!(response.status, 200, "1000 ids: {}", body_text(&response));
+    let response = admin_balances(&w, &admin, &refs, Some("btc"));
+    assert_eq!(
+        response.assert_error(400, "invalid_field")["field"],
+        "user_ids"
+    );
+
+    for bad in [
+        "user_ids=",
+        "user_ids=abc",
+        "currencies=btc",
+        "user_ids=1&currencies=doge",
+    ] {
+        let response = w.get(&format!("/api/v1/admin/balances?{bad}"), &admin.token);
+        assert_eq!(response.status, 400, "{bad}: {}", body_text(&response));
+        response.error();
+    }
+    admin_balances(&w, &alice, &[&alice.id], None).assert_error(403, "forbidden");
+    w.get("/api/v1/admin/stats/wallets", &alice.token)
+        .assert_error(403, "forbidden");
+    w.get("/api/v1/admin/check", &alice.token)
+        .assert_error(403, "forbidden");
+    let response = request(
+        &w.app,
+        "GET",
+        &format!("/api/v1/admin/balances?user_ids={}", alice.id),
+        None,
+        None,
+        &[],
+    );
+    response.assert_error(401, "unauthenticated");
+}
+
+#[test]
+fn wallet_statistics_match_a_known_sequence() {
+    let w = world();
+    let admin = admin(&w, "wal_admin11");
+    let alice = member(&w, "wal_alice11");
+    let bob = member(&w, "wal_bob11");
+    let stats = wallet_stats(&w, &admin);
+    for (code, zero) in [("btc", "0.00000000"), ("xmr", "0.000000000000")] {
+        let c = &stats["currencies"][code];
+        assert_eq!(
+            *c,
+            json!({"total_available": zero, "total_held": zero, "deposited": zero, "withdrawn": zero,
+                   "accounts": 0, "transfers_24h": 0, "volume_24h": zero, "open_escrows": 0}),
+            "{code} before anything: {stats}"
+        );
+    }
+    assert!(
+        stats["as_of"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{stats}"
+    );
+
+    w.deposit(&admin, &alice, "btc", "1.5");
+    w.deposit(&admin, &bob, "btc", "0.25");
+    w.deposit(&admin, &alice, "xmr", "2");
+    let ok = |response: HttpResponse| assert_eq!(response.status, 201, "{}", body_text(&response));
+    ok(withdraw_ref(&w, &admin, &alice, "btc", "0.1", "stats-wd"));
+    ok(transfer(&w, &alice, &bob.id, "btc", "0.2"));
+    ok(batch(
+        &w,
+        &alice,
+        json!([
+            {"to": bob.id, "currency": "btc", "amount": "0.05"},
+            {"to": bob.id, "currency": "xmr", "amount": "0.5"},
+        ]),
+    ));
+    // Bob sends all his xmr back: his xmr account is zero again.
+    ok(transfer(&w, &bob, &alice.id, "xmr", "0.5"));
+    // Refused movements count for nothing.
+    transfer(&w, &bob, &alice.id, "xmr", "0.5").assert_error(409, "insufficient_funds");
+    withdraw_ref(&w, &admin, &bob, "btc", "5", "stats-wd-big")
+        .assert_error(409, "insufficient_funds");
+
+    let stats = wallet_stats(&w, &admin);
+    assert_eq!(
+        stats["currencies"]["btc"],
+        json!({"total_available": "1.65000000", "total_held": "0.00000000",
+               "deposited": "1.75000000", "withdrawn": "0.10000000",
+               "accounts": 2, "transfers_24h": 2, "volume_24h": "0.25000000", "open_escrows": 0}),
+        "btc: {stats}"
+    );
+    assert_eq!(
+        stats["currencies"]["xmr"],
+        json!({"total_available": "2.000000000000", "total_held": "0.000000000000",
+               "deposited": "2.000000000000", "withdrawn": "0.000000000000",
+               "accounts": 1, "transfers_24h": 2, "volume_24h": "1.000000000000", "open_escrows": 0}),
+        "xmr: alice holds it all, bob's zero account does not count: {stats}"
+    );
+    assert_eq!(w.balance(&alice, "btc").0, "1.15000000");
+    assert_eq!(w.balance(&bob, "btc").0, "0.50000000");
+    assert!(w.check(&admin).is_empty());
+}
+
+// ---- conservation under a random load ---------------------------------------
+
+/// Totals in minor units per currency, as the test saw them acknowledged.
+type Totals = BTreeMap<&'static str, i128>;
+
+const CURRENCIES: [&str; 2] = ["btc", "xmr"];
+
+/// One client thread of the random mix: `ops` random operations; returns the
+/// deposits and withdrawals acknowledged with 201.
+fn random_ops(
+    w: &World,
+    admin: &Member,
+    users: &[Member],
+    rng: &mut Rng,
+    tag: &str,
+    ops: usize,
+    ctx: &str,
+) -> (Totals, Totals) {
+    let mut deposited = Totals::new();
+    let mut withdrawn = Totals::new();
+    let amount = |rng: &mut Rng, currency: &str, max_major_hundredths: u64| {
+        let d = decimals(currency);
+        let max = i128::from(max_major_hundredths) * 10i128.pow(d) / 100;
+        let minor = 1 + i128::from(rng.next() >> 1) % max;
+        (minor, render_amount(rng, minor, d))
+    };
+    for i in 0..ops {
+        let roll = rng.below(100);
+        let currency = *rng.pick(&CURRENCIES);
+        let user = rng.pick(users);
+        let what = format!("{ctx}, {tag} op {i}");
+        if roll < 15 {
+            let (minor, text) = amount(rng, currency, 200);
+            let response = deposit_ref(w, admin, user, currency, &text, &format!("mix-{tag}-{i}"));
+            assert_eq!(
+                response.status,
+                201,
+                "{what}: deposit {text} {currency}: {}",
+                body_text(&response)
+            );
+            *deposited.entry(currency).or_default() += minor;
+        } else if roll < 25 {
+            let (minor, text) = amount(rng, currency, 50);
+            let response = withdraw_ref(w, admin, user, currency, &text, &format!("mix-{tag}-{i}"));
+            match response.status {
+                201 => *withdrawn.entry(currency).or_default() += minor,
+                409 => assert_eq!(response.error()["code"], "insufficient_funds", "{what}"),
+                other => panic!("{what}: withdrawal got {other}: {}", body_text(&response)),
+            }
+        } else if roll < 55 {
+            let to = loop {
+                let to = rng.pick(users);
+                if to.id != user.id {
+                    break to;
+                }
+            };
+            let (_, text) = amount(rng, currency, 30);
+            let body = json!({"to": to.id, "currency": currency, "amount": text, "memo": format!("{tag}-{i}")});
+            let key = format!("{tag}-{i}");
+            let tries = if rng.below(4) == 0 { 2 } else { 1 };
+            let mut first: Option<HttpResponse> = None;
+            for _ in 0..tries {
+                let response = keyed_transfer(w, user, &key, &body);
+                match response.status {
+                    201 | 409 => {}
+                    other => panic!("{what}: transfer got {other}: {}", body_text(&response)),
+                }
+                if response.status == 409 {
+                    assert_eq!(response.error()["code"], "insufficient_funds", "{what}");
+                }
+                if let Some(first) = &first
+                    && first.status == 201
+                {
+                    assert_eq!(
+                        response.status, 201,
+                        "{what}: a retry of a done transfer replays"
+                    );
+                    assert!(replayed(&response), "{what}");
+                    assert_eq!(response.body, first.body, "{what}");
+                }
+                first.get_or_insert(response);
+            }
+        } else if roll < 70 {
+            let items: Vec<Value> = (0..1 + rng.below(5))
+                .map(|_| {
+                    let currency = *rng.pick(&CURRENCIES);
+                    let to = loop {
+                        let to = rng.pick(users);
+                        if to.id != user.id {
+                            break to;
+                        }
+                    };
+                    let (_, text) = amount(rng, currency, 20);
+                    json!({"to": to.id, "currency": currency, "amount": text})
+                })
+                .collect();
+            let count = items.len();
+            let response = batch(w, user, Value::Array(items));
+            match response.status {
+                201 => assert_eq!(
+                    response.json()["transfers"].as_array().map(Vec::len),
+                    Some(count),
+                    "{what}"
+                ),
+                409 => {
+                    let error = response.error();
+                    assert_eq!(error["code"], "insufficient_funds", "{what}");
+                    assert!(
+                        error["index"]
+                            .as_u64()
+                            .is_some_and(|i| (i as usize) < count),
+                        "{what}: {error}"
+                    );
+                }
+                other => panic!("{what}: batch got {other}: {}", body_text(&response)),
+            }
+        } else {
+            let response = w.get("/api/v1/wallet", &user.token);
+            assert_eq!(response.status, 200, "{what}");
+            let balances = response.json()["balances"].clone();
+            for code in CURRENCIES {
+                for part in ["available", "held"] {
+                    let text = balances[code][part]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{what}: {balances}"));
+                    assert!(
+                        minor(text, decimals(code)) >= 0,
+                        "{what}: negative balance {balances}"
+                    );
+                }
+            }
+            let response = w.get("/api/v1/wallet/entries?limit=5", &user.token);
+            assert_eq!(response.status, 200, "{what}");
+        }
+    }
+    (deposited, withdrawn)
+}
+
+#[test]
+fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
+    let seed = test_seed();
+    let ctx = format!("seed {seed} (rerun with SOUK_TEST_SEED={seed})");
+    eprintln!("{ctx}");
+    let w = world();
+    let admin = admin(&w, "wal_admin12");
+    let users: Vec<Member> = (0..3).map(|i| member(&w, &format!("wal_mix{i}"))).collect();
+    let mut ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    ids.push(&admin.id);
+    let mut deposited = Totals::new();
+    let mut withdrawn = Totals::new();
+    const THREADS: u64 = 4;
+    const OPS: usize = 30;
+    for phase in 0..3u64 {
+        let results: Vec<(Totals, Totals)> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (w, admin, users, ctx) = (&w, &admin, &users, &ctx);
+                    s.spawn(move || {
+                        let mut rng =
+                            Rng(seed ^ (phase * THREADS + t).wrapping_mul(0x2545_F491_4F6C_DD1D));
+                        random_ops(
+                            w,
+                            admin,
+                            users,
+                            &mut rng,
+                            &format!("p{phase}t{t}"),
+                            OPS,
+                            ctx,
+                        )
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("a client thread of the mix"))
+                .collect()
+        });
+        for (d, wd) in results {
+            for (code, v) in d {
+                *deposited.entry(code).or_default() += v;
+            }
+            for (code, v) in wd {
+                *withdrawn.entry(code).or_default() += v;
+            }
+        }
+        let response = admin_balances(&w, &admin, &ids, None);
+        assert_eq!(response.status, 200, "{ctx}: {}", body_text(&response));
+        let balances = response.json()["balances"].clone();
+        let stats = wallet_stats(&w, &admin);
+        for code in CURRENCIES {
+            let d = decimals(code);
+            let mut sum = 0i128;
+            for id in &ids {
+                for part in ["available", "held"] {
+                    let text = balances[*id][code][part]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{ctx}: no {code} {part} for {id}: {balances}"));
+                    let value = minor(text, d);
+                    assert!(
+                        value >= 0,
+                        "{ctx}, phase {phase}: negative {code} {part} of {id}: {balances}"
+                    );
+                    sum += value;
+                }
+            }
+            let dep = deposited.get(code).copied().unwrap_or(0);
+            let wd = withdrawn.get(code).copied().unwrap_or(0);
+            assert_eq!(
+                sum,
+                dep - wd,
+                "{ctx}, phase {phase}: {code} balances sum to {} but deposits - withdrawals are {}",
+                major(sum, d),
+                major(dep - wd, d)
+            );
+            let c = &stats["currencies"][code];
+            let figure = |name: &str| {
+                minor(
+                    c[name]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{ctx}: {name} in {stats}")),
+                    d,
+                )
+            };
+            assert_eq!(
+                figure("deposited"),
+                dep,
+                "{ctx}, phase {phase}: {code} deposited: {stats}"
+            );
+            assert_eq!(
+                figure("withdrawn"),
+                wd,
+                "{ctx}, phase {phase}: {code} withdrawn: {stats}"
+            );
+            assert_eq!(
+                figure("total_available") + figure("total_held"),
+                dep - wd,
+                "{ctx}, phase {phase}: {code} totals: {stats}"
+            );
+        }
+        let response = w.get("/api/v1/admin/check", &admin.token);
+        assert_eq!(response.status, 200, "{ctx}");
+        assert_eq!(
+            response.json(),
+            json!({"ok": true, "problems": []}),
+            "{ctx}, phase {phase}: the ledger check"
+        );
+    }
+    assert!(
+        deposited.values().sum::<i128>() > 0,
+        "{ctx}: the mix deposited nothing, so it tested little"
+    );
+    let stats = wallet_stats(&w, &admin);
+    let moved: i64 = CURRENCIES
+        .iter()
+        .map(|code| {
+            stats["currencies"][code]["transfers_24h"]
+                .as_i64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        moved > 0,
+        "{ctx}: no transfer went through, so the mix tested little: {stats}"
+    );
+}
