@@ -157,8 +157,17 @@ pub struct Writer {
     queue: Sender<Message>,
     pub stats: Arc<WriteStats>,
     pub breaker: Arc<Breaker>,
+    /// When (ms since `epoch`) the queue was first found full in the current
+    /// run of refusals; 0 while it takes jobs.
+    full_since_ms: Arc<AtomicU64>,
+    epoch: Instant,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
+
+/// A commit slower than this counts as a store failure for the breaker.
+pub const COMMIT_SLOW: std::time::Duration = std::time::Duration::from_secs(2);
+/// A queue refusing writes for longer than this counts as a store failure.
+pub const QUEUE_FULL_FAILURE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the writer thread works with besides its connection.
 struct Context {
@@ -189,6 +198,8 @@ impl Writer {
             queue,
             stats,
             breaker,
+            full_since_ms: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
             thread: Arc::new(Mutex::new(Some(thread))),
         })
     }
@@ -213,9 +224,10 @@ impl Writer {
             Err(e) => return job.fail(e),
         };
         match self.queue.try_send(Message::Job(job)) {
-            Ok(()) => {}
+            Ok(()) => self.full_since_ms.store(0, Ordering::Relaxed),
             Err(TrySendError::Full(Message::Job(job))) => {
                 self.stats.rejected_full.fetch_add(1, Ordering::Relaxed);
+                self.note_queue_full();
                 if admission == Admission::Probe {
                     self.breaker.probe_abandoned();
                 }
@@ -225,6 +237,28 @@ impl Writer {
                 job.fail(Error::unavailable("the writer has stopped"));
             }
             Err(_) => {}
+        }
+    }
+
+    /// A full queue sheds load with 503 at once; one that stays full past
+    /// `QUEUE_FULL_FAILURE` means the writer cannot keep up: a store failure.
+    fn note_queue_full(&self) {
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let since = match self.full_since_ms.compare_exchange(
+            0,
+            now_ms,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => now_ms,
+            Err(since) => since,
+        };
+        if now_ms.saturating_sub(since) > QUEUE_FULL_FAILURE.as_millis() as u64 {
+            self.full_since_ms.store(now_ms, Ordering::Relaxed);
+            self.breaker
+                .failure(Path::Write, "the write queue stayed full");
         }
     }
 
@@ -337,7 +371,13 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, context:
         let _ = conn.execute_batch("ROLLBACK");
         fault = Some(format!("commit failed: {e}"));
     } else {
-        stats.record_commit(size, started.elapsed());
+        let took = started.elapsed();
+        stats.record_commit(size, took);
+        // A writer that falls this far behind is failing its callers even
+        // though nothing errored: it counts toward opening the breaker.
+        if took > COMMIT_SLOW && fault.is_none() {
+            fault = Some(format!("a commit took {} ms", took.as_millis()));
+        }
     }
     match &fault {
         Some(reason) => breaker.failure(Path::Write, reason),
