@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -19,6 +19,9 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 struct Failures {
     count: u32,
+    /// Attempts whose password check is still running: counted against the
+    /// limit too, so parallel guesses cannot slip past it.
+    pending: u32,
     locked_until: Option<Instant>,
 }
 
@@ -77,48 +80,94 @@ impl LoginGuard {
         Ok(())
     }
 
-    /// `LockedOut` while `username` is locked, even for the right password.
-    pub fn check_unlocked(&self, username: &str) -> Result<()> {
+    /// Starts a login attempt for `username`: `LockedOut` while it is
+    /// locked (even for the right password) or while the attempts already
+    /// running would reach the limit. The attempt ends with the returned
+    /// guard's `failed` or `succeeded` (or its drop, counting neither).
+    pub fn begin(self: &Arc<Self>, username: &str) -> Result<Attempt> {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = failures.peek(username)
-            && let Some(until) = entry.locked_until
-        {
+        let entry = failures.get_or_insert_mut(username.to_owned(), || Failures {
+            count: 0,
+            pending: 0,
+            locked_until: None,
+        });
+        if let Some(until) = entry.locked_until {
             if until > now {
                 return Err(Error::LockedOut {
                     retry_after_s: retry_after(until, now),
                 });
             }
             // The lock has run out: the count starts again.
+            entry.count = 0;
+            entry.locked_until = None;
+        }
+        if entry.count.saturating_add(entry.pending) >= self.max_attempts {
+            return Err(Error::LockedOut { retry_after_s: 1 });
+        }
+        entry.pending += 1;
+        Ok(Attempt {
+            guard: Arc::clone(self),
+            username: username.to_owned(),
+            open: true,
+        })
+    }
+
+    fn end(&self, username: &str, outcome: Option<bool>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = failures.get_mut(username) else {
+            return;
+        };
+        entry.pending = entry.pending.saturating_sub(1);
+        match outcome {
+            Some(true) => entry.count = 0,
+            Some(false) => {
+                entry.count = entry.count.saturating_add(1);
+                log::info!("failed login for `{username}` ({} in a row)", entry.count);
+                if entry.count >= self.max_attempts {
+                    entry.locked_until = Some(Instant::now() + self.lockout);
+                    log::warn!(
+                        "`{username}` locked out for {} s after {} failed logins",
+                        self.lockout.as_secs(),
+                        entry.count
+                    );
+                }
+            }
+            None => {}
+        }
+        if entry.count == 0 && entry.pending == 0 && entry.locked_until.is_none() {
             failures.pop(username);
         }
-        Ok(())
+    }
+}
+
+/// One login attempt in progress (see `LoginGuard::begin`).
+pub struct Attempt {
+    guard: Arc<LoginGuard>,
+    username: String,
+    open: bool,
+}
+
+impl Attempt {
+    /// A wrong password: counts toward the lockout.
+    pub fn failed(mut self) {
+        self.open = false;
+        self.guard.end(&self.username, Some(false));
     }
 
-    /// Records a failed login; the failure that reaches the limit locks.
-    pub fn record_failure(&self, username: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = failures.get_or_insert_mut(username.to_owned(), || Failures {
-            count: 0,
-            locked_until: None,
-        });
-        entry.count = entry.count.saturating_add(1);
-        log::info!("failed login for `{username}` ({} in a row)", entry.count);
-        if entry.count >= self.max_attempts {
-            entry.locked_until = Some(Instant::now() + self.lockout);
-            log::warn!(
-                "`{username}` locked out for {} s after {} failed logins",
-                self.lockout.as_secs(),
-                entry.count
-            );
+    /// The right password: the count starts again.
+    pub fn succeeded(mut self) {
+        self.open = false;
+        self.guard.end(&self.username, Some(true));
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        // Ended without a verdict (say the hash queue was full): it counts
+        // neither way, but no longer holds a place.
+        if self.open {
+            self.guard.end(&self.username, None);
         }
-    }
-
-    /// A successful login clears the count.
-    pub fn record_success(&self, username: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop(username);
     }
 }

@@ -17,6 +17,11 @@ pub fn body<T: DeserializeOwned>(request: &Request) -> Result<T> {
     if request.body.is_empty() {
         return Err(Error::InvalidJson("a JSON body is required".into()));
     }
+    // serde's derived structs also accept a JSON array of the fields in
+    // order; every body of this API is an object, so anything else is refused.
+    if request.body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::InvalidJson("the body must be a JSON object".into()));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(&request.body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();

@@ -29,7 +29,7 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     ) else {
         return Err(Error::InvalidCredentials);
     };
-    app.guard.check_unlocked(username.as_str())?;
+    let attempt = app.guard.begin(username.as_str())?;
     let found = app
         .store
         .readers
@@ -38,26 +38,21 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         Some((user, phc)) => (Some(user), Some(phc)),
         None => (None, None),
     };
-    let (hasher, guard, writer) = (
-        app.hasher.clone(),
-        app.guard.clone(),
-        app.store.writer.clone(),
-    );
+    let (hasher, writer) = (app.hasher.clone(), app.store.writer.clone());
     let ttl_s = i64::try_from(app.config.session_ttl.as_secs()).unwrap_or(i64::MAX);
     Ok(Reply::Later(Box::new(move |responder| {
         hasher.verify(password, phc, move |matched| {
+            // A suspended account answers exactly like a wrong password, so
+            // the answer never tells whether a password was right.
             let user = match (matched, user) {
                 (Err(e), _) => return responder.send(respond::error(e)),
-                (Ok(true), Some(user)) => user,
+                (Ok(true), Some(user)) if user.status == Status::Active => user,
                 _ => {
-                    guard.record_failure(username.as_str());
+                    attempt.failed();
                     return responder.send(respond::error(Error::InvalidCredentials));
                 }
             };
-            guard.record_success(username.as_str());
-            if user.status == Status::Suspended {
-                return responder.send(respond::error(Error::Forbidden));
-            }
+            attempt.succeeded();
             let (token, hash) = match sessions::new_token() {
                 Ok(pair) => pair,
                 Err(e) => return responder.send(respond::error(e)),

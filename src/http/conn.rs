@@ -174,11 +174,13 @@ impl Conn {
         if target.len() > REQUEST_TARGET_BYTES_MAX {
             return Err(target_too_long());
         }
+        let target = origin_form(target);
         let head = Head::from_parsed(&parsed, self.shared.limits.max_body_bytes)?;
         let body_len = head.content_length as usize;
         let available = pending.len() - head_len;
         if available < body_len {
-            if head.expect_continue && !self.continue_sent {
+            // HTTP/1.0 clients know no 100 Continue (RFC 9110 §10.1.1).
+            if head.expect_continue && !head.http10 && !self.continue_sent {
                 self.continue_sent = true;
                 // Best effort: a client that stops reading is cut off by the
                 // write timeout on the next real response.
@@ -348,6 +350,18 @@ fn parse_content_length(value: &[u8], max_body_bytes: u64) -> Result<u64, Respon
         return Err(too_large());
     }
     Ok(length)
+}
+
+/// The path-and-query of a request target: the absolute form
+/// (`http://host/path?q`, RFC 9112 §3.2.2) is reduced to its origin form.
+fn origin_form(target: &str) -> &str {
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"));
+    match rest {
+        Some(rest) => rest.find('/').map_or("/", |at| &rest[at..]),
+        None => target,
+    }
 }
 
 fn head_too_large() -> Response {

@@ -828,10 +828,13 @@ fn suspending_a_user_kills_their_sessions_at_once_and_blocks_their_login() {
     );
     me(&world, &user.token).assert_error(401, "unauthenticated");
     me(&world, &second).assert_error(401, "unauthenticated");
-    // The right password no longer opens a session (403, see sessions.rs);
-    // a wrong one is still just wrong.
-    try_login(&world, &user.username, PASSWORD).assert_error(403, "forbidden");
-    try_login(&world, &user.username, "not the password").assert_error(401, "invalid_credentials");
+    // The right password no longer opens a session, and the answer is the
+    // one a wrong password gets, byte for byte: it never tells whether the
+    // password was right.
+    let right = try_login(&world, &user.username, PASSWORD);
+    let wrong = try_login(&world, &user.username, "not the password");
+    right.assert_error(401, "invalid_credentials");
+    assert_eq!(right.body, wrong.body);
 
     // Reactivated: the old sessions stay dead, a new login works.
     assert_status(
@@ -1313,4 +1316,57 @@ fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
         );
         assert_status(&response, 200);
     }
+}
+
+#[test]
+fn parallel_wrong_guesses_cannot_pass_the_lockout() {
+    let world = crate::client::world_with(|config| {
+        config.max_login_attempts = 5;
+        config.lockout_duration = std::time::Duration::from_secs(60);
+    });
+    let user = world.member("parallel_target");
+    let addr = world.app.addr;
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                let app = &world.app;
+                scope.spawn(move || {
+                    let _ = addr;
+                    let body =
+                        json!({"username": "parallel_target", "password": "wrong password!"});
+                    crate::client::request(app, "POST", "/api/v1/sessions", None, Some(&body), &[])
+                        .status
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a guess"))
+            .collect()
+    });
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    let locked = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        wrong <= 5,
+        "at most MAX_LOGIN_ATTEMPTS guesses were checked, got {wrong}: {statuses:?}"
+    );
+    assert_eq!(
+        wrong + locked,
+        20,
+        "every other guess was refused as locked: {statuses:?}"
+    );
+    let after = json!({"username": user.username, "password": crate::client::PASSWORD});
+    let status = world.post("/api/v1/sessions", None, &after).status;
+    assert_eq!(status, 429, "the right password is locked out too");
+}
+
+#[test]
+fn a_json_array_is_not_accepted_as_a_body() {
+    let world = crate::client::world();
+    let response = world.post(
+        "/api/v1/users",
+        None,
+        &json!(["zed_array", "correct horse battery", null]),
+    );
+    response.assert_error(400, "invalid_json");
 }
