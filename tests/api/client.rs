@@ -1,12 +1,26 @@
 //! A JSON client over the raw test client, and a `World`: a running server
 //! plus the way to make users, admins and money in it.
 
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use souk::config::Config;
 
 use crate::helpers::{Client, HttpResponse, TestApp, spawn_app_with};
+
+/// How long a client waits for an answer that needs argon2 at the server's
+/// cost (register, login, password change): tens of milliseconds with
+/// optimized dependencies, but about a second per hash when argon2 is built
+/// unoptimized and more on a loaded machine: past the harness's
+/// `CLIENT_TIMEOUT`, and a slow hash is not what any test is about.
+pub const HASHING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a test waits for the database lock when it writes to the
+/// server's database behind its back.
+const DB_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running server and the path of its database.
 pub struct World {
@@ -42,16 +56,18 @@ pub fn world_with(tweak: impl FnOnce(&mut Config)) -> World {
     World { app, db }
 }
 
-/// One request with a JSON body (or none), a bearer token and extra headers.
-pub fn request(
-    app: &TestApp,
+// ---- JSON requests ---------------------------------------------------------
+
+/// The bytes of one request with a JSON body (or none), a bearer token and
+/// extra headers.
+pub fn json_request(
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<&Value>,
     headers: &[(&str, &str)],
-) -> HttpResponse {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
+) -> Vec<u8> {
+    let body = body.map(Value::to_string).unwrap_or_default();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n",
         body.len()
@@ -68,22 +84,149 @@ pub fn request(
     head.push_str("\r\n");
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(body.as_bytes());
-    let mut client = Client::connect(app.addr);
-    client.send(&bytes);
-    if method == "HEAD" {
-        client.read_head_response()
-    } else {
-        client.read_response()
+    bytes
+}
+
+/// One `json_request` on `client` (keep-alive), and its answer; I/O errors
+/// are returned, not panics (the server may die under it).
+pub fn send_json(
+    client: &mut Client,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> io::Result<HttpResponse> {
+    client
+        .stream
+        .write_all(&json_request(method, path, token, body, headers))?;
+    client.try_read_response(method == "HEAD")
+}
+
+/// One request to `addr` on a connection of its own (usable from any thread
+/// and against the real binary), answered within the harness's
+/// `CLIENT_TIMEOUT`; panics unless answered.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut client = Client::connect(addr);
+    send_json(&mut client, method, path, token, body, headers)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// `request` with a JSON body and `HASHING_TIMEOUT` for the answer, for
+/// the calls that hash a password.
+pub fn hashing_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> HttpResponse {
+    let mut client = Client::connect(addr);
+    client
+        .stream
+        .set_read_timeout(Some(HASHING_TIMEOUT))
+        .expect("setting a read timeout");
+    send_json(&mut client, method, path, token, Some(body), &[])
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+// ---- users and sessions ------------------------------------------------------
+
+/// `POST path` of `username` and `password` at `addr` (patient with
+/// argon2); panics unless 201 (naming `what`); returns the body.
+fn post_credentials(
+    addr: SocketAddr,
+    path: &str,
+    what: &str,
+    username: &str,
+    password: &str,
+) -> Value {
+    let body = json!({"username": username, "password": password});
+    let response = hashing_request(addr, "POST", path, None, &body);
+    assert_eq!(
+        response.status,
+        201,
+        "{what} {username}: {}",
+        response.body_text()
+    );
+    response.json()
+}
+
+/// Registers `username` at `addr`; panics unless 201; returns the new id.
+pub fn register_at(addr: SocketAddr, username: &str, password: &str) -> String {
+    let body = post_credentials(addr, "/api/v1/users", "register", username, password);
+    body["user"]["id"].as_str().expect("an id").to_owned()
+}
+
+/// Logs in at `addr`; panics unless 201.
+pub fn log_in_at(addr: SocketAddr, username: &str, password: &str) -> Member {
+    let body = post_credentials(addr, "/api/v1/sessions", "login of", username, password);
+    Member {
+        id: body["user"]["id"].as_str().expect("an id").to_owned(),
+        token: body["token"].as_str().expect("a token").to_owned(),
+        username: username.to_owned(),
+    }
+}
+
+/// Registers `username` at `addr` and logs in.
+pub fn member_at(addr: SocketAddr, username: &str, password: &str) -> Member {
+    let id = register_at(addr, username, password);
+    Member {
+        id,
+        ..log_in_at(addr, username, password)
+    }
+}
+
+/// The database at `db`, opened next to the running server.
+pub fn open_db(db: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(db).expect("opening the test database");
+    conn.busy_timeout(DB_BUSY_TIMEOUT).expect("busy timeout");
+    conn
+}
+
+/// A user with a live session, written straight into the database at `db`.
+/// For tests not about registration or login (tests/api/users.rs is): each
+/// argon2id hash costs seconds in an unoptimised build on a loaded machine,
+/// and through the API a test's few users alone could outlast the client
+/// timeout.
+pub fn quick_user(db: &Path, username: &str, admin: bool) -> Member {
+    let conn = open_db(db);
+    let id = souk::ids::random_id().expect("a random id");
+    let now = souk::clock::unix_seconds();
+    let role = if admin { "admin" } else { "user" };
+    conn.execute(
+        "INSERT INTO users (id, username, password_hash, role, status, created_at)
+         VALUES (?1, ?2, '$argon2id$v=19$m=19456,t=2,p=1$never$used', ?3, 'active', ?4)",
+        rusqlite::params![id, username, role, now],
+    )
+    .expect("inserting a user");
+    let (token, hash) = souk::accounts::sessions::new_token().expect("a session token");
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![hash.as_slice(), id, now, now + 86_400],
+    )
+    .expect("inserting a session");
+    Member {
+        id: id.to_string(),
+        token,
+        username: username.to_owned(),
     }
 }
 
 impl World {
     pub fn get(&self, path: &str, token: &str) -> HttpResponse {
-        request(&self.app, "GET", path, Some(token), None, &[])
+        request(self.app.addr, "GET", path, Some(token), None, &[])
     }
 
     pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> HttpResponse {
-        request(&self.app, "POST", path, token, Some(body), &[])
+        request(self.app.addr, "POST", path, token, Some(body), &[])
     }
 
     pub fn post_with(
@@ -93,85 +236,37 @@ impl World {
         body: &Value,
         headers: &[(&str, &str)],
     ) -> HttpResponse {
-        request(&self.app, "POST", path, token, Some(body), headers)
+        request(self.app.addr, "POST", path, token, Some(body), headers)
     }
 
     pub fn patch(&self, path: &str, token: &str, body: &Value) -> HttpResponse {
-        request(&self.app, "PATCH", path, Some(token), Some(body), &[])
+        request(self.app.addr, "PATCH", path, Some(token), Some(body), &[])
     }
 
     pub fn delete(&self, path: &str, token: &str) -> HttpResponse {
-        request(&self.app, "DELETE", path, Some(token), None, &[])
+        request(self.app.addr, "DELETE", path, Some(token), None, &[])
     }
 
-    /// Logs in; panics unless 201.
+    /// Logs in (patient with argon2); panics unless 201; returns the token.
     pub fn login(&self, username: &str, password: &str) -> String {
-        let response = self.post(
-            "/api/v1/sessions",
-            None,
-            &json!({"username": username, "password": password}),
-        );
-        assert_eq!(
-            response.status,
-            201,
-            "login of {username}: {:?}",
-            String::from_utf8_lossy(&response.body)
-        );
-        response.json()["token"]
-            .as_str()
-            .expect("a token")
-            .to_owned()
+        log_in_at(self.app.addr, username, password).token
     }
 
-    /// Registers `username` with `PASSWORD` and logs in.
+    /// Registers `username` with `PASSWORD` and logs in (patient with argon2).
     pub fn member(&self, username: &str) -> Member {
-        let response = self.post(
-            "/api/v1/users",
-            None,
-            &json!({"username": username, "password": PASSWORD}),
-        );
-        assert_eq!(
-            response.status,
-            201,
-            "register {username}: {:?}",
-            String::from_utf8_lossy(&response.body)
-        );
-        let id = response.json()["user"]["id"]
-            .as_str()
-            .expect("an id")
-            .to_owned();
-        Member {
-            id,
-            token: self.login(username, PASSWORD),
-            username: username.to_owned(),
-        }
+        member_at(self.app.addr, username, PASSWORD)
     }
 
     /// Registers `username`, makes it an admin straight in the database (as
     /// `souk user create --admin` would), and logs in.
     pub fn admin(&self, username: &str) -> Member {
-        let response = self.post(
-            "/api/v1/users",
-            None,
-            &json!({"username": username, "password": PASSWORD}),
-        );
-        assert_eq!(response.status, 201);
-        let id = response.json()["user"]["id"]
-            .as_str()
-            .expect("an id")
-            .to_owned();
-        let conn = rusqlite::Connection::open(&self.db).expect("opening the test database");
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .expect("busy timeout");
-        conn.execute(
-            "UPDATE users SET role = 'admin' WHERE username = ?1",
-            [username],
-        )
-        .expect("promoting");
+        let id = register_at(self.app.addr, username, PASSWORD);
+        open_db(&self.db)
+            .execute("UPDATE users SET role = 'admin' WHERE id = ?1", [&id])
+            .expect("promoting");
         Member {
             id,
-            token: self.login(username, PASSWORD),
-            username: username.to_owned(),
+            ..log_in_at(self.app.addr, username, PASSWORD)
         }
     }
 
@@ -180,12 +275,7 @@ impl World {
         let reference = format!("dep-{}-{}", user.id, next_reference());
         let body = json!({"user_id": user.id, "currency": currency, "amount": amount, "reference": reference});
         let response = self.post("/api/v1/admin/deposits", Some(&admin.token), &body);
-        assert_eq!(
-            response.status,
-            201,
-            "deposit: {:?}",
-            String::from_utf8_lossy(&response.body)
-        );
+        assert_eq!(response.status, 201, "deposit: {}", response.body_text());
     }
 
     /// (available, held) of `member` in `currency`, as strings.

@@ -6,79 +6,21 @@
 //! `souk check` exits 0.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{CLIENT_TIMEOUT, Client, HttpResponse, TempDir};
+use crate::binary::{PROCESS_TIMEOUT, Served, run, souk};
+use crate::client::{Member, log_in_at, member_at, request, send_json};
+use crate::helpers::{CLIENT_TIMEOUT, Client, TempDir};
 
-/// How long the binary gets to start, to stop, or to run a subcommand.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a call that hashes a password may take (argon2 in a debug
-/// build on a busy machine).
-const HASHING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the load runs before the kill.
 const LOAD_BEFORE_KILL: Duration = Duration::from_secs(1);
 /// Client threads of the load.
 const LOAD_THREADS: usize = 4;
 const PASSWORD: &str = "crash test password";
-
-/// `souk` on the database in `dir`, port 0, info logging.
-fn souk(dir: &TempDir) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_souk"));
-    command
-        .env("SOUK_ADDR", "127.0.0.1:0")
-        .env("SOUK_DB", dir.path.join("souk.db"))
-        .env("RUST_LOG", "info")
-        .env_remove("SOUK_PASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-fn wait_with_timeout(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for souk") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("souk did not exit within {PROCESS_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs a subcommand that must exit by itself: status, stdout, stderr.
-fn run(mut command: Command) -> (ExitStatus, String, String) {
-    let mut child = command.spawn().expect("starting souk");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = io::Read::read_to_string(&mut stdout, &mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
-    let status = wait_with_timeout(&mut child);
-    (
-        status,
-        out.join().expect("stdout reader"),
-        err.join().expect("stderr reader"),
-    )
-}
 
 /// `souk check` on the database in `dir`: must exit 0.
 fn souk_check(dir: &TempDir, when: &str) {
@@ -91,180 +33,6 @@ fn souk_check(dir: &TempDir, when: &str) {
         "souk check {when}: {status:?}\nstdout: {out}\nstderr: {err}"
     );
     assert!(out.starts_with("ok"), "souk check {when}: {out}");
-}
-
-/// A running `souk serve`, killed on drop if the test did not stop it.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    /// Every stderr line (drained so the child never blocks on its log).
-    log: mpsc::Receiver<String>,
-}
-
-impl Served {
-    fn start(dir: &TempDir) -> Served {
-        let mut command = souk(dir);
-        command.stdout(Stdio::null());
-        let mut child = command.spawn().expect("starting souk");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (lines_tx, lines_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if lines_tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let deadline = Instant::now() + PROCESS_TIMEOUT;
-        let mut seen = Vec::new();
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines_rx.recv_timeout(left).unwrap_or_else(|e| {
-                let _ = child.kill();
-                panic!("souk did not log `listening on http://ADDR` ({e}); its log: {seen:#?}")
-            });
-            if let Some((_, rest)) = line.split_once("listening on http://") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                break addr.parse().expect("a socket address after `listening on`");
-            }
-            seen.push(line);
-        };
-        Served {
-            child,
-            addr,
-            log: lines_rx,
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill {signal} failed: {status:?}");
-    }
-
-    /// SIGTERM and a clean exit 0.
-    fn stop(mut self) {
-        self.signal("-TERM");
-        let status = wait_with_timeout(&mut self.child);
-        let log: Vec<String> = self.log.try_iter().collect();
-        assert_eq!(status.code(), Some(0), "{status:?}; log: {log:#?}");
-    }
-
-    /// Every log line so far.
-    fn drain_log(&self) -> Vec<String> {
-        self.log.try_iter().collect()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// One request on `client`; I/O errors are returned, not panics (the server
-/// may die under it).
-fn send(
-    client: &mut Client,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-    headers: &[(&str, &str)],
-) -> io::Result<HttpResponse> {
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        head.push_str("content-type: application/json\r\n");
-    }
-    if let Some(token) = token {
-        head.push_str(&format!("authorization: Bearer {token}\r\n"));
-    }
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body.as_bytes());
-    client.stream.write_all(&bytes)?;
-    client.try_read_response(false)
-}
-
-/// One request on a new connection, that must be answered.
-fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-    headers: &[(&str, &str)],
-) -> HttpResponse {
-    let mut client = Client::connect(addr);
-    send(&mut client, method, path, token, body, headers)
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-}
-
-/// A call that hashes a password: same, with a patient read timeout.
-fn call_hashing(addr: SocketAddr, path: &str, body: &Value) -> HttpResponse {
-    let mut client = Client::connect(addr);
-    client
-        .stream
-        .set_read_timeout(Some(HASHING_TIMEOUT))
-        .expect("setting a read timeout");
-    send(&mut client, "POST", path, None, Some(body), &[])
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
-}
-
-fn text(response: &HttpResponse) -> String {
-    String::from_utf8_lossy(&response.body).into_owned()
-}
-
-fn login(addr: SocketAddr, username: &str) -> String {
-    let response = call_hashing(
-        addr,
-        "/api/v1/sessions",
-        &json!({"username": username, "password": PASSWORD}),
-    );
-    assert_eq!(
-        response.status,
-        201,
-        "login {username}: {}",
-        text(&response)
-    );
-    response.json()["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned()
-}
-
-/// (id, token) of a new member.
-fn member(addr: SocketAddr, username: &str) -> (String, String) {
-    let response = call_hashing(
-        addr,
-        "/api/v1/users",
-        &json!({"username": username, "password": PASSWORD}),
-    );
-    assert_eq!(
-        response.status,
-        201,
-        "register {username}: {}",
-        text(&response)
-    );
-    let id = response.json()["user"]["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
-    (id, login(addr, username))
 }
 
 /// One transfer of the load, as sent.
@@ -308,13 +76,13 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
 
     let served = Served::start(&dir);
     let addr = served.addr;
-    let admin = login(addr, "admin");
-    let users: Vec<(String, String)> = (0..2)
-        .map(|i| member(addr, &format!("crash_user{i}")))
+    let admin = log_in_at(addr, "admin", PASSWORD).token;
+    let users: Vec<Member> = (0..2)
+        .map(|i| member_at(addr, &format!("crash_user{i}"), PASSWORD))
         .collect();
-    for (i, (id, _)) in users.iter().enumerate() {
-        let body = json!({"user_id": id, "currency": "btc", "amount": FUNDING, "reference": format!("fund-{i}")});
-        let response = call(
+    for (i, user) in users.iter().enumerate() {
+        let body = json!({"user_id": user.id, "currency": "btc", "amount": FUNDING, "reference": format!("fund-{i}")});
+        let response = request(
             addr,
             "POST",
             "/api/v1/admin/deposits",
@@ -322,7 +90,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
             Some(&body),
             &[],
         );
-        assert_eq!(response.status, 201, "funding: {}", text(&response));
+        assert_eq!(response.status, 201, "funding: {}", response.body_text());
     }
 
     // The load: each thread sends transfers one after the other on its own
@@ -340,13 +108,13 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
                     let mut client = Client::connect(addr);
                     for i in 0.. {
                         let memo = format!("crash-t{t}-{i}");
-                        let body = json!({"to": users[to].0, "currency": "btc", "amount": AMOUNT, "memo": memo});
+                        let body = json!({"to": users[to].id, "currency": "btc", "amount": AMOUNT, "memo": memo});
                         let sent = Sent { memo: memo.clone(), from, to, body };
-                        match send(
+                        match send_json(
                             &mut client,
                             "POST",
                             "/api/v1/transfers",
-                            Some(&users[from].1),
+                            Some(&users[from].token),
                             Some(&sent.body),
                             &[("Idempotency-Key", &memo)],
                         ) {
@@ -358,7 +126,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
                                 report.failures.push(format!(
                                     "{memo}: {} {}",
                                     response.status,
-                                    text(&response)
+                                    response.body_text()
                                 ));
                                 return report;
                             }
@@ -401,7 +169,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
         reports
     });
     let mut served = served;
-    let status = wait_with_timeout(&mut served.child);
+    let status = served.wait();
     assert!(
         !status.success(),
         "souk was killed, not stopped: {status:?}"
@@ -427,13 +195,13 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
 
     let served = Served::start(&dir);
     let addr = served.addr;
-    let ids: Vec<&str> = users.iter().map(|(id, _)| id.as_str()).collect();
+    let ids: Vec<&str> = users.iter().map(|user| user.id.as_str()).collect();
 
     // Every acknowledged transfer is there exactly once, on both sides.
     let mut outs: HashMap<String, usize> = HashMap::new();
     let mut ins: HashMap<String, usize> = HashMap::new();
-    for (index, (_, token)) in users.iter().enumerate() {
-        for entry in all_entries(addr, token) {
+    for (index, user) in users.iter().enumerate() {
+        for entry in all_entries(addr, &user.token) {
             if entry["kind"] != "transfer" {
                 continue;
             }
@@ -485,7 +253,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
     // Balances: the replay of the acknowledged transfers, give or take the
     // ones in flight, and conserved.
     let admin_token = &admin;
-    let response = call(
+    let response = request(
         addr,
         "GET",
         &format!(
@@ -496,7 +264,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
         None,
         &[],
     );
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.body_text());
     let balances = response.json()["balances"].clone();
     let mut sum = 0i128;
     let mut expected: BTreeMap<usize, i128> =
@@ -534,7 +302,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
         FUNDING_MINOR * users.len() as i128,
         "money is conserved: {balances}"
     );
-    let response = call(
+    let response = request(
         addr,
         "GET",
         "/api/v1/admin/stats/wallets",
@@ -546,7 +314,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
     let btc = response.json()["currencies"]["btc"].clone();
     assert_eq!(btc["deposited"], "2000.00000000", "{btc}");
     assert_eq!(btc["withdrawn"], "0.00000000", "{btc}");
-    let response = call(
+    let response = request(
         addr,
         "GET",
         "/api/v1/admin/check",
@@ -565,11 +333,11 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
     // transfers of every thread replay with the very same answer...
     for report in &reports {
         for (sent, body) in report.acknowledged.iter().rev().take(10) {
-            let response = call(
+            let response = request(
                 addr,
                 "POST",
                 "/api/v1/transfers",
-                Some(&users[sent.from].1),
+                Some(&users[sent.from].token),
                 Some(&sent.body),
                 &[("Idempotency-Key", &sent.memo)],
             );
@@ -578,7 +346,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
                 201,
                 "replaying {}: {}",
                 sent.memo,
-                text(&response)
+                response.body_text()
             );
             assert_eq!(
                 response.header("idempotent-replayed"),
@@ -592,11 +360,11 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
     // ...and a client retrying the unanswered ones with their keys ends with
     // every transfer applied exactly once.
     for sent in reports.iter().filter_map(|r| r.unanswered.as_ref()) {
-        let response = call(
+        let response = request(
             addr,
             "POST",
             "/api/v1/transfers",
-            Some(&users[sent.from].1),
+            Some(&users[sent.from].token),
             Some(&sent.body),
             &[("Idempotency-Key", &sent.memo)],
         );
@@ -605,7 +373,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
             201,
             "retrying {}: {}",
             sent.memo,
-            text(&response)
+            response.body_text()
         );
         let was_applied = outs.contains_key(&sent.memo);
         assert_eq!(
@@ -663,8 +431,8 @@ fn all_entries(addr: SocketAddr, token: &str) -> Vec<Value> {
             None => "/api/v1/wallet/entries?limit=100".to_owned(),
             Some(after) => format!("/api/v1/wallet/entries?limit=100&after={after}"),
         };
-        let response = call(addr, "GET", &path, Some(token), None, &[]);
-        assert_eq!(response.status, 200, "{path}: {}", text(&response));
+        let response = request(addr, "GET", &path, Some(token), None, &[]);
+        assert_eq!(response.status, 200, "{path}: {}", response.body_text());
         let body = response.json();
         out.extend(body["entries"].as_array().expect("entries").iter().cloned());
         match body["next"].as_str() {

@@ -3,16 +3,14 @@
 //! the two parties, automatic release (also across a restart of the real
 //! binary), listing, idempotency, and the ledger check after all of it.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Barrier, mpsc};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::client::{Member, PASSWORD, World, world};
+use crate::binary::{Served, run, souk};
+use crate::client::{Member, PASSWORD, World, json_request, log_in_at, quick_user, request, world};
 use crate::helpers::{Client, HttpResponse, TempDir};
 
 const BTC: &str = "btc";
@@ -20,77 +18,6 @@ const BTC: &str = "btc";
 const SAT: i64 = 100_000_000;
 
 // ---- local helpers ---------------------------------------------------------
-
-/// A user with a live session, written straight into the database. Escrow
-/// is not about registration or login (tests/api/users.rs is), and each
-/// argon2id hash costs seconds in an unoptimised build on a loaded machine:
-/// through the API, a test's few users alone could outlast the client
-/// timeout.
-fn quick_user(db: &Path, username: &str, admin: bool) -> Member {
-    let conn = rusqlite::Connection::open(db).expect("opening the test database");
-    conn.busy_timeout(Duration::from_secs(10))
-        .expect("busy timeout");
-    let id = souk::ids::random_id().expect("a random id");
-    let now = souk::clock::unix_seconds();
-    let role = if admin { "admin" } else { "user" };
-    conn.execute(
-        "INSERT INTO users (id, username, password_hash, role, status, created_at)
-         VALUES (?1, ?2, '$argon2id$v=19$m=19456,t=2,p=1$never$used', ?3, 'active', ?4)",
-        rusqlite::params![id, username, role, now],
-    )
-    .expect("inserting a user");
-    let (token, hash) = souk::accounts::sessions::new_token().expect("a session token");
-    conn.execute(
-        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![hash.as_slice(), id, now, now + 86_400],
-    )
-    .expect("inserting a session");
-    Member {
-        id: id.to_string(),
-        token,
-        username: username.to_owned(),
-    }
-}
-
-/// One request to `addr` on a connection of its own (usable from any thread
-/// and against the real binary).
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-    headers: &[(&str, &str)],
-) -> HttpResponse {
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        head.push_str("content-type: application/json\r\n");
-    }
-    if let Some(token) = token {
-        head.push_str(&format!("authorization: Bearer {token}\r\n"));
-    }
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body.as_bytes());
-    let mut client = Client::connect(addr);
-    client.send(&bytes);
-    client.read_response()
-}
-
-fn text(response: &HttpResponse) -> String {
-    format!(
-        "{} {}",
-        response.status,
-        String::from_utf8_lossy(&response.body)
-    )
-}
 
 /// A btc amount in satoshis as the API writes it: exactly 8 decimals.
 fn btc(sat: i64) -> String {
@@ -151,7 +78,7 @@ fn create(
     release_after: Option<i64>,
 ) -> String {
     let response = try_create(w, buyer, seller, amount, release_after);
-    assert_eq!(response.status, 201, "create: {}", text(&response));
+    assert_eq!(response.status, 201, "create: {}", response.summary());
     let escrow = response.json()["escrow"].clone();
     assert_eq!(escrow["state"], "held", "{escrow}");
     escrow["id"].as_str().expect("an escrow id").to_owned()
@@ -159,7 +86,7 @@ fn create(
 
 /// `POST /escrows/{id}/{action}` (release, refund, dispute) with no body.
 fn act(w: &World, who: &Member, id: &str, action: &str) -> HttpResponse {
-    send(
+    request(
         w.app.addr,
         "POST",
         &format!("{}/{action}", escrow_path(id)),
@@ -172,7 +99,7 @@ fn act(w: &World, who: &Member, id: &str, action: &str) -> HttpResponse {
 /// `act`, asserting 200 and the resulting state.
 fn act_ok(w: &World, who: &Member, id: &str, action: &str, state: &str) -> Value {
     let response = act(w, who, id, action);
-    assert_eq!(response.status, 200, "{action}: {}", text(&response));
+    assert_eq!(response.status, 200, "{action}: {}", response.summary());
     let escrow = response.json()["escrow"].clone();
     assert_eq!(escrow["state"], state, "{action}: {escrow}");
     assert_eq!(escrow["id"], id);
@@ -190,7 +117,7 @@ fn resolve(w: &World, who: &Member, id: &str, to_seller: &str, to_buyer: &str) -
 /// The escrow as `who` sees it; panics unless 200.
 fn escrow(w: &World, who: &Member, id: &str) -> Value {
     let response = w.get(&escrow_path(id), &who.token);
-    assert_eq!(response.status, 200, "get escrow: {}", text(&response));
+    assert_eq!(response.status, 200, "get escrow: {}", response.summary());
     response.json()["escrow"].clone()
 }
 
@@ -217,7 +144,7 @@ fn snapshot(w: &World, admin: &Member, buyer: &Member, seller: &Member, id: &str
 /// `GET /admin/check` is ok with no problems.
 fn assert_clean(w: &World, admin: &Member) {
     let response = w.get("/api/v1/admin/check", &admin.token);
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     let body = response.json();
     assert_eq!(body["problems"], json!([]), "{body}");
     assert_eq!(body["ok"], true, "{body}");
@@ -246,7 +173,7 @@ fn all_pages(w: &World, who: &Member, query: &str, limit: usize) -> (Vec<String>
             path.push_str(&format!("&after={cursor}"));
         }
         let response = w.get(&path, &who.token);
-        assert_eq!(response.status, 200, "{path}: {}", text(&response));
+        assert_eq!(response.status, 200, "{path}: {}", response.summary());
         let body = response.json();
         let page = body["escrows"].as_array().expect("escrows").clone();
         assert!(page.len() <= limit, "{path}: {body}");
@@ -282,7 +209,7 @@ fn creating_an_escrow_moves_the_amount_from_available_to_held_and_release_pays_t
         Some(&buyer.token),
         &json!({"seller": seller.id, "currency": BTC, "amount": "0.5", "memo": "order 17"}),
     );
-    assert_eq!(response.status, 201, "{}", text(&response));
+    assert_eq!(response.status, 201, "{}", response.summary());
     let created = response.json()["escrow"].clone();
     let id = created["id"].as_str().expect("an id").to_owned();
     let keys: Vec<&str> = created
@@ -351,7 +278,7 @@ fn an_admin_resolves_a_dispute_by_moving_exactly_the_two_parts() {
     assert_eq!(bal(&w, &buyer), pair(2 * SAT, SAT));
 
     let response = resolve(&w, &admin, &id, "0.3", "0.7");
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     let resolved = response.json()["escrow"].clone();
     assert_eq!(resolved["state"], "resolved", "{resolved}");
     assert_eq!(
@@ -376,12 +303,12 @@ fn a_resolution_may_give_everything_to_either_side() {
     assert_eq!(bal(&w, &buyer), pair(0, 2 * SAT));
 
     let response = resolve(&w, &admin, &all_to_buyer, "0", "1");
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     assert_eq!(bal(&w, &buyer), pair(SAT, SAT));
     assert_eq!(bal(&w, &seller), pair(0, 0));
 
     let response = resolve(&w, &admin, &all_to_seller, "1", "0");
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     assert_eq!(bal(&w, &buyer), pair(SAT, 0));
     assert_eq!(bal(&w, &seller), pair(SAT, 0));
 
@@ -457,7 +384,7 @@ fn creating_an_escrow_refuses_bad_input_and_moves_nothing() {
     ];
     for (body, status, code) in cases {
         let response = w.post("/api/v1/escrows", Some(&buyer.token), &body);
-        assert_eq!(response.status, status, "{body}: {}", text(&response));
+        assert_eq!(response.status, status, "{body}: {}", response.summary());
         response.assert_error(status, code);
     }
     // The longest release time allowed is accepted.
@@ -485,7 +412,7 @@ fn refused(
 ) {
     let before = snapshot(w, admin, buyer, seller, id);
     let response = attempt();
-    assert_eq!(response.status, status, "{what}: {}", text(&response));
+    assert_eq!(response.status, status, "{what}: {}", response.summary());
     response.assert_error(status, code);
     let after = snapshot(w, admin, buyer, seller, id);
     assert_eq!(before, after, "{what} changed something");
@@ -738,7 +665,7 @@ fn every_forbidden_transition_is_refused_and_changes_nothing() {
 
     // A resolved escrow.
     let response = resolve(&w, a, id, "0.5", "0.5");
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     refused(
         &w,
         a,
@@ -788,7 +715,7 @@ fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
                 scope.spawn(move || {
                     (0..ESCROWS / SLICES)
                         .map(|_| {
-                            let response = send(
+                            let response = request(
                                 addr,
                                 "POST",
                                 "/api/v1/escrows",
@@ -796,7 +723,7 @@ fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
                                 Some(body),
                                 &[],
                             );
-                            assert_eq!(response.status, 201, "{}", text(&response));
+                            assert_eq!(response.status, 201, "{}", response.summary());
                             response.json()["escrow"]["id"]
                                 .as_str()
                                 .expect("an id")
@@ -832,11 +759,10 @@ fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
                                 let path = format!("{}/{action}", escrow_path(id));
                                 inner.spawn(move || {
                                     let mut client = Client::connect(addr);
-                                    let request = format!(
-                                        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-length: 0\r\nauthorization: Bearer {token}\r\n\r\n"
-                                    );
+                                    let request =
+                                        json_request("POST", &path, Some(&token), None, &[]);
                                     barrier.wait();
-                                    client.send(request.as_bytes());
+                                    client.send(&request);
                                     client.read_response()
                                 })
                             };
@@ -851,7 +777,7 @@ fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
                             if response.status == 409 {
                                 response.assert_error(409, "invalid_state");
                             } else {
-                                assert_eq!(response.status, 200, "{what}: {}", text(response));
+                                assert_eq!(response.status, 200, "{what}: {}", response.summary());
                             }
                         }
                         out.push((id.clone(), release.status, refund.status));
@@ -894,8 +820,8 @@ fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
 fn wait_for_state(addr: SocketAddr, who: &Member, id: &str, state: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let response = send(addr, "GET", &escrow_path(id), Some(&who.token), None, &[]);
-        assert_eq!(response.status, 200, "{}", text(&response));
+        let response = request(addr, "GET", &escrow_path(id), Some(&who.token), None, &[]);
+        assert_eq!(response.status, 200, "{}", response.summary());
         let now = response.json()["escrow"]["state"].clone();
         if now == state {
             return;
@@ -913,7 +839,7 @@ fn an_escrow_releases_itself_to_the_seller_once_release_after_has_passed() {
     let w = world();
     let (admin, buyer, seller) = cast(&w, "1");
     let response = try_create(&w, &buyer, &seller, "0.6", Some(2));
-    assert_eq!(response.status, 201, "{}", text(&response));
+    assert_eq!(response.status, 201, "{}", response.summary());
     let created = response.json()["escrow"].clone();
     let id = created["id"].as_str().expect("an id").to_owned();
     assert_eq!(seconds_between(&created, "created_at", "release_at"), 2);
@@ -952,138 +878,28 @@ fn a_disputed_escrow_is_not_released_automatically() {
     assert_clean(&w, &admin);
 }
 
-/// How long the binary gets to start, or to stop after SIGTERM.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The real `souk` binary serving a database in a directory of its own.
-struct Binary {
-    child: Child,
-    addr: SocketAddr,
-}
-
-fn souk(db: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_souk"));
-    command
-        .env("SOUK_ADDR", "127.0.0.1:0")
-        .env("SOUK_DB", db)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
-}
-
-impl Binary {
-    fn start(db: &std::path::Path) -> Binary {
-        let mut child = souk(db).spawn().expect("starting souk");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (lines_tx, lines_rx) = mpsc::channel();
-        // Drains stderr for the life of the child so it never blocks.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                let _ = lines_tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + PROCESS_TIMEOUT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = lines_rx.recv_timeout(left) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("souk did not log `listening on http://ADDR` in time");
-            };
-            if let Some((_, rest)) = line.split_once("listening on http://") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                break addr.parse().expect("a socket address after listening on");
-            }
-        };
-        Binary { child, addr }
-    }
-
-    /// SIGTERM, then waits for exit 0.
-    fn stop(mut self) {
-        let killed = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("running kill");
-        assert!(killed.success());
-        let status = wait_with_timeout(&mut self.child);
-        assert_eq!(status.code(), Some(0), "{status:?}");
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_with_timeout(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for souk") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("souk did not exit within {PROCESS_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Logs in over the API of `addr`, waiting as long as one argon2id
-/// verification may take in an unoptimised build on a loaded machine.
-fn log_in(addr: SocketAddr, username: &str) -> Member {
-    let credentials = json!({"username": username, "password": PASSWORD}).to_string();
-    let mut client = Client::connect(addr);
-    client
-        .stream
-        .set_read_timeout(Some(PROCESS_TIMEOUT))
-        .expect("a read timeout");
-    client.send(
-        format!(
-            "POST /api/v1/sessions HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{credentials}",
-            credentials.len()
-        )
-        .as_bytes(),
-    );
-    let response = client.read_response();
-    assert_eq!(response.status, 201, "login: {}", text(&response));
-    let body = response.json();
-    Member {
-        id: body["user"]["id"].as_str().expect("an id").to_owned(),
-        token: body["token"].as_str().expect("a token").to_owned(),
-        username: username.to_owned(),
-    }
-}
-
 #[test]
 fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
     let dir = TempDir::new();
     let db = dir.path.join("souk.db");
     // The first admin, the way SPEC §1 says; it also creates the database.
-    let mut create_admin = souk(&db);
+    let mut create_admin = souk(&dir);
     create_admin
         .args(["user", "create", "--username", "admin", "--admin"])
         .env("SOUK_PASSWORD", PASSWORD);
-    let mut child = create_admin.spawn().expect("running souk user create");
-    let status = wait_with_timeout(&mut child);
-    assert!(status.success(), "souk user create: {status:?}");
+    let (status, out, err) = run(create_admin);
+    assert!(
+        status.success(),
+        "souk user create: {status:?}\n{out}\n{err}"
+    );
     let buyer = quick_user(&db, "buyer", false);
     let seller = quick_user(&db, "seller", false);
 
-    let served = Binary::start(&db);
+    let served = Served::start(&dir);
     let addr = served.addr;
-    let admin = log_in(addr, "admin");
+    let admin = log_in_at(addr, "admin", PASSWORD);
     let deposit = json!({"user_id": buyer.id, "currency": BTC, "amount": "1", "reference": "tx-1"});
-    let response = send(
+    let response = request(
         addr,
         "POST",
         "/api/v1/admin/deposits",
@@ -1091,9 +907,9 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
         Some(&deposit),
         &[],
     );
-    assert_eq!(response.status, 201, "deposit: {}", text(&response));
+    assert_eq!(response.status, 201, "deposit: {}", response.summary());
     let body = json!({"seller": seller.id, "currency": BTC, "amount": "0.3", "release_after": 2});
-    let response = send(
+    let response = request(
         addr,
         "POST",
         "/api/v1/escrows",
@@ -1101,7 +917,7 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
         Some(&body),
         &[],
     );
-    assert_eq!(response.status, 201, "create: {}", text(&response));
+    assert_eq!(response.status, 201, "create: {}", response.summary());
     let id = response.json()["escrow"]["id"]
         .as_str()
         .expect("an id")
@@ -1110,9 +926,9 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
 
     // The release time passes while nothing runs.
     std::thread::sleep(Duration::from_secs(3));
-    let served = Binary::start(&db);
+    let served = Served::start(&dir);
     let addr = served.addr;
-    let response = send(
+    let response = request(
         addr,
         "GET",
         &escrow_path(&id),
@@ -1120,14 +936,14 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
         None,
         &[],
     );
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     let started = Instant::now();
     wait_for_state(addr, &buyer, &id, "released", Duration::from_secs(2));
     eprintln!("released {:?} after the restart", started.elapsed());
 
     let wallet = |who: &Member| {
-        let response = send(addr, "GET", "/api/v1/wallet", Some(&who.token), None, &[]);
-        assert_eq!(response.status, 200, "{}", text(&response));
+        let response = request(addr, "GET", "/api/v1/wallet", Some(&who.token), None, &[]);
+        assert_eq!(response.status, 200, "{}", response.summary());
         response.json()["balances"][BTC].clone()
     };
     assert_eq!(
@@ -1138,7 +954,7 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
         wallet(&buyer),
         json!({"available": "0.70000000", "held": "0.00000000"})
     );
-    let response = send(
+    let response = request(
         addr,
         "GET",
         "/api/v1/admin/check",
@@ -1146,7 +962,7 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
         None,
         &[],
     );
-    assert_eq!(response.json()["ok"], true, "{}", text(&response));
+    assert_eq!(response.json()["ok"], true, "{}", response.summary());
     served.stop();
 }
 
@@ -1186,7 +1002,7 @@ fn a_third_user_gets_404_for_someone_elses_escrow_on_every_route_and_admins_see_
         }
     }
     // Without a token: 401, not a hint either way.
-    let response = send(w.app.addr, "GET", &escrow_path(&id), None, None, &[]);
+    let response = request(w.app.addr, "GET", &escrow_path(&id), None, None, &[]);
     response.assert_error(401, "unauthenticated");
 
     // The parties and an admin see it.
@@ -1225,7 +1041,7 @@ fn held_funds_cannot_be_spent_by_transfers() {
 
     // Exactly what is available can go.
     let response = transfer("0.4");
-    assert_eq!(response.status, 201, "{}", text(&response));
+    assert_eq!(response.status, 201, "{}", response.summary());
     assert_eq!(bal(&w, &buyer), pair(0, 6 * SAT / 10));
     assert_eq!(bal(&w, &friend), pair(4 * SAT / 10, 0));
     assert_clean(&w, &admin);
@@ -1322,7 +1138,7 @@ fn a_bad_role_state_limit_or_cursor_in_the_escrow_list_is_a_400() {
     // A cursor from someone else's list is not a cursor of this one.
     let stranger = quick_user(&w.db, "stranger", false);
     let response = w.get(&format!("/api/v1/escrows?after={id}"), &stranger.token);
-    assert_eq!(response.status, 400, "{}", text(&response));
+    assert_eq!(response.status, 400, "{}", response.summary());
 }
 
 // ---- idempotency -----------------------------------------------------------
@@ -1335,7 +1151,7 @@ fn a_repeated_idempotency_key_on_post_escrows_replays_and_creates_no_second_escr
     let key = [("Idempotency-Key", "order-17-hold")];
 
     let first = w.post_with("/api/v1/escrows", Some(&buyer.token), &body, &key);
-    assert_eq!(first.status, 201, "{}", text(&first));
+    assert_eq!(first.status, 201, "{}", first.summary());
     assert_eq!(first.header("idempotent-replayed"), None);
     let id = first.json()["escrow"]["id"]
         .as_str()
@@ -1344,7 +1160,7 @@ fn a_repeated_idempotency_key_on_post_escrows_replays_and_creates_no_second_escr
 
     for _ in 0..2 {
         let again = w.post_with("/api/v1/escrows", Some(&buyer.token), &body, &key);
-        assert_eq!(again.status, 201, "{}", text(&again));
+        assert_eq!(again.status, 201, "{}", again.summary());
         assert_eq!(again.header("idempotent-replayed"), Some("true"));
         assert_eq!(again.json(), first.json());
     }
@@ -1367,7 +1183,7 @@ fn a_repeated_idempotency_key_on_post_escrows_replays_and_creates_no_second_escr
         &body,
         &[("Idempotency-Key", "order-18-hold")],
     );
-    assert_eq!(fresh.status, 201, "{}", text(&fresh));
+    assert_eq!(fresh.status, 201, "{}", fresh.summary());
     assert_ne!(fresh.json()["escrow"]["id"], id.as_str());
     assert_eq!(bal(&w, &buyer), pair(6 * SAT / 10, 4 * SAT / 10));
     let (ids, _) = all_pages(&w, &buyer, "role=buyer", 100);
@@ -1382,17 +1198,17 @@ fn a_repeated_idempotency_key_on_an_escrow_action_replays_the_200() {
     let id = create(&w, &buyer, &seller, "0.5", None);
     let path = format!("{}/release", escrow_path(&id));
     let key = [("Idempotency-Key", "release-once")];
-    let first = send(w.app.addr, "POST", &path, Some(&buyer.token), None, &key);
-    assert_eq!(first.status, 200, "{}", text(&first));
-    let again = send(w.app.addr, "POST", &path, Some(&buyer.token), None, &key);
-    assert_eq!(again.status, 200, "{}", text(&again));
+    let first = request(w.app.addr, "POST", &path, Some(&buyer.token), None, &key);
+    assert_eq!(first.status, 200, "{}", first.summary());
+    let again = request(w.app.addr, "POST", &path, Some(&buyer.token), None, &key);
+    assert_eq!(again.status, 200, "{}", again.summary());
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.json(), first.json());
     // Without the key, a second release is a conflict.
     act(&w, &buyer, &id, "release").assert_error(409, "invalid_state");
     // The same key on another action of the same escrow is another request.
     let dispute = format!("{}/dispute", escrow_path(&id));
-    send(w.app.addr, "POST", &dispute, Some(&buyer.token), None, &key)
+    request(w.app.addr, "POST", &dispute, Some(&buyer.token), None, &key)
         .assert_error(422, "idempotency_mismatch");
     assert_eq!(bal(&w, &seller), pair(SAT / 2, 0));
     assert_clean(&w, &admin);
@@ -1428,7 +1244,7 @@ fn the_ledger_check_is_clean_after_every_kind_of_escrow_movement() {
         Some(&seller.token),
         &json!({"to": buyer.id, "currency": BTC, "amount": "0.05"}),
     );
-    assert_eq!(response.status, 201, "{}", text(&response));
+    assert_eq!(response.status, 201, "{}", response.summary());
     wait_for_state(
         w.app.addr,
         &buyer,

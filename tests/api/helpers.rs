@@ -310,6 +310,16 @@ impl HttpResponse {
         first
     }
 
+    /// The body as text (lossy), for assertion messages.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `STATUS BODY`, for assertion messages.
+    pub fn summary(&self) -> String {
+        format!("{} {}", self.status, self.body_text())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(

@@ -2,120 +2,10 @@
 //! stops cleanly on SIGTERM, migrates, prints its version, and refuses bad
 //! configuration naming the variable.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::binary::{Served, run, souk};
 use crate::helpers::{Client, SHUTDOWN_TIMEOUT, TempDir, get};
-
-/// How long the binary gets to start, or to stop after a signal.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// `souk` with a database in `dir`, port 0 and info logging.
-fn souk(dir: &TempDir) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_souk"));
-    command
-        .env("SOUK_ADDR", "127.0.0.1:0")
-        .env("SOUK_DB", dir.path.join("souk.db"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// A running `souk serve`, killed on drop if the test did not stop it.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    /// Every stderr line, as they come (drained so the child never blocks).
-    log: mpsc::Receiver<String>,
-}
-
-impl Served {
-    fn start(dir: &TempDir) -> Served {
-        let mut child = souk(dir).spawn().expect("starting souk");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (lines_tx, lines_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if lines_tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let deadline = Instant::now() + PROCESS_TIMEOUT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines_rx
-                .recv_timeout(left)
-                .expect("souk logs `listening on http://ADDR` in time");
-            if let Some((_, rest)) = line.split_once("listening on http://") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                break addr.parse().expect("a socket address after listening on");
-            }
-        };
-        Served {
-            child,
-            addr,
-            log: lines_rx,
-        }
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        wait_with_timeout(&mut self.child)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_with_timeout(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for souk") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("souk did not exit within {PROCESS_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs a command that must exit by itself; returns status, stdout, stderr.
-fn run(mut command: Command) -> (ExitStatus, String, String) {
-    let mut child = command.spawn().expect("starting souk");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
-    let status = wait_with_timeout(&mut child);
-    (
-        status,
-        out.join().expect("stdout reader"),
-        err.join().expect("stderr reader"),
-    )
-}
 
 #[test]
 fn souk_logs_its_real_address_serves_and_exits_0_on_sigterm() {
@@ -129,19 +19,14 @@ fn souk_logs_its_real_address_serves_and_exits_0_on_sigterm() {
     assert_eq!(response.json()["status"], "ok");
     drop(client);
 
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(served.child.id().to_string())
-        .status()
-        .expect("running kill");
-    assert!(killed.success());
+    served.signal("-TERM");
     let status = served.wait();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(
         dir.path.join("souk.db").exists(),
         "serve creates the database"
     );
-    let log: Vec<String> = served.log.try_iter().collect();
+    let log = served.drain_log();
     assert!(
         log.iter().any(|line| line.contains("stopped")),
         "a clean stop is logged: {log:?}"
@@ -159,12 +44,7 @@ fn sigterm_lets_a_keep_alive_client_finish_and_closes_it() {
     let mut client = Client::connect(served.addr);
     client.send(get("/readyz").as_bytes());
     assert_eq!(client.read_response().status, 200);
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(served.child.id().to_string())
-        .status()
-        .expect("running kill");
-    assert!(killed.success());
+    served.signal("-TERM");
     let started = Instant::now();
     let status = served.wait();
     assert_eq!(status.code(), Some(0), "{status:?}");

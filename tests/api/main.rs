@@ -2,6 +2,7 @@
 //! its own server on port 0 with a fresh database and talks to it over TCP
 //! (raw bytes, so the HTTP layer's framing is tested as the wire sees it).
 
+mod binary;
 mod client;
 mod crash;
 mod dashboard_page;

@@ -4,54 +4,15 @@
 //! and the `/dashboard` page.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::client::{Member, World, world, world_with};
+use crate::binary::{Process, souk};
+use crate::client::{Member, World, quick_user, world, world_with};
 use crate::helpers::{HttpResponse, TempDir, get};
 
 // ---- local helpers ---------------------------------------------------------
-
-/// A user with a live session, written straight into the database: these
-/// tests are not about login (tests/api/users.rs is), and each argon2id hash
-/// costs seconds in an unoptimised build on a loaded machine.
-fn quick_user(w: &World, username: &str, admin: bool) -> Member {
-    let conn = rusqlite::Connection::open(&w.db).expect("opening the test database");
-    conn.busy_timeout(Duration::from_secs(10))
-        .expect("busy timeout");
-    let id = souk::ids::random_id().expect("a random id");
-    let now = souk::clock::unix_seconds();
-    let role = if admin { "admin" } else { "user" };
-    conn.execute(
-        "INSERT INTO users (id, username, password_hash, role, status, created_at)
-         VALUES (?1, ?2, '$argon2id$v=19$m=19456,t=2,p=1$never$used', ?3, 'active', ?4)",
-        rusqlite::params![id, username, role, now],
-    )
-    .expect("inserting a user");
-    let (token, hash) = souk::accounts::sessions::new_token().expect("a session token");
-    conn.execute(
-        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![hash.as_slice(), id, now, now + 86_400],
-    )
-    .expect("inserting a session");
-    Member {
-        id: id.to_string(),
-        token,
-        username: username.to_owned(),
-    }
-}
-
-fn text(response: &HttpResponse) -> String {
-    format!(
-        "{} {}",
-        response.status,
-        String::from_utf8_lossy(&response.body)
-    )
-}
 
 /// `GET /metrics` with an optional `Authorization` header value.
 fn metrics_with(w: &World, authorization: Option<&str>) -> HttpResponse {
@@ -67,13 +28,13 @@ fn metrics_with(w: &World, authorization: Option<&str>) -> HttpResponse {
 
 fn metrics_text(w: &World) -> String {
     let response = metrics_with(w, None);
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     String::from_utf8(response.body).expect("metrics are UTF-8")
 }
 
 fn dashboard(w: &World, admin: &Member) -> Value {
     let response = w.get("/api/v1/admin/dashboard", &admin.token);
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     assert_eq!(response.header("content-type"), Some("application/json"));
     response.json()
 }
@@ -354,7 +315,7 @@ impl Exposition {
 #[test]
 fn metrics_is_prometheus_text_with_one_type_per_family_and_whole_histograms() {
     let w = world();
-    let admin = quick_user(&w, "admin", true);
+    let admin = quick_user(&w.db, "admin", true);
     // Traffic on a few routes, a commit, a 404 and a 401, so that the
     // histograms have something in them.
     for _ in 0..3 {
@@ -366,7 +327,7 @@ fn metrics_is_prometheus_text_with_one_type_per_family_and_whole_histograms() {
     assert_eq!(w.app.get("/no/such/route").status, 404);
 
     let response = metrics_with(&w, None);
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     let content_type = response.header("content-type").unwrap_or_default();
     assert!(
         content_type.starts_with("text/plain") && content_type.contains("version=0.0.4"),
@@ -482,13 +443,13 @@ fn with_a_metrics_token_metrics_needs_that_bearer_token() {
         metrics_with(&w, Some(wrong)).assert_error(401, "unauthenticated");
     }
     let response = metrics_with(&w, Some(&format!("Bearer {token}")));
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     let body = String::from_utf8(response.body).expect("UTF-8");
     parse_exposition(&body);
     assert!(body.contains("# TYPE souk_http_requests_total counter"));
     // Without a token configured, /metrics is open (the other tests) and a
     // user's session token is not the metrics token.
-    let user = quick_user(&w, "user", false);
+    let user = quick_user(&w.db, "user", false);
     metrics_with(&w, Some(&format!("Bearer {}", user.token))).assert_error(401, "unauthenticated");
 }
 
@@ -597,8 +558,8 @@ fn assert_dashboard_shape(report: &Value) {
 #[test]
 fn the_admin_dashboard_has_every_key_of_the_spec_and_is_for_admins_only() {
     let w = world();
-    let admin = quick_user(&w, "admin", true);
-    let user = quick_user(&w, "user", false);
+    let admin = quick_user(&w.db, "admin", true);
+    let user = quick_user(&w.db, "user", false);
     for _ in 0..4 {
         assert_eq!(
             w.get(&format!("/api/v1/users/{}", user.id), &admin.token)
@@ -632,18 +593,18 @@ fn the_admin_dashboard_has_every_key_of_the_spec_and_is_for_admins_only() {
 #[test]
 fn the_admin_metrics_export_speaks_json_and_prometheus_and_refuses_xml() {
     let w = world();
-    let admin = quick_user(&w, "admin", true);
-    let user = quick_user(&w, "user", false);
+    let admin = quick_user(&w.db, "admin", true);
+    let user = quick_user(&w.db, "user", false);
 
     for path in ["/api/v1/admin/metrics?format=json", "/api/v1/admin/metrics"] {
         let response = w.get(path, &admin.token);
-        assert_eq!(response.status, 200, "{path}: {}", text(&response));
+        assert_eq!(response.status, 200, "{path}: {}", response.summary());
         assert_eq!(response.header("content-type"), Some("application/json"));
         assert_dashboard_shape(&response.json());
     }
 
     let response = w.get("/api/v1/admin/metrics?format=prometheus", &admin.token);
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     assert!(
         response
             .header("content-type")
@@ -679,7 +640,7 @@ fn the_admin_metrics_export_speaks_json_and_prometheus_and_refuses_xml() {
 
 fn memory_alerts(w: &World, admin: &Member) -> (Vec<Value>, Vec<Value>) {
     let response = w.get("/api/v1/admin/alerts", &admin.token);
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     let body = response.json();
     let of_memory = |key: &str| -> Vec<Value> {
         body[key]
@@ -716,7 +677,7 @@ fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
         config.alert_error_percent = 100;
     });
     let started = Instant::now();
-    let admin = quick_user(&w, "admin", true);
+    let admin = quick_user(&w.db, "admin", true);
 
     let first = loop {
         let (active, recent) = memory_alerts(&w, &admin);
@@ -798,52 +759,16 @@ fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
 #[test]
 fn a_firing_alert_is_logged_at_warn_level_by_the_binary() {
     let dir = TempDir::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_souk"))
-        .env("SOUK_ADDR", "127.0.0.1:0")
-        .env("SOUK_DB", dir.path.join("souk.db"))
+    let mut command = souk(&dir);
+    command
         .env("RUST_LOG", "warn")
         .env("ALERT_MEMORY_PERCENT", "0")
-        .env("MONITORING_INTERVAL", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting souk");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (lines_tx, lines_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            let _ = lines_tx.send(line);
-        }
+        .env("MONITORING_INTERVAL", "1");
+    let process = Process::spawn(command);
+    let (log, found) = process.read_log_until(Duration::from_secs(20), |line| {
+        line.contains("alert memory")
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut log = Vec::new();
-    let found = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines_rx.recv_timeout(left) {
-            Ok(line) => {
-                let hit = line.contains("alert memory");
-                log.push(line);
-                if hit {
-                    break true;
-                }
-            }
-            Err(_) => break false,
-        }
-    };
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let stop_deadline = Instant::now() + Duration::from_secs(30);
-    while matches!(child.try_wait(), Ok(None)) && Instant::now() < stop_deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if matches!(child.try_wait(), Ok(None)) {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
+    process.terminate();
     assert!(found, "no `alert memory` line on stderr: {log:?}");
     let line = log.last().expect("the alert line");
     assert!(line.contains("WARN"), "logged at warn level: {line}");
@@ -854,12 +779,12 @@ fn a_firing_alert_is_logged_at_warn_level_by_the_binary() {
 #[test]
 fn a_new_display_name_is_seen_by_the_next_profile_read_of_another_user() {
     let w = world();
-    let alice = quick_user(&w, "alice", false);
-    let bob = quick_user(&w, "bob", false);
+    let alice = quick_user(&w.db, "alice", false);
+    let bob = quick_user(&w.db, "bob", false);
     let path = format!("/api/v1/users/{}", alice.id);
     let read = |w: &World| {
         let response = w.get(&path, &bob.token);
-        assert_eq!(response.status, 200, "{}", text(&response));
+        assert_eq!(response.status, 200, "{}", response.summary());
         response.json()["user"]["display_name"].clone()
     };
     // Twice: the second read is from the cache.
@@ -872,7 +797,7 @@ fn a_new_display_name_is_seen_by_the_next_profile_read_of_another_user() {
             &alice.token,
             &json!({ "display_name": name }),
         );
-        assert_eq!(response.status, 200, "{}", text(&response));
+        assert_eq!(response.status, 200, "{}", response.summary());
         assert_eq!(read(&w), name);
         assert_eq!(read(&w), name);
     }
@@ -884,9 +809,9 @@ fn a_new_display_name_is_seen_by_the_next_profile_read_of_another_user() {
 #[test]
 fn a_transfer_is_seen_by_the_next_wallet_read_of_both_parties() {
     let w = world();
-    let admin = quick_user(&w, "admin", true);
-    let alice = quick_user(&w, "alice", false);
-    let bob = quick_user(&w, "bob", false);
+    let admin = quick_user(&w.db, "admin", true);
+    let alice = quick_user(&w.db, "alice", false);
+    let bob = quick_user(&w.db, "bob", false);
     w.deposit(&admin, &alice, "btc", "1");
     // Read (and so cache) both wallets, twice.
     for _ in 0..2 {
@@ -909,7 +834,7 @@ fn a_transfer_is_seen_by_the_next_wallet_read_of_both_parties() {
             Some(&alice.token),
             &json!({"to": bob.id, "currency": "btc", "amount": "0.25"}),
         );
-        assert_eq!(response.status, 201, "transfer {n}: {}", text(&response));
+        assert_eq!(response.status, 201, "transfer {n}: {}", response.summary());
         assert_eq!(w.balance(&alice, "btc").0, alice_after, "transfer {n}");
         assert_eq!(w.balance(&bob, "btc").0, bob_after, "transfer {n}");
     }
@@ -924,14 +849,14 @@ fn a_transfer_is_seen_by_the_next_wallet_read_of_both_parties() {
 #[test]
 fn reading_one_profile_50_times_is_served_from_the_profile_cache() {
     let w = world();
-    let admin = quick_user(&w, "admin", true);
-    let alice = quick_user(&w, "alice", false);
-    let bob = quick_user(&w, "bob", false);
+    let admin = quick_user(&w.db, "admin", true);
+    let alice = quick_user(&w.db, "alice", false);
+    let bob = quick_user(&w.db, "bob", false);
     let path = format!("/api/v1/users/{}", alice.id);
     let before = dashboard(&w, &admin)["caches"]["profiles"].clone();
     for _ in 0..50 {
         let response = w.get(&path, &bob.token);
-        assert_eq!(response.status, 200, "{}", text(&response));
+        assert_eq!(response.status, 200, "{}", response.summary());
         assert_eq!(response.json()["user"]["username"], "alice");
     }
     let profiles = dashboard(&w, &admin)["caches"]["profiles"].clone();
@@ -960,7 +885,7 @@ fn reading_one_profile_50_times_is_served_from_the_profile_cache() {
 fn the_dashboard_page_is_html_with_canvas_charts_and_no_external_assets() {
     let w = world();
     let response = w.app.get("/dashboard");
-    assert_eq!(response.status, 200, "{}", text(&response));
+    assert_eq!(response.status, 200, "{}", response.summary());
     let content_type = response.header("content-type").unwrap_or_default();
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let page = String::from_utf8(response.body).expect("the page is UTF-8");

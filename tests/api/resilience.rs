@@ -135,7 +135,7 @@ fn a_full_disk_fails_writes_cleanly_keeps_reads_and_recovers_when_space_returns(
     let body =
         json!({"to": bob.id, "currency": "btc", "amount": "0.00000001", "memo": "while-open"});
     let rejected = request(
-        &world.app,
+        world.app.addr,
         "POST",
         "/api/v1/transfers",
         Some(&alice.token),

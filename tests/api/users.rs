@@ -14,45 +14,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::client::{Member, PASSWORD, World, request, world, world_with};
+use crate::client::{
+    Member, PASSWORD, World, hashing_request, open_db, request, world, world_with,
+};
 use crate::helpers::{Client, HttpResponse, TestApp};
 
 // ---- local helpers ---------------------------------------------------------
-
-/// How long a client waits for an answer that needs argon2 at the server's
-/// cost (register, login, password change): tens of milliseconds with
-/// optimized dependencies, but about a second per hash when argon2 is built
-/// unoptimized and more on a loaded machine: past the harness's
-/// `CLIENT_TIMEOUT`, and a slow hash is not what these tests are about.
-const HASH_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `client::request` with `HASH_TIMEOUT` for the answer.
-fn slow_request(
-    world: &World,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> HttpResponse {
-    let body = body.to_string();
-    let mut bytes = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n",
-        body.len()
-    );
-    if let Some(token) = token {
-        bytes.push_str(&format!("authorization: Bearer {token}\r\n"));
-    }
-    bytes.push_str("\r\n");
-    bytes.push_str(&body);
-    let mut client = Client::connect(world.app.addr);
-    client
-        .stream
-        .set_read_timeout(Some(HASH_TIMEOUT))
-        .expect("setting a read timeout");
-    client.send(bytes.as_bytes());
-    client.read_response()
-}
 
 /// An argon2id PHC string of `PASSWORD` at the lowest cost argon2 allows,
 /// for users inserted straight into the database.
@@ -75,13 +42,6 @@ fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-fn open_db(world: &World) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(&world.db).expect("opening the test database");
-    conn.busy_timeout(Duration::from_secs(5))
-        .expect("busy timeout");
-    conn
-}
-
 /// Inserts a user with `PASSWORD` straight into the database, as `souk user
 /// create` would, created `age_s` seconds ago (and, when that is in the past,
 /// last logged in then): the API can make neither an admin when registration
@@ -90,7 +50,7 @@ fn insert_user(world: &World, username: &str, role: &str, age_s: i64) -> String 
     let id = souk::ids::random_id().expect("a random id");
     let at = now_s() - age_s;
     let last_login_at = (age_s > 0).then_some(at);
-    open_db(world)
+    open_db(&world.db)
         .execute(
             "INSERT INTO users (id, username, password_hash, role, status, created_at, last_login_at)
              VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6)",
@@ -104,7 +64,7 @@ fn insert_user(world: &World, username: &str, role: &str, age_s: i64) -> String 
 fn inserted_member(world: &World, username: &str, role: &str) -> Member {
     Member {
         id: insert_user(world, username, role, 0),
-        token: login(world, username, PASSWORD),
+        token: world.login(username, PASSWORD),
         username: username.to_owned(),
     }
 }
@@ -122,33 +82,10 @@ fn seed(world: &World, username: &str) -> String {
     body["user"]["id"].as_str().expect("an id").to_owned()
 }
 
-/// A registered user, logged in.
-fn seed_member(world: &World, username: &str) -> Member {
-    let id = seed(world, username);
-    Member {
-        id,
-        token: login(world, username, PASSWORD),
-        username: username.to_owned(),
-    }
-}
-
-/// A registered user promoted to admin in the database, then logged in.
-fn seed_admin(world: &World, username: &str) -> Member {
-    let id = seed(world, username);
-    open_db(world)
-        .execute("UPDATE users SET role = 'admin' WHERE id = ?1", [&id])
-        .expect("promoting");
-    Member {
-        id,
-        token: login(world, username, PASSWORD),
-        username: username.to_owned(),
-    }
-}
-
 /// `POST /sessions`, whatever the answer.
 fn try_login(world: &World, username: &str, password: &str) -> HttpResponse {
-    slow_request(
-        world,
+    hashing_request(
+        world.app.addr,
         "POST",
         "/api/v1/sessions",
         None,
@@ -156,19 +93,19 @@ fn try_login(world: &World, username: &str, password: &str) -> HttpResponse {
     )
 }
 
-/// Logs in; panics unless 201.
-fn login(world: &World, username: &str, password: &str) -> String {
-    let body = assert_status(&try_login(world, username, password), 201);
-    body["token"].as_str().expect("a token").to_owned()
-}
-
 fn register(world: &World, token: Option<&str>, body: &Value) -> HttpResponse {
-    slow_request(world, "POST", "/api/v1/users", token, body)
+    hashing_request(world.app.addr, "POST", "/api/v1/users", token, body)
 }
 
 /// `PATCH /users/me`, which may hash.
 fn patch_me(world: &World, token: &str, body: &Value) -> HttpResponse {
-    slow_request(world, "PATCH", "/api/v1/users/me", Some(token), body)
+    hashing_request(
+        world.app.addr,
+        "PATCH",
+        "/api/v1/users/me",
+        Some(token),
+        body,
+    )
 }
 
 /// One request with exactly these headers and body bytes.
@@ -204,12 +141,8 @@ fn post_raw(world: &World, path: &str, token: Option<&str>, body: &[u8]) -> Http
     raw(&world.app, "POST", path, &headers, body)
 }
 
-fn body_text(response: &HttpResponse) -> String {
-    String::from_utf8_lossy(&response.body).into_owned()
-}
-
 fn assert_status(response: &HttpResponse, status: u16) -> Value {
-    assert_eq!(response.status, status, "{}", body_text(response));
+    assert_eq!(response.status, status, "{}", response.body_text());
     if response.body.is_empty() {
         Value::Null
     } else {
@@ -342,11 +275,11 @@ fn a_user_registers_logs_in_reads_themselves_and_a_logout_kills_only_that_token(
     );
 
     // A second session of the same user outlives the logout of the first.
-    let other = login(&world, "carol", PASSWORD);
+    let other = world.login("carol", PASSWORD);
     assert_ne!(other, token, "every login gets its own token");
 
     let logout = world.delete("/api/v1/sessions/current", &token);
-    assert_eq!(logout.status, 204, "{}", body_text(&logout));
+    assert_eq!(logout.status, 204, "{}", logout.body_text());
     assert!(logout.body.is_empty());
 
     me(&world, &token).assert_error(401, "unauthenticated");
@@ -355,7 +288,7 @@ fn a_user_registers_logs_in_reads_themselves_and_a_logout_kills_only_that_token(
         .assert_error(401, "unauthenticated");
     assert_status(&me(&world, &other), 200);
     // No token at all.
-    request(&world.app, "GET", "/api/v1/users/me", None, None, &[])
+    request(world.app.addr, "GET", "/api/v1/users/me", None, None, &[])
         .assert_error(401, "unauthenticated");
 }
 
@@ -477,7 +410,7 @@ fn logins_from_one_address_are_rate_limited_per_minute() {
         );
     }
     // Only logins are limited.
-    request(&world.app, "GET", "/api/v1/users/me", None, None, &[])
+    request(world.app.addr, "GET", "/api/v1/users/me", None, None, &[])
         .assert_error(401, "unauthenticated");
 }
 
@@ -493,14 +426,14 @@ fn an_unknown_user_and_a_wrong_password_get_byte_identical_answers() {
         wrong.body,
         unknown.body,
         "{} vs {}",
-        body_text(&wrong),
-        body_text(&unknown)
+        wrong.body_text(),
+        unknown.body_text()
     );
     assert_eq!(wrong.header("content-type"), unknown.header("content-type"));
     // A name that could never exist answers the same too.
     let impossible = try_login(&world, "no such user!", "not the password");
     assert_eq!(impossible.status, wrong.status);
-    assert_eq!(impossible.body, wrong.body, "{}", body_text(&impossible));
+    assert_eq!(impossible.body, wrong.body, "{}", impossible.body_text());
 }
 
 // ---- secrets at rest -------------------------------------------------------
@@ -521,7 +454,7 @@ fn the_database_holds_neither_plaintext_passwords_nor_raw_tokens() {
             201,
         );
     }
-    let token = login(&world, "dora", password);
+    let token = world.login("dora", password);
     let raw_token = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&token)
         .expect("the token is base64url");
@@ -542,7 +475,7 @@ fn the_database_holds_neither_plaintext_passwords_nor_raw_tokens() {
     assert!(!contains(token.as_bytes()), "the token is stored as sent");
     assert!(!contains(&raw_token), "the token's raw bytes are stored");
 
-    let conn = open_db(&world);
+    let conn = open_db(&world.db);
     let mut stmt = conn
         .prepare("SELECT password_hash FROM users")
         .expect("a query");
@@ -566,7 +499,7 @@ fn the_database_holds_neither_plaintext_passwords_nor_raw_tokens() {
 #[test]
 fn a_bulk_read_returns_users_in_the_order_asked_and_leaves_unknown_ids_out() {
     let world = world();
-    let viewer = seed_member(&world, "viewer");
+    let viewer = world.member("viewer");
     let ids: Vec<String> = (0..8).map(|i| seed(&world, &format!("bulk_{i}"))).collect();
     let unknown = loop {
         let id = souk::ids::random_id().expect("a random id").to_string();
@@ -626,7 +559,7 @@ fn a_bulk_read_returns_users_in_the_order_asked_and_leaves_unknown_ids_out() {
         .assert_error(400, "invalid_field");
     assert_eq!(error["field"], "ids");
     request(
-        &world.app,
+        world.app.addr,
         "GET",
         &format!("/api/v1/users?ids={}", ids[0]),
         None,
@@ -639,7 +572,7 @@ fn a_bulk_read_returns_users_in_the_order_asked_and_leaves_unknown_ids_out() {
 #[test]
 fn prefix_search_pages_through_every_match_once_in_username_order() {
     let world = world();
-    let viewer = seed_member(&world, "viewer");
+    let viewer = world.member("viewer");
     // Seeded out of order, with near misses around the prefix.
     let matching = [
         "shop_g", "shop_a", "shop_d", "shop_b", "shop_f", "shop_c", "shop_e",
@@ -709,9 +642,9 @@ fn prefix_search_pages_through_every_match_once_in_username_order() {
 #[test]
 fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
     let world = world();
-    let admin = seed_admin(&world, "root");
-    let user = seed_member(&world, "erin");
-    let bystander = seed_member(&world, "frank");
+    let admin = world.admin("root");
+    let user = world.member("erin");
+    let bystander = world.member("frank");
     let path = format!("/api/v1/admin/users/{}", user.id);
 
     let changed = assert_status(
@@ -758,7 +691,7 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
     );
     assert_eq!(changed["user"]["status"], "active");
     let user = Member {
-        token: login(&world, "erin", PASSWORD),
+        token: world.login("erin", PASSWORD),
         ..user
     };
 
@@ -774,7 +707,7 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
         )
         .assert_error(403, "forbidden");
     request(
-        &world.app,
+        world.app.addr,
         "PATCH",
         &path,
         None,
@@ -795,7 +728,7 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
         .assert_error(404, "not_found");
     for body in [json!({"role": "root"}), json!({"status": "banned"})] {
         let response = world.patch(&path, &admin.token, &body);
-        assert_eq!(response.status, 400, "{body}: {}", body_text(&response));
+        assert_eq!(response.status, 400, "{body}: {}", response.body_text());
     }
     let error = world
         .patch(
@@ -814,9 +747,9 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
 #[test]
 fn suspending_a_user_kills_their_sessions_at_once_and_blocks_their_login() {
     let world = world();
-    let admin = seed_admin(&world, "root");
-    let user = seed_member(&world, "grace");
-    let second = login(&world, &user.username, PASSWORD);
+    let admin = world.admin("root");
+    let user = world.member("grace");
+    let second = world.login(&user.username, PASSWORD);
     let path = format!("/api/v1/admin/users/{}", user.id);
     // Warm every cache the token goes through.
     assert_status(&me(&world, &user.token), 200);
@@ -842,17 +775,17 @@ fn suspending_a_user_kills_their_sessions_at_once_and_blocks_their_login() {
         200,
     );
     me(&world, &user.token).assert_error(401, "unauthenticated");
-    let token = login(&world, &user.username, PASSWORD);
+    let token = world.login(&user.username, PASSWORD);
     assert_status(&me(&world, &token), 200);
 }
 
 #[test]
 fn a_bulk_update_with_an_unknown_id_applies_nothing_and_names_the_index() {
     let world = world();
-    let admin = seed_admin(&world, "root");
-    let a = seed_member(&world, "hank");
-    let b = seed_member(&world, "ivy");
-    let c = seed_member(&world, "jack");
+    let admin = world.admin("root");
+    let a = world.member("hank");
+    let b = world.member("ivy");
+    let c = world.member("jack");
     let path = "/api/v1/admin/users/bulk-update";
 
     let failing = json!({"updates": [
@@ -921,8 +854,8 @@ fn a_bulk_update_with_an_unknown_id_applies_nothing_and_names_the_index() {
 #[test]
 fn a_password_change_ends_the_other_sessions_and_needs_the_current_password() {
     let world = world();
-    let user = seed_member(&world, "kate");
-    let other = login(&world, &user.username, PASSWORD);
+    let user = world.member("kate");
+    let other = world.login(&user.username, PASSWORD);
     let new_password = "a brand new passphrase";
 
     // Wrong or missing current password: 400 on current_password, nothing ends.
@@ -960,7 +893,7 @@ fn a_password_change_ends_the_other_sessions_and_needs_the_current_password() {
     me(&world, &other).assert_error(401, "unauthenticated");
     assert_status(&me(&world, &user.token), 200);
     try_login(&world, &user.username, PASSWORD).assert_error(401, "invalid_credentials");
-    let fresh = login(&world, &user.username, new_password);
+    let fresh = world.login(&user.username, new_password);
     assert_status(&me(&world, &fresh), 200);
     assert_status(&me(&world, &user.token), 200);
 }
@@ -968,8 +901,8 @@ fn a_password_change_ends_the_other_sessions_and_needs_the_current_password() {
 #[test]
 fn another_users_profile_shows_only_public_fields() {
     let world = world();
-    let viewer = seed_member(&world, "lena");
-    let target = seed_member(&world, "mike");
+    let viewer = world.member("lena");
+    let target = world.member("mike");
     assert_status(
         &world.patch(
             "/api/v1/users/me",
@@ -1000,7 +933,7 @@ fn another_users_profile_shows_only_public_fields() {
         .get("/api/v1/users/not-an-id", &viewer.token)
         .assert_error(404, "not_found");
     request(
-        &world.app,
+        world.app.addr,
         "GET",
         &format!("/api/v1/users/{}", target.id),
         None,
@@ -1024,7 +957,7 @@ fn with_registration_closed_only_an_admin_creates_users() {
     let created = assert_status(&register(&world, Some(&admin.token), &body), 201);
     assert_eq!(created["user"]["username"], "oscar");
     assert_eq!(created["user"]["role"], "user");
-    let token = login(&world, "oscar", PASSWORD);
+    let token = world.login("oscar", PASSWORD);
     assert_status(&me(&world, &token), 200);
     assert_eq!(stats(&world, &admin)["total"], 3);
 }
@@ -1032,8 +965,8 @@ fn with_registration_closed_only_an_admin_creates_users() {
 #[test]
 fn user_statistics_count_what_happened() {
     let world = world();
-    let admin = seed_admin(&world, "root");
-    let fresh = seed_member(&world, "pat");
+    let admin = world.admin("root");
+    let fresh = world.member("pat");
     seed(&world, "quinn");
     // Created three days ago and logged in then.
     insert_user(&world, "rita", "user", 3 * 86_400);
@@ -1083,13 +1016,10 @@ fn user_statistics_count_what_happened() {
     expect(&after, "admins", 1);
 
     world
-        .get(
-            "/api/v1/admin/stats/users",
-            &seed_member(&world, "uma").token,
-        )
+        .get("/api/v1/admin/stats/users", &world.member("uma").token)
         .assert_error(403, "forbidden");
     request(
-        &world.app,
+        world.app.addr,
         "GET",
         "/api/v1/admin/stats/users",
         None,
@@ -1104,7 +1034,7 @@ fn user_statistics_count_what_happened() {
 #[test]
 fn bad_registrations_get_a_4xx_and_create_no_user() {
     let world = world();
-    let admin = seed_admin(&world, "root");
+    let admin = world.admin("root");
     let before = stats(&world, &admin)["total"].clone();
 
     let refused = |body: Value, field: &str| {
@@ -1151,7 +1081,7 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         json!(null),
     ] {
         let response = register(&world, None, &body);
-        assert_eq!(response.status, 400, "{body}: {}", body_text(&response));
+        assert_eq!(response.status, 400, "{body}: {}", response.body_text());
         let code = response.error()["code"].clone();
         assert!(
             code == "invalid_json" || code == "invalid_field",
@@ -1167,7 +1097,7 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         "\u{feff}{}".to_owned(),
     ] {
         let response = post_raw(&world, "/api/v1/users", None, body.as_bytes());
-        assert_eq!(response.status, 400, "{body}: {}", body_text(&response));
+        assert_eq!(response.status, 400, "{body}: {}", response.body_text());
         response.error();
     }
     // Not JSON at all.
@@ -1205,7 +1135,7 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
     sender.join().expect("the sender thread");
 
     // Bad changes to one's own account change nothing either.
-    let member = seed_member(&world, "wendy");
+    let member = world.member("wendy");
     for body in [
         json!({"display_name": 5}),
         json!({"display_name": "x".repeat(65)}),
@@ -1213,7 +1143,7 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         json!({"current_password": PASSWORD}),
     ] {
         let response = world.patch("/api/v1/users/me", &member.token, &body);
-        assert_eq!(response.status, 400, "{body}: {}", body_text(&response));
+        assert_eq!(response.status, 400, "{body}: {}", response.body_text());
         response.error();
     }
     let seen = assert_status(&me(&world, &member.token), 200);
@@ -1236,9 +1166,9 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
 #[test]
 fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
     let world = world();
-    let member = seed_member(&world, "xena");
+    let member = world.member("xena");
     // Logged in but never used, then expired in the database.
-    let expired = login(&world, "xena", PASSWORD);
+    let expired = world.login("xena", PASSWORD);
     let raw_expired = {
         use base64::Engine as _;
         use sha2::Digest as _;
@@ -1247,7 +1177,7 @@ fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
             .expect("base64url");
         sha2::Sha256::digest(&bytes).to_vec()
     };
-    let changed = open_db(&world)
+    let changed = open_db(&world.db)
         .execute(
             "UPDATE sessions SET expires_at = ?1 WHERE token_hash = ?2",
             rusqlite::params![now_s() - 1, raw_expired],
@@ -1334,8 +1264,15 @@ fn parallel_wrong_guesses_cannot_pass_the_lockout() {
                     let _ = addr;
                     let body =
                         json!({"username": "parallel_target", "password": "wrong password!"});
-                    crate::client::request(app, "POST", "/api/v1/sessions", None, Some(&body), &[])
-                        .status
+                    crate::client::request(
+                        app.addr,
+                        "POST",
+                        "/api/v1/sessions",
+                        None,
+                        Some(&body),
+                        &[],
+                    )
+                    .status
                 })
             })
             .collect();

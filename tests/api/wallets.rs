@@ -7,109 +7,17 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::client::{Member, PASSWORD, World, request, world};
-use crate::helpers::{Client, HttpResponse};
+use crate::client::{Member, World, request, world};
+use crate::helpers::HttpResponse;
 
 const BTC: u32 = 8;
 const XMR: u32 = 12;
 
 // ---- local helpers ---------------------------------------------------------
-
-/// How long a registration or a login may take: argon2 in a debug build on a
-/// busy machine is far slower than any ledger call (those keep the harness's
-/// 5 s).
-const HASHING_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `POST path` with a JSON body and a long read timeout, for the calls that
-/// hash a password.
-fn post_slow(w: &World, path: &str, body: &Value) -> HttpResponse {
-    let body = body.to_string();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    let mut client = Client::connect(w.app.addr);
-    client
-        .stream
-        .set_read_timeout(Some(HASHING_TIMEOUT))
-        .expect("setting a read timeout");
-    client.send(head.as_bytes());
-    client.send(body.as_bytes());
-    client.read_response()
-}
-
-/// Registers `username` and logs in (like `World::member`, patient with argon2).
-fn member(w: &World, username: &str) -> Member {
-    let body = json!({"username": username, "password": PASSWORD});
-    let response = post_slow(w, "/api/v1/users", &body);
-    assert_eq!(
-        response.status,
-        201,
-        "register {username}: {}",
-        body_text(&response)
-    );
-    let id = response.json()["user"]["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
-    let response = post_slow(w, "/api/v1/sessions", &body);
-    assert_eq!(
-        response.status,
-        201,
-        "login {username}: {}",
-        body_text(&response)
-    );
-    let token = response.json()["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
-    Member {
-        id,
-        token,
-        username: username.to_owned(),
-    }
-}
-
-/// A member made admin straight in the database (as `World::admin` does).
-fn admin(w: &World, username: &str) -> Member {
-    let body = json!({"username": username, "password": PASSWORD});
-    let response = post_slow(w, "/api/v1/users", &body);
-    assert_eq!(
-        response.status,
-        201,
-        "register {username}: {}",
-        body_text(&response)
-    );
-    let id = response.json()["user"]["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
-    let conn = rusqlite::Connection::open(&w.db).expect("opening the test database");
-    conn.busy_timeout(Duration::from_secs(5))
-        .expect("busy timeout");
-    conn.execute("UPDATE users SET role = 'admin' WHERE id = ?1", [&id])
-        .expect("promoting");
-    let response = post_slow(w, "/api/v1/sessions", &body);
-    assert_eq!(
-        response.status,
-        201,
-        "login {username}: {}",
-        body_text(&response)
-    );
-    let token = response.json()["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
-    Member {
-        id,
-        token,
-        username: username.to_owned(),
-    }
-}
 
 fn decimals(currency: &str) -> u32 {
     match currency {
@@ -189,10 +97,6 @@ fn withdraw_ref(
     )
 }
 
-fn body_text(response: &HttpResponse) -> String {
-    String::from_utf8_lossy(&response.body).into_owned()
-}
-
 /// Every entry of `member` (optionally of one currency), newest first, by
 /// following `next` with pages of `limit`; panics on a repeated entry.
 fn entries_paged(
@@ -213,7 +117,7 @@ fn entries_paged(
             path.push_str(&format!("&after={after}"));
         }
         let response = w.get(&path, &member.token);
-        assert_eq!(response.status, 200, "{path}: {}", body_text(&response));
+        assert_eq!(response.status, 200, "{path}: {}", response.body_text());
         let body = response.json();
         let page = body["entries"]
             .as_array()
@@ -263,7 +167,7 @@ fn ledger_view(w: &World, members: &[&Member]) -> Vec<Value> {
 
 fn wallet_stats(w: &World, admin: &Member) -> Value {
     let response = w.get("/api/v1/admin/stats/wallets", &admin.token);
-    assert_eq!(response.status, 200, "{}", body_text(&response));
+    assert_eq!(response.status, 200, "{}", response.body_text());
     response.json()
 }
 
@@ -328,19 +232,19 @@ fn render_amount(rng: &mut Rng, minor: i128, decimals: u32) -> String {
 #[test]
 fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
     let w = world();
-    let admin = admin(&w, "wal_admin1");
-    let alice = member(&w, "wal_alice1");
-    let bob = member(&w, "wal_bob1");
+    let admin = w.admin("wal_admin1");
+    let alice = w.member("wal_alice1");
+    let bob = w.member("wal_bob1");
 
     let response = deposit_ref(&w, &admin, &alice, "btc", "1.5", "tx-btc-1");
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     let entry = &response.json()["entry"];
     assert_eq!(entry["amount"], "1.50000000", "{entry}");
     assert_eq!(entry["kind"], "deposit");
     assert_eq!(entry["direction"], "in");
     assert_eq!(entry["currency"], "btc");
     let response = deposit_ref(&w, &admin, &alice, "xmr", "0.000000000001", "tx-xmr-1");
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     assert_eq!(response.json()["entry"]["amount"], "0.000000000001");
 
     assert_eq!(
@@ -366,7 +270,7 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
         Some(&alice.token),
         &json!({"to": bob.id, "currency": "btc", "amount": "0.00000001", "memo": "for the coffee ☕"}),
     );
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     let t = &response.json()["transfer"];
     assert!(t["id"].as_str().is_some_and(|id| !id.is_empty()), "{t}");
     assert_eq!(t["from"], alice.id.as_str());
@@ -380,7 +284,7 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
     );
 
     let response = transfer(&w, &alice, &bob.id, "xmr", "0.000000000001");
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     assert_eq!(response.json()["transfer"]["amount"], "0.000000000001");
     assert_eq!(response.json()["transfer"]["memo"], Value::Null);
 
@@ -484,9 +388,9 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
 #[test]
 fn bad_transfers_get_a_clear_error_and_change_nothing() {
     let w = world();
-    let admin = admin(&w, "wal_admin2");
-    let alice = member(&w, "wal_alice2");
-    let bob = member(&w, "wal_bob2");
+    let admin = w.admin("wal_admin2");
+    let alice = w.member("wal_alice2");
+    let bob = w.member("wal_bob2");
     w.deposit(&admin, &alice, "btc", "1");
     w.deposit(&admin, &alice, "xmr", "1");
     let before = ledger_view(&w, &[&alice, &bob]);
@@ -649,7 +553,7 @@ fn bad_transfers_get_a_clear_error_and_change_nothing() {
     ];
     for (what, body) in shapes {
         let response = w.post("/api/v1/transfers", Some(&alice.token), &body);
-        assert_eq!(response.status, 400, "{what}: {}", body_text(&response));
+        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
         let error = response.error();
         assert!(
             error["code"] == "invalid_field" || error["code"] == "invalid_json",
@@ -680,9 +584,9 @@ fn batch(w: &World, from: &Member, items: Value) -> HttpResponse {
 #[test]
 fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
     let w = world();
-    let admin = admin(&w, "wal_admin3");
-    let alice = member(&w, "wal_alice3");
-    let bob = member(&w, "wal_bob3");
+    let admin = w.admin("wal_admin3");
+    let alice = w.member("wal_alice3");
+    let bob = w.member("wal_bob3");
     w.deposit(&admin, &alice, "btc", "1");
     w.deposit(&admin, &alice, "xmr", "1");
     let before = ledger_view(&w, &[&alice, &bob]);
@@ -781,7 +685,7 @@ fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
         ),
     ] {
         let response = batch(&w, &alice, items);
-        assert_eq!(response.status, 400, "{what}: {}", body_text(&response));
+        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
         response.error();
     }
     let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &json!({}));
@@ -789,7 +693,7 @@ fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
         response.status,
         400,
         "no transfers field: {}",
-        body_text(&response)
+        response.body_text()
     );
     assert_eq!(
         ledger_view(&w, &[&alice, &bob]),
@@ -802,10 +706,10 @@ fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
 #[test]
 fn a_good_batch_across_currencies_is_applied_in_full() {
     let w = world();
-    let admin = admin(&w, "wal_admin4");
-    let alice = member(&w, "wal_alice4");
-    let bob = member(&w, "wal_bob4");
-    let carol = member(&w, "wal_carol4");
+    let admin = w.admin("wal_admin4");
+    let alice = w.member("wal_alice4");
+    let bob = w.member("wal_bob4");
+    let carol = w.member("wal_carol4");
     w.deposit(&admin, &alice, "btc", "1.5");
     w.deposit(&admin, &alice, "xmr", "2");
 
@@ -817,7 +721,7 @@ fn a_good_batch_across_currencies_is_applied_in_full() {
         {"to": bob.id, "currency": "btc", "amount": "0.00000001"},
     ]);
     let response = batch(&w, &alice, items);
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     let transfers = response.json()["transfers"]
         .as_array()
         .expect("transfers")
@@ -905,10 +809,10 @@ fn replayed(response: &HttpResponse) -> bool {
 #[test]
 fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
     let w = world();
-    let admin = admin(&w, "wal_admin5");
-    let alice = member(&w, "wal_alice5");
-    let bob = member(&w, "wal_bob5");
-    let carol = member(&w, "wal_carol5");
+    let admin = w.admin("wal_admin5");
+    let alice = w.member("wal_alice5");
+    let bob = w.member("wal_bob5");
+    let carol = w.member("wal_carol5");
     w.deposit(&admin, &alice, "btc", "1");
     w.deposit(&admin, &carol, "btc", "1");
     let body = json!({"to": bob.id, "currency": "btc", "amount": "0.1", "memo": "once"});
@@ -917,7 +821,7 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
         .map(|_| keyed_transfer(&w, &alice, "order-17", &body))
         .collect();
     for (i, response) in responses.iter().enumerate() {
-        assert_eq!(response.status, 201, "try {i}: {}", body_text(response));
+        assert_eq!(response.status, 201, "try {i}: {}", response.body_text());
         assert_eq!(
             response.body, responses[0].body,
             "try {i} answers like the first"
@@ -931,7 +835,7 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
     // The same request written differently is the same request.
     let same = json!({"amount": "0.10000000", "memo": "once", "currency": "btc", "to": bob.id});
     let response = keyed_transfer(&w, &alice, "order-17", &same);
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     assert!(replayed(&response));
     assert_eq!(response.body, responses[0].body);
 
@@ -961,7 +865,7 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
 
     // Keys are per caller: carol's "order-17" is her own.
     let response = keyed_transfer(&w, &carol, "order-17", &body);
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     assert!(!replayed(&response), "another caller's key is not replayed");
     assert_ne!(response.body, responses[0].body);
     assert_eq!(response.json()["transfer"]["from"], carol.id.as_str());
@@ -975,7 +879,7 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
             response.status,
             400,
             "key {key:?}: {}",
-            body_text(&response)
+            response.body_text()
         );
         response.error();
     }
@@ -984,7 +888,7 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
         response.status,
         201,
         "a 255-character key: {}",
-        body_text(&response)
+        response.body_text()
     );
     assert_eq!(w.balance(&alice, "btc").0, "0.80000000");
     assert!(w.check(&admin).is_empty());
@@ -993,9 +897,9 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
 #[test]
 fn twenty_concurrent_requests_with_one_key_apply_exactly_one_transfer() {
     let w = world();
-    let admin = admin(&w, "wal_admin6");
-    let alice = member(&w, "wal_alice6");
-    let bob = member(&w, "wal_bob6");
+    let admin = w.admin("wal_admin6");
+    let alice = w.member("wal_alice6");
+    let bob = w.member("wal_bob6");
     w.deposit(&admin, &alice, "btc", "1");
     let body = json!({"to": bob.id, "currency": "btc", "amount": "0.01", "memo": "race"});
     let barrier = Barrier::new(20);
@@ -1005,7 +909,7 @@ fn twenty_concurrent_requests_with_one_key_apply_exactly_one_transfer() {
                 s.spawn(|| {
                     barrier.wait();
                     request(
-                        &w.app,
+                        w.app.addr,
                         "POST",
                         "/api/v1/transfers",
                         Some(&alice.token),
@@ -1034,7 +938,7 @@ fn twenty_concurrent_requests_with_one_key_apply_exactly_one_transfer() {
             409 => {
                 response.assert_error(409, "idempotency_in_progress");
             }
-            other => panic!("status {other}: {}", body_text(response)),
+            other => panic!("status {other}: {}", response.body_text()),
         }
     }
     assert_eq!(
@@ -1061,9 +965,9 @@ fn twenty_concurrent_requests_with_one_key_apply_exactly_one_transfer() {
 #[test]
 fn fifty_concurrent_transfers_against_ten_amounts_of_funds_let_exactly_ten_through() {
     let w = world();
-    let admin = admin(&w, "wal_admin7");
-    let alice = member(&w, "wal_alice7");
-    let bob = member(&w, "wal_bob7");
+    let admin = w.admin("wal_admin7");
+    let alice = w.member("wal_alice7");
+    let bob = w.member("wal_bob7");
     w.deposit(&admin, &alice, "btc", "0.3"); // 10 × 0.03
     let barrier = Barrier::new(51);
     let done = AtomicBool::new(false);
@@ -1102,7 +1006,7 @@ fn fifty_concurrent_transfers_against_ten_amounts_of_funds_let_exactly_ten_throu
                 response.assert_error(409, "insufficient_funds");
                 refused += 1;
             }
-            other => panic!("status {other}: {}", body_text(response)),
+            other => panic!("status {other}: {}", response.body_text()),
         }
     }
     assert_eq!((created, refused), (10, 40));
@@ -1130,11 +1034,11 @@ fn fifty_concurrent_transfers_against_ten_amounts_of_funds_let_exactly_ten_throu
 #[test]
 fn withdrawals_need_funds_and_references_replay_like_deposits() {
     let w = world();
-    let admin = admin(&w, "wal_admin8");
-    let alice = member(&w, "wal_alice8");
+    let admin = w.admin("wal_admin8");
+    let alice = w.member("wal_alice8");
 
     let response = deposit_ref(&w, &admin, &alice, "btc", "1", "dep-a");
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     assert!(!replayed(&response));
     let deposit_entry = response.json()["entry"].clone();
     assert_eq!(deposit_entry["reference"], "dep-a", "{deposit_entry}");
@@ -1142,14 +1046,14 @@ fn withdrawals_need_funds_and_references_replay_like_deposits() {
     // The same deposit again (a re-sent confirmation) replays; another amount,
     // user or currency... under the same reference is refused.
     let again = deposit_ref(&w, &admin, &alice, "btc", "1.00000000", "dep-a");
-    assert_eq!(again.status, 201, "{}", body_text(&again));
+    assert_eq!(again.status, 201, "{}", again.body_text());
     assert!(replayed(&again), "{:?}", again.headers);
     assert_eq!(again.json()["entry"], deposit_entry);
     deposit_ref(&w, &admin, &alice, "btc", "2", "dep-a").assert_error(422, "idempotency_mismatch");
     deposit_ref(&w, &admin, &admin, "btc", "1", "dep-a").assert_error(422, "idempotency_mismatch");
     // References are per currency.
     let xmr = deposit_ref(&w, &admin, &alice, "xmr", "3", "dep-a");
-    assert_eq!(xmr.status, 201, "{}", body_text(&xmr));
+    assert_eq!(xmr.status, 201, "{}", xmr.body_text());
     assert!(!replayed(&xmr));
     assert_eq!(w.balance(&alice, "btc").0, "1.00000000");
     assert_eq!(w.balance(&alice, "xmr").0, "3.000000000000");
@@ -1187,7 +1091,7 @@ fn withdrawals_need_funds_and_references_replay_like_deposits() {
     );
 
     let response = withdraw_ref(&w, &admin, &alice, "btc", "0.4", "wd-1");
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     assert!(!replayed(&response));
     let entry = response.json()["entry"].clone();
     assert_eq!(
@@ -1203,7 +1107,7 @@ fn withdrawals_need_funds_and_references_replay_like_deposits() {
     assert_eq!(w.balance(&alice, "btc").0, "0.60000000");
 
     let again = withdraw_ref(&w, &admin, &alice, "btc", "0.4", "wd-1");
-    assert_eq!(again.status, 201, "{}", body_text(&again));
+    assert_eq!(again.status, 201, "{}", again.body_text());
     assert!(replayed(&again), "{:?}", again.headers);
     assert_eq!(again.json()["entry"], entry);
     withdraw_ref(&w, &admin, &alice, "btc", "0.3", "wd-1")
@@ -1216,7 +1120,7 @@ fn withdrawals_need_funds_and_references_replay_like_deposits() {
 
     // Everything that is left can go.
     let response = withdraw_ref(&w, &admin, &alice, "btc", "0.6", "wd-2");
-    assert_eq!(response.status, 201, "{}", body_text(&response));
+    assert_eq!(response.status, 201, "{}", response.body_text());
     assert_eq!(
         w.balance(&alice, "btc"),
         ("0.00000000".into(), "0.00000000".into())
@@ -1261,15 +1165,15 @@ fn label(entry: &Value) -> String {
 #[test]
 fn entries_page_newest_first_every_entry_exactly_once() {
     let w = world();
-    let admin = admin(&w, "wal_admin9");
-    let alice = member(&w, "wal_alice9");
-    let bob = member(&w, "wal_bob9");
+    let admin = w.admin("wal_admin9");
+    let alice = w.member("wal_alice9");
+    let bob = w.member("wal_bob9");
     let memo_transfer = |currency: &str, amount: &str, memo: &str| {
         let body = json!({"to": bob.id, "currency": currency, "amount": amount, "memo": memo});
         let response = w.post("/api/v1/transfers", Some(&alice.token), &body);
-        assert_eq!(response.status, 201, "{}", body_text(&response));
+        assert_eq!(response.status, 201, "{}", response.body_text());
     };
-    let ok = |response: HttpResponse| assert_eq!(response.status, 201, "{}", body_text(&response));
+    let ok = |response: HttpResponse| assert_eq!(response.status, 201, "{}", response.body_text());
     ok(deposit_ref(&w, &admin, &alice, "btc", "1", "p1"));
     ok(deposit_ref(&w, &admin, &alice, "xmr", "2", "p2"));
     ok(deposit_ref(&w, &admin, &alice, "btc", "0.5", "p3"));
@@ -1333,16 +1237,16 @@ fn entries_page_newest_first_every_entry_exactly_once() {
 #[test]
 fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
     let w = world();
-    let admin = admin(&w, "wal_admin10");
-    let alice = member(&w, "wal_alice10");
-    let bob = member(&w, "wal_bob10");
+    let admin = w.admin("wal_admin10");
+    let alice = w.member("wal_alice10");
+    let bob = w.member("wal_bob10");
     w.deposit(&admin, &alice, "btc", "1.5");
     w.deposit(&admin, &alice, "xmr", "2");
     w.deposit(&admin, &bob, "btc", "0.00000001");
     let unknown = "5555555555555";
 
     let response = admin_balances(&w, &admin, &[&alice.id, unknown, &bob.id], Some("btc"));
-    assert_eq!(response.status, 200, "{}", body_text(&response));
+    assert_eq!(response.status, 200, "{}", response.body_text());
     let zero_btc = json!({"available": "0.00000000", "held": "0.00000000"});
     let mut expected = serde_json::Map::new();
     expected.insert(
@@ -1360,7 +1264,7 @@ fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
     );
 
     let response = admin_balances(&w, &admin, &[&bob.id, &admin.id, &alice.id], None);
-    assert_eq!(response.status, 200, "{}", body_text(&response));
+    assert_eq!(response.status, 200, "{}", response.body_text());
     let balances = &response.json()["balances"];
     assert_eq!(balances[&alice.id]["xmr"]["available"], "2.000000000000");
     assert_eq!(
@@ -1383,7 +1287,7 @@ fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
     let ids: Vec<String> = (1..=1001).map(|n| n.to_string()).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let response = admin_balances(&w, &admin, &refs[..1000], Some("btc"));
-    assert_eq!(response.status, 200, "1000 ids: {}", body_text(&response));
+    assert_eq!(response.status, 200, "1000 ids: {}", response.body_text());
     let response = admin_balances(&w, &admin, &refs, Some("btc"));
     assert_eq!(
         response.assert_error(400, "invalid_field")["field"],
@@ -1397,7 +1301,7 @@ fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
         "user_ids=1&currencies=doge",
     ] {
         let response = w.get(&format!("/api/v1/admin/balances?{bad}"), &admin.token);
-        assert_eq!(response.status, 400, "{bad}: {}", body_text(&response));
+        assert_eq!(response.status, 400, "{bad}: {}", response.body_text());
         response.error();
     }
     admin_balances(&w, &alice, &[&alice.id], None).assert_error(403, "forbidden");
@@ -1406,7 +1310,7 @@ fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
     w.get("/api/v1/admin/check", &alice.token)
         .assert_error(403, "forbidden");
     let response = request(
-        &w.app,
+        w.app.addr,
         "GET",
         &format!("/api/v1/admin/balances?user_ids={}", alice.id),
         None,
@@ -1419,9 +1323,9 @@ fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
 #[test]
 fn wallet_statistics_match_a_known_sequence() {
     let w = world();
-    let admin = admin(&w, "wal_admin11");
-    let alice = member(&w, "wal_alice11");
-    let bob = member(&w, "wal_bob11");
+    let admin = w.admin("wal_admin11");
+    let alice = w.member("wal_alice11");
+    let bob = w.member("wal_bob11");
     let stats = wallet_stats(&w, &admin);
     for (code, zero) in [("btc", "0.00000000"), ("xmr", "0.000000000000")] {
         let c = &stats["currencies"][code];
@@ -1440,7 +1344,7 @@ fn wallet_statistics_match_a_known_sequence() {
     w.deposit(&admin, &alice, "btc", "1.5");
     w.deposit(&admin, &bob, "btc", "0.25");
     w.deposit(&admin, &alice, "xmr", "2");
-    let ok = |response: HttpResponse| assert_eq!(response.status, 201, "{}", body_text(&response));
+    let ok = |response: HttpResponse| assert_eq!(response.status, 201, "{}", response.body_text());
     ok(withdraw_ref(&w, &admin, &alice, "btc", "0.1", "stats-wd"));
     ok(transfer(&w, &alice, &bob.id, "btc", "0.2"));
     ok(batch(
@@ -1516,7 +1420,7 @@ fn random_ops(
                 response.status,
                 201,
                 "{what}: deposit {text} {currency}: {}",
-                body_text(&response)
+                response.body_text()
             );
             *deposited.entry(currency).or_default() += minor;
         } else if roll < 25 {
@@ -1525,7 +1429,7 @@ fn random_ops(
             match response.status {
                 201 => *withdrawn.entry(currency).or_default() += minor,
                 409 => assert_eq!(response.error()["code"], "insufficient_funds", "{what}"),
-                other => panic!("{what}: withdrawal got {other}: {}", body_text(&response)),
+                other => panic!("{what}: withdrawal got {other}: {}", response.body_text()),
             }
         } else if roll < 55 {
             let to = loop {
@@ -1543,7 +1447,7 @@ fn random_ops(
                 let response = keyed_transfer(w, user, &key, &body);
                 match response.status {
                     201 | 409 => {}
-                    other => panic!("{what}: transfer got {other}: {}", body_text(&response)),
+                    other => panic!("{what}: transfer got {other}: {}", response.body_text()),
                 }
                 if response.status == 409 {
                     assert_eq!(response.error()["code"], "insufficient_funds", "{what}");
@@ -1592,7 +1496,7 @@ fn random_ops(
                         "{what}: {error}"
                     );
                 }
-                other => panic!("{what}: batch got {other}: {}", body_text(&response)),
+                other => panic!("{what}: batch got {other}: {}", response.body_text()),
             }
         } else {
             let response = w.get("/api/v1/wallet", &user.token);
@@ -1622,8 +1526,8 @@ fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
     let ctx = format!("seed {seed} (rerun with SOUK_TEST_SEED={seed})");
     eprintln!("{ctx}");
     let w = world();
-    let admin = admin(&w, "wal_admin12");
-    let users: Vec<Member> = (0..3).map(|i| member(&w, &format!("wal_mix{i}"))).collect();
+    let admin = w.admin("wal_admin12");
+    let users: Vec<Member> = (0..3).map(|i| w.member(&format!("wal_mix{i}"))).collect();
     let mut ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
     ids.push(&admin.id);
     let mut deposited = Totals::new();
@@ -1664,7 +1568,7 @@ fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
             }
         }
         let response = admin_balances(&w, &admin, &ids, None);
-        assert_eq!(response.status, 200, "{ctx}: {}", body_text(&response));
+        assert_eq!(response.status, 200, "{ctx}: {}", response.body_text());
         let balances = response.json()["balances"].clone();
         let stats = wallet_stats(&w, &admin);
         for code in CURRENCIES {

@@ -1,0 +1,222 @@
+//! The real `souk` binary as a child process: the command on a database of
+//! the test's own, subcommands that must exit by themselves, and a running
+//! `souk serve` whose stderr is read line by line (`listening on
+//! http://ADDR` gives its address), stopped with `kill`. Every wait has a
+//! timeout, so a hung binary fails a test instead of hanging it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::helpers::TempDir;
+
+/// How long the binary gets to start, to stop after a signal, or to run a
+/// subcommand.
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `souk` on the database `souk.db` in `dir`, port 0, info logging, and no
+/// `SOUK_PASSWORD` from the environment; stdout and stderr piped.
+pub fn souk(dir: &TempDir) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_souk"));
+    command
+        .env("SOUK_ADDR", "127.0.0.1:0")
+        .env("SOUK_DB", dir.path.join("souk.db"))
+        .env("RUST_LOG", "info")
+        .env_remove("SOUK_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Waits for `child` to exit; kills it and panics after `PROCESS_TIMEOUT`.
+pub fn wait_with_timeout(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for souk") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("souk did not exit within {PROCESS_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a subcommand that must exit by itself: status, stdout, stderr.
+pub fn run(mut command: Command) -> (ExitStatus, String, String) {
+    let mut child = command.spawn().expect("starting souk");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = wait_with_timeout(&mut child);
+    (
+        status,
+        out.join().expect("stdout reader"),
+        err.join().expect("stderr reader"),
+    )
+}
+
+/// A running `souk` whose stderr lines arrive on a channel (read on a thread
+/// of their own for the life of the child, so it never blocks on its log);
+/// killed on drop if the test did not stop it.
+pub struct Process {
+    child: Child,
+    log: mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Spawns `command` with stdout discarded and stderr read into the log.
+    pub fn spawn(mut command: Command) -> Process {
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("starting souk");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                let _ = lines_tx.send(line);
+            }
+        });
+        Process {
+            child,
+            log: lines_rx,
+        }
+    }
+
+    /// Reads log lines until one satisfies `wanted` or `within` passes: every
+    /// line read (the wanted one last), and whether it came.
+    pub fn read_log_until(
+        &self,
+        within: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> (Vec<String>, bool) {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = wanted(&line);
+                    seen.push(line);
+                    if hit {
+                        return (seen, true);
+                    }
+                }
+                Err(_) => return (seen, false),
+            }
+        }
+    }
+
+    /// Every log line so far (not read before).
+    pub fn drain_log(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+
+    /// `kill SIGNAL` (e.g. `-TERM`, `-9`); panics unless `kill` succeeds.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} failed: {status:?}");
+    }
+
+    /// Waits for the exit (see `wait_with_timeout`).
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_with_timeout(&mut self.child)
+    }
+
+    /// SIGTERM and a clean exit 0.
+    pub fn stop(mut self) {
+        self.signal("-TERM");
+        let status = self.wait();
+        let log = self.drain_log();
+        assert_eq!(status.code(), Some(0), "{status:?}; log: {log:#?}");
+    }
+
+    /// SIGTERM, up to `PROCESS_TIMEOUT` for the exit, then SIGKILL: for a
+    /// test that asserts nothing about how the binary ends.
+    pub fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Drop kills and reaps what is left.
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A running `souk serve` on the database in a `TempDir`, at the address it
+/// logged; every `Process` method applies.
+pub struct Served {
+    process: Process,
+    pub addr: SocketAddr,
+}
+
+impl Served {
+    /// Starts `souk` (see `souk`) and waits up to `PROCESS_TIMEOUT` for
+    /// `listening on http://ADDR`; panics with the log so far otherwise.
+    pub fn start(dir: &TempDir) -> Served {
+        let process = Process::spawn(souk(dir));
+        let marker = "listening on http://";
+        let (seen, found) = process.read_log_until(PROCESS_TIMEOUT, |line| line.contains(marker));
+        let addr = match seen.last().and_then(|line| line.split_once(marker)) {
+            Some((_, rest)) if found => {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                addr.parse().expect("a socket address after `listening on`")
+            }
+            _ => panic!(
+                "souk did not log `listening on http://ADDR` within {PROCESS_TIMEOUT:?}; \
+                 its log: {seen:#?}"
+            ),
+        };
+        Served { process, addr }
+    }
+
+    /// SIGTERM and a clean exit 0 (see `Process::stop`).
+    pub fn stop(self) {
+        self.process.stop();
+    }
+}
+
+impl Deref for Served {
+    type Target = Process;
+
+    fn deref(&self) -> &Process {
+        &self.process
+    }
+}
+
+impl DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}
