@@ -1,3 +1,22 @@
+//! What the benchmark programs share (`benches/http.rs`, `benches/app.rs`
+//! include it with `mod common;`): the keep-alive HTTP client and the load
+//! generator (`drive`), the latency histogram, /proc readings, the souk
+//! process (spawn, cold start, SIGTERM), the tiny_http ceiling and a few
+//! formatting helpers. Each program uses a different part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
 // ---------------------------------------------------------------------------
 // Bounds of the client.
 
@@ -23,7 +42,6 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PROBE_EVERY: Duration = Duration::from_micros(500);
 /// How long a SIGTERM'd server may take to exit (its own grace is 30 s).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(45);
-/// Connection cap given to the server: room for the idle row.
 
 // ---------------------------------------------------------------------------
 // Latency histogram: log-linear, 128 sub-buckets per power of two (< 0.8 %
@@ -107,11 +125,16 @@ impl Histogram {
 pub struct Client {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Bytes at the front of `buf` that belong to the last response; dropped
+    /// when the next one is read.
+    consumed: usize,
+    /// Where the last response's body is in `buf`.
+    body: Range<usize>,
 }
 
 pub struct Answer {
-    status: u16,
-    close: bool,
+    pub status: u16,
+    pub close: bool,
 }
 
 impl Client {
@@ -120,10 +143,21 @@ impl Client {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(Client {
+        Ok(Client::over(stream))
+    }
+
+    fn over(stream: TcpStream) -> Client {
+        Client {
             stream,
             buf: Vec::with_capacity(4096),
-        })
+            consumed: 0,
+            body: 0..0,
+        }
+    }
+
+    /// The body of the last response read.
+    pub fn body(&self) -> &[u8] {
+        &self.buf[self.body.clone()]
     }
 
     /// Connects, retrying until `deadline` (a full accept backlog drops SYNs).
@@ -150,7 +184,10 @@ impl Client {
         }
     }
 
-    pub fn read_response(&mut self) -> Result<Answer, String> {
+    fn read_response(&mut self) -> Result<Answer, String> {
+        self.buf.drain(..self.consumed);
+        self.consumed = 0;
+        self.body = 0..0;
         let head_end = loop {
             if let Some(end) = find(&self.buf, b"\r\n\r\n") {
                 break end + 4;
@@ -199,11 +236,12 @@ impl Client {
         while self.buf.len() < total {
             self.fill()?;
         }
-        self.buf.drain(..total);
+        self.consumed = total;
+        self.body = head_end..total;
         Ok(Answer { status, close })
     }
 
-    pub fn fill(&mut self) -> Result<(), String> {
+    fn fill(&mut self) -> Result<(), String> {
         let mut chunk = [0u8; 8192];
         match self.stream.read(&mut chunk) {
             Ok(0) => Err("closed by server".into()),
@@ -232,20 +270,98 @@ pub fn error_kind(e: &io::Error) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Scenarios: what each client thread sends, and how it judges the answers.
+
+/// The requests of one client thread. An iteration is one request or a chain
+/// of them (say, create an escrow, then release it); its latency runs from
+/// its first request to its last answer.
+pub trait Flow: Send {
+    /// The next request: the bytes of one whole HTTP/1.1 request (keep-alive).
+    fn request(&mut self) -> Vec<u8>;
+    /// Judges the answer to the last request: `Ok(true)` when it ends the
+    /// iteration, `Ok(false)` when the iteration goes on with another request,
+    /// `Err(kind)` when it is wrong (the flow starts a new iteration).
+    fn answer(&mut self, status: u16, body: &[u8]) -> Result<bool, String>;
+    /// The exchange failed (connection lost): start a new iteration.
+    fn reset(&mut self) {}
+}
+
+/// A named kind of load: makes the flow of client thread `thread`.
+pub struct Scenario {
+    pub name: String,
+    flow: Box<dyn Fn(usize) -> Box<dyn Flow>>,
+}
+
+impl Scenario {
+    pub fn new(name: impl Into<String>, flow: impl Fn(usize) -> Box<dyn Flow> + 'static) -> Self {
+        Scenario {
+            name: name.into(),
+            flow: Box::new(flow),
+        }
+    }
+
+    /// One request per iteration: `request(thread, i)` gives request number
+    /// `i` of client thread `thread`; the answer must have status `expect`.
+    pub fn simple(
+        name: impl Into<String>,
+        request: fn(usize, u64) -> Vec<u8>,
+        expect: u16,
+    ) -> Self {
+        Scenario::new(name, move |thread| {
+            Box::new(Simple {
+                thread,
+                i: 0,
+                request,
+                expect,
+            })
+        })
+    }
+
+    pub fn flow(&self, thread: usize) -> Box<dyn Flow> {
+        (self.flow)(thread)
+    }
+}
+
+struct Simple {
+    thread: usize,
+    i: u64,
+    request: fn(usize, u64) -> Vec<u8>,
+    expect: u16,
+}
+
+impl Flow for Simple {
+    fn request(&mut self) -> Vec<u8> {
+        let bytes = (self.request)(self.thread, self.i);
+        self.i += 1;
+        bytes
+    }
+
+    fn answer(&mut self, status: u16, _body: &[u8]) -> Result<bool, String> {
+        if status == self.expect {
+            Ok(true)
+        } else {
+            Err(format!("status {status}"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The load generator.
 
 /// What one `drive` measured.
 pub struct Stats {
-    /// Responses with the expected status that completed inside the window.
-    ok: u64,
-    /// Responses with the expected status, warm-up included.
-    answered: u64,
-    /// Failed exchanges and unexpected statuses, warm-up included, by kind.
-    errors: BTreeMap<String, u64>,
-    latency: Histogram,
-    window: Duration,
+    /// Iterations that completed inside the window.
+    pub ok: u64,
+    /// Iterations completed, warm-up included.
+    pub answered: u64,
+    /// HTTP exchanges that got a well-formed answer, warm-up included.
+    pub exchanges: u64,
+    /// Failed exchanges and unexpected answers, warm-up included, by kind.
+    pub errors: BTreeMap<String, u64>,
+    pub latency: Histogram,
+    pub window: Duration,
     /// CPU time of the client threads, from their start to their end.
-    client_cpu: Duration,
+    pub client_cpu: Duration,
 }
 
 impl Stats {
@@ -253,6 +369,7 @@ impl Stats {
         self.errors.values().sum()
     }
 
+    /// Iterations per second inside the window.
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.window.as_secs_f64()
     }
@@ -260,19 +377,30 @@ impl Stats {
     pub fn ms(&self, q: f64) -> Option<f64> {
         self.latency.quantile(q).map(|ns| ns as f64 / 1e6)
     }
+
+    /// `kind ×n, …` of the errors.
+    pub fn error_kinds(&self) -> String {
+        let kinds: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect();
+        kinds.join(", ")
+    }
 }
 
 pub struct ThreadStats {
     ok: u64,
     answered: u64,
+    exchanges: u64,
     errors: BTreeMap<String, u64>,
     latency: Histogram,
     cpu_ns: u64,
 }
 
 /// Runs `conns` client threads, each with its own keep-alive connection,
-/// sending `scenario` requests back to back: `warmup` unmeasured, then
-/// `duration` measured. Responses count when they complete inside the window.
+/// running `scenario`'s iterations back to back: `warmup` unmeasured, then
+/// `duration` measured. Iterations count when they complete inside the window.
 pub fn drive(
     addr: SocketAddr,
     conns: usize,
@@ -284,12 +412,11 @@ pub fn drive(
     let mut handles = Vec::with_capacity(conns);
     for thread in 0..conns {
         let barrier = Arc::clone(&barrier);
-        let request = scenario.request;
-        let expect = scenario.expect_status;
+        let flow = scenario.flow(thread);
         let handle = std::thread::Builder::new()
             .name(format!("client-{thread}"))
             .stack_size(CLIENT_STACK)
-            .spawn(move || client_loop(addr, thread, &barrier, warmup, duration, request, expect))
+            .spawn(move || client_loop(addr, &barrier, warmup, duration, flow))
             .expect("spawning a client thread");
         handles.push(handle);
     }
@@ -297,6 +424,7 @@ pub fn drive(
     let mut stats = Stats {
         ok: 0,
         answered: 0,
+        exchanges: 0,
         errors: BTreeMap::new(),
         latency: Histogram::new(),
         window: duration,
@@ -306,6 +434,7 @@ pub fn drive(
         let one = handle.join().expect("a client thread panicked");
         stats.ok += one.ok;
         stats.answered += one.answered;
+        stats.exchanges += one.exchanges;
         stats.client_cpu += Duration::from_nanos(one.cpu_ns);
         stats.latency.merge(&one.latency);
         for (kind, n) in one.errors {
@@ -315,22 +444,21 @@ pub fn drive(
     stats
 }
 
-pub fn note(stats: &mut ThreadStats, kind: String) {
+fn note(stats: &mut ThreadStats, kind: String) {
     *stats.errors.entry(kind).or_default() += 1;
 }
 
-pub fn client_loop(
+fn client_loop(
     addr: SocketAddr,
-    thread: usize,
     barrier: &Barrier,
     warmup: Duration,
     duration: Duration,
-    request: fn(usize, u64) -> Vec<u8>,
-    expect: u16,
+    mut flow: Box<dyn Flow>,
 ) -> ThreadStats {
     let mut stats = ThreadStats {
         ok: 0,
         answered: 0,
+        exchanges: 0,
         errors: BTreeMap::new(),
         latency: Histogram::new(),
         cpu_ns: 0,
@@ -345,7 +473,8 @@ pub fn client_loop(
     barrier.wait();
     let measure_from = Instant::now() + warmup;
     let end = measure_from + duration;
-    let mut i = 0u64;
+    // When the current iteration's first request was sent.
+    let mut iteration_start: Option<Instant> = None;
     while Instant::now() < end {
         let conn = match client.as_mut() {
             Some(conn) => conn,
@@ -358,9 +487,8 @@ pub fn client_loop(
                 }
             },
         };
-        let bytes = request(thread, i);
-        i += 1;
-        let started = Instant::now();
+        let bytes = flow.request();
+        let started = *iteration_start.get_or_insert_with(Instant::now);
         let result = conn.exchange(&bytes);
         let done = Instant::now();
         if done > end {
@@ -368,13 +496,20 @@ pub fn client_loop(
         }
         match result {
             Ok(answer) => {
-                if answer.status != expect {
-                    note(&mut stats, format!("status {}", answer.status));
-                } else {
-                    stats.answered += 1;
-                    if done >= measure_from {
-                        stats.ok += 1;
-                        stats.latency.record((done - started).as_nanos() as u64);
+                stats.exchanges += 1;
+                match flow.answer(answer.status, conn.body()) {
+                    Ok(true) => {
+                        iteration_start = None;
+                        stats.answered += 1;
+                        if done >= measure_from {
+                            stats.ok += 1;
+                            stats.latency.record((done - started).as_nanos() as u64);
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(kind) => {
+                        iteration_start = None;
+                        note(&mut stats, kind);
                     }
                 }
                 if answer.close {
@@ -383,6 +518,8 @@ pub fn client_loop(
             }
             Err(e) => {
                 note(&mut stats, e);
+                flow.reset();
+                iteration_start = None;
                 client = None;
                 std::thread::sleep(ERROR_PAUSE);
             }
@@ -392,6 +529,31 @@ pub fn client_loop(
     stats
 }
 
+/// One request on a fresh connection: the status and the body.
+pub fn call(addr: SocketAddr, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let mut client = Client::connect(addr).map_err(|e| error_kind(&e))?;
+    let answer = client.exchange(request)?;
+    Ok((answer.status, client.body().to_vec()))
+}
+
+/// Runs `work` and returns its result with the CPU seconds `pid` spent
+/// meanwhile (user + system, from clock ticks) and the wall time it took.
+pub fn cpu_during<T>(
+    pid: u32,
+    ticks_per_s: u64,
+    work: impl FnOnce() -> T,
+) -> (T, Option<f64>, Duration) {
+    let started = Instant::now();
+    let before = proc_cpu_ticks(pid);
+    let value = work();
+    let after = proc_cpu_ticks(pid);
+    let span = started.elapsed();
+    let cpu = match (before, after) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_s as f64),
+        _ => None,
+    };
+    (value, cpu, span)
+}
 // ---------------------------------------------------------------------------
 // /proc readings.
 
@@ -420,6 +582,38 @@ pub fn proc_cpu_ticks(pid: u32) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// CPU time of a process's live threads so far, in nanoseconds, summed by
+/// thread name with a trailing `-N` dropped (`worker-3` counts as `worker`).
+pub fn threads_cpu_ns(pid: u32) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(comm), Ok(schedstat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let Some(ns) = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let comm = comm.trim();
+        let name = match comm.rsplit_once('-') {
+            Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+            _ => comm,
+        };
+        *out.entry(name.to_owned()).or_default() += ns;
+    }
+    out
 }
 
 /// CPU time of the calling thread so far, in nanoseconds (first field of
@@ -520,31 +714,70 @@ impl RssWatch {
 
 pub struct Souk {
     child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
+    pub addr: SocketAddr,
+    /// Removed when the server is dropped (a fresh database's directory).
+    owned_dir: Option<PathBuf>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 pub struct ColdStart {
-    to_listening: Duration,
-    to_ready: Duration,
+    pub to_listening: Duration,
+    pub to_ready: Duration,
+}
+
+/// How to start a server: its database and its environment.
+pub struct Launch {
+    pub db: PathBuf,
+    /// A directory removed with the server (`None`: the database is kept).
+    pub owned_dir: Option<PathBuf>,
+    /// Extra environment (`SOUK_ADDR`, `SOUK_DB` and `RUST_LOG` are set).
+    pub env: Vec<(String, String)>,
+}
+
+impl Launch {
+    /// A fresh database in a new directory of its own (removed with the server).
+    pub fn fresh(run: usize) -> Result<Launch, String> {
+        let dir = std::env::temp_dir().join(format!("souk-bench-{}-{run}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Launch {
+            db: dir.join("souk.db"),
+            owned_dir: Some(dir),
+            env: Vec::new(),
+        })
+    }
+
+    /// An existing database, kept when the server goes.
+    pub fn existing(db: &Path) -> Launch {
+        Launch {
+            db: db.to_owned(),
+            owned_dir: None,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, name: &str, value: impl ToString) -> Launch {
+        self.env.push((name.to_owned(), value.to_string()));
+        self
+    }
 }
 
 /// Lines of the server's log kept for the report (warnings, errors, the tail).
 pub const LOG_LINES_KEPT: usize = 200;
 
 impl Souk {
-    /// Spawns the server on a fresh database and waits for its first 200.
-    pub fn start(bin: &Path, run: usize) -> Result<(Souk, ColdStart), String> {
-        let dir = std::env::temp_dir().join(format!("souk-bench-{}-{run}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    /// Spawns the server and waits for its first 200 on `/healthz`.
+    pub fn start(bin: &Path, launch: Launch) -> Result<(Souk, ColdStart), String> {
         let spawned = Instant::now();
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .env("SOUK_ADDR", "127.0.0.1:0")
-            .env("SOUK_DB", dir.join("souk.db"))
-            .env("SOUK_MAX_CONNECTIONS", SERVER_MAX_CONNECTIONS.to_string())
-            .env("RUST_LOG", "info")
+            .env("SOUK_DB", &launch.db)
+            .env("RUST_LOG", "info");
+        for (name, value) in &launch.env {
+            command.env(name, value);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -579,7 +812,7 @@ impl Souk {
         let mut souk = Souk {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            dir,
+            owned_dir: launch.owned_dir,
             log,
         };
         let deadline = spawned + START_TIMEOUT;
@@ -645,12 +878,12 @@ impl Souk {
             .collect()
     }
 
-    /// SIGTERM, then waits for the exit. Returns the status and how long it took.
     /// The exit status, once the process has ended (reaping it).
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
+    /// SIGTERM, then waits for the exit. Returns the status and how long it took.
     pub fn stop(mut self) -> Result<(ExitStatus, Duration), String> {
         if let Some(status) = self.exited() {
             return Err(format!("souk had already exited ({status}) before SIGTERM"));
@@ -683,15 +916,17 @@ impl Souk {
     }
 }
 
-/// A server left running by an early return or a panic is killed; its
-/// database directory goes either way.
+/// A server left running by an early return or a panic is killed; the
+/// directory of a fresh database goes either way.
 impl Drop for Souk {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(dir) = &self.owned_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -702,11 +937,7 @@ pub fn probe_healthz(addr: SocketAddr) -> Option<u16> {
     stream
         .set_write_timeout(Some(Duration::from_secs(1)))
         .ok()?;
-    let mut client = Client {
-        stream,
-        buf: Vec::new(),
-    };
-    client
+    Client::over(stream)
         .exchange(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
         .ok()
         .map(|a| a.status)
@@ -717,7 +948,7 @@ pub fn probe_healthz(addr: SocketAddr) -> Option<u16> {
 
 pub struct Tiny {
     server: Arc<tiny_http::Server>,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     handlers: Vec<JoinHandle<()>>,
 }
 

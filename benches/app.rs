@@ -1,0 +1,1937 @@
+//! Application benchmark: the release `souk` binary on a seeded database,
+//! driven through its API by the keep-alive client of `benches/common`.
+//!
+//! `cargo bench --bench app` runs the full plan (a few minutes, 1M-user growth
+//! included); `cargo bench --bench app -- --quick` a short one (under a
+//! minute, no growth). Run without `--bench` (as `cargo test --all-targets`
+//! does) it is a smoke test of a few seconds on a small database.
+//!
+//! What it does:
+//! - seeds a database without the API (argon2 for 10,000 users would take
+//!   minutes): `souk migrate`, then one rusqlite transaction inserting users
+//!   (one precomputed argon2id hash for all), one session per user with a
+//!   known token, a btc account, one deposit entry each and the currency
+//!   totals; `souk check` must pass on it. User 0 is an admin.
+//! - cold start on that existing database (spawn → first 200 from
+//!   `/healthz`) and the idle RSS after it;
+//! - rows of closed-loop load: cached profile and balance reads, durable
+//!   transfers, batch transfers, escrow create + release, logins, and a
+//!   mixed marketplace workload, next to a tiny_http hello-world ceiling;
+//!   the server's `/metrics` before and after each row give its group-commit
+//!   batch sizes, commit latency and cache hit rates over the row, and
+//!   /proc its CPU time per thread group; the mixed workload also runs with
+//!   1,000 connections on a freshly started server (peak RSS);
+//! - the storage ceiling: the same transfer statements in a raw rusqlite loop
+//!   (WAL, synchronous=FULL), one transfer per transaction and 128 per
+//!   transaction (with SQLite's default page cache, and with 64 MiB);
+//! - growth (full mode): uniform reads at 10k and at 1M users, with caches
+//!   on and off, and `souk check` wall time at both sizes;
+//! - the cost of `RequestMetrics::record` against the server's CPU time per
+//!   request.
+//!
+//! Everything is bounded in time and count, on loopback; the client shares the
+//! machine's cores with the server, so absolute numbers are lower bounds.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rusqlite::{Connection, params};
+use sha2::{Digest, Sha256};
+
+use common::{
+    ColdStart, Flow, Launch, RssWatch, Scenario, Souk, Stats, Tiny, call, clock_ticks_per_second,
+    cpu_during, drive, fmt_mb, fmt_ms, load_average, machine, median, proc_status_kb, ratio,
+    report_stop, status_field, threads_cpu_ns,
+};
+
+// ---------------------------------------------------------------------------
+// Bounds and fixed values.
+
+/// Connection cap given to the server: room for the 1,000-connection row.
+const SERVER_MAX_CONNECTIONS: usize = 4096;
+/// Logins per minute from one address: the login row comes from one address.
+const SERVER_LOGIN_RATE_LIMIT: usize = 100_000;
+/// The password of every seeded user.
+const PASSWORD: &str = "correct horse battery staple";
+/// What every seeded user deposited, in satoshi (1 BTC): far more than a run moves.
+const SEED_BALANCE: i64 = 100_000_000;
+/// One satoshi, as the API writes it.
+const ONE_SAT: &str = "0.00000001";
+/// Items of one batch transfer.
+const BATCH_ITEMS: usize = 100;
+/// Transfers per transaction in the batched storage-ceiling loop.
+const CEILING_BATCH: usize = 128;
+/// Most transfers one storage-ceiling loop does, whatever its time.
+const CEILING_MAX_TRANSFERS: u64 = 10_000_000;
+/// A larger SQLite page cache (KiB) for one ceiling variant; souk's writer
+/// runs with SQLite's default (2,000 KiB).
+const CEILING_BIG_CACHE_KIB: i64 = 64 * 1024;
+/// SQLite page cache while seeding (KiB): the random-key indexes stay in memory.
+const SEED_CACHE_KIB: i64 = 512 * 1024;
+/// Seeded sessions expire this far in the future.
+const SESSION_LIFETIME_S: i64 = 10 * 365 * 86_400;
+/// How long one `souk migrate` or `souk check` may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Connections of the growth rows.
+const GROWTH_CONNS: usize = 64;
+/// Targets of the issue.
+const TARGET_READ_SHARE: f64 = 0.75;
+const TARGET_READ_P99_MS: f64 = 5.0;
+const TARGET_TRANSFERS_PER_S: f64 = 10_000.0;
+const TARGET_TRANSFER_P99_MS: f64 = 20.0;
+const TARGET_IDLE_RSS_MB: f64 = 8.0;
+const TARGET_PEAK_RSS_MB: f64 = 48.0;
+const TARGET_COLD_START_MS: f64 = 20.0;
+const TARGET_GROWTH_RATIO: f64 = 2.0;
+const TARGET_RECORD_PERCENT: f64 = 5.0;
+
+// ---------------------------------------------------------------------------
+// Modes.
+
+struct Mode {
+    name: &'static str,
+    warmup: Duration,
+    duration: Duration,
+    /// Connections of most rows.
+    conns: &'static [usize],
+    /// Connections of the batch rows (each request is 100 transfers).
+    batch_conns: &'static [usize],
+    /// Connections of the login row (argon2-bound; more would only queue).
+    login_conns: &'static [usize],
+    /// The mixed row with this many connections (peak RSS target), if any.
+    peak_conns: Option<usize>,
+    /// Users of the main database.
+    users: usize,
+    /// Users of the large database of the growth rows (`None`: no growth).
+    growth_users: Option<usize>,
+    growth_warmup: Duration,
+    growth_duration: Duration,
+    cold_starts: usize,
+    ceiling_duration: Duration,
+    /// `RequestMetrics::record` calls per measurement.
+    record_calls: u64,
+}
+
+const FULL: Mode = Mode {
+    name: "full",
+    warmup: Duration::from_secs(2),
+    duration: Duration::from_secs(8),
+    conns: &[1, 64, 512],
+    batch_conns: &[1, 64],
+    login_conns: &[1, 64],
+    peak_conns: Some(1000),
+    users: 10_000,
+    growth_users: Some(1_000_000),
+    growth_warmup: Duration::from_secs(1),
+    growth_duration: Duration::from_secs(5),
+    cold_starts: 5,
+    ceiling_duration: Duration::from_secs(5),
+    record_calls: 20_000_000,
+};
+
+const QUICK: Mode = Mode {
+    name: "quick",
+    warmup: Duration::from_millis(500),
+    duration: Duration::from_millis(1500),
+    conns: &[64],
+    batch_conns: &[64],
+    login_conns: &[64],
+    peak_conns: Some(1000),
+    users: 10_000,
+    growth_users: None,
+    growth_warmup: Duration::from_millis(500),
+    growth_duration: Duration::from_millis(1500),
+    cold_starts: 5,
+    ceiling_duration: Duration::from_millis(1500),
+    record_calls: 5_000_000,
+};
+
+/// Without `--bench` (`cargo test --all-targets`): prove the bench still runs.
+const SMOKE: Mode = Mode {
+    name: "smoke (run with `cargo bench` for numbers)",
+    warmup: Duration::from_millis(100),
+    duration: Duration::from_millis(300),
+    conns: &[2],
+    batch_conns: &[2],
+    login_conns: &[1],
+    peak_conns: None,
+    users: 300,
+    growth_users: None,
+    growth_warmup: Duration::from_millis(100),
+    growth_duration: Duration::from_millis(300),
+    cold_starts: 1,
+    ceiling_duration: Duration::from_millis(200),
+    record_calls: 100_000,
+};
+
+// ---------------------------------------------------------------------------
+// Seeded users: everything about user `i` follows from `i`.
+
+/// A bijection on 63-bit values (multiply by odd constants, xor-shift within
+/// 63 bits): distinct inputs give distinct, random-looking outputs; 0 → 0.
+fn mix63(x: u64) -> u64 {
+    const MASK: u64 = (1 << 63) - 1;
+    let mut z = x & MASK;
+    z = z.wrapping_mul(0x9E37_79B9_7F4A_7C15) & MASK;
+    z ^= z >> 31;
+    z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9) & MASK;
+    z ^= z >> 29;
+    z
+}
+
+/// A random-looking positive id, distinct for each (`space`, `i`).
+fn seeded_id(space: u64, i: usize) -> i64 {
+    mix63((space << 40) | (i as u64 + 1)) as i64
+}
+
+const SPACE_USER: u64 = 1;
+const SPACE_ENTRY: u64 = 2;
+const SPACE_MOVEMENT: u64 = 3;
+const SPACE_CEILING: u64 = 4;
+
+fn user_id(i: usize) -> i64 {
+    seeded_id(SPACE_USER, i)
+}
+
+/// The 32 bytes of user `i`'s session token (TOKEN_BYTES in
+/// src/accounts/sessions.rs): `i` little-endian, then fixed padding.
+fn token_bytes(i: usize) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    bytes[8..].copy_from_slice(b"souk-bench-token-padding");
+    bytes
+}
+
+/// The token as a client sends it (base64url without padding).
+fn token(i: usize) -> String {
+    URL_SAFE_NO_PAD.encode(token_bytes(i))
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Runs `souk ARGS` with `SOUK_DB=db`: (success, output) and the wall time.
+/// The output goes to a file next to the database (a pipe nobody reads
+/// while waiting could fill up and stall the command).
+fn souk_command(bin: &Path, db: &Path, args: &[&str]) -> Result<(bool, String, Duration), String> {
+    let log_path = PathBuf::from(format!("{}.command-log", db.display()));
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log_too = log.try_clone().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("SOUK_DB", db)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_too)
+        .spawn()
+        .map_err(|e| format!("cannot run souk {args:?}: {e}"))?;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if started.elapsed() > COMMAND_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "souk {args:?} took over {COMMAND_TIMEOUT:?}; killed"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    Ok((status.success(), text.trim().to_owned(), took))
+}
+
+/// `souk check` on `db`: its wall time, or the problems it found.
+fn souk_check(bin: &Path, db: &Path) -> Result<Duration, String> {
+    let (ok, text, took) = souk_command(bin, db, &["check"])?;
+    if ok {
+        Ok(took)
+    } else {
+        let head: Vec<&str> = text.lines().take(10).collect();
+        Err(format!(
+            "souk check failed on {}:\n{}",
+            db.display(),
+            head.join("\n")
+        ))
+    }
+}
+
+/// Creates `db` with `souk migrate` and seeds `users` users without the API.
+/// Returns the time the inserts took.
+fn seed(bin: &Path, db: &Path, users: usize, phc: &str) -> Result<Duration, String> {
+    let (ok, text, _) = souk_command(bin, db, &["migrate"])?;
+    if !ok {
+        return Err(format!("souk migrate failed: {text}"));
+    }
+    let started = Instant::now();
+    let mut conn = Connection::open(db).map_err(|e| format!("{}: {e}", db.display()))?;
+    // A throwaway file being built: no journal, no fsync; WAL again at the end.
+    let sql =
+        |conn: &Connection, sql: &str| conn.execute_batch(sql).map_err(|e| format!("{sql}: {e}"));
+    conn.query_row("PRAGMA journal_mode = OFF", [], |_| Ok(()))
+        .map_err(|e| format!("journal_mode: {e}"))?;
+    sql(
+        &conn,
+        &format!(
+            "PRAGMA synchronous = OFF; PRAGMA cache_size = -{SEED_CACHE_KIB}; PRAGMA temp_store = MEMORY;"
+        ),
+    )?;
+    let now = now_s();
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    {
+        let mut user = tx
+            .prepare(
+                "INSERT INTO users (id, username, display_name, password_hash, role, status, created_at, last_login_at)
+                 VALUES (?1, ?2, NULL, ?3, ?4, 'active', ?5, ?6)",
+            )
+            .map_err(|e| e.to_string())?;
+        let mut session = tx
+            .prepare("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")
+            .map_err(|e| e.to_string())?;
+        let mut account = tx
+            .prepare("INSERT INTO accounts (user_id, currency, available, held) VALUES (?1, 'btc', ?2, 0)")
+            .map_err(|e| e.to_string())?;
+        let mut entry = tx
+            .prepare(
+                "INSERT INTO entries (id, movement_id, user_id, kind, direction, currency, amount,
+                                      counterparty, escrow_id, memo, reference, created_at)
+                 VALUES (?1, ?2, ?3, 'deposit', 'in', 'btc', ?4, NULL, NULL, NULL, ?5, ?6)",
+            )
+            .map_err(|e| e.to_string())?;
+        let created = now - 30 * 86_400;
+        for i in 0..users {
+            let id = user_id(i);
+            let role = if i == 0 { "admin" } else { "user" };
+            // The most recent logins are the highest indexes (start-up warms them).
+            let last_login = now - (users - i) as i64;
+            user.execute(params![
+                id,
+                format!("user{i}"),
+                phc,
+                role,
+                created,
+                last_login
+            ])
+            .map_err(|e| format!("user {i}: {e}"))?;
+            let hash: [u8; 32] = Sha256::digest(token_bytes(i)).into();
+            session
+                .execute(params![hash.as_slice(), id, now, now + SESSION_LIFETIME_S])
+                .map_err(|e| format!("session {i}: {e}"))?;
+            account
+                .execute(params![id, SEED_BALANCE])
+                .map_err(|e| format!("account {i}: {e}"))?;
+            entry
+                .execute(params![
+                    seeded_id(SPACE_ENTRY, i),
+                    seeded_id(SPACE_MOVEMENT, i),
+                    id,
+                    SEED_BALANCE,
+                    format!("bench-seed-{i}"),
+                    created
+                ])
+                .map_err(|e| format!("entry {i}: {e}"))?;
+        }
+        tx.execute(
+            "INSERT INTO currency_totals (currency, deposited, withdrawn) VALUES ('btc', ?1, 0)",
+            [SEED_BALANCE * users as i64],
+        )
+        .map_err(|e| format!("currency_totals: {e}"))?;
+    }
+    tx.commit().map_err(|e| format!("commit: {e}"))?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .map_err(|e| format!("journal_mode: {e}"))?;
+    drop(conn);
+    Ok(started.elapsed())
+}
+
+/// Copies a closed database (and its WAL, if one was left).
+fn copy_db(from: &Path, to: &Path) -> Result<(), String> {
+    for suffix in ["", "-wal"] {
+        let (a, b) = (
+            PathBuf::from(format!("{}{suffix}", from.display())),
+            PathBuf::from(format!("{}{suffix}", to.display())),
+        );
+        let _ = std::fs::remove_file(&b);
+        if suffix.is_empty() || a.exists() {
+            std::fs::copy(&a, &b)
+                .map_err(|e| format!("copy {} → {}: {e}", a.display(), b.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a database and its WAL and shared-memory files.
+fn remove_db(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+fn file_mb(path: &Path) -> f64 {
+    std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1024.0 / 1024.0)
+}
+
+// ---------------------------------------------------------------------------
+// Requests and flows.
+
+fn get(path: &str, token: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n")
+        .into_bytes()
+}
+
+fn post(path: &str, token: Option<&str>, body: &str) -> Vec<u8> {
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: bench\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn expect(status: u16, wanted: u16) -> Result<bool, String> {
+    if status == wanted {
+        Ok(true)
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+/// splitmix64: a small, fast generator per client thread.
+struct Rng(u64);
+
+impl Rng {
+    /// Streams of different (thread, salt) start at unrelated points of the
+    /// sequence (a plain `thread × constant` start would make the threads'
+    /// streams shifted copies of one another, and their draws collide).
+    fn new(thread: usize, salt: u64) -> Rng {
+        let mut seed = Rng(salt.rotate_left(32) ^ thread as u64);
+        Rng(seed.next())
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// A user other than `me` (needs two users or more).
+    fn other(&mut self, users: usize, me: usize) -> usize {
+        loop {
+            let k = self.below(users);
+            if k != me {
+                return k;
+            }
+        }
+    }
+}
+
+/// The seeded user that client thread `thread` acts as (never the admin).
+fn caller_of(thread: usize, users: usize) -> usize {
+    1 + thread % (users - 1)
+}
+
+fn transfer_body(to: usize) -> String {
+    format!(
+        r#"{{"to":"{}","currency":"btc","amount":"{ONE_SAT}"}}"#,
+        user_id(to)
+    )
+}
+
+/// Reads: `GET /users/{id}` or `GET /wallet`, as the thread's own user or as
+/// a random one each time (`uniform`: every session, profile and balance of
+/// the database is equally likely, which defeats caches larger databases
+/// do not fit in).
+struct Read {
+    rng: Rng,
+    users: usize,
+    /// The thread's own token (`None`: a random caller each time).
+    token: Option<String>,
+    wallet: bool,
+}
+
+impl Flow for Read {
+    fn request(&mut self) -> Vec<u8> {
+        let drawn;
+        let token = match &self.token {
+            Some(token) => token,
+            None => {
+                drawn = token(self.rng.below(self.users));
+                &drawn
+            }
+        };
+        if self.wallet {
+            get("/api/v1/wallet", token)
+        } else {
+            let target = user_id(self.rng.below(self.users));
+            get(&format!("/api/v1/users/{target}"), token)
+        }
+    }
+
+    fn answer(&mut self, status: u16, _body: &[u8]) -> Result<bool, String> {
+        expect(status, 200)
+    }
+}
+
+/// `POST /transfers` (1 satoshi to a random user) or `POST /transfers/batch`
+/// (`items` of them) as the thread's own user.
+struct Transfer {
+    rng: Rng,
+    users: usize,
+    me: usize,
+    token: String,
+    items: usize,
+}
+
+impl Flow for Transfer {
+    fn request(&mut self) -> Vec<u8> {
+        if self.items == 1 {
+            let to = self.rng.other(self.users, self.me);
+            return post("/api/v1/transfers", Some(&self.token), &transfer_body(to));
+        }
+        let mut body = String::from(r#"{"transfers":["#);
+        for k in 0..self.items {
+            if k > 0 {
+                body.push(',');
+            }
+            body.push_str(&transfer_body(self.rng.other(self.users, self.me)));
+        }
+        body.push_str("]}");
+        post("/api/v1/transfers/batch", Some(&self.token), &body)
+    }
+
+    fn answer(&mut self, status: u16, _body: &[u8]) -> Result<bool, String> {
+        expect(status, 201)
+    }
+}
+
+/// The escrow id in `{"escrow":{"id":"…",…}}`.
+fn escrow_id(body: &[u8]) -> Result<String, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "escrow answer is not JSON".to_string())?;
+    value["escrow"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "escrow answer without an id".to_string())
+}
+
+/// One escrow iteration: create (1 satoshi, a random seller), then release.
+struct Escrow {
+    rng: Rng,
+    users: usize,
+    me: usize,
+    token: String,
+    /// The escrow created and not yet released.
+    pending: Option<String>,
+}
+
+impl Escrow {
+    fn request(&mut self) -> Vec<u8> {
+        match &self.pending {
+            None => {
+                let seller = user_id(self.rng.other(self.users, self.me));
+                let body =
+                    format!(r#"{{"seller":"{seller}","currency":"btc","amount":"{ONE_SAT}"}}"#);
+                post("/api/v1/escrows", Some(&self.token), &body)
+            }
+            Some(id) => post(
+                &format!("/api/v1/escrows/{id}/release"),
+                Some(&self.token),
+                "",
+            ),
+        }
+    }
+
+    fn answer(&mut self, status: u16, body: &[u8]) -> Result<bool, String> {
+        match self.pending.take() {
+            None => {
+                if status != 201 {
+                    return Err(format!("create: status {status}"));
+                }
+                self.pending = Some(escrow_id(body)?);
+                Ok(false)
+            }
+            Some(_) if status == 200 => Ok(true),
+            Some(_) => Err(format!("release: status {status}")),
+        }
+    }
+}
+
+impl Flow for Escrow {
+    fn request(&mut self) -> Vec<u8> {
+        Escrow::request(self)
+    }
+
+    fn answer(&mut self, status: u16, body: &[u8]) -> Result<bool, String> {
+        Escrow::answer(self, status, body)
+    }
+
+    fn reset(&mut self) {
+        self.pending = None;
+    }
+}
+
+/// `POST /sessions` as the thread's own user, with the right password.
+struct Login {
+    body: String,
+}
+
+impl Flow for Login {
+    fn request(&mut self) -> Vec<u8> {
+        post("/api/v1/sessions", None, &self.body)
+    }
+
+    fn answer(&mut self, status: u16, _body: &[u8]) -> Result<bool, String> {
+        expect(status, 201)
+    }
+}
+
+/// The marketplace mix, per iteration: 80 % reads (a profile, the wallet,
+/// the latest entries: about a third each), 20 % writes (a transfer, or an
+/// escrow created and released: half each).
+struct Mixed {
+    rng: Rng,
+    users: usize,
+    me: usize,
+    token: String,
+    escrow: Escrow,
+    /// What the current iteration is: the escrow chain is two requests.
+    in_escrow: bool,
+}
+
+impl Flow for Mixed {
+    fn request(&mut self) -> Vec<u8> {
+        if self.in_escrow {
+            return self.escrow.request();
+        }
+        match self.rng.below(100) {
+            0..27 => {
+                let target = user_id(self.rng.below(self.users));
+                get(&format!("/api/v1/users/{target}"), &self.token)
+            }
+            27..54 => get("/api/v1/wallet", &self.token),
+            54..80 => get("/api/v1/wallet/entries?limit=20", &self.token),
+            80..90 => {
+                let to = self.rng.other(self.users, self.me);
+                post("/api/v1/transfers", Some(&self.token), &transfer_body(to))
+            }
+            _ => {
+                self.in_escrow = true;
+                self.escrow.request()
+            }
+        }
+    }
+
+    fn answer(&mut self, status: u16, body: &[u8]) -> Result<bool, String> {
+        if self.in_escrow {
+            let result = self.escrow.answer(status, body);
+            if result != Ok(false) {
+                self.in_escrow = false;
+            }
+            return result;
+        }
+        match status {
+            200 | 201 => Ok(true),
+            _ => Err(format!("status {status}")),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.escrow.pending = None;
+        self.in_escrow = false;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Tiny,
+    Healthz,
+    Profile,
+    Wallet,
+    Transfer,
+    Batch,
+    Escrow,
+    Login,
+    Mixed,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Tiny => "tiny_http hello world (ceiling)",
+            Kind::Healthz => "GET /healthz",
+            Kind::Profile => "GET /users/{id} (cached profile)",
+            Kind::Wallet => "GET /wallet (cached balance)",
+            Kind::Transfer => "POST /transfers (durable, 1 sat)",
+            Kind::Batch => "POST /transfers/batch (100 items)",
+            Kind::Escrow => "escrow create + release",
+            Kind::Login => "POST /sessions (argon2id)",
+            Kind::Mixed => "mixed 80 % reads / 20 % writes",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Kind::Tiny | Kind::Healthz | Kind::Profile | Kind::Wallet | Kind::Batch => "req/s",
+            Kind::Transfer => "transfers/s",
+            Kind::Escrow => "pairs/s",
+            Kind::Login => "logins/s",
+            Kind::Mixed => "ops/s",
+        }
+    }
+
+    fn writes(self) -> bool {
+        matches!(
+            self,
+            Kind::Transfer | Kind::Batch | Kind::Escrow | Kind::Login | Kind::Mixed
+        )
+    }
+
+    /// The load of this row on a database of `users` users.
+    fn scenario(self, users: usize, uniform: bool) -> Scenario {
+        let salt = self as u64 * 0x1000_0000 + u64::from(uniform);
+        let read = move |wallet: bool| {
+            move |thread: usize| -> Box<dyn Flow> {
+                Box::new(Read {
+                    rng: Rng::new(thread, salt),
+                    users,
+                    token: (!uniform).then(|| token(caller_of(thread, users))),
+                    wallet,
+                })
+            }
+        };
+        let transfer = move |items: usize| {
+            move |thread: usize| -> Box<dyn Flow> {
+                let me = caller_of(thread, users);
+                Box::new(Transfer {
+                    rng: Rng::new(thread, salt),
+                    users,
+                    me,
+                    token: token(me),
+                    items,
+                })
+            }
+        };
+        let escrow = move |thread: usize| {
+            let me = caller_of(thread, users);
+            Escrow {
+                rng: Rng::new(thread, salt ^ 0xE5),
+                users,
+                me,
+                token: token(me),
+                pending: None,
+            }
+        };
+        let name = self.label();
+        match self {
+            Kind::Tiny | Kind::Healthz => Scenario::simple(
+                name,
+                |_, _| b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
+                200,
+            ),
+            Kind::Profile => Scenario::new(name, read(false)),
+            Kind::Wallet => Scenario::new(name, read(true)),
+            Kind::Transfer => Scenario::new(name, transfer(1)),
+            Kind::Batch => Scenario::new(name, transfer(BATCH_ITEMS)),
+            Kind::Escrow => Scenario::new(name, move |thread| Box::new(escrow(thread))),
+            Kind::Login => Scenario::new(name, move |thread| {
+                let me = caller_of(thread, users);
+                Box::new(Login {
+                    body: format!(r#"{{"username":"user{me}","password":"{PASSWORD}"}}"#),
+                })
+            }),
+            Kind::Mixed => Scenario::new(name, move |thread| {
+                let me = caller_of(thread, users);
+                Box::new(Mixed {
+                    rng: Rng::new(thread, salt),
+                    users,
+                    me,
+                    token: token(me),
+                    escrow: escrow(thread),
+                    in_escrow: false,
+                })
+            }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The server's own figures: `/metrics` before and after a row.
+
+/// One scrape of `/metrics`: value by series (`name{labels}`).
+#[derive(Default, Clone)]
+struct Scrape(BTreeMap<String, f64>);
+
+impl Scrape {
+    fn take(addr: SocketAddr) -> Option<Scrape> {
+        let (status, body) = call(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
+        )
+        .ok()?;
+        if status != 200 {
+            return None;
+        }
+        let text = String::from_utf8(body).ok()?;
+        let series = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect();
+        Some(Scrape(series))
+    }
+
+    /// What changed from `before` to `self` (counters and histograms).
+    fn since(&self, before: &Scrape) -> Scrape {
+        Scrape(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), v - before.0.get(k).copied().unwrap_or(0.0)))
+                .collect(),
+        )
+    }
+
+    fn value(&self, series: &str) -> f64 {
+        self.0.get(series).copied().unwrap_or(0.0)
+    }
+
+    /// A histogram's cumulative buckets, (upper bound, count), by bound.
+    fn buckets(&self, family: &str) -> Vec<(f64, f64)> {
+        let prefix = format!("{family}_bucket{{le=\"");
+        let mut out: Vec<(f64, f64)> = self
+            .0
+            .iter()
+            .filter_map(|(k, v)| {
+                let le = k.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((bound, *v))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+
+    /// The upper bound of the bucket holding quantile `q`.
+    fn quantile(&self, family: &str, q: f64) -> Option<f64> {
+        let buckets = self.buckets(family);
+        let total = buckets.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = (q * total).ceil().max(1.0);
+        buckets.iter().find(|(_, n)| *n >= rank).map(|(le, _)| *le)
+    }
+
+    /// Hit rate of a cache over the span, percent (None without lookups).
+    fn hit_percent(&self, cache: &str) -> Option<f64> {
+        let hits = self.value(&format!("souk_cache_hits_total{{cache=\"{cache}\"}}"));
+        let misses = self.value(&format!("souk_cache_misses_total{{cache=\"{cache}\"}}"));
+        (hits + misses > 0.0).then(|| 100.0 * hits / (hits + misses))
+    }
+
+    fn hit_rates(&self) -> String {
+        let one = |c: &str| {
+            self.hit_percent(c)
+                .map_or("-".into(), |p| format!("{p:.0}"))
+        };
+        format!(
+            "{}/{}/{}",
+            one("profiles"),
+            one("sessions"),
+            one("balances")
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running rows.
+
+struct RowResult {
+    kind: Kind,
+    label: String,
+    conns: usize,
+    stats: Stats,
+    peak_rss_kb: Option<u64>,
+    server_cpu_s: Option<f64>,
+    span: Duration,
+    /// The server's `/metrics` over the row (souk rows).
+    server: Option<Scrape>,
+    /// The server's CPU seconds over the row by thread name (souk rows).
+    threads_cpu_s: BTreeMap<String, f64>,
+}
+
+impl RowResult {
+    fn cpu_us_per_request(&self) -> Option<f64> {
+        self.server_cpu_s
+            .filter(|_| self.stats.exchanges > 0)
+            .map(|cpu| cpu * 1e6 / self.stats.exchanges as f64)
+    }
+
+    fn p99(&self) -> f64 {
+        self.stats.ms(0.99).unwrap_or(f64::INFINITY)
+    }
+
+    /// Percent of one core that the server's threads named `name` used.
+    fn thread_percent(&self, name: &str) -> String {
+        self.threads_cpu_s.get(name).map_or("-".into(), |s| {
+            format!("{:.0}", 100.0 * s / self.span.as_secs_f64())
+        })
+    }
+}
+
+struct Runner {
+    ticks_per_s: u64,
+    warmup: Duration,
+    duration: Duration,
+}
+
+impl Runner {
+    /// One row against a souk server (`souk: Some`) or the in-process tiny_http.
+    fn row(
+        &self,
+        souk: Option<&Souk>,
+        addr: SocketAddr,
+        kind: Kind,
+        label: String,
+        conns: usize,
+        scenario: &Scenario,
+    ) -> RowResult {
+        eprintln!("  {label} on {addr}: {conns} conns …");
+        let pid = souk.map(Souk::pid);
+        let before = pid.and_then(|_| Scrape::take(addr));
+        let watch = pid.map(RssWatch::start);
+        let cpu_pid = pid.unwrap_or_else(std::process::id);
+        let threads_before = pid.map(threads_cpu_ns).unwrap_or_default();
+        let (stats, cpu, span) = cpu_during(cpu_pid, self.ticks_per_s, || {
+            drive(addr, conns, self.warmup, self.duration, scenario)
+        });
+        let threads_cpu_s = pid
+            .map(threads_cpu_ns)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, ns)| {
+                let before = threads_before.get(&name).copied().unwrap_or(0);
+                (name, ns.saturating_sub(before) as f64 / 1e9)
+            })
+            .collect();
+        let peak_rss_kb = watch.map(RssWatch::finish);
+        let server = match (before, pid.and_then(|_| Scrape::take(addr))) {
+            (Some(b), Some(a)) => Some(a.since(&b)),
+            _ => None,
+        };
+        // tiny_http runs in this process: its CPU is ours less the clients'.
+        let server_cpu_s = cpu.map(|c| {
+            if souk.is_some() {
+                c
+            } else {
+                (c - stats.client_cpu.as_secs_f64()).max(0.0)
+            }
+        });
+        RowResult {
+            kind,
+            label,
+            conns,
+            stats,
+            peak_rss_kb,
+            server_cpu_s,
+            span,
+            server,
+            threads_cpu_s,
+        }
+    }
+}
+
+fn server_env(launch: Launch) -> Launch {
+    launch
+        .env("SOUK_MAX_CONNECTIONS", SERVER_MAX_CONNECTIONS)
+        .env("LOGIN_RATE_LIMIT", SERVER_LOGIN_RATE_LIMIT)
+}
+
+// ---------------------------------------------------------------------------
+// The storage ceiling: souk's transfer statements in a raw rusqlite loop.
+
+struct Ceiling {
+    per_tx: usize,
+    /// `PRAGMA cache_size` in KiB, when not SQLite's default.
+    cache_kib: Option<i64>,
+    transfers: u64,
+    commits: u64,
+    took: Duration,
+}
+
+impl Ceiling {
+    fn rate(&self) -> f64 {
+        self.transfers as f64 / self.took.as_secs_f64()
+    }
+}
+
+/// Transfers of 1 satoshi between random seeded users, `per_tx` per
+/// transaction, for `duration`: the debit UPDATE with its available check,
+/// the credit upsert, two entry INSERTs (souk's statements), WAL,
+/// synchronous=FULL.
+fn storage_ceiling(
+    db: &Path,
+    users: usize,
+    per_tx: usize,
+    cache_kib: Option<i64>,
+    duration: Duration,
+) -> Result<Ceiling, String> {
+    let conn = Connection::open(db).map_err(|e| e.to_string())?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("journal_mode is {mode}"));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(|e| e.to_string())?;
+    if let Some(kib) = cache_kib {
+        conn.execute_batch(&format!("PRAGMA cache_size = -{kib}"))
+            .map_err(|e| e.to_string())?;
+    }
+    let mut rng = Rng::new(per_tx, 0xCE11);
+    let mut next_id = 0usize;
+    let (mut transfers, mut commits) = (0u64, 0u64);
+    let now = now_s();
+    let started = Instant::now();
+    while started.elapsed() < duration && transfers < CEILING_MAX_TRANSFERS {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| e.to_string())?;
+        for _ in 0..per_tx {
+            let from = rng.below(users);
+            let to = user_id(rng.other(users, from));
+            let from = user_id(from);
+            let debited = conn
+                .prepare_cached(
+                    "UPDATE accounts SET available = available - ?3
+                     WHERE user_id = ?1 AND currency = ?2 AND available >= ?3",
+                )
+                .and_then(|mut s| s.execute(params![from, "btc", 1]))
+                .map_err(|e| e.to_string())?;
+            if debited != 1 {
+                return Err(format!("debit of user {from} failed"));
+            }
+            conn.prepare_cached(
+                "INSERT INTO accounts (user_id, currency, available) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id, currency) DO UPDATE SET available = available + excluded.available
+                 WHERE available <= 9223372036854775807 - excluded.available",
+            )
+            .and_then(|mut s| s.execute(params![to, "btc", 1]))
+            .map_err(|e| e.to_string())?;
+            let movement = seeded_id(SPACE_CEILING, next_id);
+            next_id += 1;
+            for (user, direction, counterparty) in [(from, "out", to), (to, "in", from)] {
+                let id = seeded_id(SPACE_CEILING, next_id);
+                next_id += 1;
+                conn.prepare_cached(
+                    "INSERT INTO entries (id, movement_id, user_id, kind, direction, currency, amount,
+                                          counterparty, escrow_id, memo, reference, created_at)
+                     VALUES (?1, ?2, ?3, 'transfer', ?4, 'btc', 1, ?5, NULL, NULL, NULL, ?6)",
+                )
+                .and_then(|mut s| s.execute(params![id, movement, user, direction, counterparty, now]))
+                .map_err(|e| e.to_string())?;
+            }
+            transfers += 1;
+        }
+        conn.execute_batch("COMMIT").map_err(|e| e.to_string())?;
+        commits += 1;
+    }
+    Ok(Ceiling {
+        per_tx,
+        cache_kib,
+        transfers,
+        commits,
+        took: started.elapsed(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The cost of recording a request's metrics.
+
+struct RecordCost {
+    threads: usize,
+    ns_per_call: f64,
+}
+
+/// ns per `RequestMetrics::record`, each of `threads` threads recording
+/// `calls / threads` times on the same route (the contended case: the same
+/// atomics bounce between cores).
+fn record_cost(threads: usize, calls: u64) -> RecordCost {
+    use souk::monitor::requests::RequestMetrics;
+    let metrics = RequestMetrics::new(souk::api::routes().describe());
+    let per_thread = calls / threads as u64;
+    let barrier = std::sync::Barrier::new(threads);
+    let nanos: Vec<f64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (metrics, barrier) = (&metrics, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let started = Instant::now();
+                    for i in 0..per_thread {
+                        metrics.record(
+                            std::hint::black_box(Some(0)),
+                            std::hint::black_box(200),
+                            std::hint::black_box(Duration::from_micros(40 + (i & 1023))),
+                        );
+                    }
+                    started.elapsed().as_nanos() as f64 / per_thread as f64
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a recording thread panicked"))
+            .collect()
+    });
+    RecordCost {
+        threads,
+        ns_per_call: nanos.iter().sum::<f64>() / nanos.len() as f64,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Growth: uniform reads at two sizes, caches on and off.
+
+struct GrowthRow {
+    users: usize,
+    caches: bool,
+    kind: Kind,
+    result: RowResult,
+}
+
+struct SizeFacts {
+    users: usize,
+    seed: Duration,
+    db_mb: f64,
+    check: Duration,
+}
+
+fn growth_rows(
+    bin: &Path,
+    db: &Path,
+    users: usize,
+    runner: &Runner,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<GrowthRow>, bool), String> {
+    let mut rows = Vec::new();
+    let mut clean = true;
+    for caches in [true, false] {
+        let mut launch = server_env(Launch::existing(db));
+        if !caches {
+            launch = launch
+                .env("CACHE_TIMEOUT", 0)
+                .env("BALANCE_CACHE_TIMEOUT", 0);
+        }
+        let (souk, _) = Souk::start(bin, launch)?;
+        for kind in [Kind::Profile, Kind::Wallet] {
+            let label = format!(
+                "{} at {} users, caches {}",
+                if kind == Kind::Profile {
+                    "GET /users/{id}"
+                } else {
+                    "GET /wallet"
+                },
+                users,
+                if caches { "on" } else { "off" }
+            );
+            let scenario = kind.scenario(users, true);
+            let result = runner.row(Some(&souk), souk.addr, kind, label, GROWTH_CONNS, &scenario);
+            rows.push(GrowthRow {
+                users,
+                caches,
+                kind,
+                result,
+            });
+        }
+        for line in souk.complaints() {
+            notes.push(format!("server log ({users} users): {line}"));
+        }
+        clean &= report_stop(souk, notes, false);
+    }
+    Ok((rows, clean))
+}
+
+// ---------------------------------------------------------------------------
+// Reporting.
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "yes" } else { "**no**" }
+}
+
+struct Report<'a> {
+    mode: &'a Mode,
+    users: usize,
+    seed_time: Duration,
+    rows: &'a [RowResult],
+    cold: &'a [ColdStart],
+    idle_rss_kb: Option<u64>,
+    idle_threads: Option<u64>,
+    empty_idle_rss_kb: Option<u64>,
+    ceilings: &'a [Ceiling],
+    growth: &'a [GrowthRow],
+    sizes: &'a [SizeFacts],
+    records: &'a [RecordCost],
+    store: Option<serde_json::Value>,
+    notes: &'a [String],
+}
+
+fn find(rows: &[RowResult], kind: Kind, conns: usize) -> Option<&RowResult> {
+    rows.iter().find(|r| r.kind == kind && r.conns == conns)
+}
+
+fn print_report(r: &Report<'_>) {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "\n## Application benchmark ({} mode: {:?} warm-up + {:?} measured per row; {} seeded users)\n",
+        r.mode.name, r.mode.warmup, r.mode.duration, r.users
+    );
+    let _ = writeln!(
+        w,
+        "| scenario | conns | rate | unit | p50 ms | p99 ms | p99.9 ms | errors | server CPU µs/req | client CPU µs/req | server peak RSS MB | cache hit % prof/sess/bal |"
+    );
+    let _ = writeln!(
+        w,
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for row in r.rows {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.label,
+            row.conns,
+            row.stats.rate(),
+            row.kind.unit(),
+            fmt_ms(row.stats.ms(0.50)),
+            fmt_ms(row.stats.ms(0.99)),
+            fmt_ms(row.stats.ms(0.999)),
+            row.stats.error_count(),
+            row.cpu_us_per_request()
+                .map_or("?".into(), |us| format!("{us:.1}")),
+            if row.stats.exchanges > 0 {
+                format!(
+                    "{:.1}",
+                    row.stats.client_cpu.as_secs_f64() * 1e6 / row.stats.exchanges as f64
+                )
+            } else {
+                "?".into()
+            },
+            fmt_mb(row.peak_rss_kb),
+            row.server.as_ref().map_or("-".into(), Scrape::hit_rates),
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nA pair is two requests (create, release); a mixed op is one request, or two for an escrow. Latency is per iteration (a pair: both requests)."
+    );
+
+    // Group commit over the write rows.
+    let _ = writeln!(
+        w,
+        "\n### Group commit during the write rows (server `/metrics` before/after each row)\n"
+    );
+    let _ = writeln!(
+        w,
+        "| scenario | conns | rate | unit | commits/s | write jobs/commit (mean) | batch size p50 | batch size p99 | commit p50 ms | commit p99 ms | CPU % db-writer / workers / http-io / hasher |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|");
+    for row in r.rows.iter().filter(|row| row.kind.writes()) {
+        let Some(s) = &row.server else { continue };
+        let commits = s.value("souk_commit_batch_size_count");
+        let jobs = s.value("souk_commit_batch_size_sum");
+        let le = |family: &str, q: f64, scale: f64| {
+            s.quantile(family, q).map_or("-".into(), |v| {
+                if v.is_infinite() {
+                    "> max".into()
+                } else {
+                    format!("≤ {}", v * scale)
+                }
+            })
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} / {} / {} / {} |",
+            row.label,
+            row.conns,
+            row.stats.rate(),
+            row.kind.unit(),
+            commits / row.span.as_secs_f64(),
+            if commits > 0.0 {
+                format!("{:.1}", jobs / commits)
+            } else {
+                "-".into()
+            },
+            le("souk_commit_batch_size", 0.5, 1.0),
+            le("souk_commit_batch_size", 0.99, 1.0),
+            le("souk_commit_duration_seconds", 0.5, 1e3),
+            le("souk_commit_duration_seconds", 0.99, 1e3),
+            row.thread_percent("db-writer"),
+            row.thread_percent("worker"),
+            row.thread_percent("http-io"),
+            row.thread_percent("hasher"),
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nBatch sizes and commit times are histogram buckets (upper bounds). Commits/s and CPU % (of one core, per thread group) are over warm-up + window."
+    );
+    if let Some(store) = &r.store {
+        let _ = writeln!(
+            w,
+            "Admin dashboard `store` after the load rows: {}",
+            serde_json::to_string(store).unwrap_or_default()
+        );
+    }
+
+    // Storage ceiling.
+    let _ = writeln!(
+        w,
+        "\n### Storage ceiling: the same transfer writes in a raw rusqlite loop (WAL, synchronous=FULL, one thread, seeded copy)\n"
+    );
+    let souk_row = find(r.rows, Kind::Transfer, 64).or_else(|| {
+        r.rows
+            .iter()
+            .filter(|x| x.kind == Kind::Transfer)
+            .max_by_key(|x| x.conns)
+    });
+    let souk64 = souk_row.map_or(0.0, |x| x.stats.rate());
+    let _ = writeln!(
+        w,
+        "| writer | transfers/s | commits/s | souk POST /transfers @ {} conns / this |",
+        souk_row.map_or(0, |x| x.conns)
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|");
+    for c in r.ceilings {
+        let _ = writeln!(
+            w,
+            "| rusqlite, {} transfer{} per transaction{} | {:.0} | {:.0} | {} |",
+            c.per_tx,
+            if c.per_tx == 1 { "" } else { "s" },
+            c.cache_kib.map_or(String::new(), |kib| format!(
+                ", page cache {} MiB (souk: SQLite's default 2 MB)",
+                kib / 1024
+            )),
+            c.rate(),
+            c.commits as f64 / c.took.as_secs_f64(),
+            ratio(souk64, c.rate()),
+        );
+    }
+    for row in r
+        .rows
+        .iter()
+        .filter(|x| matches!(x.kind, Kind::Transfer | Kind::Batch))
+    {
+        let per_request = if row.kind == Kind::Batch {
+            BATCH_ITEMS
+        } else {
+            1
+        };
+        let commits = row
+            .server
+            .as_ref()
+            .map_or(0.0, |s| s.value("souk_commit_batch_size_count"));
+        let _ = writeln!(
+            w,
+            "| souk {}, {} conns | {:.0} | {:.0} | |",
+            row.label,
+            row.conns,
+            row.stats.rate() * per_request as f64,
+            commits / row.span.as_secs_f64(),
+        );
+    }
+
+    // Cold start.
+    let _ = writeln!(
+        w,
+        "\n### Cold start on the existing {}-user database\n",
+        r.users
+    );
+    let ready: Vec<Duration> = r.cold.iter().map(|c| c.to_ready).collect();
+    let listening: Vec<Duration> = r.cold.iter().map(|c| c.to_listening).collect();
+    let _ = writeln!(w, "| measure | result | target |");
+    let _ = writeln!(w, "|---|---:|---:|");
+    let _ = writeln!(
+        w,
+        "| spawn → first 200 on /healthz, median of {} (min / max) | {:.1} ms ({:.1} / {:.1}) | ≤ {TARGET_COLD_START_MS} ms |",
+        ready.len(),
+        ms(median(ready.clone())),
+        ms(ready.iter().min().copied().unwrap_or_default()),
+        ms(ready.iter().max().copied().unwrap_or_default()),
+    );
+    let _ = writeln!(
+        w,
+        "| spawn → `listening on` logged, median | {:.1} ms | |",
+        ms(median(listening))
+    );
+    let _ = writeln!(
+        w,
+        "| idle RSS 500 ms after the first 200 ({} threads) | {} MB | ≤ {TARGET_IDLE_RSS_MB} MB |",
+        r.idle_threads.map_or("?".into(), |n| n.to_string()),
+        r.idle_rss_kb
+            .map_or("?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+    );
+    let _ = writeln!(
+        w,
+        "| idle RSS 500 ms after the first 200, empty database (for comparison) | {} MB | |",
+        r.empty_idle_rss_kb
+            .map_or("?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+    );
+
+    // Growth.
+    if !r.growth.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n### Growth: uniform reads ({GROWTH_CONNS} conns; caller and profile drawn uniformly from all users; {:?} warm-up + {:?})\n",
+            r.mode.growth_warmup, r.mode.growth_duration
+        );
+        let _ = writeln!(
+            w,
+            "| users | caches | route | req/s | p50 ms | p99 ms | errors | cache hit % prof/sess/bal |"
+        );
+        let _ = writeln!(w, "|---:|---|---|---:|---:|---:|---:|---|");
+        for g in r.growth {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+                g.users,
+                if g.caches { "on" } else { "off (TTL 0)" },
+                if g.kind == Kind::Profile {
+                    "GET /users/{id}"
+                } else {
+                    "GET /wallet"
+                },
+                g.result.stats.rate(),
+                fmt_ms(g.result.stats.ms(0.5)),
+                fmt_ms(g.result.stats.ms(0.99)),
+                g.result.stats.error_count(),
+                g.result
+                    .server
+                    .as_ref()
+                    .map_or("-".into(), Scrape::hit_rates),
+            );
+        }
+        let _ = writeln!(
+            w,
+            "\n| users | seeding (rusqlite, one transaction) | database MB | `souk check` wall time |"
+        );
+        let _ = writeln!(w, "|---:|---:|---:|---:|");
+        for s in r.sizes {
+            let _ = writeln!(
+                w,
+                "| {} | {:.1} s | {:.0} | {:.2} s |",
+                s.users,
+                s.seed.as_secs_f64(),
+                s.db_mb,
+                s.check.as_secs_f64()
+            );
+        }
+    }
+
+    // Metrics recording cost.
+    let healthz = r.rows.iter().find(|x| x.kind == Kind::Healthz);
+    let healthz_us = healthz.and_then(RowResult::cpu_us_per_request);
+    let _ = writeln!(
+        w,
+        "\n### Cost of recording a request's metrics (`RequestMetrics::record`, same route)\n"
+    );
+    let _ = writeln!(
+        w,
+        "| threads | ns per record | server CPU µs per GET /healthz ({} conns) | share of a request's CPU | target |",
+        healthz.map_or(0, |h| h.conns)
+    );
+    let _ = writeln!(w, "|---:|---:|---:|---:|---:|");
+    for c in r.records {
+        let _ = writeln!(
+            w,
+            "| {} | {:.1} | {} | {} | < {TARGET_RECORD_PERCENT} % |",
+            c.threads,
+            c.ns_per_call,
+            healthz_us.map_or("?".into(), |us| format!("{us:.1}")),
+            healthz_us.map_or("?".into(), |us| format!(
+                "{:.3} %",
+                100.0 * c.ns_per_call / (us * 1e3)
+            )),
+        );
+    }
+
+    // Targets.
+    let _ = writeln!(w, "\n### Targets\n");
+    let _ = writeln!(w, "| target | result | met |");
+    let _ = writeln!(w, "|---|---|---|");
+    let tiny64 = find(r.rows, Kind::Tiny, 64).map(|x| x.stats.rate());
+    for kind in [Kind::Profile, Kind::Wallet] {
+        if let (Some(row), Some(tiny)) = (find(r.rows, kind, 64), tiny64) {
+            let share = row.stats.rate() / tiny;
+            let _ = writeln!(
+                w,
+                "| {} ≥ {:.0} % of tiny_http req/s at 64 conns | {:.0} of {:.0} req/s = {:.0} % | {} |",
+                kind.label(),
+                TARGET_READ_SHARE * 100.0,
+                row.stats.rate(),
+                tiny,
+                share * 100.0,
+                met(share >= TARGET_READ_SHARE)
+            );
+            let _ = writeln!(
+                w,
+                "| {} p99 ≤ {TARGET_READ_P99_MS} ms at 64 conns | {:.2} ms | {} |",
+                kind.label(),
+                row.p99(),
+                met(row.p99() <= TARGET_READ_P99_MS)
+            );
+        }
+    }
+    if let Some(row) = find(r.rows, Kind::Transfer, 64) {
+        let _ = writeln!(
+            w,
+            "| durable transfers ≥ {TARGET_TRANSFERS_PER_S:.0}/s at 64 conns | {:.0}/s | {} |",
+            row.stats.rate(),
+            met(row.stats.rate() >= TARGET_TRANSFERS_PER_S)
+        );
+        let _ = writeln!(
+            w,
+            "| durable transfer p99 ≤ {TARGET_TRANSFER_P99_MS} ms at 64 conns | {:.2} ms | {} |",
+            row.p99(),
+            met(row.p99() <= TARGET_TRANSFER_P99_MS)
+        );
+    }
+    if let Some(kb) = r.idle_rss_kb {
+        let mb = kb as f64 / 1024.0;
+        let _ = writeln!(
+            w,
+            "| idle RSS ≤ {TARGET_IDLE_RSS_MB} MB ({}-user database) | {mb:.1} MB | {} |",
+            r.users,
+            met(mb <= TARGET_IDLE_RSS_MB)
+        );
+    }
+    if let Some(peak) = r.mode.peak_conns.and_then(|c| find(r.rows, Kind::Mixed, c))
+        && let Some(kb) = peak.peak_rss_kb
+    {
+        let mb = kb as f64 / 1024.0;
+        let _ = writeln!(
+            w,
+            "| peak RSS ≤ {TARGET_PEAK_RSS_MB} MB with {} connections (mixed workload) | {mb:.1} MB | {} |",
+            peak.conns,
+            met(mb <= TARGET_PEAK_RSS_MB)
+        );
+    }
+    if !r.cold.is_empty() {
+        let m = ms(median(r.cold.iter().map(|c| c.to_ready).collect()));
+        let _ = writeln!(
+            w,
+            "| cold start ≤ {TARGET_COLD_START_MS} ms (existing {}-user database, median) | {m:.1} ms | {} |",
+            r.users,
+            met(m <= TARGET_COLD_START_MS)
+        );
+    }
+    if let [small, large, ..] = r.sizes {
+        for caches in [true, false] {
+            for kind in [Kind::Profile, Kind::Wallet] {
+                let pick = |users: usize| {
+                    r.growth
+                        .iter()
+                        .find(|g| g.users == users && g.caches == caches && g.kind == kind)
+                };
+                if let (Some(a), Some(b)) = (pick(small.users), pick(large.users)) {
+                    let p50 = b.result.stats.ms(0.5).unwrap_or(f64::NAN)
+                        / a.result.stats.ms(0.5).unwrap_or(f64::NAN);
+                    let p99 = b.result.p99() / a.result.p99();
+                    let _ = writeln!(
+                        w,
+                        "| {} latency within {TARGET_GROWTH_RATIO}× from {} to {} users (caches {}) | p50 ×{p50:.2}, p99 ×{p99:.2} | {} |",
+                        if kind == Kind::Profile {
+                            "GET /users/{id}"
+                        } else {
+                            "GET /wallet"
+                        },
+                        small.users,
+                        large.users,
+                        if caches { "on" } else { "off" },
+                        met(p50 <= TARGET_GROWTH_RATIO && p99 <= TARGET_GROWTH_RATIO)
+                    );
+                }
+            }
+        }
+    }
+    if let Some(us) = healthz_us {
+        for c in r.records {
+            let share = 100.0 * c.ns_per_call / (us * 1e3);
+            let _ = writeln!(
+                w,
+                "| metrics recording < {TARGET_RECORD_PERCENT} % of a request ({} thread{}) | {share:.3} % | {} |",
+                c.threads,
+                if c.threads == 1 { "" } else { "s" },
+                met(share < TARGET_RECORD_PERCENT)
+            );
+        }
+    }
+
+    let _ = writeln!(w);
+    for row in r.rows.iter().chain(r.growth.iter().map(|g| &g.result)) {
+        if !row.stats.errors.is_empty() {
+            let _ = writeln!(
+                w,
+                "- errors of {} ({} conns): {}",
+                row.label,
+                row.conns,
+                row.stats.error_kinds()
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "- seeding {} users (rusqlite, one transaction, after `souk migrate`): {:.2} s",
+        r.users,
+        r.seed_time.as_secs_f64()
+    );
+    let _ = writeln!(w, "- machine: {}", machine());
+    for note in r.notes {
+        let _ = writeln!(w, "- {note}");
+    }
+    print!("{out}");
+    let _ = io::stdout().flush();
+}
+
+// ---------------------------------------------------------------------------
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = if args.iter().any(|a| a == "--quick") {
+        &QUICK
+    } else if args.iter().any(|a| a == "--bench") {
+        &FULL
+    } else {
+        &SMOKE
+    };
+    let dir = std::env::temp_dir().join(format!("souk-bench-app-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+        .and_then(|()| run(mode, &dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the whole plan in `dir`; `Ok(false)` when the server misbehaved.
+fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_souk"));
+    eprintln!("souk binary: {}", bin.display());
+    let mut notes = Vec::new();
+    let mut clean = true;
+    let load_before = load_average();
+    let ticks_per_s = clock_ticks_per_second();
+
+    // Seed once; every database of the run is a copy of this one.
+    let phc =
+        souk::accounts::passwords::hash_now(PASSWORD.as_bytes()).map_err(|e| e.to_string())?;
+    let pristine = dir.join("seeded.db");
+    eprintln!("seeding {} users …", mode.users);
+    let seed_time = seed(&bin, &pristine, mode.users, &phc)?;
+    let check_small = souk_check(&bin, &pristine)?;
+    eprintln!(
+        "seeded in {:.2} s; souk check passed in {:.2} s",
+        seed_time.as_secs_f64(),
+        check_small.as_secs_f64()
+    );
+    let main_db = dir.join("main.db");
+    copy_db(&pristine, &main_db)?;
+
+    // Cold starts on the existing database; the last server stays up.
+    let mut cold = Vec::new();
+    let mut souk = None;
+    for run in 0..mode.cold_starts.max(1) {
+        let (started, timing) = Souk::start(&bin, server_env(Launch::existing(&main_db)))?;
+        eprintln!(
+            "cold start {}: listening at {:.1} ms, first 200 at {:.1} ms",
+            run + 1,
+            ms(timing.to_listening),
+            ms(timing.to_ready)
+        );
+        cold.push(timing);
+        if let Some(previous) = souk.replace(started) {
+            clean &= report_stop(previous, &mut notes, false);
+        }
+    }
+    let souk = souk.expect("at least one start");
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_rss_kb = proc_status_kb(souk.pid(), "VmRSS");
+    let idle_threads = std::fs::read_to_string(format!("/proc/{}/status", souk.pid()))
+        .ok()
+        .and_then(|s| status_field(&s, "Threads")?.parse().ok());
+    // The same on an empty database, for comparison (no cache to warm).
+    let empty_idle_rss_kb = {
+        let (empty, _) = Souk::start(&bin, server_env(Launch::fresh(0)?))?;
+        std::thread::sleep(Duration::from_millis(500));
+        let kb = proc_status_kb(empty.pid(), "VmRSS");
+        clean &= report_stop(empty, &mut notes, false);
+        kb
+    };
+
+    // The load rows.
+    let runner = Runner {
+        ticks_per_s,
+        warmup: mode.warmup,
+        duration: mode.duration,
+    };
+    let workers = std::env::var("SOUK_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // The ceiling right before the reads it is compared with, at each
+    // connection count: the machine's other load drifts over minutes.
+    let mut plan: Vec<(Kind, usize)> = Vec::new();
+    for &c in mode.conns {
+        plan.extend([(Kind::Tiny, c), (Kind::Profile, c), (Kind::Wallet, c)]);
+    }
+    let healthz_conns = *mode
+        .conns
+        .iter()
+        .find(|&&c| c == 64)
+        .unwrap_or(&mode.conns[0]);
+    plan.push((Kind::Healthz, healthz_conns));
+    plan.extend(mode.conns.iter().map(|&c| (Kind::Transfer, c)));
+    plan.extend(mode.batch_conns.iter().map(|&c| (Kind::Batch, c)));
+    plan.extend(mode.conns.iter().map(|&c| (Kind::Escrow, c)));
+    plan.extend(mode.login_conns.iter().map(|&c| (Kind::Login, c)));
+    plan.extend(mode.conns.iter().map(|&c| (Kind::Mixed, c)));
+    eprintln!("running {} rows ({} mode):", plan.len(), mode.name);
+    let mut tiny: Option<Tiny> = None;
+    let mut rows = Vec::new();
+    let mut souk = Some(souk);
+    for (kind, conns) in plan {
+        let scenario = kind.scenario(mode.users, false);
+        if kind == Kind::Tiny {
+            let tiny = tiny.get_or_insert_with(|| Tiny::start(workers));
+            rows.push(runner.row(
+                None,
+                tiny.addr,
+                kind,
+                "tiny_http hello world (ceiling)".into(),
+                conns,
+                &scenario,
+            ));
+            continue;
+        }
+        let Some(server) = souk.as_mut() else { break };
+        if let Some(status) = server.exited() {
+            notes.push(format!(
+                "souk EXITED ({status}) before the row `{}` ({conns} conns); rows after it were skipped. Its last log lines:\n\n```\n{}\n```",
+                kind.label(),
+                server.log_tail(30)
+            ));
+            clean = false;
+            souk = None;
+            break;
+        }
+        rows.push(runner.row(
+            Some(server),
+            server.addr,
+            kind,
+            kind.label().into(),
+            conns,
+            &scenario,
+        ));
+    }
+    if let Some(tiny) = tiny.take() {
+        tiny.stop();
+    }
+    let admin = token(0);
+    let store = souk.as_ref().and_then(|s| {
+        let (status, body) = call(
+            s.addr,
+            &format!("GET /api/v1/admin/dashboard HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n")
+                .into_bytes(),
+        )
+        .ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (status == 200).then(|| value["store"].clone())
+    });
+    if let Some(server) = souk.take() {
+        for line in server.complaints() {
+            notes.push(format!("server log: {line}"));
+        }
+        clean &= report_stop(server, &mut notes, true);
+    }
+    // Peak RSS with many connections, on a server of its own: the heap that
+    // earlier rows left behind (argon2's 19 MiB blocks, the 100-item batch
+    // jobs) would otherwise count against it.
+    if let Some(peak) = mode.peak_conns {
+        let (server, _) = Souk::start(&bin, server_env(Launch::existing(&main_db)))?;
+        let scenario = Kind::Mixed.scenario(mode.users, false);
+        let label = format!("{} (fresh server)", Kind::Mixed.label());
+        rows.push(runner.row(
+            Some(&server),
+            server.addr,
+            Kind::Mixed,
+            label,
+            peak,
+            &scenario,
+        ));
+        for line in server.complaints() {
+            notes.push(format!("server log (peak row): {line}"));
+        }
+        clean &= report_stop(server, &mut notes, false);
+    }
+    match souk_check(&bin, &main_db) {
+        Ok(took) => notes.push(format!(
+            "`souk check` after the load rows: all invariants hold ({:.2} s, database {:.0} MB)",
+            took.as_secs_f64(),
+            file_mb(&main_db)
+        )),
+        Err(e) => {
+            notes.push(format!("`souk check` after the load rows FAILED: {e}"));
+            clean = false;
+        }
+    }
+
+    // The storage ceiling on a fresh copy of the seeded database.
+    let mut ceilings = Vec::new();
+    let variants = [
+        (1, None),
+        (CEILING_BATCH, None),
+        (CEILING_BATCH, Some(CEILING_BIG_CACHE_KIB)),
+    ];
+    for (per_tx, cache_kib) in variants {
+        let db = dir.join(format!("ceiling-{per_tx}.db"));
+        copy_db(&pristine, &db)?;
+        eprintln!(
+            "storage ceiling: {per_tx} transfer(s) per transaction, cache {cache_kib:?} KiB …"
+        );
+        ceilings.push(storage_ceiling(
+            &db,
+            mode.users,
+            per_tx,
+            cache_kib,
+            mode.ceiling_duration,
+        )?);
+        remove_db(&db);
+    }
+
+    // Growth: the seeded size, then the large one.
+    let mut growth = Vec::new();
+    let mut sizes = Vec::new();
+    if let Some(large) = mode.growth_users {
+        let growth_runner = Runner {
+            ticks_per_s,
+            warmup: mode.growth_warmup,
+            duration: mode.growth_duration,
+        };
+        let small_db = dir.join("growth-small.db");
+        copy_db(&pristine, &small_db)?;
+        sizes.push(SizeFacts {
+            users: mode.users,
+            seed: seed_time,
+            db_mb: file_mb(&pristine),
+            check: check_small,
+        });
+        eprintln!("growth at {} users:", mode.users);
+        let (rows, ok) = growth_rows(&bin, &small_db, mode.users, &growth_runner, &mut notes)?;
+        growth.extend(rows);
+        clean &= ok;
+        remove_db(&small_db);
+        let large_db = dir.join("growth-large.db");
+        eprintln!("seeding {large} users …");
+        let took = seed(&bin, &large_db, large, &phc)?;
+        eprintln!("seeded in {:.1} s; souk check …", took.as_secs_f64());
+        let check = souk_check(&bin, &large_db)?;
+        sizes.push(SizeFacts {
+            users: large,
+            seed: took,
+            db_mb: file_mb(&large_db),
+            check,
+        });
+        eprintln!("growth at {large} users:");
+        let (rows, ok) = growth_rows(&bin, &large_db, large, &growth_runner, &mut notes)?;
+        growth.extend(rows);
+        clean &= ok;
+        remove_db(&large_db);
+    }
+
+    // The cost of recording metrics.
+    eprintln!("RequestMetrics::record …");
+    let records = vec![
+        record_cost(1, mode.record_calls),
+        record_cost(2, mode.record_calls),
+    ];
+
+    notes.push(format!(
+        "server: {} on a copy of the seeded database, SOUK_MAX_CONNECTIONS={SERVER_MAX_CONNECTIONS}, LOGIN_RATE_LIMIT={SERVER_LOGIN_RATE_LIMIT} (one client address); other settings default or from the environment",
+        bin.display()
+    ));
+    notes.push(format!(
+        "tiny_http 0.12: in this process, {workers} threads calling `recv()` (as many as souk's workers)"
+    ));
+    notes.push("client: this process, one thread and one keep-alive connection per conn, closed loop, on the same cores as the server; each thread acts as its own seeded user (reads of the main rows: its own session, a uniformly drawn profile)".into());
+    if !mode.batch_conns.contains(&512) {
+        notes.push(format!(
+            "POST /transfers/batch runs at {:?} connections only: at 512, one group commit takes up to 512 jobs × 100 items = 51,200 transfers, which takes longer than this client's {:?} read timeout (every request timed out in a trial run)",
+            mode.batch_conns,
+            common::IO_TIMEOUT
+        ));
+    }
+    notes.push("errors count failed exchanges and unexpected statuses over warm-up and window; rates and latencies count iterations completed inside the window".into());
+    notes.push(format!(
+        "load average (1/5/15 min) before: {load_before}, after: {} (other work on the machine skews every number)",
+        load_average()
+    ));
+    print_report(&Report {
+        mode,
+        users: mode.users,
+        seed_time,
+        rows: &rows,
+        cold: &cold,
+        idle_rss_kb,
+        idle_threads,
+        empty_idle_rss_kb,
+        ceilings: &ceilings,
+        growth: &growth,
+        sizes: &sizes,
+        records: &records,
+        store,
+        notes: &notes,
+    });
+    Ok(clean)
+}
