@@ -55,9 +55,19 @@ impl App {
         W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
         R: FnOnce(T) -> Response + Send + 'static,
     {
+        self.write_weighted(1, work, render)
+    }
+
+    /// `write` for a job worth `weight` ordinary ones (a batch of transfers).
+    pub fn write_weighted<T, W, R>(&self, weight: usize, work: W, render: R) -> Reply
+    where
+        T: Send + 'static,
+        W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+        R: FnOnce(T) -> Response + Send + 'static,
+    {
         let writer = self.store.writer.clone();
         Reply::Later(Box::new(move |responder| {
-            writer.submit(work, move |result| {
+            writer.submit_weighted(weight, work, move |result| {
                 responder.send(match result {
                     Ok(value) => render(value),
                     Err(e) => respond::error(e),

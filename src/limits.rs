@@ -33,6 +33,10 @@ pub const WRITE_QUEUE_MAX: usize = 4096;
 /// Jobs committed together in one transaction (group commit). Bounds the
 /// time a single commit holds the write lock and the work lost to one failure.
 pub const COMMIT_BATCH_MAX: usize = 512;
+/// Work in one commit, in rows-ish units (a transfer is 1, a batch of N
+/// transfers N): keeps one commit well under a second even when many large
+/// batches arrive together.
+pub const COMMIT_WEIGHT_MAX: usize = 4096;
 /// Read-only connections, at most (MAX_DB_CONNECTIONS is checked against it).
 pub const DB_READERS_MAX: u32 = 64;
 /// Request workers, at most (SOUK_WORKERS is checked against it).
@@ -43,4 +47,5 @@ pub const QUERY_PROGRESS_STEPS: i32 = 10_000;
 const _: () = assert!(REQUEST_TARGET_BYTES_MAX < REQUEST_HEAD_BYTES_MAX);
 const _: () = assert!(READ_CHUNK_BYTES >= REQUEST_HEAD_BYTES_MAX);
 const _: () = assert!(COMMIT_BATCH_MAX <= WRITE_QUEUE_MAX);
+const _: () = assert!(COMMIT_BATCH_MAX <= COMMIT_WEIGHT_MAX);
 const _: () = assert!(ACCEPT_BACKOFF_MS_MIN <= ACCEPT_BACKOFF_MS_MAX);

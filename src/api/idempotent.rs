@@ -28,8 +28,27 @@ where
     W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
     R: FnOnce(T) -> Response + Send + 'static,
 {
+    write_weighted(app, request, user_id, canonical, 1, work, render)
+}
+
+/// `write` for a job worth `weight` ordinary ones (see `Writer::submit_weighted`).
+#[allow(clippy::too_many_arguments)]
+pub fn write_weighted<T, W, R>(
+    app: &App,
+    request: &Request,
+    user_id: i64,
+    canonical: Value,
+    weight: usize,
+    work: W,
+    render: R,
+) -> Result<Reply>
+where
+    T: Send + 'static,
+    W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    R: FnOnce(T) -> Response + Send + 'static,
+{
     let Some(key) = idempotency::parse_key(request.header("idempotency-key"))? else {
-        return Ok(app.write(work, render));
+        return Ok(app.write_weighted(weight, work, render));
     };
     let route = format!("{} {}", request.method.as_str(), request.path);
     let fingerprint = idempotency::fingerprint(&route, &canonical);
@@ -57,7 +76,7 @@ where
             idempotency::store(tx, user_id, &key, &fingerprint, &stored, now)?;
             Ok((response, false))
         };
-        writer.submit(job, move |result| {
+        writer.submit_weighted(weight, job, move |result| {
             drop(in_flight);
             responder.send(match result {
                 Ok((response, _)) => response,

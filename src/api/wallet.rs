@@ -155,12 +155,14 @@ pub fn transfer_batch(app: &App, request: &Request, _: &Params) -> Result<Reply>
         })
         .collect::<Result<_>>()?;
     let canonical = json!(items.iter().map(canonical).collect::<Vec<_>>());
+    let weight = items.len();
     let now = clock::unix_seconds();
-    idempotent::write(
+    idempotent::write_weighted(
         app,
         request,
         from,
         canonical,
+        weight,
         move |tx| ledger::transfer_batch(tx, from, &items, now),
         |transfers| {
             let views: Vec<_> = transfers.iter().map(|t| t.view()).collect();

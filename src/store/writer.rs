@@ -20,7 +20,7 @@ use rusqlite::Connection;
 
 use super::breaker::{self, Admission, Breaker, Path};
 use crate::error::{Error, Result};
-use crate::limits::{COMMIT_BATCH_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX};
+use crate::limits::{COMMIT_BATCH_MAX, COMMIT_WEIGHT_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX};
 use crate::monitor::histogram::Histogram;
 
 /// The write connection as a job sees it, inside its savepoint. Only the
@@ -115,7 +115,8 @@ where
 }
 
 enum Message {
-    Job(Box<dyn QueuedJob>),
+    /// A job and its weight (the rows it writes, roughly).
+    Job(Box<dyn QueuedJob>, usize),
     Stop,
 }
 
@@ -213,6 +214,18 @@ impl Writer {
         W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
         D: FnOnce(Result<T>) + Send + 'static,
     {
+        self.submit_weighted(1, work, done);
+    }
+
+    /// Like `submit` for a job that does the work of `weight` ordinary ones
+    /// (a batch of transfers): a commit takes at most `COMMIT_WEIGHT_MAX`, so
+    /// a few large jobs cannot make one commit, and everyone's wait, huge.
+    pub fn submit_weighted<T, W, D>(&self, weight: usize, work: W, done: D)
+    where
+        T: Send + 'static,
+        W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+        D: FnOnce(Result<T>) + Send + 'static,
+    {
         let job: Box<dyn QueuedJob> = Box::new(Job {
             work,
             done,
@@ -223,9 +236,9 @@ impl Writer {
             Ok(admission) => admission,
             Err(e) => return job.fail(e),
         };
-        match self.queue.try_send(Message::Job(job)) {
+        match self.queue.try_send(Message::Job(job, weight.max(1))) {
             Ok(()) => self.full_since_ms.store(0, Ordering::Relaxed),
-            Err(TrySendError::Full(Message::Job(job))) => {
+            Err(TrySendError::Full(Message::Job(job, _))) => {
                 self.stats.rejected_full.fetch_add(1, Ordering::Relaxed);
                 self.note_queue_full();
                 if admission == Admission::Probe {
@@ -233,7 +246,7 @@ impl Writer {
                 }
                 job.fail(Error::unavailable("write queue is full"));
             }
-            Err(TrySendError::Disconnected(Message::Job(job))) => {
+            Err(TrySendError::Disconnected(Message::Job(job, _))) => {
                 job.fail(Error::unavailable("the writer has stopped"));
             }
             Err(_) => {}
@@ -293,15 +306,35 @@ impl Writer {
 
 fn writer_loop(conn: &Connection, queue: &Receiver<Message>, context: &Context) {
     let mut batch: Vec<Box<dyn QueuedJob>> = Vec::with_capacity(COMMIT_BATCH_MAX);
+    // A job that would have made the last batch too heavy opens the next.
+    let mut carried: Option<(Box<dyn QueuedJob>, usize)> = None;
     let mut stopping = false;
-    while !stopping {
-        match queue.recv() {
-            Ok(Message::Job(job)) => batch.push(job),
-            Ok(Message::Stop) | Err(_) => stopping = true,
+    while !stopping || carried.is_some() {
+        let mut weight = 0usize;
+        let first = match carried.take() {
+            Some(job) => Some(job),
+            None => match queue.recv() {
+                Ok(Message::Job(job, w)) => Some((job, w)),
+                Ok(Message::Stop) | Err(_) => {
+                    stopping = true;
+                    None
+                }
+            },
+        };
+        if let Some((job, w)) = first {
+            batch.push(job);
+            weight += w;
         }
-        while batch.len() < COMMIT_BATCH_MAX {
+        while !stopping && batch.len() < COMMIT_BATCH_MAX && weight < COMMIT_WEIGHT_MAX {
             match queue.try_recv() {
-                Ok(Message::Job(job)) => batch.push(job),
+                Ok(Message::Job(job, w)) if weight + w > COMMIT_WEIGHT_MAX => {
+                    carried = Some((job, w));
+                    break;
+                }
+                Ok(Message::Job(job, w)) => {
+                    batch.push(job);
+                    weight += w;
+                }
                 Ok(Message::Stop) => stopping = true,
                 Err(_) => break,
             }
@@ -312,7 +345,7 @@ fn writer_loop(conn: &Connection, queue: &Receiver<Message>, context: &Context) 
     }
     // Anything queued after the stop is answered, not silently dropped.
     while let Ok(message) = queue.try_recv() {
-        if let Message::Job(job) = message {
+        if let Message::Job(job, _) = message {
             job.fail(Error::unavailable("the server is shutting down"));
         }
     }
@@ -599,6 +632,52 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(seen_uncommitted.load(Ordering::Relaxed), 0);
+        writer.shutdown();
+    }
+
+    #[test]
+    fn heavy_jobs_are_spread_over_commits_by_weight() {
+        let (_dir, writer) = temp_writer();
+        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+        writer.submit(
+            move |_tx| {
+                let _ = gate_rx.recv();
+                Ok(())
+            },
+            |_: Result<()>| {},
+        );
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        for _ in 0..3 {
+            let done_tx = done_tx.clone();
+            writer.submit_weighted(
+                3000,
+                |_tx| Ok(()),
+                move |r: Result<()>| {
+                    let _ = done_tx.send(r.is_ok());
+                },
+            );
+        }
+        let light = 20;
+        for _ in 0..light {
+            let done_tx = done_tx.clone();
+            writer.submit(
+                |_tx| Ok(()),
+                move |r: Result<()>| {
+                    let _ = done_tx.send(r.is_ok());
+                },
+            );
+        }
+        let before = writer.stats.commits.load(Ordering::Relaxed);
+        gate_tx.send(()).unwrap();
+        let answers: Vec<bool> = (0..3 + light).map(|_| done_rx.recv().unwrap()).collect();
+        assert!(answers.iter().all(|ok| *ok));
+        let commits = writer.stats.commits.load(Ordering::Relaxed) - before;
+        // No two 3000-weight jobs fit one commit (4096): at least three
+        // commits, where job count alone would have allowed one.
+        assert!(
+            commits >= 3,
+            "heavy jobs shared a commit: {commits} commits"
+        );
         writer.shutdown();
     }
 
