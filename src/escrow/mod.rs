@@ -252,71 +252,50 @@ fn transition(tx: &WriteTx<'_>, id: i64, from: &str, to: &str, now: i64) -> Resu
     Ok(escrow)
 }
 
-/// `part` of the held funds to the seller: out of the buyer's held, into the
-/// seller's available.
-fn pay_seller(
-    tx: &WriteTx<'_>,
-    escrow: &Escrow,
-    movement_id: i64,
-    part: Amount,
-    now: i64,
-) -> Result<()> {
-    ledger::debit_held(tx, escrow.buyer, &escrow.currency, part.minor())?;
-    ledger::credit_available(tx, escrow.seller, &escrow.currency, part.minor())?;
-    let (buyer, seller) = (escrow.buyer, escrow.seller);
-    ledger::insert_entry(
-        tx,
-        &entry(
-            escrow,
-            movement_id,
-            Kind::EscrowRelease,
-            buyer,
-            "out",
-            seller,
-            part,
-            now,
-        ),
-    )?;
-    ledger::insert_entry(
-        tx,
-        &entry(
-            escrow,
-            movement_id,
-            Kind::EscrowRelease,
-            seller,
-            "in",
-            buyer,
-            part,
-            now,
-        ),
-    )?;
-    Ok(())
+/// Where a part of the held funds goes.
+#[derive(Clone, Copy)]
+enum To {
+    /// Release: out of the buyer's held, into the seller's available (one
+    /// leg each).
+    Seller,
+    /// Refund: from the buyer's held back to their available (one leg).
+    Buyer,
 }
 
-/// `part` of the held funds back to the buyer's available.
-fn pay_buyer(
+/// Moves `part` of the escrow's held funds and records its legs under
+/// `movement_id` (the closing movement).
+fn pay(
     tx: &WriteTx<'_>,
     escrow: &Escrow,
     movement_id: i64,
     part: Amount,
     now: i64,
+    to: To,
 ) -> Result<()> {
-    ledger::debit_held(tx, escrow.buyer, &escrow.currency, part.minor())?;
-    ledger::credit_available(tx, escrow.buyer, &escrow.currency, part.minor())?;
     let (buyer, seller) = (escrow.buyer, escrow.seller);
-    ledger::insert_entry(
-        tx,
-        &entry(
+    let (kind, recipient, legs): (Kind, i64, &[(i64, &'static str, i64)]) = match to {
+        To::Seller => (
+            Kind::EscrowRelease,
+            seller,
+            &[(buyer, "out", seller), (seller, "in", buyer)],
+        ),
+        To::Buyer => (Kind::EscrowRefund, buyer, &[(buyer, "in", seller)]),
+    };
+    ledger::debit_held(tx, buyer, &escrow.currency, part.minor())?;
+    ledger::credit_available(tx, recipient, &escrow.currency, part.minor())?;
+    for &(user, direction, counterparty) in legs {
+        let leg = entry(
             escrow,
             movement_id,
-            Kind::EscrowRefund,
-            buyer,
-            "in",
-            seller,
+            kind,
+            user,
+            direction,
+            counterparty,
             part,
             now,
-        ),
-    )?;
+        );
+        ledger::insert_entry(tx, &leg)?;
+    }
     Ok(())
 }
 
@@ -327,13 +306,27 @@ fn whole(escrow: &Escrow) -> Result<Amount> {
 
 pub fn release(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Escrow> {
     let escrow = transition(tx, id, "held", "released", now)?;
-    pay_seller(tx, &escrow, ids::random_id()?, whole(&escrow)?, now)?;
+    pay(
+        tx,
+        &escrow,
+        ids::random_id()?,
+        whole(&escrow)?,
+        now,
+        To::Seller,
+    )?;
     Ok(escrow)
 }
 
 pub fn refund(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Escrow> {
     let escrow = transition(tx, id, "held", "refunded", now)?;
-    pay_buyer(tx, &escrow, ids::random_id()?, whole(&escrow)?, now)?;
+    pay(
+        tx,
+        &escrow,
+        ids::random_id()?,
+        whole(&escrow)?,
+        now,
+        To::Buyer,
+    )?;
     Ok(escrow)
 }
 
@@ -377,10 +370,10 @@ pub fn resolve(
     escrow.to_buyer = Some(to_buyer);
     let movement_id = ids::random_id()?;
     if let Some(part) = Amount::from_minor(to_seller) {
-        pay_seller(tx, &escrow, movement_id, part, now)?;
+        pay(tx, &escrow, movement_id, part, now, To::Seller)?;
     }
     if let Some(part) = Amount::from_minor(to_buyer) {
-        pay_buyer(tx, &escrow, movement_id, part, now)?;
+        pay(tx, &escrow, movement_id, part, now, To::Buyer)?;
     }
     Ok(escrow)
 }
