@@ -1,5 +1,5 @@
-//! The command line (SPEC §1): `serve` (the default), `migrate`, and the
-//! places reserved for `user create`, `backup` and `check`.
+//! The command line (SPEC §1): `serve` (the default), `migrate`, `user
+//! create`, `backup` and `check`.
 
 use std::process::ExitCode;
 
