@@ -112,3 +112,46 @@ CREATE INDEX escrows_buyer_seq ON escrows (buyer, seq);
 CREATE INDEX escrows_seller_seq ON escrows (seller, seq);
 CREATE INDEX escrows_due ON escrows (release_at) WHERE state = 'held';
 CREATE INDEX entries_escrow ON entries (escrow_id) WHERE escrow_id IS NOT NULL;
+
+-- migration 5: entries without random-order indexes
+-- Random entry ids needed a unique index, and with the (user_id, seq) and
+-- movement_id indexes every entry dirtied three random pages: most of a
+-- group commit's cost. New entries store no id: it is souk_entry_id(seq), a
+-- keyed permutation of seq (src/ledger/entry_ids.rs, key in meta). Entries
+-- from before keep their random ids, still unique and indexed. Listing all
+-- currencies merges (user_id, currency, seq) per currency; `souk check`
+-- groups legs by movement without an index.
+DROP TRIGGER entries_never_change;
+DROP TRIGGER entries_never_vanish;
+CREATE TABLE entries_v5 (
+    seq          INTEGER PRIMARY KEY,              -- insertion order; never shown
+    id           INTEGER,                          -- random id of entries before migration 5, else NULL
+    movement_id  INTEGER NOT NULL,                 -- shared by the legs of one movement (the transfer id)
+    user_id      INTEGER NOT NULL REFERENCES users (id),
+    kind         TEXT NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'transfer',
+                                               'escrow_hold', 'escrow_release', 'escrow_refund')),
+    direction    TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    currency     TEXT NOT NULL,
+    amount       INTEGER NOT NULL CHECK (amount > 0),
+    counterparty INTEGER,                          -- the other user, NULL for the outside world
+    escrow_id    INTEGER,
+    memo         TEXT,
+    reference    TEXT,                             -- deposits and withdrawals: e.g. a txid
+    created_at   INTEGER NOT NULL
+) STRICT;
+INSERT INTO entries_v5 (seq, id, movement_id, user_id, kind, direction, currency, amount,
+                        counterparty, escrow_id, memo, reference, created_at)
+SELECT seq, id, movement_id, user_id, kind, direction, currency, amount,
+       counterparty, escrow_id, memo, reference, created_at
+FROM entries ORDER BY seq;
+DROP TABLE entries;
+ALTER TABLE entries_v5 RENAME TO entries;
+CREATE UNIQUE INDEX entries_legacy_id ON entries (id) WHERE id IS NOT NULL;
+CREATE INDEX entries_user_currency_seq ON entries (user_id, currency, seq);
+CREATE INDEX entries_kind_created ON entries (kind, created_at);
+CREATE UNIQUE INDEX entries_reference ON entries (kind, currency, reference) WHERE reference IS NOT NULL;
+CREATE INDEX entries_escrow ON entries (escrow_id) WHERE escrow_id IS NOT NULL;
+CREATE TRIGGER entries_never_change BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE TRIGGER entries_never_vanish BEFORE DELETE ON entries
+BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;

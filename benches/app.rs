@@ -194,7 +194,6 @@ fn seeded_id(space: u64, i: usize) -> i64 {
 }
 
 const SPACE_USER: u64 = 1;
-const SPACE_ENTRY: u64 = 2;
 const SPACE_MOVEMENT: u64 = 3;
 const SPACE_CEILING: u64 = 4;
 
@@ -311,9 +310,9 @@ fn seed(bin: &Path, db: &Path, users: usize, phc: &str) -> Result<Duration, Stri
             .map_err(|e| e.to_string())?;
         let mut entry = tx
             .prepare(
-                "INSERT INTO entries (id, movement_id, user_id, kind, direction, currency, amount,
+                "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount,
                                       counterparty, escrow_id, memo, reference, created_at)
-                 VALUES (?1, ?2, ?3, 'deposit', 'in', 'btc', ?4, NULL, NULL, NULL, ?5, ?6)",
+                 VALUES (?1, ?2, 'deposit', 'in', 'btc', ?3, NULL, NULL, NULL, ?4, ?5)",
             )
             .map_err(|e| e.to_string())?;
         let created = now - 30 * 86_400;
@@ -340,7 +339,6 @@ fn seed(bin: &Path, db: &Path, users: usize, phc: &str) -> Result<Duration, Stri
                 .map_err(|e| format!("account {i}: {e}"))?;
             entry
                 .execute(params![
-                    seeded_id(SPACE_ENTRY, i),
                     seeded_id(SPACE_MOVEMENT, i),
                     id,
                     SEED_BALANCE,
@@ -996,9 +994,10 @@ impl Ceiling {
 }
 
 /// Transfers of 1 satoshi between random seeded users, `per_tx` per
-/// transaction, for `duration`: the debit UPDATE with its available check,
-/// the credit upsert, two entry INSERTs (souk's statements), WAL,
-/// synchronous=FULL.
+/// transaction, for `duration`, with souk's statements for one: a savepoint,
+/// the recipient check, the debit UPDATE with its available check, the
+/// credit upsert, two entry INSERTs returning their ids; WAL,
+/// synchronous=FULL, the writer's pragmas.
 fn storage_ceiling(
     db: &Path,
     users: usize,
@@ -1013,8 +1012,11 @@ fn storage_ceiling(
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!("journal_mode is {mode}"));
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-        .map_err(|e| e.to_string())?;
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(|e| e.to_string())?;
+    register_entry_id(&conn)?;
     if let Some(kib) = cache_kib {
         conn.execute_batch(&format!("PRAGMA cache_size = -{kib}"))
             .map_err(|e| e.to_string())?;
@@ -1031,6 +1033,14 @@ fn storage_ceiling(
             let from = rng.below(users);
             let to = user_id(rng.other(users, from));
             let from = user_id(from);
+            run_cached(&conn, "SAVEPOINT job")?;
+            let exists: bool = conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")
+                .and_then(|mut s| s.query_row([to], |row| row.get(0)))
+                .map_err(|e| e.to_string())?;
+            if !exists {
+                return Err(format!("recipient {to} is missing"));
+            }
             let debited = conn
                 .prepare_cached(
                     "UPDATE accounts SET available = available - ?3
@@ -1051,16 +1061,21 @@ fn storage_ceiling(
             let movement = seeded_id(SPACE_CEILING, next_id);
             next_id += 1;
             for (user, direction, counterparty) in [(from, "out", to), (to, "in", from)] {
-                let id = seeded_id(SPACE_CEILING, next_id);
-                next_id += 1;
-                conn.prepare_cached(
-                    "INSERT INTO entries (id, movement_id, user_id, kind, direction, currency, amount,
-                                          counterparty, escrow_id, memo, reference, created_at)
-                     VALUES (?1, ?2, ?3, 'transfer', ?4, 'btc', 1, ?5, NULL, NULL, NULL, ?6)",
-                )
-                .and_then(|mut s| s.execute(params![id, movement, user, direction, counterparty, now]))
-                .map_err(|e| e.to_string())?;
+                let _id: i64 = conn
+                    .prepare_cached(
+                        "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount,
+                                              counterparty, escrow_id, memo, reference, created_at)
+                         VALUES (?1, ?2, 'transfer', ?3, 'btc', 1, ?4, NULL, NULL, NULL, ?5)
+                         RETURNING souk_entry_id(seq)",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![movement, user, direction, counterparty, now], |row| {
+                            row.get(0)
+                        })
+                    })
+                    .map_err(|e| e.to_string())?;
             }
+            run_cached(&conn, "RELEASE job")?;
             transfers += 1;
         }
         conn.execute_batch("COMMIT").map_err(|e| e.to_string())?;
@@ -1073,6 +1088,31 @@ fn storage_ceiling(
         commits,
         took: started.elapsed(),
     })
+}
+
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), String> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// `souk_entry_id(seq)` as souk's connections have it, keyed from `meta`.
+fn register_entry_id(conn: &Connection) -> Result<(), String> {
+    use souk::ledger::entry_ids::{EntryIds, META_KEY};
+    let hex: String = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [META_KEY], |row| {
+            row.get(0)
+        })
+        .map_err(|e| format!("entry id key: {e}"))?;
+    let ids = EntryIds::from_hex(&hex).ok_or("malformed entry id key")?;
+    conn.create_scalar_function(
+        "souk_entry_id",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        move |ctx| Ok(ids.id_of(ctx.get(0)?)),
+    )
+    .map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------

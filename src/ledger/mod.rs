@@ -5,6 +5,7 @@
 //! invariants of SPEC §5 hold after every commit (`check` verifies them).
 
 pub mod check;
+pub mod entry_ids;
 pub mod idempotency;
 pub mod money;
 pub mod stats;
@@ -56,6 +57,8 @@ impl Kind {
 /// One user's side of a movement, as stored.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// Insertion order; never shown.
+    pub seq: i64,
     pub id: i64,
     pub movement_id: i64,
     pub user_id: i64,
@@ -115,10 +118,13 @@ pub fn decimals_of(currencies: &Currencies, code: &str) -> u32 {
         .map_or(0, |c| c.decimals)
 }
 
-const ENTRY_COLUMNS: &str = "id, movement_id, user_id, kind, direction, currency, amount, counterparty, escrow_id, memo, reference, created_at";
+/// An entry's columns; its id is stored for entries older than migration 5,
+/// derived from `seq` for the others (see `entry_ids`).
+const ENTRY_COLUMNS: &str = "coalesce(id, souk_entry_id(seq)), movement_id, user_id, kind, direction, currency, amount, counterparty, escrow_id, memo, reference, created_at, seq";
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
+        seq: row.get(12)?,
         id: row.get(0)?,
         movement_id: row.get(1)?,
         user_id: row.get(2)?,
@@ -134,7 +140,7 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
-/// What a new entry records; `insert_entry` gives it an id.
+/// What a new entry records; the database gives it its `seq`, hence its id.
 pub struct NewEntry<'a> {
     pub movement_id: i64,
     pub user_id: i64,
@@ -150,27 +156,32 @@ pub struct NewEntry<'a> {
 }
 
 pub fn insert_entry(tx: &WriteTx<'_>, new: &NewEntry<'_>) -> Result<Entry> {
-    let id = ids::random_id()?;
-    tx.prepare_cached(
-        "INSERT INTO entries (id, movement_id, user_id, kind, direction, currency, amount,
-                              counterparty, escrow_id, memo, reference, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        id,
-        new.movement_id,
-        new.user_id,
-        new.kind.as_str(),
-        new.direction,
-        new.currency,
-        new.amount.minor(),
-        new.counterparty,
-        new.escrow_id,
-        new.memo,
-        new.reference,
-        new.created_at
-    ])?;
+    let (seq, id): (i64, Option<i64>) = tx
+        .prepare_cached(
+            "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount,
+                                  counterparty, escrow_id, memo, reference, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             RETURNING seq, souk_entry_id(seq)",
+        )?
+        .query_row(
+            params![
+                new.movement_id,
+                new.user_id,
+                new.kind.as_str(),
+                new.direction,
+                new.currency,
+                new.amount.minor(),
+                new.counterparty,
+                new.escrow_id,
+                new.memo,
+                new.reference,
+                new.created_at
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+    let id = id.ok_or_else(|| Error::internal(format!("entry {seq} has no id")))?;
     Ok(Entry {
+        seq,
         id,
         movement_id: new.movement_id,
         user_id: new.user_id,
@@ -309,22 +320,57 @@ pub fn entries_page(
     let before_seq: i64 = match after {
         None => i64::MAX,
         Some(id) => conn
-            .prepare_cached("SELECT seq FROM entries WHERE id = ?1 AND user_id = ?2")?
+            // The id enciphers the seq; or an older entry stores its id.
+            .prepare_cached(
+                "SELECT seq FROM entries WHERE seq = souk_entry_seq(?1) AND id IS NULL AND user_id = ?2
+                 UNION ALL
+                 SELECT seq FROM entries WHERE id = ?1 AND user_id = ?2
+                 LIMIT 1",
+            )?
             .query_row([id, user_id], |row| row.get(0))
             .optional()?
             .ok_or_else(|| Error::invalid_field("after", "after is not a cursor from this list"))?,
     };
+    let codes = match currency {
+        Some(code) => vec![code.to_owned()],
+        None => currencies_of(conn, user_id)?,
+    };
+    // Newest first per currency from (user_id, currency, seq), merged.
     let sql = format!(
         "SELECT {ENTRY_COLUMNS} FROM entries
-         WHERE user_id = ?1 AND (?2 IS NULL OR currency = ?2) AND seq < ?3
+         WHERE user_id = ?1 AND currency = ?2 AND seq < ?3
          ORDER BY seq DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![user_id, currency, before_seq, limit as i64],
-        entry_from_row,
+    let mut page = Vec::new();
+    for code in &codes {
+        let rows = stmt.query_map(
+            params![user_id, code, before_seq, limit as i64],
+            entry_from_row,
+        )?;
+        for row in rows {
+            page.push(row?);
+        }
+    }
+    page.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.seq));
+    page.truncate(limit);
+    Ok(page)
+}
+
+/// The currencies a user has entries in, by skipping through the
+/// (user_id, currency, seq) index: one seek per currency.
+fn currencies_of(conn: &Connection, user_id: i64) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH RECURSIVE seen (code) AS (
+             SELECT min(currency) FROM entries WHERE user_id = ?1
+             UNION ALL
+             SELECT (SELECT min(currency) FROM entries WHERE user_id = ?1 AND currency > seen.code)
+             FROM seen WHERE seen.code IS NOT NULL
+         )
+         SELECT code FROM seen WHERE code IS NOT NULL",
     )?;
-    Ok(rows.collect::<rusqlite::Result<Vec<Entry>>>()?)
+    let codes = stmt.query_map([user_id], |row| row.get(0))?;
+    Ok(codes.collect::<rusqlite::Result<Vec<String>>>()?)
 }
 
 /// Deposit or withdrawal from or to the outside world.
@@ -541,6 +587,10 @@ fn require_recipients(tx: &WriteTx<'_>, from: i64, items: &[TransferItem]) -> Re
                 index,
             ));
         }
+    }
+    if let [item] = items {
+        // The common case, without building a JSON list.
+        return require_user(tx, item.to);
     }
     let ids: Vec<i64> = items.iter().map(|i| i.to).collect();
     let list = serde_json::to_string(&ids).map_err(Error::internal)?;

@@ -4,6 +4,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::{Error, Result};
+use crate::ledger::entry_ids::{META_KEY, new_key_hex};
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 const MARKER: &str = "\n-- migration ";
@@ -57,6 +58,11 @@ pub fn migrate(conn: &mut Connection) -> Result<u32> {
         tx.commit()?;
         log::info!("database migrated to version {version}");
     }
+    // The secret behind entry ids (ledger::entry_ids), made once per database.
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        [META_KEY, &new_key_hex()?],
+    )?;
     Ok(SCHEMA_VERSION)
 }
 
@@ -75,6 +81,55 @@ mod tests {
                 index + 1
             );
         }
+    }
+
+    #[test]
+    fn migration_5_keeps_older_entry_ids_and_derives_the_new_ones() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &steps()[..4] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (7, 'old', 'x', 0);
+             INSERT INTO entries (id, movement_id, user_id, kind, direction, currency, amount, reference, created_at)
+             VALUES (123456789, 1, 7, 'deposit', 'in', 'btc', 1, 'a', 1),
+                    (987654321, 2, 7, 'deposit', 'in', 'btc', 2, 'b', 2);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        super::super::pragmas::register_entry_ids(&conn).unwrap();
+        let new_id: i64 = conn
+            .query_row(
+                "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount, reference, created_at)
+                 VALUES (3, 7, 'deposit', 'in', 'xmr', 5, 'c', 3) RETURNING souk_entry_id(seq)",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(new_id > 3, "derived id {new_id}");
+        let page = |after: Option<i64>| -> Vec<i64> {
+            crate::ledger::entries_page(&conn, 7, None, after, 10)
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        assert_eq!(page(None), [new_id, 987654321, 123456789]);
+        assert_eq!(page(Some(new_id)), [987654321, 123456789]);
+        assert_eq!(page(Some(987654321)), [123456789]);
+        assert!(crate::ledger::entries_page(&conn, 8, None, Some(new_id), 10).is_err());
+        // Still append-only, stored ids still unique.
+        assert!(conn.execute("DELETE FROM entries", []).is_err());
+        assert!(conn.execute("UPDATE entries SET amount = 9", []).is_err());
+        assert!(
+            conn.execute(
+                "INSERT INTO entries (id, movement_id, user_id, kind, direction, currency, amount, created_at)
+                 VALUES (123456789, 4, 7, 'transfer', 'in', 'btc', 1, 4)",
+                [],
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ impl Store {
     pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store> {
         let mut conn = pragmas::open_writer(&config.path)?;
         migrate(&mut conn)?;
+        pragmas::register_entry_ids(&conn)?;
         let breaker = Arc::new(Breaker::new(
             config.breaker_threshold,
             config.breaker_cooldown,

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::error::Result;
 
@@ -28,10 +29,46 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA wal_autocheckpoint = 1000;",
+         PRAGMA wal_autocheckpoint = 1000;
+         PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
+}
+
+/// The SQL functions `souk_entry_id(seq)` and `souk_entry_seq(id)` (see
+/// `ledger::entry_ids`), keyed with this database's secret. A database
+/// without the key yet (not migrated) gets no functions: a query that needs
+/// them fails, nothing else does.
+pub(super) fn register_entry_ids(conn: &Connection) -> rusqlite::Result<()> {
+    use crate::ledger::entry_ids::{EntryIds, META_KEY};
+    let hex: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [META_KEY], |row| {
+            row.get(0)
+        })
+        .optional()
+        .or_else(|e| match e {
+            // No meta table: a database older than migration 1.
+            rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
+                Ok(None)
+            }
+            e => Err(e),
+        })?;
+    let Some(hex) = hex else { return Ok(()) };
+    let ids = EntryIds::from_hex(&hex).ok_or_else(|| {
+        rusqlite::Error::UserFunctionError(format!("meta {META_KEY} is malformed").into())
+    })?;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    let forward = ids.clone();
+    conn.create_scalar_function("souk_entry_id", 1, flags, move |ctx| {
+        Ok(ctx
+            .get::<Option<i64>>(0)?
+            .and_then(|seq| forward.id_of(seq)))
+    })?;
+    conn.create_scalar_function("souk_entry_seq", 1, flags, move |ctx| {
+        Ok(ctx.get::<Option<i64>>(0)?.and_then(|id| ids.seq_of(id)))
+    })?;
+    Ok(())
 }
 
 /// A reader: `query_only`, so no write can go around the writer.
@@ -42,7 +79,7 @@ pub(super) fn init_reader(conn: &mut Connection) -> rusqlite::Result<()> {
          PRAGMA foreign_keys = ON;",
     )?;
     conn.set_prepared_statement_cache_capacity(128);
-    Ok(())
+    register_entry_ids(conn)
 }
 
 pub(super) fn reader_flags() -> OpenFlags {

@@ -436,7 +436,7 @@ fn run_in_savepoint(
     stats: &WriteStats,
     fault: &mut Option<String>,
 ) -> std::result::Result<Finish, (Finish, rusqlite::Error)> {
-    if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+    if let Err(e) = run_cached(tx, "SAVEPOINT job") {
         let finish: Finish =
             Box::new(move |_| job.fail(Error::unavailable("write transaction failed")));
         return Err((finish, e));
@@ -453,14 +453,20 @@ fn run_in_savepoint(
         *fault = Some(reason);
     }
     let end = if ok {
-        "RELEASE job"
+        run_cached(tx, "RELEASE job")
     } else {
-        "ROLLBACK TO job; RELEASE job"
+        run_cached(tx, "ROLLBACK TO job").and_then(|()| run_cached(tx, "RELEASE job"))
     };
-    match tx.execute_batch(end) {
+    match end {
         Ok(()) => Ok(finish),
         Err(e) => Err((finish, e)),
     }
+}
+
+/// Runs a statement without parameters from the statement cache (savepoints
+/// run twice per job: parsing them each time showed in profiles).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// rusqlite errors are not `Clone`; every caller of a failed commit gets an

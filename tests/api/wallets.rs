@@ -1228,6 +1228,31 @@ fn entries_page_newest_first_every_entry_exactly_once() {
         let field = bad.split('=').next().unwrap_or_default();
         assert_eq!(error["field"], field, "{bad}: {error}");
     }
+    // Another user's entry is no cursor for this list.
+    let alices_only = entries[0]["id"].as_str().expect("an id").to_owned();
+    let response = w.get(
+        &format!("/api/v1/wallet/entries?after={alices_only}"),
+        &bob.token,
+    );
+    assert_eq!(
+        response.assert_error(400, "invalid_field")["field"],
+        "after"
+    );
+    // Ids are not the insertion order: no two consecutive entries have
+    // consecutive ids.
+    let ids: Vec<i64> = entries
+        .iter()
+        .map(|e| {
+            e["id"]
+                .as_str()
+                .and_then(|id| id.parse().ok())
+                .expect("a numeric id")
+        })
+        .collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0].abs_diff(pair[1]) > 1),
+        "sequential-looking ids: {ids:?}"
+    );
     let response = w.get("/api/v1/wallet/entries", "not-a-token");
     response.assert_error(401, "unauthenticated");
 }
