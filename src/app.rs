@@ -48,11 +48,12 @@ impl Service for App {
 
 impl App {
     /// A write through the group-commit writer that frees the worker while it
-    /// waits: `render` builds the answer once the commit is durable.
+    /// waits: `render` builds the answer once the commit is durable. `work`
+    /// may run twice (see `Writer::submit`).
     pub fn write<T, W, R>(&self, work: W, render: R) -> Reply
     where
         T: Send + 'static,
-        W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+        W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
         R: FnOnce(T) -> Response + Send + 'static,
     {
         self.write_weighted(1, work, render)
@@ -62,7 +63,7 @@ impl App {
     pub fn write_weighted<T, W, R>(&self, weight: usize, work: W, render: R) -> Reply
     where
         T: Send + 'static,
-        W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+        W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
         R: FnOnce(T) -> Response + Send + 'static,
     {
         let writer = self.store.writer.clone();

@@ -25,8 +25,8 @@ pub fn write<T, W, R>(
 ) -> Result<Reply>
 where
     T: Send + 'static,
-    W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
-    R: FnOnce(T) -> Response + Send + 'static,
+    W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    R: Fn(T) -> Response + Send + 'static,
 {
     write_weighted(app, request, user_id, canonical, 1, work, render)
 }
@@ -44,8 +44,8 @@ pub fn write_weighted<T, W, R>(
 ) -> Result<Reply>
 where
     T: Send + 'static,
-    W: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
-    R: FnOnce(T) -> Response + Send + 'static,
+    W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    R: Fn(T) -> Response + Send + 'static,
 {
     let Some(key) = idempotency::parse_key(request.header("idempotency-key"))? else {
         return Ok(app.write_weighted(weight, work, render));

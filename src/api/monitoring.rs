@@ -154,6 +154,7 @@ fn store_figures(app: &App) -> Value {
         "jobs": jobs,
         "failed_jobs": stats.failed_jobs.load(Ordering::Relaxed),
         "failed_commits": stats.failed_commits.load(Ordering::Relaxed),
+        "savepoint_retries": stats.savepoint_retries.load(Ordering::Relaxed),
         "rejected_queue_full": stats.rejected_full.load(Ordering::Relaxed),
         "avg_batch_size": round2(if commits == 0 { 0.0 } else { jobs as f64 / commits as f64 }),
         "last_batch_size": stats.last_batch_size.load(Ordering::Relaxed),
@@ -268,7 +269,7 @@ fn store_families(out: &mut Exposition, app: &App) {
         out.family(name, "gauge", help);
         out.sample(name, &[], value);
     }
-    let counters: [(&str, &str, u64); 5] = [
+    let counters: [(&str, &str, u64); 6] = [
         (
             "souk_commits_total",
             "Group commits.",
@@ -283,6 +284,11 @@ fn store_families(out: &mut Exposition, app: &App) {
             "souk_write_jobs_failed_total",
             "Write jobs rolled back alone.",
             stats.failed_jobs.load(Ordering::Relaxed),
+        ),
+        (
+            "souk_write_savepoint_retries_total",
+            "Batches run again with a savepoint per job after a job failed mid-write.",
+            stats.savepoint_retries.load(Ordering::Relaxed),
         ),
         (
             "souk_commits_failed_total",

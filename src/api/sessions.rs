@@ -59,7 +59,7 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             };
             let now = clock::unix_seconds();
             writer.submit(
-                move |tx| sessions::create(tx, user.id, &hash, now, ttl_s).map(|expires_at| (user, expires_at)),
+                move |tx| sessions::create(tx, user.id, &hash, now, ttl_s).map(|expires_at| (user.clone(), expires_at)),
                 move |result| {
                     responder.send(match result {
                         Ok((mut user, expires_at)) => {

@@ -155,46 +155,36 @@ pub struct NewEntry<'a> {
     pub created_at: i64,
 }
 
-pub fn insert_entry(tx: &WriteTx<'_>, new: &NewEntry<'_>) -> Result<Entry> {
-    let (seq, id): (i64, Option<i64>) = tx
-        .prepare_cached(
-            "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount,
-                                  counterparty, escrow_id, memo, reference, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             RETURNING seq, souk_entry_id(seq)",
-        )?
-        .query_row(
-            params![
-                new.movement_id,
-                new.user_id,
-                new.kind.as_str(),
-                new.direction,
-                new.currency,
-                new.amount.minor(),
-                new.counterparty,
-                new.escrow_id,
-                new.memo,
-                new.reference,
-                new.created_at
-            ],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-    let id = id.ok_or_else(|| Error::internal(format!("entry {seq} has no id")))?;
-    Ok(Entry {
-        seq,
-        id,
-        movement_id: new.movement_id,
-        user_id: new.user_id,
-        kind: new.kind.as_str().to_owned(),
-        direction: new.direction.to_owned(),
-        currency: new.currency.to_owned(),
-        amount: new.amount.minor(),
-        counterparty: new.counterparty,
-        escrow_id: new.escrow_id,
-        memo: new.memo.map(str::to_owned),
-        reference: new.reference.map(str::to_owned),
-        created_at: new.created_at,
-    })
+/// Appends an entry; returns its `seq` (its id is `souk_entry_id(seq)`).
+/// No RETURNING clause: it costs an ephemeral table per row.
+pub fn insert_entry(tx: &WriteTx<'_>, new: &NewEntry<'_>) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount,
+                              counterparty, escrow_id, memo, reference, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        new.movement_id,
+        new.user_id,
+        new.kind.as_str(),
+        new.direction,
+        new.currency,
+        new.amount.minor(),
+        new.counterparty,
+        new.escrow_id,
+        new.memo,
+        new.reference,
+        new.created_at
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// The entry with this `seq`, as stored.
+fn entry_at(conn: &Connection, seq: i64) -> Result<Entry> {
+    let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([seq], entry_from_row)?)
 }
 
 pub fn insufficient_funds(currency: &str) -> Error {
@@ -464,7 +454,7 @@ fn external_entry(
     ext: &External<'_>,
 ) -> Result<Entry> {
     let movement_id = ids::random_id()?;
-    insert_entry(
+    let seq = insert_entry(
         tx,
         &NewEntry {
             movement_id,
@@ -479,7 +469,8 @@ fn external_entry(
             reference: Some(ext.reference),
             created_at: ext.now,
         },
-    )
+    )?;
+    entry_at(tx, seq)
 }
 
 /// One transfer as asked: to whom, what, how much.
