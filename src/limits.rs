@@ -49,3 +49,8 @@ const _: () = assert!(READ_CHUNK_BYTES >= REQUEST_HEAD_BYTES_MAX);
 const _: () = assert!(COMMIT_BATCH_MAX <= WRITE_QUEUE_MAX);
 const _: () = assert!(COMMIT_BATCH_MAX <= COMMIT_WEIGHT_MAX);
 const _: () = assert!(ACCEPT_BACKOFF_MS_MIN <= ACCEPT_BACKOFF_MS_MAX);
+/// How often the checkpointer thread copies the WAL into the database file.
+pub const CHECKPOINT_INTERVAL_MS: u64 = 100;
+/// WAL pages after which the writer checkpoints by itself: only when the
+/// checkpointer falls this far behind (40 MB with 4 KiB pages). Bounds the WAL.
+pub const WAL_WRITER_CHECKPOINT_PAGES: u32 = 10_000;

@@ -3,6 +3,7 @@
 //! group commit. Nothing outside this module opens a connection.
 
 pub mod breaker;
+mod checkpointer;
 mod migrate;
 mod offline;
 mod pragmas;
@@ -19,6 +20,7 @@ pub use writer::{OnCommit, Touched, WriteStats, WriteTx, Writer};
 
 use crate::error::Result;
 use breaker::Breaker;
+use checkpointer::Checkpointer;
 
 /// Store settings taken from the configuration.
 #[derive(Debug, Clone)]
@@ -38,6 +40,7 @@ pub struct Store {
     pub readers: Readers,
     pub writer: Writer,
     pub breaker: Arc<Breaker>,
+    checkpointer: Arc<Checkpointer>,
     path: PathBuf,
 }
 
@@ -54,6 +57,7 @@ impl Store {
             config.breaker_cooldown,
         ));
         let writer = Writer::start(conn, on_commit, Arc::clone(&breaker))?;
+        let checkpointer = Arc::new(Checkpointer::start(&config.path)?);
         let readers = Readers::open(
             &config.path,
             config.readers,
@@ -64,6 +68,7 @@ impl Store {
             readers,
             writer,
             breaker,
+            checkpointer,
             path: config.path.clone(),
         })
     }
@@ -72,9 +77,10 @@ impl Store {
         &self.path
     }
 
-    /// Lets queued writes commit, then stops the writer thread.
+    /// Lets queued writes commit, then stops the writer and checkpointer threads.
     pub fn shutdown(&self) {
         self.writer.shutdown();
+        self.checkpointer.stop();
     }
 }
 

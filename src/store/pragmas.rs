@@ -7,6 +7,7 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::error::Result;
+use crate::limits::WAL_WRITER_CHECKPOINT_PAGES;
 
 /// How long a connection waits for a lock held by another process (a
 /// `souk backup` or `souk user create` next to a running server).
@@ -29,9 +30,10 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA wal_autocheckpoint = 1000;
          PRAGMA temp_store = MEMORY;",
     )?;
+    // Checkpoints are the checkpointer thread's job; this is the backstop.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_WRITER_CHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
@@ -69,6 +71,16 @@ pub(super) fn register_entry_ids(conn: &Connection) -> rusqlite::Result<()> {
         Ok(ctx.get::<Option<i64>>(0)?.and_then(|id| ids.seq_of(id)))
     })?;
     Ok(())
+}
+
+/// The checkpointer's connection: it only copies the WAL into the database
+/// file, with `synchronous=FULL` so the copy is on disk before the WAL is
+/// reused.
+pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    Ok(conn)
 }
 
 /// A reader: `query_only`, so no write can go around the writer.
