@@ -113,6 +113,9 @@ impl From<rusqlite::Error> for Error {
         match e.sqlite_error_code() {
             Some(ErrorCode::OperationInterrupted) => Error::unavailable("database query timed out"),
             Some(ErrorCode::DiskFull) => Error::unavailable("database disk is full"),
+            Some(ErrorCode::OperationAborted) => {
+                Error::unavailable("database write transaction was rolled back")
+            }
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 Error::unavailable("database is busy")
             }

@@ -545,10 +545,16 @@ pub fn transfer_batch(
             .ok_or_else(|| insufficient_funds(code).at_index(index))?;
     }
     for (code, (total, _)) in &debits {
-        if debit_available(tx, from, code, *total).is_err() {
-            return Err(
-                insufficient_funds(code).at_index(first_unaffordable(tx, from, code, items)?)
-            );
+        match debit_available(tx, from, code, *total) {
+            Ok(()) => {}
+            // Name the first item the balance cannot cover; any other
+            // error (the store's) goes up as it is.
+            Err(Error::Conflict { .. }) => {
+                return Err(
+                    insufficient_funds(code).at_index(first_unaffordable(tx, from, code, items)?)
+                );
+            }
+            Err(e) => return Err(e),
         }
     }
     for ((to, code), amount) in &credits {

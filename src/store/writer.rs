@@ -394,8 +394,9 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, context:
     let mut ran = begin(conn).and_then(|()| run_plain(&tx, batch));
     if let Ok(false) = ran {
         // A job left partial writes: start over with a savepoint per job.
+        // (Strict ROLLBACK: the transaction is known to be open here.)
         stats.savepoint_retries.fetch_add(1, Ordering::Relaxed);
-        ran = rollback(conn)
+        ran = run_cached(conn, "ROLLBACK")
             .and_then(|()| begin(conn))
             .and_then(|()| run_in_savepoints(&tx, batch));
     }
@@ -451,15 +452,32 @@ fn rollback(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Runs every job without savepoints. `Ok(false)` as soon as one fails after
-/// changing rows (the transaction then holds its partial writes).
+/// changing rows (the transaction then holds its partial writes), or fails
+/// through the store (disk full, I/O): then the savepoint path decides, as
+/// it always did. `Err` when SQLite itself ended the transaction.
 fn run_plain(tx: &WriteTx<'_>, batch: &mut [Box<dyn QueuedJob>]) -> rusqlite::Result<bool> {
     for job in batch.iter_mut() {
         let changes = tx.total_changes();
-        if !job.run(tx).ok && tx.total_changes() != changes {
+        let ran = job.run(tx);
+        still_in_transaction(tx)?;
+        if !ran.ok && (tx.total_changes() != changes || ran.store_fault.is_some()) {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// SQLite rolls the whole transaction back by itself after some errors
+/// (disk full, I/O error, interrupt). Any statement after that would run in
+/// autocommit mode, outside the batch: so the batch stops and fails.
+fn still_in_transaction(conn: &Connection) -> rusqlite::Result<()> {
+    if conn.is_autocommit() {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+            Some("SQLite rolled the write transaction back".into()),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs every job in its own savepoint: released when the job succeeded,
@@ -468,7 +486,9 @@ fn run_plain(tx: &WriteTx<'_>, batch: &mut [Box<dyn QueuedJob>]) -> rusqlite::Re
 fn run_in_savepoints(tx: &WriteTx<'_>, batch: &mut [Box<dyn QueuedJob>]) -> rusqlite::Result<bool> {
     for job in batch.iter_mut() {
         run_cached(tx, "SAVEPOINT job")?;
-        if job.run(tx).ok {
+        let ok = job.run(tx).ok;
+        still_in_transaction(tx)?;
+        if ok {
             run_cached(tx, "RELEASE job")?;
         } else {
             run_cached(tx, "ROLLBACK TO job")?;
@@ -619,6 +639,49 @@ mod tests {
         assert!(writer.stats.max_batch_size.load(Ordering::Relaxed) >= 3);
         assert_eq!(writer.stats.savepoint_retries.load(Ordering::Relaxed), 1);
         assert_eq!(writer.stats.failed_jobs.load(Ordering::Relaxed), 1);
+        writer.shutdown();
+    }
+
+    #[test]
+    fn a_transaction_sqlite_rolled_back_commits_nothing_of_its_batch() {
+        let (_dir, writer) = temp_writer();
+        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+        writer.submit(
+            move |_tx| {
+                let _ = gate_rx.recv_timeout(std::time::Duration::from_secs(5));
+                Ok(())
+            },
+            |_: Result<()>| {},
+        );
+        let results = Arc::new(Mutex::new(Vec::new()));
+        // 1 writes; 2 is interrupted mid-statement (SQLite then rolls the
+        // whole transaction back, as after disk full or an I/O error);
+        // 3 would write; 4 would write and fail.
+        for id in 1..=4i64 {
+            let results = Arc::clone(&results);
+            writer.submit(
+                move |tx| {
+                    if id == 2 {
+                        tx.progress_handler(1, Some(|| true))?;
+                        let interrupted = tx.execute("INSERT INTO t (id, v) VALUES (2, 0)", []);
+                        assert!(interrupted.is_err(), "the statement ran to the end");
+                        tx.progress_handler(0, None::<fn() -> bool>)?;
+                        interrupted?;
+                    } else {
+                        tx.execute("INSERT INTO t (id, v) VALUES (?1, 0)", [id])?;
+                    }
+                    if id == 4 {
+                        return Err(Error::invalid_field("v", "refused after writing"));
+                    }
+                    Ok(id)
+                },
+                move |r| results.lock().unwrap().push(r.is_ok()),
+            );
+        }
+        gate_tx.send(()).unwrap();
+        drop(gate_tx);
+        assert_eq!(count(&writer), 0, "nothing of the batch may be committed");
+        assert_eq!(*results.lock().unwrap(), vec![false; 4]);
         writer.shutdown();
     }
 
