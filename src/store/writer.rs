@@ -540,6 +540,29 @@ mod tests {
         )
     }
 
+    /// Keeps the writer busy in a job until `open`, so that jobs submitted
+    /// meanwhile queue up and share the next commit.
+    fn hold(writer: &Writer) -> Gate {
+        let (gate, held) = crossbeam_channel::bounded::<()>(0);
+        writer.submit(
+            move |_tx| {
+                // A rerun (after `open`) finds the gate gone and passes.
+                let _ = held.recv_timeout(std::time::Duration::from_secs(5));
+                Ok(())
+            },
+            |_: Result<()>| {},
+        );
+        Gate(gate)
+    }
+
+    struct Gate(crossbeam_channel::Sender<()>);
+
+    impl Gate {
+        fn open(self) {
+            let _ = self.0.send(());
+        }
+    }
+
     /// A throwaway directory removed on drop (no extra crate for tests).
     mod tempdir {
         pub struct Dir {
@@ -601,14 +624,7 @@ mod tests {
     fn a_failing_job_rolls_back_alone() {
         let (_dir, writer) = temp_writer();
         // Queue three jobs behind a slow one so they share one commit.
-        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-        writer.submit(
-            move |_tx| {
-                let _ = gate_rx.recv();
-                Ok(())
-            },
-            |_: Result<()>| {},
-        );
+        let gate = hold(&writer);
         let results = Arc::new(Mutex::new(Vec::new()));
         for (id, v) in [(1, 5), (2, -1), (3, 7)] {
             let results = Arc::clone(&results);
@@ -621,9 +637,7 @@ mod tests {
                 move |r| results.lock().unwrap().push(r.is_ok()),
             );
         }
-        gate_tx.send(()).unwrap();
-        // A batch that is run again runs the gate again: let it pass.
-        drop(gate_tx);
+        gate.open();
         assert_eq!(count(&writer), 2, "the job with v = -1 left nothing behind");
         let ids: Vec<i64> = writer
             .write(|tx| {
@@ -645,14 +659,7 @@ mod tests {
     #[test]
     fn a_transaction_sqlite_rolled_back_commits_nothing_of_its_batch() {
         let (_dir, writer) = temp_writer();
-        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-        writer.submit(
-            move |_tx| {
-                let _ = gate_rx.recv_timeout(std::time::Duration::from_secs(5));
-                Ok(())
-            },
-            |_: Result<()>| {},
-        );
+        let gate = hold(&writer);
         let results = Arc::new(Mutex::new(Vec::new()));
         // 1 writes; 2 is interrupted mid-statement (SQLite then rolls the
         // whole transaction back, as after disk full or an I/O error);
@@ -678,8 +685,7 @@ mod tests {
                 move |r| results.lock().unwrap().push(r.is_ok()),
             );
         }
-        gate_tx.send(()).unwrap();
-        drop(gate_tx);
+        gate.open();
         assert_eq!(count(&writer), 0, "nothing of the batch may be committed");
         assert_eq!(*results.lock().unwrap(), vec![false; 4]);
         writer.shutdown();
@@ -688,14 +694,7 @@ mod tests {
     #[test]
     fn a_job_refused_before_writing_needs_no_second_run() {
         let (_dir, writer) = temp_writer();
-        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-        writer.submit(
-            move |_tx| {
-                let _ = gate_rx.recv_timeout(std::time::Duration::from_secs(5));
-                Ok(())
-            },
-            |_: Result<()>| {},
-        );
+        let gate = hold(&writer);
         let runs = Arc::new(AtomicUsize::new(0));
         let results = Arc::new(Mutex::new(Vec::new()));
         for (id, v) in [(1, 5), (2, -1), (3, 7)] {
@@ -715,9 +714,7 @@ mod tests {
                 move |r| results.lock().unwrap().push(r.is_ok()),
             );
         }
-        gate_tx.send(()).unwrap();
-        // A batch that is run again runs the gate again: let it pass.
-        drop(gate_tx);
+        gate.open();
         assert_eq!(count(&writer), 2);
         assert_eq!(*results.lock().unwrap(), vec![true, false, true]);
         assert_eq!(runs.load(Ordering::Relaxed), 3, "every job ran once");
@@ -766,14 +763,7 @@ mod tests {
     #[test]
     fn heavy_jobs_are_spread_over_commits_by_weight() {
         let (_dir, writer) = temp_writer();
-        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-        writer.submit(
-            move |_tx| {
-                let _ = gate_rx.recv();
-                Ok(())
-            },
-            |_: Result<()>| {},
-        );
+        let gate = hold(&writer);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         for _ in 0..3 {
             let done_tx = done_tx.clone();
@@ -796,9 +786,7 @@ mod tests {
             );
         }
         let before = writer.stats.commits.load(Ordering::Relaxed);
-        gate_tx.send(()).unwrap();
-        // A batch that is run again runs the gate again: let it pass.
-        drop(gate_tx);
+        gate.open();
         let answers: Vec<bool> = (0..3 + light).map(|_| done_rx.recv().unwrap()).collect();
         assert!(answers.iter().all(|ok| *ok));
         let commits = writer.stats.commits.load(Ordering::Relaxed) - before;
