@@ -59,10 +59,17 @@ pub fn migrate(conn: &mut Connection) -> Result<u32> {
         log::info!("database migrated to version {version}");
     }
     // The secret behind entry ids (ledger::entry_ids), made once per database.
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-        [META_KEY, &new_key_hex()?],
+    let has_key: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM meta WHERE key = ?1)",
+        [META_KEY],
+        |row| row.get(0),
     )?;
+    if !has_key {
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            [META_KEY, &new_key_hex()?],
+        )?;
+    }
     Ok(SCHEMA_VERSION)
 }
 

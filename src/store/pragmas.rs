@@ -44,18 +44,20 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
 /// them fails, nothing else does.
 pub(super) fn register_entry_ids(conn: &Connection) -> rusqlite::Result<()> {
     use crate::ledger::entry_ids::{EntryIds, META_KEY};
-    let hex: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [META_KEY], |row| {
+    // A database older than migration 1 has no meta table: no key either.
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |row| row.get(0),
+    )?;
+    let hex: Option<String> = if has_meta {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [META_KEY], |row| {
             row.get(0)
         })
-        .optional()
-        .or_else(|e| match e {
-            // No meta table: a database older than migration 1.
-            rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
-                Ok(None)
-            }
-            e => Err(e),
-        })?;
+        .optional()?
+    } else {
+        None
+    };
     let Some(hex) = hex else { return Ok(()) };
     let ids = EntryIds::from_hex(&hex).ok_or_else(|| {
         rusqlite::Error::UserFunctionError(format!("meta {META_KEY} is malformed").into())
