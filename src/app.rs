@@ -11,14 +11,14 @@ use crate::accounts::users::UserStats;
 use crate::api::{self, Router, respond};
 use crate::cache::Caches;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::escrow::sweeper::Sweeper;
 use crate::http::{self, Reply, Request, Response, ServerHandle, Service};
 use crate::ledger::idempotency::InFlight;
 use crate::memo::Memo;
 use crate::monitor::alerts::Thresholds;
 use crate::monitor::{Monitor, MonitorThread};
-use crate::store::{Store, StoreConfig, Touched, WriteTx};
+use crate::store::{ServeLock, Store, StoreConfig, Touched, WriteTx};
 
 /// What every handler can reach.
 pub struct App {
@@ -85,6 +85,8 @@ pub struct Running {
     server: ServerHandle,
     sweeper: Sweeper,
     monitor: MonitorThread,
+    /// Released only after the store is shut down (see `ServeLock`).
+    serve_lock: ServeLock,
 }
 
 impl Running {
@@ -95,6 +97,7 @@ impl Running {
         self.sweeper.stop();
         self.monitor.stop();
         self.app.store.shutdown();
+        drop(self.serve_lock);
     }
 }
 
@@ -106,6 +109,9 @@ pub fn start(config: Config) -> Result<Running> {
 /// Like `start`, with a router of the caller's (tests add routes to
 /// `api::routes()`).
 pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
+    config.check().map_err(Error::Setup)?;
+    // Before anything touches the file: a second server stops here.
+    let serve_lock = ServeLock::acquire(&config.db_path)?;
     let caches = Caches::new(&config);
     let invalidate = Arc::clone(&caches);
     let store = Store::open(
@@ -120,6 +126,8 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     )?;
     let limits = http::Limits {
         max_body_bytes: config.max_body_bytes,
+        max_inflight_body_bytes: usize::try_from(config.max_inflight_body_bytes)
+            .unwrap_or(usize::MAX),
         max_connections: config.max_connections,
         read_timeout: config.read_timeout,
         idle_timeout: config.idle_timeout,
@@ -161,7 +169,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     let service: Arc<dyn Service> = app.clone();
     let server = http::Server::start(addr, limits, service).map_err(|e| {
         app.store.shutdown();
-        crate::error::Error::internal(format!("cannot listen on {addr}: {e}"))
+        Error::internal(format!("cannot listen on {addr}: {e}"))
     })?;
     let threads = Sweeper::start(app.store.clone())
         .and_then(|sweeper| Ok((sweeper, app.monitor.start(&app.config.db_path)?)));
@@ -171,7 +179,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
             server.shutdown();
             app.store.shutdown();
             let message = format!("cannot start a service thread: {e}");
-            return Err(crate::error::Error::internal(message));
+            return Err(Error::internal(message));
         }
     };
     Ok(Running {
@@ -180,6 +188,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         server,
         sweeper,
         monitor,
+        serve_lock,
     })
 }
 

@@ -71,6 +71,7 @@ fn serve(config: Config) -> Result<ExitCode, String> {
     // Registered before the server starts so no early signal is lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    config.check()?;
     let running = crate::app::start(config).map_err(|e| e.to_string())?;
     log::info!("listening on http://{}", running.addr);
     if let Some(signal) = signals.forever().next() {

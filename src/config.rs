@@ -99,6 +99,10 @@ pub struct ConfigArgs {
     /// Largest request body, bytes.
     #[arg(long = "max-body", env = "SOUK_MAX_BODY", value_name = "SOUK_MAX_BODY", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024), global = true)]
     pub max_body: u64,
+    /// Bytes of request bodies being received at once, all connections
+    /// together; at least SOUK_MAX_BODY.
+    #[arg(long = "max-inflight-body", env = "SOUK_MAX_INFLIGHT_BODY", value_name = "SOUK_MAX_INFLIGHT_BODY", default_value_t = 33_554_432, value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024 * 1024), global = true)]
+    pub max_inflight_body: u64,
     /// Connections served at once.
     #[arg(long = "max-connections", env = "SOUK_MAX_CONNECTIONS", value_name = "SOUK_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
     pub max_connections: u32,
@@ -197,6 +201,7 @@ pub struct Config {
     pub metrics_token: Option<String>,
     pub login_rate_limit_per_minute: u32,
     pub max_body_bytes: u64,
+    pub max_inflight_body_bytes: u64,
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -233,6 +238,7 @@ impl From<ConfigArgs> for Config {
             metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
             login_rate_limit_per_minute: args.login_rate_limit,
             max_body_bytes: args.max_body,
+            max_inflight_body_bytes: args.max_inflight_body,
             max_connections: args.max_connections as usize,
             read_timeout: Duration::from_secs(args.read_timeout),
             idle_timeout: Duration::from_secs(args.idle_timeout),
@@ -243,6 +249,19 @@ impl From<ConfigArgs> for Config {
 }
 
 impl Config {
+    /// Rules between settings that no single range can say; the message
+    /// names the variables.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_inflight_body_bytes < self.max_body_bytes {
+            return Err(format!(
+                "SOUK_MAX_INFLIGHT_BODY ({}) must be at least SOUK_MAX_BODY ({}): \
+                 a body of the largest size allowed could never be received",
+                self.max_inflight_body_bytes, self.max_body_bytes
+            ));
+        }
+        Ok(())
+    }
+
     /// The settings an empty command line gives (the SPEC §2 defaults, and any
     /// of its variables set in the environment) with another database and
     /// address: what tests and benchmarks start from.

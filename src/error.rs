@@ -43,6 +43,9 @@ pub enum Error {
     },
     /// A bug or an unexpected failure: logged in full, opaque to the client.
     Internal(String),
+    /// The operator's setup stops a start (a setting, a database file held
+    /// by another server); never raised by a request.
+    Setup(String),
     /// The error of one item of a batch, with the item's position.
     AtIndex {
         index: usize,
@@ -98,6 +101,7 @@ impl fmt::Display for Error {
             Error::RateLimited { retry_after_s } => write!(f, "rate limited for {retry_after_s} s"),
             Error::Unavailable { reason, .. } => write!(f, "unavailable: {reason}"),
             Error::Internal(cause) => write!(f, "internal: {cause}"),
+            Error::Setup(message) => f.write_str(message),
             Error::AtIndex { index, error } => write!(f, "item {index}: {error}"),
         }
     }

@@ -17,6 +17,10 @@ pub const IDLE_BUFFER_BYTES_MAX: usize = 4 * 1024;
 pub const WORKER_STACK_BYTES: usize = 256 * 1024;
 /// Stack of the I/O (poller) thread and of other small service threads.
 pub const SERVICE_STACK_BYTES: usize = 128 * 1024;
+/// After a closing answer is out, unread input from the client (a refused
+/// body, pipelined requests) is read and thrown away for at most this long,
+/// so the client reads our answer instead of a connection reset.
+pub const LINGER_MS: u64 = 2_000;
 /// How often the poller looks for connections past their deadline, at most.
 pub const DEADLINE_SWEEP_MS: u64 = 100;
 /// First pause after a failed `accept` (EMFILE, ENFILE, ENOBUFS…); doubles up

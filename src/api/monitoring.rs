@@ -2,10 +2,12 @@
 //! admin metrics export, alerts, and the `/dashboard` page. They only read.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
+use super::respond::HtmlPage;
 use super::{Params, auth, query, respond};
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -82,13 +84,9 @@ pub fn alerts(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 /// `GET /dashboard`: the page; it asks for an admin token and polls the
 /// dashboard JSON. Served from the binary, no external assets.
 pub fn page(_app: &App, _request: &Request, _: &Params) -> Result<Reply> {
-    let mut response = Response::new(200);
-    response
-        .headers
-        .push(("content-type", "text/html; charset=utf-8".into()));
-    response.headers.push(("cache-control", "no-store".into()));
-    response.body = include_bytes!("dashboard.html").to_vec();
-    Ok(Reply::Now(response))
+    static PAGE: LazyLock<HtmlPage> =
+        LazyLock::new(|| HtmlPage::new(include_str!("dashboard.html")));
+    Ok(Reply::Now(PAGE.response()))
 }
 
 /// Routes grouped by operation name.

@@ -14,6 +14,51 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
     }
 }
 
+/// A page served from the binary, with the headers every HTML answer
+/// carries: a Content-Security-Policy that allows only the page's own inline
+/// scripts (by hash) and same-origin requests, no framing, no sniffing.
+pub struct HtmlPage {
+    body: &'static str,
+    csp: String,
+}
+
+impl HtmlPage {
+    /// Hashes every inline `<script>` of `body` once, for the policy.
+    pub fn new(body: &'static str) -> HtmlPage {
+        use base64::Engine as _;
+        use sha2::{Digest, Sha256};
+        let mut script_sources = String::new();
+        let mut rest = body;
+        while let Some(open) = rest.find("<script>") {
+            let after = &rest[open + "<script>".len()..];
+            let Some(close) = after.find("</script>") else {
+                break;
+            };
+            let digest = Sha256::digest(&after.as_bytes()[..close]);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(digest);
+            script_sources.push_str(&format!(" 'sha256-{encoded}'"));
+            rest = &after[close..];
+        }
+        let csp = format!(
+            "default-src 'none'; script-src{script_sources}; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'"
+        );
+        HtmlPage { body, csp }
+    }
+
+    pub fn response(&self) -> Response {
+        let mut response = Response::new(200)
+            .with_header("content-type", "text/html; charset=utf-8")
+            .with_header("cache-control", "no-store")
+            .with_header("content-security-policy", self.csp.clone())
+            .with_header("x-frame-options", "DENY")
+            .with_header("x-content-type-options", "nosniff");
+        response.body = self.body.as_bytes().to_vec();
+        response
+    }
+}
+
 /// The only place an error becomes a status code.
 pub fn error(e: Error) -> Response {
     let (e, index) = match e {
@@ -22,7 +67,7 @@ pub fn error(e: Error) -> Response {
     };
     let (status, code) = status_and_code(&e);
     let message = match &e {
-        Error::Internal(cause) => {
+        Error::Internal(cause) | Error::Setup(cause) => {
             log::error!("internal error: {cause}");
             "internal error".to_owned()
         }
@@ -63,7 +108,7 @@ fn status_and_code(e: &Error) -> (u16, &'static str) {
         Error::LockedOut { .. } => (429, "locked_out"),
         Error::RateLimited { .. } => (429, "rate_limited"),
         Error::Unavailable { .. } => (503, "unavailable"),
-        Error::Internal(_) => (500, "internal"),
+        Error::Internal(_) | Error::Setup(_) => (500, "internal"),
         Error::AtIndex { error, .. } => status_and_code(error),
     }
 }

@@ -1,19 +1,27 @@
 //! One client connection: its socket, its receive buffer, request framing
-//! (SPEC §7) and response writing. A `Conn` is owned by exactly one place at a
-//! time: the poller's parked set, a worker, or a pending `Responder`.
+//! (SPEC §7), and its send buffer. A `Conn` is owned by exactly one place at
+//! a time: the poller's parked set, a worker, or a pending `Responder`.
+//!
+//! Sockets are non-blocking. An answer is written as far as the socket takes
+//! it; the rest waits in `out` while the connection is parked on the poller
+//! for writability, so no worker ever blocks on one client's socket. While an
+//! answer is unsent no further request is parsed (pipelined requests wait in
+//! the kernel's buffers, not ours), and a whole answer must be out within the
+//! read timeout.
 
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::request::{Method, Request};
 use super::response::Response;
 use super::server::Shared;
 use crate::limits::{
-    IDLE_BUFFER_BYTES_MAX, READ_CHUNK_BYTES, REQUEST_HEAD_BYTES_MAX, REQUEST_HEADERS_MAX,
-    REQUEST_TARGET_BYTES_MAX,
+    IDLE_BUFFER_BYTES_MAX, LINGER_MS, READ_CHUNK_BYTES, REQUEST_HEAD_BYTES_MAX,
+    REQUEST_HEADERS_MAX, REQUEST_TARGET_BYTES_MAX,
 };
 
 pub(crate) struct Conn {
@@ -33,6 +41,25 @@ pub(crate) struct Conn {
     last_activity: Instant,
     served: u64,
     continue_sent: bool,
+    /// Bytes of the in-flight body budget this connection holds for the body
+    /// it is receiving (0 when none is being received in parts).
+    body_reserved: usize,
+    /// Bytes still to be read before the request being received is whole
+    /// (0 when unknown): reads never ask for more, so a reserved body buffer
+    /// is never reallocated.
+    body_missing: usize,
+    /// Answer bytes not yet taken by the socket, from `out_sent` on.
+    out: Vec<u8>,
+    out_sent: usize,
+    /// When the answer in `out` must be wholly written (SOUK_READ_TIMEOUT
+    /// after it was queued): a deadline for the response, not per `write`.
+    write_deadline: Option<Instant>,
+    /// Close once `out` is written.
+    close_after_write: bool,
+    /// The answer is out and our side is shut: unread input is read and
+    /// thrown away until the peer closes or `LINGER_MS` passes, so a client
+    /// still sending a refused body reads our answer instead of a reset.
+    lingering_until: Option<Instant>,
     shared: Arc<Shared>,
 }
 
@@ -43,6 +70,15 @@ pub(crate) struct Framing {
     pub head_only: bool,
 }
 
+impl Framing {
+    /// A refusal: answered, then the connection closes.
+    pub(crate) const REJECT: Framing = Framing {
+        keep_alive: false,
+        http10: false,
+        head_only: false,
+    };
+}
+
 pub(crate) enum Step {
     Request(Request, Framing),
     /// Not a whole request yet and nothing to read now: park until readable.
@@ -51,6 +87,18 @@ pub(crate) enum Step {
     Reject(Response),
     /// The peer closed or the socket failed.
     Closed,
+}
+
+/// How far `Conn::flush` got.
+pub(crate) enum Flushed {
+    /// Nothing left to write; the connection goes on.
+    Done,
+    /// The socket is full: park until it is writable.
+    Blocked,
+    /// Everything is written and the connection is to close (or is lingering).
+    Closing,
+    /// The socket failed or the peer went away: drop the connection.
+    Failed,
 }
 
 impl Conn {
@@ -73,20 +121,39 @@ impl Conn {
             last_activity: Instant::now(),
             served: 0,
             continue_sent: false,
+            body_reserved: 0,
+            body_missing: 0,
+            out: Vec::new(),
+            out_sent: 0,
+            write_deadline: None,
+            close_after_write: false,
+            lingering_until: None,
             shared,
         }
     }
 
-    /// When this connection is cut off if nothing more arrives: the read
-    /// timeout while a request is partly in (or none has come yet), the idle
-    /// timeout between requests.
+    /// When this connection is cut off: the response deadline while an
+    /// answer is being written, the end of lingering, the read timeout while
+    /// a request is partly in (or none has come yet), the idle timeout
+    /// between requests.
     pub(crate) fn deadline(&self) -> Instant {
+        if let Some(deadline) = self.write_deadline {
+            return deadline;
+        }
+        if let Some(until) = self.lingering_until {
+            return until;
+        }
         let limits = &self.shared.limits;
         match self.request_started {
             Some(started) => started + limits.read_timeout,
             None if self.served == 0 => self.last_activity + limits.read_timeout,
             None => self.last_activity + limits.idle_timeout,
         }
+    }
+
+    /// An answer is waiting for the socket: park for writability.
+    pub(crate) fn wants_write(&self) -> bool {
+        self.out_sent < self.out.len()
     }
 
     /// Parses the next request from the buffer, reading once if the poller
@@ -98,23 +165,15 @@ impl Conn {
                 Ok(None) => {}
                 Err(response) => return Step::Reject(response),
             }
-            if !self.readable {
+            // A 100 Continue must reach the client before its body can come.
+            if !self.readable || self.wants_write() {
                 return Step::NeedMore;
             }
             self.readable = false;
             match self.read_once() {
                 Ok(0) => return Step::Closed,
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    return Step::NeedMore;
-                }
+                Err(e) if is_transient(&e) => return Step::NeedMore,
                 Err(_) => return Step::Closed,
             }
         }
@@ -126,7 +185,11 @@ impl Conn {
             self.start = 0;
         }
         let old_len = self.buf.len();
-        self.buf.resize(old_len + READ_CHUNK_BYTES, 0);
+        let want = match self.body_missing {
+            0 => READ_CHUNK_BYTES,
+            missing => missing.min(READ_CHUNK_BYTES),
+        };
+        self.buf.resize(old_len + want, 0);
         let result = self.stream.read(&mut self.buf[old_len..]);
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(old_len + n);
@@ -162,36 +225,33 @@ impl Conn {
                 return Ok(None);
             }
             Err(httparse::Error::TooManyHeaders) => return Err(head_too_large()),
-            Err(_) => {
-                return Err(Response::error(
-                    400,
-                    "bad_request",
-                    "malformed request head",
-                ));
-            }
+            Err(_) => return Err(bad_request("malformed request head")),
         };
         let target = parsed.path.unwrap_or("/");
         if target.len() > REQUEST_TARGET_BYTES_MAX {
             return Err(target_too_long());
         }
-        let target = origin_form(target);
         let head = Head::from_parsed(&parsed, self.shared.limits.max_body_bytes)?;
-        let body_len = head.content_length as usize;
+        let target = request_target(target, head.method)?;
+        let body_len = usize::try_from(head.content_length)
+            .map_err(|_| bad_request("Content-Length is too large"))?;
         let available = pending.len() - head_len;
         if available < body_len {
+            let missing = body_len - available;
+            self.reserve_body(head_len + body_len, missing)?;
             // HTTP/1.0 clients know no 100 Continue (RFC 9110 §10.1.1).
             if head.expect_continue && !head.http10 && !self.continue_sent {
                 self.continue_sent = true;
-                // Best effort: a client that stops reading is cut off by the
-                // write timeout on the next real response.
-                let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                self.write_deadline = Some(Instant::now() + self.shared.limits.read_timeout);
             }
             return Ok(None);
         }
+        let pending = &self.buf[self.start..];
         let body = pending[head_len..head_len + body_len].to_vec();
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-            None => (target.to_owned(), None),
+            None => (target.into_owned(), None),
         };
         let headers = parsed
             .headers
@@ -213,20 +273,67 @@ impl Conn {
         };
         self.start += head_len + body_len;
         self.continue_sent = false;
+        self.body_missing = 0;
+        self.release_body();
         self.request_started = (self.start < self.buf.len()).then(Instant::now);
         Ok(Some(Step::Request(request, framing)))
     }
 
-    /// Writes one response; `false` when the connection must now close.
-    pub(crate) fn respond(&mut self, response: &Response, framing: &Framing) -> bool {
-        let mut out = Vec::with_capacity(response.body.len() + 160);
+    /// Takes `whole` bytes (head and body) of the in-flight body budget for a
+    /// body that is still arriving, once per request, and sizes the buffer
+    /// for it exactly. A full budget refuses the body with 503.
+    fn reserve_body(&mut self, whole: usize, missing: usize) -> Result<(), Response> {
+        self.body_missing = missing;
+        if self.body_reserved > 0 {
+            return Ok(());
+        }
+        let budget = &self.shared.inflight_body_bytes;
+        let limit = self.shared.limits.max_inflight_body_bytes;
+        let taken = budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+            held.checked_add(whole).filter(|&total| total <= limit)
+        });
+        if taken.is_err() {
+            return Err(Response::error(
+                503,
+                "unavailable",
+                "too many request bodies are being received; try again shortly",
+            )
+            .with_header("retry-after", "1"));
+        }
+        self.body_reserved = whole;
+        let pending = self.buf.len() - self.start;
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve_exact(whole.saturating_sub(pending));
+        Ok(())
+    }
+
+    fn release_body(&mut self) {
+        if self.body_reserved > 0 {
+            self.shared
+                .inflight_body_bytes
+                .fetch_sub(self.body_reserved, Ordering::SeqCst);
+            self.body_reserved = 0;
+        }
+    }
+
+    /// Queues one answer behind anything unsent. The caller then flushes.
+    pub(crate) fn queue(&mut self, response: &Response, framing: &Framing) {
         // A shutdown that began while this request ran closes the connection
         // after it: say so.
         let close = !framing.keep_alive || self.shared.shutting_down.load(Ordering::SeqCst);
-        response.write_to(&mut out, framing.head_only, close, framing.http10 && !close);
-        let written = self.stream.write_all(&out).is_ok();
+        response.write_to(
+            &mut self.out,
+            framing.head_only,
+            close,
+            framing.http10 && !close,
+        );
+        self.close_after_write |= close;
         self.served += 1;
         self.last_activity = Instant::now();
+        self.write_deadline = Some(self.last_activity + self.shared.limits.read_timeout);
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
@@ -234,17 +341,66 @@ impl Conn {
                 self.buf.shrink_to(IDLE_BUFFER_BYTES_MAX);
             }
         }
-        written && !close
     }
 
-    /// Answers a refused request and leaves the connection to be closed.
+    /// Writes what the socket takes of the queued answer, without blocking.
+    pub(crate) fn flush(&mut self) -> Flushed {
+        while self.out_sent < self.out.len() {
+            match self.stream.write(&self.out[self.out_sent..]) {
+                Ok(0) => return Flushed::Failed,
+                Ok(n) => self.out_sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(_) => return Flushed::Failed,
+            }
+        }
+        self.out.clear();
+        self.out_sent = 0;
+        if self.out.capacity() > IDLE_BUFFER_BYTES_MAX {
+            self.out.shrink_to(IDLE_BUFFER_BYTES_MAX);
+        }
+        self.write_deadline = None;
+        if !self.close_after_write {
+            return Flushed::Done;
+        }
+        if self.lingering_until.is_none() {
+            self.release_body();
+            self.buf = Vec::new();
+            self.start = 0;
+            // Shutting our side sends FIN after the answer; the peer's unread
+            // input is drained by `linger` rather than reset by close().
+            if self.stream.shutdown(Shutdown::Write).is_err() {
+                return Flushed::Failed;
+            }
+            self.lingering_until = Some(Instant::now() + Duration::from_millis(LINGER_MS));
+        }
+        Flushed::Closing
+    }
+
+    /// Reads and discards input while lingering; `true` while the peer has
+    /// not closed yet (park again for readability).
+    pub(crate) fn linger(&mut self) -> bool {
+        let mut sink = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+            if self
+                .lingering_until
+                .is_none_or(|until| Instant::now() >= until)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// Answers a refused request; the connection closes after it.
     pub(crate) fn reject(&mut self, response: &Response) {
-        let framing = Framing {
-            keep_alive: false,
-            http10: false,
-            head_only: false,
-        };
-        self.respond(response, &framing);
+        self.queue(response, &Framing::REJECT);
     }
 
     pub(crate) fn has_buffered_bytes(&self) -> bool {
@@ -254,11 +410,19 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        self.release_body();
         if self.registered {
             let _ = self.shared.poller.delete(&self.stream);
         }
         self.shared.open_connections.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 struct Head {
@@ -270,7 +434,8 @@ struct Head {
 }
 
 impl Head {
-    /// Applies the framing rules of SPEC §7 to a parsed head.
+    /// Applies the framing rules of SPEC §7 and the Host rules of RFC 9112
+    /// §3.2 to a parsed head.
     fn from_parsed(
         parsed: &httparse::Request<'_, '_>,
         max_body_bytes: u64,
@@ -280,6 +445,7 @@ impl Head {
         let mut connection_close = false;
         let mut connection_keep_alive = false;
         let mut expect_continue = false;
+        let mut hosts = 0usize;
         for header in parsed.headers.iter() {
             let name = header.name;
             if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -290,13 +456,17 @@ impl Head {
                 ));
             } else if name.eq_ignore_ascii_case("content-length") {
                 if content_length.is_some() {
-                    return Err(Response::error(
-                        400,
-                        "bad_request",
-                        "repeated Content-Length",
-                    ));
+                    return Err(bad_request("repeated Content-Length"));
                 }
                 content_length = Some(parse_content_length(header.value, max_body_bytes)?);
+            } else if name.eq_ignore_ascii_case("host") {
+                hosts += 1;
+                if hosts > 1 {
+                    return Err(bad_request("more than one Host header"));
+                }
+                if !is_valid_host(header.value) {
+                    return Err(bad_request("the Host header is not a valid host[:port]"));
+                }
             } else if name.eq_ignore_ascii_case("connection") {
                 for token in header.value.split(|&b| b == b',') {
                     let token = token.trim_ascii();
@@ -309,6 +479,10 @@ impl Head {
                     .trim_ascii()
                     .eq_ignore_ascii_case(b"100-continue");
             }
+        }
+        // HTTP/1.0 predates Host; every HTTP/1.1 request must carry one.
+        if hosts == 0 && !http10 {
+            return Err(bad_request("an HTTP/1.1 request needs a Host header"));
         }
         let keep_alive = if http10 {
             connection_keep_alive && !connection_close
@@ -328,11 +502,7 @@ impl Head {
 /// One Content-Length of plain digits, at most `max_body_bytes`.
 fn parse_content_length(value: &[u8], max_body_bytes: u64) -> Result<u64, Response> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return Err(Response::error(
-            400,
-            "bad_request",
-            "Content-Length must be plain digits",
-        ));
+        return Err(bad_request("Content-Length must be plain digits"));
     }
     let too_large = || {
         Response::error(
@@ -352,16 +522,75 @@ fn parse_content_length(value: &[u8], max_body_bytes: u64) -> Result<u64, Respon
     Ok(length)
 }
 
-/// The path-and-query of a request target: the absolute form
-/// (`http://host/path?q`, RFC 9112 §3.2.2) is reduced to its origin form.
-fn origin_form(target: &str) -> &str {
-    let rest = target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"));
-    match rest {
-        Some(rest) => rest.find('/').map_or("/", |at| &rest[at..]),
-        None => target,
+/// A Host value per RFC 9110 §7.2: `uri-host [ ":" port ]`, where uri-host
+/// is an IP literal in brackets or a reg-name / IPv4 address (RFC 3986
+/// §3.2.2). Empty is allowed (a target without an authority).
+fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..close];
+        let literal_ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'));
+        if !literal_ok {
+            return false;
+        }
+        (&[][..], &rest[close + 1..])
+    } else {
+        match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &[][..]),
+        }
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    let reg_name_ok = host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\''
+                    | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+            )
+    });
+    port_ok && reg_name_ok
+}
+
+/// The path-and-query of a request target (RFC 9112 §3.2): origin form
+/// (`/path?q`) as it is; absolute form (`http://host/path?q`) reduced to its
+/// origin form; `*` only for OPTIONS. Anything else (authority form, a bare
+/// `healthz`) is refused.
+fn request_target(target: &str, method: Method) -> Result<Cow<'_, str>, Response> {
+    if target.starts_with('/') || (target == "*" && method == Method::Options) {
+        return Ok(Cow::Borrowed(target));
     }
+    let scheme_end = target.find("://").unwrap_or(0);
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad_request(
+            "the request target must be an absolute path (/...) or an absolute URI",
+        ));
+    }
+    let rest = &target[scheme_end + 3..];
+    let path_at = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..path_at];
+    if authority.is_empty() || authority.contains('@') || !is_valid_host(authority.as_bytes()) {
+        return Err(bad_request("the request target has an invalid authority"));
+    }
+    Ok(match &rest[path_at..] {
+        path if path.starts_with('/') => Cow::Borrowed(path),
+        // `http://host` and `http://host?q` name the path "/".
+        query => Cow::Owned(format!("/{query}")),
+    })
+}
+
+fn bad_request(message: &str) -> Response {
+    Response::error(400, "bad_request", message)
 }
 
 fn head_too_large() -> Response {

@@ -1,7 +1,9 @@
 //! Responses, and the two ways a handler gives one: at once (`Reply::Now`) or
 //! later from another thread (`Reply::Later` with a `Responder`).
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -56,8 +58,9 @@ impl Response {
         close: bool,
         http10_keep_alive: bool,
     ) {
-        let mut head = String::with_capacity(128);
+        let mut head = String::with_capacity(160);
         let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        push_date(&mut head);
         for (name, value) in &self.headers {
             let _ = write!(head, "{name}: {value}\r\n");
         }
@@ -76,6 +79,26 @@ impl Response {
             out.extend_from_slice(&self.body);
         }
     }
+}
+
+/// Appends `date: <IMF-fixdate>`, formatted once a second per thread.
+fn push_date(head: &mut String) {
+    thread_local! {
+        static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    CACHED.with_borrow_mut(|(cached_second, text)| {
+        if *cached_second != second {
+            *cached_second = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        head.push_str("date: ");
+        head.push_str(text);
+        head.push_str("\r\n");
+    });
 }
 
 /// What a handler returns.

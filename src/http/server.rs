@@ -1,5 +1,6 @@
-//! The listener, the I/O thread that parks idle connections on epoll and cuts
-//! off late ones, the worker pool, and graceful shutdown.
+//! The listener, the I/O thread that parks connections on epoll (idle ones
+//! until readable, ones with an unsent answer until writable) and cuts off
+//! late ones, the worker pool, and graceful shutdown.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use polling::{Event, Events, Poller};
 
-use super::conn::{Conn, Framing, Step};
+use super::conn::{Conn, Flushed, Framing, Step};
 use super::request::Request;
 use super::response::{Reply, Responder, Response};
 use crate::limits::{
@@ -34,6 +35,10 @@ pub trait Service: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: u64,
+    /// Bytes of request bodies being received at once, all connections
+    /// together (SOUK_MAX_INFLIGHT_BODY); bodies that arrive whole in one
+    /// read do not count.
+    pub max_inflight_body_bytes: usize,
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -48,7 +53,13 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) open_connections: AtomicUsize,
     pub(crate) shutting_down: AtomicBool,
-    /// Idle connections waiting for data, by poller key.
+    /// Bytes of the in-flight body budget held by connections right now.
+    pub(crate) inflight_body_bytes: AtomicUsize,
+    /// Set once every connection is done (or the grace period is over):
+    /// the I/O thread then exits.
+    io_stop: AtomicBool,
+    /// Connections waiting for the poller (to read a request, or to write
+    /// the rest of an answer), by poller key.
     parked: Mutex<HashMap<usize, Conn>>,
     work: Sender<Work>,
     service: Arc<dyn Service>,
@@ -90,6 +101,8 @@ impl Server {
             poller: Poller::new()?,
             open_connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            inflight_body_bytes: AtomicUsize::new(0),
+            io_stop: AtomicBool::new(false),
             parked: Mutex::new(HashMap::new()),
             work: work_tx,
             service,
@@ -134,16 +147,19 @@ impl ServerHandle {
     }
 
     /// Stops accepting, closes idle connections, lets requests in flight
-    /// finish (up to a grace period), then stops the workers.
+    /// finish and their answers go out (up to a grace period), then stops the
+    /// I/O thread and the workers.
     pub fn shutdown(mut self) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
         let _ = self.shared.poller.notify();
-        if let Some(io) = self.io_thread.take() {
-            let _ = io.join();
-        }
         let grace_end = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
         while self.open_connections() > 0 && Instant::now() < grace_end {
             std::thread::sleep(Duration::from_millis(5));
+        }
+        self.shared.io_stop.store(true, Ordering::SeqCst);
+        let _ = self.shared.poller.notify();
+        if let Some(io) = self.io_thread.take() {
+            let _ = io.join();
         }
         for _ in &self.workers {
             let _ = self.shared.work.send(Work::Stop);
@@ -167,23 +183,31 @@ fn lock_parked(shared: &Shared) -> MutexGuard<'_, HashMap<usize, Conn>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Hands a connection to the poller until it is readable or its deadline passes.
+/// Hands a connection to the poller until it is readable (or, with an
+/// answer unsent, writable) or its deadline passes.
 fn park(shared: &Shared, mut conn: Conn) {
     let key = conn.key;
+    let writing = conn.wants_write();
     let mut parked = lock_parked(shared);
     // Checked under the lock: once the I/O thread has seen the flag it closes
-    // what is parked, under this lock, and never looks again.
-    if shared.shutting_down.load(Ordering::SeqCst) {
+    // what waits for a request, under this lock. An answer still being
+    // written is finished (within its deadline).
+    if !writing && shared.shutting_down.load(Ordering::SeqCst) {
         return; // dropping closes it
     }
+    let interest = if writing {
+        Event::writable(key)
+    } else {
+        Event::readable(key)
+    };
     // Registering under the lock: the I/O thread cannot see the event before
     // the connection is in the map.
     let armed = if conn.registered {
-        shared.poller.modify(&conn.stream, Event::readable(key))
+        shared.poller.modify(&conn.stream, interest)
     } else {
         // SAFETY: the stream is deleted from the poller in `Conn::drop`,
         // before the socket closes.
-        unsafe { shared.poller.add(&conn.stream, Event::readable(key)) }
+        unsafe { shared.poller.add(&conn.stream, interest) }
     };
     if armed.is_ok() {
         conn.registered = true;
@@ -198,6 +222,7 @@ fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
     let mut accept_resume_at: Option<Instant> = None;
     let mut last_sweep = Instant::now();
     let sweep_every = Duration::from_millis(DEADLINE_SWEEP_MS);
+    let mut listening = true;
     loop {
         events.clear();
         let wait = accept_resume_at.map_or(sweep_every, |at| {
@@ -210,19 +235,23 @@ fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
             log::error!("poller wait failed: {e}");
             std::thread::sleep(sweep_every);
         }
-        if shared.shutting_down.load(Ordering::SeqCst) {
+        if shared.io_stop.load(Ordering::SeqCst) {
             break;
+        }
+        if listening && shared.shutting_down.load(Ordering::SeqCst) {
+            listening = false;
+            stop_listening(shared, &listener);
         }
         let mut listener_ready = false;
         for event in events.iter() {
             if event.key == LISTENER_KEY {
-                listener_ready = true;
+                listener_ready = listening;
             } else if let Some(mut conn) = lock_parked(shared).remove(&event.key) {
-                conn.readable = true;
+                conn.readable = event.readable;
                 let _ = shared.work.send(Work::Ready(conn));
             }
         }
-        let resume_due = accept_resume_at.is_some_and(|at| Instant::now() >= at);
+        let resume_due = listening && accept_resume_at.is_some_and(|at| Instant::now() >= at);
         if listener_ready || resume_due {
             accept_resume_at = None;
             match accept_all(shared, &listener, &mut next_key) {
@@ -250,10 +279,29 @@ fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
             close_expired(shared, last_sweep);
         }
     }
-    let _ = shared.poller.delete(&listener);
+    if listening {
+        stop_listening(shared, &listener);
+    }
     drop(listener);
-    let idle: Vec<Conn> = lock_parked(shared).drain().map(|(_, conn)| conn).collect();
-    drop(idle); // closes every idle connection
+    let left: Vec<Conn> = lock_parked(shared).drain().map(|(_, conn)| conn).collect();
+    drop(left); // closes whatever is still parked after the grace period
+}
+
+/// The start of a shutdown: no more accepts, and every connection waiting
+/// for a request is closed. Those writing an answer stay parked until it is
+/// out or their deadline passes.
+fn stop_listening(shared: &Shared, listener: &TcpListener) {
+    let _ = shared.poller.delete(listener);
+    let idle: Vec<Conn> = {
+        let mut parked = lock_parked(shared);
+        let keys: Vec<usize> = parked
+            .iter()
+            .filter(|(_, conn)| !conn.wants_write())
+            .map(|(key, _)| *key)
+            .collect();
+        keys.iter().filter_map(|key| parked.remove(key)).collect()
+    };
+    drop(idle);
 }
 
 /// Accepts until the backlog is empty. Connections beyond the cap get 503.
@@ -280,7 +328,7 @@ fn accept_all(
             refuse_over_capacity(stream);
             continue;
         }
-        if configure(&stream, &shared.limits).is_err() {
+        if configure(&stream).is_err() {
             continue;
         }
         *next_key = next_key.checked_add(1).unwrap_or(LISTENER_KEY + 1);
@@ -289,14 +337,11 @@ fn accept_all(
     }
 }
 
-fn configure(stream: &TcpStream, limits: &Limits) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    // Reads only follow readiness, so this bounds a spurious wake-up; the
-    // write timeout cuts off a client that stops reading its answers.
-    stream.set_read_timeout(Some(limits.read_timeout))?;
-    stream.set_write_timeout(Some(limits.read_timeout))?;
-    Ok(())
+fn configure(stream: &TcpStream) -> io::Result<()> {
+    // Non-blocking: a worker writes what the socket takes and parks the
+    // rest; deadlines are the I/O thread's, not the socket's.
+    stream.set_nonblocking(true)?;
+    stream.set_nodelay(true)
 }
 
 fn refuse_over_capacity(mut stream: TcpStream) {
@@ -334,18 +379,30 @@ fn worker_loop(shared: &Arc<Shared>, work: &Receiver<Work>) {
             Work::Ready(conn) => serve(shared, conn),
             Work::Resume(mut conn, framing, response, started, line) => {
                 finished(shared, &line, &response, started);
-                if conn.respond(&response, &framing) {
-                    serve(shared, conn);
-                }
+                conn.queue(&response, &framing);
+                serve(shared, conn);
             }
             Work::Stop => return,
         }
     }
 }
 
-/// Answers every whole request buffered on `conn`, then parks or closes it.
+/// Writes what is queued on `conn`, then answers every whole request
+/// buffered on it, one at a time; parks it whenever the socket is full or
+/// more input is needed, closes it when it is done.
 fn serve(shared: &Arc<Shared>, mut conn: Conn) {
     loop {
+        match conn.flush() {
+            Flushed::Done => {}
+            Flushed::Blocked => return park(shared, conn),
+            Flushed::Closing => {
+                if conn.linger() {
+                    park(shared, conn);
+                }
+                return;
+            }
+            Flushed::Failed => return,
+        }
         match conn.next_request() {
             Step::Request(request, framing) => {
                 let started = Instant::now();
@@ -354,9 +411,7 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                 match catch_unwind(AssertUnwindSafe(move || service.call(request))) {
                     Ok(Reply::Now(response)) => {
                         finished(shared, &line, &response, started);
-                        if !conn.respond(&response, &framing) {
-                            return;
-                        }
+                        conn.queue(&response, &framing);
                     }
                     Ok(Reply::Later(start)) => {
                         let work = shared.work.clone();
@@ -373,10 +428,10 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                         let response = Response::error(500, "internal", "internal error");
                         finished(shared, &line, &response, started);
                         conn.reject(&response);
-                        return;
                     }
                 }
             }
+            Step::NeedMore if conn.wants_write() => {} // a 100 Continue to send
             Step::NeedMore => {
                 if conn.has_buffered_bytes() || !shared.shutting_down.load(Ordering::SeqCst) {
                     park(shared, conn);
@@ -387,7 +442,6 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                 log::debug!("refused a request from {}: {}", conn.peer, response.status);
                 shared.service.completed(&response, Duration::ZERO);
                 conn.reject(&response);
-                return;
             }
             Step::Closed => return,
         }

@@ -8,6 +8,7 @@ mod migrate;
 mod offline;
 mod pragmas;
 mod readers;
+mod serve_lock;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::sync::Arc;
 pub use migrate::{SCHEMA_VERSION, migrate};
 pub use offline::{backup, open_reader};
 pub use readers::Readers;
+pub use serve_lock::ServeLock;
 pub use writer::{OnCommit, Touched, WriteStats, WriteTx, Writer};
 
 use crate::error::Result;

@@ -127,6 +127,26 @@ impl Process {
         self.log.try_iter().collect()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A `kB` field of /proc/PID/status (`VmRSS`, `VmHWM`), in bytes.
+    pub fn status_bytes(&self, field: &str) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).expect("reading /proc/PID/status");
+        let line = status
+            .lines()
+            .find(|line| line.starts_with(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in {path}"));
+        let kb: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        kb * 1024
+    }
+
     /// `kill SIGNAL` (e.g. `-TERM`, `-9`); panics unless `kill` succeeds.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")

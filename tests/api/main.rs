@@ -9,6 +9,7 @@ mod dashboard_page;
 mod escrow;
 mod health;
 mod helpers;
+mod hostile;
 mod http_layer;
 mod json_bodies;
 mod lifecycle;
