@@ -9,7 +9,12 @@ use crate::http::Request;
 
 /// Decodes the body of `request` as a `T`.
 pub fn body<T: DeserializeOwned>(request: &Request) -> Result<T> {
-    let content_type = request.header("content-type").unwrap_or("");
+    // Absent, unreadable (not UTF-8) and repeated all fail the same way:
+    // none of them says "this is JSON".
+    let content_type = request
+        .header("content-type")
+        .map_err(|_| Error::UnsupportedMediaType)?
+        .unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
         return Err(Error::UnsupportedMediaType);

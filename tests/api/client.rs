@@ -119,6 +119,40 @@ pub fn request(
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// `request` with extra header lines whose values are raw bytes (non-UTF-8,
+/// control characters: whatever a client may put on the wire).
+pub fn request_raw_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &[u8])],
+) -> HttpResponse {
+    let mut bytes = json_request(method, path, token, body, &[]);
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a request head")
+        + 2;
+    let mut lines = Vec::new();
+    for (name, value) in headers {
+        lines.extend_from_slice(name.as_bytes());
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value);
+        lines.extend_from_slice(b"\r\n");
+    }
+    bytes.splice(head_end..head_end, lines);
+    let mut client = Client::connect(addr);
+    client
+        .stream
+        .write_all(&bytes)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    client
+        .try_read_response(method == "HEAD")
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
 /// `request` with a JSON body and `HASHING_TIMEOUT` for the answer, for
 /// the calls that hash a password.
 pub fn hashing_request(

@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::client::{
-    Member, PASSWORD, World, hashing_request, open_db, request, world, world_with,
+    Member, PASSWORD, World, hashing_request, open_db, quick_user, request, request_raw_headers,
+    world, world_with,
 };
 use crate::helpers::{Client, HttpResponse, TestApp};
 
@@ -1246,6 +1247,50 @@ fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
         );
         assert_status(&response, 200);
     }
+}
+
+#[test]
+fn an_authorization_header_that_is_not_text_or_is_repeated_gets_401_never_anonymous() {
+    let world = world_with(|config| {
+        config.open_registration = false;
+        config.metrics_token = Some("metrics-secret".into());
+    });
+    let member = quick_user(&world.db, "yolanda", false);
+    let admin = quick_user(&world.db, "root", true);
+    let good = format!("Bearer {}", member.token).into_bytes();
+    let admin_good = format!("Bearer {}", admin.token).into_bytes();
+    let mut token_then_ff = good.clone();
+    token_then_ff.push(0xff);
+    let cases: Vec<Vec<&[u8]>> = vec![
+        vec![b"Bearer \xff\xfe"],
+        vec![b"Bearer caf\xe9"],
+        vec![&token_then_ff],
+        vec![b"\xffBearer x"],
+        // Two, even both right: which one counts would be a guess.
+        vec![&good, &good],
+        vec![&good, b"Bearer other"],
+        vec![&admin_good, &good],
+    ];
+    let send = |method: &str, path: &str, body: Option<&Value>, lines: &[&[u8]]| {
+        let headers: Vec<(&str, &[u8])> = lines.iter().map(|v| ("Authorization", *v)).collect();
+        request_raw_headers(world.app.addr, method, path, None, body, &headers)
+    };
+    let newcomer = json!({"username": "zed", "password": PASSWORD});
+    for lines in &cases {
+        send("GET", "/api/v1/users/me", None, lines).assert_error(401, "unauthenticated");
+        send("DELETE", "/api/v1/sessions/current", None, lines)
+            .assert_error(401, "unauthenticated");
+        // With registration closed, only an admin registers: an unreadable
+        // header is not "no header", and neither is ever an admin.
+        send("POST", "/api/v1/users", Some(&newcomer), lines).assert_error(401, "unauthenticated");
+        send("GET", "/metrics", None, lines).assert_error(401, "unauthenticated");
+    }
+    // Nothing was registered, and the sessions still work one at a time.
+    assert_status(&me(&world, &member.token), 200);
+    let found = assert_status(&world.get("/api/v1/users?q=zed", &admin.token), 200);
+    assert_eq!(found["users"], json!([]), "{found}");
+    let metrics = send("GET", "/metrics", None, &[b"Bearer metrics-secret"]);
+    assert_eq!(metrics.status, 200, "{}", metrics.body_text());
 }
 
 #[test]

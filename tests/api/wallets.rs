@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::client::{Member, World, request, world};
+use crate::client::{Member, World, quick_user, request, request_raw_headers, world};
 use crate::helpers::HttpResponse;
 
 const BTC: u32 = 8;
@@ -957,6 +957,110 @@ fn twenty_concurrent_requests_with_one_key_apply_exactly_one_transfer() {
     assert_eq!(response.status, 201);
     assert!(replayed(&response));
     assert_eq!(Some(response.body), created_body);
+    assert!(w.check(&admin).is_empty());
+}
+
+/// A transfer of alice's with these raw `Idempotency-Key` header values.
+fn raw_keyed_transfer(
+    w: &World,
+    from: &Member,
+    path: &str,
+    body: &Value,
+    keys: &[&[u8]],
+) -> HttpResponse {
+    let headers: Vec<(&str, &[u8])> = keys.iter().map(|k| ("Idempotency-Key", *k)).collect();
+    request_raw_headers(
+        w.app.addr,
+        "POST",
+        path,
+        Some(&from.token),
+        Some(body),
+        &headers,
+    )
+}
+
+#[test]
+fn a_non_utf8_idempotency_key_gets_400_every_time_and_moves_nothing() {
+    // Issue 12: `k\xffey` was read as "no key", so two sends made two transfers.
+    let w = world();
+    let admin = quick_user(&w.db, "wal_admin13", true);
+    let alice = quick_user(&w.db, "wal_alice13", false);
+    let bob = quick_user(&w.db, "wal_bob13", false);
+    w.deposit(&admin, &alice, "btc", "1");
+    let body = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    let batch_body = json!({"transfers": [body.clone()]});
+    for (path, body) in [
+        ("/api/v1/transfers", &body),
+        ("/api/v1/transfers", &body),
+        ("/api/v1/transfers/batch", &batch_body),
+        ("/api/v1/transfers/batch", &batch_body),
+    ] {
+        let response = raw_keyed_transfer(&w, &alice, path, body, &[b"k\xffey"]);
+        let error = response.assert_error(400, "invalid_field");
+        assert_eq!(error["field"], "Idempotency-Key", "{path}: {error}");
+    }
+    assert_eq!(w.balance(&alice, "btc").0, "1.00000000");
+    assert_eq!(w.balance(&bob, "btc").0, "0.00000000");
+    assert!(all_entries(&w, &bob).is_empty(), "no transfer was made");
+    assert!(w.check(&admin).is_empty());
+}
+
+#[test]
+fn an_idempotency_key_that_is_not_1_to_255_visible_ascii_gets_400_whatever_its_bytes() {
+    let w = world();
+    let admin = quick_user(&w.db, "wal_admin14", true);
+    let alice = quick_user(&w.db, "wal_alice14", false);
+    let bob = quick_user(&w.db, "wal_bob14", false);
+    w.deposit(&admin, &alice, "btc", "1");
+    let body = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    let long = vec![b'k'; 256];
+    let path = "/api/v1/transfers";
+    // Values that reach the API: each is refused there, naming the header.
+    let refused: Vec<&[u8]> = vec![
+        b"",
+        b"k\tey",
+        b"has space",
+        &long,
+        "ключ".as_bytes(),
+        b"\xff",
+        b"\x80\x81",
+        b"caf\xe9",
+    ];
+    for key in &refused {
+        let response = raw_keyed_transfer(&w, &alice, path, &body, &[key]);
+        let error = response.assert_error(400, "invalid_field");
+        assert_eq!(error["field"], "Idempotency-Key", "key {key:?}: {error}");
+    }
+    // Control characters other than tab never reach a route: the HTTP
+    // layer refuses the head, with 400 too.
+    for key in [&b"k\x01ey"[..], b"k\x7fey", b"k\x1bey"] {
+        let response = raw_keyed_transfer(&w, &alice, path, &body, &[key]);
+        assert_eq!(
+            response.status,
+            400,
+            "key {key:?}: {}",
+            response.body_text()
+        );
+    }
+    // Two keys: which one counts would be a guess, so neither does.
+    let response = raw_keyed_transfer(&w, &alice, path, &body, &[b"one", b"two"]);
+    let error = response.assert_error(400, "invalid_field");
+    assert_eq!(error["field"], "Idempotency-Key", "{error}");
+    assert_eq!(w.balance(&alice, "btc").0, "1.00000000");
+    assert!(all_entries(&w, &bob).is_empty(), "no transfer was made");
+
+    // The bounds themselves are accepted: 1 and 255 visible characters.
+    let longest = vec![b'~'; 255];
+    for key in [&b"!"[..], &longest] {
+        let response = raw_keyed_transfer(&w, &alice, path, &body, &[key]);
+        assert_eq!(
+            response.status,
+            201,
+            "key {key:?}: {}",
+            response.body_text()
+        );
+    }
+    assert_eq!(w.balance(&alice, "btc").0, "0.80000000");
     assert!(w.check(&admin).is_empty());
 }
 
