@@ -47,9 +47,10 @@ pub fn world_with(tweak: impl FnOnce(&mut Config)) -> World {
     let mut db = PathBuf::new();
     let app = spawn_app_with(|config| {
         config.stats_cache_ttl = std::time::Duration::ZERO;
-        // Registration and login run many argon2 hashes in tests: a generous
-        // per-address limit keeps the rate limiter out of unrelated tests.
+        // Registration and login run many argon2 hashes in tests: generous
+        // per-address limits keep the rate limiters out of unrelated tests.
         config.login_rate_limit_per_minute = 10_000;
+        config.registration_rate_limit_per_minute = 10_000;
         tweak(config);
         db = config.db_path.clone();
     });
