@@ -11,8 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::client::{Member, World, quick_user, request, request_raw_headers, world};
-use crate::helpers::HttpResponse;
+use crate::client::{
+    Member, World, open_db, quick_user, request, request_raw_headers, send_json, world,
+};
+use crate::helpers::{Client, HttpResponse};
 
 const BTC: u32 = 8;
 const XMR: u32 = 12;
@@ -1508,6 +1510,125 @@ fn wallet_statistics_match_a_known_sequence() {
     );
     assert_eq!(w.balance(&alice, "btc").0, "1.15000000");
     assert_eq!(w.balance(&bob, "btc").0, "0.50000000");
+    assert!(w.check(&admin).is_empty());
+}
+
+/// `n` users with a zero btc and xmr account each, written straight into
+/// the database in one transaction (they change no total).
+fn zero_accounts(w: &World, n: usize) {
+    let mut conn = open_db(&w.db);
+    let tx = conn.transaction().expect("a transaction");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs() as i64;
+    for i in 0..n {
+        let id = souk::ids::random_id().expect("a random id");
+        tx.execute(
+            "INSERT INTO users (id, username, password_hash, role, status, created_at)
+             VALUES (?1, ?2, 'not-a-hash', 'user', 'active', ?3)",
+            rusqlite::params![id, format!("zero_{i}"), now],
+        )
+        .expect("inserting a user");
+        for currency in ["btc", "xmr"] {
+            tx.execute(
+                "INSERT INTO accounts (user_id, currency) VALUES (?1, ?2)",
+                rusqlite::params![id, currency],
+            )
+            .expect("inserting an account");
+        }
+    }
+    tx.commit().expect("committing the accounts");
+}
+
+/// The currencies of a `/admin/stats/wallets` answer whose figures break
+/// total_available + total_held = deposited − withdrawn (exact minor units).
+fn unbalanced_currencies(stats: &Value) -> Vec<String> {
+    let currencies = stats["currencies"].as_object().expect("currencies");
+    currencies
+        .iter()
+        .filter(|(code, c)| {
+            let d = decimals(code);
+            let figure = |name: &str| minor(c[name].as_str().expect("an amount"), d);
+            figure("total_available") + figure("total_held")
+                != figure("deposited") - figure("withdrawn")
+        })
+        .map(|(code, c)| format!("{code}: {c}"))
+        .collect()
+}
+
+#[test]
+fn wallet_statistics_balance_in_every_answer_under_concurrent_deposits_and_withdrawals() {
+    // Issue 12: the statistics were read by several queries outside one
+    // read transaction, so a commit between two of them broke the equation.
+    const POLLS: usize = 300;
+    let w = world(); // statistics cached 0 s: every answer is a fresh read
+    let admin = quick_user(&w.db, "wal_admin15", true);
+    let users: Vec<Member> = (0..2)
+        .map(|i| quick_user(&w.db, &format!("wal_snap{i}"), false))
+        .collect();
+    // Many accounts make the statistics' read long enough that commits land
+    // inside it often: the race shows in a few hundred answers, not thousands.
+    zero_accounts(&w, 3000);
+    let addr = w.app.addr;
+    let stop = AtomicBool::new(false);
+    let (broken, moves) = std::thread::scope(|s| {
+        let movers: Vec<_> = users
+            .iter()
+            .enumerate()
+            .map(|(t, user)| {
+                let (stop, token) = (&stop, &admin.token);
+                s.spawn(move || {
+                    let mut client = Client::connect(addr);
+                    let mut moves = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let currency = if moves.is_multiple_of(2) { "btc" } else { "xmr" };
+                        let (path, amount) = if moves % 3 == 2 {
+                            ("/api/v1/admin/withdrawals", "0.0005")
+                        } else {
+                            ("/api/v1/admin/deposits", "0.001")
+                        };
+                        let body = json!({"user_id": user.id, "currency": currency,
+                                          "amount": amount, "reference": format!("snap-{t}-{moves}")});
+                        let response =
+                            send_json(&mut client, "POST", path, Some(token), Some(&body), &[])
+                                .unwrap_or_else(|e| panic!("{path}: {e}"));
+                        assert!(
+                            response.status == 201 || response.status == 409,
+                            "{path}: {}",
+                            response.summary()
+                        );
+                        moves += 1;
+                    }
+                    moves
+                })
+            })
+            .collect();
+        let mut client = Client::connect(addr);
+        let mut broken = Vec::new();
+        for _ in 0..POLLS {
+            let path = "/api/v1/admin/stats/wallets";
+            let response = send_json(&mut client, "GET", path, Some(&admin.token), None, &[])
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(response.status, 200, "{}", response.summary());
+            broken.extend(unbalanced_currencies(&response.json()));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let moves: u64 = movers
+            .into_iter()
+            .map(|m| m.join().expect("a mover thread"))
+            .sum();
+        (broken, moves)
+    });
+    assert!(
+        broken.is_empty(),
+        "{} of {POLLS} answers (during {moves} deposits and withdrawals) were not one snapshot; first: {:?}",
+        broken.len(),
+        &broken[..broken.len().min(3)]
+    );
+    assert!(moves > 0, "the answers were read while money moved");
+    // After the race, one more answer balances, and so does the ledger.
+    assert!(unbalanced_currencies(&wallet_stats(&w, &admin)).is_empty());
     assert!(w.check(&admin).is_empty());
 }
 
