@@ -309,7 +309,7 @@ struct BulkItem {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BulkUpdate {
-    updates: Vec<BulkItem>,
+    updates: json::RawItems,
 }
 
 /// `POST /admin/users/bulk-update`: all or nothing, in one write job.
@@ -322,8 +322,7 @@ pub fn bulk_update(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             format!("updates takes 1-{BULK_UPDATES_MAX} items"),
         ));
     }
-    let updates: Vec<(i64, Changes)> = body
-        .updates
+    let updates: Vec<(i64, Changes)> = json::items::<BulkItem>(&body.updates)?
         .into_iter()
         .enumerate()
         .map(|(index, item)| {

@@ -1043,6 +1043,109 @@ fn a_bulk_update_with_an_unknown_id_applies_nothing_and_names_the_index() {
     me(&world, &c.token).assert_error(401, "unauthenticated");
 }
 
+#[test]
+fn every_error_caused_by_one_bulk_update_item_names_its_index() {
+    let world = world();
+    let admin = quick_user(&world.db, "root", true);
+    let a = quick_user(&world.db, "kim", false);
+    let path = "/api/v1/admin/users/bulk-update";
+    let good = json!({"id": a.id, "display_name": "Kim K."});
+    let with = |key: &str, value: Value| {
+        let mut item = json!({"id": a.id});
+        item[key] = value;
+        item
+    };
+    // (what, item, status, code, field)
+    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
+        // serde_json reads a number or a bool where an enum goes as a syntax
+        // error ("expected value"): 400 either way; the index is the point.
+        (
+            "a number for the role",
+            with("role", json!(5)),
+            400,
+            "",
+            None,
+        ),
+        (
+            "an unknown role",
+            with("role", json!("superuser")),
+            400,
+            "invalid_field",
+            Some("role"),
+        ),
+        (
+            "a bool for the status",
+            with("status", json!(true)),
+            400,
+            "",
+            None,
+        ),
+        (
+            "a number for the name",
+            with("display_name", json!(5)),
+            400,
+            "invalid_field",
+            Some("display_name"),
+        ),
+        (
+            "a number for the id",
+            json!({"id": 42, "role": "admin"}),
+            400,
+            "invalid_field",
+            Some("id"),
+        ),
+        ("null, not an item", json!(null), 400, "", None),
+        (
+            "the fields as an array",
+            json!([a.id, "admin"]),
+            400,
+            "",
+            None,
+        ),
+        (
+            "an unknown field",
+            with("password", json!("x")),
+            400,
+            "",
+            None,
+        ),
+    ];
+    for (what, item, status, code, field) in cases {
+        let body = json!({"updates": [good, item]});
+        let response = world.post(path, Some(&admin.token), &body);
+        assert_eq!(response.status, status, "{what}: {}", response.body_text());
+        let error = response.error();
+        if !code.is_empty() {
+            assert_eq!(error["code"], code, "{what}: {error}");
+        }
+        if let Some(field) = field {
+            assert_eq!(error["field"], field, "{what}: {error}");
+        }
+        assert_eq!(error["index"], 1, "{what}: {error}");
+    }
+    // A bulk update of one item is still a bulk update.
+    let error = world
+        .post(
+            path,
+            Some(&admin.token),
+            &json!({"updates": [{"id": "4242424242", "role": "admin"}]}),
+        )
+        .assert_error(404, "not_found");
+    assert_eq!(error["index"], 0, "{error}");
+    let error = world
+        .post(
+            path,
+            Some(&admin.token),
+            &json!({"updates": [with("display_name", json!(5))]}),
+        )
+        .assert_error(400, "invalid_field");
+    assert_eq!(error["index"], 0, "{error}");
+    // Nothing was applied.
+    let seen = assert_status(&me(&world, &a.token), 200);
+    assert!(seen["user"]["display_name"].is_null(), "{seen}");
+    assert_eq!(seen["user"]["role"], "user", "{seen}");
+}
+
 // ---- the user's own account ------------------------------------------------
 
 #[test]

@@ -705,6 +705,149 @@ fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
     assert!(w.check(&admin).is_empty());
 }
 
+/// `POST path` with these exact body bytes, as `from`.
+fn post_raw_body(w: &World, path: &str, from: &Member, body: &str) -> HttpResponse {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {}\r\ncontent-length: {}\r\n\r\n{body}",
+        from.token,
+        body.len()
+    );
+    let mut client = Client::connect(w.app.addr);
+    client.send(request.as_bytes());
+    client.read_response()
+}
+
+#[test]
+fn every_error_caused_by_one_batch_item_names_its_index() {
+    // Issue 12: an amount of the wrong JSON type got 400 with field
+    // "transfers[1].amount" but no index, and a one-item batch to an unknown
+    // user got 404 with no index.
+    let w = world();
+    let admin = quick_user(&w.db, "wal_admin16", true);
+    let alice = quick_user(&w.db, "wal_alice16", false);
+    let bob = quick_user(&w.db, "wal_bob16", false);
+    w.deposit(&admin, &alice, "btc", "1");
+    let before = ledger_view(&w, &[&alice, &bob]);
+    let good = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    let with_amount = |amount: Value| json!({"to": bob.id, "currency": "btc", "amount": amount});
+
+    for amount in [
+        json!(1),
+        json!(1.5),
+        json!(null),
+        json!([]),
+        json!({}),
+        json!(true),
+    ] {
+        let response = batch(&w, &alice, json!([good, with_amount(amount.clone())]));
+        let error = response.assert_error(400, "invalid_field");
+        assert_eq!(error["index"], 1, "amount {amount}: {error}");
+        assert_eq!(error["field"], "amount", "amount {amount}: {error}");
+    }
+    // Other malformed items: 400 (either code), always with the index.
+    let mut wrong_to = good.clone();
+    wrong_to["to"] = json!(12345);
+    let mut unknown_field = good.clone();
+    unknown_field["fee"] = json!("0.1");
+    let mut no_amount = good.clone();
+    no_amount
+        .as_object_mut()
+        .expect("an object")
+        .remove("amount");
+    let as_array = json!([bob.id, "btc", "0.1", null]);
+    for (what, item) in [
+        ("a number for the recipient", wrong_to),
+        ("an unknown field", unknown_field),
+        ("no amount", no_amount),
+        ("a number, not an item", json!(5)),
+        ("a string, not an item", json!("0.1")),
+        ("null, not an item", json!(null)),
+        ("the fields as an array", as_array),
+    ] {
+        let response = batch(&w, &alice, json!([good, good, item]));
+        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
+        let error = response.error();
+        assert_eq!(error["index"], 2, "{what}: {error}");
+    }
+    let duplicate = format!(
+        r#"{{"transfers":[{good},{{"to":"{0}","currency":"btc","amount":"0.1","amount":"0.2"}}]}}"#,
+        bob.id
+    );
+    let response = post_raw_body(&w, "/api/v1/transfers/batch", &alice, &duplicate);
+    assert_eq!(
+        response.status,
+        400,
+        "a duplicate key: {}",
+        response.body_text()
+    );
+    assert_eq!(response.error()["index"], 1, "a duplicate key");
+
+    // A batch of one item is still a batch: its errors name index 0.
+    for (what, item, status, code) in [
+        (
+            "an unknown recipient",
+            json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
+            404,
+            "not_found",
+        ),
+        (
+            "the sender",
+            json!({"to": alice.id, "currency": "btc", "amount": "0.1"}),
+            400,
+            "invalid_field",
+        ),
+        (
+            "too much",
+            json!({"to": bob.id, "currency": "btc", "amount": "2"}),
+            409,
+            "insufficient_funds",
+        ),
+        (
+            "a number amount",
+            with_amount(json!(1)),
+            400,
+            "invalid_field",
+        ),
+    ] {
+        let error = batch(&w, &alice, json!([item])).assert_error(status, code);
+        assert_eq!(error["index"], 0, "{what}: {error}");
+    }
+    // Errors of the body as a whole name no item.
+    for body in [
+        json!({"transfers": "all"}),
+        json!({"transfers": []}),
+        json!({}),
+    ] {
+        let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &body);
+        assert_eq!(response.status, 400, "{body}: {}", response.body_text());
+        assert_eq!(response.error().get("index"), None, "{body}");
+    }
+    assert_eq!(
+        ledger_view(&w, &[&alice, &bob]),
+        before,
+        "a refused batch changed the ledger"
+    );
+    // A single transfer is no batch: no index there.
+    let error = w
+        .post(
+            "/api/v1/transfers",
+            Some(&alice.token),
+            &json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
+        )
+        .assert_error(404, "not_found");
+    assert_eq!(error.get("index"), None, "{error}");
+    let error = w
+        .post(
+            "/api/v1/transfers",
+            Some(&alice.token),
+            &with_amount(json!(1)),
+        )
+        .assert_error(400, "invalid_field");
+    assert_eq!(error.get("index"), None, "{error}");
+    assert!(w.check(&admin).is_empty());
+}
+
 #[test]
 fn a_good_batch_across_currencies_is_applied_in_full() {
     let w = world();
