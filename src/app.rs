@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::accounts::guard::LoginGuard;
+use crate::accounts::guard::{AddressLimit, LoginGuard};
 use crate::accounts::passwords::Hasher;
 use crate::accounts::users::UserStats;
 use crate::api::{self, Router, respond};
@@ -26,6 +26,8 @@ pub struct App {
     pub store: Store,
     pub hasher: Hasher,
     pub guard: Arc<LoginGuard>,
+    /// `POST /users` per client address: each one costs an argon2 hash.
+    pub registrations: AddressLimit,
     pub user_stats: Memo<UserStats>,
     pub wallet_stats: Memo<serde_json::Value>,
     pub in_flight: InFlight,
@@ -141,6 +143,8 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         config.lockout_duration,
         config.login_rate_limit_per_minute,
     ));
+    let registrations =
+        AddressLimit::new("registration", config.registration_rate_limit_per_minute);
     let user_stats = Memo::new(config.stats_cache_ttl);
     let wallet_stats = Memo::new(config.stats_cache_ttl);
     let monitor = Arc::new(Monitor::new(
@@ -154,6 +158,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         store,
         hasher,
         guard,
+        registrations,
         user_stats,
         wallet_stats,
         in_flight: InFlight::default(),

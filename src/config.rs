@@ -96,6 +96,9 @@ pub struct ConfigArgs {
     /// Login attempts per minute from one client address.
     #[arg(long = "login-rate-limit", env = "LOGIN_RATE_LIMIT", value_name = "LOGIN_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub login_rate_limit: u32,
+    /// Registrations (`POST /users`) per minute from one client address.
+    #[arg(long = "registration-rate-limit", env = "SOUK_REGISTRATION_RATE_LIMIT", value_name = "SOUK_REGISTRATION_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub registration_rate_limit: u32,
     /// Largest request body, bytes.
     #[arg(long = "max-body", env = "SOUK_MAX_BODY", value_name = "SOUK_MAX_BODY", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024), global = true)]
     pub max_body: u64,
@@ -200,6 +203,7 @@ pub struct Config {
     pub open_registration: bool,
     pub metrics_token: Option<String>,
     pub login_rate_limit_per_minute: u32,
+    pub registration_rate_limit_per_minute: u32,
     pub max_body_bytes: u64,
     pub max_inflight_body_bytes: u64,
     pub max_connections: usize,
@@ -237,6 +241,7 @@ impl From<ConfigArgs> for Config {
             open_registration: args.open_registration,
             metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
             login_rate_limit_per_minute: args.login_rate_limit,
+            registration_rate_limit_per_minute: args.registration_rate_limit,
             max_body_bytes: args.max_body,
             max_inflight_body_bytes: args.max_inflight_body,
             max_connections: args.max_connections as usize,

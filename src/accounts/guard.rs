@@ -1,6 +1,7 @@
 //! The login guard: lockout per username after MAX_LOGIN_ATTEMPTS consecutive
-//! failures, and a per-address limit on login attempts per minute. Counters
-//! live in bounded in-process LRU maps.
+//! failures (of a login or of `PATCH /users/me`'s current password), and
+//! per-address limits on attempts per minute (logins and password checks;
+//! registrations). Counters live in bounded in-process LRU maps.
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 
 /// Usernames with failures remembered at once; the least recently failed go first.
 pub const LOCKOUT_ENTRIES_MAX: usize = 100_000;
-/// Client addresses with a login window remembered at once.
+/// Client addresses with a window remembered at once, per limit.
 pub const RATE_ENTRIES_MAX: usize = 100_000;
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -32,10 +33,18 @@ struct Window {
 
 pub struct LoginGuard {
     failures: Mutex<LruCache<String, Failures>>,
-    windows: Mutex<LruCache<IpAddr, Window>>,
+    logins: AddressLimit,
     max_attempts: u32,
     lockout: Duration,
-    attempts_per_minute: u32,
+}
+
+/// At most `per_minute` attempts from one client address in each
+/// one-minute window; the address is what a script cannot multiply cheaply.
+pub struct AddressLimit {
+    windows: Mutex<LruCache<IpAddr, Window>>,
+    per_minute: u32,
+    /// What is counted ("login", "registration"), for the log.
+    what: &'static str,
 }
 
 fn retry_after(until: Instant, now: Instant) -> u64 {
@@ -44,20 +53,21 @@ fn retry_after(until: Instant, now: Instant) -> u64 {
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
 
-impl LoginGuard {
-    pub fn new(max_attempts: u32, lockout: Duration, attempts_per_minute: u32) -> LoginGuard {
-        let cap = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
-        LoginGuard {
-            failures: Mutex::new(LruCache::new(cap(LOCKOUT_ENTRIES_MAX))),
-            windows: Mutex::new(LruCache::new(cap(RATE_ENTRIES_MAX))),
-            max_attempts,
-            lockout,
-            attempts_per_minute,
+fn capacity(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+impl AddressLimit {
+    pub fn new(what: &'static str, per_minute: u32) -> AddressLimit {
+        AddressLimit {
+            windows: Mutex::new(LruCache::new(capacity(RATE_ENTRIES_MAX))),
+            per_minute,
+            what,
         }
     }
 
     /// Counts one attempt from `addr`; `RateLimited` past the limit.
-    pub fn count_attempt(&self, addr: IpAddr) -> Result<()> {
+    pub fn count(&self, addr: IpAddr) -> Result<()> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let window = windows.get_or_insert_mut(addr, || Window {
@@ -71,13 +81,30 @@ impl LoginGuard {
             };
         }
         window.attempts = window.attempts.saturating_add(1);
-        if window.attempts > self.attempts_per_minute {
-            log::warn!("login rate limit reached for {addr}");
+        if window.attempts > self.per_minute {
+            log::warn!("{} rate limit reached for {addr}", self.what);
             return Err(Error::RateLimited {
                 retry_after_s: retry_after(window.started + RATE_WINDOW, now),
             });
         }
         Ok(())
+    }
+}
+
+impl LoginGuard {
+    pub fn new(max_attempts: u32, lockout: Duration, attempts_per_minute: u32) -> LoginGuard {
+        LoginGuard {
+            failures: Mutex::new(LruCache::new(capacity(LOCKOUT_ENTRIES_MAX))),
+            logins: AddressLimit::new("login", attempts_per_minute),
+            max_attempts,
+            lockout,
+        }
+    }
+
+    /// Counts one password check from `addr` (a login, or a current
+    /// password on `PATCH /users/me`); `RateLimited` past the limit.
+    pub fn count_attempt(&self, addr: IpAddr) -> Result<()> {
+        self.logins.count(addr)
     }
 
     /// Starts a login attempt for `username`: `LockedOut` while it is

@@ -22,7 +22,7 @@ impl Caller {
 /// lookups go through caches that every logout, suspension and password
 /// change invalidates before it is acknowledged.
 pub fn caller(app: &App, request: &Request) -> Result<Caller> {
-    let token = bearer_token(request).ok_or(Error::Unauthenticated)?;
+    let token = bearer_token(request)?.ok_or(Error::Unauthenticated)?;
     let hash = sessions::hash_presented(token).ok_or(Error::Unauthenticated)?;
     let readers = &app.store.readers;
     let session = app
@@ -54,9 +54,20 @@ pub fn admin(app: &App, request: &Request) -> Result<Caller> {
     Ok(caller)
 }
 
-/// The token of `Authorization: Bearer TOKEN` (scheme in any case).
-pub fn bearer_token(request: &Request) -> Option<&str> {
-    let value = request.header("authorization")?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// The token of `Authorization: Bearer TOKEN` (scheme in any case):
+/// `Ok(None)` only when no Authorization header was sent. One that was sent
+/// but is unusable (not UTF-8, repeated, another scheme) is 401 at once, so
+/// no route can mistake bad credentials for an anonymous call.
+pub fn bearer_token(request: &Request) -> Result<Option<&str>> {
+    let Some(value) = request
+        .header("authorization")
+        .map_err(|_| Error::Unauthenticated)?
+    else {
+        return Ok(None);
+    };
+    let (scheme, token) = value.trim().split_once(' ').ok_or(Error::Unauthenticated)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::Unauthenticated);
+    }
+    Ok(Some(token.trim()))
 }

@@ -6,8 +6,8 @@ use serde_json::Value;
 use super::respond;
 use crate::app::App;
 use crate::clock;
-use crate::error::Result;
-use crate::http::{Reply, Request, Response};
+use crate::error::{Error, Result};
+use crate::http::{BadHeader, Reply, Request, Response};
 use crate::ledger::idempotency::{self, Stored};
 use crate::store::WriteTx;
 
@@ -47,7 +47,7 @@ where
     W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
     R: Fn(T) -> Response + Send + 'static,
 {
-    let Some(key) = idempotency::parse_key(request.header("idempotency-key"))? else {
+    let Some(key) = key(request)? else {
         return Ok(app.write_weighted(weight, work, render));
     };
     let route = format!("{} {}", request.method.as_str(), request.path);
@@ -84,6 +84,21 @@ where
             });
         });
     })))
+}
+
+/// The request's key: `None` only when no `Idempotency-Key` was sent. One
+/// that was sent but is unreadable (not UTF-8, repeated) is 400 like any
+/// malformed key: taking it for "no key" would apply a retry twice.
+fn key(request: &Request) -> Result<Option<String>> {
+    match request.header("idempotency-key") {
+        Ok(None) => Ok(None),
+        Ok(Some(value)) => idempotency::parse_key(value).map(Some),
+        Err(BadHeader::NotUtf8) => Err(idempotency::invalid_key()),
+        Err(BadHeader::Repeated) => Err(Error::invalid_field(
+            idempotency::KEY_FIELD,
+            format!("send one {}, not several", idempotency::KEY_FIELD),
+        )),
+    }
 }
 
 fn replay(stored: Stored) -> Response {

@@ -1,15 +1,27 @@
 //! Request bodies into typed structs: `application/json` only (415), UTF-8,
 //! unknown fields and duplicate keys rejected (types derive `Deserialize`
 //! with `deny_unknown_fields`; serde's derive refuses a repeated field).
+//! Batch items are decoded one by one (`items`), so that every error an
+//! item causes names its index.
 
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::http::Request;
 
+/// The items of a batch as they came: each is checked to be JSON by the
+/// body's decoding, and decoded into its type by `items`.
+pub type RawItems = Vec<Box<RawValue>>;
+
 /// Decodes the body of `request` as a `T`.
 pub fn body<T: DeserializeOwned>(request: &Request) -> Result<T> {
-    let content_type = request.header("content-type").unwrap_or("");
+    // Absent, unreadable (not UTF-8) and repeated all fail the same way:
+    // none of them says "this is JSON".
+    let content_type = request
+        .header("content-type")
+        .map_err(|_| Error::UnsupportedMediaType)?
+        .unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
         return Err(Error::UnsupportedMediaType);
@@ -17,12 +29,30 @@ pub fn body<T: DeserializeOwned>(request: &Request) -> Result<T> {
     if request.body.is_empty() {
         return Err(Error::InvalidJson("a JSON body is required".into()));
     }
+    decode_object(&request.body, "the body")
+}
+
+/// Decodes every item of a batch as a `T`; an item's error carries its
+/// index, its `field` named within the item (`amount`, not
+/// `transfers[1].amount`).
+pub fn items<T: DeserializeOwned>(raw: &[Box<RawValue>]) -> Result<Vec<T>> {
+    raw.iter()
+        .enumerate()
+        .map(|(index, item)| {
+            decode_object(item.get().as_bytes(), "each item").map_err(|e| e.at_index(index))
+        })
+        .collect()
+}
+
+/// One JSON object (`what` names it in the error) as a `T`.
+fn decode_object<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     // serde's derived structs also accept a JSON array of the fields in
-    // order; every body of this API is an object, so anything else is refused.
-    if request.body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(Error::InvalidJson("the body must be a JSON object".into()));
+    // order; every body and item of this API is an object, so anything else
+    // is refused.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::InvalidJson(format!("{what} must be a JSON object")));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(&request.body);
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

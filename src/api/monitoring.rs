@@ -29,7 +29,7 @@ fn round2(value: f64) -> f64 {
 /// `Authorization: Bearer` with that token.
 pub fn metrics(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     if let Some(expected) = &app.config.metrics_token {
-        let given = auth::bearer_token(request).unwrap_or("");
+        let given = auth::bearer_token(request)?.unwrap_or("");
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             return Err(Error::Unauthenticated);
         }

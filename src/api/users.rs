@@ -20,8 +20,11 @@ struct NewUser {
     display_name: Option<String>,
 }
 
-/// `POST /users`: open to anyone unless SOUK_OPEN_REGISTRATION=false.
+/// `POST /users`: open to anyone unless SOUK_OPEN_REGISTRATION=false. Every
+/// attempt counts toward the per-address limit, a refused one too, so a
+/// script cannot keep the password hasher busy with sign-ups.
 pub fn register(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    app.registrations.count(request.peer.ip())?;
     if !app.config.open_registration {
         auth::admin(app, request)?;
     }
@@ -98,7 +101,11 @@ struct MyChanges {
 }
 
 /// `PATCH /users/me`: display name, and password given the current one; a
-/// new password ends the caller's other sessions.
+/// new password ends the caller's other sessions. Checking the current
+/// password is a login in all but name: it counts toward the per-address
+/// login limit, a wrong one is a failed login for the username, and while
+/// the username is locked the check is refused (429), so a stolen session
+/// cannot guess the password.
 pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let caller = auth::caller(app, request)?;
     let body: MyChanges = json::body(request)?;
@@ -131,8 +138,12 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             "current_password is required to change the password",
         )
     })?;
+    app.guard.count_attempt(request.peer.ip())?;
+    // A current password that could never be valid is wrong without a hash;
+    // like such a login it tells nothing, so it is not a failed guess.
     let current =
         Password::parse("current_password", current).map_err(|_| wrong_current_password())?;
+    let attempt = app.guard.begin(&caller.user.username)?;
     let phc = app
         .store
         .readers
@@ -142,8 +153,13 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         let rehash = hasher.clone();
         hasher.verify(current, phc, move |matched| {
             match matched {
-                Ok(true) => {}
-                Ok(false) => return responder.send(respond::error(wrong_current_password())),
+                Ok(true) => attempt.succeeded(),
+                Ok(false) => {
+                    attempt.failed();
+                    return responder.send(respond::error(wrong_current_password()));
+                }
+                // No verdict (say the hash queue was full): the attempt's
+                // drop counts it neither way.
                 Err(e) => return responder.send(respond::error(e)),
             }
             rehash.hash(new_password, move |hashed| {
@@ -293,7 +309,7 @@ struct BulkItem {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BulkUpdate {
-    updates: Vec<BulkItem>,
+    updates: json::RawItems,
 }
 
 /// `POST /admin/users/bulk-update`: all or nothing, in one write job.
@@ -306,8 +322,7 @@ pub fn bulk_update(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             format!("updates takes 1-{BULK_UPDATES_MAX} items"),
         ));
     }
-    let updates: Vec<(i64, Changes)> = body
-        .updates
+    let updates: Vec<(i64, Changes)> = json::items::<BulkItem>(&body.updates)?
         .into_iter()
         .enumerate()
         .map(|(index, item)| {

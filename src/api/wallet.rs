@@ -124,7 +124,7 @@ pub fn transfer(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
-    transfers: Vec<TransferBody>,
+    transfers: json::RawItems,
 }
 
 /// `POST /transfers/batch`: 1–1000 transfers, all or nothing.
@@ -138,8 +138,7 @@ pub fn transfer_batch(app: &App, request: &Request, _: &Params) -> Result<Reply>
         ));
     }
     let from = caller.user.id;
-    let items: Vec<TransferItem> = body
-        .transfers
+    let items: Vec<TransferItem> = json::items::<TransferBody>(&body.transfers)?
         .into_iter()
         .enumerate()
         .map(|(index, item)| {

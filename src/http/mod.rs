@@ -13,6 +13,6 @@ mod request;
 mod response;
 mod server;
 
-pub use request::{Method, Request};
+pub use request::{BadHeader, Method, Request};
 pub use response::{Reply, Responder, Response};
 pub use server::{Limits, Server, ServerHandle, Service};

@@ -55,13 +55,35 @@ pub struct Request {
     pub peer: SocketAddr,
 }
 
+/// Why a header that was sent cannot be read as one text value. Kept apart
+/// from "absent" on purpose: a caller that saw both as `None` once ignored a
+/// non-UTF-8 Idempotency-Key and moved money twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadHeader {
+    /// The value holds bytes that are not UTF-8 (HTTP's obs-text).
+    NotUtf8,
+    /// The header came more than once; which one counts would be a guess.
+    Repeated,
+}
+
 impl Request {
-    /// The first header of that (lowercase) name, when it is valid UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
+    /// The one header of that (lowercase) name: `Ok(None)` only when it was
+    /// not sent, `Err` when it was sent but is not one UTF-8 value.
+    pub fn header(&self, name: &str) -> Result<Option<&str>, BadHeader> {
+        let mut values = self
+            .headers
             .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice());
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(BadHeader::Repeated);
+        }
+        std::str::from_utf8(value)
+            .map(Some)
+            .map_err(|_| BadHeader::NotUtf8)
     }
 
     /// Every header of that (lowercase) name.

@@ -18,17 +18,24 @@ pub const KEEP_SECONDS: i64 = 48 * 3600;
 
 pub type Fingerprint = [u8; 32];
 
-/// The `Idempotency-Key` header: 1–255 visible ASCII characters.
-pub fn parse_key(header: Option<&str>) -> Result<Option<String>> {
-    let Some(key) = header else { return Ok(None) };
+/// The name errors about the key give as their `field`.
+pub const KEY_FIELD: &str = "Idempotency-Key";
+
+/// A key that was sent: 1–255 visible ASCII characters, or 400.
+pub fn parse_key(key: &str) -> Result<String> {
     let ok = (1..=KEY_CHARS_MAX).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
     if !ok {
-        return Err(Error::invalid_field(
-            "Idempotency-Key",
-            format!("Idempotency-Key must be 1-{KEY_CHARS_MAX} visible ASCII characters"),
-        ));
+        return Err(invalid_key());
     }
-    Ok(Some(key.to_owned()))
+    Ok(key.to_owned())
+}
+
+/// The answer to any key that is not 1–255 visible ASCII characters.
+pub fn invalid_key() -> Error {
+    Error::invalid_field(
+        KEY_FIELD,
+        format!("{KEY_FIELD} must be 1-{KEY_CHARS_MAX} visible ASCII characters"),
+    )
 }
 
 /// SHA-256 of the route and the request as parsed (so formatting, key order

@@ -567,27 +567,20 @@ pub fn transfer_batch(
 }
 
 pub fn transfer(tx: &WriteTx<'_>, from: i64, item: &TransferItem, now: i64) -> Result<Transfer> {
-    require_recipients(tx, from, std::slice::from_ref(item))?;
+    if item.to == from {
+        return Err(Error::invalid_field("to", "cannot transfer to yourself"));
+    }
+    require_user(tx, item.to)?;
     debit_available(tx, from, &item.currency.code, item.amount.minor())?;
     credit_available(tx, item.to, &item.currency.code, item.amount.minor())?;
     record_transfer(tx, from, item, now)
 }
 
-/// Every recipient exists and is not the sender (one query for all).
+/// Every recipient of a batch exists and is not the sender (one query for
+/// all); an error names the item, even in a batch of one.
 fn require_recipients(tx: &WriteTx<'_>, from: i64, items: &[TransferItem]) -> Result<()> {
-    let single = items.len() == 1;
-    let at = |e: Error, index: usize| if single { e } else { e.at_index(index) };
-    for (index, item) in items.iter().enumerate() {
-        if item.to == from {
-            return Err(at(
-                Error::invalid_field("to", "cannot transfer to yourself"),
-                index,
-            ));
-        }
-    }
-    if let [item] = items {
-        // The common case, without building a JSON list.
-        return require_user(tx, item.to);
+    if let Some(index) = items.iter().position(|item| item.to == from) {
+        return Err(Error::invalid_field("to", "cannot transfer to yourself").at_index(index));
     }
     let ids: Vec<i64> = items.iter().map(|i| i.to).collect();
     let list = serde_json::to_string(&ids).map_err(Error::internal)?;
@@ -597,7 +590,7 @@ fn require_recipients(tx: &WriteTx<'_>, from: i64, items: &[TransferItem]) -> Re
         .query_map([list], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     match items.iter().position(|item| !found.contains(&item.to)) {
-        Some(index) => Err(at(Error::NotFound, index)),
+        Some(index) => Err(Error::NotFound.at_index(index)),
         None => Ok(()),
     }
 }

@@ -1,6 +1,7 @@
 //! Wallet statistics per currency (SPEC §4 `GET /admin/stats/wallets`).
 //! Sums are exact: balances are bounded by the currency totals, and the
-//! 24-hour volume is summed in i128.
+//! 24-hour volume is summed in i128. Every figure of one answer comes from
+//! one read transaction, so they always agree with each other.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,25 @@ struct Figures {
     open_escrows: i64,
 }
 
+/// The statistics of every enabled currency, read on one snapshot: with a
+/// snapshot per query, a deposit committed between the balance query and
+/// the totals query showed as deposited but in no balance.
 pub fn wallet_stats(conn: &Connection, currencies: &Currencies, now: i64) -> Result<Value> {
+    // BEGIN DEFERRED: the snapshot is taken by the first SELECT and kept by
+    // every later one. Nothing is written, so it ends with a rollback, also
+    // on the error path (the drop), and the pooled connection never keeps
+    // an old snapshot.
+    let snapshot = conn.unchecked_transaction()?;
+    let figures = read_figures(&snapshot, currencies, now)?;
+    snapshot.rollback()?;
+    Ok(render(figures, currencies, now))
+}
+
+fn read_figures(
+    conn: &Connection,
+    currencies: &Currencies,
+    now: i64,
+) -> Result<BTreeMap<String, Figures>> {
     let mut figures: BTreeMap<String, Figures> = currencies
         .0
         .iter()
@@ -64,6 +83,10 @@ pub fn wallet_stats(conn: &Connection, currencies: &Currencies, now: i64) -> Res
             f.open_escrows = open;
         }
     }
+    Ok(figures)
+}
+
+fn render(figures: BTreeMap<String, Figures>, currencies: &Currencies, now: i64) -> Value {
     let map: serde_json::Map<String, Value> = figures
         .into_iter()
         .map(|(code, f)| {
@@ -81,5 +104,5 @@ pub fn wallet_stats(conn: &Connection, currencies: &Currencies, now: i64) -> Res
             (code, value)
         })
         .collect();
-    Ok(json!({"currencies": map, "as_of": crate::clock::rfc3339(now)}))
+    json!({"currencies": map, "as_of": crate::clock::rfc3339(now)})
 }

@@ -47,9 +47,10 @@ pub fn world_with(tweak: impl FnOnce(&mut Config)) -> World {
     let mut db = PathBuf::new();
     let app = spawn_app_with(|config| {
         config.stats_cache_ttl = std::time::Duration::ZERO;
-        // Registration and login run many argon2 hashes in tests: a generous
-        // per-address limit keeps the rate limiter out of unrelated tests.
+        // Registration and login run many argon2 hashes in tests: generous
+        // per-address limits keep the rate limiters out of unrelated tests.
         config.login_rate_limit_per_minute = 10_000;
+        config.registration_rate_limit_per_minute = 10_000;
         tweak(config);
         db = config.db_path.clone();
     });
@@ -116,6 +117,40 @@ pub fn request(
 ) -> HttpResponse {
     let mut client = Client::connect(addr);
     send_json(&mut client, method, path, token, body, headers)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// `request` with extra header lines whose values are raw bytes (non-UTF-8,
+/// control characters: whatever a client may put on the wire).
+pub fn request_raw_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &[u8])],
+) -> HttpResponse {
+    let mut bytes = json_request(method, path, token, body, &[]);
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a request head")
+        + 2;
+    let mut lines = Vec::new();
+    for (name, value) in headers {
+        lines.extend_from_slice(name.as_bytes());
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value);
+        lines.extend_from_slice(b"\r\n");
+    }
+    bytes.splice(head_end..head_end, lines);
+    let mut client = Client::connect(addr);
+    client
+        .stream
+        .write_all(&bytes)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    client
+        .try_read_response(method == "HEAD")
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 

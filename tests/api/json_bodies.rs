@@ -139,6 +139,34 @@ fn a_missing_or_other_content_type_gets_415() {
 }
 
 #[test]
+fn a_content_type_that_is_not_text_or_is_repeated_gets_415_not_absent() {
+    let app = spawn_app();
+    let body = br#"{"name":"a","count":1}"#;
+    let cases: Vec<Vec<&[u8]>> = vec![
+        vec![b"application/json\xff"],
+        vec![b"\xffapplication/json"],
+        vec![b"application/json; charset=\xe9"],
+        vec![b"application/json", b"application/json"],
+        vec![b"application/json", b"text/plain"],
+    ];
+    for lines in &cases {
+        let mut request = b"POST /test/echo HTTP/1.1\r\nHost: test\r\n".to_vec();
+        for value in lines {
+            request.extend_from_slice(b"Content-Type: ");
+            request.extend_from_slice(value);
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        request.extend_from_slice(body);
+        let mut client = app.connect();
+        client.send(&request);
+        let response = client.read_response();
+        assert_eq!(response.status, 415, "{lines:?}: {response:?}");
+        response.assert_error(415, "unsupported_media_type");
+    }
+}
+
+#[test]
 fn application_json_with_parameters_or_another_case_is_accepted() {
     let app = spawn_app();
     let body = br#"{"name":"a","count":1}"#;

@@ -109,6 +109,7 @@ fn a_bad_configuration_value_stops_souk_with_a_message_naming_the_variable() {
         ("SOUK_CURRENCIES", "BTC:8"),
         ("SOUK_ADDR", "localhost"),
         ("SOUK_OPEN_REGISTRATION", "maybe"),
+        ("SOUK_REGISTRATION_RATE_LIMIT", "0"),
     ];
     for (variable, value) in cases {
         let dir = TempDir::new();

@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::client::{
-    Member, PASSWORD, World, hashing_request, open_db, request, world, world_with,
+    Member, PASSWORD, World, hashing_request, open_db, quick_user, request, request_raw_headers,
+    world, world_with,
 };
 use crate::helpers::{Client, HttpResponse, TestApp};
 
@@ -412,6 +413,199 @@ fn logins_from_one_address_are_rate_limited_per_minute() {
     // Only logins are limited.
     request(world.app.addr, "GET", "/api/v1/users/me", None, None, &[])
         .assert_error(401, "unauthenticated");
+}
+
+/// `PATCH /users/me` changing the password to a new one, given `current`.
+fn change_password(world: &World, token: &str, current: &str) -> HttpResponse {
+    patch_me(
+        world,
+        token,
+        &json!({"password": "a brand new passphrase", "current_password": current}),
+    )
+}
+
+fn assert_wrong_current_password(response: &HttpResponse) {
+    let error = response.assert_error(400, "invalid_field");
+    assert_eq!(error["field"], "current_password", "{error}");
+}
+
+#[test]
+fn wrong_current_passwords_lock_the_username_like_failed_logins() {
+    // Issue 12: a stolen session could guess the password through
+    // PATCH /users/me without limit; every guess got 400.
+    let world = world_with(|config| {
+        config.max_login_attempts = 5;
+        config.lockout_duration = Duration::from_secs(60);
+    });
+    let victim = inserted_member(&world, "victim", "user");
+    let bystander = inserted_member(&world, "bystander", "user");
+    for i in 0..5 {
+        assert_wrong_current_password(&change_password(
+            &world,
+            &victim.token,
+            &format!("guess number {i}"),
+        ));
+    }
+    // Locked: the right current password gets 429 too, and so does a login.
+    let locked = change_password(&world, &victim.token, PASSWORD);
+    locked.assert_error(429, "locked_out");
+    let wait = retry_after(&locked);
+    assert!(
+        (1..=60).contains(&wait),
+        "Retry-After {wait} for a 60 s lockout"
+    );
+    let locked = try_login(&world, "victim", PASSWORD);
+    locked.assert_error(429, "locked_out");
+    assert!((1..=60).contains(&retry_after(&locked)));
+
+    // The password did not change, the session lives on, and only password
+    // checks are refused: a display name still changes.
+    assert_status(&me(&world, &victim.token), 200);
+    let renamed = assert_status(
+        &patch_me(&world, &victim.token, &json!({"display_name": "Still Me"})),
+        200,
+    );
+    assert_eq!(renamed["user"]["display_name"], "Still Me");
+    let stored: String = open_db(&world.db)
+        .query_row(
+            "SELECT password_hash FROM users WHERE username = 'victim'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the victim's hash");
+    assert_eq!(stored, cheap_hash(), "a locked-out change changed nothing");
+    // The lock is the victim's alone.
+    assert_wrong_current_password(&change_password(&world, &bystander.token, "nope nope"));
+    assert_status(&try_login(&world, "bystander", PASSWORD), 201);
+}
+
+#[test]
+fn failed_logins_and_wrong_current_passwords_share_one_count() {
+    let world = world_with(|config| {
+        config.max_login_attempts = 5;
+        config.lockout_duration = Duration::from_secs(60);
+    });
+    let user = inserted_member(&world, "shared", "user");
+    for _ in 0..3 {
+        try_login(&world, "shared", "not the password").assert_error(401, "invalid_credentials");
+    }
+    for _ in 0..2 {
+        assert_wrong_current_password(&change_password(&world, &user.token, "nor this one"));
+    }
+    try_login(&world, "shared", PASSWORD).assert_error(429, "locked_out");
+    change_password(&world, &user.token, PASSWORD).assert_error(429, "locked_out");
+}
+
+#[test]
+fn a_right_current_password_resets_the_failure_count() {
+    let world = world_with(|config| {
+        config.max_login_attempts = 5;
+        config.lockout_duration = Duration::from_secs(60);
+    });
+    let user = inserted_member(&world, "resetter", "user");
+    for _ in 0..4 {
+        assert_wrong_current_password(&change_password(&world, &user.token, "wrong guess"));
+    }
+    assert_status(&change_password(&world, &user.token, PASSWORD), 200);
+    // Without the reset the first of these would be the fifth failure in a
+    // row and lock the name; each must still be a plain 400 / 401.
+    for _ in 0..2 {
+        assert_wrong_current_password(&change_password(&world, &user.token, "wrong guess"));
+    }
+    for _ in 0..2 {
+        try_login(&world, "resetter", PASSWORD).assert_error(401, "invalid_credentials");
+    }
+    assert_status(
+        &try_login(&world, "resetter", "a brand new passphrase"),
+        201,
+    );
+    // And the count does lock at the limit, so the above was no accident.
+    for _ in 0..5 {
+        assert_wrong_current_password(&change_password(&world, &user.token, "wrong guess"));
+    }
+    patch_me(
+        &world,
+        &user.token,
+        &json!({"password": "yet another passphrase", "current_password": "a brand new passphrase"}),
+    )
+    .assert_error(429, "locked_out");
+}
+
+#[test]
+fn password_checks_on_patch_me_count_toward_the_per_address_login_limit() {
+    // `world_with` sets a generous limit first; this tweak runs after it.
+    let world = world_with(|config| config.login_rate_limit_per_minute = 3);
+    let user = inserted_member(&world, "limited", "user"); // one login: 1 of 3
+    assert_wrong_current_password(&change_password(&world, &user.token, "wrong guess"));
+    assert_wrong_current_password(&change_password(&world, &user.token, "wrong guess"));
+    for limited in [
+        change_password(&world, &user.token, PASSWORD),
+        try_login(&world, "limited", PASSWORD),
+    ] {
+        limited.assert_error(429, "rate_limited");
+        let wait = retry_after(&limited);
+        assert!(
+            (1..=60).contains(&wait),
+            "Retry-After {wait} for a one-minute window"
+        );
+    }
+    // Changes without a password check are not limited.
+    assert_status(
+        &patch_me(&world, &user.token, &json!({"display_name": "Limited"})),
+        200,
+    );
+}
+
+#[test]
+fn registrations_from_one_address_are_rate_limited_per_minute() {
+    // Issue 12: one address could register about 45 users a second, each a
+    // full argon2 hash. The default applies here (no `world_with` override).
+    let app = crate::helpers::spawn_app();
+    let addr = app.addr;
+    let default_limit = souk::config::Config::for_path("unused.db", addr)
+        .expect("the default configuration")
+        .registration_rate_limit_per_minute;
+    assert!(
+        (10..=100).contains(&default_limit),
+        "a default that people never hit and a flood always does: {default_limit}"
+    );
+    // Every attempt counts, a refused one too: it is cheap for us, but the
+    // window is what keeps a script from reaching the hasher.
+    for i in 0..default_limit {
+        let body = json!({"username": format!("flood_{i}"), "password": "short"});
+        let error = hashing_request(addr, "POST", "/api/v1/users", None, &body)
+            .assert_error(400, "invalid_field");
+        assert_eq!(error["field"], "password");
+    }
+    let body = json!({"username": "flood_last", "password": PASSWORD});
+    let limited = hashing_request(addr, "POST", "/api/v1/users", None, &body);
+    limited.assert_error(429, "rate_limited");
+    let wait = retry_after(&limited);
+    assert!(
+        (1..=60).contains(&wait),
+        "Retry-After {wait} for a one-minute window"
+    );
+    // Nothing was created: a login finds no such user.
+    let login = hashing_request(addr, "POST", "/api/v1/sessions", None, &body);
+    login.assert_error(401, "invalid_credentials");
+}
+
+#[test]
+fn the_registration_limit_lets_the_first_sign_ups_through() {
+    // `world_with` sets a generous limit first; this tweak runs after it.
+    let world = world_with(|config| config.registration_rate_limit_per_minute = 2);
+    seed(&world, "first_one");
+    seed(&world, "second_one");
+    let limited = register(
+        &world,
+        None,
+        &json!({"username": "third_one", "password": PASSWORD}),
+    );
+    limited.assert_error(429, "rate_limited");
+    assert!(limited.header("retry-after").is_some(), "{limited:?}");
+    // Logins are limited apart from registrations.
+    assert_status(&try_login(&world, "first_one", PASSWORD), 201);
+    try_login(&world, "third_one", PASSWORD).assert_error(401, "invalid_credentials");
 }
 
 #[test]
@@ -849,6 +1043,109 @@ fn a_bulk_update_with_an_unknown_id_applies_nothing_and_names_the_index() {
     me(&world, &c.token).assert_error(401, "unauthenticated");
 }
 
+#[test]
+fn every_error_caused_by_one_bulk_update_item_names_its_index() {
+    let world = world();
+    let admin = quick_user(&world.db, "root", true);
+    let a = quick_user(&world.db, "kim", false);
+    let path = "/api/v1/admin/users/bulk-update";
+    let good = json!({"id": a.id, "display_name": "Kim K."});
+    let with = |key: &str, value: Value| {
+        let mut item = json!({"id": a.id});
+        item[key] = value;
+        item
+    };
+    // (what, item, status, code, field)
+    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
+        // serde_json reads a number or a bool where an enum goes as a syntax
+        // error ("expected value"): 400 either way; the index is the point.
+        (
+            "a number for the role",
+            with("role", json!(5)),
+            400,
+            "",
+            None,
+        ),
+        (
+            "an unknown role",
+            with("role", json!("superuser")),
+            400,
+            "invalid_field",
+            Some("role"),
+        ),
+        (
+            "a bool for the status",
+            with("status", json!(true)),
+            400,
+            "",
+            None,
+        ),
+        (
+            "a number for the name",
+            with("display_name", json!(5)),
+            400,
+            "invalid_field",
+            Some("display_name"),
+        ),
+        (
+            "a number for the id",
+            json!({"id": 42, "role": "admin"}),
+            400,
+            "invalid_field",
+            Some("id"),
+        ),
+        ("null, not an item", json!(null), 400, "", None),
+        (
+            "the fields as an array",
+            json!([a.id, "admin"]),
+            400,
+            "",
+            None,
+        ),
+        (
+            "an unknown field",
+            with("password", json!("x")),
+            400,
+            "",
+            None,
+        ),
+    ];
+    for (what, item, status, code, field) in cases {
+        let body = json!({"updates": [good, item]});
+        let response = world.post(path, Some(&admin.token), &body);
+        assert_eq!(response.status, status, "{what}: {}", response.body_text());
+        let error = response.error();
+        if !code.is_empty() {
+            assert_eq!(error["code"], code, "{what}: {error}");
+        }
+        if let Some(field) = field {
+            assert_eq!(error["field"], field, "{what}: {error}");
+        }
+        assert_eq!(error["index"], 1, "{what}: {error}");
+    }
+    // A bulk update of one item is still a bulk update.
+    let error = world
+        .post(
+            path,
+            Some(&admin.token),
+            &json!({"updates": [{"id": "4242424242", "role": "admin"}]}),
+        )
+        .assert_error(404, "not_found");
+    assert_eq!(error["index"], 0, "{error}");
+    let error = world
+        .post(
+            path,
+            Some(&admin.token),
+            &json!({"updates": [with("display_name", json!(5))]}),
+        )
+        .assert_error(400, "invalid_field");
+    assert_eq!(error["index"], 0, "{error}");
+    // Nothing was applied.
+    let seen = assert_status(&me(&world, &a.token), 200);
+    assert!(seen["user"]["display_name"].is_null(), "{seen}");
+    assert_eq!(seen["user"]["role"], "user", "{seen}");
+}
+
 // ---- the user's own account ------------------------------------------------
 
 #[test]
@@ -1246,6 +1543,50 @@ fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
         );
         assert_status(&response, 200);
     }
+}
+
+#[test]
+fn an_authorization_header_that_is_not_text_or_is_repeated_gets_401_never_anonymous() {
+    let world = world_with(|config| {
+        config.open_registration = false;
+        config.metrics_token = Some("metrics-secret".into());
+    });
+    let member = quick_user(&world.db, "yolanda", false);
+    let admin = quick_user(&world.db, "root", true);
+    let good = format!("Bearer {}", member.token).into_bytes();
+    let admin_good = format!("Bearer {}", admin.token).into_bytes();
+    let mut token_then_ff = good.clone();
+    token_then_ff.push(0xff);
+    let cases: Vec<Vec<&[u8]>> = vec![
+        vec![b"Bearer \xff\xfe"],
+        vec![b"Bearer caf\xe9"],
+        vec![&token_then_ff],
+        vec![b"\xffBearer x"],
+        // Two, even both right: which one counts would be a guess.
+        vec![&good, &good],
+        vec![&good, b"Bearer other"],
+        vec![&admin_good, &good],
+    ];
+    let send = |method: &str, path: &str, body: Option<&Value>, lines: &[&[u8]]| {
+        let headers: Vec<(&str, &[u8])> = lines.iter().map(|v| ("Authorization", *v)).collect();
+        request_raw_headers(world.app.addr, method, path, None, body, &headers)
+    };
+    let newcomer = json!({"username": "zed", "password": PASSWORD});
+    for lines in &cases {
+        send("GET", "/api/v1/users/me", None, lines).assert_error(401, "unauthenticated");
+        send("DELETE", "/api/v1/sessions/current", None, lines)
+            .assert_error(401, "unauthenticated");
+        // With registration closed, only an admin registers: an unreadable
+        // header is not "no header", and neither is ever an admin.
+        send("POST", "/api/v1/users", Some(&newcomer), lines).assert_error(401, "unauthenticated");
+        send("GET", "/metrics", None, lines).assert_error(401, "unauthenticated");
+    }
+    // Nothing was registered, and the sessions still work one at a time.
+    assert_status(&me(&world, &member.token), 200);
+    let found = assert_status(&world.get("/api/v1/users?q=zed", &admin.token), 200);
+    assert_eq!(found["users"], json!([]), "{found}");
+    let metrics = send("GET", "/metrics", None, &[b"Bearer metrics-secret"]);
+    assert_eq!(metrics.status, 200, "{}", metrics.body_text());
 }
 
 #[test]

@@ -11,8 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::client::{Member, World, request, world};
-use crate::helpers::HttpResponse;
+use crate::client::{
+    Member, World, open_db, quick_user, request, request_raw_headers, send_json, world,
+};
+use crate::helpers::{Client, HttpResponse};
 
 const BTC: u32 = 8;
 const XMR: u32 = 12;
@@ -703,6 +705,149 @@ fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
     assert!(w.check(&admin).is_empty());
 }
 
+/// `POST path` with these exact body bytes, as `from`.
+fn post_raw_body(w: &World, path: &str, from: &Member, body: &str) -> HttpResponse {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {}\r\ncontent-length: {}\r\n\r\n{body}",
+        from.token,
+        body.len()
+    );
+    let mut client = Client::connect(w.app.addr);
+    client.send(request.as_bytes());
+    client.read_response()
+}
+
+#[test]
+fn every_error_caused_by_one_batch_item_names_its_index() {
+    // Issue 12: an amount of the wrong JSON type got 400 with field
+    // "transfers[1].amount" but no index, and a one-item batch to an unknown
+    // user got 404 with no index.
+    let w = world();
+    let admin = quick_user(&w.db, "wal_admin16", true);
+    let alice = quick_user(&w.db, "wal_alice16", false);
+    let bob = quick_user(&w.db, "wal_bob16", false);
+    w.deposit(&admin, &alice, "btc", "1");
+    let before = ledger_view(&w, &[&alice, &bob]);
+    let good = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    let with_amount = |amount: Value| json!({"to": bob.id, "currency": "btc", "amount": amount});
+
+    for amount in [
+        json!(1),
+        json!(1.5),
+        json!(null),
+        json!([]),
+        json!({}),
+        json!(true),
+    ] {
+        let response = batch(&w, &alice, json!([good, with_amount(amount.clone())]));
+        let error = response.assert_error(400, "invalid_field");
+        assert_eq!(error["index"], 1, "amount {amount}: {error}");
+        assert_eq!(error["field"], "amount", "amount {amount}: {error}");
+    }
+    // Other malformed items: 400 (either code), always with the index.
+    let mut wrong_to = good.clone();
+    wrong_to["to"] = json!(12345);
+    let mut unknown_field = good.clone();
+    unknown_field["fee"] = json!("0.1");
+    let mut no_amount = good.clone();
+    no_amount
+        .as_object_mut()
+        .expect("an object")
+        .remove("amount");
+    let as_array = json!([bob.id, "btc", "0.1", null]);
+    for (what, item) in [
+        ("a number for the recipient", wrong_to),
+        ("an unknown field", unknown_field),
+        ("no amount", no_amount),
+        ("a number, not an item", json!(5)),
+        ("a string, not an item", json!("0.1")),
+        ("null, not an item", json!(null)),
+        ("the fields as an array", as_array),
+    ] {
+        let response = batch(&w, &alice, json!([good, good, item]));
+        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
+        let error = response.error();
+        assert_eq!(error["index"], 2, "{what}: {error}");
+    }
+    let duplicate = format!(
+        r#"{{"transfers":[{good},{{"to":"{0}","currency":"btc","amount":"0.1","amount":"0.2"}}]}}"#,
+        bob.id
+    );
+    let response = post_raw_body(&w, "/api/v1/transfers/batch", &alice, &duplicate);
+    assert_eq!(
+        response.status,
+        400,
+        "a duplicate key: {}",
+        response.body_text()
+    );
+    assert_eq!(response.error()["index"], 1, "a duplicate key");
+
+    // A batch of one item is still a batch: its errors name index 0.
+    for (what, item, status, code) in [
+        (
+            "an unknown recipient",
+            json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
+            404,
+            "not_found",
+        ),
+        (
+            "the sender",
+            json!({"to": alice.id, "currency": "btc", "amount": "0.1"}),
+            400,
+            "invalid_field",
+        ),
+        (
+            "too much",
+            json!({"to": bob.id, "currency": "btc", "amount": "2"}),
+            409,
+            "insufficient_funds",
+        ),
+        (
+            "a number amount",
+            with_amount(json!(1)),
+            400,
+            "invalid_field",
+        ),
+    ] {
+        let error = batch(&w, &alice, json!([item])).assert_error(status, code);
+        assert_eq!(error["index"], 0, "{what}: {error}");
+    }
+    // Errors of the body as a whole name no item.
+    for body in [
+        json!({"transfers": "all"}),
+        json!({"transfers": []}),
+        json!({}),
+    ] {
+        let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &body);
+        assert_eq!(response.status, 400, "{body}: {}", response.body_text());
+        assert_eq!(response.error().get("index"), None, "{body}");
+    }
+    assert_eq!(
+        ledger_view(&w, &[&alice, &bob]),
+        before,
+        "a refused batch changed the ledger"
+    );
+    // A single transfer is no batch: no index there.
+    let error = w
+        .post(
+            "/api/v1/transfers",
+            Some(&alice.token),
+            &json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
+        )
+        .assert_error(404, "not_found");
+    assert_eq!(error.get("index"), None, "{error}");
+    let error = w
+        .post(
+            "/api/v1/transfers",
+            Some(&alice.token),
+            &with_amount(json!(1)),
+        )
+        .assert_error(400, "invalid_field");
+    assert_eq!(error.get("index"), None, "{error}");
+    assert!(w.check(&admin).is_empty());
+}
+
 #[test]
 fn a_good_batch_across_currencies_is_applied_in_full() {
     let w = world();
@@ -957,6 +1102,110 @@ fn twenty_concurrent_requests_with_one_key_apply_exactly_one_transfer() {
     assert_eq!(response.status, 201);
     assert!(replayed(&response));
     assert_eq!(Some(response.body), created_body);
+    assert!(w.check(&admin).is_empty());
+}
+
+/// A transfer of alice's with these raw `Idempotency-Key` header values.
+fn raw_keyed_transfer(
+    w: &World,
+    from: &Member,
+    path: &str,
+    body: &Value,
+    keys: &[&[u8]],
+) -> HttpResponse {
+    let headers: Vec<(&str, &[u8])> = keys.iter().map(|k| ("Idempotency-Key", *k)).collect();
+    request_raw_headers(
+        w.app.addr,
+        "POST",
+        path,
+        Some(&from.token),
+        Some(body),
+        &headers,
+    )
+}
+
+#[test]
+fn a_non_utf8_idempotency_key_gets_400_every_time_and_moves_nothing() {
+    // Issue 12: `k\xffey` was read as "no key", so two sends made two transfers.
+    let w = world();
+    let admin = quick_user(&w.db, "wal_admin13", true);
+    let alice = quick_user(&w.db, "wal_alice13", false);
+    let bob = quick_user(&w.db, "wal_bob13", false);
+    w.deposit(&admin, &alice, "btc", "1");
+    let body = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    let batch_body = json!({"transfers": [body.clone()]});
+    for (path, body) in [
+        ("/api/v1/transfers", &body),
+        ("/api/v1/transfers", &body),
+        ("/api/v1/transfers/batch", &batch_body),
+        ("/api/v1/transfers/batch", &batch_body),
+    ] {
+        let response = raw_keyed_transfer(&w, &alice, path, body, &[b"k\xffey"]);
+        let error = response.assert_error(400, "invalid_field");
+        assert_eq!(error["field"], "Idempotency-Key", "{path}: {error}");
+    }
+    assert_eq!(w.balance(&alice, "btc").0, "1.00000000");
+    assert_eq!(w.balance(&bob, "btc").0, "0.00000000");
+    assert!(all_entries(&w, &bob).is_empty(), "no transfer was made");
+    assert!(w.check(&admin).is_empty());
+}
+
+#[test]
+fn an_idempotency_key_that_is_not_1_to_255_visible_ascii_gets_400_whatever_its_bytes() {
+    let w = world();
+    let admin = quick_user(&w.db, "wal_admin14", true);
+    let alice = quick_user(&w.db, "wal_alice14", false);
+    let bob = quick_user(&w.db, "wal_bob14", false);
+    w.deposit(&admin, &alice, "btc", "1");
+    let body = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    let long = vec![b'k'; 256];
+    let path = "/api/v1/transfers";
+    // Values that reach the API: each is refused there, naming the header.
+    let refused: Vec<&[u8]> = vec![
+        b"",
+        b"k\tey",
+        b"has space",
+        &long,
+        "ключ".as_bytes(),
+        b"\xff",
+        b"\x80\x81",
+        b"caf\xe9",
+    ];
+    for key in &refused {
+        let response = raw_keyed_transfer(&w, &alice, path, &body, &[key]);
+        let error = response.assert_error(400, "invalid_field");
+        assert_eq!(error["field"], "Idempotency-Key", "key {key:?}: {error}");
+    }
+    // Control characters other than tab never reach a route: the HTTP
+    // layer refuses the head, with 400 too.
+    for key in [&b"k\x01ey"[..], b"k\x7fey", b"k\x1bey"] {
+        let response = raw_keyed_transfer(&w, &alice, path, &body, &[key]);
+        assert_eq!(
+            response.status,
+            400,
+            "key {key:?}: {}",
+            response.body_text()
+        );
+    }
+    // Two keys: which one counts would be a guess, so neither does.
+    let response = raw_keyed_transfer(&w, &alice, path, &body, &[b"one", b"two"]);
+    let error = response.assert_error(400, "invalid_field");
+    assert_eq!(error["field"], "Idempotency-Key", "{error}");
+    assert_eq!(w.balance(&alice, "btc").0, "1.00000000");
+    assert!(all_entries(&w, &bob).is_empty(), "no transfer was made");
+
+    // The bounds themselves are accepted: 1 and 255 visible characters.
+    let longest = vec![b'~'; 255];
+    for key in [&b"!"[..], &longest] {
+        let response = raw_keyed_transfer(&w, &alice, path, &body, &[key]);
+        assert_eq!(
+            response.status,
+            201,
+            "key {key:?}: {}",
+            response.body_text()
+        );
+    }
+    assert_eq!(w.balance(&alice, "btc").0, "0.80000000");
     assert!(w.check(&admin).is_empty());
 }
 
@@ -1404,6 +1653,125 @@ fn wallet_statistics_match_a_known_sequence() {
     );
     assert_eq!(w.balance(&alice, "btc").0, "1.15000000");
     assert_eq!(w.balance(&bob, "btc").0, "0.50000000");
+    assert!(w.check(&admin).is_empty());
+}
+
+/// `n` users with a zero btc and xmr account each, written straight into
+/// the database in one transaction (they change no total).
+fn zero_accounts(w: &World, n: usize) {
+    let mut conn = open_db(&w.db);
+    let tx = conn.transaction().expect("a transaction");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs() as i64;
+    for i in 0..n {
+        let id = souk::ids::random_id().expect("a random id");
+        tx.execute(
+            "INSERT INTO users (id, username, password_hash, role, status, created_at)
+             VALUES (?1, ?2, 'not-a-hash', 'user', 'active', ?3)",
+            rusqlite::params![id, format!("zero_{i}"), now],
+        )
+        .expect("inserting a user");
+        for currency in ["btc", "xmr"] {
+            tx.execute(
+                "INSERT INTO accounts (user_id, currency) VALUES (?1, ?2)",
+                rusqlite::params![id, currency],
+            )
+            .expect("inserting an account");
+        }
+    }
+    tx.commit().expect("committing the accounts");
+}
+
+/// The currencies of a `/admin/stats/wallets` answer whose figures break
+/// total_available + total_held = deposited − withdrawn (exact minor units).
+fn unbalanced_currencies(stats: &Value) -> Vec<String> {
+    let currencies = stats["currencies"].as_object().expect("currencies");
+    currencies
+        .iter()
+        .filter(|(code, c)| {
+            let d = decimals(code);
+            let figure = |name: &str| minor(c[name].as_str().expect("an amount"), d);
+            figure("total_available") + figure("total_held")
+                != figure("deposited") - figure("withdrawn")
+        })
+        .map(|(code, c)| format!("{code}: {c}"))
+        .collect()
+}
+
+#[test]
+fn wallet_statistics_balance_in_every_answer_under_concurrent_deposits_and_withdrawals() {
+    // Issue 12: the statistics were read by several queries outside one
+    // read transaction, so a commit between two of them broke the equation.
+    const POLLS: usize = 300;
+    let w = world(); // statistics cached 0 s: every answer is a fresh read
+    let admin = quick_user(&w.db, "wal_admin15", true);
+    let users: Vec<Member> = (0..2)
+        .map(|i| quick_user(&w.db, &format!("wal_snap{i}"), false))
+        .collect();
+    // Many accounts make the statistics' read long enough that commits land
+    // inside it often: the race shows in a few hundred answers, not thousands.
+    zero_accounts(&w, 3000);
+    let addr = w.app.addr;
+    let stop = AtomicBool::new(false);
+    let (broken, moves) = std::thread::scope(|s| {
+        let movers: Vec<_> = users
+            .iter()
+            .enumerate()
+            .map(|(t, user)| {
+                let (stop, token) = (&stop, &admin.token);
+                s.spawn(move || {
+                    let mut client = Client::connect(addr);
+                    let mut moves = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let currency = if moves.is_multiple_of(2) { "btc" } else { "xmr" };
+                        let (path, amount) = if moves % 3 == 2 {
+                            ("/api/v1/admin/withdrawals", "0.0005")
+                        } else {
+                            ("/api/v1/admin/deposits", "0.001")
+                        };
+                        let body = json!({"user_id": user.id, "currency": currency,
+                                          "amount": amount, "reference": format!("snap-{t}-{moves}")});
+                        let response =
+                            send_json(&mut client, "POST", path, Some(token), Some(&body), &[])
+                                .unwrap_or_else(|e| panic!("{path}: {e}"));
+                        assert!(
+                            response.status == 201 || response.status == 409,
+                            "{path}: {}",
+                            response.summary()
+                        );
+                        moves += 1;
+                    }
+                    moves
+                })
+            })
+            .collect();
+        let mut client = Client::connect(addr);
+        let mut broken = Vec::new();
+        for _ in 0..POLLS {
+            let path = "/api/v1/admin/stats/wallets";
+            let response = send_json(&mut client, "GET", path, Some(&admin.token), None, &[])
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(response.status, 200, "{}", response.summary());
+            broken.extend(unbalanced_currencies(&response.json()));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let moves: u64 = movers
+            .into_iter()
+            .map(|m| m.join().expect("a mover thread"))
+            .sum();
+        (broken, moves)
+    });
+    assert!(
+        broken.is_empty(),
+        "{} of {POLLS} answers (during {moves} deposits and withdrawals) were not one snapshot; first: {:?}",
+        broken.len(),
+        &broken[..broken.len().min(3)]
+    );
+    assert!(moves > 0, "the answers were read while money moved");
+    // After the race, one more answer balances, and so does the ledger.
+    assert!(unbalanced_currencies(&wallet_stats(&w, &admin)).is_empty());
     assert!(w.check(&admin).is_empty());
 }
 
