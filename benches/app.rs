@@ -1686,10 +1686,14 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     let main_db = dir.join("main.db");
     copy_db(&pristine, &main_db)?;
 
-    // Cold starts on the existing database; the last server stays up.
+    // Cold starts on the existing database; the last server stays up. Only
+    // one server may hold a database file, so each stops before the next.
     let mut cold = Vec::new();
     let mut souk = None;
     for run in 0..mode.cold_starts.max(1) {
+        if let Some(previous) = souk.take() {
+            clean &= report_stop(previous, &mut notes, false);
+        }
         let (started, timing) = Souk::start(&bin, server_env(Launch::existing(&main_db)))?;
         eprintln!(
             "cold start {}: listening at {:.1} ms, first 200 at {:.1} ms",
@@ -1698,9 +1702,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
             ms(timing.to_ready)
         );
         cold.push(timing);
-        if let Some(previous) = souk.replace(started) {
-            clean &= report_stop(previous, &mut notes, false);
-        }
+        souk = Some(started);
     }
     let souk = souk.expect("at least one start");
     std::thread::sleep(Duration::from_millis(500));
