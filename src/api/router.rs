@@ -89,6 +89,11 @@ impl Router {
             .collect()
     }
 
+    /// Runs the route that matches the request's path most specifically
+    /// (a literal segment beats a `{param}` in the same place, leftmost
+    /// first: `/admin/users/bulk-update` is never `/admin/users/{id}`) and
+    /// method. A path whose best pattern lacks the method gets 405 with an
+    /// `Allow` of that pattern's methods only; no match at all is 404.
     pub fn dispatch(&self, app: &App, request: &Request) -> Reply {
         // HEAD is GET without the body (the connection drops the body).
         let method = if request.method == Method::Head {
@@ -96,15 +101,24 @@ impl Router {
         } else {
             request.method
         };
+        let best = self
+            .routes
+            .iter()
+            .filter_map(|route| specificity(&route.segments, &request.path))
+            .max();
+        let Some(best) = best else {
+            return Reply::Now(respond::error(Error::NotFound));
+        };
         let mut allowed: Vec<Method> = Vec::new();
         for (index, route) in self.routes.iter().enumerate() {
-            let Some(params) = matches(&route.segments, &request.path) else {
+            if specificity(&route.segments, &request.path) != Some(best) {
                 continue;
-            };
+            }
             if route.method != method {
                 allowed.push(route.method);
                 continue;
             }
+            let params = params(&route.segments, &request.path);
             return match (route.handler)(app, request, &params) {
                 Ok(Reply::Now(mut response)) => {
                     response.route = Some(index);
@@ -119,9 +133,6 @@ impl Router {
                     Reply::Now(response)
                 }
             };
-        }
-        if allowed.is_empty() {
-            return Reply::Now(respond::error(Error::NotFound));
         }
         let mut allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
         if allowed.contains(&Method::Get) {
@@ -142,16 +153,36 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 
-fn matches(segments: &[Segment], path: &str) -> Option<Params> {
-    let mut params = Vec::new();
+/// `None` when the pattern does not match `path`; otherwise a rank where a
+/// literal segment counts more than a parameter, earlier segments most.
+/// Two patterns of one rank that match one path are the same pattern.
+fn specificity(segments: &[Segment], path: &str) -> Option<u64> {
+    const _: () = assert!(ROUTE_SEGMENTS_MAX <= 64);
+    let mut rank = 0u64;
     let mut parts = split(path);
-    for segment in segments {
+    for (position, segment) in segments.iter().enumerate().take(ROUTE_SEGMENTS_MAX) {
         let part = parts.next()?;
         match segment {
-            Segment::Literal(literal) if *literal == part => {}
+            Segment::Literal(literal) if *literal == part => rank |= 1 << (63 - position),
             Segment::Literal(_) => return None,
-            Segment::Param(name) => params.push((*name, part.to_owned())),
+            Segment::Param(_) => {}
         }
     }
-    parts.next().is_none().then_some(Params(params))
+    (segments.len() <= ROUTE_SEGMENTS_MAX && parts.next().is_none()).then_some(rank)
 }
+
+/// The `{name}` values of a pattern that matches `path`.
+fn params(segments: &[Segment], path: &str) -> Params {
+    let values = segments
+        .iter()
+        .zip(split(path))
+        .filter_map(|(segment, part)| match segment {
+            Segment::Param(name) => Some((*name, part.to_owned())),
+            Segment::Literal(_) => None,
+        })
+        .collect();
+    Params(values)
+}
+
+/// Segments a route pattern may have (the rank is a 64-bit mask).
+const ROUTE_SEGMENTS_MAX: usize = 64;

@@ -715,6 +715,35 @@ fn a_wrong_method_gets_405_with_allow() {
     assert_eq!(client.read_response().status, 200);
 }
 
+#[test]
+fn a_literal_segment_wins_over_a_parameter_and_allow_lists_only_that_path() {
+    let app = spawn_app();
+    let allow_of = |request: &str| {
+        let mut client = app.connect();
+        client.send(request.as_bytes());
+        let response = client.read_response();
+        response.assert_error(405, "method_not_allowed");
+        let allow = response.header("allow").expect("an Allow header").to_owned();
+        let mut methods: Vec<String> = allow.split(',').map(|m| m.trim().to_owned()).collect();
+        methods.sort_unstable();
+        methods
+    };
+    // `bulk-update` is not an `{id}`: PATCH there is 405, not an id lookup.
+    assert_eq!(
+        allow_of("PATCH /api/v1/admin/users/bulk-update HTTP/1.1\r\nHost: t\r\n\r\n"),
+        ["POST"]
+    );
+    // `/users/me` takes GET and PATCH; `/users/{id}`'s GET is not repeated.
+    assert_eq!(
+        allow_of("DELETE /api/v1/users/me HTTP/1.1\r\nHost: t\r\n\r\n"),
+        ["GET", "HEAD", "PATCH"]
+    );
+    assert_eq!(
+        allow_of("DELETE /api/v1/users/123 HTTP/1.1\r\nHost: t\r\n\r\n"),
+        ["GET", "HEAD"]
+    );
+}
+
 // ---- graceful shutdown -----------------------------------------------------
 
 #[test]

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Fuzz a live souk with Schemathesis against its own OpenAPI document.
+
+Starts the given souk binary on a fresh database, seeds it through the API
+(an admin, two users with sessions, deposits in every currency, a transfer,
+an escrow), then runs Schemathesis with every check, once signed in as a
+user and once as an admin, with a fixed seed and a bounded number of
+examples. Logging out is fuzzed on its own with tokens that may be burnt.
+Afterwards the ledger must still pass `souk check`. Exit 0 only when every
+run found nothing.
+
+    python3 .ci/schemathesis.py --souk target/debug/souk \
+        --schemathesis /path/to/venv/bin/schemathesis [--max-examples 20]
+
+Standard library only: this runs before anything else is installed.
+"""
+
+import argparse
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIG = os.path.join(HERE, "schemathesis.toml")
+ADMIN_PASSWORD = "fuzzing admin password"
+USER_PASSWORD = "fuzzing user password"
+STARTUP_TIMEOUT_S = 30
+
+
+def call(base, method, path, body=None, token=None, expect=(200, 201, 204)):
+    """One JSON request; returns the decoded body (or None for 204)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    if status not in expect:
+        raise SystemExit(f"seeding: {method} {path} answered {status}: {raw[:500]!r}")
+    return json.loads(raw) if raw else None
+
+
+def start_server(souk, db, env):
+    """Starts `souk serve` on port 0; returns the process and its base URL."""
+    process = subprocess.Popen(
+        [souk, "serve"],
+        env={**env, "SOUK_DB": db, "SOUK_ADDR": "127.0.0.1:0"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = queue.Queue()
+
+    def pump():
+        for line in process.stderr:
+            lines.put(line)
+            if "ERROR" in line or "WARN" in line or "panicked" in line:
+                sys.stderr.write(f"souk: {line}")
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if process.poll() is not None:
+                raise SystemExit("souk exited during start")
+            continue
+        marker = "listening on http://"
+        if marker in line:
+            address = line.split(marker, 1)[1].split()[0]
+            return process, f"http://{address}"
+    process.kill()
+    raise SystemExit("souk did not log `listening on` in time")
+
+
+def seed(base, souk, db, env):
+    """Users, sessions and money for the fuzzer to work with; returns tokens."""
+    admin = call(base, "POST", "/api/v1/sessions", {"username": "admin", "password": ADMIN_PASSWORD})
+    users = {}
+    for name in ["alice", "bob", "carol"]:
+        call(base, "POST", "/api/v1/users", {"username": name, "password": USER_PASSWORD})
+        users[name] = call(base, "POST", "/api/v1/sessions", {"username": name, "password": USER_PASSWORD})
+    admin_token = admin["token"]
+    wallet = call(base, "GET", "/api/v1/wallet", token=users["alice"]["token"])
+    for index, currency in enumerate(sorted(wallet["balances"])):
+        for name in ["alice", "bob"]:
+            call(base, "POST", "/api/v1/admin/deposits", {
+                "user_id": users[name]["user"]["id"],
+                "currency": currency,
+                "amount": "1000",
+                "reference": f"seed-{name}-{index}",
+            }, token=admin_token)
+    alice, bob = users["alice"], users["bob"]
+    call(base, "POST", "/api/v1/transfers", {
+        "to": bob["user"]["id"], "currency": "btc", "amount": "0.5", "memo": "seed",
+    }, token=alice["token"])
+    call(base, "POST", "/api/v1/escrows", {
+        "seller": bob["user"]["id"], "currency": "btc", "amount": "1.25", "memo": "seed order",
+    }, token=alice["token"])
+    return {
+        "admin": admin_token,
+        "user": alice["token"],
+        # Logging out burns a token: that route gets tokens of its own.
+        "burner": users["carol"]["token"],
+    }
+
+
+def schemathesis(binary, base, token, label, args, extra):
+    command = [
+        binary, "--config-file", CONFIG, "run", f"{base}/api/v1/openapi.json",
+        "--url", base,
+        "--checks", "all",
+        "--seed", str(args.seed),
+        "--max-examples", str(args.max_examples),
+        "--workers", "1",
+        "--no-color",
+        "-H", f"Authorization: Bearer {token}",
+        *extra,
+    ]
+    print(f"== schemathesis as {label}", flush=True)
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=args.report_dir)
+    print(f"== schemathesis as {label}: exit {result.returncode} in {time.monotonic() - started:.0f} s", flush=True)
+    return result.returncode == 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--souk", required=True)
+    parser.add_argument("--schemathesis", required=True)
+    parser.add_argument("--max-examples", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument("--report-dir", default=tempfile.gettempdir(),
+                        help="where Schemathesis may write its files (cwd of the runs)")
+    args = parser.parse_args()
+    souk = os.path.abspath(args.souk)
+    env = {
+        **os.environ,
+        "RUST_LOG": "warn",
+        # The fuzzer signs in and registers far more often than a person.
+        "LOGIN_RATE_LIMIT": "100000",
+        "SOUK_REGISTRATION_RATE_LIMIT": "100000",
+    }
+    env.pop("SOUK_PASSWORD", None)
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="souk-schemathesis-") as work:
+        db = os.path.join(work, "souk.db")
+        subprocess.run(
+            [souk, "user", "create", "--username", "admin", "--admin"],
+            env={**env, "SOUK_DB": db, "SOUK_PASSWORD": ADMIN_PASSWORD},
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        process, base = start_server(souk, db, env)
+        try:
+            tokens = seed(base, souk, db, env)
+            logout = ["--include-path", "/api/v1/sessions/current"]
+            rest = ["--exclude-path", "/api/v1/sessions/current"]
+            ok &= schemathesis(args.schemathesis, base, tokens["user"], "a user", args, rest)
+            ok &= schemathesis(args.schemathesis, base, tokens["admin"], "an admin", args, rest)
+            ok &= schemathesis(args.schemathesis, base, tokens["burner"], "a user logging out", args, logout)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        check = subprocess.run([souk, "check"], env={**env, "SOUK_DB": db}, capture_output=True, text=True)
+        print(f"== souk check after fuzzing: exit {check.returncode}", flush=True)
+        if check.returncode != 0:
+            print(check.stdout, check.stderr)
+            ok = False
+    print("schemathesis: " + ("all runs passed" if ok else "FAILED"), flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
