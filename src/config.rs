@@ -257,11 +257,15 @@ impl Config {
     /// Rules between settings that no single range can say; the message
     /// names the variables.
     pub fn check(&self) -> Result<(), String> {
-        if self.max_inflight_body_bytes < self.max_body_bytes {
+        let largest_request = self.max_body_bytes + limits::REQUEST_HEAD_BYTES_MAX as u64;
+        if self.max_inflight_body_bytes < largest_request {
             return Err(format!(
-                "SOUK_MAX_INFLIGHT_BODY ({}) must be at least SOUK_MAX_BODY ({}): \
-                 a body of the largest size allowed could never be received",
-                self.max_inflight_body_bytes, self.max_body_bytes
+                "SOUK_MAX_INFLIGHT_BODY ({}) must be at least SOUK_MAX_BODY ({}) plus \
+                 {} bytes of request head: a request of the largest size allowed \
+                 could never be received",
+                self.max_inflight_body_bytes,
+                self.max_body_bytes,
+                limits::REQUEST_HEAD_BYTES_MAX
             ));
         }
         Ok(())

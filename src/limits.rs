@@ -9,6 +9,10 @@ pub const REQUEST_HEADERS_MAX: usize = 64;
 pub const REQUEST_TARGET_BYTES_MAX: usize = 8 * 1024;
 /// Bytes read from a socket in one `read` call: one head fits in one read.
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// A body arriving in parts grows its buffer by the read chunk up to this
+/// size, then by doubling: few reallocations for large bodies, and a
+/// stalled small body holds no more budget than the bytes it sent.
+pub const BODY_DOUBLING_FROM_BYTES: usize = 64 * 1024;
 /// A connection's receive buffer is shrunk back to this capacity after a large
 /// body, so a thousand idle connections do not each keep a megabyte.
 pub const IDLE_BUFFER_BYTES_MAX: usize = 4 * 1024;

@@ -101,6 +101,10 @@ impl Router {
         } else {
             request.method
         };
+        if request.path == "*" {
+            // `OPTIONS *`: the server as a whole (RFC 9110 §9.3.7).
+            return Reply::Now(Response::new(204).with_header("allow", SERVER_METHODS));
+        }
         let best = self
             .routes
             .iter()
@@ -183,6 +187,9 @@ fn params(segments: &[Segment], path: &str) -> Params {
         .collect();
     Params(values)
 }
+
+/// Every method some route takes, for `OPTIONS *`.
+const SERVER_METHODS: &str = "GET, HEAD, POST, PATCH, DELETE, OPTIONS";
 
 /// Segments a route pattern may have (the rank is a 64-bit mask).
 const ROUTE_SEGMENTS_MAX: usize = 64;

@@ -20,7 +20,7 @@ use super::request::{Method, Request};
 use super::response::Response;
 use super::server::Shared;
 use crate::limits::{
-    IDLE_BUFFER_BYTES_MAX, LINGER_MS, READ_CHUNK_BYTES, REQUEST_HEAD_BYTES_MAX,
+    BODY_DOUBLING_FROM_BYTES, IDLE_BUFFER_BYTES_MAX, LINGER_MS, READ_CHUNK_BYTES, REQUEST_HEAD_BYTES_MAX,
     REQUEST_HEADERS_MAX, REQUEST_TARGET_BYTES_MAX,
 };
 
@@ -42,7 +42,8 @@ pub(crate) struct Conn {
     served: u64,
     continue_sent: bool,
     /// Bytes of the in-flight body budget this connection holds for the body
-    /// it is receiving (0 when none is being received in parts).
+    /// it is receiving (0 when none is being received in parts): the buffer
+    /// capacity past the first read chunk.
     body_reserved: usize,
     /// Bytes still to be read before the request being received is whole
     /// (0 when unknown): reads never ask for more, so a reserved body buffer
@@ -279,18 +280,35 @@ impl Conn {
         Ok(Some(Step::Request(request, framing)))
     }
 
-    /// Takes `whole` bytes (head and body) of the in-flight body budget for a
-    /// body that is still arriving, once per request, and sizes the buffer
-    /// for it exactly. A full budget refuses the body with 503.
+    /// Makes room in the buffer for the next read of a body that is still
+    /// arriving (`whole` bytes of head and body in all), paying for every
+    /// byte of capacity beyond the first read chunk out of the in-flight
+    /// body budget. Capacity grows with what actually arrives (by the chunk
+    /// while small, then doubling, never past `whole`), so a client holds
+    /// budget for bytes it sent, not for the length it announced. A full
+    /// budget refuses the body with 503.
     fn reserve_body(&mut self, whole: usize, missing: usize) -> Result<(), Response> {
         self.body_missing = missing;
-        if self.body_reserved > 0 {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let next_len = self.buf.len() + missing.min(READ_CHUNK_BYTES);
+        let capacity = self.buf.capacity();
+        if next_len <= capacity {
             return Ok(());
         }
+        let target = if capacity < BODY_DOUBLING_FROM_BYTES {
+            next_len
+        } else {
+            next_len.max(capacity.saturating_mul(2)).min(whole)
+        };
+        // The first read chunk is every connection's and is not charged.
+        let charge = target.saturating_sub(self.body_reserved + READ_CHUNK_BYTES);
         let budget = &self.shared.inflight_body_bytes;
         let limit = self.shared.limits.max_inflight_body_bytes;
         let taken = budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
-            held.checked_add(whole).filter(|&total| total <= limit)
+            held.checked_add(charge).filter(|&total| total <= limit)
         });
         if taken.is_err() {
             return Err(Response::error(
@@ -300,13 +318,8 @@ impl Conn {
             )
             .with_header("retry-after", "1"));
         }
-        self.body_reserved = whole;
-        let pending = self.buf.len() - self.start;
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.reserve_exact(whole.saturating_sub(pending));
+        self.body_reserved += charge;
+        self.buf.reserve_exact(target - self.buf.len());
         Ok(())
     }
 
@@ -523,42 +536,43 @@ fn parse_content_length(value: &[u8], max_body_bytes: u64) -> Result<u64, Respon
 }
 
 /// A Host value per RFC 9110 §7.2: `uri-host [ ":" port ]`, where uri-host
-/// is an IP literal in brackets or a reg-name / IPv4 address (RFC 3986
-/// §3.2.2). Empty is allowed (a target without an authority).
+/// is an IP literal in brackets or a reg-name / IPv4 address and port is
+/// digits (RFC 3986 §3.2.2–3.2.3). Empty is allowed (a target without an
+/// authority).
 fn is_valid_host(value: &[u8]) -> bool {
-    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
-        let Some(close) = rest.iter().position(|&b| b == b']') else {
-            return false;
-        };
-        let literal = &rest[..close];
-        let literal_ok = !literal.is_empty()
-            && literal
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'));
-        if !literal_ok {
-            return false;
-        }
-        (&[][..], &rest[close + 1..])
-    } else {
-        match value.iter().rposition(|&b| b == b':') {
-            Some(colon) => (&value[..colon], &value[colon..]),
-            None => (value, &[][..]),
-        }
+    let (host, port) = split_host_port(value);
+    let host_ok = match host.strip_prefix(b"[") {
+        Some(literal) => literal.strip_suffix(b"]").is_some_and(|inner| {
+            !inner.is_empty() && inner.iter().all(|&b| is_host_char(b) || b == b':')
+        }),
+        None => host.iter().all(|&b| is_host_char(b)),
     };
-    let port_ok = match port.split_first() {
-        None => true,
-        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
-        Some(_) => false,
+    let port_ok = port.is_none_or(|digits| digits.iter().all(u8::is_ascii_digit));
+    host_ok && port_ok
+}
+
+/// `host` and the digits after its `:`, if any (a colon inside an IP
+/// literal's brackets is not a port separator).
+fn split_host_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let search_from = match value.first() {
+        Some(b'[') => value.iter().position(|&b| b == b']').unwrap_or(value.len()),
+        _ => 0,
     };
-    let reg_name_ok = host.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\''
-                    | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
-            )
-    });
-    port_ok && reg_name_ok
+    match value[search_from..].iter().position(|&b| b == b':') {
+        Some(at) => (&value[..search_from + at], Some(&value[search_from + at + 1..])),
+        None => (value, None),
+    }
+}
+
+/// unreserved / pct-encoded / sub-delims (RFC 3986 §2): what a reg-name, an
+/// IPv4 address or an IPvFuture literal is made of.
+fn is_host_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\''
+                | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+        )
 }
 
 /// The path-and-query of a request target (RFC 9112 §3.2): origin form
@@ -579,7 +593,9 @@ fn request_target(target: &str, method: Method) -> Result<Cow<'_, str>, Response
     let rest = &target[scheme_end + 3..];
     let path_at = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..path_at];
-    if authority.is_empty() || authority.contains('@') || !is_valid_host(authority.as_bytes()) {
+    // An http(s) URI needs a non-empty host (RFC 9110 §4.2.1); no userinfo.
+    let host_empty = split_host_port(authority.as_bytes()).0.is_empty();
+    if host_empty || authority.contains('@') || !is_valid_host(authority.as_bytes()) {
         return Err(bad_request("the request target has an invalid authority"));
     }
     Ok(match &rest[path_at..] {

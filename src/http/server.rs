@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     /// Set once every connection is done (or the grace period is over):
     /// the I/O thread then exits.
     io_stop: AtomicBool,
+    /// The I/O thread is gone: nothing may be parked any more.
+    io_exited: AtomicBool,
     /// Connections waiting for the poller (to read a request, or to write
     /// the rest of an answer), by poller key.
     parked: Mutex<HashMap<usize, Conn>>,
@@ -103,6 +105,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             inflight_body_bytes: AtomicUsize::new(0),
             io_stop: AtomicBool::new(false),
+            io_exited: AtomicBool::new(false),
             parked: Mutex::new(HashMap::new()),
             work: work_tx,
             service,
@@ -192,7 +195,9 @@ fn park(shared: &Shared, mut conn: Conn) {
     // Checked under the lock: once the I/O thread has seen the flag it closes
     // what waits for a request, under this lock. An answer still being
     // written is finished (within its deadline).
-    if !writing && shared.shutting_down.load(Ordering::SeqCst) {
+    if shared.io_exited.load(Ordering::SeqCst)
+        || (!writing && shared.shutting_down.load(Ordering::SeqCst))
+    {
         return; // dropping closes it
     }
     let interest = if writing {
@@ -216,13 +221,15 @@ fn park(shared: &Shared, mut conn: Conn) {
 }
 
 fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
+    // Dropped at the start of a shutdown, so new clients are refused at once
+    // instead of waiting in the backlog for an accept that never comes.
+    let mut listener = Some(listener);
     let mut events = Events::new();
     let mut next_key: usize = LISTENER_KEY + 1;
     let mut accept_backoff_ms = 0u64;
     let mut accept_resume_at: Option<Instant> = None;
     let mut last_sweep = Instant::now();
     let sweep_every = Duration::from_millis(DEADLINE_SWEEP_MS);
-    let mut listening = true;
     loop {
         events.clear();
         let wait = accept_resume_at.map_or(sweep_every, |at| {
@@ -238,23 +245,24 @@ fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
         if shared.io_stop.load(Ordering::SeqCst) {
             break;
         }
-        if listening && shared.shutting_down.load(Ordering::SeqCst) {
-            listening = false;
-            stop_listening(shared, &listener);
+        if listener.is_some() && shared.shutting_down.load(Ordering::SeqCst) {
+            stop_listening(shared, &mut listener);
         }
         let mut listener_ready = false;
         for event in events.iter() {
             if event.key == LISTENER_KEY {
-                listener_ready = listening;
+                listener_ready = listener.is_some();
             } else if let Some(mut conn) = lock_parked(shared).remove(&event.key) {
                 conn.readable = event.readable;
                 let _ = shared.work.send(Work::Ready(conn));
             }
         }
-        let resume_due = listening && accept_resume_at.is_some_and(|at| Instant::now() >= at);
-        if listener_ready || resume_due {
+        let resume_due = accept_resume_at.is_some_and(|at| Instant::now() >= at);
+        if let Some(listener) = &listener
+            && (listener_ready || resume_due)
+        {
             accept_resume_at = None;
-            match accept_all(shared, &listener, &mut next_key) {
+            match accept_all(shared, listener, &mut next_key) {
                 Ok(()) => accept_backoff_ms = 0,
                 Err(e) => {
                     accept_backoff_ms =
@@ -267,7 +275,7 @@ fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
             if accept_resume_at.is_none()
                 && let Err(e) = shared
                     .poller
-                    .modify(&listener, Event::readable(LISTENER_KEY))
+                    .modify(listener, Event::readable(LISTENER_KEY))
             {
                 log::error!("re-arming the listener failed: {e}");
                 accept_resume_at =
@@ -279,19 +287,24 @@ fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
             close_expired(shared, last_sweep);
         }
     }
-    if listening {
-        stop_listening(shared, &listener);
-    }
-    drop(listener);
-    let left: Vec<Conn> = lock_parked(shared).drain().map(|(_, conn)| conn).collect();
+    stop_listening(shared, &mut listener);
+    let left: Vec<Conn> = {
+        let mut parked = lock_parked(shared);
+        // Under the lock: a worker that finishes after this closes its
+        // connection instead of parking it where nobody looks.
+        shared.io_exited.store(true, Ordering::SeqCst);
+        parked.drain().map(|(_, conn)| conn).collect()
+    };
     drop(left); // closes whatever is still parked after the grace period
 }
 
 /// The start of a shutdown: no more accepts, and every connection waiting
 /// for a request is closed. Those writing an answer stay parked until it is
 /// out or their deadline passes.
-fn stop_listening(shared: &Shared, listener: &TcpListener) {
-    let _ = shared.poller.delete(listener);
+fn stop_listening(shared: &Shared, listener: &mut Option<TcpListener>) {
+    if let Some(listener) = listener.take() {
+        let _ = shared.poller.delete(&listener);
+    }
     let idle: Vec<Conn> = {
         let mut parked = lock_parked(shared);
         let keys: Vec<usize> = parked

@@ -105,31 +105,57 @@ fn partial_post(length: usize, sent: usize) -> Vec<u8> {
 #[test]
 fn bodies_past_the_in_flight_budget_get_503_and_the_budget_comes_back() {
     let app = spawn_app_with(|c| {
-        c.max_body_bytes = 16 * 1024;
-        c.max_inflight_body_bytes = 40 * 1024;
+        c.max_body_bytes = 64 * 1024;
+        c.max_inflight_body_bytes = 100 * 1024;
     });
-    let body = 15 * 1024;
-    // Two stalled bodies fit the budget; the third does not.
+    let body = 60 * 1024;
+    let sent = 40 * 1024;
+    // Two stalled bodies hold about what they sent (~40 KiB each); the third
+    // one's bytes do not fit what is left.
     let mut first = app.connect();
-    first.send(&partial_post(body, 100));
+    first.send(&partial_post(body, sent));
     let mut second = app.connect();
-    second.send(&partial_post(body, 100));
-    std::thread::sleep(Duration::from_millis(200));
+    second.send(&partial_post(body, sent));
+    std::thread::sleep(Duration::from_millis(300));
     let mut third = app.connect();
-    third.send(&partial_post(body, 100));
+    third.send_lenient(&partial_post(body, sent));
     let refused = third.read_response();
     refused.assert_error(503, "unavailable");
     assert_eq!(refused.header("retry-after"), Some("1"), "{refused:?}");
     assert!(refused.closes(), "{refused:?}");
     // The first body completes (its JSON is blanks: 400), which gives its
-    // share back; a new stalled body then fits.
-    first.send(&vec![b' '; body - 100]);
+    // share back; a whole new body then fits.
+    first.send(&vec![b' '; body - sent]);
     first.read_response().assert_error(400, "invalid_json");
     let mut fourth = app.connect();
-    fourth.send(&partial_post(body, 100));
-    fourth.send(&vec![b' '; body - 100]);
+    fourth.send(&partial_post(body, body));
     fourth.read_response().assert_error(400, "invalid_json");
     drop(second);
+}
+
+#[test]
+fn announced_lengths_without_bytes_do_not_use_up_the_body_budget() {
+    let app = spawn_app_with(|c| {
+        c.max_body_bytes = 1 << 20;
+        c.max_inflight_body_bytes = (1 << 20) + 64 * 1024;
+    });
+    // Many heads that announce the largest body and send one byte of it.
+    let claims: Vec<Client> = (0..64)
+        .map(|_| {
+            let mut client = app.connect();
+            client.send(&partial_post(1 << 20, 1));
+            client
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // An honest 200 KiB body sent in two parts is still received.
+    let mut honest = app.connect();
+    let length = 200 * 1024;
+    honest.send(&partial_post(length, length / 2));
+    std::thread::sleep(Duration::from_millis(100));
+    honest.send(&vec![b' '; length - length / 2]);
+    honest.read_response().assert_error(400, "invalid_json");
+    drop(claims);
 }
 
 #[test]
@@ -138,6 +164,7 @@ fn three_hundred_stalled_one_mib_bodies_do_not_lift_rss_past_64_mb() {
     let served = Served::start(&dir);
     let length = (1 << 20) - 1;
     let mut held = Vec::new();
+    // Each sends all but the last 100 bytes of a 1 MiB body, then stalls.
     for _ in 0..300 {
         let stream = TcpStream::connect(served.addr).expect("connecting");
         stream
@@ -234,6 +261,20 @@ fn a_target_that_is_neither_origin_nor_absolute_form_gets_400() {
         let response = raw(&app, request);
         response.assert_error(400, "bad_request");
     }
+    for request in [
+        "GET http://:80/healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://u@a/healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        raw(&app, request).assert_error(400, "bad_request");
+    }
+    for host in ["a:000080", "[v1.fe80::a+en1]", "[::1]", "a:"] {
+        let response = raw(&app, &format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        assert_eq!(response.status, 200, "Host: {host}: {response:?}");
+    }
+    // `OPTIONS *` asks about the server as a whole.
+    let response = raw(&app, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(response.status, 204, "{response:?}");
+    assert!(response.header("allow").is_some_and(|a| a.contains("POST")), "{response:?}");
     let response = raw(&app, "GET http://a:1/healthz HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(response.status, 200, "{response:?}");
     let response = raw(&app, "GET HTTP://a/healthz HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -271,6 +312,26 @@ fn every_response_carries_a_date_and_html_carries_security_headers() {
     assert!(!csp.contains("unsafe-eval"), "{csp}");
 }
 
+#[test]
+fn a_shutdown_refuses_new_connections_at_once_while_an_answer_is_still_being_written() {
+    let mut app = spawn_app_with(|c| c.read_timeout = Duration::from_secs(3));
+    // A client that never reads keeps an answer unsent, and the shutdown
+    // waiting for it.
+    let mut hog = app.connect();
+    hog.send(get("/test/big").repeat(4).as_bytes());
+    std::thread::sleep(Duration::from_millis(300));
+    let done = app.begin_shutdown();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let refused = TcpStream::connect_timeout(&app.addr, Duration::from_secs(1)).is_err();
+    assert!(
+        refused && started.elapsed() < Duration::from_secs(1),
+        "a new connection during shutdown must be refused, not left in the backlog"
+    );
+    drop(hog);
+    assert!(done.recv_timeout(Duration::from_secs(10)).is_ok(), "shutdown finished");
+}
+
 // ---- one server per database ---------------------------------------------------------
 
 #[test]
@@ -284,6 +345,10 @@ fn a_second_server_on_the_same_database_refuses_to_start_and_the_tools_still_wor
         stderr.contains(&db.display().to_string()) && stderr.contains("another souk"),
         "the refusal names the file and the reason: {stderr}"
     );
+    // The lock is a file of its own: never a descriptor of the database.
+    let mut lock = db.clone().into_os_string();
+    lock.push(".lock");
+    assert!(std::path::Path::new(&lock).exists(), "{lock:?}");
     // The first server still serves.
     let mut client = Client::connect(first.addr);
     client.send(get("/readyz").as_bytes());
