@@ -8,6 +8,7 @@ pub mod health;
 pub mod idempotent;
 pub mod json;
 pub mod monitoring;
+pub mod openapi;
 pub mod query;
 pub mod respond;
 mod router;
@@ -87,4 +88,6 @@ pub fn routes() -> Router {
         .op("admin.metrics")
         .route(Get, "/api/v1/admin/alerts", monitoring::alerts)
         .op("admin.alerts")
+        .route(Get, "/api/v1/openapi.json", openapi::document)
+        .op("api.openapi")
 }

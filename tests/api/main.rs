@@ -14,6 +14,7 @@ mod http_layer;
 mod json_bodies;
 mod lifecycle;
 mod monitoring;
+mod openapi;
 mod resilience;
 mod users;
 mod wallets;
