@@ -150,7 +150,7 @@ def main():
     souk = os.path.abspath(args.souk)
     env = {
         **os.environ,
-        "RUST_LOG": "warn",
+        "RUST_LOG": "info",
         # The fuzzer signs in and registers far more often than a person.
         "LOGIN_RATE_LIMIT": "100000",
         "SOUK_REGISTRATION_RATE_LIMIT": "100000",
