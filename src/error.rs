@@ -20,6 +20,12 @@ pub enum Error {
     /// Wrong username or password (401).
     InvalidCredentials,
     Forbidden,
+    /// The caller is signed in but a password it gave to confirm a change
+    /// is wrong (403 `forbidden`, naming the field). Not 401: the session
+    /// itself is fine.
+    WrongPassword {
+        field: &'static str,
+    },
     NotFound,
     /// A state conflict a client can act on (409): `code` is one of SPEC §3's.
     Conflict {
@@ -92,6 +98,7 @@ impl fmt::Display for Error {
             Error::Unauthenticated => f.write_str("authentication required"),
             Error::InvalidCredentials => f.write_str("invalid username or password"),
             Error::Forbidden => f.write_str("you are not allowed to do this"),
+            Error::WrongPassword { field } => write!(f, "{field} is wrong"),
             Error::NotFound => f.write_str("no such resource"),
             Error::Conflict { message, .. } => f.write_str(message),
             Error::IdempotencyMismatch => {

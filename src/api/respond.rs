@@ -77,8 +77,14 @@ pub fn error(e: Error) -> Response {
     let mut body = Map::new();
     body.insert("code".into(), json!(code));
     body.insert("message".into(), json!(message));
-    if let Error::InvalidField { field, .. } = &e {
-        body.insert("field".into(), json!(field));
+    match &e {
+        Error::InvalidField { field, .. } => {
+            body.insert("field".into(), json!(field));
+        }
+        Error::WrongPassword { field } => {
+            body.insert("field".into(), json!(field));
+        }
+        _ => {}
     }
     if let Some(index) = index {
         body.insert("index".into(), json!(index));
@@ -101,7 +107,7 @@ fn status_and_code(e: &Error) -> (u16, &'static str) {
         Error::UnsupportedMediaType => (415, "unsupported_media_type"),
         Error::Unauthenticated => (401, "unauthenticated"),
         Error::InvalidCredentials => (401, "invalid_credentials"),
-        Error::Forbidden => (403, "forbidden"),
+        Error::Forbidden | Error::WrongPassword { .. } => (403, "forbidden"),
         Error::NotFound => (404, "not_found"),
         Error::Conflict { code, .. } => (409, code),
         Error::IdempotencyMismatch => (422, "idempotency_mismatch"),

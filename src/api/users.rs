@@ -184,7 +184,9 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 }
 
 fn wrong_current_password() -> Error {
-    Error::invalid_field("current_password", "current_password is wrong")
+    Error::WrongPassword {
+        field: "current_password",
+    }
 }
 
 /// `GET /users/{id}`: a public profile.

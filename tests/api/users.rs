@@ -425,7 +425,7 @@ fn change_password(world: &World, token: &str, current: &str) -> HttpResponse {
 }
 
 fn assert_wrong_current_password(response: &HttpResponse) {
-    let error = response.assert_error(400, "invalid_field");
+    let error = response.assert_error(403, "forbidden");
     assert_eq!(error["field"], "current_password", "{error}");
 }
 
@@ -1155,13 +1155,14 @@ fn a_password_change_ends_the_other_sessions_and_needs_the_current_password() {
     let other = world.login(&user.username, PASSWORD);
     let new_password = "a brand new passphrase";
 
-    // Wrong or missing current password: 400 on current_password, nothing ends.
+    // A wrong current password: 403 naming it (the session is fine); a
+    // missing one: 400 on current_password. Nothing ends.
     let error = patch_me(
         &world,
         &user.token,
         &json!({"password": new_password, "current_password": "not the password"}),
     )
-    .assert_error(400, "invalid_field");
+    .assert_error(403, "forbidden");
     assert_eq!(error["field"], "current_password");
     let error = patch_me(&world, &user.token, &json!({"password": new_password}))
         .assert_error(400, "invalid_field");

@@ -9,7 +9,7 @@ examples. Logging out is fuzzed on its own with tokens that may be burnt.
 Afterwards the ledger must still pass `souk check`. Exit 0 only when every
 run found nothing.
 
-    python3 .ci/schemathesis.py --souk target/debug/souk \
+    python3 .ci/api_fuzz.py --souk target/debug/souk \
         --schemathesis /path/to/venv/bin/schemathesis [--max-examples 20]
 
 Standard library only: this runs before anything else is installed.
@@ -133,7 +133,8 @@ def schemathesis(binary, base, token, label, args, extra):
     ]
     print(f"== schemathesis as {label}", flush=True)
     started = time.monotonic()
-    result = subprocess.run(command, cwd=args.report_dir)
+    hooks = {**os.environ, "PYTHONPATH": HERE, "SCHEMATHESIS_HOOKS": "api_fuzz_hooks"}
+    result = subprocess.run(command, cwd=args.report_dir, env=hooks)
     print(f"== schemathesis as {label}: exit {result.returncode} in {time.monotonic() - started:.0f} s", flush=True)
     return result.returncode == 0
 
