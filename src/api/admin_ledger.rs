@@ -13,7 +13,7 @@ use crate::ids;
 use crate::ledger::money::{self, Amount, Currency};
 use crate::ledger::{self, Applied, External, REFERENCE_CHARS_MAX};
 
-/// Most users in one `GET /admin/balances` (SPEC §4).
+/// Most users in one `GET /admin/balances` (docs/api.md).
 pub const BALANCE_USERS_MAX: usize = 1000;
 
 #[derive(Deserialize)]
@@ -148,7 +148,7 @@ pub fn stats(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     Ok(Reply::Now(respond::json(200, &stats)))
 }
 
-/// `GET /admin/check`: every invariant of SPEC §5 on one snapshot.
+/// `GET /admin/check`: every invariant of docs/ledger.md on one snapshot.
 pub fn check(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
     let problems = app.store.readers.read(ledger::check::check)?;
