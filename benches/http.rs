@@ -1,5 +1,5 @@
 //! HTTP benchmark: the release `souk` binary against a bare tiny_http 0.12
-//! hello-world (the ceiling, SPEC §7), driven by the same keep-alive client.
+//! hello-world (the ceiling; docs/http.md), driven by the same keep-alive client.
 //!
 //! `cargo bench --bench http` runs the full plan (10 s per row);
 //! `cargo bench --bench http -- --quick` runs 2 s rows. Run without `--bench`

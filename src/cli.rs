@@ -1,4 +1,4 @@
-//! The command line (SPEC §1): `serve` (the default), `migrate`, `user
+//! The command line (docs/running.md): `serve` (the default), `migrate`, `user
 //! create`, `backup` and `check`.
 
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! The typed configuration (SPEC §2): every environment variable is also a
+//! The typed configuration (docs/running.md; README: Configuration): every environment variable is also a
 //! command-line flag, parsed and range-checked once at start. A bad value stops
 //! the program with a message naming the variable.
 
@@ -271,7 +271,7 @@ impl Config {
         Ok(())
     }
 
-    /// The settings an empty command line gives (the SPEC §2 defaults, and any
+    /// The settings an empty command line gives (the documented defaults, and any
     /// of its variables set in the environment) with another database and
     /// address: what tests and benchmarks start from.
     pub fn for_path(db_path: impl Into<PathBuf>, addr: SocketAddr) -> Result<Config, String> {

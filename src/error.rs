@@ -27,7 +27,7 @@ pub enum Error {
         field: &'static str,
     },
     NotFound,
-    /// A state conflict a client can act on (409): `code` is one of SPEC §3's.
+    /// A state conflict a client can act on (409): `code` is one docs/api.md lists.
     Conflict {
         code: &'static str,
         message: String,

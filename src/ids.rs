@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 
-/// A random id in 1..=i64::MAX: not sequential, reveals nothing (SPEC §3).
+/// A random id in 1..=i64::MAX: not sequential, reveals nothing (docs/api.md).
 pub fn random_id() -> Result<i64> {
     loop {
         let raw =

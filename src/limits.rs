@@ -1,11 +1,11 @@
 //! Every fixed bound of the process in one place, each with the reason for its
 //! value. Bounds an operator may change live in `config`; these do not move.
 
-/// Longest request head (request line plus headers), bytes. SPEC §7: 431 past it.
+/// Longest request head (request line plus headers), bytes. 431 past it (docs/http.md).
 pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
-/// Most headers in one request. SPEC §7: 431 past it.
+/// Most headers in one request. 431 past it (docs/http.md).
 pub const REQUEST_HEADERS_MAX: usize = 64;
-/// Longest request target (path and query), bytes. SPEC §7: 414 past it.
+/// Longest request target (path and query), bytes. 414 past it (docs/http.md).
 pub const REQUEST_TARGET_BYTES_MAX: usize = 8 * 1024;
 /// Bytes read from a socket in one `read` call: one head fits in one read.
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;

@@ -10,9 +10,9 @@ use crate::store::{Touched, WriteTx};
 
 const COLUMNS: &str = "id, username, display_name, role, status, created_at, last_login_at";
 
-/// Most ids one `GET /users?ids=` answers (SPEC §4).
+/// Most ids one `GET /users?ids=` answers (docs/api.md).
 pub const BULK_IDS_MAX: usize = 100;
-/// Most updates in one `POST /admin/users/bulk-update` (SPEC §4).
+/// Most updates in one `POST /admin/users/bulk-update` (docs/api.md).
 pub const BULK_UPDATES_MAX: usize = 1000;
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {

@@ -155,7 +155,7 @@ pub fn stats(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     Ok(Reply::Now(respond::json(200, &stats)))
 }
 
-/// `GET /admin/check`: every invariant of SPEC §5 on one snapshot.
+/// `GET /admin/check`: every invariant of docs/ledger.md on one snapshot.
 pub fn check(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
     let problems = app.store.readers.read(ledger::check::check)?;

@@ -1,4 +1,4 @@
-//! The idempotency protocol of SPEC §3 around a money-moving write: the
+//! The idempotency protocol of docs/api.md around a money-moving write: the
 //! key's response is stored by the same write job as the movement.
 
 use serde_json::Value;

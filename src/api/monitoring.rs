@@ -165,7 +165,7 @@ fn store_figures(app: &App) -> Value {
     })
 }
 
-/// Everything the dashboard shows (SPEC §4 shape).
+/// Everything the dashboard shows (docs/api.md, Health and monitoring).
 pub fn report(app: &App) -> Value {
     let system = app.monitor.system();
     let routes = app.monitor.requests.snapshot();

@@ -5,7 +5,7 @@ use percent_encoding::percent_decode_str;
 use crate::error::{Error, Result};
 use crate::http::Request;
 
-/// Default and largest page size of a list (SPEC §3).
+/// Default and largest page size of a list (docs/api.md, Paging).
 pub const PAGE_DEFAULT: usize = 20;
 pub const PAGE_MAX: usize = 100;
 

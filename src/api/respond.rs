@@ -1,5 +1,5 @@
 //! Rendering: JSON bodies, and the one mapping from `Error` to an HTTP status
-//! and the error shape of SPEC §3.
+//! and the error shape of docs/api.md.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};

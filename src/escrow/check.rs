@@ -1,4 +1,4 @@
-//! The escrow invariants of SPEC §5 (items 4 and 5), part of `ledger::check`.
+//! The escrow invariants (docs/ledger.md, invariants 4 and 5), part of `ledger::check`.
 
 use rusqlite::Connection;
 

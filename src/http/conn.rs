@@ -1,5 +1,5 @@
 //! One client connection: its socket, its receive buffer, request framing
-//! (SPEC §7), and its send buffer. A `Conn` is owned by exactly one place at
+//! (docs/http.md), and its send buffer. A `Conn` is owned by exactly one place at
 //! a time: the poller's parked set, a worker, or a pending `Responder`.
 //!
 //! Sockets are non-blocking. An answer is written as far as the socket takes
@@ -447,7 +447,7 @@ struct Head {
 }
 
 impl Head {
-    /// Applies the framing rules of SPEC §7 and the Host rules of RFC 9112
+    /// Applies the framing rules of docs/http.md and the Host rules of RFC 9112
     /// §3.2 to a parsed head.
     fn from_parsed(
         parsed: &httparse::Request<'_, '_>,

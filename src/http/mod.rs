@@ -1,4 +1,4 @@
-//! The project's own HTTP/1.1 server (SPEC §7). Only this module knows the wire
+//! The project's own HTTP/1.1 server (docs/http.md). Only this module knows the wire
 //! format: heads are parsed by httparse, everything else (framing, keep-alive,
 //! pipelining, limits, timeouts, the connection cap) is here.
 //!

@@ -38,7 +38,7 @@ impl Response {
         Response::json_bytes(status, value.to_string().into_bytes())
     }
 
-    /// The error shape of SPEC §3, for errors the HTTP layer itself raises.
+    /// The error shape of docs/api.md, for errors the HTTP layer itself raises.
     pub fn error(status: u16, code: &str, message: &str) -> Response {
         let body = serde_json::json!({"error": {"code": code, "message": message}});
         Response::json(status, &body)
@@ -50,7 +50,7 @@ impl Response {
     }
 
     /// Serializes head and (unless `head_only`) body into `out`. Every
-    /// response but 1xx and 204 carries Content-Length (SPEC §7).
+    /// response but 1xx and 204 carries Content-Length (docs/http.md).
     pub(crate) fn write_to(
         &self,
         out: &mut Vec<u8>,

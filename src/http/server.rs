@@ -31,7 +31,7 @@ pub trait Service: Send + Sync + 'static {
     fn completed(&self, _response: &Response, _elapsed: Duration) {}
 }
 
-/// The HTTP layer's own bounds (SPEC §2, §7).
+/// The HTTP layer's own bounds (docs/http.md; README: Configuration).
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: u64,

@@ -1,4 +1,4 @@
-//! Verifies the ledger invariants of SPEC §5 on one consistent snapshot (one
+//! Verifies the ledger invariants of docs/ledger.md on one consistent snapshot (one
 //! read transaction). Used by `souk check` and `GET /admin/check`. Reports at
 //! most `PROBLEMS_MAX` problems so that a badly broken database still gives
 //! a readable answer.

@@ -1,6 +1,6 @@
 //! Entry ids: a keyed permutation of an entry's insertion number (`seq`).
 //!
-//! SPEC §3 wants ids that are not sequential and reveal nothing. Random ids
+//! Ids must not be sequential and must reveal nothing (docs/api.md). Random ids
 //! need a unique index, and inserting random keys into it dirties a random
 //! page per entry: at group-commit rates that index alone cost about a third
 //! of the writer's time (benches/app.rs, storage ceiling). Instead an entry's

@@ -1,4 +1,4 @@
-//! Idempotency keys (SPEC §3): per caller, a fingerprint of the parsed
+//! Idempotency keys (docs/api.md, docs/ledger.md): per caller, a fingerprint of the parsed
 //! request, the stored response replayed on a repeat, 422 when the key comes
 //! back with another request, 409 while the first is still running. The key
 //! is stored by the same write job as the movement it guards.
@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// Longest key (SPEC §3).
+/// Longest key (docs/api.md).
 pub const KEY_CHARS_MAX: usize = 255;
-/// How long keys are kept at least (SPEC §3: 24 h); purged after twice that.
+/// How long keys are kept at least (24 h, docs/api.md); purged after twice that.
 pub const KEEP_SECONDS: i64 = 48 * 3600;
 
 pub type Fingerprint = [u8; 32];

@@ -2,7 +2,7 @@
 //! entries, deposits, withdrawals, transfers and batches. Only this module
 //! writes balances, and only from write jobs (`WriteTx`). Every movement
 //! writes its entries and its balance changes in the same job, so the
-//! invariants of SPEC §5 hold after every commit (`check` verifies them).
+//! invariants of docs/ledger.md hold after every commit (`check` verifies them).
 
 pub mod check;
 pub mod entry_ids;
@@ -24,9 +24,9 @@ use money::{Amount, Currency, format_minor};
 /// (available, held) in minor units, by currency code.
 pub type Balances = BTreeMap<String, (i64, i64)>;
 
-/// Items in one batch transfer (SPEC §4).
+/// Items in one batch transfer (docs/api.md).
 pub const BATCH_ITEMS_MAX: usize = 1000;
-/// Longest memo, in characters (SPEC §4).
+/// Longest memo, in characters (docs/api.md).
 pub const MEMO_CHARS_MAX: usize = 280;
 /// Longest deposit/withdrawal reference (a txid is 64 hex characters).
 pub const REFERENCE_CHARS_MAX: usize = 128;
@@ -73,7 +73,7 @@ pub struct Entry {
     pub created_at: i64,
 }
 
-/// An entry as clients see it (SPEC §4).
+/// An entry as clients see it (docs/api.md).
 #[derive(Serialize)]
 pub struct EntryView {
     pub id: String,
@@ -283,7 +283,7 @@ pub fn balances(conn: &Connection, user_id: i64, currencies: &Currencies) -> Res
     Ok(out)
 }
 
-/// Renders balances as SPEC §4 shows them.
+/// Renders balances as the API shows them: `{CUR: {available, held}}`.
 pub fn balances_json(balances: &Balances, currencies: &Currencies) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = balances
         .iter()

@@ -1,4 +1,4 @@
-//! Wallet statistics per currency (SPEC §4 `GET /admin/stats/wallets`).
+//! Wallet statistics per currency (`GET /admin/stats/wallets`, docs/api.md).
 //! Sums are exact: balances are bounded by the currency totals, and the
 //! 24-hour volume is summed in i128. Every figure of one answer comes from
 //! one read transaction, so they always agree with each other.

@@ -1,4 +1,4 @@
-//! The SQLite store (SPEC §6): one database file in WAL mode, read through a
+//! The SQLite store (docs/durability.md): one database file in WAL mode, read through a
 //! pool of read-only connections, written only by the writer thread with
 //! group commit. Nothing outside this module opens a connection.
 

@@ -14,7 +14,7 @@ use crate::limits::WAL_WRITER_CHECKPOINT_PAGES;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The only connection that writes: WAL, and `synchronous=FULL` so that a
-/// commit is on disk before anyone is told it happened (SPEC §6).
+/// commit is on disk before anyone is told it happened (docs/durability.md).
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE

@@ -1,4 +1,4 @@
-//! Acknowledged means durable (SPEC §6), tested with the real binary: a
+//! Acknowledged means durable (docs/durability.md), tested with the real binary: a
 //! transfer load from several threads, `kill -9` in the middle of it, a
 //! restart on the same database. Every transfer that got its 201 is there
 //! exactly once, every transfer is whole (one out and one in entry), money

@@ -1,4 +1,4 @@
-//! Escrow (SPEC §4 "Escrow", §5 invariants 4 and 5): holding, releasing,
+//! Escrow (docs/ledger.md: "Escrow", invariants 4 and 5): holding, releasing,
 //! refunding, disputes and their resolution, who may do what, races between
 //! the two parties, automatic release (also across a restart of the real
 //! binary), listing, idempotency, and the ledger check after all of it.
@@ -882,7 +882,7 @@ fn a_disputed_escrow_is_not_released_automatically() {
 fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
     let dir = TempDir::new();
     let db = dir.path.join("souk.db");
-    // The first admin, the way SPEC §1 says; it also creates the database.
+    // The first admin, the way docs/running.md says; it also creates the database.
     let mut create_admin = souk(&dir);
     create_admin
         .args(["user", "create", "--username", "admin", "--admin"])

@@ -1,4 +1,4 @@
-//! `GET /healthz` and `GET /readyz` (SPEC §4, Health and monitoring).
+//! `GET /healthz` and `GET /readyz` (docs/api.md, Health and monitoring).
 
 use crate::helpers::{head, spawn_app};
 

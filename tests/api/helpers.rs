@@ -329,7 +329,7 @@ impl HttpResponse {
         })
     }
 
-    /// Checks the error shape of SPEC §3 and returns the error object.
+    /// Checks the error shape of docs/api.md and returns the error object.
     pub fn error(&self) -> Value {
         assert_eq!(
             self.header("content-type"),

@@ -1,4 +1,4 @@
-//! The HTTP/1.1 layer as the wire sees it (SPEC §7): body framing and its
+//! The HTTP/1.1 layer as the wire sees it (docs/http.md): body framing and its
 //! limits, head limits, timeouts, keep-alive and pipelining, the connection
 //! cap, panics, routing errors and graceful shutdown.
 

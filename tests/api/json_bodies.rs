@@ -1,4 +1,4 @@
-//! Request bodies as every API route decodes them (SPEC §3): JSON only,
+//! Request bodies as every API route decodes them (docs/api.md): JSON only,
 //! UTF-8, no unknown fields, no duplicate keys, one value and nothing after.
 //! Exercised through the test route `POST /test/echo`, which decodes
 //! `{name: string, count: u32, note?: string}` and echoes it back.

@@ -1,4 +1,4 @@
-//! The real `souk` binary (SPEC §1, §2): it reports its real address, serves,
+//! The real `souk` binary (docs/running.md): it reports its real address, serves,
 //! stops cleanly on SIGTERM, migrates, prints its version, and refuses bad
 //! configuration naming the variable.
 

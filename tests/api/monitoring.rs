@@ -1,4 +1,4 @@
-//! Self-monitoring (SPEC §4 "Health and monitoring"): the Prometheus text of
+//! Self-monitoring (docs/api.md, "Health and monitoring"): the Prometheus text of
 //! `/metrics` and its token, the admin dashboard JSON and the metrics export,
 //! alert firing and cooldown, the caches (fresh after writes, and counted),
 //! and the `/dashboard` page.

@@ -1,4 +1,4 @@
-//! Accounts and sessions (SPEC §3, §4 "Accounts and sessions"): register,
+//! Accounts and sessions (docs/api.md, "Accounts and sessions"): register,
 //! login, logout, case-insensitive usernames, lockout and the per-address
 //! login limit, answers that do not tell unknown users from wrong passwords,
 //! no secret at rest, bulk reads, prefix search, admin changes that apply

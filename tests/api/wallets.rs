@@ -1,5 +1,5 @@
-//! Wallets and the ledger (SPEC §3 money and idempotency, §4 "Wallets and the
-//! ledger", §5 invariants): exact amounts, transfers and batches that apply
+//! Wallets and the ledger (docs/api.md: money, idempotency, "Wallets";
+//! docs/ledger.md: invariants): exact amounts, transfers and batches that apply
 //! fully or not at all, idempotency keys under retries and races, balances
 //! that never go negative under concurrency, conservation under a seeded
 //! random load, entry paging, and the admin views of balances and totals.
