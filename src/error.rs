@@ -20,6 +20,9 @@ pub enum Error {
     /// Wrong username or password (401).
     InvalidCredentials,
     Forbidden,
+    /// An `after` cursor that names no item of the caller's list (404
+    /// `not_found`, field `after`): well formed, but nothing to page from.
+    UnknownCursor,
     /// The caller is signed in but a password it gave to confirm a change
     /// is wrong (403 `forbidden`, naming the field). Not 401: the session
     /// itself is fine.
@@ -99,6 +102,7 @@ impl fmt::Display for Error {
             Error::InvalidCredentials => f.write_str("invalid username or password"),
             Error::Forbidden => f.write_str("you are not allowed to do this"),
             Error::WrongPassword { field } => write!(f, "{field} is wrong"),
+            Error::UnknownCursor => f.write_str("after is not a cursor from this list"),
             Error::NotFound => f.write_str("no such resource"),
             Error::Conflict { message, .. } => f.write_str(message),
             Error::IdempotencyMismatch => {

@@ -84,6 +84,9 @@ pub fn error(e: Error) -> Response {
         Error::WrongPassword { field } => {
             body.insert("field".into(), json!(field));
         }
+        Error::UnknownCursor => {
+            body.insert("field".into(), json!("after"));
+        }
         _ => {}
     }
     if let Some(index) = index {
@@ -108,7 +111,7 @@ fn status_and_code(e: &Error) -> (u16, &'static str) {
         Error::Unauthenticated => (401, "unauthenticated"),
         Error::InvalidCredentials => (401, "invalid_credentials"),
         Error::Forbidden | Error::WrongPassword { .. } => (403, "forbidden"),
-        Error::NotFound => (404, "not_found"),
+        Error::NotFound | Error::UnknownCursor => (404, "not_found"),
         Error::Conflict { code, .. } => (409, code),
         Error::IdempotencyMismatch => (422, "idempotency_mismatch"),
         Error::LockedOut { .. } => (429, "locked_out"),

@@ -130,7 +130,7 @@ pub fn page(
             )?
             .query_row([id, user_id], |row| row.get(0))
             .optional()?
-            .ok_or_else(|| Error::invalid_field("after", "after is not a cursor from this list"))?,
+            .ok_or(Error::UnknownCursor)?,
     };
     let who = match role {
         Role::Buyer => "buyer = ?1",

@@ -319,7 +319,7 @@ pub fn entries_page(
             )?
             .query_row([id, user_id], |row| row.get(0))
             .optional()?
-            .ok_or_else(|| Error::invalid_field("after", "after is not a cursor from this list"))?,
+            .ok_or(Error::UnknownCursor)?,
     };
     let codes = match currency {
         Some(code) => vec![code.to_owned()],
@@ -425,10 +425,11 @@ pub fn deposit(tx: &WriteTx<'_>, ext: &External<'_>) -> Result<Applied<Entry>> {
         )?
         .execute(params![code, ext.amount.minor()])?;
     if changed == 0 {
-        return Err(Error::invalid_field(
-            "amount",
-            format!("total {code} deposits would exceed the largest amount souk can hold"),
-        ));
+        // Depends on what was deposited before, not on the request: 409.
+        return Err(Error::Conflict {
+            code: "limit_exceeded",
+            message: format!("total {code} deposits would exceed the largest amount souk can hold"),
+        });
     }
     credit_available(tx, ext.user_id, code, ext.amount.minor())?;
     external_entry(tx, Kind::Deposit, "in", ext).map(Applied::New)

@@ -1138,7 +1138,7 @@ fn a_bad_role_state_limit_or_cursor_in_the_escrow_list_is_a_400() {
     // A cursor from someone else's list is not a cursor of this one.
     let stranger = quick_user(&w.db, "stranger", false);
     let response = w.get(&format!("/api/v1/escrows?after={id}"), &stranger.token);
-    assert_eq!(response.status, 400, "{}", response.summary());
+    assert_eq!(response.assert_error(404, "not_found")["field"], "after");
 }
 
 // ---- idempotency -----------------------------------------------------------
