@@ -21,13 +21,13 @@ pub fn param(request: &Request, name: &str) -> Result<Option<String>> {
         .map_err(|_| Error::invalid_field(name, format!("{name} is not valid UTF-8")))
 }
 
-/// `?limit=`: 1..=100, default 20.
+/// `?limit=`: 1..=100 in plain digits, default 20.
 pub fn limit(request: &Request) -> Result<usize> {
     match param(request, "limit")? {
         None => Ok(PAGE_DEFAULT),
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
+        Some(text) => Some(text)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<usize>().ok())
             .filter(|n| (1..=PAGE_MAX).contains(n))
             .ok_or_else(|| Error::invalid_field("limit", format!("limit must be 1-{PAGE_MAX}"))),
     }

@@ -204,7 +204,14 @@ pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
 pub fn list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::caller(app, request)?;
     match (query::param(request, "ids")?, query::param(request, "q")?) {
-        (Some(list), None) => by_ids(app, &list),
+        (Some(list), None) => {
+            // Paging belongs to the search, but bad values are still refused.
+            query::limit(request)?;
+            if let Some(after) = query::param(request, "after")? {
+                search_term("after", &after)?;
+            }
+            by_ids(app, &list)
+        }
         (None, Some(prefix)) => search(app, request, &prefix),
         _ => Err(Error::invalid_field(
             "ids",
