@@ -1,6 +1,7 @@
 //! Request bodies into typed structs: `application/json` only (415), UTF-8,
-//! unknown fields and duplicate keys rejected (types derive `Deserialize`
-//! with `deny_unknown_fields`; serde's derive refuses a repeated field).
+//! unknown fields and duplicate keys rejected with 400 `invalid_field`
+//! naming them (types derive `Deserialize` with `deny_unknown_fields`;
+//! serde's derive refuses a repeated field).
 //! Batch items are decoded one by one (`items`), so that every error an
 //! item causes names its index.
 
@@ -56,7 +57,11 @@ fn decode_object<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_data() && path != "." && !inner.to_string().starts_with("unknown field") {
+        // serde names an unknown or repeated field only in its message; the
+        // path is then that field's, so it goes into `field` like any other
+        // field at fault. Errors at the top (`.`) or in the JSON syntax are
+        // the body's.
+        if inner.is_data() && path != "." {
             Error::invalid_field(&path, strip_position(&inner.to_string()))
         } else {
             Error::InvalidJson(strip_position(&inner.to_string()))

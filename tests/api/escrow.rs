@@ -369,7 +369,7 @@ fn creating_an_escrow_refuses_bad_input_and_moves_nothing() {
         (
             json!({"seller": seller.id, "currency": BTC, "amount": "0.1", "colour": "red"}),
             400,
-            "invalid_json",
+            "invalid_field",
         ),
         (
             json!({"seller": "4242424242", "currency": BTC, "amount": "0.1"}),

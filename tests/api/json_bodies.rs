@@ -55,7 +55,8 @@ fn invalid_utf8_inside_a_string_gets_400() {
 fn an_unknown_field_gets_400() {
     let app = spawn_app();
     let response = app.post_echo(br#"{"name":"a","count":1,"admin":true}"#);
-    let error = response.assert_error(400, "invalid_json");
+    let error = response.assert_error(400, "invalid_field");
+    assert_eq!(error["field"], "admin", "the field names it: {error}");
     assert!(
         error["message"]
             .as_str()
