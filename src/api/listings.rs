@@ -13,7 +13,7 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
 use crate::ids;
-use crate::ledger::money::{self, Amount};
+use crate::ledger::money::{self, Amount, Currency};
 use crate::listings::search::{self, QUERY_CHARS_MAX, Query, Sort};
 use crate::listings::{self, Changes, Listing, ListingState, NewListing, QUANTITY_DEFAULT};
 
@@ -24,7 +24,7 @@ struct CreateBody {
     description: Option<String>,
     currency: String,
     price: String,
-    quantity: Option<i64>,
+    quantity: Option<serde_json::Number>,
     tags: Option<Vec<String>>,
 }
 
@@ -36,7 +36,10 @@ pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let description = listings::parse_description(body.description.as_deref().unwrap_or(""))?;
     let currency = money::currency(&app.config.currencies, "currency", &body.currency)?;
     let price = Amount::parse("price", &body.price, &currency)?;
-    let quantity = listings::parse_quantity(body.quantity.unwrap_or(QUANTITY_DEFAULT))?;
+    let quantity = match &body.quantity {
+        Some(n) => listings::parse_quantity(n)?,
+        None => QUANTITY_DEFAULT,
+    };
     let tags = listings::parse_tags(body.tags.as_deref().unwrap_or(&[]))?;
     let new = NewListing {
         seller: caller.user.id,
@@ -100,7 +103,7 @@ struct UpdateBody {
     title: Option<String>,
     description: Option<String>,
     price: Option<String>,
-    quantity: Option<i64>,
+    quantity: Option<serde_json::Number>,
     tags: Option<Vec<String>>,
     state: Option<String>,
 }
@@ -130,9 +133,13 @@ pub fn update(app: &App, request: &Request, params: &Params) -> Result<Reply> {
         price: body
             .price
             .as_deref()
-            .map(|p| Amount::parse("price", p, &currency))
+            .map(|p| edited_price(app, p, &currency))
             .transpose()?,
-        quantity: body.quantity.map(listings::parse_quantity).transpose()?,
+        quantity: body
+            .quantity
+            .as_ref()
+            .map(listings::parse_quantity)
+            .transpose()?,
         tags: body.tags.as_deref().map(listings::parse_tags).transpose()?,
         state: body
             .state
@@ -146,6 +153,36 @@ pub fn update(app: &App, request: &Request, params: &Params) -> Result<Reply> {
         move |tx| listings::update(tx, id, &changes, now),
         move |listing| respond::json(200, &json!({"listing": listing.view(&currencies)})),
     ))
+}
+
+/// A new price, in the listing's currency. A price no enabled currency
+/// takes is 400; one that only another currency takes (more decimal places
+/// than this one has, or too large for it) conflicts with the listing's
+/// currency, which the request cannot see or change: 409
+/// `currency_mismatch`.
+fn edited_price(app: &App, text: &str, currency: &Currency) -> Result<Amount> {
+    let refused = match Amount::parse("price", text, currency) {
+        Ok(price) => return Ok(price),
+        Err(refused) => refused,
+    };
+    let elsewhere = app
+        .config
+        .currencies
+        .0
+        .iter()
+        .any(|spec| Amount::parse("price", text, &Currency::from_spec(spec)).is_ok());
+    if !elsewhere {
+        return Err(refused);
+    }
+    Err(Error::Conflict {
+        code: "currency_mismatch",
+        message: format!(
+            "price `{}` does not fit the listing's currency {} ({} decimal places)",
+            ids::truncate(text, 40),
+            currency.code,
+            currency.decimals
+        ),
+    })
 }
 
 /// `?after=`: a listing id (the previous page's `next`).

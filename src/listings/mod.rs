@@ -177,15 +177,24 @@ pub fn parse_description(text: &str) -> Result<String> {
     Ok(text.to_owned())
 }
 
-/// A quantity in stock: 0..=QUANTITY_MAX.
-pub fn parse_quantity(quantity: i64) -> Result<i64> {
-    if !(0..=QUANTITY_MAX).contains(&quantity) {
-        return Err(Error::invalid_field(
+/// A quantity in stock: a JSON number with no fraction (`3` or `3.0`, as
+/// JSON Schema's `integer`), 0..=QUANTITY_MAX.
+pub fn parse_quantity(quantity: &serde_json::Number) -> Result<i64> {
+    // An integral float is exact below 2^53, far above QUANTITY_MAX; the
+    // range check below refuses anything larger.
+    let whole = quantity.as_i64().or_else(|| {
+        quantity
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= 2f64.powi(53))
+            .map(|f| f as i64)
+    });
+    match whole {
+        Some(n) if (0..=QUANTITY_MAX).contains(&n) => Ok(n),
+        _ => Err(Error::invalid_field(
             "quantity",
-            format!("quantity must be 0-{QUANTITY_MAX}"),
-        ));
+            format!("quantity must be a whole number 0-{QUANTITY_MAX}"),
+        )),
     }
-    Ok(quantity)
 }
 
 /// One tag: 1..=TAG_CHARS_MAX of `[a-z0-9-]`.

@@ -259,6 +259,8 @@ fn bad_inputs_get_400_naming_the_field_and_create_nothing() {
         (with("price", json!(1)), "price"),
         (with("quantity", json!(-1)), "quantity"),
         (with("quantity", json!(1_000_001)), "quantity"),
+        (with("quantity", json!(2.5)), "quantity"),
+        (with("quantity", json!("1")), "quantity"),
         (with("currency", json!("doge")), "currency"),
     ];
     for (body, field) in cases {
@@ -272,6 +274,9 @@ fn bad_inputs_get_400_naming_the_field_and_create_nothing() {
     // The limits themselves are fine.
     create(&w, &seller, with("title", json!("é".repeat(200))));
     create(&w, &seller, with("quantity", json!(1_000_000)));
+    // JSON Schema's integer: a number with no fraction, written either way.
+    let three = create(&w, &seller, with("quantity", json!(3.0)));
+    assert_eq!(three["quantity"], 3);
     create(
         &w,
         &seller,
@@ -281,7 +286,7 @@ fn bad_inputs_get_400_naming_the_field_and_create_nothing() {
         ),
     );
     let mine = w.get(MINE, &seller.token);
-    assert_eq!(mine.json()["listings"].as_array().map(Vec::len), Some(3));
+    assert_eq!(mine.json()["listings"].as_array().map(Vec::len), Some(4));
 }
 
 // ---- states, visibility, edits -------------------------------------------------
@@ -432,8 +437,10 @@ fn bad_edits_get_400_naming_the_field_and_change_nothing() {
         (json!({"price": "0"}), "price"),
         (json!({"price": "-1"}), "price"),
         (json!({"price": "1e3"}), "price"),
-        (json!({"price": "0.000000001"}), "price"),
+        (json!({"price": "0.0000000000001"}), "price"),
+        (json!({"price": "92233720368.547758071"}), "price"),
         (json!({"quantity": -1}), "quantity"),
+        (json!({"quantity": 1.5}), "quantity"),
         (json!({"quantity": 1_000_001}), "quantity"),
         (json!({"tags": ["Bad"]}), "tags"),
         (json!({"state": "sold"}), "state"),
@@ -448,6 +455,9 @@ fn bad_edits_get_400_naming_the_field_and_change_nothing() {
         patch(&w, &seller, id, json!({"currency": "xmr"})).status,
         400
     );
+    // A price only another currency takes (xmr has 12 places, btc 8)
+    // conflicts with the listing's currency.
+    patch(&w, &seller, id, json!({"price": "0.000000001"})).assert_error(409, "currency_mismatch");
     let read = anonymous(&w, &listing_path(id)).json()["listing"].clone();
     assert_eq!(read, listing);
 }
