@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::client::{Member, World, quick_user, request, world};
-use crate::helpers::HttpResponse;
+use crate::client::{Member, World, quick_user, request, send_json, world};
+use crate::helpers::{Client, HttpResponse};
 
 const LISTINGS: &str = "/api/v1/listings";
 const MINE: &str = "/api/v1/users/me/listings";
@@ -873,4 +873,49 @@ fn paging_returns_every_match_once_in_order_while_listings_are_added() {
     assert_eq!(unique.len(), seen.len());
     let all = page_through(&w, "q=widget&sort=newest", 100, || {});
     assert_eq!(seen.len(), all.len());
+}
+
+#[test]
+fn single_listing_reads_are_cached_and_an_edit_is_seen_at_once() {
+    let w = world();
+    let seller = quick_user(&w.db, "seller", false);
+    let admin = quick_user(&w.db, "admin", true);
+    let id = item(&w, &seller, "cached", "1");
+    let figures =
+        || w.get("/api/v1/admin/dashboard", &admin.token).json()["caches"]["listings"].clone();
+    let before = figures();
+    for _ in 0..3 {
+        assert_eq!(anonymous(&w, &listing_path(&id)).status, 200);
+    }
+    let after = figures();
+    let hits = |f: &Value| f["hits"].as_u64().unwrap_or_default();
+    assert!(hits(&after) >= hits(&before) + 2, "{before} -> {after}");
+    let response = patch(&w, &seller, &id, json!({"price": "2"}));
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let read = anonymous(&w, &listing_path(&id)).json();
+    assert_eq!(read["listing"]["price"], "2.00000000");
+}
+
+#[test]
+fn anonymous_reads_are_limited_per_address_and_signed_in_ones_are_not() {
+    let w = world();
+    let seller = quick_user(&w.db, "seller", false);
+    let id = item(&w, &seller, "popular", "1");
+    let mut client = Client::connect(w.app.addr);
+    let per_minute = souk::limits::ANONYMOUS_READS_PER_MINUTE;
+    for n in 0..per_minute {
+        let path = if n % 2 == 0 {
+            listing_path(&id)
+        } else {
+            LISTINGS.to_owned()
+        };
+        let response = send_json(&mut client, "GET", &path, None, None, &[]).expect("an answer");
+        assert_eq!(response.status, 200, "read {n}: {}", response.body_text());
+    }
+    let refused = anonymous(&w, LISTINGS);
+    refused.assert_error(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+    anonymous(&w, &listing_path(&id)).assert_error(429, "rate_limited");
+    let signed_in = get_as(&w, &listing_path(&id), Some(&seller));
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body_text());
 }
