@@ -163,6 +163,19 @@ pub fn page(
         ),
         None => ("listings l".to_owned(), "0.0"),
     };
+    // With a tag, the tag's index rows drive the query: for `newest` they
+    // are read in seq order (as `t.listing_seq`, equal to `l.seq`), so a
+    // page costs its own rows, however rare or common the tag.
+    let (from, seq) = match &query.tag {
+        Some(tag) => (
+            format!(
+                "{from} JOIN listing_tags t ON t.listing_seq = l.seq AND t.tag = {}",
+                binds.bind(tag.clone())
+            ),
+            "t.listing_seq",
+        ),
+        None => (from, "l.seq"),
+    };
     let mut filters = vec!["l.state = 'active'".to_owned()];
     if let Some(seller) = query.seller {
         filters.push(format!("l.seller = {}", binds.bind(seller)));
@@ -176,18 +189,12 @@ pub fn page(
     if let Some(max) = query.max_price {
         filters.push(format!("l.price <= {}", binds.bind(max)));
     }
-    if let Some(tag) = &query.tag {
-        filters.push(format!(
-            "EXISTS (SELECT 1 FROM listing_tags t WHERE t.tag = {} AND t.listing_seq = l.seq)",
-            binds.bind(tag.clone())
-        ));
-    }
     if let Some(key) = key {
-        filters.push(after_key(&mut binds, sort, score, key));
+        filters.push(after_key(&mut binds, sort, score, seq, key));
     }
     let order = match sort {
         Sort::Relevance => format!("{score}, l.seq DESC"),
-        Sort::Newest => "l.seq DESC".to_owned(),
+        Sort::Newest => format!("{seq} DESC"),
         Sort::PriceAsc => "l.currency, l.price, l.seq".to_owned(),
         Sort::PriceDesc => "l.currency, l.price DESC, l.seq DESC".to_owned(),
     };
@@ -205,15 +212,16 @@ pub fn page(
     Ok(listings)
 }
 
-/// The condition "comes after `key` in `sort`".
-fn after_key(binds: &mut Binds, sort: Sort, score: &str, key: Key) -> String {
+/// The condition "comes after `key` in `sort`"; `seq` is the column that
+/// orders `newest`.
+fn after_key(binds: &mut Binds, sort: Sort, score: &str, seq: &str, key: Key) -> String {
     match sort {
         Sort::Relevance => {
             let s = binds.bind(key.score);
             let q = binds.bind(key.seq);
             format!("({score} > {s} OR ({score} = {s} AND l.seq < {q}))")
         }
-        Sort::Newest => format!("l.seq < {}", binds.bind(key.seq)),
+        Sort::Newest => format!("{seq} < {}", binds.bind(key.seq)),
         Sort::PriceAsc => {
             let c = binds.bind(key.currency);
             let p = binds.bind(key.price);
