@@ -400,3 +400,65 @@ pub fn page_own(
     )?;
     Ok(rows.collect::<rusqlite::Result<Vec<Listing>>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// The triggers of migration 6 keep the full-text index and the tag
+    /// index in step with the listings, through inserts and edits.
+    #[test]
+    fn the_triggers_keep_both_indexes_in_step() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (7, 's', 'x', 0);
+             INSERT INTO listings (id, seller, title, description, currency, price, quantity,
+                                   tags, state, created_at, updated_at)
+             VALUES (1, 7, 'Café lamp', 'brass', 'btc', 5, 1, '[\"old\",\"lamp\"]', 'active', 0, 0),
+                    (2, 7, 'Desk', 'oak', 'btc', 9, 1, '[]', 'active', 0, 0);
+             UPDATE listings SET title = 'Tea lamp', tags = '[\"lamp\",\"new\"]' WHERE id = 1;
+             UPDATE listings SET quantity = 3 WHERE id = 2;",
+        )
+        .unwrap();
+        // For an external-content table, rank 1 also compares the index
+        // with the content table.
+        conn.execute(
+            "INSERT INTO listings_fts (listings_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .unwrap();
+        let found = |words: &str| -> Vec<i64> {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT l.id FROM listings_fts JOIN listings l ON l.seq = listings_fts.rowid
+                     WHERE listings_fts MATCH ?1 ORDER BY l.id",
+                )
+                .unwrap();
+            stmt.query_map([words], |row| row.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert_eq!(found("\"cafe\""), Vec::<i64>::new());
+        assert_eq!(found("\"tea\" AND \"lamp\""), vec![1]);
+        assert_eq!(found("\"oak\""), vec![2]);
+        let tags: Vec<(String, i64)> = conn
+            .prepare("SELECT tag, listing_seq FROM listing_tags ORDER BY tag")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(tags, vec![("lamp".to_owned(), 1), ("new".to_owned(), 1)]);
+        // The schema refuses what the parsers refuse, should a bug get past them.
+        for bad in [
+            "UPDATE listings SET quantity = -1 WHERE id = 2",
+            "UPDATE listings SET price = 0 WHERE id = 2",
+            "UPDATE listings SET state = 'gone' WHERE id = 2",
+            "UPDATE listings SET tags = '{}' WHERE id = 2",
+        ] {
+            assert!(conn.execute(bad, []).is_err(), "{bad}");
+        }
+    }
+}
