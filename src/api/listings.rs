@@ -15,7 +15,10 @@ use crate::http::{Reply, Request};
 use crate::ids;
 use crate::ledger::money::{self, Amount, Currency};
 use crate::listings::search::{self, QUERY_CHARS_MAX, Query, Sort};
-use crate::listings::{self, Changes, Listing, ListingState, NewListing, QUANTITY_DEFAULT};
+use crate::listings::{
+    self, Changes, Description, Listing, ListingState, NewListing, QUANTITY_DEFAULT, Tag, Tags,
+    Title,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,15 +35,15 @@ struct CreateBody {
 pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let caller = auth::caller(app, request)?;
     let body: CreateBody = json::body(request)?;
-    let title = listings::parse_title(&body.title)?;
-    let description = listings::parse_description(body.description.as_deref().unwrap_or(""))?;
+    let title = Title::parse(&body.title)?;
+    let description = Description::parse(body.description.as_deref().unwrap_or(""))?;
     let currency = money::currency(&app.config.currencies, "currency", &body.currency)?;
     let price = Amount::parse("price", &body.price, &currency)?;
     let quantity = match &body.quantity {
         Some(n) => listings::parse_quantity(n)?,
         None => QUANTITY_DEFAULT,
     };
-    let tags = listings::parse_tags(body.tags.as_deref().unwrap_or(&[]))?;
+    let tags = Tags::parse(body.tags.as_deref().unwrap_or(&[]))?;
     let new = NewListing {
         seller: caller.user.id,
         title,
@@ -120,15 +123,11 @@ pub fn update(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     // The currency never changes, so the price is read in the listing's.
     let currency = money::currency(&app.config.currencies, "currency", &listing.currency)?;
     let changes = Changes {
-        title: body
-            .title
-            .as_deref()
-            .map(listings::parse_title)
-            .transpose()?,
+        title: body.title.as_deref().map(Title::parse).transpose()?,
         description: body
             .description
             .as_deref()
-            .map(listings::parse_description)
+            .map(Description::parse)
             .transpose()?,
         price: body
             .price
@@ -140,7 +139,7 @@ pub fn update(app: &App, request: &Request, params: &Params) -> Result<Reply> {
             .as_ref()
             .map(listings::parse_quantity)
             .transpose()?,
-        tags: body.tags.as_deref().map(listings::parse_tags).transpose()?,
+        tags: body.tags.as_deref().map(Tags::parse).transpose()?,
         state: body
             .state
             .as_deref()
@@ -254,7 +253,7 @@ fn parse_query(app: &App, request: &Request) -> Result<Query> {
         .map(|c| money::currency(&app.config.currencies, "currency", &c))
         .transpose()?;
     let tag = query::param(request, "tag")?
-        .map(|t| listings::parse_tag("tag", &t))
+        .map(|t| Tag::parse("tag", &t))
         .transpose()?;
     let sort = query::param(request, "sort")?
         .map(|s| Sort::parse(&s))

@@ -1,5 +1,5 @@
-//! Listings: what sellers offer, their rules (title, description, price,
-//! quantity, tags), their states (`active`, `paused`, `closed`; closed is
+//! Listings: what sellers offer, their rules (`Title`, `Description`, price,
+//! quantity, `Tags`), their states (`active`, `paused`, `closed`; closed is
 //! final), and the SQL that stores, pages and searches them. The full-text
 //! index is kept by triggers (schema.sql, migration 6), never written here.
 
@@ -138,43 +138,62 @@ impl Listing {
 
 // ---- parsing ---------------------------------------------------------------
 
-/// A title: 1..=TITLE_CHARS_MAX characters, no control characters.
-pub fn parse_title(text: &str) -> Result<String> {
-    let chars = text.chars().count();
-    if chars == 0 || chars > TITLE_CHARS_MAX {
-        return Err(Error::invalid_field(
-            "title",
-            format!("title must be 1-{TITLE_CHARS_MAX} characters"),
-        ));
+/// A title: 1..=TITLE_CHARS_MAX characters, no control characters. Only
+/// `Title::parse` makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    pub fn parse(text: &str) -> Result<Title> {
+        let chars = text.chars().count();
+        if chars == 0 || chars > TITLE_CHARS_MAX {
+            return Err(Error::invalid_field(
+                "title",
+                format!("title must be 1-{TITLE_CHARS_MAX} characters"),
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(Error::invalid_field(
+                "title",
+                "title must not contain control characters",
+            ));
+        }
+        Ok(Title(text.to_owned()))
     }
-    if text.chars().any(char::is_control) {
-        return Err(Error::invalid_field(
-            "title",
-            "title must not contain control characters",
-        ));
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    Ok(text.to_owned())
 }
 
 /// A description: 0..=DESCRIPTION_CHARS_MAX characters; line breaks and
 /// tabs allowed, other control characters not.
-pub fn parse_description(text: &str) -> Result<String> {
-    if text.chars().count() > DESCRIPTION_CHARS_MAX {
-        return Err(Error::invalid_field(
-            "description",
-            format!("description must be at most {DESCRIPTION_CHARS_MAX} characters"),
-        ));
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Description(String);
+
+impl Description {
+    pub fn parse(text: &str) -> Result<Description> {
+        if text.chars().count() > DESCRIPTION_CHARS_MAX {
+            return Err(Error::invalid_field(
+                "description",
+                format!("description must be at most {DESCRIPTION_CHARS_MAX} characters"),
+            ));
+        }
+        if text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        {
+            return Err(Error::invalid_field(
+                "description",
+                "description must not contain control characters other than newline and tab",
+            ));
+        }
+        Ok(Description(text.to_owned()))
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
-    {
-        return Err(Error::invalid_field(
-            "description",
-            "description must not contain control characters other than newline and tab",
-        ));
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    Ok(text.to_owned())
 }
 
 /// A quantity in stock: a JSON number with no fraction (`3` or `3.0`, as
@@ -197,41 +216,64 @@ pub fn parse_quantity(quantity: &serde_json::Number) -> Result<i64> {
     }
 }
 
-/// One tag: 1..=TAG_CHARS_MAX of `[a-z0-9-]`.
-pub fn parse_tag(field: &str, text: &str) -> Result<String> {
-    let ok = (1..=TAG_CHARS_MAX).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !ok {
-        return Err(Error::invalid_field(
-            field,
-            format!(
-                "tag `{}` must be 1-{TAG_CHARS_MAX} of a-z, 0-9 and -",
-                ids::truncate(text, 40)
-            ),
-        ));
+/// One tag: 1..=TAG_CHARS_MAX of `[a-z0-9-]`; `field` names it in errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn parse(field: &str, text: &str) -> Result<Tag> {
+        let ok = (1..=TAG_CHARS_MAX).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(Error::invalid_field(
+                field,
+                format!(
+                    "tag `{}` must be 1-{TAG_CHARS_MAX} of a-z, 0-9 and -",
+                    ids::truncate(text, 40)
+                ),
+            ));
+        }
+        Ok(Tag(text.to_owned()))
     }
-    Ok(text.to_owned())
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// Tags: at most TAGS_MAX, each a `parse_tag`; a repeated tag is kept once,
-/// in the place it first appears.
-pub fn parse_tags(tags: &[String]) -> Result<Vec<String>> {
-    if tags.len() > TAGS_MAX {
-        return Err(Error::invalid_field(
-            "tags",
-            format!("tags takes at most {TAGS_MAX} tags"),
-        ));
-    }
-    let mut parsed: Vec<String> = Vec::with_capacity(tags.len());
-    for tag in tags {
-        let tag = parse_tag("tags", tag)?;
-        if !parsed.contains(&tag) {
-            parsed.push(tag);
+/// A listing's tags: at most TAGS_MAX, each a `Tag`; a repeated tag is kept
+/// once, in the place it first appears.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tags(Vec<String>);
+
+impl Tags {
+    pub fn parse(tags: &[String]) -> Result<Tags> {
+        if tags.len() > TAGS_MAX {
+            return Err(Error::invalid_field(
+                "tags",
+                format!("tags takes at most {TAGS_MAX} tags"),
+            ));
         }
+        let mut parsed: Vec<String> = Vec::with_capacity(tags.len());
+        for tag in tags {
+            let tag = Tag::parse("tags", tag)?.0;
+            if !parsed.contains(&tag) {
+                parsed.push(tag);
+            }
+        }
+        Ok(Tags(parsed))
     }
-    Ok(parsed)
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+
+    /// As stored in `listings.tags`: a JSON array of strings.
+    fn to_json(&self) -> Result<String> {
+        serde_json::to_string(&self.0).map_err(|e| Error::internal(format!("encoding tags: {e}")))
+    }
 }
 
 // ---- storage ---------------------------------------------------------------
@@ -260,10 +302,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Listing> {
     })
 }
 
-fn tags_json(tags: &[String]) -> Result<String> {
-    serde_json::to_string(tags).map_err(|e| Error::internal(format!("encoding tags: {e}")))
-}
-
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Listing>> {
     let sql = format!("SELECT {COLUMNS} FROM listings l WHERE l.id = ?1");
     Ok(conn
@@ -274,12 +312,12 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Listing>> {
 
 pub struct NewListing {
     pub seller: i64,
-    pub title: String,
-    pub description: String,
+    pub title: Title,
+    pub description: Description,
     pub currency: Currency,
     pub price: Amount,
     pub quantity: i64,
-    pub tags: Vec<String>,
+    pub tags: Tags,
 }
 
 /// Stores a new active listing (the triggers index its text and tags).
@@ -293,24 +331,24 @@ pub fn create(tx: &WriteTx<'_>, new: &NewListing, now: i64) -> Result<Listing> {
     .execute(params![
         id,
         new.seller,
-        new.title,
-        new.description,
+        new.title.as_str(),
+        new.description.as_str(),
         new.currency.code,
         new.price.minor(),
         new.quantity,
-        tags_json(&new.tags)?,
+        new.tags.to_json()?,
         now
     ])?;
     tx.touch(Touched::Listing(id));
     Ok(Listing {
         id,
         seller: new.seller,
-        title: new.title.clone(),
-        description: new.description.clone(),
+        title: new.title.as_str().to_owned(),
+        description: new.description.as_str().to_owned(),
         currency: new.currency.code.clone(),
         price: new.price.minor(),
         quantity: new.quantity,
-        tags: new.tags.clone(),
+        tags: new.tags.as_slice().to_vec(),
         state: ListingState::Active,
         created_at: now,
         updated_at: now,
@@ -320,11 +358,11 @@ pub fn create(tx: &WriteTx<'_>, new: &NewListing, now: i64) -> Result<Listing> {
 /// What a PATCH changes; `None` leaves a field as it is.
 #[derive(Debug, Default, Clone)]
 pub struct Changes {
-    pub title: Option<String>,
-    pub description: Option<String>,
+    pub title: Option<Title>,
+    pub description: Option<Description>,
     pub price: Option<Amount>,
     pub quantity: Option<i64>,
-    pub tags: Option<Vec<String>>,
+    pub tags: Option<Tags>,
     pub state: Option<ListingState>,
 }
 
@@ -332,7 +370,7 @@ pub struct Changes {
 /// one conditional UPDATE, so a change racing a close either lands before
 /// it or is refused.
 pub fn update(tx: &WriteTx<'_>, id: i64, changes: &Changes, now: i64) -> Result<Listing> {
-    let tags = changes.tags.as_deref().map(tags_json).transpose()?;
+    let tags = changes.tags.as_ref().map(Tags::to_json).transpose()?;
     let changed = tx
         .prepare_cached(
             "UPDATE listings SET title = coalesce(?2, title),
@@ -346,8 +384,8 @@ pub fn update(tx: &WriteTx<'_>, id: i64, changes: &Changes, now: i64) -> Result<
         )?
         .execute(params![
             id,
-            changes.title,
-            changes.description,
+            changes.title.as_ref().map(Title::as_str),
+            changes.description.as_ref().map(Description::as_str),
             changes.price.map(Amount::minor),
             changes.quantity,
             tags,

@@ -7,7 +7,7 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{COLUMNS, Listing, from_row};
+use super::{COLUMNS, Listing, Tag, from_row};
 use crate::error::{Error, Result};
 
 /// Characters of `q`: a long product name and then some; bounds the
@@ -69,7 +69,7 @@ pub struct Query {
     pub words: Option<String>,
     pub seller: Option<i64>,
     pub currency: Option<String>,
-    pub tag: Option<String>,
+    pub tag: Option<Tag>,
     /// Inclusive bounds in minor units of `currency`.
     pub min_price: Option<i64>,
     pub max_price: Option<i64>,
@@ -170,7 +170,7 @@ pub fn page(
         Some(tag) => (
             format!(
                 "{from} JOIN listing_tags t ON t.listing_seq = l.seq AND t.tag = {}",
-                binds.bind(tag.clone())
+                binds.bind(tag.as_str().to_owned())
             ),
             "t.listing_seq",
         ),
