@@ -155,3 +155,76 @@ CREATE TRIGGER entries_never_change BEFORE UPDATE ON entries
 BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
 CREATE TRIGGER entries_never_vanish BEFORE DELETE ON entries
 BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+
+-- migration 6: listings, their tags and their full-text index
+-- Listings are never deleted (a seller closes one), so seq, the insertion
+-- order, only grows: it orders "newest" pages and is the rowid of the
+-- full-text index. tags holds the JSON array as shown; listing_tags is its
+-- index for the tag filter. listing_tags and listings_fts are written only
+-- by the triggers below, in the listing's own write transaction, so they
+-- can never disagree with the listings they index.
+CREATE TABLE listings (
+    seq         INTEGER PRIMARY KEY,               -- insertion order; never shown
+    id          INTEGER NOT NULL UNIQUE,           -- random, shown
+    seller      INTEGER NOT NULL REFERENCES users (id),
+    title       TEXT NOT NULL,
+    description TEXT NOT NULL,
+    currency    TEXT NOT NULL,
+    price       INTEGER NOT NULL CHECK (price > 0), -- minor units
+    quantity    INTEGER NOT NULL CHECK (quantity >= 0),
+    tags        TEXT NOT NULL CHECK (json_valid(tags) AND json_type(tags) = 'array'),
+    state       TEXT NOT NULL CHECK (state IN ('active', 'paused', 'closed')),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX listings_seller_seq ON listings (seller, seq);
+CREATE INDEX listings_state_seq ON listings (state, seq);
+CREATE INDEX listings_state_currency_price ON listings (state, currency, price, seq);
+
+CREATE TABLE listing_tags (
+    tag         TEXT NOT NULL,
+    listing_seq INTEGER NOT NULL REFERENCES listings (seq),
+    PRIMARY KEY (tag, listing_seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TRIGGER listing_tags_insert AFTER INSERT ON listings
+BEGIN
+    INSERT OR IGNORE INTO listing_tags (tag, listing_seq)
+    SELECT value, new.seq FROM json_each(new.tags);
+END;
+CREATE TRIGGER listing_tags_update AFTER UPDATE OF tags ON listings
+WHEN old.tags IS NOT new.tags
+BEGIN
+    DELETE FROM listing_tags
+    WHERE listing_seq = old.seq AND tag IN (SELECT value FROM json_each(old.tags));
+    INSERT OR IGNORE INTO listing_tags (tag, listing_seq)
+    SELECT value, new.seq FROM json_each(new.tags);
+END;
+
+-- External content: the text lives once, in listings. Accents and case are
+-- folded by the tokenizer; the prefix indexes serve the last word of a
+-- search, which is matched as a prefix.
+CREATE VIRTUAL TABLE listings_fts USING fts5 (
+    title, description,
+    content = 'listings', content_rowid = 'seq',
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '2 3 4'
+);
+CREATE TRIGGER listings_fts_insert AFTER INSERT ON listings
+BEGIN
+    INSERT INTO listings_fts (rowid, title, description)
+    VALUES (new.seq, new.title, new.description);
+END;
+CREATE TRIGGER listings_fts_update AFTER UPDATE OF title, description ON listings
+WHEN old.title IS NOT new.title OR old.description IS NOT new.description
+BEGIN
+    INSERT INTO listings_fts (listings_fts, rowid, title, description)
+    VALUES ('delete', old.seq, old.title, old.description);
+    INSERT INTO listings_fts (rowid, title, description)
+    VALUES (new.seq, new.title, new.description);
+END;
+CREATE TRIGGER listings_fts_delete AFTER DELETE ON listings
+BEGIN
+    INSERT INTO listings_fts (listings_fts, rowid, title, description)
+    VALUES ('delete', old.seq, old.title, old.description);
+END;

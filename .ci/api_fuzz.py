@@ -3,9 +3,9 @@
 
 Starts the given souk binary on a fresh database, seeds it through the API
 (an admin, two users with sessions, deposits in every currency, a transfer,
-an escrow), then runs Schemathesis with every check, once signed in as a
-user and once as an admin, with a fixed seed and a bounded number of
-examples. Logging out is fuzzed on its own with tokens that may be burnt.
+escrows, listings in every state), then runs Schemathesis with every check,
+once signed in as a user and once as an admin, with a fixed seed and a
+bounded number of examples. Logging out is fuzzed on its own with tokens that may be burnt.
 Afterwards the ledger must still pass `souk check`. Exit 0 only when every
 run found nothing.
 
@@ -118,6 +118,19 @@ def seed(base, souk, db, env):
         escrows.append(escrow["escrow"]["id"])
     for escrow_id in escrows[::4]:
         call(base, "POST", f"/api/v1/escrows/{escrow_id}/dispute", token=alice["token"])
+    listings = []
+    # Listings of alice's (the user the fuzzer signs in as) and bob's, in
+    # both currencies, one paused and one closed: edits reach the rules, the
+    # state checks and the other-seller 403.
+    for owner, currency, price in [(alice, "btc", "0.25"), (alice, "xmr", "3"), (bob, "btc", "1"),
+                                   (bob, "xmr", "0.5"), (alice, "btc", "2"), (alice, "xmr", "7")]:
+        listing = call(base, "POST", "/api/v1/listings", {
+            "title": f"Seeded {currency} lamp", "description": "A seeded listing.",
+            "currency": currency, "price": price, "quantity": 3, "tags": ["seed", currency],
+        }, token=owner["token"])
+        listings.append(listing["listing"]["id"])
+    call(base, "PATCH", f"/api/v1/listings/{listings[4]}", {"state": "paused"}, token=alice["token"])
+    call(base, "PATCH", f"/api/v1/listings/{listings[5]}", {"state": "closed"}, token=alice["token"])
     return {
         "admin": admin_token,
         "user": alice["token"],
@@ -125,6 +138,7 @@ def seed(base, souk, db, env):
         "burner": users["carol"]["token"],
         "user_ids": [users[name]["user"]["id"] for name in ["alice", "bob", "carol"]],
         "escrow_ids": escrows,
+        "listing_ids": listings,
     }
 
 
@@ -136,6 +150,7 @@ def write_config(work, seeded):
         text = static.read()
     users = json.dumps(seeded["user_ids"])
     escrows = json.dumps(seeded["escrow_ids"])
+    listings = json.dumps(seeded["listing_ids"])
     text += f"""
 # ---- written by api_fuzz.py from the seeded database ----
 [dictionaries.users]
@@ -143,6 +158,9 @@ values = {users}
 
 [dictionaries.escrows]
 values = {escrows}
+
+[dictionaries.listings]
+values = {listings}
 
 [parameters]
 "body.to" = {{ dictionary = "users", probability = 0.5 }}
@@ -153,6 +171,10 @@ values = {escrows}
 [[operations]]
 include-path-regex = 'escrows/[{{]id[}}]'
 parameters = {{ "path.id" = {{ dictionary = "escrows", probability = 0.5 }} }}
+
+[[operations]]
+include-path-regex = 'listings/[{{]id[}}]'
+parameters = {{ "path.id" = {{ dictionary = "listings", probability = 0.5 }} }}
 
 [[operations]]
 include-path-regex = 'users/[{{]id[}}]'

@@ -10,11 +10,13 @@
 //! - seeds a database without the API (argon2 for 10,000 users would take
 //!   minutes): `souk migrate`, then one rusqlite transaction inserting users
 //!   (one precomputed argon2id hash for all), one session per user with a
-//!   known token, a btc account, one deposit entry each and the currency
+//!   known token, a btc account, one deposit entry each, one listing each
+//!   (up to SEED_LISTINGS_MAX; triggers index them) and the currency
 //!   totals; `souk check` must pass on it. User 0 is an admin.
 //! - cold start on that existing database (spawn → first 200 from
 //!   `/healthz`) and the idle RSS after it;
-//! - rows of closed-loop load: cached profile and balance reads, durable
+//! - rows of closed-loop load: cached profile and balance reads, full-text
+//!   listing searches (10,000 seeded listings at most), durable
 //!   transfers, batch transfers, escrow create + release, logins, and a
 //!   mixed marketplace workload, next to a tiny_http hello-world ceiling;
 //!   the server's `/metrics` before and after each row give its group-commit
@@ -196,6 +198,45 @@ fn seeded_id(space: u64, i: usize) -> i64 {
 const SPACE_USER: u64 = 1;
 const SPACE_MOVEMENT: u64 = 3;
 const SPACE_CEILING: u64 = 4;
+const SPACE_LISTING: u64 = 5;
+
+/// Listings seeded for the search row (at most one per user): enough that a
+/// word matches hundreds of them and a page is a real top-20.
+const SEED_LISTINGS_MAX: usize = 10_000;
+/// The words seeded titles and descriptions are made of, and searches ask
+/// for: each title has three, so each word is in about a tenth of them.
+const SEARCH_WORDS: [&str; 30] = [
+    "lamp",
+    "brass",
+    "oak",
+    "desk",
+    "chair",
+    "vintage",
+    "ledger",
+    "wallet",
+    "hardware",
+    "coffee",
+    "grinder",
+    "camera",
+    "lens",
+    "bicycle",
+    "helmet",
+    "guitar",
+    "amplifier",
+    "keyboard",
+    "monitor",
+    "router",
+    "cable",
+    "jacket",
+    "boots",
+    "tent",
+    "stove",
+    "kettle",
+    "teapot",
+    "blanket",
+    "radio",
+    "clock",
+];
 
 fn user_id(i: usize) -> i64 {
     seeded_id(SPACE_USER, i)
@@ -346,6 +387,30 @@ fn seed(bin: &Path, db: &Path, users: usize, phc: &str) -> Result<Duration, Stri
                     created
                 ])
                 .map_err(|e| format!("entry {i}: {e}"))?;
+        }
+        // Listings: their triggers fill the full-text and tag indexes.
+        let mut listing = tx
+            .prepare(
+                "INSERT INTO listings (id, seller, title, description, currency, price, quantity,
+                                       tags, state, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'btc', ?5, 1, '[\"bench\"]', 'active', ?6, ?6)",
+            )
+            .map_err(|e| e.to_string())?;
+        for i in 0..users.min(SEED_LISTINGS_MAX) {
+            let word =
+                |k: usize| SEARCH_WORDS[(mix63((i * 3 + k) as u64) as usize) % SEARCH_WORDS.len()];
+            let title = format!("{} {} {}", word(0), word(1), word(2));
+            let description = format!("A used {} in good order, with a {}.", word(1), word(2));
+            listing
+                .execute(params![
+                    seeded_id(SPACE_LISTING, i),
+                    user_id(i),
+                    title,
+                    description,
+                    1 + (i as i64 % 1000) * 1000,
+                    created
+                ])
+                .map_err(|e| format!("listing {i}: {e}"))?;
         }
         tx.execute(
             "INSERT INTO currency_totals (currency, deposited, withdrawn) VALUES ('btc', ?1, 0)",
@@ -526,6 +591,25 @@ impl Flow for Transfer {
     }
 }
 
+/// `GET /listings?q=WORD` (full-text, relevance, a page of 20) as the
+/// thread's own user, a random seeded word each time: searches are not
+/// cached, so every one runs FTS5 and BM25 over the word's matches.
+struct Search {
+    rng: Rng,
+    token: String,
+}
+
+impl Flow for Search {
+    fn request(&mut self) -> Vec<u8> {
+        let word = SEARCH_WORDS[self.rng.below(SEARCH_WORDS.len())];
+        get(&format!("/api/v1/listings?q={word}"), &self.token)
+    }
+
+    fn answer(&mut self, status: u16, _body: &[u8]) -> Result<bool, String> {
+        expect(status, 200)
+    }
+}
+
 /// The escrow id in `{"escrow":{"id":"…",…}}`.
 fn escrow_id(body: &[u8]) -> Result<String, String> {
     let value: serde_json::Value =
@@ -669,6 +753,7 @@ enum Kind {
     Healthz,
     Profile,
     Wallet,
+    Search,
     Transfer,
     Batch,
     Escrow,
@@ -683,6 +768,7 @@ impl Kind {
             Kind::Healthz => "GET /healthz",
             Kind::Profile => "GET /users/{id} (cached profile)",
             Kind::Wallet => "GET /wallet (cached balance)",
+            Kind::Search => "GET /listings?q= (full-text, not cached)",
             Kind::Transfer => "POST /transfers (durable, 1 sat)",
             Kind::Batch => "POST /transfers/batch (100 items)",
             Kind::Escrow => "escrow create + release",
@@ -693,7 +779,12 @@ impl Kind {
 
     fn unit(self) -> &'static str {
         match self {
-            Kind::Tiny | Kind::Healthz | Kind::Profile | Kind::Wallet | Kind::Batch => "req/s",
+            Kind::Tiny
+            | Kind::Healthz
+            | Kind::Profile
+            | Kind::Wallet
+            | Kind::Search
+            | Kind::Batch => "req/s",
             Kind::Transfer => "transfers/s",
             Kind::Escrow => "pairs/s",
             Kind::Login => "logins/s",
@@ -752,6 +843,12 @@ impl Kind {
             ),
             Kind::Profile => Scenario::new(name, read(false)),
             Kind::Wallet => Scenario::new(name, read(true)),
+            Kind::Search => Scenario::new(name, move |thread| {
+                Box::new(Search {
+                    rng: Rng::new(thread, salt),
+                    token: token(caller_of(thread, users)),
+                })
+            }),
             Kind::Transfer => Scenario::new(name, transfer(1)),
             Kind::Batch => Scenario::new(name, transfer(BATCH_ITEMS)),
             Kind::Escrow => Scenario::new(name, move |thread| Box::new(escrow(thread))),
@@ -1741,6 +1838,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         .find(|&&c| c == 64)
         .unwrap_or(&mode.conns[0]);
     plan.push((Kind::Healthz, healthz_conns));
+    plan.push((Kind::Search, healthz_conns));
     plan.extend(mode.conns.iter().map(|&c| (Kind::Transfer, c)));
     plan.extend(mode.batch_conns.iter().map(|&c| (Kind::Batch, c)));
     plan.extend(mode.conns.iter().map(|&c| (Kind::Escrow, c)));

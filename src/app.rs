@@ -28,6 +28,9 @@ pub struct App {
     pub guard: Arc<LoginGuard>,
     /// `POST /users` per client address: each one costs an argon2 hash.
     pub registrations: AddressLimit,
+    /// Anonymous listing reads and searches per client address: they need
+    /// no account, so the address is the only thing to count.
+    pub anonymous_reads: AddressLimit,
     pub user_stats: Memo<UserStats>,
     pub wallet_stats: Memo<serde_json::Value>,
     pub in_flight: InFlight,
@@ -145,6 +148,8 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     ));
     let registrations =
         AddressLimit::new("registration", config.registration_rate_limit_per_minute);
+    let anonymous_reads =
+        AddressLimit::new("anonymous read", crate::limits::ANONYMOUS_READS_PER_MINUTE);
     let user_stats = Memo::new(config.stats_cache_ttl);
     let wallet_stats = Memo::new(config.stats_cache_ttl);
     let monitor = Arc::new(Monitor::new(
@@ -159,6 +164,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         hasher,
         guard,
         registrations,
+        anonymous_reads,
         user_stats,
         wallet_stats,
         in_flight: InFlight::default(),

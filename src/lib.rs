@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod ledger;
 pub mod limits;
+pub mod listings;
 pub mod memo;
 pub mod monitor;
 pub mod store;

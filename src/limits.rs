@@ -62,3 +62,8 @@ pub const CHECKPOINT_INTERVAL_MS: u64 = 100;
 /// WAL pages after which the writer checkpoints by itself: only when the
 /// checkpointer falls this far behind (40 MB with 4 KiB pages). Bounds the WAL.
 pub const WAL_WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+
+/// Anonymous `GET /listings` and `GET /listings/{id}` calls per client
+/// address and minute (429 past it): 20 a second is more than a person
+/// browsing, and keeps one script from taking every reader.
+pub const ANONYMOUS_READS_PER_MINUTE: u32 = 1_200;

@@ -7,6 +7,7 @@ pub mod escrows;
 pub mod health;
 pub mod idempotent;
 pub mod json;
+pub mod listings;
 pub mod monitoring;
 pub mod openapi;
 pub mod query;
@@ -78,6 +79,16 @@ pub fn routes() -> Router {
         .op("escrow.dispute")
         .route(Post, "/api/v1/admin/escrows/{id}/resolve", escrows::resolve)
         .op("escrow.resolve")
+        .route(Post, "/api/v1/listings", listings::create)
+        .op("listings.create")
+        .route(Get, "/api/v1/listings", listings::search)
+        .op("listings.search")
+        .route(Get, "/api/v1/listings/{id}", listings::get)
+        .op("listings.get")
+        .route(Patch, "/api/v1/listings/{id}", listings::update)
+        .op("listings.update")
+        .route(Get, "/api/v1/users/me/listings", listings::mine)
+        .op("listings.mine")
         .route(Get, "/metrics", monitoring::metrics)
         .op("monitoring.metrics")
         .route(Get, "/dashboard", monitoring::page)

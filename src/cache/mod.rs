@@ -1,4 +1,5 @@
-//! The in-process caches: user profiles, session lookups and balances.
+//! The in-process caches: user profiles, session lookups, balances and
+//! single listings.
 //! Caches are never the source of truth for a money decision (debits check
 //! the database in the same statement). Every committed write invalidates
 //! exactly the keys it touched, before any caller hears of the commit (the
@@ -15,6 +16,7 @@ use crate::accounts::User;
 use crate::accounts::sessions::{SessionEntry, TokenHash};
 use crate::config::Config;
 use crate::ledger::Balances;
+use crate::listings::Listing;
 use crate::monitor::prometheus::Exposition;
 use crate::store::Touched;
 use ttl::{CacheStats, TtlCache};
@@ -24,6 +26,10 @@ use ttl::{CacheStats, TtlCache};
 pub const PROFILE_ENTRIES_MAX: usize = 10_000;
 pub const SESSION_ENTRIES_MAX: usize = 10_000;
 pub const BALANCE_ENTRIES_MAX: usize = 10_000;
+/// Listings read one by one (`GET /listings/{id}`): the ones being looked
+/// at now; a listing with a long description is some 80 KB, so this stays
+/// well under a GB even at worst.
+pub const LISTING_ENTRIES_MAX: usize = 10_000;
 /// Users whose profile and balances are loaded at start.
 pub const WARM_USERS_MAX: usize = 1_000;
 
@@ -34,6 +40,7 @@ pub struct Caches {
     pub profiles: TtlCache<i64, User>,
     pub sessions: TtlCache<TokenHash, SessionEntry>,
     pub balances: TtlCache<i64, Balances>,
+    pub listings: TtlCache<i64, Listing>,
 }
 
 impl Caches {
@@ -42,6 +49,7 @@ impl Caches {
             profiles: TtlCache::new("profiles", PROFILE_ENTRIES_MAX, config.cache_ttl),
             sessions: TtlCache::new("sessions", SESSION_ENTRIES_MAX, config.cache_ttl),
             balances: TtlCache::new("balances", BALANCE_ENTRIES_MAX, config.balance_cache_ttl),
+            listings: TtlCache::new("listings", LISTING_ENTRIES_MAX, config.cache_ttl),
         })
     }
 
@@ -53,15 +61,17 @@ impl Caches {
                 Touched::Balance(id) => self.balances.invalidate(id),
                 Touched::Session(hash) => self.sessions.invalidate(hash),
                 Touched::SessionsOf(id) => self.sessions.invalidate_where(|_, s| s.user_id == *id),
+                Touched::Listing(id) => self.listings.invalidate(id),
             }
         }
     }
 
-    fn all(&self) -> [(&'static str, CacheStats); 3] {
+    fn all(&self) -> [(&'static str, CacheStats); 4] {
         [
             (self.profiles.name, self.profiles.stats()),
             (self.sessions.name, self.sessions.stats()),
             (self.balances.name, self.balances.stats()),
+            (self.listings.name, self.listings.stats()),
         ]
     }
 

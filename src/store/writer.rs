@@ -40,6 +40,8 @@ pub enum Touched {
     Session([u8; 32]),
     /// Every session of a user.
     SessionsOf(i64),
+    /// One listing, by id.
+    Listing(i64),
 }
 
 impl WriteTx<'_> {

@@ -13,6 +13,7 @@ mod hostile;
 mod http_layer;
 mod json_bodies;
 mod lifecycle;
+mod listings;
 mod monitoring;
 mod openapi;
 mod resilience;

@@ -541,7 +541,52 @@ fn documented_limits_are_the_codes() {
             souk::ledger::idempotency::KEY_CHARS_MAX,
         ),
     ];
-    for (what, documented, code) in checks {
+    let listing_checks: Vec<(&str, Value, usize)> = vec![
+        (
+            "listing title",
+            s["ListingTitle"]["maxLength"].clone(),
+            souk::listings::TITLE_CHARS_MAX,
+        ),
+        (
+            "listing description",
+            s["ListingDescription"]["maxLength"].clone(),
+            souk::listings::DESCRIPTION_CHARS_MAX,
+        ),
+        (
+            "tags",
+            s["Tags"]["maxItems"].clone(),
+            souk::listings::TAGS_MAX,
+        ),
+        (
+            "tag",
+            s["Tag"]["maxLength"].clone(),
+            souk::listings::TAG_CHARS_MAX,
+        ),
+        (
+            "q",
+            param("/api/v1/listings", "get", "q")["maxLength"].clone(),
+            souk::listings::search::QUERY_CHARS_MAX,
+        ),
+    ];
+    let quantity_max = usize::try_from(souk::listings::QUANTITY_MAX).unwrap_or(usize::MAX);
+    let quantity_checks: Vec<(&str, Value, usize)> = vec![
+        ("quantity", s["Quantity"]["maximum"].clone(), quantity_max),
+        (
+            "quantity on create",
+            s["ListingCreateRequest"]["properties"]["quantity"]["maximum"].clone(),
+            quantity_max,
+        ),
+        (
+            "quantity on edit",
+            s["ListingUpdateRequest"]["properties"]["quantity"]["maximum"].clone(),
+            quantity_max,
+        ),
+    ];
+    for (what, documented, code) in checks
+        .into_iter()
+        .chain(listing_checks)
+        .chain(quantity_checks)
+    {
         assert_eq!(documented, json!(code), "{what}");
     }
     let release_after = &s["EscrowCreateRequest"]["properties"]["release_after"];
