@@ -110,10 +110,17 @@ struct Key {
 }
 
 /// The sort key of listing `after` under `query`; `UnknownCursor` when no
-/// such listing exists or it no longer matches the words.
+/// such listing exists, it is not active, or it no longer matches the
+/// words. Only active listings are cursors: a paused or closed one answers
+/// exactly like an id that never existed, or a search could be used to
+/// learn a hidden listing's existence, words (by prefix) and price (by
+/// where the next page starts). A reader whose cursor listing was paused
+/// since starts over.
 fn key(conn: &Connection, query: &Query, after: i64) -> Result<Key> {
     let found = conn
-        .prepare_cached("SELECT seq, currency, price FROM listings WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT seq, currency, price FROM listings WHERE id = ?1 AND state = 'active'",
+        )?
         .query_row([after], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
     let (seq, currency, price) = found.ok_or(Error::UnknownCursor)?;

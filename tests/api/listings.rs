@@ -350,6 +350,37 @@ fn paused_and_closed_listings_are_seen_only_by_their_seller_and_admins() {
 }
 
 #[test]
+fn a_hidden_listing_as_a_search_cursor_answers_like_an_id_that_never_existed() {
+    // Regression: the cursor's key was read whatever the listing's state,
+    // so `after=<paused id>` (200 vs 404) told its existence, `q=X` with
+    // it its words by prefix, and the price sorts where its price lies.
+    let w = world();
+    let seller = quick_user(&w.db, "seller", false);
+    for title in ["public lamp", "public lamp two", "public lamp three"] {
+        item(&w, &seller, title, "3");
+    }
+    let hidden = item(&w, &seller, "lamp zebrafish prototype", "2.5");
+    set_state(&w, &seller, &hidden, "paused");
+    let never = "1234567";
+    for query in [
+        "",
+        "q=lamp",
+        "q=lamp+zebr",
+        "sort=price_asc&currency=btc",
+        "sort=price_desc&currency=btc",
+        "sort=newest",
+    ] {
+        for after in [hidden.as_str(), never] {
+            let path = format!("{LISTINGS}?{query}&after={after}");
+            let error = anonymous(&w, &path).assert_error(404, "not_found");
+            assert_eq!(error["field"], "after", "{path}: {error}");
+            let error = get_as(&w, &path, Some(&seller)).assert_error(404, "not_found");
+            assert_eq!(error["field"], "after", "the seller's search too: {path}");
+        }
+    }
+}
+
+#[test]
 fn only_the_seller_or_an_admin_may_edit() {
     let w = world();
     let seller = quick_user(&w.db, "seller", false);
