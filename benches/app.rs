@@ -2,22 +2,26 @@
 //! driven through its API by the keep-alive client of `benches/common`.
 //!
 //! `cargo bench --bench app` runs the full plan (a few minutes, 1M-user growth
-//! included); `cargo bench --bench app -- --quick` a short one (under a
-//! minute, no growth). Run without `--bench` (as `cargo test --all-targets`
-//! does) it is a smoke test of a few seconds on a small database.
+//! included); `cargo bench --bench app -- --quick` a short one (about a
+//! minute, a third of it seeding 100,000 listings: only 64-connection rows of
+//! 2 s, no growth rows, shorter ceilings). Run without `--bench` (as `cargo
+//! test --all-targets` does) it is a smoke test of a few seconds on a small
+//! database (300 users, 2,000 listings).
 //!
 //! What it does:
 //! - seeds a database without the API (argon2 for 10,000 users would take
 //!   minutes): `souk migrate`, then one rusqlite transaction inserting users
 //!   (one precomputed argon2id hash for all), one session per user with a
-//!   known token, a btc account, one deposit entry each, one listing each
-//!   (up to SEED_LISTINGS_MAX; triggers index them) and the currency
-//!   totals; `souk check` must pass on it. User 0 is an admin.
+//!   known token, a btc account, one deposit entry each, 100,000 listings
+//!   (sellers round robin; titles of 4–6 and descriptions of 20–40 words
+//!   drawn by Zipf from 4,000 generated words; triggers index them) and the
+//!   currency totals; `souk check` must pass on it. User 0 is an admin.
 //! - cold start on that existing database (spawn → first 200 from
 //!   `/healthz`) and the idle RSS after it;
-//! - rows of closed-loop load: cached profile and balance reads, full-text
-//!   listing searches (10,000 seeded listings at most), durable
-//!   transfers, batch transfers, escrow create + release, logins, and a
+//! - rows of closed-loop load: cached profile and balance reads, cached
+//!   listing reads (signed in), two-word full-text listing searches,
+//!   durable transfers, listing creation, batch transfers, escrow
+//!   create + release, logins, and a
 //!   mixed marketplace workload, next to a tiny_http hello-world ceiling;
 //!   the server's `/metrics` before and after each row give its group-commit
 //!   batch sizes, commit latency and cache hit rates over the row, and
@@ -26,6 +30,8 @@
 //! - the storage ceiling: the same transfer statements in a raw rusqlite loop
 //!   (WAL, synchronous=FULL), one transfer per transaction and 128 per
 //!   transaction (with SQLite's default page cache, and with 64 MiB);
+//! - the search ceiling: the same search SQL (MATCH, bm25, join, LIMIT 21)
+//!   in a raw rusqlite loop on 1 and 2 threads;
 //! - growth (full mode): uniform reads at 10k and at 1M users, with caches
 //!   on and off, and `souk check` wall time at both sizes;
 //! - the cost of `RequestMetrics::record` against the server's CPU time per
@@ -95,6 +101,9 @@ const TARGET_PEAK_RSS_MB: f64 = 48.0;
 const TARGET_COLD_START_MS: f64 = 20.0;
 const TARGET_GROWTH_RATIO: f64 = 2.0;
 const TARGET_RECORD_PERCENT: f64 = 5.0;
+const TARGET_SEARCH_PER_S: f64 = 5_000.0;
+const TARGET_SEARCH_P99_MS: f64 = 20.0;
+const TARGET_LISTINGS_PER_S: f64 = 5_000.0;
 
 // ---------------------------------------------------------------------------
 // Modes.
@@ -113,6 +122,8 @@ struct Mode {
     peak_conns: Option<usize>,
     /// Users of the main database.
     users: usize,
+    /// Listings of the main database (sellers: the users, round robin).
+    listings: usize,
     /// Users of the large database of the growth rows (`None`: no growth).
     growth_users: Option<usize>,
     growth_warmup: Duration,
@@ -132,6 +143,7 @@ const FULL: Mode = Mode {
     login_conns: &[1, 64],
     peak_conns: Some(1000),
     users: 10_000,
+    listings: 100_000,
     growth_users: Some(1_000_000),
     growth_warmup: Duration::from_secs(1),
     growth_duration: Duration::from_secs(5),
@@ -149,6 +161,7 @@ const QUICK: Mode = Mode {
     login_conns: &[64],
     peak_conns: Some(1000),
     users: 10_000,
+    listings: 100_000,
     growth_users: None,
     growth_warmup: Duration::from_millis(500),
     growth_duration: Duration::from_millis(1500),
@@ -167,6 +180,7 @@ const SMOKE: Mode = Mode {
     login_conns: &[1],
     peak_conns: None,
     users: 300,
+    listings: 2_000,
     growth_users: None,
     growth_warmup: Duration::from_millis(100),
     growth_duration: Duration::from_millis(300),
@@ -200,43 +214,134 @@ const SPACE_MOVEMENT: u64 = 3;
 const SPACE_CEILING: u64 = 4;
 const SPACE_LISTING: u64 = 5;
 
-/// Listings seeded for the search row (at most one per user): enough that a
-/// word matches hundreds of them and a page is a real top-20.
-const SEED_LISTINGS_MAX: usize = 10_000;
-/// The words seeded titles and descriptions are made of, and searches ask
-/// for: each title has three, so each word is in about a tenth of them.
-const SEARCH_WORDS: [&str; 30] = [
-    "lamp",
-    "brass",
-    "oak",
-    "desk",
-    "chair",
-    "vintage",
-    "ledger",
-    "wallet",
-    "hardware",
-    "coffee",
-    "grinder",
-    "camera",
-    "lens",
-    "bicycle",
-    "helmet",
-    "guitar",
-    "amplifier",
-    "keyboard",
-    "monitor",
-    "router",
-    "cable",
-    "jacket",
-    "boots",
-    "tent",
-    "stove",
-    "kettle",
-    "teapot",
-    "blanket",
-    "radio",
-    "clock",
-];
+/// Words of the generated vocabulary of listing text: made-up pronounceable
+/// words of three consonant-vowel syllables, word `k` at Zipf rank `k + 1`.
+const VOCAB_WORDS: usize = 4_000;
+/// The Zipf exponent of word frequencies (s = 1: natural text).
+const ZIPF_S: f64 = 1.0;
+/// Words of a seeded or created title, and of a description (inclusive).
+const TITLE_WORDS: (usize, usize) = (4, 6);
+const DESCRIPTION_WORDS: (usize, usize) = (20, 40);
+/// Two-word searches: this many fixed pairs of words, each word drawn from
+/// the vocabulary's mid-frequency ranks (0-based, half-open): common enough
+/// to match hundreds to thousands of listings alone, selective together.
+const QUERY_PAIRS: usize = 64;
+const QUERY_RANKS: (usize, usize) = (50, 500);
+/// `GET /listings/{id}` reads draw from the first this many seeded listings
+/// (all fit the listing cache: LISTING_ENTRIES_MAX is 10,000).
+const LISTING_HOT: usize = 1_000;
+/// The server's page size of a search plus one (the `next` probe).
+const SEARCH_LIMIT: i64 = 21;
+const SALT_LISTING_TEXT: u64 = 0x5EED_7E47;
+
+const CONSONANTS: &[u8; 20] = b"bcdfghjklmnprstvwxyz";
+const VOWELS: &[u8; 5] = b"aeiou";
+
+/// Vocabulary word `k` (distinct for k < 10,000: the first two syllables
+/// spell `k` in base 100; the third only makes them look less regular).
+fn vocab_word(k: usize) -> String {
+    let syllable = |n: usize, out: &mut String| {
+        out.push(CONSONANTS[n % 20] as char);
+        out.push(VOWELS[(n / 20) % 5] as char);
+    };
+    let mut word = String::with_capacity(6);
+    syllable(k % 100, &mut word);
+    syllable((k / 100) % 100, &mut word);
+    syllable((mix63(k as u64 + 1) % 100) as usize, &mut word);
+    word
+}
+
+/// The vocabulary and its Zipf cumulative distribution.
+struct Vocab {
+    words: Vec<String>,
+    cdf: Vec<f64>,
+    pairs: Vec<(usize, usize)>,
+}
+
+impl Vocab {
+    fn build() -> Vocab {
+        let words: Vec<String> = (0..VOCAB_WORDS).map(vocab_word).collect();
+        let weights: Vec<f64> = (1..=VOCAB_WORDS)
+            .map(|r| 1.0 / (r as f64).powf(ZIPF_S))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut acc = 0.0;
+        let cdf = weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                acc
+            })
+            .collect();
+        let span = (QUERY_RANKS.1 - QUERY_RANKS.0) as u64;
+        let pairs = (0..QUERY_PAIRS as u64)
+            .map(|k| {
+                let a = QUERY_RANKS.0 + (mix63(0xA000 + 2 * k) % span) as usize;
+                let mut b = QUERY_RANKS.0 + (mix63(0xA001 + 2 * k) % span) as usize;
+                if b == a {
+                    b = QUERY_RANKS.0 + (b + 1 - QUERY_RANKS.0) % span as usize;
+                }
+                (a, b)
+            })
+            .collect();
+        Vocab { words, cdf, pairs }
+    }
+
+    /// One word, drawn by Zipf frequency.
+    fn draw(&self, rng: &mut Rng) -> &str {
+        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let k = self
+            .cdf
+            .partition_point(|&c| c < u)
+            .min(self.words.len() - 1);
+        &self.words[k]
+    }
+
+    /// `n` drawn words in `lo..=hi`, space-separated.
+    fn text(&self, rng: &mut Rng, (lo, hi): (usize, usize)) -> String {
+        let n = lo + rng.below(hi - lo + 1);
+        let mut out = String::new();
+        for k in 0..n {
+            if k > 0 {
+                out.push(' ');
+            }
+            out.push_str(self.draw(rng));
+        }
+        out
+    }
+
+    fn title(&self, rng: &mut Rng) -> String {
+        self.text(rng, TITLE_WORDS)
+    }
+
+    fn description(&self, rng: &mut Rng) -> String {
+        let mut text = self.text(rng, DESCRIPTION_WORDS);
+        text.push('.');
+        text
+    }
+
+    /// Query pair `k`'s words.
+    fn pair(&self, k: usize) -> (&str, &str) {
+        let (a, b) = self.pairs[k % self.pairs.len()];
+        (&self.words[a], &self.words[b])
+    }
+
+    /// The FTS5 expression souk builds for `q=a+b` (src/listings/search.rs:
+    /// each word quoted, AND, the last one a prefix).
+    fn match_expression(&self, k: usize) -> String {
+        let (a, b) = self.pair(k);
+        format!("\"{a}\" AND \"{b}\" *")
+    }
+}
+
+fn vocab() -> &'static Vocab {
+    static VOCAB: std::sync::OnceLock<Vocab> = std::sync::OnceLock::new();
+    VOCAB.get_or_init(Vocab::build)
+}
+
+fn listing_id(i: usize) -> i64 {
+    seeded_id(SPACE_LISTING, i)
+}
 
 fn user_id(i: usize) -> i64 {
     seeded_id(SPACE_USER, i)
@@ -314,9 +419,15 @@ fn souk_check(bin: &Path, db: &Path) -> Result<Duration, String> {
     }
 }
 
-/// Creates `db` with `souk migrate` and seeds `users` users without the API.
-/// Returns the time the inserts took.
-fn seed(bin: &Path, db: &Path, users: usize, phc: &str) -> Result<Duration, String> {
+/// Creates `db` with `souk migrate` and seeds `users` users and `listings`
+/// listings without the API. Returns the time the inserts took.
+fn seed(
+    bin: &Path,
+    db: &Path,
+    users: usize,
+    listings: usize,
+    phc: &str,
+) -> Result<Duration, String> {
     let (ok, text, _) = souk_command(bin, db, &["migrate"])?;
     if !ok {
         return Err(format!("souk migrate failed: {text}"));
@@ -396,15 +507,15 @@ fn seed(bin: &Path, db: &Path, users: usize, phc: &str) -> Result<Duration, Stri
                  VALUES (?1, ?2, ?3, ?4, 'btc', ?5, 1, '[\"bench\"]', 'active', ?6, ?6)",
             )
             .map_err(|e| e.to_string())?;
-        for i in 0..users.min(SEED_LISTINGS_MAX) {
-            let word =
-                |k: usize| SEARCH_WORDS[(mix63((i * 3 + k) as u64) as usize) % SEARCH_WORDS.len()];
-            let title = format!("{} {} {}", word(0), word(1), word(2));
-            let description = format!("A used {} in good order, with a {}.", word(1), word(2));
+        let words = vocab();
+        let mut rng = Rng::new(0, SALT_LISTING_TEXT);
+        for i in 0..listings {
+            let title = words.title(&mut rng);
+            let description = words.description(&mut rng);
             listing
                 .execute(params![
-                    seeded_id(SPACE_LISTING, i),
-                    user_id(i),
+                    listing_id(i),
+                    user_id(i % users),
                     title,
                     description,
                     1 + (i as i64 % 1000) * 1000,
@@ -591,9 +702,9 @@ impl Flow for Transfer {
     }
 }
 
-/// `GET /listings?q=WORD` (full-text, relevance, a page of 20) as the
-/// thread's own user, a random seeded word each time: searches are not
-/// cached, so every one runs FTS5 and BM25 over the word's matches.
+/// `GET /listings?q=W1+W2` (full-text, relevance, a page of 20) as the
+/// thread's own user, one of the fixed query pairs each time: searches are
+/// not cached, so every one runs FTS5 and BM25 over the words' matches.
 struct Search {
     rng: Rng,
     token: String,
@@ -601,12 +712,53 @@ struct Search {
 
 impl Flow for Search {
     fn request(&mut self) -> Vec<u8> {
-        let word = SEARCH_WORDS[self.rng.below(SEARCH_WORDS.len())];
-        get(&format!("/api/v1/listings?q={word}"), &self.token)
+        let (a, b) = vocab().pair(self.rng.below(QUERY_PAIRS));
+        get(&format!("/api/v1/listings?q={a}+{b}"), &self.token)
     }
 
     fn answer(&mut self, status: u16, _body: &[u8]) -> Result<bool, String> {
         expect(status, 200)
+    }
+}
+
+/// `GET /listings/{id}` of one of the LISTING_HOT first seeded listings,
+/// signed in (anonymous reads are rate-limited per address).
+struct ListingRead {
+    rng: Rng,
+    token: String,
+}
+
+impl Flow for ListingRead {
+    fn request(&mut self) -> Vec<u8> {
+        let id = listing_id(self.rng.below(LISTING_HOT));
+        get(&format!("/api/v1/listings/{id}"), &self.token)
+    }
+
+    fn answer(&mut self, status: u16, _body: &[u8]) -> Result<bool, String> {
+        expect(status, 200)
+    }
+}
+
+/// `POST /listings`: a new listing of the thread's own user, with text drawn
+/// like the seeded listings'.
+struct ListingCreate {
+    rng: Rng,
+    token: String,
+}
+
+impl Flow for ListingCreate {
+    fn request(&mut self) -> Vec<u8> {
+        let words = vocab();
+        let body = format!(
+            r#"{{"title":"{}","description":"{}","currency":"btc","price":"0.00010000","tags":["bench"]}}"#,
+            words.title(&mut self.rng),
+            words.description(&mut self.rng)
+        );
+        post("/api/v1/listings", Some(&self.token), &body)
+    }
+
+    fn answer(&mut self, status: u16, _body: &[u8]) -> Result<bool, String> {
+        expect(status, 201)
     }
 }
 
@@ -753,7 +905,9 @@ enum Kind {
     Healthz,
     Profile,
     Wallet,
+    ListingRead,
     Search,
+    ListingCreate,
     Transfer,
     Batch,
     Escrow,
@@ -768,7 +922,11 @@ impl Kind {
             Kind::Healthz => "GET /healthz",
             Kind::Profile => "GET /users/{id} (cached profile)",
             Kind::Wallet => "GET /wallet (cached balance)",
-            Kind::Search => "GET /listings?q= (full-text, not cached)",
+            Kind::ListingRead => {
+                "GET /listings/{id} (cached; signed in: anonymous reads are limited to 1,200/min per address)"
+            }
+            Kind::Search => "GET /listings?q=W1+W2 (full-text, two words, not cached)",
+            Kind::ListingCreate => "POST /listings (durable, signed in)",
             Kind::Transfer => "POST /transfers (durable, 1 sat)",
             Kind::Batch => "POST /transfers/batch (100 items)",
             Kind::Escrow => "escrow create + release",
@@ -783,8 +941,10 @@ impl Kind {
             | Kind::Healthz
             | Kind::Profile
             | Kind::Wallet
+            | Kind::ListingRead
             | Kind::Search
             | Kind::Batch => "req/s",
+            Kind::ListingCreate => "listings/s",
             Kind::Transfer => "transfers/s",
             Kind::Escrow => "pairs/s",
             Kind::Login => "logins/s",
@@ -795,7 +955,12 @@ impl Kind {
     fn writes(self) -> bool {
         matches!(
             self,
-            Kind::Transfer | Kind::Batch | Kind::Escrow | Kind::Login | Kind::Mixed
+            Kind::ListingCreate
+                | Kind::Transfer
+                | Kind::Batch
+                | Kind::Escrow
+                | Kind::Login
+                | Kind::Mixed
         )
     }
 
@@ -845,6 +1010,18 @@ impl Kind {
             Kind::Wallet => Scenario::new(name, read(true)),
             Kind::Search => Scenario::new(name, move |thread| {
                 Box::new(Search {
+                    rng: Rng::new(thread, salt),
+                    token: token(caller_of(thread, users)),
+                })
+            }),
+            Kind::ListingRead => Scenario::new(name, move |thread| {
+                Box::new(ListingRead {
+                    rng: Rng::new(thread, salt),
+                    token: token(caller_of(thread, users)),
+                })
+            }),
+            Kind::ListingCreate => Scenario::new(name, move |thread| {
+                Box::new(ListingCreate {
                     rng: Rng::new(thread, salt),
                     token: token(caller_of(thread, users)),
                 })
@@ -1180,6 +1357,134 @@ fn storage_ceiling(
 }
 
 // ---------------------------------------------------------------------------
+// The search ceiling: souk's search SQL in a raw rusqlite loop.
+
+/// The SQL of `search::page` for words, relevance, no filter, no cursor.
+const SEARCH_SQL: &str =
+    "SELECT l.id, l.seller, l.title, l.description, l.currency, l.price, l.quantity,
+        l.tags, l.state, l.created_at, l.updated_at
+ FROM (SELECT rowid AS seq, bm25(listings_fts, 10.0, 1.0) AS score FROM listings_fts
+       WHERE listings_fts MATCH ?1) AS hits
+ JOIN listings l ON l.seq = hits.seq
+ WHERE l.state = 'active'
+ ORDER BY hits.score, l.seq DESC LIMIT ?2";
+
+struct SearchCeiling {
+    threads: usize,
+    queries: u64,
+    took: Duration,
+}
+
+impl SearchCeiling {
+    fn rate(&self) -> f64 {
+        self.queries as f64 / self.took.as_secs_f64()
+    }
+}
+
+/// The query pairs as souk runs them (one read transaction each, every
+/// column of the page read), on `threads` connections of their own, for
+/// `duration`.
+fn search_ceiling(db: &Path, threads: usize, duration: Duration) -> Result<SearchCeiling, String> {
+    let barrier = std::sync::Barrier::new(threads);
+    let results: Vec<Result<(u64, Duration), String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                scope.spawn(move || -> Result<(u64, Duration), String> {
+                    let conn = Connection::open(db).map_err(|e| e.to_string())?;
+                    conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;")
+                        .map_err(|e| e.to_string())?;
+                    let words = vocab();
+                    let mut rng = Rng::new(t, 0x5EA4C);
+                    let mut queries = 0u64;
+                    barrier.wait();
+                    let started = Instant::now();
+                    while started.elapsed() < duration {
+                        let expression = words.match_expression(rng.below(QUERY_PAIRS));
+                        conn.execute_batch("BEGIN").map_err(|e| e.to_string())?;
+                        let mut stmt =
+                            conn.prepare_cached(SEARCH_SQL).map_err(|e| e.to_string())?;
+                        let mut rows = stmt
+                            .query(params![expression, SEARCH_LIMIT])
+                            .map_err(|e| e.to_string())?;
+                        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+                            for c in 0..11 {
+                                let value: rusqlite::types::Value =
+                                    row.get(c).map_err(|e| e.to_string())?;
+                                std::hint::black_box(value);
+                            }
+                        }
+                        drop(rows);
+                        drop(stmt);
+                        conn.execute_batch("COMMIT").map_err(|e| e.to_string())?;
+                        queries += 1;
+                    }
+                    Ok((queries, started.elapsed()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a search thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut total = 0;
+    let mut took = Duration::ZERO;
+    for r in results {
+        let (queries, t) = r?;
+        total += queries;
+        took = took.max(t);
+    }
+    Ok(SearchCeiling {
+        threads,
+        queries: total,
+        took,
+    })
+}
+
+/// SQLite's plan of the search SQL, one line per step.
+fn search_plan(db: &Path) -> Result<String, String> {
+    let conn = Connection::open(db).map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {SEARCH_SQL}"))
+        .map_err(|e| e.to_string())?;
+    let steps = stmt
+        .query_map(params![vocab().match_expression(0), SEARCH_LIMIT], |row| {
+            row.get::<_, String>(3)
+        })
+        .map_err(|e| e.to_string())?
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .map_err(|e| e.to_string())?;
+    Ok(steps.join("; "))
+}
+
+/// Active listings matching each query pair: (min, median, max).
+fn match_counts(db: &Path) -> Result<(u64, u64, u64), String> {
+    let conn = Connection::open(db).map_err(|e| e.to_string())?;
+    let words = vocab();
+    let mut counts = Vec::new();
+    for k in 0..QUERY_PAIRS {
+        let n: i64 = conn
+            .prepare_cached(
+                "SELECT count(*) FROM listings_fts f JOIN listings l ON l.seq = f.rowid
+                 WHERE listings_fts MATCH ?1 AND l.state = 'active'",
+            )
+            .and_then(|mut s| s.query_row([words.match_expression(k)], |row| row.get(0)))
+            .map_err(|e| e.to_string())?;
+        counts.push(n.max(0) as u64);
+    }
+    counts.sort_unstable();
+    Ok((
+        counts[0],
+        counts[counts.len() / 2],
+        counts[counts.len() - 1],
+    ))
+}
+
+// ---------------------------------------------------------------------------
 // The cost of recording a request's metrics.
 
 struct RecordCost {
@@ -1307,6 +1612,9 @@ struct Report<'a> {
     idle_threads: Option<u64>,
     empty_idle_rss_kb: Option<u64>,
     ceilings: &'a [Ceiling],
+    search_ceilings: &'a [SearchCeiling],
+    /// Active listings matching a query pair: min, median, max.
+    matches: (u64, u64, u64),
     growth: &'a [GrowthRow],
     sizes: &'a [SizeFacts],
     records: &'a [RecordCost],
@@ -1323,8 +1631,8 @@ fn print_report(r: &Report<'_>) {
     let w = &mut out;
     let _ = writeln!(
         w,
-        "\n## Application benchmark ({} mode: {:?} warm-up + {:?} measured per row; {} seeded users)\n",
-        r.mode.name, r.mode.warmup, r.mode.duration, r.users
+        "\n## Application benchmark ({} mode: {:?} warm-up + {:?} measured per row; {} seeded users, {} seeded listings)\n",
+        r.mode.name, r.mode.warmup, r.mode.duration, r.users, r.mode.listings
     );
     let _ = writeln!(
         w,
@@ -1477,6 +1785,43 @@ fn print_report(r: &Report<'_>) {
             row.conns,
             row.stats.rate() * per_request as f64,
             commits / row.span.as_secs_f64(),
+        );
+    }
+
+    // Search ceiling.
+    let _ = writeln!(
+        w,
+        "\n### Search ceiling: the same FTS5 query in a raw rusqlite loop ({} listings, seeded copy; {QUERY_PAIRS} two-word queries matching {} / {} / {} listings min / median / max)\n",
+        r.mode.listings, r.matches.0, r.matches.1, r.matches.2
+    );
+    let search_row =
+        find(r.rows, Kind::Search, 64).or_else(|| r.rows.iter().find(|x| x.kind == Kind::Search));
+    let search_rate = search_row.map_or(0.0, |x| x.stats.rate());
+    let _ = writeln!(
+        w,
+        "| reader | queries/s | p50 ms | p99 ms | souk GET /listings?q= @ {} conns / this |",
+        search_row.map_or(0, |x| x.conns)
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|");
+    for c in r.search_ceilings {
+        let _ = writeln!(
+            w,
+            "| rusqlite, {} thread{} (own connection each), MATCH + bm25 + join, LIMIT {SEARCH_LIMIT} | {:.0} | | | {} |",
+            c.threads,
+            if c.threads == 1 { "" } else { "s" },
+            c.rate(),
+            ratio(search_rate, c.rate()),
+        );
+    }
+    if let Some(row) = search_row {
+        let _ = writeln!(
+            w,
+            "| souk {}, {} conns | {:.0} | {} | {} | |",
+            row.label,
+            row.conns,
+            row.stats.rate(),
+            fmt_ms(row.stats.ms(0.5)),
+            fmt_ms(row.stats.ms(0.99)),
         );
     }
 
@@ -1635,6 +1980,60 @@ fn print_report(r: &Report<'_>) {
             met(row.p99() <= TARGET_TRANSFER_P99_MS)
         );
     }
+    if let Some(row) = search_row {
+        let _ = writeln!(
+            w,
+            "| search ≥ {TARGET_SEARCH_PER_S:.0} req/s at {} conns, {} listings (two-word queries) | {:.0} req/s ({} × the 1-thread raw FTS5 ceiling) | {} |",
+            row.conns,
+            r.mode.listings,
+            row.stats.rate(),
+            r.search_ceilings
+                .first()
+                .map_or("-".into(), |c| ratio(row.stats.rate(), c.rate())),
+            met(row.stats.rate() >= TARGET_SEARCH_PER_S)
+        );
+        let _ = writeln!(
+            w,
+            "| search p99 ≤ {TARGET_SEARCH_P99_MS} ms at {} conns | {:.2} ms | {} |",
+            row.conns,
+            row.p99(),
+            met(row.p99() <= TARGET_SEARCH_P99_MS)
+        );
+    }
+    if let (Some(read), Some(health)) = (
+        r.rows.iter().find(|x| x.kind == Kind::ListingRead),
+        r.rows.iter().find(|x| x.kind == Kind::Healthz),
+    ) {
+        let share = read.stats.rate() / health.stats.rate();
+        let _ = writeln!(
+            w,
+            "| GET /listings/{{id}} (cached, signed in) ≥ {:.0} % of GET /healthz req/s at {} conns | {:.0} of {:.0} req/s = {:.0} % | {} |",
+            TARGET_READ_SHARE * 100.0,
+            read.conns,
+            read.stats.rate(),
+            health.stats.rate(),
+            share * 100.0,
+            met(share >= TARGET_READ_SHARE)
+        );
+    }
+    if let Some(row) = r.rows.iter().find(|x| x.kind == Kind::ListingCreate) {
+        let _ = writeln!(
+            w,
+            "| creating listings ≥ {TARGET_LISTINGS_PER_S:.0}/s at {} conns (durable) | {:.0}/s (p99 {:.2} ms) | {} |",
+            row.conns,
+            row.stats.rate(),
+            row.p99(),
+            met(row.stats.rate() >= TARGET_LISTINGS_PER_S)
+        );
+    }
+    let _ = writeln!(
+        w,
+        "| server RSS with {} listings (stated; no target) | idle {} MB after start; peak {} MB during the search row | - |",
+        r.mode.listings,
+        r.idle_rss_kb
+            .map_or("?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+        search_row.map_or("?".into(), |x| fmt_mb(x.peak_rss_kb)),
+    );
     if let Some(kb) = r.idle_rss_kb {
         let mb = kb as f64 / 1024.0;
         let _ = writeln!(
@@ -1720,9 +2119,21 @@ fn print_report(r: &Report<'_>) {
     }
     let _ = writeln!(
         w,
-        "- seeding {} users (rusqlite, one transaction, after `souk migrate`): {:.2} s",
+        "- seeding {} users and {} listings (rusqlite, one transaction, after `souk migrate`; the listing triggers fill the FTS5 and tag indexes): {:.2} s",
         r.users,
+        r.mode.listings,
         r.seed_time.as_secs_f64()
+    );
+    let _ = writeln!(
+        w,
+        "- server RSS with {} listings: {} MB idle (500 ms after the first 200), {} MB peak during the search row",
+        r.mode.listings,
+        r.idle_rss_kb
+            .map_or("?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+        r.rows
+            .iter()
+            .find(|x| x.kind == Kind::Search)
+            .map_or("?".into(), |x| fmt_mb(x.peak_rss_kb)),
     );
     let _ = writeln!(w, "- machine: {}", machine());
     for note in r.notes {
@@ -1772,14 +2183,35 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     let phc =
         souk::accounts::passwords::hash_now(PASSWORD.as_bytes()).map_err(|e| e.to_string())?;
     let pristine = dir.join("seeded.db");
-    eprintln!("seeding {} users …", mode.users);
-    let seed_time = seed(&bin, &pristine, mode.users, &phc)?;
+    eprintln!(
+        "seeding {} users and {} listings …",
+        mode.users, mode.listings
+    );
+    let seed_time = seed(&bin, &pristine, mode.users, mode.listings, &phc)?;
     let check_small = souk_check(&bin, &pristine)?;
     eprintln!(
         "seeded in {:.2} s; souk check passed in {:.2} s",
         seed_time.as_secs_f64(),
         check_small.as_secs_f64()
     );
+    let matches = match_counts(&pristine)?;
+    eprintln!(
+        "listings matching each of the {QUERY_PAIRS} query pairs: min {}, median {}, max {}",
+        matches.0, matches.1, matches.2
+    );
+    notes.push(format!(
+        "search: {QUERY_PAIRS} fixed two-word queries (`q=w1+w2`, words of Zipf ranks {}–{} of {VOCAB_WORDS}) match {} / {} / {} active listings (min / median / max); seeded titles have {}–{} words and descriptions {}–{}, drawn by Zipf (s = {ZIPF_S}); SQLite's plan of the search SQL: {}",
+        QUERY_RANKS.0 + 1,
+        QUERY_RANKS.1,
+        matches.0,
+        matches.1,
+        matches.2,
+        TITLE_WORDS.0,
+        TITLE_WORDS.1,
+        DESCRIPTION_WORDS.0,
+        DESCRIPTION_WORDS.1,
+        search_plan(&pristine)?
+    ));
     let main_db = dir.join("main.db");
     copy_db(&pristine, &main_db)?;
 
@@ -1838,8 +2270,10 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         .find(|&&c| c == 64)
         .unwrap_or(&mode.conns[0]);
     plan.push((Kind::Healthz, healthz_conns));
+    plan.push((Kind::ListingRead, healthz_conns));
     plan.push((Kind::Search, healthz_conns));
     plan.extend(mode.conns.iter().map(|&c| (Kind::Transfer, c)));
+    plan.push((Kind::ListingCreate, healthz_conns));
     plan.extend(mode.batch_conns.iter().map(|&c| (Kind::Batch, c)));
     plan.extend(mode.conns.iter().map(|&c| (Kind::Escrow, c)));
     plan.extend(mode.login_conns.iter().map(|&c| (Kind::Login, c)));
@@ -1957,6 +2391,18 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         remove_db(&db);
     }
 
+    // The search ceiling on a copy of the seeded database.
+    let mut search_ceilings = Vec::new();
+    {
+        let db = dir.join("search-ceiling.db");
+        copy_db(&pristine, &db)?;
+        for threads in [1, 2] {
+            eprintln!("search ceiling: {threads} thread(s) …");
+            search_ceilings.push(search_ceiling(&db, threads, mode.ceiling_duration)?);
+        }
+        remove_db(&db);
+    }
+
     // Growth: the seeded size, then the large one.
     let mut growth = Vec::new();
     let mut sizes = Vec::new();
@@ -1981,7 +2427,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         remove_db(&small_db);
         let large_db = dir.join("growth-large.db");
         eprintln!("seeding {large} users …");
-        let took = seed(&bin, &large_db, large, &phc)?;
+        let took = seed(&bin, &large_db, large, 0, &phc)?;
         eprintln!("seeded in {:.1} s; souk check …", took.as_secs_f64());
         let check = souk_check(&bin, &large_db)?;
         sizes.push(SizeFacts {
@@ -2034,6 +2480,8 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         idle_threads,
         empty_idle_rss_kb,
         ceilings: &ceilings,
+        search_ceilings: &search_ceilings,
+        matches,
         growth: &growth,
         sizes: &sizes,
         records: &records,
