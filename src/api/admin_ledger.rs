@@ -18,9 +18,8 @@ use crate::ledger::{self, Applied, External, REFERENCE_CHARS_MAX};
 /// (`%2C`: 22 bytes an id), with room to spare, so a request over the limit
 /// gets this route's 400 rather than the HTTP layer's 414.
 pub const BALANCE_USERS_MAX: usize = 350;
-const _: () = assert!(
-    (BALANCE_USERS_MAX + 1) * 22 + 128 <= crate::limits::REQUEST_TARGET_BYTES_MAX
-);
+const _: () =
+    assert!((BALANCE_USERS_MAX + 1) * 22 + 128 <= crate::limits::REQUEST_TARGET_BYTES_MAX);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

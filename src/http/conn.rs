@@ -20,8 +20,8 @@ use super::request::{Method, Request};
 use super::response::Response;
 use super::server::Shared;
 use crate::limits::{
-    BODY_DOUBLING_FROM_BYTES, IDLE_BUFFER_BYTES_MAX, LINGER_MS, READ_CHUNK_BYTES, REQUEST_HEAD_BYTES_MAX,
-    REQUEST_HEADERS_MAX, REQUEST_TARGET_BYTES_MAX,
+    BODY_DOUBLING_FROM_BYTES, IDLE_BUFFER_BYTES_MAX, LINGER_MS, READ_CHUNK_BYTES,
+    REQUEST_HEAD_BYTES_MAX, REQUEST_HEADERS_MAX, REQUEST_TARGET_BYTES_MAX,
 };
 
 pub(crate) struct Conn {
@@ -559,7 +559,10 @@ fn split_host_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
         _ => 0,
     };
     match value[search_from..].iter().position(|&b| b == b':') {
-        Some(at) => (&value[..search_from + at], Some(&value[search_from + at + 1..])),
+        Some(at) => (
+            &value[..search_from + at],
+            Some(&value[search_from + at + 1..]),
+        ),
         None => (value, None),
     }
 }
@@ -570,8 +573,21 @@ fn is_host_char(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\''
-                | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
         )
 }
 

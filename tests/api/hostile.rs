@@ -268,13 +268,19 @@ fn a_target_that_is_neither_origin_nor_absolute_form_gets_400() {
         raw(&app, request).assert_error(400, "bad_request");
     }
     for host in ["a:000080", "[v1.fe80::a+en1]", "[::1]", "a:"] {
-        let response = raw(&app, &format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        let response = raw(
+            &app,
+            &format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        );
         assert_eq!(response.status, 200, "Host: {host}: {response:?}");
     }
     // `OPTIONS *` asks about the server as a whole.
     let response = raw(&app, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(response.status, 204, "{response:?}");
-    assert!(response.header("allow").is_some_and(|a| a.contains("POST")), "{response:?}");
+    assert!(
+        response.header("allow").is_some_and(|a| a.contains("POST")),
+        "{response:?}"
+    );
     let response = raw(&app, "GET http://a:1/healthz HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(response.status, 200, "{response:?}");
     let response = raw(&app, "GET HTTP://a/healthz HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -329,7 +335,10 @@ fn a_shutdown_refuses_new_connections_at_once_while_an_answer_is_still_being_wri
         "a new connection during shutdown must be refused, not left in the backlog"
     );
     drop(hog);
-    assert!(done.recv_timeout(Duration::from_secs(10)).is_ok(), "shutdown finished");
+    assert!(
+        done.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "shutdown finished"
+    );
 }
 
 // ---- one server per database ---------------------------------------------------------

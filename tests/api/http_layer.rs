@@ -589,7 +589,7 @@ fn head_answers_with_the_headers_of_get_and_no_body() {
 
 #[test]
 fn a_client_that_stops_reading_its_answers_holds_no_worker_and_is_cut_off_by_its_response_deadline()
- {
+{
     let app = spawn_app_with(|c| {
         c.workers = 1;
         c.read_timeout = Duration::from_secs(1);
@@ -622,7 +622,10 @@ fn a_client_that_stops_reading_its_answers_holds_no_worker_and_is_cut_off_by_its
             Err(e) => panic!("expected the server to cut the hog off, got {e}"),
         }
     }
-    assert!(received < 32 << 20, "{received} bytes sent to a client that did not read");
+    assert!(
+        received < 32 << 20,
+        "{received} bytes sent to a client that did not read"
+    );
 }
 
 // ---- the connection cap ----------------------------------------------------
@@ -723,7 +726,10 @@ fn a_literal_segment_wins_over_a_parameter_and_allow_lists_only_that_path() {
         client.send(request.as_bytes());
         let response = client.read_response();
         response.assert_error(405, "method_not_allowed");
-        let allow = response.header("allow").expect("an Allow header").to_owned();
+        let allow = response
+            .header("allow")
+            .expect("an Allow header")
+            .to_owned();
         let mut methods: Vec<String> = allow.split(',').map(|m| m.trim().to_owned()).collect();
         methods.sort_unstable();
         methods

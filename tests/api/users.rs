@@ -754,14 +754,24 @@ fn a_bulk_read_returns_users_in_the_order_asked_and_leaves_unknown_ids_out() {
     assert_eq!(error["field"], "ids");
     // Paging is the search's, but a bad value is refused here too (it was
     // ignored), and a good one changes nothing.
-    for (bad, field) in [("limit=-1.5", "limit"), ("limit=+5", "limit"), ("after=%C2%BD", "after")] {
+    for (bad, field) in [
+        ("limit=-1.5", "limit"),
+        ("limit=+5", "limit"),
+        ("after=%C2%BD", "after"),
+    ] {
         let error = world
-            .get(&format!("/api/v1/users?ids={}&{bad}", ids[0]), &viewer.token)
+            .get(
+                &format!("/api/v1/users?ids={}&{bad}", ids[0]),
+                &viewer.token,
+            )
             .assert_error(400, "invalid_field");
         assert_eq!(error["field"], field, "{bad}");
     }
     let body = assert_status(
-        &world.get(&format!("/api/v1/users?ids={}&limit=1&after=a", ids[0]), &viewer.token),
+        &world.get(
+            &format!("/api/v1/users?ids={}&limit=1&after=a", ids[0]),
+            &viewer.token,
+        ),
         200,
     );
     assert_eq!(body["users"].as_array().map(Vec::len), Some(1), "{body}");
