@@ -1,6 +1,7 @@
-//! The typed configuration (docs/running.md; README: Configuration): every environment variable is also a
-//! command-line flag, parsed and range-checked once at start. A bad value stops
-//! the program with a message naming the variable.
+//! The typed configuration (docs/running.md; README: Configuration): every
+//! environment variable is also a command-line flag, parsed and range-checked
+//! once at start. A bad value stops the program with a message naming the
+//! variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -73,7 +73,7 @@ pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 
 /// The escrow if the caller may see it: a party or an admin; else 404.
 fn visible(app: &App, caller: &Caller, params: &Params) -> Result<Escrow> {
-    let id = ids::parse_id("id", params.get("id")?).map_err(|_| Error::NotFound)?;
+    let id = params.id()?;
     let escrow = app
         .store
         .readers
@@ -113,9 +113,7 @@ pub fn list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             "state must be held, released, refunded, disputed or resolved",
         ));
     }
-    let after = query::param(request, "after")?
-        .map(|a| ids::parse_id("after", &a))
-        .transpose()?;
+    let after = query::after_id(request)?;
     let limit = query::limit(request)?;
     let mut page = app.store.readers.read(|conn| {
         escrow::page(

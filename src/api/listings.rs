@@ -74,7 +74,7 @@ fn optional_caller(app: &App, request: &Request) -> Result<Option<Caller>> {
 /// The listing `{id}` if `caller` may see it (through the listing cache);
 /// else 404.
 fn visible(app: &App, caller: Option<&Caller>, params: &Params) -> Result<Listing> {
-    let id = ids::parse_id("id", params.get("id")?).map_err(|_| Error::NotFound)?;
+    let id = params.id()?;
     let readers = &app.store.readers;
     let listing = app
         .caches
@@ -184,13 +184,6 @@ fn edited_price(app: &App, text: &str, currency: &Currency) -> Result<Amount> {
     })
 }
 
-/// `?after=`: a listing id (the previous page's `next`).
-fn after(request: &Request) -> Result<Option<i64>> {
-    query::param(request, "after")?
-        .map(|a| ids::parse_id("after", &a))
-        .transpose()
-}
-
 /// Renders a page fetched with `limit + 1` rows: the extra row only says
 /// that there is a next page, whose cursor is the last shown listing's id.
 fn render_page(app: &App, mut page: Vec<Listing>, limit: usize) -> Reply {
@@ -216,7 +209,7 @@ pub fn mine(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         .map(|s| ListingState::parse("state", &s))
         .transpose()?;
     let limit = query::limit(request)?;
-    let after = after(request)?;
+    let after = query::after_id(request)?;
     let page = app
         .store
         .readers
@@ -230,7 +223,7 @@ pub fn search(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     optional_caller(app, request)?;
     let query = parse_query(app, request)?;
     let limit = query::limit(request)?;
-    let after = after(request)?;
+    let after = query::after_id(request)?;
     let page = app
         .store
         .readers

@@ -21,6 +21,13 @@ pub fn param(request: &Request, name: &str) -> Result<Option<String>> {
         .map_err(|_| Error::invalid_field(name, format!("{name} is not valid UTF-8")))
 }
 
+/// `?after=`: an id cursor (the previous page's `next`), if present.
+pub fn after_id(request: &Request) -> Result<Option<i64>> {
+    param(request, "after")?
+        .map(|a| crate::ids::parse_id("after", &a))
+        .transpose()
+}
+
 /// `?limit=`: 1..=100 in plain digits, default 20.
 pub fn limit(request: &Request) -> Result<usize> {
     match param(request, "limit")? {

@@ -77,17 +77,8 @@ pub fn error(e: Error) -> Response {
     let mut body = Map::new();
     body.insert("code".into(), json!(code));
     body.insert("message".into(), json!(message));
-    match &e {
-        Error::InvalidField { field, .. } => {
-            body.insert("field".into(), json!(field));
-        }
-        Error::WrongPassword { field } => {
-            body.insert("field".into(), json!(field));
-        }
-        Error::UnknownCursor => {
-            body.insert("field".into(), json!("after"));
-        }
-        _ => {}
+    if let Some(field) = field_of(&e) {
+        body.insert("field".into(), json!(field));
     }
     if let Some(index) = index {
         body.insert("index".into(), json!(index));
@@ -100,6 +91,16 @@ pub fn error(e: Error) -> Response {
             response.with_header("retry-after", retry_after_s.to_string())
         }
         _ => response,
+    }
+}
+
+/// The one input field an error is about, when there is one.
+fn field_of(e: &Error) -> Option<&str> {
+    match e {
+        Error::InvalidField { field, .. } => Some(field),
+        Error::WrongPassword { field } => Some(field),
+        Error::UnknownCursor => Some("after"),
+        _ => None,
     }
 }
 

@@ -21,6 +21,12 @@ impl Params {
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| Error::internal(format!("route has no parameter {name}")))
     }
+
+    /// The `{id}` of the path as an id; one that cannot be an id names
+    /// nothing, so it is 404 like an unknown one.
+    pub fn id(&self) -> Result<i64> {
+        crate::ids::parse_id("id", self.get("id")?).map_err(|_| Error::NotFound)
+    }
 }
 
 enum Segment {

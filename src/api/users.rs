@@ -192,7 +192,7 @@ fn wrong_current_password() -> Error {
 /// `GET /users/{id}`: a public profile.
 pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     auth::caller(app, request)?;
-    let id = ids::parse_id("id", params.get("id")?).map_err(|_| Error::NotFound)?;
+    let id = params.id()?;
     let user = auth::profile(app, id)?.ok_or(Error::NotFound)?;
     Ok(Reply::Now(respond::json(
         200,
@@ -298,7 +298,7 @@ impl AdminChanges {
 /// the user's sessions in the same transaction.
 pub fn admin_update(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
-    let id = ids::parse_id("id", params.get("id")?).map_err(|_| Error::NotFound)?;
+    let id = params.id()?;
     let changes = json::body::<AdminChanges>(request)?.parse()?;
     Ok(app.write(
         move |tx| users::update(tx, id, &changes),

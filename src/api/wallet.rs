@@ -35,9 +35,7 @@ pub fn entries(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let currency = query::param(request, "currency")?
         .map(|code| money::currency(currencies, "currency", &code))
         .transpose()?;
-    let after = query::param(request, "after")?
-        .map(|a| ids::parse_id("after", &a))
-        .transpose()?;
+    let after = query::after_id(request)?;
     let limit = query::limit(request)?;
     let code = currency.as_ref().map(|c| c.code.as_str());
     let mut page = app

@@ -569,7 +569,7 @@ pub fn transfer_batch(
 
 pub fn transfer(tx: &WriteTx<'_>, from: i64, item: &TransferItem, now: i64) -> Result<Transfer> {
     if item.to == from {
-        return Err(Error::invalid_field("to", "cannot transfer to yourself"));
+        return Err(to_self());
     }
     require_user(tx, item.to)?;
     debit_available(tx, from, &item.currency.code, item.amount.minor())?;
@@ -577,11 +577,15 @@ pub fn transfer(tx: &WriteTx<'_>, from: i64, item: &TransferItem, now: i64) -> R
     record_transfer(tx, from, item, now)
 }
 
+fn to_self() -> Error {
+    Error::invalid_field("to", "cannot transfer to yourself")
+}
+
 /// Every recipient of a batch exists and is not the sender (one query for
 /// all); an error names the item, even in a batch of one.
 fn require_recipients(tx: &WriteTx<'_>, from: i64, items: &[TransferItem]) -> Result<()> {
     if let Some(index) = items.iter().position(|item| item.to == from) {
-        return Err(Error::invalid_field("to", "cannot transfer to yourself").at_index(index));
+        return Err(to_self().at_index(index));
     }
     let ids: Vec<i64> = items.iter().map(|i| i.to).collect();
     let list = serde_json::to_string(&ids).map_err(Error::internal)?;

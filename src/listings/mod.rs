@@ -56,28 +56,26 @@ impl ListingState {
         }
     }
 
+    fn named(text: &str) -> Option<ListingState> {
+        ListingState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     /// As a client sends it (`state` of a PATCH or a filter).
     pub fn parse(field: &str, text: &str) -> Result<ListingState> {
-        ListingState::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                Error::invalid_field(field, format!("{field} must be active, paused or closed"))
-            })
+        ListingState::named(text).ok_or_else(|| {
+            Error::invalid_field(field, format!("{field} must be active, paused or closed"))
+        })
     }
 
     /// As stored; the schema's CHECK allows nothing else.
     fn from_db(text: &str) -> rusqlite::Result<ListingState> {
-        ListingState::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    format!("listing state `{text}`").into(),
-                )
-            })
+        ListingState::named(text).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                format!("listing state `{text}`").into(),
+            )
+        })
     }
 }
 
@@ -199,12 +197,12 @@ impl Description {
 /// A quantity in stock: a JSON number with no fraction (`3` or `3.0`, as
 /// JSON Schema's `integer`), 0..=QUANTITY_MAX.
 pub fn parse_quantity(quantity: &serde_json::Number) -> Result<i64> {
-    // An integral float is exact below 2^53, far above QUANTITY_MAX; the
-    // range check below refuses anything larger.
+    // `as` saturates, and the range check below refuses anything that
+    // large; NaN and infinities have no zero fraction.
     let whole = quantity.as_i64().or_else(|| {
         quantity
             .as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() <= 2f64.powi(53))
+            .filter(|f| f.fract() == 0.0)
             .map(|f| f as i64)
     });
     match whole {
@@ -339,7 +337,8 @@ pub fn create(tx: &WriteTx<'_>, new: &NewListing, now: i64) -> Result<Listing> {
         new.tags.to_json()?,
         now
     ])?;
-    tx.touch(Touched::Listing(id));
+    // No touch: a new id cannot be cached (misses are not stored), and an
+    // invalidation would only throw away concurrent cache fills.
     Ok(Listing {
         id,
         seller: new.seller,
@@ -392,15 +391,14 @@ pub fn update(tx: &WriteTx<'_>, id: i64, changes: &Changes, now: i64) -> Result<
             changes.state.map(ListingState::as_str),
             now
         ])?;
-    tx.touch(Touched::Listing(id));
-    let listing = by_id(tx, id)?.ok_or(Error::NotFound)?;
     if changed == 0 {
         return Err(Error::Conflict {
             code: "invalid_state",
             message: "listing is closed; a closed listing cannot be changed".into(),
         });
     }
-    Ok(listing)
+    tx.touch(Touched::Listing(id));
+    by_id(tx, id)?.ok_or(Error::NotFound)
 }
 
 /// A page of the seller's own listings in any state (or `state`), newest
