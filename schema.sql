@@ -228,3 +228,119 @@ BEGIN
     INSERT INTO listings_fts (listings_fts, rowid, title, description)
     VALUES ('delete', old.seq, old.title, old.description);
 END;
+
+-- migration 7: orders, the platform's fee account, reviews and order messages
+-- The platform is user 0: its accounts hold the fees, so fees are ordinary
+-- ledger money (entries, replay, conservation) and `souk check` covers them.
+-- Clients can never name id 0 (ids are 1..=2^63-1), its name holds a
+-- character no username may have and sorts after every username, and it
+-- cannot log in (suspended, no password hash).
+INSERT INTO users (id, username, display_name, password_hash, role, status, created_at)
+VALUES (0, '·platform', 'platform fees', '!', 'user', 'suspended', CAST(strftime('%s', 'now') AS INTEGER));
+-- The platform's entries (fees in, fee withdrawals out), for GET /admin/fees.
+CREATE INDEX entries_platform ON entries (currency, kind) WHERE user_id = 0;
+
+-- An order's escrow belongs to it: order_id names the order, and such an
+-- escrow has no release time (it moves only through its order). Rebuilt
+-- because release_at becomes nullable; no table references escrows yet.
+CREATE TABLE escrows_v7 (
+    seq        INTEGER PRIMARY KEY,                -- creation order; never shown
+    id         INTEGER NOT NULL UNIQUE,            -- random, shown
+    buyer      INTEGER NOT NULL REFERENCES users (id),
+    seller     INTEGER NOT NULL REFERENCES users (id),
+    currency   TEXT NOT NULL,
+    amount     INTEGER NOT NULL CHECK (amount > 0),
+    state      TEXT NOT NULL CHECK (state IN ('held', 'released', 'refunded', 'disputed', 'resolved')),
+    memo       TEXT,
+    created_at INTEGER NOT NULL,
+    release_at INTEGER,                            -- NULL exactly for an order's escrow
+    closed_at  INTEGER,
+    to_seller  INTEGER CHECK (to_seller >= 0),     -- a resolution's split (before any fee)
+    to_buyer   INTEGER CHECK (to_buyer >= 0),
+    order_id   INTEGER UNIQUE,                     -- the order it pays for; NULL for a plain escrow
+    CHECK (buyer != seller),
+    CHECK ((order_id IS NULL) = (release_at IS NOT NULL))
+) STRICT;
+INSERT INTO escrows_v7 (seq, id, buyer, seller, currency, amount, state, memo, created_at,
+                        release_at, closed_at, to_seller, to_buyer, order_id)
+SELECT seq, id, buyer, seller, currency, amount, state, memo, created_at,
+       release_at, closed_at, to_seller, to_buyer, NULL
+FROM escrows ORDER BY seq;
+DROP TABLE escrows;
+ALTER TABLE escrows_v7 RENAME TO escrows;
+CREATE INDEX escrows_buyer_seq ON escrows (buyer, seq);
+CREATE INDEX escrows_seller_seq ON escrows (seller, seq);
+CREATE INDEX escrows_due ON escrows (release_at) WHERE state = 'held' AND release_at IS NOT NULL;
+
+-- An order buys `quantity` of one listing at the title and price it had
+-- when placed. Its money waits in its escrow; the fee rate is fixed at
+-- placement (fee_bps) and `fee` is the fee of the order's amount, or after a
+-- resolution the fee actually taken from the seller's part.
+CREATE TABLE orders (
+    seq            INTEGER PRIMARY KEY,            -- placement order; never shown
+    id             INTEGER NOT NULL UNIQUE,        -- random, shown
+    listing        INTEGER NOT NULL REFERENCES listings (id),
+    buyer          INTEGER NOT NULL REFERENCES users (id),
+    seller         INTEGER NOT NULL REFERENCES users (id),
+    title          TEXT NOT NULL,                  -- the listing's title when placed
+    currency       TEXT NOT NULL,
+    unit_price     INTEGER NOT NULL CHECK (unit_price > 0),
+    quantity       INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 1000),
+    amount         INTEGER NOT NULL CHECK (amount > 0),
+    fee_bps        INTEGER NOT NULL CHECK (fee_bps BETWEEN 0 AND 10000),
+    fee            INTEGER NOT NULL CHECK (fee >= 0 AND fee <= amount),
+    state          TEXT NOT NULL CHECK (state IN ('paid', 'shipped', 'completed', 'cancelled',
+                                                  'disputed', 'resolved')),
+    memo           TEXT,
+    tracking       TEXT,
+    dispute_reason TEXT,
+    escrow         INTEGER NOT NULL UNIQUE REFERENCES escrows (id),
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    ship_by        INTEGER NOT NULL,               -- unix seconds; the ship timer fires after it
+    confirm_by     INTEGER,                        -- set when shipped; the confirm timer fires after it
+    CHECK (buyer != seller),
+    CHECK (amount = unit_price * quantity)
+) STRICT;
+CREATE INDEX orders_buyer_seq ON orders (buyer, seq);
+CREATE INDEX orders_seller_seq ON orders (seller, seq);
+CREATE INDEX orders_state_seq ON orders (state, seq);
+CREATE INDEX orders_ship_due ON orders (ship_by) WHERE state = 'paid';
+CREATE INDEX orders_confirm_due ON orders (confirm_by) WHERE state = 'shipped';
+
+-- One review per side of a finished order; rating_totals, kept by the
+-- trigger in the review's own transaction, is each user's summary.
+CREATE TABLE reviews (
+    seq        INTEGER PRIMARY KEY,                -- insertion order; never shown
+    id         INTEGER NOT NULL UNIQUE,            -- random, shown
+    order_id   INTEGER NOT NULL REFERENCES orders (id),
+    author     INTEGER NOT NULL REFERENCES users (id),
+    subject    INTEGER NOT NULL REFERENCES users (id),
+    rating     INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5),
+    comment    TEXT,
+    created_at INTEGER NOT NULL,
+    UNIQUE (order_id, author),
+    CHECK (author != subject)
+) STRICT;
+CREATE INDEX reviews_subject_seq ON reviews (subject, seq);
+CREATE TABLE rating_totals (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id),
+    count   INTEGER NOT NULL CHECK (count >= 0),
+    total   INTEGER NOT NULL CHECK (total >= 0)  -- sum of ratings
+) STRICT;
+CREATE TRIGGER reviews_rating_totals AFTER INSERT ON reviews
+BEGIN
+    INSERT INTO rating_totals (user_id, count, total) VALUES (new.subject, 1, new.rating)
+    ON CONFLICT (user_id) DO UPDATE SET count = count + 1, total = total + excluded.total;
+END;
+
+-- Messages about one order between its buyer, its seller and admins.
+CREATE TABLE order_messages (
+    seq        INTEGER PRIMARY KEY,                -- insertion order, the reading order; never shown
+    id         INTEGER NOT NULL UNIQUE,            -- random, shown
+    order_id   INTEGER NOT NULL REFERENCES orders (id),
+    author     INTEGER NOT NULL REFERENCES users (id),
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX order_messages_order_seq ON order_messages (order_id, seq);

@@ -196,7 +196,7 @@ pub fn stats(conn: &Connection, now: i64) -> Result<UserStats> {
                 coalesce(sum(last_login_at >= ?1), 0), coalesce(sum(last_login_at >= ?2), 0),
                 coalesce(sum(created_at >= ?1), 0), coalesce(sum(created_at >= ?2), 0),
                 coalesce(sum(status = 'suspended'), 0), coalesce(sum(role = 'admin'), 0)
-         FROM users",
+         FROM users WHERE id != 0", // user 0 is the platform (ledger::PLATFORM), no person
         )?
         .query_row([day, week], |row| {
             Ok(UserStats {

@@ -24,6 +24,10 @@ use money::{Amount, Currency, format_minor};
 /// (available, held) in minor units, by currency code.
 pub type Balances = BTreeMap<String, (i64, i64)>;
 
+/// The platform's user id: its accounts hold the fees orders pay (schema
+/// migration 7). No client can name it: ids they send are 1..=i64::MAX.
+pub const PLATFORM: i64 = 0;
+
 /// Items in one batch transfer (docs/api.md).
 pub const BATCH_ITEMS_MAX: usize = 1000;
 /// Longest memo, in characters (docs/api.md).
