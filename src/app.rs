@@ -18,6 +18,7 @@ use crate::ledger::idempotency::InFlight;
 use crate::memo::Memo;
 use crate::monitor::alerts::Thresholds;
 use crate::monitor::{Monitor, MonitorThread};
+use crate::orders::messages::{MESSAGE_WINDOW, MESSAGES_PER_WINDOW, SendLimit};
 use crate::store::{ServeLock, Store, StoreConfig, Touched, WriteTx};
 
 /// What every handler can reach.
@@ -31,6 +32,8 @@ pub struct App {
     /// Anonymous listing reads and searches per client address: they need
     /// no account, so the address is the only thing to count.
     pub anonymous_reads: AddressLimit,
+    /// Order messages per sender, in a sliding window.
+    pub messages_sent: SendLimit,
     pub user_stats: Memo<UserStats>,
     pub wallet_stats: Memo<serde_json::Value>,
     pub in_flight: InFlight,
@@ -165,6 +168,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         guard,
         registrations,
         anonymous_reads,
+        messages_sent: SendLimit::new(MESSAGES_PER_WINDOW, MESSAGE_WINDOW),
         user_stats,
         wallet_stats,
         in_flight: InFlight::default(),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::truncate;
+use crate::orders::reviews::{Rating, RatingView};
 
 pub const USERNAME_CHARS_MIN: usize = 3;
 pub const USERNAME_CHARS_MAX: usize = 32;
@@ -148,6 +149,8 @@ pub struct User {
     pub status: Status,
     pub created_at: i64,
     pub last_login_at: Option<i64>,
+    /// Ratings received from reviews of finished orders.
+    pub rating: Rating,
 }
 
 /// What anyone signed in may see of another user.
@@ -157,6 +160,7 @@ pub struct PublicUser<'a> {
     pub username: &'a str,
     pub display_name: Option<&'a str>,
     pub created_at: String,
+    pub rating: RatingView,
 }
 
 /// What a user sees of themselves, and admins of anyone.
@@ -178,6 +182,7 @@ impl User {
             username: &self.username,
             display_name: self.display_name.as_deref(),
             created_at: crate::clock::rfc3339(self.created_at),
+            rating: self.rating.view(),
         }
     }
 

@@ -6,9 +6,16 @@ use serde::Serialize;
 use super::{Role, Status, User, Username};
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::orders::reviews::Rating;
 use crate::store::{Touched, WriteTx};
 
-const COLUMNS: &str = "id, username, display_name, role, status, created_at, last_login_at";
+/// Qualified, so that queries joining other tables (`json_each` has an `id`
+/// too) can use them as they are. The last two are the rating summary
+/// (orders::reviews), one key lookup each.
+const COLUMNS: &str = "users.id, users.username, users.display_name, users.role, users.status,
+    users.created_at, users.last_login_at,
+    (SELECT count FROM rating_totals WHERE user_id = users.id),
+    (SELECT total FROM rating_totals WHERE user_id = users.id)";
 
 /// Most ids one `GET /users?ids=` answers (docs/api.md).
 pub const BULK_IDS_MAX: usize = 100;
@@ -16,14 +23,23 @@ pub const BULK_IDS_MAX: usize = 100;
 pub const BULK_UPDATES_MAX: usize = 1000;
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    from_row_at(row, 0)
+}
+
+/// A user read from COLUMNS starting at column `at`.
+fn from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
     Ok(User {
-        id: row.get(0)?,
-        username: row.get(1)?,
-        display_name: row.get(2)?,
-        role: Role::from_db(&row.get::<_, String>(3)?),
-        status: Status::from_db(&row.get::<_, String>(4)?),
-        created_at: row.get(5)?,
-        last_login_at: row.get(6)?,
+        id: row.get(at)?,
+        username: row.get(at + 1)?,
+        display_name: row.get(at + 2)?,
+        role: Role::from_db(&row.get::<_, String>(at + 3)?),
+        status: Status::from_db(&row.get::<_, String>(at + 4)?),
+        created_at: row.get(at + 5)?,
+        last_login_at: row.get(at + 6)?,
+        rating: Rating {
+            count: row.get::<_, Option<i64>>(at + 7)?.unwrap_or(0),
+            total: row.get::<_, Option<i64>>(at + 8)?.unwrap_or(0),
+        },
     })
 }
 
@@ -40,10 +56,10 @@ pub fn by_username_with_hash(
     conn: &Connection,
     username: &Username,
 ) -> Result<Option<(User, String)>> {
-    let sql = format!("SELECT {COLUMNS}, password_hash FROM users WHERE username = ?1");
+    let sql = format!("SELECT password_hash, {COLUMNS} FROM users WHERE username = ?1");
     Ok(conn
         .prepare_cached(&sql)?
-        .query_row([username.as_str()], |row| Ok((from_row(row)?, row.get(7)?)))
+        .query_row([username.as_str()], |row| Ok((from_row_at(row, 1)?, row.get(0)?)))
         .optional()?)
 }
 
@@ -59,12 +75,7 @@ pub fn password_hash(conn: &Connection, id: i64) -> Result<Option<String>> {
 pub fn by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<User>> {
     let list = serde_json::to_string(ids).map_err(Error::internal)?;
     let sql = format!(
-        "SELECT {} FROM json_each(?1) AS asked JOIN users AS u ON u.id = asked.value ORDER BY asked.key",
-        COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "SELECT {COLUMNS} FROM json_each(?1) AS asked JOIN users ON users.id = asked.value ORDER BY asked.key"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([list], from_row)?;
@@ -132,6 +143,7 @@ pub fn insert(
         status: Status::Active,
         created_at: now,
         last_login_at: None,
+        rating: Rating::default(),
     })
 }
 

@@ -8,10 +8,12 @@ pub mod health;
 pub mod idempotent;
 pub mod json;
 pub mod listings;
+pub mod messages;
 pub mod monitoring;
 pub mod openapi;
 pub mod query;
 pub mod respond;
+pub mod reviews;
 mod router;
 pub mod sessions;
 pub mod users;
@@ -89,6 +91,14 @@ pub fn routes() -> Router {
         .op("listings.update")
         .route(Get, "/api/v1/users/me/listings", listings::mine)
         .op("listings.mine")
+        .route(Post, "/api/v1/orders/{id}/review", reviews::create)
+        .op("reviews.create")
+        .route(Get, "/api/v1/users/{id}/reviews", reviews::list)
+        .op("reviews.list")
+        .route(Post, "/api/v1/orders/{id}/messages", messages::post)
+        .op("messages.post")
+        .route(Get, "/api/v1/orders/{id}/messages", messages::list)
+        .op("messages.list")
         .route(Get, "/metrics", monitoring::metrics)
         .op("monitoring.metrics")
         .route(Get, "/dashboard", monitoring::page)

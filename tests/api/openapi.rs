@@ -568,6 +568,18 @@ fn documented_limits_are_the_codes() {
             souk::listings::search::QUERY_CHARS_MAX,
         ),
     ];
+    let feedback_checks: Vec<(&str, Value, usize)> = vec![
+        (
+            "review comment",
+            s["ReviewComment"]["maxLength"].clone(),
+            souk::orders::reviews::COMMENT_CHARS_MAX,
+        ),
+        (
+            "message body",
+            s["MessageBody"]["maxLength"].clone(),
+            souk::orders::messages::BODY_CHARS_MAX,
+        ),
+    ];
     let quantity_max = usize::try_from(souk::listings::QUANTITY_MAX).unwrap_or(usize::MAX);
     let quantity_checks: Vec<(&str, Value, usize)> = vec![
         ("quantity", s["Quantity"]["maximum"].clone(), quantity_max),
@@ -585,6 +597,7 @@ fn documented_limits_are_the_codes() {
     for (what, documented, code) in checks
         .into_iter()
         .chain(listing_checks)
+        .chain(feedback_checks)
         .chain(quantity_checks)
     {
         assert_eq!(documented, json!(code), "{what}");

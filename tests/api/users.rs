@@ -728,7 +728,7 @@ fn a_bulk_read_returns_users_in_the_order_asked_and_leaves_unknown_ids_out() {
     for user in users {
         assert_eq!(
             keys(user),
-            sorted(&["id", "username", "display_name", "created_at"]),
+            sorted(&["id", "username", "display_name", "created_at", "rating"]),
             "{user}"
         );
     }
@@ -817,7 +817,7 @@ fn prefix_search_pages_through_every_match_once_in_username_order() {
         for user in users {
             assert_eq!(
                 keys(user),
-                sorted(&["id", "username", "display_name", "created_at"]),
+                sorted(&["id", "username", "display_name", "created_at", "rating"]),
                 "{user}"
             );
             seen.push(user["username"].as_str().expect("a username").to_owned());
@@ -1240,7 +1240,7 @@ fn another_users_profile_shows_only_public_fields() {
     let user = &body["user"];
     assert_eq!(
         keys(user),
-        sorted(&["id", "username", "display_name", "created_at"]),
+        sorted(&["id", "username", "display_name", "created_at", "rating"]),
         "{body}"
     );
     assert_eq!(user["id"], target.id);
