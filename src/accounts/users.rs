@@ -59,7 +59,9 @@ pub fn by_username_with_hash(
     let sql = format!("SELECT password_hash, {COLUMNS} FROM users WHERE username = ?1");
     Ok(conn
         .prepare_cached(&sql)?
-        .query_row([username.as_str()], |row| Ok((from_row_at(row, 1)?, row.get(0)?)))
+        .query_row([username.as_str()], |row| {
+            Ok((from_row_at(row, 1)?, row.get(0)?))
+        })
         .optional()?)
 }
 

@@ -7,6 +7,7 @@ mod client;
 mod crash;
 mod dashboard_page;
 mod escrow;
+mod feedback;
 mod health;
 mod helpers;
 mod hostile;
