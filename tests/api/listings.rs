@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Member, World, quick_user, request, send_json, world};
 use crate::helpers::{Client, HttpResponse};
+use crate::seeded::{Rng, SeedOnFailure, test_seed};
 
 const LISTINGS: &str = "/api/v1/listings";
 const MINE: &str = "/api/v1/users/me/listings";
@@ -98,44 +99,6 @@ fn set_state(w: &World, who: &Member, id: &str, state: &str) {
     let response = patch(w, who, id, json!({"state": state}));
     assert_eq!(response.status, 200, "{state}: {}", response.body_text());
     assert_eq!(response.json()["listing"]["state"], state);
-}
-
-/// A small deterministic generator (xorshift64*), so a failing run replays
-/// from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Rng {
-        let seed = std::env::var("SOUK_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            })
-            | 1;
-        eprintln!("seed {seed} (SOUK_TEST_SEED={seed} replays it)");
-        Rng(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
-/// Prints the seed again if the test panics, next to the failure.
-struct SeedOnFailure(u64);
-
-impl Drop for SeedOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("failed with seed {} (SOUK_TEST_SEED={})", self.0, self.0);
-        }
-    }
 }
 
 // ---- creating and reading ----------------------------------------------------
@@ -849,8 +812,9 @@ fn page_through(w: &World, query: &str, limit: u64, mut between: impl FnMut()) -
 
 #[test]
 fn paging_returns_every_match_once_in_order_while_listings_are_added() {
-    let mut rng = Rng::from_env();
-    let _seed = SeedOnFailure(rng.0);
+    let seed = test_seed();
+    let _seed = SeedOnFailure(seed);
+    let mut rng = Rng(seed);
     let w = world();
     let seller = quick_user(&w.db, "seller", false);
     let price = |rng: &mut Rng| format!("{}.{:02}", 1 + rng.below(5), rng.below(3) * 25);

@@ -18,5 +18,6 @@ mod listings;
 mod monitoring;
 mod openapi;
 mod resilience;
+mod seeded;
 mod users;
 mod wallets;

@@ -15,6 +15,7 @@ use crate::client::{
     Member, World, open_db, quick_user, request, request_raw_headers, send_json, world,
 };
 use crate::helpers::{Client, HttpResponse};
+use crate::seeded::{Rng, test_seed};
 
 const BTC: u32 = 8;
 const XMR: u32 = 12;
@@ -184,39 +185,6 @@ fn admin_balances(
         path.push_str(&format!("&currencies={currencies}"));
     }
     w.get(&path, &admin.token)
-}
-
-/// A small deterministic generator (splitmix64): the tests need no crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
-
-/// The seed of a randomized test: SOUK_TEST_SEED, or the clock.
-fn test_seed() -> u64 {
-    match std::env::var("SOUK_TEST_SEED") {
-        Ok(text) => text.trim().parse().expect("SOUK_TEST_SEED is a u64"),
-        Err(_) => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("the clock is after 1970")
-            .as_nanos() as u64,
-    }
 }
 
 /// An amount as a client may write it: sometimes with trailing zeros cut.
@@ -1917,7 +1885,6 @@ fn random_ops(
 fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
     let seed = test_seed();
     let ctx = format!("seed {seed} (rerun with SOUK_TEST_SEED={seed})");
-    eprintln!("{ctx}");
     let w = world();
     let admin = w.admin("wal_admin12");
     let users: Vec<Member> = (0..3).map(|i| w.member(&format!("wal_mix{i}"))).collect();
