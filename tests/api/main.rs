@@ -17,6 +17,7 @@ mod lifecycle;
 mod listings;
 mod monitoring;
 mod openapi;
+mod order_model;
 mod resilience;
 mod seeded;
 mod users;
