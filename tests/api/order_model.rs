@@ -527,8 +527,8 @@ fn a_seeded_walk_through_orders_matches_the_model_after_every_step() {
         config.fee_bps = FEE_BPS as u32;
         // Deadlines far away: the walk moves them itself (`expire`), so a
         // timer fires only where the model expects it.
-        config.order_ship_within = Duration::from_secs(3600);
-        config.order_confirm_within = Duration::from_secs(3600);
+        config.order_ship_within_s = 3600;
+        config.order_confirm_within_s = 3600;
     });
     let admin = quick_user(&w.db, "model_admin", true);
     let traders: Vec<Member> = (0..TRADERS)
