@@ -13,7 +13,8 @@ use crate::cache::Caches;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::escrow::sweeper::Sweeper;
-use crate::http::{self, Reply, Request, Response, ServerHandle, Service};
+use crate::http::tls::Certificates;
+use crate::http::{self, Reply, Request, Responder, Response, ServerHandle, Service};
 use crate::ledger::idempotency::InFlight;
 use crate::memo::Memo;
 use crate::monitor::alerts::Thresholds;
@@ -41,7 +42,24 @@ pub struct App {
 
 impl Service for App {
     fn call(&self, request: Request) -> Reply {
-        self.router.dispatch(self, &request)
+        let cors = &self.config.cors_origins;
+        if cors.is_empty() {
+            return self.router.dispatch(self, &request);
+        }
+        let origin = cors.allowed(&request).map(str::to_owned);
+        if let Some(origin) = &origin
+            && api::cors::is_preflight(&request)
+        {
+            return Reply::Now(api::cors::preflight(origin));
+        }
+        match self.router.dispatch(self, &request) {
+            Reply::Now(response) => Reply::Now(api::cors::decorate(response, origin.as_deref())),
+            Reply::Later(start) => Reply::Later(Box::new(move |responder: Responder| {
+                start(
+                    responder.map(move |response| api::cors::decorate(response, origin.as_deref())),
+                );
+            })),
+        }
     }
 
     fn completed(&self, response: &Response, elapsed: Duration) {
@@ -86,6 +104,8 @@ impl App {
 /// A started service.
 pub struct Running {
     pub addr: SocketAddr,
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<Certificates>>,
     pub app: Arc<App>,
     server: ServerHandle,
     sweeper: Sweeper,
@@ -95,6 +115,21 @@ pub struct Running {
 }
 
 impl Running {
+    /// `https` or `http`, for the address the server listens on.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// SIGHUP: reads the TLS certificate and key again for new connections
+    /// (open ones go on). A bad pair keeps the old one; the error names the
+    /// file. Without TLS there is nothing to reload.
+    pub fn reload_tls(&self) -> std::result::Result<(), String> {
+        match &self.tls {
+            Some(certificates) => certificates.reload(),
+            None => Ok(()),
+        }
+    }
+
     /// Graceful stop: no new connections, requests in flight finish, queued
     /// writes commit, then the writer stops.
     pub fn shutdown(self) {
@@ -139,6 +174,20 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         workers: config.workers,
     };
     let addr = config.addr;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => match Certificates::load(cert, key) {
+            Ok(certificates) => Some(Arc::new(certificates)),
+            Err(message) => {
+                store.shutdown();
+                return Err(Error::Setup(message));
+            }
+        },
+        _ => None,
+    };
+    let edge = http::Edge {
+        tls: tls.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
+    };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hasher = Hasher::start(cpus)?;
     let guard = Arc::new(LoginGuard::new(
@@ -178,7 +227,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         app.config.currencies.clone(),
     );
     let service: Arc<dyn Service> = app.clone();
-    let server = http::Server::start(addr, limits, service).map_err(|e| {
+    let server = http::Server::start(addr, limits, edge, service).map_err(|e| {
         app.store.shutdown();
         Error::internal(format!("cannot listen on {addr}: {e}"))
     })?;
@@ -195,6 +244,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     };
     Ok(Running {
         addr: server.addr,
+        tls,
         app,
         server,
         sweeper,

@@ -67,15 +67,33 @@ pub fn main() -> ExitCode {
 
 fn serve(config: Config) -> Result<ExitCode, String> {
     return_large_frees_to_the_os();
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Registered before the server starts so no early signal is lost.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     config.check()?;
     let running = crate::app::start(config).map_err(|e| e.to_string())?;
-    log::info!("listening on http://{}", running.addr);
-    if let Some(signal) = signals.forever().next() {
+    log::info!("listening on {}://{}", running.scheme(), running.addr);
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            // Read and parsed on this thread, then swapped in: the server's
+            // threads never wait on the files.
+            match (&running.tls, running.reload_tls()) {
+                (None, _) => log::info!("SIGHUP: no TLS configured, nothing to reload"),
+                (Some(tls), Ok(())) => {
+                    log::info!(
+                        "SIGHUP: TLS certificate reloaded from {}",
+                        tls.cert_path().display()
+                    );
+                }
+                (Some(_), Err(e)) => {
+                    log::error!("SIGHUP: TLS reload failed, keeping the old certificate: {e}")
+                }
+            }
+            continue;
+        }
         log::info!("signal {signal} received: finishing requests in flight");
+        break;
     }
     running.shutdown();
     log::info!("stopped");

@@ -3,6 +3,7 @@
 
 pub mod admin_ledger;
 pub mod auth;
+pub mod cors;
 pub mod escrows;
 pub mod health;
 pub mod idempotent;

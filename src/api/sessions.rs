@@ -20,7 +20,7 @@ struct Credentials {
 /// Checks the password off the request workers, then opens a session.
 /// Unknown user and wrong password cost the same hash and get the same body.
 pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
-    app.guard.count_attempt(request.peer.ip())?;
+    app.guard.count_attempt(request.client)?;
     let body: Credentials = json::body(request)?;
     // A username or password that could never be valid is simply wrong.
     let (Ok(username), Ok(password)) = (

@@ -15,8 +15,10 @@ use crossbeam_channel::{Receiver, Sender};
 use polling::{Event, Events, Poller};
 
 use super::conn::{Conn, Flushed, Framing, Step};
+use super::proxy::TrustedProxies;
 use super::request::Request;
 use super::response::{Reply, Responder, Response};
+use super::tls::Certificates;
 use crate::limits::{
     ACCEPT_BACKOFF_MS_MAX, ACCEPT_BACKOFF_MS_MIN, DEADLINE_SWEEP_MS, SERVICE_STACK_BYTES,
     SHUTDOWN_GRACE_MS, WORKER_STACK_BYTES,
@@ -45,12 +47,23 @@ pub struct Limits {
     pub workers: usize,
 }
 
+/// What stands between the socket and HTTP: TLS, and the proxies whose
+/// forwarded client addresses are believed.
+#[derive(Default)]
+pub struct Edge {
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<Certificates>>,
+    pub trusted_proxies: TrustedProxies,
+}
+
 const LISTENER_KEY: usize = 0;
 
 /// State shared by the I/O thread, the workers and every connection.
 pub(crate) struct Shared {
     pub(crate) poller: Poller,
     pub(crate) limits: Limits,
+    pub(crate) trusted_proxies: TrustedProxies,
+    tls: Option<Arc<Certificates>>,
     pub(crate) open_connections: AtomicUsize,
     pub(crate) shutting_down: AtomicBool,
     /// Bytes of the in-flight body budget held by connections right now.
@@ -91,6 +104,7 @@ impl Server {
     pub fn start(
         addr: SocketAddr,
         limits: Limits,
+        edge: Edge,
         service: Arc<dyn Service>,
     ) -> io::Result<ServerHandle> {
         let listener = TcpListener::bind(addr)?;
@@ -110,6 +124,8 @@ impl Server {
             work: work_tx,
             service,
             limits,
+            trusted_proxies: edge.trusted_proxies,
+            tls: edge.tls,
         });
         // SAFETY: the listener lives in the I/O thread, which deletes it from
         // the poller before dropping it.
@@ -338,14 +354,26 @@ fn accept_all(
             Err(e) => return Err(e),
         };
         if shared.open_connections.load(Ordering::SeqCst) >= shared.limits.max_connections {
-            refuse_over_capacity(stream);
+            refuse_over_capacity(shared, stream);
             continue;
         }
         if configure(&stream).is_err() {
             continue;
         }
+        // Building a session allocates but does no crypto: the handshake
+        // runs on a worker, like any request.
+        let tls = match &shared.tls {
+            None => None,
+            Some(certificates) => match certificates.session() {
+                Ok(session) => Some(Box::new(session)),
+                Err(e) => {
+                    log::error!("cannot start a TLS session: {e}");
+                    continue;
+                }
+            },
+        };
         *next_key = next_key.checked_add(1).unwrap_or(LISTENER_KEY + 1);
-        let conn = Conn::new(stream, *next_key, peer, Arc::clone(shared));
+        let conn = Conn::new(stream, *next_key, peer, tls, Arc::clone(shared));
         park(shared, conn);
     }
 }
@@ -357,7 +385,11 @@ fn configure(stream: &TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)
 }
 
-fn refuse_over_capacity(mut stream: TcpStream) {
+fn refuse_over_capacity(shared: &Shared, mut stream: TcpStream) {
+    // A TLS port never answers in clear text: the client just sees a close.
+    if shared.tls.is_some() {
+        return;
+    }
     let response = Response::error(
         503,
         "unavailable",

@@ -17,5 +17,6 @@ mod listings;
 mod monitoring;
 mod openapi;
 mod resilience;
+mod tls;
 mod users;
 mod wallets;
