@@ -4,6 +4,7 @@
 
 mod binary;
 mod client;
+mod cors;
 mod crash;
 mod dashboard_page;
 mod escrow;
@@ -16,6 +17,7 @@ mod lifecycle;
 mod listings;
 mod monitoring;
 mod openapi;
+mod proxies;
 mod resilience;
 mod tls;
 mod users;

@@ -248,6 +248,84 @@ fn requests_over_tls_keep_alive_and_carry_bodies() {
 }
 
 #[test]
+fn pipelined_requests_over_tls_are_answered_in_order() {
+    let (app, ca, _dir) = spawn_tls_app(|config| config.workers = 1);
+    let mut client = TlsClient::connect(app.addr, ca.client_config()).expect("a TLS connection");
+    let mut pipelined = Vec::new();
+    for n in 0..20 {
+        pipelined.extend_from_slice(&get_request(&format!("/test/seq/{n}")));
+    }
+    let first = client.exchange(&pipelined).expect("the first answer");
+    assert_eq!(first.json()["n"], "0");
+    for n in 1..20 {
+        let response = client.exchange(b"").expect("a pipelined answer");
+        assert_eq!(response.json()["n"], n.to_string(), "{response:?}");
+    }
+}
+
+#[test]
+fn requests_left_decrypted_behind_a_body_are_served_without_new_bytes() {
+    // The head comes first; then, in one record, exactly the rest of the
+    // body and two more requests. The body read takes only the body, so the
+    // two requests wait decrypted inside rustls, where the poller cannot
+    // see them: they must be served without the client sending anything.
+    let (app, ca, _dir) = spawn_tls_app(|_| {});
+    let mut client = TlsClient::connect(app.addr, ca.client_config()).expect("a TLS connection");
+    let body = br#"{"name":"split","count":2}"#;
+    let head = format!(
+        "POST /test/echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    client.stream.write_all(head.as_bytes()).expect("the head");
+    client.stream.flush().expect("the head");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut rest = body.to_vec();
+    rest.extend_from_slice(&get_request("/test/seq/1"));
+    rest.extend_from_slice(&get_request("/test/seq/2"));
+    let echoed = client.exchange(&rest).expect("the POST's answer");
+    assert_eq!(echoed.json()["name"], "split");
+    for n in 1..=2 {
+        let response = client.exchange(b"").expect("a pipelined answer");
+        assert_eq!(response.json()["n"], n.to_string(), "{response:?}");
+    }
+}
+
+#[test]
+fn tls_clients_that_never_read_do_not_delay_anyone_elses_healthz() {
+    // The slow-reader rule over TLS: answers wait in the connection's
+    // buffers, parked for writability, and no worker waits on a socket.
+    let (app, ca, _dir) = spawn_tls_app(|config| config.workers = 2);
+    let requests = get_request("/test/big").repeat(8);
+    let mut stuck = Vec::new();
+    for _ in 0..8 {
+        let mut client = TlsClient::connect(app.addr, ca.client_config()).expect("connecting");
+        client.stream.write_all(&requests).expect("pipelining");
+        client.stream.flush().expect("pipelining");
+        stuck.push(client);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut latencies = Vec::new();
+    for _ in 0..9 {
+        let started = Instant::now();
+        let mut client = TlsClient::connect(app.addr, ca.client_config()).expect("connecting");
+        let response = client
+            .exchange(&get_request("/healthz"))
+            .expect("GET /healthz");
+        latencies.push(started.elapsed());
+        assert_eq!(response.status, 200);
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    let slowest = latencies[latencies.len() - 1];
+    assert!(
+        median < Duration::from_millis(200) && slowest < Duration::from_secs(1),
+        "healthz behind 8 TLS clients that never read: median {median:?}, slowest {slowest:?}"
+    );
+    drop(stuck);
+}
+
+#[test]
 fn tls_1_2_and_1_3_both_work() {
     let (app, ca, _dir) = spawn_tls_app(|_| {});
     for (version, expected) in [
