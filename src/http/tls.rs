@@ -159,8 +159,13 @@ impl TlsSession {
             }
             if let Err(e) = self.conn.process_new_packets() {
                 log::debug!("TLS error: {e}");
-                // The alert rustls queued, if the socket takes it now.
-                let _ = self.conn.write_tls(socket);
+                // A peer that does not send TLS records at all (plain HTTP)
+                // gets no byte back, not even an alert (curl would show
+                // one as an HTTP/0.9 answer). One that speaks TLS gets the
+                // alert rustls queued, if the socket takes it now.
+                if !matches!(e, rustls::Error::InvalidMessage(_)) {
+                    let _ = self.conn.write_tls(socket);
+                }
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
             }
         }
