@@ -120,7 +120,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     config.check().map_err(Error::Setup)?;
     // Before anything touches the file: a second server stops here.
     // A refused file is refused before the lock file is made beside it.
-    crate::store::open::for_writing(&config.db_path)?;
+    let found = crate::store::open::for_writing(&config.db_path)?;
     let serve_lock = ServeLock::acquire(&config.db_path)?;
     let caches = Caches::new(&config);
     let invalidate = Arc::clone(&caches);
@@ -155,6 +155,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         AddressLimit::new("registration", config.registration_rate_limit_per_minute);
     let anonymous_reads =
         AddressLimit::new("anonymous read", crate::limits::ANONYMOUS_READS_PER_MINUTE);
+    log_database(&found);
     let operator = Follower::start(&store.readers).inspect_err(|_| store.shutdown())?;
     let user_stats = Memo::new(config.stats_cache_ttl);
     let wallet_stats = Memo::new(config.stats_cache_ttl);
@@ -208,6 +209,23 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         monitor,
         serve_lock,
     })
+}
+
+/// The start log's line on the database: its absolute path, and whether
+/// this start created it (a mistyped SOUK_DB shows here).
+fn log_database(found: &crate::store::Preflight) {
+    let path = found.absolute.display();
+    let version = crate::store::SCHEMA_VERSION;
+    if found.created {
+        log::info!("database {path}: new file created at schema version {version}");
+    } else if found.version < version {
+        log::info!(
+            "database {path}: upgraded from schema version {} to {version}",
+            found.version
+        );
+    } else {
+        log::info!("database {path} (schema version {version})");
+    }
 }
 
 fn thresholds(config: &Config) -> Thresholds {

@@ -269,11 +269,14 @@ fn write<T: Send + 'static>(
     db: &Path,
     work: impl Fn(&crate::store::WriteTx<'_>) -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T, Error> {
-    crate::store::open::for_reading(db)?;
+    let absolute = crate::store::open::for_reading(db)?;
     let store = open_store(db)?;
     let result = store.writer.write(work);
     store.shutdown();
-    result
+    result.map_err(|e| match e {
+        Error::Setup(message) => Error::Setup(format!("{message} in {}", absolute.display())),
+        other => other,
+    })
 }
 
 /// A password read from SOUK_PASSWORD or one line of stdin, hashed.

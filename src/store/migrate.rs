@@ -183,6 +183,30 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_step_undoes_the_whole_upgrade() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&steps()[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        // Steps 2 and 3 run, then 4 meets a table it wants to create.
+        conn.execute_batch("CREATE TABLE escrows (note TEXT)")
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("migration 4"), "{err}");
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('users', 'accounts')",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "steps 2 and 3 were undone");
+    }
+
+    #[test]
     fn migrating_twice_is_a_no_op_and_newer_databases_are_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);

@@ -107,22 +107,6 @@ fn open_and_migrate(path: &Path) -> Result<rusqlite::Connection> {
         other => other,
     })?;
     pragmas::enable_wal(&conn)?;
-    if found.created {
-        log::info!(
-            "database {}: new file created at schema version {SCHEMA_VERSION}",
-            found.absolute.display()
-        );
-    } else {
-        log::info!(
-            "database {} (schema version {}{})",
-            found.absolute.display(),
-            SCHEMA_VERSION,
-            if found.version < SCHEMA_VERSION {
-                format!(", upgraded from {}", found.version)
-            } else {
-                String::new()
-            }
-        );
-    }
+    log::debug!("database {} opened", found.absolute.display());
     Ok(conn)
 }

@@ -9,18 +9,22 @@ use std::path::{Path, PathBuf};
 use rusqlite::backup::Backup;
 use rusqlite::{Connection, OpenFlags};
 
-use super::{open, pragmas};
+use super::open::{self, Reading};
+use super::pragmas;
 use crate::error::{Error, Result};
 
 /// A `query_only` connection to an existing souk database that never writes
-/// to the file. A WAL database is read with its -wal and -shm files
-/// (`mode=ro`); where no -shm can be made (read-only media, a directory the
-/// user may not write) and no WAL holds data, the file is read `immutable`.
+/// to it. Where the user may write the file and its directory it opens
+/// read-write (so its close removes the -wal and -shm files it made);
+/// otherwise `mode=ro`, and where that cannot work (no -shm can be made:
+/// read-only media, a directory the user may not write) and no WAL holds
+/// data, `immutable`.
 pub fn open_reader(path: &Path) -> Result<Connection> {
     let absolute = open::for_reading(path)?;
-    let mut conn = match open::open_read_only(&absolute, false) {
+    let how = Reading::best_for(&absolute);
+    let mut conn = match open::open_for_reading(&absolute, how) {
         Ok(conn) => conn,
-        Err(first) => {
+        Err(first) if how == Reading::ReadOnly => {
             if wal_holds_data(&absolute) {
                 return Err(Error::Setup(format!(
                     "cannot read the database {} read-only: its write-ahead log \
@@ -30,8 +34,9 @@ pub fn open_reader(path: &Path) -> Result<Connection> {
                 )));
             }
             log::debug!("reading {} as immutable: {first}", absolute.display());
-            open::open_read_only(&absolute, true)?
+            open::open_for_reading(&absolute, Reading::Immutable)?
         }
+        Err(e) => return Err(e),
     };
     open::souk_version(&conn, &absolute)?;
     pragmas::init_reader(&mut conn).map_err(|e| open::sqlite(&absolute, e))?;
@@ -61,6 +66,11 @@ pub enum BackupTarget {
 /// self-contained database in rollback-journal mode (no -wal, -shm needed to
 /// read it), integrity-checked before this returns.
 pub fn backup(source: &Path, target: &BackupTarget) -> Result<()> {
+    if let BackupTarget::File(dest) = target
+        && std::fs::symlink_metadata(dest).is_ok()
+    {
+        return Err(exists(dest));
+    }
     let from = open_reader(source)?;
     match target {
         BackupTarget::File(dest) => {
@@ -88,12 +98,17 @@ fn create_new(dest: &Path) -> Result<()> {
         .open(dest)
         .map(drop)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::Setup(format!(
-                "the backup target {} exists; souk backup never overwrites a file",
-                dest.display()
-            )),
+            std::io::ErrorKind::AlreadyExists => exists(dest),
             _ => Error::Setup(format!("cannot create the backup {}: {e}", dest.display())),
         })
+}
+
+fn exists(dest: &Path) -> Error {
+    let dest = std::path::absolute(dest).unwrap_or_else(|_| dest.to_owned());
+    Error::Setup(format!(
+        "the backup target {} exists; souk backup never overwrites a file",
+        dest.display()
+    ))
 }
 
 /// A new file in the temporary directory, for `souk backup -`.

@@ -51,7 +51,7 @@ pub fn for_writing(path: &Path) -> Result<Preflight> {
             .map_err(|e| cannot_write(&absolute, &e))?;
     }
     // New files, the -wal and -shm files and the lock file live beside it.
-    access_writable(&dir).map_err(|e| {
+    access(&dir, libc::W_OK | libc::X_OK).map_err(|e| {
         let what = if created { "create" } else { "write beside" };
         Error::Setup(format!(
             "cannot {what} the database {}: the directory {} is {}",
@@ -63,7 +63,9 @@ pub fn for_writing(path: &Path) -> Result<Preflight> {
     let version = if created {
         0
     } else {
-        let conn = open_read_only(&absolute, false)?;
+        // Write access was just checked: read-write, so closing it leaves
+        // no -wal or -shm file behind a refused file.
+        let conn = open_for_reading(&absolute, Reading::Writable)?;
         souk_version(&conn, &absolute)?
     };
     let absolute = std::fs::canonicalize(&absolute).unwrap_or(absolute);
@@ -95,15 +97,47 @@ pub fn for_reading(path: &Path) -> Result<PathBuf> {
     Ok(std::fs::canonicalize(&absolute).unwrap_or(absolute))
 }
 
-/// A read-only connection to an existing file, which never writes to it: the
-/// `mode=ro` URI, or with `immutable` the `immutable=1` one (no locks, no
-/// -shm: for a file on read-only media that no one is writing).
-pub(super) fn open_read_only(absolute: &Path, immutable: bool) -> Result<Connection> {
-    let tail = if immutable { "immutable=1" } else { "mode=ro" };
+/// How a connection that only reads opens an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reading {
+    /// Read-write without create (reads only): where the user may write the
+    /// file and its directory, so the last connection's close removes the
+    /// -wal and -shm files it made.
+    Writable,
+    /// The `mode=ro` URI: never writes the file, but may leave -wal and -shm
+    /// files that it cannot remove.
+    ReadOnly,
+    /// The `immutable=1` URI: no locks, no -shm (for read-only media that
+    /// no one is writing).
+    Immutable,
+}
+
+impl Reading {
+    /// `Writable` when the user may write both the file and its directory.
+    pub(super) fn best_for(absolute: &Path) -> Reading {
+        let dir = absolute.parent().unwrap_or(Path::new("/"));
+        if access(absolute, libc::W_OK).is_ok() && access(dir, libc::W_OK | libc::X_OK).is_ok() {
+            Reading::Writable
+        } else {
+            Reading::ReadOnly
+        }
+    }
+}
+
+/// A connection to an existing file that reads it, opened `how`.
+pub(super) fn open_for_reading(absolute: &Path, how: Reading) -> Result<Connection> {
+    let tail = match how {
+        Reading::Writable => "mode=rw",
+        Reading::ReadOnly => "mode=ro",
+        Reading::Immutable => "immutable=1",
+    };
     let uri = format!("file:{}?{tail}", uri_path(absolute));
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let access = if how == Reading::Writable {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    };
+    let flags = access | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(&uri, flags).map_err(|e| sqlite(absolute, e))?;
     // Opening reads nothing; this does, so a bad file is found here.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| {
@@ -251,14 +285,14 @@ fn why_not_writable(e: &std::io::Error) -> String {
     }
 }
 
-/// `access(dir, W_OK | X_OK)`: whether files can be made in `dir`, asked
-/// without making one.
-fn access_writable(dir: &Path) -> std::io::Result<()> {
-    let c_path = CString::new(dir.as_os_str().as_bytes())
+/// `access(2)`: whether this user may do `mode` (`W_OK`, …) to `path`,
+/// asked without doing it.
+fn access(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from(ErrorKind::InvalidInput))?;
     // SAFETY: `c_path` is a NUL-terminated string that outlives the call;
     // access(2) only reads it.
-    let status = unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) };
+    let status = unsafe { libc::access(c_path.as_ptr(), mode) };
     if status == 0 {
         Ok(())
     } else {
