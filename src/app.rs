@@ -118,9 +118,9 @@ pub fn start(config: Config) -> Result<Running> {
 /// `api::routes()`).
 pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     config.check().map_err(Error::Setup)?;
-    // Before anything touches the file: a second server stops here.
     // A refused file is refused before the lock file is made beside it.
     let found = crate::store::open::for_writing(&config.db_path)?;
+    // Before anything writes the file: a second server stops here.
     let serve_lock = ServeLock::acquire(&config.db_path)?;
     let caches = Caches::new(&config);
     let invalidate = Arc::clone(&caches);

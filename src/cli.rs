@@ -359,6 +359,13 @@ fn check(db: &Path) -> Result<ExitCode, Error> {
 fn backup(db: &Path, dest: &Path) -> Result<ExitCode, Error> {
     use crate::store::BackupTarget;
     if dest == Path::new("-") {
+        use std::io::IsTerminal;
+        if std::io::stdout().is_terminal() {
+            return Err(Error::Setup(
+                "souk backup - writes a database file to stdout: redirect it to a file or a pipe"
+                    .into(),
+            ));
+        }
         crate::store::backup(db, &BackupTarget::Stdout)?;
         log::info!("backed up {} to standard output", db.display());
         return Ok(ExitCode::SUCCESS);

@@ -95,8 +95,8 @@ pub fn migrate_file(path: &Path) -> Result<u32> {
 }
 
 /// The write connection, after the file passed `open::for_writing` (so a
-/// refused file is left untouched) and was migrated; logs the file's
-/// absolute path and whether it was created.
+/// refused file is left untouched), was migrated, and only then put in WAL
+/// mode (so a failed upgrade leaves the journal mode alone too).
 fn open_and_migrate(path: &Path) -> Result<rusqlite::Connection> {
     let found = open::for_writing(path)?;
     let mut conn = pragmas::open_writer(&found.absolute)?;

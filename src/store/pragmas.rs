@@ -13,8 +13,9 @@ use crate::limits::WAL_WRITER_CHECKPOINT_PAGES;
 /// `souk backup` or `souk user create` next to a running server).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The only connection that writes (WAL: see `enable_wal`), with `synchronous=FULL` so that a
-/// commit is on disk before anyone is told it happened (docs/durability.md).
+/// The only connection that writes (in WAL mode once `enable_wal` ran), with
+/// `synchronous=FULL` so that a commit is on disk before anyone is told it
+/// happened (docs/durability.md).
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
