@@ -387,3 +387,34 @@ fn return_large_frees_to_the_os() {
         log::debug!("mallopt(M_MMAP_THRESHOLD) was refused; large frees may stay resident");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        with_default_command(list.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn serve_is_the_default_command() {
+        assert_eq!(args(&["souk"]), ["souk", "serve"]);
+        assert_eq!(
+            args(&["souk", "--db", "x.db"]),
+            ["souk", "serve", "--db", "x.db"]
+        );
+        assert_eq!(args(&["souk", "check"]), ["souk", "check"]);
+        assert_eq!(args(&["souk", "--help"]), ["souk", "--help"]);
+        assert_eq!(args(&["souk", "-V"]), ["souk", "-V"]);
+        for argv in [
+            &["souk"][..],
+            &["souk", "--db", "x.db"],
+            &["souk", "user", "list"],
+        ] {
+            assert!(Cli::try_parse_from(args(argv)).is_ok(), "{argv:?}");
+        }
+    }
+}

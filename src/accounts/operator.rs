@@ -23,7 +23,9 @@ use crate::store::{Readers, WriteTx};
 
 /// The `meta` row counting operator changes.
 pub const GENERATION_KEY: &str = "operator_generation";
-/// `meta` rows `operator_unlock:NAME` = the generation that unlocked NAME.
+/// `meta` rows `operator_unlock:NAME` = the generation that unlocked NAME:
+/// at most one per user (each unlock overwrites its row), read only when
+/// the generation moved.
 const UNLOCK_PREFIX: &str = "operator_unlock:";
 
 /// The operator generation in the database (0 before any change).

@@ -229,6 +229,22 @@ fn operator_mistakes_exit_2_with_one_line_naming_the_path_and_the_cause() {
 }
 
 #[test]
+fn an_address_in_use_is_an_operator_error_printed_once() {
+    let dir = TempDir::new();
+    let served = Served::start(&dir);
+    let other = TempDir::new();
+    let mut command = souk(&other);
+    // The database is made before the address is tried: its info lines are
+    // not what is counted.
+    command
+        .env("SOUK_ADDR", served.addr.to_string())
+        .env("RUST_LOG", "warn");
+    let addr = served.addr.to_string();
+    assert_operator_error(command, Path::new(&addr), "cannot listen");
+    served.stop();
+}
+
+#[test]
 fn permission_problems_and_read_only_files_are_named_as_such() {
     let dir = TempDir::new();
     let shelf = dir.path.join("shelf");
