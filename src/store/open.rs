@@ -319,6 +319,45 @@ fn uri_path(absolute: &Path) -> String {
 mod tests {
     use super::*;
 
+    fn verdict(setup: &str) -> std::result::Result<u32, String> {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(setup).unwrap();
+        souk_version(&conn, Path::new("/x.db")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn souk_databases_are_told_from_other_files() {
+        assert_eq!(verdict(""), Ok(0), "an empty file is a new database");
+        let meta = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);";
+        assert_eq!(verdict(&format!("{meta} PRAGMA user_version = 3;")), Ok(3));
+        let souk_id =
+            format!("{meta} PRAGMA user_version = 3; PRAGMA application_id = {APPLICATION_ID};");
+        assert_eq!(verdict(&souk_id), Ok(3));
+        for (setup, why) in [
+            ("CREATE TABLE t (x);", "no souk schema version"),
+            (
+                "CREATE TABLE t (x); PRAGMA user_version = 2;",
+                "no souk `meta` table",
+            ),
+            (
+                &format!("{meta} PRAGMA user_version = 2; PRAGMA application_id = 42;"),
+                "application_id 0x2a",
+            ),
+        ] {
+            let err = verdict(setup).unwrap_err();
+            assert!(
+                err.contains("another application") && err.contains(why),
+                "{setup}: {err}"
+            );
+        }
+        let err = verdict(&format!(
+            "{meta} PRAGMA user_version = {};",
+            SCHEMA_VERSION + 1
+        ))
+        .unwrap_err();
+        assert!(err.contains("newer than this souk"), "{err}");
+    }
+
     #[test]
     fn uri_paths_keep_special_characters_in_the_name() {
         assert_eq!(

@@ -324,37 +324,49 @@ fn check_and_backup_work_on_a_file_the_user_may_only_read() {
 
 #[test]
 fn a_sqlite_file_of_another_application_is_refused_with_its_bytes_unchanged() {
-    let dir = TempDir::new();
-    let foreign = dir.path.join("other.db");
-    {
-        let conn = rusqlite::Connection::open(&foreign).expect("creating");
-        conn.execute_batch(
-            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
-             INSERT INTO notes (body) VALUES ('keep me');",
-        )
-        .expect("filling");
+    // One in rollback-journal mode, one already in WAL mode.
+    for journal_mode in ["delete", "wal"] {
+        let dir = TempDir::new();
+        let foreign = dir.path.join("other.db");
+        {
+            let conn = rusqlite::Connection::open(&foreign).expect("creating");
+            let mode: String = conn
+                .query_row(&format!("PRAGMA journal_mode = {journal_mode}"), [], |r| {
+                    r.get(0)
+                })
+                .expect("journal mode");
+            assert_eq!(mode, journal_mode);
+            conn.execute_batch(
+                "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+                 INSERT INTO notes (body) VALUES ('keep me');",
+            )
+            .expect("filling");
+        }
+        let before = std::fs::read(&foreign).expect("reading");
+        let cases: [&[&str]; 6] = [
+            &["serve"],
+            &["migrate"],
+            &["check"],
+            &["backup", "copy.db"],
+            &["user", "create", "--username", "admin"],
+            &["user", "list"],
+        ];
+        for args in cases {
+            let mut command = souk_args(&dir, &foreign, args);
+            command.env("SOUK_PASSWORD", PASSWORD);
+            assert_operator_error(command, &foreign, "another application");
+        }
+        assert_eq!(
+            std::fs::read(&foreign).expect("reading"),
+            before,
+            "{journal_mode}"
+        );
+        assert_eq!(
+            entries(&dir.path),
+            ["other.db".to_owned()].into(),
+            "{journal_mode}: no -wal, -shm, -journal or .lock file beside it, no copy"
+        );
     }
-    let before = std::fs::read(&foreign).expect("reading");
-    let cases: [&[&str]; 5] = [
-        &["serve"],
-        &["migrate"],
-        &["check"],
-        &["backup", "copy.db"],
-        &["user", "create", "--username", "admin"],
-    ];
-    for args in cases {
-        let mut command = souk_args(&dir, &foreign, args);
-        command
-            .env("SOUK_PASSWORD", PASSWORD)
-            .current_dir(&dir.path);
-        assert_operator_error(command, &foreign, "another application");
-    }
-    assert_eq!(std::fs::read(&foreign).expect("reading"), before);
-    assert_eq!(
-        entries(&dir.path),
-        ["other.db".to_owned()].into(),
-        "no -wal, -shm, -journal or .lock file beside it, no copy"
-    );
 }
 
 #[test]
