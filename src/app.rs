@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::accounts::guard::{AddressLimit, LoginGuard};
+use crate::accounts::operator::Follower;
 use crate::accounts::passwords::Hasher;
 use crate::accounts::users::UserStats;
 use crate::api::{self, Router, respond};
@@ -37,6 +38,8 @@ pub struct App {
     pub in_flight: InFlight,
     pub monitor: Arc<Monitor>,
     pub caches: Arc<Caches>,
+    /// Operator changes made from the command line (`accounts::operator`).
+    pub operator: Follower,
     router: Router,
 }
 
@@ -150,7 +153,9 @@ pub fn start(config: Config) -> Result<Running> {
 /// `api::routes()`).
 pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     config.check().map_err(Error::Setup)?;
-    // Before anything touches the file: a second server stops here.
+    // A refused file is refused before the lock file is made beside it.
+    let found = crate::store::open::for_writing(&config.db_path)?;
+    // Before anything writes the file: a second server stops here.
     let serve_lock = ServeLock::acquire(&config.db_path)?;
     let caches = Caches::new(&config);
     let invalidate = Arc::clone(&caches);
@@ -199,6 +204,8 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         AddressLimit::new("registration", config.registration_rate_limit_per_minute);
     let anonymous_reads =
         AddressLimit::new("anonymous read", crate::limits::ANONYMOUS_READS_PER_MINUTE);
+    log_database(&found);
+    let operator = Follower::start(&store.readers).inspect_err(|_| store.shutdown())?;
     let user_stats = Memo::new(config.stats_cache_ttl);
     let wallet_stats = Memo::new(config.stats_cache_ttl);
     let monitor = Arc::new(Monitor::new(
@@ -219,6 +226,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         in_flight: InFlight::default(),
         monitor,
         caches,
+        operator,
         router,
     });
     crate::cache::warm::spawn(
@@ -229,7 +237,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     let service: Arc<dyn Service> = app.clone();
     let server = http::Server::start(addr, limits, edge, service).map_err(|e| {
         app.store.shutdown();
-        Error::internal(format!("cannot listen on {addr}: {e}"))
+        Error::Setup(format!("cannot listen on {addr}: {e}"))
     })?;
     let threads = Sweeper::start(app.store.clone())
         .and_then(|sweeper| Ok((sweeper, app.monitor.start(&app.config.db_path)?)));
@@ -251,6 +259,23 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         monitor,
         serve_lock,
     })
+}
+
+/// The start log's line on the database: its absolute path, and whether
+/// this start created it (a mistyped SOUK_DB shows here).
+fn log_database(found: &crate::store::Preflight) {
+    let path = found.absolute.display();
+    let version = crate::store::SCHEMA_VERSION;
+    if found.created {
+        log::info!("database {path}: new file created at schema version {version}");
+    } else if found.version < version {
+        log::info!(
+            "database {path}: upgraded from schema version {} to {version}",
+            found.version
+        );
+    } else {
+        log::info!("database {path} (schema version {version})");
+    }
 }
 
 fn thresholds(config: &Config) -> Thresholds {

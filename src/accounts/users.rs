@@ -15,7 +15,7 @@ pub const BULK_IDS_MAX: usize = 100;
 /// Most updates in one `POST /admin/users/bulk-update` (docs/api.md).
 pub const BULK_UPDATES_MAX: usize = 1000;
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(0)?,
         username: row.get(1)?,

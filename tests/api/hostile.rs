@@ -348,7 +348,7 @@ fn a_second_server_on_the_same_database_refuses_to_start_and_the_tools_still_wor
     let dir = TempDir::new();
     let first = Served::start(&dir);
     let (status, _, stderr) = run(souk(&dir));
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(status.code(), Some(2), "{stderr}");
     let db = std::fs::canonicalize(dir.path.join("souk.db")).expect("the database exists");
     assert!(
         stderr.contains(&db.display().to_string()) && stderr.contains("another souk"),

@@ -17,6 +17,7 @@ mod lifecycle;
 mod listings;
 mod monitoring;
 mod openapi;
+mod operations;
 mod proxies;
 mod resilience;
 mod tls;
