@@ -44,18 +44,18 @@ pub struct App {
 }
 
 impl Service for App {
-    fn call(&self, request: Request) -> Reply {
+    fn call(&self, request: &Request) -> Reply {
         let cors = &self.config.cors_origins;
         if cors.is_empty() {
-            return self.router.dispatch(self, &request);
+            return self.router.dispatch(self, request);
         }
-        let origin = cors.allowed(&request).map(str::to_owned);
+        let origin = cors.allowed(&request.headers).map(str::to_owned);
         if let Some(origin) = &origin
-            && api::cors::is_preflight(&request)
+            && api::cors::is_preflight(request)
         {
             return Reply::Now(api::cors::preflight(origin));
         }
-        match self.router.dispatch(self, &request) {
+        match self.router.dispatch(self, request) {
             Reply::Now(response) => Reply::Now(api::cors::decorate(response, origin.as_deref())),
             Reply::Later(start) => Reply::Later(Box::new(move |responder: Responder| {
                 start(
@@ -63,6 +63,16 @@ impl Service for App {
                 );
             })),
         }
+    }
+
+    /// The HTTP layer's own refusals and the 500 of a panic carry the CORS
+    /// headers like every other answer.
+    fn decorate(&self, headers: &[(String, Vec<u8>)], response: Response) -> Response {
+        let cors = &self.config.cors_origins;
+        if cors.is_empty() {
+            return response;
+        }
+        api::cors::decorate(response, cors.allowed(headers))
     }
 
     fn completed(&self, response: &Response, elapsed: Duration) {
@@ -153,6 +163,14 @@ pub fn start(config: Config) -> Result<Running> {
 /// `api::routes()`).
 pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     config.check().map_err(Error::Setup)?;
+    // Before anything touches the database: a typo in SOUK_TLS_KEY on a
+    // first deployment must not leave a new, empty database behind.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            Certificates::load(cert, key).map_err(Error::Setup)?,
+        )),
+        _ => None,
+    };
     // A refused file is refused before the lock file is made beside it.
     let found = crate::store::open::for_writing(&config.db_path)?;
     // Before anything writes the file: a second server stops here.
@@ -179,16 +197,6 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         workers: config.workers,
     };
     let addr = config.addr;
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => match Certificates::load(cert, key) {
-            Ok(certificates) => Some(Arc::new(certificates)),
-            Err(message) => {
-                store.shutdown();
-                return Err(Error::Setup(message));
-            }
-        },
-        _ => None,
-    };
     let edge = http::Edge {
         tls: tls.clone(),
         trusted_proxies: config.trusted_proxies.clone(),

@@ -50,6 +50,12 @@ pub const TLS_PEM_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// takes them (its default, stated here): with our own unsent plaintext,
 /// this is what a slow TLS reader can pin.
 pub const TLS_SEND_BUFFER_BYTES: usize = 64 * 1024;
+/// Encrypted bytes a worker reads from one TLS socket per wake-up (rustls
+/// takes at most 4 KiB per read, so this is a few reads): about the plain
+/// path's READ_CHUNK_BYTES, one full record (16 KiB and its overhead) with
+/// room to spare, so a large body needs few round trips through the poller
+/// and one busy connection still cannot keep a worker to itself.
+pub const TLS_READ_BYTES_MAX: usize = 20 * 1024;
 
 /// Write jobs waiting for the writer. A full queue answers 503 at once rather
 /// than letting latency grow: 4096 jobs is well over a second of work.

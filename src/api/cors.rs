@@ -34,6 +34,12 @@ impl CorsOrigins {
                      (e.g. https://app.example.com), without a path or `*`"
                 ));
             }
+            if let Some(without) = without_default_port(&origin) {
+                return Err(format!(
+                    "`{item}` names its scheme's default port, which browsers leave out \
+                     of Origin, so it would never match: write {without}"
+                ));
+            }
             if !origins.contains(&origin) {
                 origins.push(origin);
             }
@@ -48,12 +54,18 @@ impl CorsOrigins {
         self.0.is_empty()
     }
 
-    /// The request's `Origin` when it is one of ours.
-    pub fn allowed<'r>(&self, request: &'r Request) -> Option<&'r str> {
+    /// The request's `Origin` (from its headers, names lowercased) when it
+    /// is one of ours; a repeated or non-UTF-8 `Origin` is none of ours.
+    pub fn allowed<'r>(&self, headers: &'r [(String, Vec<u8>)]) -> Option<&'r str> {
         if self.0.is_empty() {
             return None;
         }
-        let origin = request.header("origin").ok()??;
+        let mut values = headers.iter().filter(|(name, _)| name == "origin");
+        let (_, origin) = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let origin = std::str::from_utf8(origin).ok()?;
         self.0.iter().any(|o| o == origin).then_some(origin)
     }
 }
@@ -96,6 +108,19 @@ fn is_origin(origin: &str) -> bool {
     let port_ok =
         port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     host_ok && port_ok
+}
+
+/// The origin without its port when that port is the scheme's default (443
+/// for https, 80 for http), which a browser's `Origin` never carries.
+fn without_default_port(origin: &str) -> Option<String> {
+    let (scheme, rest) = origin.split_once("://")?;
+    let host_end = match rest.rfind(']') {
+        Some(bracket) => bracket + 1,
+        None => rest.find(':')?,
+    };
+    let port: u16 = rest[host_end..].strip_prefix(':')?.parse().ok()?;
+    let default = if scheme == "https" { 443 } else { 80 };
+    (port == default).then(|| format!("{scheme}://{}", &rest[..host_end]))
 }
 
 /// A CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
@@ -170,5 +195,25 @@ mod tests {
         ] {
             assert!(CorsOrigins::parse(bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn default_ports_are_refused_with_a_hint() {
+        // Browsers leave a scheme's default port out of `Origin`, so such an
+        // entry would never match.
+        for (bad, hint) in [
+            ("https://app.example.com:443", "https://app.example.com"),
+            ("http://localhost:80", "http://localhost"),
+            ("http://[::1]:80", "http://[::1]"),
+            ("https://App.example.com:0443", "https://app.example.com"),
+        ] {
+            let error = CorsOrigins::parse(bad).expect_err(bad);
+            assert!(error.contains("default port"), "{bad}: {error}");
+            assert!(error.ends_with(&format!("write {hint}")), "{bad}: {error}");
+        }
+        // Other ports, and the other scheme's default, are ports like any.
+        let origins =
+            CorsOrigins::parse("https://app.example.com:80, http://localhost:443").unwrap();
+        assert_eq!(origins.0.len(), 2);
     }
 }

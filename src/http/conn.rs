@@ -47,6 +47,10 @@ pub(crate) struct Conn {
     /// When the connection was accepted or last answered.
     last_activity: Instant,
     served: u64,
+    /// The client address of the request being received, once its head is
+    /// in (`None` otherwise): for logs, which name the client rather than
+    /// the proxy in front of it.
+    client: Option<IpAddr>,
     continue_sent: bool,
     /// Bytes of the in-flight body budget this connection holds for the body
     /// it is receiving (0 when none is being received in parts): the buffer
@@ -130,6 +134,7 @@ impl Conn {
             request_started: None,
             last_activity: Instant::now(),
             served: 0,
+            client: None,
             continue_sent: false,
             body_reserved: 0,
             body_missing: 0,
@@ -167,10 +172,11 @@ impl Conn {
         self.out_sent < self.out.len() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
 
-    /// A read would find data: the poller said so, or TLS holds decrypted
-    /// bytes the poller cannot see.
+    /// A read would find something: the poller said so, or TLS holds
+    /// decrypted bytes or the peer's close_notify, which the poller cannot
+    /// see (their bytes were read already).
     fn can_read(&mut self) -> bool {
-        self.readable || self.tls.as_mut().is_some_and(|tls| tls.has_plaintext())
+        self.readable || self.tls.as_mut().is_some_and(|tls| tls.has_input())
     }
 
     /// Parses the next request from the buffer, reading once if the poller
@@ -180,7 +186,7 @@ impl Conn {
             match self.try_parse() {
                 Ok(Some(step)) => return step,
                 Ok(None) => {}
-                Err(response) => return Step::Reject(response),
+                Err(response) => return Step::Reject(self.refusal(response)),
             }
             // A 100 Continue must reach the client before its body can come.
             if self.wants_write() || !self.can_read() {
@@ -258,6 +264,15 @@ impl Conn {
             .map_err(|_| bad_request("Content-Length is too large"))?;
         let available = pending.len() - head_len;
         if available < body_len {
+            if self.client.is_none() {
+                let forwarded = parsed
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                    .map(|h| h.value);
+                let client = self.client_for(forwarded);
+                self.client = Some(client);
+            }
             let missing = body_len - available;
             self.reserve_body(head_len + body_len, missing)?;
             // HTTP/1.0 clients know no 100 Continue (RFC 9110 §10.1.1).
@@ -279,7 +294,12 @@ impl Conn {
             .iter()
             .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
             .collect();
-        let client = self.client_address(&headers);
+        let client = self.client_for(
+            headers
+                .iter()
+                .filter(|(name, _)| name == "x-forwarded-for")
+                .map(|(_, value)| value.as_slice()),
+        );
         let framing = Framing {
             keep_alive: head.keep_alive && !self.shared.shutting_down.load(Ordering::Relaxed),
             http10: head.http10,
@@ -295,6 +315,7 @@ impl Conn {
             client,
         };
         self.start += head_len + body_len;
+        self.client = None;
         self.continue_sent = false;
         self.body_missing = 0;
         self.release_body();
@@ -379,17 +400,52 @@ impl Conn {
     }
 
     /// The address a request counts as coming from: the peer, or what a
-    /// trusted proxy forwarded (`proxy::TrustedProxies`).
-    fn client_address(&self, headers: &[(String, Vec<u8>)]) -> IpAddr {
+    /// trusted proxy forwarded in these X-Forwarded-For values
+    /// (`proxy::TrustedProxies`).
+    fn client_for<'h>(&self, forwarded: impl DoubleEndedIterator<Item = &'h [u8]>) -> IpAddr {
         let proxies = &self.shared.trusted_proxies;
         if proxies.is_empty() {
             return self.peer.ip().to_canonical();
         }
+        proxies.client_address(self.peer.ip(), forwarded)
+    }
+
+    /// Who this connection is, for logs: the peer, and the client of the
+    /// request being received when a trusted proxy forwarded another one.
+    pub(crate) fn who(&self) -> String {
+        match self.client {
+            Some(client) if client != self.peer.ip().to_canonical() => {
+                format!("{client} (via {})", self.peer)
+            }
+            _ => self.peer.to_string(),
+        }
+    }
+
+    /// A refusal of the HTTP layer. When the request's head is whole (only
+    /// its length, framing, target or body were refused) the service
+    /// decorates the answer like its own (CORS), and the request's client
+    /// is noted for the log; a head that is incomplete, too large to parse
+    /// or malformed names no origin and no client.
+    fn refusal(&mut self, response: Response) -> Response {
+        let mut header_slots = [httparse::EMPTY_HEADER; REQUEST_HEADERS_MAX];
+        let mut parsed = httparse::Request::new(&mut header_slots);
+        if !matches!(
+            parsed.parse(&self.buf[self.start..]),
+            Ok(httparse::Status::Complete(_))
+        ) {
+            return response;
+        }
+        let headers: Vec<(String, Vec<u8>)> = parsed
+            .headers
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+            .collect();
         let forwarded = headers
             .iter()
             .filter(|(name, _)| name == "x-forwarded-for")
             .map(|(_, value)| value.as_slice());
-        proxies.client_address(self.peer.ip(), forwarded)
+        self.client = Some(self.client_for(forwarded));
+        self.shared.service.decorate(&headers, response)
     }
 
     /// Writes what the socket takes of the queued answer (and, with TLS,

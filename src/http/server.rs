@@ -26,7 +26,17 @@ use crate::limits::{
 
 /// The application behind the server.
 pub trait Service: Send + Sync + 'static {
-    fn call(&self, request: Request) -> Reply;
+    fn call(&self, request: &Request) -> Reply;
+
+    /// Given every answer the HTTP layer makes itself to a request whose
+    /// head it could parse (its refusals: 400, 411, 413, 414, 431, the 503
+    /// of the body budget; and the 500 of a handler that panicked), with
+    /// that request's headers (names lowercased), to add what the
+    /// application adds to all its answers (CORS). Must be cheap and must
+    /// not panic.
+    fn decorate(&self, _headers: &[(String, Vec<u8>)], response: Response) -> Response {
+        response
+    }
 
     /// Told of every answer (including the HTTP layer's own refusals) with
     /// the time from request to answer; for metrics. Must be cheap.
@@ -77,7 +87,7 @@ pub(crate) struct Shared {
     /// the rest of an answer), by poller key.
     parked: Mutex<HashMap<usize, Conn>>,
     work: Sender<Work>,
-    service: Arc<dyn Service>,
+    pub(crate) service: Arc<dyn Service>,
 }
 
 enum Work {
@@ -412,7 +422,7 @@ fn close_expired(shared: &Shared, now: Instant) {
         .collect();
     for key in expired {
         if let Some(conn) = parked.remove(&key) {
-            log::debug!("closing {} after its timeout", conn.peer);
+            log::debug!("closing {} after its timeout", conn.who());
             drop(conn);
         }
     }
@@ -452,8 +462,7 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
             Step::Request(request, framing) => {
                 let started = Instant::now();
                 let line = format!("{} {}", request.method.as_str(), request.path);
-                let service = Arc::clone(&shared.service);
-                match catch_unwind(AssertUnwindSafe(move || service.call(request))) {
+                match catch_unwind(AssertUnwindSafe(|| shared.service.call(&request))) {
                     Ok(Reply::Now(response)) => {
                         finished(shared, &line, &response, started);
                         conn.queue(&response, &framing);
@@ -470,7 +479,10 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                     }
                     Err(panic) => {
                         log::error!("handler panicked on {line}: {}", panic_message(&panic));
-                        let response = Response::error(500, "internal", "internal error");
+                        let response = shared.service.decorate(
+                            &request.headers,
+                            Response::error(500, "internal", "internal error"),
+                        );
                         finished(shared, &line, &response, started);
                         conn.reject(&response);
                     }
@@ -484,7 +496,7 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                 return;
             }
             Step::Reject(response) => {
-                log::debug!("refused a request from {}: {}", conn.peer, response.status);
+                log::debug!("refused a request from {}: {}", conn.who(), response.status);
                 shared.service.completed(&response, Duration::ZERO);
                 conn.reject(&response);
             }

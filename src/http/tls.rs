@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::limits::{TLS_PEM_FILE_BYTES_MAX, TLS_SEND_BUFFER_BYTES};
+use crate::limits::{TLS_PEM_FILE_BYTES_MAX, TLS_READ_BYTES_MAX, TLS_SEND_BUFFER_BYTES};
 
 /// The certificate and key files and the configuration built from them;
 /// `reload` swaps in a new one that new connections get.
@@ -65,6 +65,7 @@ impl Certificates {
         Ok(TlsSession {
             conn,
             close_notify_sent: false,
+            first_byte: None,
         })
     }
 
@@ -134,47 +135,98 @@ fn read_pem_file(path: &Path, variable: &str) -> Result<Vec<u8>, String> {
 pub(crate) struct TlsSession {
     conn: ServerConnection,
     close_notify_sent: bool,
+    /// The first byte the peer sent: a TLS client's is 22, the content type
+    /// of the handshake record that carries its ClientHello.
+    first_byte: Option<u8>,
 }
 
+/// The content type of a TLS handshake record (RFC 8446 §5.1).
+const HANDSHAKE_RECORD: u8 = 22;
+
 impl TlsSession {
-    /// Decrypted bytes into `buf`, reading the socket at most once: `Ok(0)`
-    /// when the peer closed, `WouldBlock` when no whole record is in yet
-    /// (the handshake in progress, or part of a record). A peer that does
-    /// not speak TLS (plain HTTP on this port) is an `InvalidData` error:
-    /// the connection is dropped without a clear-text word.
+    /// Decrypted bytes into `buf`. Reads the socket until it has nothing
+    /// more, `buf` is full or `TLS_READ_BYTES_MAX` encrypted bytes came in
+    /// (rustls takes at most 4 KiB per `read_tls`), decrypting after each
+    /// read: rustls's own buffers then hold at most one partial record
+    /// (or a handshake message being joined), and its plaintext is drained
+    /// into `buf` before the socket is read again, so its received-plaintext
+    /// limit is never hit. `Ok(0)` when the peer closed (close_notify, which
+    /// is answered with ours, or a FIN), `WouldBlock` when no whole record
+    /// is in yet (the handshake in progress, or part of a record). A peer
+    /// whose first byte does not open a TLS handshake record (plain HTTP on
+    /// this port) gets no byte back, not even an alert; any other TLS
+    /// failure gets the alert rustls queued. Both are `InvalidData` errors.
     pub(crate) fn read(&mut self, socket: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        let mut socket_read = false;
+        let mut filled = 0;
+        let mut from_socket = 0;
         loop {
-            match self.conn.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            if filled < buf.len() {
+                match self.conn.reader().read(&mut buf[filled..]) {
+                    // The peer's close_notify, after all its data.
+                    Ok(0) => return Ok(self.closed(socket, filled)),
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // A FIN without close_notify (UnexpectedEof), after all its data.
+                    Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
+                }
             }
-            if socket_read {
-                return Err(io::ErrorKind::WouldBlock.into());
+            if filled == buf.len() || from_socket >= TLS_READ_BYTES_MAX {
+                break;
             }
-            socket_read = true;
-            if self.conn.read_tls(socket)? == 0 {
-                return Ok(0);
+            let mut source = FirstByte {
+                socket,
+                first: &mut self.first_byte,
+            };
+            match self.conn.read_tls(&mut source) {
+                Ok(0) => return Ok(self.closed(socket, filled)),
+                Ok(n) => from_socket += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
             }
             if let Err(e) = self.conn.process_new_packets() {
                 log::debug!("TLS error: {e}");
-                // A peer that does not send TLS records at all (plain HTTP)
-                // gets no byte back, not even an alert (curl would show
-                // one as an HTTP/0.9 answer). One that speaks TLS gets the
-                // alert rustls queued, if the socket takes it now.
-                if !matches!(e, rustls::Error::InvalidMessage(_)) {
+                // Plain HTTP gets not a byte back (curl would show an alert
+                // as an HTTP/0.9 answer). A peer that began a handshake gets
+                // the alert rustls queued, if the socket takes it now.
+                if self.first_byte == Some(HANDSHAKE_RECORD) {
                     let _ = self.conn.write_tls(socket);
                 }
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
             }
         }
+        if filled == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(filled)
     }
 
-    /// Decrypted bytes are waiting in rustls: a read will not touch the
-    /// socket (the poller cannot know of them).
-    pub(crate) fn has_plaintext(&mut self) -> bool {
+    /// The peer closed: what was read before (`filled` bytes) comes first;
+    /// then, if it closed with close_notify, ours is sent (as far as the
+    /// socket takes it now) and the connection is over.
+    fn closed(&mut self, socket: &mut TcpStream, filled: usize) -> usize {
+        let clean = self
+            .conn
+            .process_new_packets()
+            .is_ok_and(|state| state.peer_has_closed());
+        if filled == 0 && clean && self.close_notify() {
+            let _ = self.conn.write_tls(socket);
+        }
+        filled
+    }
+
+    /// A read will not touch the socket and still find something: rustls
+    /// holds decrypted bytes, or the peer's close_notify (the poller cannot
+    /// know of either: their bytes were read already).
+    pub(crate) fn has_input(&mut self) -> bool {
         // `process_new_packets` with no new input only reports the state.
+        self.conn
+            .process_new_packets()
+            .is_ok_and(|state| state.plaintext_bytes_to_read() > 0 || state.peer_has_closed())
+    }
+
+    /// Decrypted bytes are waiting in rustls.
+    pub(crate) fn has_plaintext(&mut self) -> bool {
         self.conn
             .process_new_packets()
             .is_ok_and(|state| state.plaintext_bytes_to_read() > 0)
@@ -219,5 +271,21 @@ impl TlsSession {
         self.close_notify_sent = true;
         self.conn.send_close_notify();
         true
+    }
+}
+
+/// The socket as rustls reads it, noting the first byte the peer sent.
+struct FirstByte<'a> {
+    socket: &'a mut TcpStream,
+    first: &'a mut Option<u8>,
+}
+
+impl Read for FirstByte<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        if self.first.is_none() && n > 0 {
+            *self.first = Some(buf[0]);
+        }
+        Ok(n)
     }
 }

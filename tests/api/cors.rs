@@ -183,3 +183,83 @@ fn a_bad_origin_entry_stops_the_start_naming_the_variable() {
         assert!(err.contains("SOUK_CORS_ORIGINS"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn refusals_of_the_http_layer_and_panics_carry_cors_headers() {
+    let app = spawn_app_with(|config| {
+        config.cors_origins = souk::api::cors::CorsOrigins::parse(ALLOWED).expect("an origin");
+        config.max_body_bytes = 1024;
+    });
+    let refusals: [(&str, u16, &str); 4] = [
+        // A browser uploading more than SOUK_MAX_BODY.
+        (
+            "POST /test/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n",
+            413,
+            "payload_too_large",
+        ),
+        (
+            "POST /test/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n",
+            411,
+            "length_required",
+        ),
+        (
+            "POST /test/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n",
+            400,
+            "bad_request",
+        ),
+        ("GET /test/panic HTTP/1.1\r\nHost: x\r\n", 500, "internal"),
+    ];
+    for (head, status, code) in refusals {
+        for (origin, allowed) in [(ALLOWED, true), (REFUSED, false)] {
+            let mut client = Client::connect(app.addr);
+            client.send(format!("{head}Origin: {origin}\r\n\r\n").as_bytes());
+            let response = client.read_response();
+            response.assert_error(status, code);
+            let vary = response.header("vary").unwrap_or_default();
+            assert!(vary.contains("Origin"), "{head}: {response:?}");
+            if allowed {
+                assert_eq!(
+                    response.header("access-control-allow-origin"),
+                    Some(ALLOWED),
+                    "{head}: {response:?}"
+                );
+            } else {
+                assert!(cors_headers(&response).is_empty(), "{head}: {response:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_503_of_the_body_budget_carries_cors_headers() {
+    let app = spawn_app_with(|config| {
+        config.cors_origins = souk::api::cors::CorsOrigins::parse(ALLOWED).expect("an origin");
+        config.max_body_bytes = 64 * 1024;
+        config.max_inflight_body_bytes = 80 * 1024;
+    });
+    let (body, sent) = (60 * 1024, 40 * 1024);
+    let partial = |origin: &str| {
+        let mut out = format!(
+            "POST /test/echo HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\n\
+             Content-Type: application/json\r\nContent-Length: {body}\r\n\r\n"
+        )
+        .into_bytes();
+        out.extend(std::iter::repeat_n(b' ', sent));
+        out
+    };
+    // The first stalled body holds about what it sent; the second one's
+    // bytes do not fit what is left.
+    let mut first = app.connect();
+    first.send(&partial(ALLOWED));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut second = app.connect();
+    second.send_lenient(&partial(ALLOWED));
+    let refused = second.read_response();
+    refused.assert_error(503, "unavailable");
+    assert_eq!(
+        refused.header("access-control-allow-origin"),
+        Some(ALLOWED),
+        "{refused:?}"
+    );
+    drop(first);
+}

@@ -2,9 +2,12 @@
 //! from peers in SOUK_TRUSTED_PROXIES, and then its rightmost entry that is
 //! not itself trusted is the client address every per-address limit counts.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::binary::{run, souk};
+use crate::binary::{PROCESS_TIMEOUT, Process, run, souk};
 use crate::client::{HASHING_TIMEOUT, World, send_json, world_with};
 use crate::helpers::{Client, HttpResponse, TempDir};
 
@@ -122,4 +125,47 @@ fn a_bad_trusted_proxy_entry_stops_the_start_naming_the_variable() {
         assert!(!status.success(), "{bad} was accepted");
         assert!(err.contains("SOUK_TRUSTED_PROXIES"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn refusals_and_timeouts_are_logged_with_the_forwarded_client() {
+    let dir = TempDir::new();
+    let mut command = souk(&dir);
+    command
+        .env("RUST_LOG", "souk=debug")
+        .env("SOUK_TRUSTED_PROXIES", "127.0.0.1")
+        .env("SOUK_READ_TIMEOUT", "1");
+    let process = Process::spawn(command);
+    let marker = "listening on http://";
+    let (seen, found) = process.read_log_until(PROCESS_TIMEOUT, |line| line.contains(marker));
+    let addr: SocketAddr = seen
+        .last()
+        .filter(|_| found)
+        .and_then(|line| line.split_once(marker))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no `{marker}ADDR` in the log: {seen:#?}"));
+    // A body over the limit, refused from its head.
+    let mut refused = Client::connect(addr);
+    refused.send(
+        b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\n\
+          Content-Length: 999999999999\r\n\r\n",
+    );
+    refused
+        .read_response()
+        .assert_error(413, "payload_too_large");
+    let wanted = "refused a request from 203.0.113.7 (via 127.0.0.1:";
+    let (seen, found) = process.read_log_until(PROCESS_TIMEOUT, |line| line.contains(wanted));
+    assert!(found, "no `{wanted}` in the log: {seen:#?}");
+    // A body that stops coming, cut off by the read timeout.
+    let mut stalled = Client::connect(addr);
+    stalled.send(
+        b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.8\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user",
+    );
+    let wanted = "closing 203.0.113.8 (via 127.0.0.1:";
+    let (seen, found) =
+        process.read_log_until(Duration::from_secs(10), |line| line.contains(wanted));
+    assert!(found, "no `{wanted}` in the log: {seen:#?}");
+    process.stop();
 }

@@ -620,3 +620,80 @@ fn sighup_without_tls_keeps_serving() {
     assert_eq!(response.status, 200);
     served.stop();
 }
+
+// ---- closing and failing -------------------------------------------------------
+
+#[test]
+fn a_close_notify_without_a_fin_closes_the_connection_at_once() {
+    // The idle timeout is long: only the close_notify can end this quickly.
+    let (app, ca, _dir) = spawn_tls_app(|config| config.idle_timeout = Duration::from_secs(60));
+    let mut client = TlsClient::connect(app.addr, ca.client_config()).expect("a TLS connection");
+    // The request and the close_notify in one write, so the server decrypts
+    // both in one read and the poller has nothing more to report; the TCP
+    // write side stays open (no FIN).
+    let conn = &mut client.stream.conn;
+    conn.writer()
+        .write_all(&get_request("/healthz"))
+        .expect("the request");
+    conn.send_close_notify();
+    let mut wire = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut wire).expect("encrypting");
+    }
+    client.stream.sock.write_all(&wire).expect("sending");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match client.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!(
+                "expected the answer and the server's close_notify, got {e} after {:?}",
+                started.elapsed()
+            ),
+        }
+    }
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+}
+
+#[test]
+fn a_peer_that_speaks_tls_but_fails_the_handshake_gets_an_alert() {
+    let (app, _ca, _dir) = spawn_tls_app(|_| {});
+    let mut client = Client::connect(app.addr);
+    // A handshake record whose ClientHello is one byte of garbage.
+    client.send(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0xff]);
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match client.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server must close the connection, got {e}"),
+        }
+    }
+    // An alert record (content type 21).
+    assert_eq!(seen.first(), Some(&0x15), "{seen:?}");
+}
+
+#[test]
+fn a_bad_tls_pair_stops_the_start_before_the_database_is_created() {
+    let dir = TempDir::new();
+    let ca = TestCa::new("souk test CA");
+    let (cert, _, _) = ca.issue(&dir.path, "server");
+    let typo = dir.path.join("server.kye");
+    let (status, _, err) = run(souk_tls(&dir, &cert, &typo));
+    assert!(!status.success());
+    assert!(err.contains("server.kye"), "{err}");
+    let left: Vec<String> = std::fs::read_dir(&dir.path)
+        .expect("the directory")
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("souk.db"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
