@@ -122,7 +122,21 @@ pub struct ConfigArgs {
     /// Seconds an idle keep-alive connection is kept.
     #[arg(long = "idle-timeout", env = "SOUK_IDLE_TIMEOUT", value_name = "SOUK_IDLE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub idle_timeout: u64,
+    /// Platform fee on completed orders, basis points (0-5000).
+    #[arg(long = "fee-bps", env = "SOUK_FEE_BPS", value_name = "SOUK_FEE_BPS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=FEE_BPS_MAX as i64), global = true)]
+    pub fee_bps: u32,
+    /// Seconds a seller has to ship a paid order before it is cancelled and refunded.
+    #[arg(long = "order-ship-within", env = "SOUK_ORDER_SHIP_WITHIN", value_name = "SOUK_ORDER_SHIP_WITHIN", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S), global = true)]
+    pub order_ship_within: u64,
+    /// Seconds after shipping before an order completes by itself.
+    #[arg(long = "order-confirm-within", env = "SOUK_ORDER_CONFIRM_WITHIN", value_name = "SOUK_ORDER_CONFIRM_WITHIN", default_value_t = 1_209_600, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S), global = true)]
+    pub order_confirm_within: u64,
 }
+
+/// Highest platform fee: half of an order's amount.
+pub const FEE_BPS_MAX: u32 = 5000;
+/// Longest ship or confirm period: a year, so a deadline always fits.
+pub const ORDER_TIMER_MAX_S: u64 = 365 * 86_400;
 
 /// One enabled currency: its lowercase code and its decimal places.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +226,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub circuit_threshold: u32,
     pub circuit_cooldown: Duration,
+    /// Platform fee in basis points, fixed on each order when placed.
+    pub fee_bps: u32,
+    pub order_ship_within_s: i64,
+    pub order_confirm_within_s: i64,
 }
 
 impl From<ConfigArgs> for Config {
@@ -250,6 +268,10 @@ impl From<ConfigArgs> for Config {
             idle_timeout: Duration::from_secs(args.idle_timeout),
             circuit_threshold: args.circuit_threshold,
             circuit_cooldown: Duration::from_secs(args.circuit_cooldown),
+            fee_bps: args.fee_bps,
+            // Both are at most ORDER_TIMER_MAX_S.
+            order_ship_within_s: i64::try_from(args.order_ship_within).unwrap_or(i64::MAX),
+            order_confirm_within_s: i64::try_from(args.order_confirm_within).unwrap_or(i64::MAX),
         }
     }
 }

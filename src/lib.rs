@@ -17,4 +17,5 @@ pub mod limits;
 pub mod listings;
 pub mod memo;
 pub mod monitor;
+pub mod orders;
 pub mod store;
