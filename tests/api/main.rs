@@ -16,6 +16,7 @@ mod lifecycle;
 mod listings;
 mod monitoring;
 mod openapi;
+mod orders;
 mod resilience;
 mod users;
 mod wallets;
