@@ -432,6 +432,22 @@ fn fees_are_floored_on_completion_and_taken_from_the_sellers_part_on_resolution(
     let done = s.act_ok(&s.buyer, id, "confirm", None, "completed");
     assert_eq!(done["fee"], btc(24));
     assert_eq!(s.wallet(&s.seller), (btc(975), btc(0)));
+    // One closing movement: the buyer's two release legs, one to the
+    // seller and one to the platform ("0").
+    let entries = s.w.get("/api/v1/wallet/entries", &s.buyer.token).json()["entries"].clone();
+    let legs: Vec<(Value, Value)> = entries
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == "escrow_release")
+        .map(|e| (e["counterparty"].clone(), e["amount"].clone()))
+        .collect();
+    assert_eq!(legs.len(), 2, "{entries}");
+    assert!(legs.contains(&(json!("0"), json!(btc(24)))), "{entries}");
+    assert!(
+        legs.contains(&(json!(s.seller.id), json!(btc(975)))),
+        "{entries}"
+    );
     assert_eq!(
         s.fees()[BTC],
         json!({"balance": btc(24), "collected": btc(24), "withdrawn": btc(0)})
