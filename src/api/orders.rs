@@ -159,7 +159,17 @@ fn act(
     input: Input,
 ) -> Result<Reply> {
     let id = params.id()?;
-    let canonical = json!([id, format!("{action:?}"), format!("{input:?}")]);
+    // What the client asked for; settings (the confirm period) are not part of it.
+    let asked = match &input {
+        Input::None => json!(null),
+        Input::Ship { tracking, .. } => json!(tracking),
+        Input::Dispute { reason } => json!(reason),
+        Input::Resolve {
+            to_seller,
+            to_buyer,
+        } => json!([to_seller, to_buyer]),
+    };
+    let canonical = json!([id, format!("{action:?}"), asked]);
     let mover = Mover::User {
         id: caller.user.id,
         admin: caller.is_admin(),

@@ -705,3 +705,38 @@ pub fn expire(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Order> {
     }
     act(tx, id, Action::Timeout, &Input::None, Mover::Souk, now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fee_is_floored_and_never_overflows() {
+        assert_eq!(fee_of(999, 250), 24);
+        assert_eq!(fee_of(401, 250), 10);
+        assert_eq!(fee_of(39, 250), 0);
+        assert_eq!(fee_of(1_000, 0), 0);
+        assert_eq!(fee_of(i64::MAX, 5000), i64::MAX / 2);
+        assert_eq!(fee_of(i64::MAX, 10_000), i64::MAX);
+    }
+
+    /// One row per (from, action, who): a move never depends on which row
+    /// is read first.
+    #[test]
+    fn the_moves_table_has_one_row_per_state_action_and_actor() {
+        for (i, a) in MOVES.iter().enumerate() {
+            for b in &MOVES[i + 1..] {
+                assert!(
+                    (a.0, a.1, a.2) != (b.0, b.1, b.2),
+                    "{a:?} and {b:?} start the same move"
+                );
+            }
+        }
+        let finals = [
+            OrderState::Completed,
+            OrderState::Cancelled,
+            OrderState::Resolved,
+        ];
+        assert!(MOVES.iter().all(|(from, ..)| !finals.contains(from)));
+    }
+}
