@@ -417,6 +417,59 @@ fn a_hundred_racing_orders_for_ten_in_stock_place_exactly_ten() {
     s.assert_clean();
 }
 
+/// Of two racing moves on one order exactly one wins, and the loser moves
+/// nothing: the buyer cancels while the seller ships, order after order.
+#[test]
+fn of_two_racing_moves_exactly_one_wins() {
+    let s = shop("1");
+    let listing = s.listing(1_000, 100);
+    for round in 0..20 {
+        let id = s.place(&listing, 1)["id"].as_str().expect("id").to_owned();
+        let barrier = Barrier::new(2);
+        let (cancel, ship) = std::thread::scope(|scope| {
+            let cancel = scope.spawn(|| {
+                barrier.wait();
+                s.act(&s.buyer, &id, "cancel", None).status
+            });
+            let ship = scope.spawn(|| {
+                barrier.wait();
+                s.act(&s.seller, &id, "ship", None).status
+            });
+            (cancel.join().expect("cancel"), ship.join().expect("ship"))
+        });
+        let state = s.order(&s.buyer, &id)["state"].clone();
+        match (cancel, ship) {
+            (200, 409) => assert_eq!(state, "cancelled", "round {round}"),
+            (409, 200) => assert_eq!(state, "shipped", "round {round}"),
+            other => panic!("round {round}: cancel and ship answered {other:?}"),
+        }
+    }
+    s.assert_clean();
+}
+
+#[test]
+fn an_order_keeps_the_title_and_price_it_was_placed_at() {
+    let s = shop("1");
+    let listing = s.listing(1_000, 10);
+    let order = s.place(&listing, 2);
+    let edit = json!({"title": "Golden lamp", "price": btc(9_000)});
+    let response = s.w.patch(
+        &format!("/api/v1/listings/{listing}"),
+        &s.seller.token,
+        &edit,
+    );
+    assert_eq!(response.status, 200, "{}", response.summary());
+    let id = order["id"].as_str().expect("id");
+    let now = s.order(&s.buyer, id);
+    assert_eq!(now["title"], "Brass lamp");
+    assert_eq!(now["unit_price"], btc(1_000));
+    assert_eq!(now["amount"], btc(2_000));
+    s.act_ok(&s.seller, id, "ship", None, "shipped");
+    s.act_ok(&s.buyer, id, "confirm", None, "completed");
+    assert_eq!(s.wallet(&s.seller), (btc(2_000), btc(0)));
+    s.assert_clean();
+}
+
 // ---- fees ------------------------------------------------------------------
 
 #[test]
@@ -1017,7 +1070,23 @@ fn the_ledger_check_catches_a_corrupted_order() {
             .any(|p| p.as_str().is_some_and(|p| p.contains(&paid))),
         "{problems:?}"
     );
+    // `souk check` (next to the running server) sees it too.
+    let check = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_souk"));
+        command
+            .arg("check")
+            .env("SOUK_DB", &s.w.db)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        run(command)
+    };
+    let (status, out, err) = check();
+    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert!(out.contains(&paid), "{out}");
     db.execute("UPDATE orders SET state = 'paid' WHERE id = ?1", [&paid])
         .expect("repairing the state");
     s.assert_clean();
+    let (status, out, err) = check();
+    assert!(status.success(), "{out}\n{err}");
 }
