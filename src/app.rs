@@ -12,13 +12,13 @@ use crate::api::{self, Router, respond};
 use crate::cache::Caches;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::escrow::sweeper::Sweeper;
 use crate::http::{self, Reply, Request, Response, ServerHandle, Service};
 use crate::ledger::idempotency::InFlight;
 use crate::memo::Memo;
 use crate::monitor::alerts::Thresholds;
 use crate::monitor::{Monitor, MonitorThread};
 use crate::store::{ServeLock, Store, StoreConfig, Touched, WriteTx};
+use crate::timers::Sweeper;
 
 /// What every handler can reach.
 pub struct App {

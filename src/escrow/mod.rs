@@ -5,7 +5,6 @@
 //! whose ledger entries share one movement id (the closing movement).
 
 pub mod check;
-pub mod sweeper;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;

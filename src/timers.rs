@@ -31,7 +31,7 @@ impl Sweeper {
     pub fn start(store: Store) -> std::io::Result<Sweeper> {
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
-            .name("escrow-sweeper".into())
+            .name("timers".into())
             .stack_size(crate::limits::SERVICE_STACK_BYTES * 2)
             .spawn(move || run(&store, &stopped))?;
         Ok(Sweeper { stop, thread })
@@ -82,7 +82,7 @@ fn sweep(store: &Store) {
     let now = crate::clock::unix_seconds();
     let due = match store
         .readers
-        .read(|conn| super::due(conn, now, SWEEP_BATCH_MAX))
+        .read(|conn| crate::escrow::due(conn, now, SWEEP_BATCH_MAX))
     {
         Ok(due) => due,
         Err(e) => {
@@ -95,7 +95,7 @@ fn sweep(store: &Store) {
     for &id in &due {
         let done_tx = done_tx.clone();
         store.writer.submit(
-            move |tx| super::release(tx, id, now),
+            move |tx| crate::escrow::release(tx, id, now),
             move |result| {
                 let _ = done_tx.send((id, result.map(|_| ())));
             },
