@@ -137,6 +137,8 @@ pub const MOVES: [(OrderState, Action, Actor, OrderState); 12] = {
 
 #[derive(Debug, Clone)]
 pub struct Order {
+    /// Placement order, the paging key; never shown.
+    pub seq: i64,
     pub id: i64,
     pub listing: i64,
     pub title: String,
@@ -282,7 +284,7 @@ pub fn parse_quantity(quantity: &serde_json::Number) -> Result<i64> {
 
 const COLUMNS: &str = "id, listing, title, buyer, seller, currency, unit_price, quantity, amount, \
                        fee_bps, fee, state, memo, tracking, dispute_reason, escrow, created_at, \
-                       updated_at, ship_by, confirm_by";
+                       updated_at, ship_by, confirm_by, seq";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
     let state: String = row.get(11)?;
@@ -307,6 +309,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
         updated_at: row.get(17)?,
         ship_by: row.get(18)?,
         confirm_by: row.get(19)?,
+        seq: row.get(20)?,
     })
 }
 
@@ -329,7 +332,8 @@ pub enum Scope {
 }
 
 /// A page of orders in `scope`, newest first, after the order `after` (one
-/// in the scope, else `UnknownCursor`).
+/// in the scope, else `UnknownCursor`). Both roles are read as two keyset
+/// pages, one per index, merged: never a sort of all of a user's orders.
 pub fn page(
     conn: &Connection,
     scope: Scope,
@@ -351,9 +355,46 @@ pub fn page(
             .optional()?
             .ok_or(Error::UnknownCursor)?,
     };
+    let one = |scope: Scope| page_before(conn, scope, state, before_seq, limit);
+    match scope {
+        Scope::Either(user) => {
+            let mut both = one(Scope::Buyer(user))?;
+            both.extend(one(Scope::Seller(user))?);
+            both.sort_unstable_by_key(|o| std::cmp::Reverse(o.seq));
+            both.truncate(limit);
+            Ok(both)
+        }
+        _ => one(scope),
+    }
+}
+
+/// One keyset page of a single-index scope. The index is named: without
+/// statistics the planner would take (state, seq) for a user's orders in
+/// one state and scan every order in it.
+fn page_before(
+    conn: &Connection,
+    scope: Scope,
+    state: Option<OrderState>,
+    before_seq: i64,
+    limit: usize,
+) -> Result<Vec<Order>> {
+    let (from, user) = match (scope, state) {
+        (Scope::Buyer(user), _) => ("orders INDEXED BY orders_buyer_seq WHERE buyer = ?1", user),
+        (Scope::Seller(user), _) => (
+            "orders INDEXED BY orders_seller_seq WHERE seller = ?1",
+            user,
+        ),
+        (Scope::All, Some(_)) => ("orders INDEXED BY orders_state_seq WHERE ?1 IS NOT NULL", 0),
+        (Scope::All, None) => ("orders WHERE ?1 IS NOT NULL", 0),
+        (Scope::Either(_), _) => return Err(Error::internal("two indexes: use page")),
+    };
+    let in_state = if state.is_some() {
+        "state = ?2"
+    } else {
+        "?2 IS NULL"
+    };
     let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE {who} AND (?2 IS NULL OR state = ?2) AND seq < ?3
-         ORDER BY seq DESC LIMIT ?4"
+        "SELECT {COLUMNS} FROM {from} AND {in_state} AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
@@ -456,7 +497,8 @@ pub fn place(
     };
     let escrow = escrow::create_for_order(tx, &hold, id, now)?;
     let fee_bps = i64::from(terms.fee_bps);
-    let order = Order {
+    let mut order = Order {
+        seq: 0,
         id,
         listing: listing.id,
         title: listing.title,
@@ -478,11 +520,12 @@ pub fn place(
         ship_by: now.saturating_add(terms.ship_within_s),
         confirm_by: None,
     };
-    insert(tx, &order)?;
+    order.seq = insert(tx, &order)?;
     Ok(order)
 }
 
-fn insert(tx: &WriteTx<'_>, o: &Order) -> Result<()> {
+/// Stores a new order; returns its `seq`.
+fn insert(tx: &WriteTx<'_>, o: &Order) -> Result<i64> {
     tx.prepare_cached(
         "INSERT INTO orders (id, listing, buyer, seller, title, currency, unit_price, quantity,
                              amount, fee_bps, fee, state, memo, escrow, created_at, updated_at,
@@ -507,7 +550,7 @@ fn insert(tx: &WriteTx<'_>, o: &Order) -> Result<()> {
         o.created_at,
         o.ship_by
     ])?;
-    Ok(())
+    Ok(tx.last_insert_rowid())
 }
 
 // ---- moving ----------------------------------------------------------------
@@ -675,18 +718,28 @@ fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: 
 }
 
 /// Orders whose timer has passed, oldest due first, at most `limit`: paid
-/// ones past `ship_by` and shipped ones past `confirm_by`. Times are whole
-/// seconds, so "passed" means `< now`: never early.
+/// ones past `ship_by` and shipped ones past `confirm_by`, each read through
+/// its partial index (named: see `page_before`). Times are whole seconds, so
+/// "passed" means `< now`: never early.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<i64>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM (
-             SELECT id, ship_by AS due FROM orders WHERE state = 'paid' AND ship_by < ?1
-             UNION ALL
-             SELECT id, confirm_by AS due FROM orders WHERE state = 'shipped' AND confirm_by < ?1)
-         ORDER BY due LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, limit as i64], |row| row.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+    let mut due: Vec<(i64, i64)> = Vec::with_capacity(limit.saturating_mul(2));
+    for sql in [
+        "SELECT ship_by, id FROM orders INDEXED BY orders_ship_due
+         WHERE state = 'paid' AND ship_by < ?1 ORDER BY ship_by LIMIT ?2",
+        "SELECT confirm_by, id FROM orders INDEXED BY orders_confirm_due
+         WHERE state = 'shipped' AND confirm_by < ?1 ORDER BY confirm_by LIMIT ?2",
+    ] {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![now, limit as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
+    due.sort_unstable();
+    due.truncate(limit);
+    Ok(due.into_iter().map(|(_, id)| id).collect())
 }
 
 /// A timer's move: what the action would do, by souk.

@@ -891,6 +891,56 @@ fn orders_are_listed_newest_first_by_role_and_state_with_a_cursor() {
         .assert_error(403, "forbidden");
 }
 
+/// Without `role`, a user's orders as buyer and as seller come merged,
+/// newest first, across pages.
+#[test]
+fn both_roles_are_listed_merged_newest_first() {
+    let s = shop("1");
+    s.w.deposit(&s.admin, &s.seller, BTC, "1");
+    let sellers = s.listing(1_000, 100);
+    let body = json!({"title": "Kettle", "currency": BTC, "price": btc(500), "quantity": 100});
+    let response = s.w.post("/api/v1/listings", Some(&s.buyer.token), &body);
+    assert_eq!(response.status, 201, "{}", response.summary());
+    let buyers = response.json()["listing"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut placed = Vec::new();
+    for round in 0..7 {
+        let (who, listing) = if round % 3 == 1 {
+            (&s.seller, &buyers)
+        } else {
+            (&s.buyer, &sellers)
+        };
+        let response = s.try_place(who, &json!({"listing": listing}));
+        assert_eq!(response.status, 201, "{}", response.summary());
+        placed.push(
+            response.json()["order"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    placed.reverse();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(cursor) => format!("{ORDERS}?limit=2&after={cursor}"),
+            None => format!("{ORDERS}?limit=2"),
+        };
+        let (ids, next) = ids_of(&s.w.get(&path, &s.buyer.token));
+        seen.extend(ids);
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, placed);
+    let (ids, _) = ids_of(&s.w.get(&format!("{ORDERS}?role=seller&state=paid"), &s.buyer.token));
+    assert_eq!(ids.len(), 2);
+}
+
 // ---- timers ----------------------------------------------------------------
 
 /// Polls the order until it leaves `state`; the order then.
