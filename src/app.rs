@@ -13,7 +13,6 @@ use crate::api::{self, Router, respond};
 use crate::cache::Caches;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::escrow::sweeper::Sweeper;
 use crate::http::tls::Certificates;
 use crate::http::{self, Reply, Request, Responder, Response, ServerHandle, Service};
 use crate::ledger::idempotency::InFlight;
@@ -21,6 +20,7 @@ use crate::memo::Memo;
 use crate::monitor::alerts::Thresholds;
 use crate::monitor::{Monitor, MonitorThread};
 use crate::store::{ServeLock, Store, StoreConfig, Touched, WriteTx};
+use crate::timers::Sweeper;
 
 /// What every handler can reach.
 pub struct App {

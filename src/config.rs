@@ -146,7 +146,21 @@ pub struct ConfigArgs {
     /// Comma-separated exact origins (https://app.example.com) allowed to call the API from a browser.
     #[arg(long = "cors-origins", env = "SOUK_CORS_ORIGINS", value_name = "SOUK_CORS_ORIGINS", default_value = "", value_parser = CorsOrigins::parse, global = true)]
     pub cors_origins: CorsOrigins,
+    /// Platform fee on completed orders, basis points (0-5000).
+    #[arg(long = "fee-bps", env = "SOUK_FEE_BPS", value_name = "SOUK_FEE_BPS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=FEE_BPS_MAX as i64), global = true)]
+    pub fee_bps: u32,
+    /// Seconds a seller has to ship a paid order before it is cancelled and refunded.
+    #[arg(long = "order-ship-within", env = "SOUK_ORDER_SHIP_WITHIN", value_name = "SOUK_ORDER_SHIP_WITHIN", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S), global = true)]
+    pub order_ship_within: u64,
+    /// Seconds after shipping before an order completes by itself.
+    #[arg(long = "order-confirm-within", env = "SOUK_ORDER_CONFIRM_WITHIN", value_name = "SOUK_ORDER_CONFIRM_WITHIN", default_value_t = 1_209_600, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S), global = true)]
+    pub order_confirm_within: u64,
 }
+
+/// Highest platform fee: half of an order's amount.
+pub const FEE_BPS_MAX: u32 = 5000;
+/// Longest ship or confirm period: a year, so a deadline always fits.
+pub const ORDER_TIMER_MAX_S: u64 = 365 * 86_400;
 
 /// One enabled currency: its lowercase code and its decimal places.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +254,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     pub trusted_proxies: TrustedProxies,
     pub cors_origins: CorsOrigins,
+    /// Platform fee in basis points, fixed on each order when placed.
+    pub fee_bps: u32,
+    pub order_ship_within_s: i64,
+    pub order_confirm_within_s: i64,
 }
 
 impl From<ConfigArgs> for Config {
@@ -282,6 +300,10 @@ impl From<ConfigArgs> for Config {
             tls_key: args.tls_key.filter(|p| !p.as_os_str().is_empty()),
             trusted_proxies: args.trusted_proxies,
             cors_origins: args.cors_origins,
+            fee_bps: args.fee_bps,
+            // Both are at most ORDER_TIMER_MAX_S.
+            order_ship_within_s: i64::try_from(args.order_ship_within).unwrap_or(i64::MAX),
+            order_confirm_within_s: i64::try_from(args.order_confirm_within).unwrap_or(i64::MAX),
         }
     }
 }

@@ -17,4 +17,6 @@ pub mod limits;
 pub mod listings;
 pub mod memo;
 pub mod monitor;
+pub mod orders;
 pub mod store;
+pub mod timers;

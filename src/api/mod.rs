@@ -5,12 +5,14 @@ pub mod admin_ledger;
 pub mod auth;
 pub mod cors;
 pub mod escrows;
+pub mod fees;
 pub mod health;
 pub mod idempotent;
 pub mod json;
 pub mod listings;
 pub mod monitoring;
 pub mod openapi;
+pub mod orders;
 pub mod query;
 pub mod respond;
 mod router;
@@ -90,6 +92,28 @@ pub fn routes() -> Router {
         .op("listings.update")
         .route(Get, "/api/v1/users/me/listings", listings::mine)
         .op("listings.mine")
+        .route(Post, "/api/v1/orders", orders::place)
+        .op("orders.place")
+        .route(Get, "/api/v1/orders", orders::list)
+        .op("orders.list")
+        .route(Get, "/api/v1/orders/{id}", orders::get)
+        .op("orders.get")
+        .route(Post, "/api/v1/orders/{id}/ship", orders::ship)
+        .op("orders.ship")
+        .route(Post, "/api/v1/orders/{id}/cancel", orders::cancel)
+        .op("orders.cancel")
+        .route(Post, "/api/v1/orders/{id}/confirm", orders::confirm)
+        .op("orders.confirm")
+        .route(Post, "/api/v1/orders/{id}/dispute", orders::dispute)
+        .op("orders.dispute")
+        .route(Post, "/api/v1/admin/orders/{id}/resolve", orders::resolve)
+        .op("orders.resolve")
+        .route(Get, "/api/v1/admin/orders", orders::admin_list)
+        .op("admin.orders")
+        .route(Get, "/api/v1/admin/fees", fees::summary)
+        .op("admin.fees")
+        .route(Post, "/api/v1/admin/fees/withdrawals", fees::withdraw)
+        .op("admin.fees.withdraw")
         .route(Get, "/metrics", monitoring::metrics)
         .op("monitoring.metrics")
         .route(Get, "/dashboard", monitoring::page)

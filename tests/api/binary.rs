@@ -211,7 +211,12 @@ impl Served {
     /// Starts `souk` (see `souk`) and waits up to `PROCESS_TIMEOUT` for
     /// `listening on http://ADDR`; panics with the log so far otherwise.
     pub fn start(dir: &TempDir) -> Served {
-        let process = Process::spawn(souk(dir));
+        Served::start_with(souk(dir))
+    }
+
+    /// `start` with a command of the test's (`souk(dir)` plus settings).
+    pub fn start_with(command: Command) -> Served {
+        let process = Process::spawn(command);
         let marker = "listening on http://";
         let (seen, found) = process.read_log_until(PROCESS_TIMEOUT, |line| line.contains(marker));
         let addr = match seen.last().and_then(|line| line.split_once(marker)) {

@@ -18,6 +18,7 @@ mod listings;
 mod monitoring;
 mod openapi;
 mod operations;
+mod orders;
 mod proxies;
 mod resilience;
 mod tls;
