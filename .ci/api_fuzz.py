@@ -3,7 +3,7 @@
 
 Starts the given souk binary on a fresh database, seeds it through the API
 (an admin, two users with sessions, deposits in every currency, a transfer,
-escrows, listings in every state), then runs Schemathesis with every check,
+escrows, listings in every state, orders in every open state and a fee), then runs Schemathesis with every check,
 once signed in as a user and once as an admin, with a fixed seed and a
 bounded number of examples. Logging out is fuzzed on its own with tokens that may be burnt.
 Afterwards the ledger must still pass `souk check`. Exit 0 only when every
@@ -126,11 +126,12 @@ def seed(base, souk, db, env):
                                    (bob, "xmr", "0.5"), (alice, "btc", "2"), (alice, "xmr", "7")]:
         listing = call(base, "POST", "/api/v1/listings", {
             "title": f"Seeded {currency} lamp", "description": "A seeded listing.",
-            "currency": currency, "price": price, "quantity": 3, "tags": ["seed", currency],
+            "currency": currency, "price": price, "quantity": 30, "tags": ["seed", currency],
         }, token=owner["token"])
         listings.append(listing["listing"]["id"])
     call(base, "PATCH", f"/api/v1/listings/{listings[4]}", {"state": "paused"}, token=alice["token"])
     call(base, "PATCH", f"/api/v1/listings/{listings[5]}", {"state": "closed"}, token=alice["token"])
+    orders = seed_orders(base, alice, bob, listings)
     return {
         "admin": admin_token,
         "user": alice["token"],
@@ -139,7 +140,32 @@ def seed(base, souk, db, env):
         "user_ids": [users[name]["user"]["id"] for name in ["alice", "bob", "carol"]],
         "escrow_ids": escrows,
         "listing_ids": listings,
+        "order_ids": orders,
     }
+
+
+def seed_orders(base, alice, bob, listings):
+    """Orders in every open state, alice as buyer and as seller, and one
+    completed (so that the platform holds a fee, SOUK_FEE_BPS being set)."""
+    def place(buyer, listing):
+        order = call(base, "POST", "/api/v1/orders", {"listing": listing, "quantity": 1}, token=buyer["token"])
+        return order["order"]["id"]
+
+    def move(who, order, action, body=None):
+        call(base, "POST", f"/api/v1/orders/{order}/{action}", body, token=who["token"])
+
+    orders = []
+    # alice buys bob's btc listing, bob buys alice's btc and xmr listings.
+    for buyer, seller, listing in [(alice, bob, listings[2]), (bob, alice, listings[0])]:
+        paid, shipped, disputed = (place(buyer, listing) for _ in range(3))
+        move(seller, shipped, "ship", {"tracking": "seeded parcel"})
+        move(buyer, disputed, "dispute", {"reason": "seeded dispute"})
+        orders += [paid, shipped, disputed]
+    completed = place(alice, listings[2])
+    move(bob, completed, "ship")
+    move(alice, completed, "confirm")
+    orders += [completed, place(bob, listings[1])]
+    return orders
 
 
 def write_config(work, seeded):
@@ -151,6 +177,7 @@ def write_config(work, seeded):
     users = json.dumps(seeded["user_ids"])
     escrows = json.dumps(seeded["escrow_ids"])
     listings = json.dumps(seeded["listing_ids"])
+    orders = json.dumps(seeded["order_ids"])
     text += f"""
 # ---- written by api_fuzz.py from the seeded database ----
 [dictionaries.users]
@@ -162,15 +189,23 @@ values = {escrows}
 [dictionaries.listings]
 values = {listings}
 
+[dictionaries.orders]
+values = {orders}
+
 [parameters]
 "body.to" = {{ dictionary = "users", probability = 0.5 }}
 "body.seller" = {{ dictionary = "users", probability = 0.5 }}
 "body.user_id" = {{ dictionary = "users", probability = 0.5 }}
 "body.transfers[*].to" = {{ dictionary = "users", probability = 0.5 }}
+"body.listing" = {{ dictionary = "listings", probability = 0.5 }}
 
 [[operations]]
 include-path-regex = 'escrows/[{{]id[}}]'
 parameters = {{ "path.id" = {{ dictionary = "escrows", probability = 0.5 }} }}
+
+[[operations]]
+include-path-regex = 'orders/[{{]id[}}]'
+parameters = {{ "path.id" = {{ dictionary = "orders", probability = 0.5 }} }}
 
 [[operations]]
 include-path-regex = 'listings/[{{]id[}}]'
@@ -222,6 +257,8 @@ def main():
         # The fuzzer signs in and registers far more often than a person.
         "LOGIN_RATE_LIMIT": "100000",
         "SOUK_REGISTRATION_RATE_LIMIT": "100000",
+        # Completed orders pay the platform a fee: the fee routes have money to show.
+        "SOUK_FEE_BPS": "250",
     }
     env.pop("SOUK_PASSWORD", None)
     ok = True

@@ -1,7 +1,7 @@
 """Schemathesis hooks for `.ci/api_fuzz.py`: fresh idempotency keys.
 
 A real client draws a new Idempotency-Key (and, for an admin deposit or
-withdrawal, a new outside reference) for every new operation, and reuses one
+withdrawal, user's or fees', a new outside reference) for every new operation, and reuses one
 only to retry the same request. Schemathesis' generator instead repeats short
 values ("0", "!") across different requests, which souk rightly refuses with
 422 `idempotency_mismatch`: correct behaviour, but not what the positive-data
@@ -46,5 +46,6 @@ def before_call(context, case, kwargs):
     if isinstance(body, dict) and "reference" in body and case.path in (
         "/api/v1/admin/deposits",
         "/api/v1/admin/withdrawals",
+        "/api/v1/admin/fees/withdrawals",
     ):
         body["reference"] = _unique(body["reference"], _REFERENCE_ROOM)

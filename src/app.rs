@@ -6,20 +6,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::accounts::guard::{AddressLimit, LoginGuard};
+use crate::accounts::operator::Follower;
 use crate::accounts::passwords::Hasher;
 use crate::accounts::users::UserStats;
 use crate::api::{self, Router, respond};
 use crate::cache::Caches;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::escrow::sweeper::Sweeper;
-use crate::http::{self, Reply, Request, Response, ServerHandle, Service};
+use crate::http::tls::Certificates;
+use crate::http::{self, Reply, Request, Responder, Response, ServerHandle, Service};
 use crate::ledger::idempotency::InFlight;
 use crate::memo::Memo;
 use crate::monitor::alerts::Thresholds;
 use crate::monitor::{Monitor, MonitorThread};
 use crate::orders::messages::{MESSAGE_WINDOW, MESSAGES_PER_WINDOW, SendLimit};
 use crate::store::{ServeLock, Store, StoreConfig, Touched, WriteTx};
+use crate::timers::Sweeper;
 
 /// What every handler can reach.
 pub struct App {
@@ -39,12 +41,41 @@ pub struct App {
     pub in_flight: InFlight,
     pub monitor: Arc<Monitor>,
     pub caches: Arc<Caches>,
+    /// Operator changes made from the command line (`accounts::operator`).
+    pub operator: Follower,
     router: Router,
 }
 
 impl Service for App {
-    fn call(&self, request: Request) -> Reply {
-        self.router.dispatch(self, &request)
+    fn call(&self, request: &Request) -> Reply {
+        let cors = &self.config.cors_origins;
+        if cors.is_empty() {
+            return self.router.dispatch(self, request);
+        }
+        let origin = cors.allowed(&request.headers).map(str::to_owned);
+        if let Some(origin) = &origin
+            && api::cors::is_preflight(request)
+        {
+            return Reply::Now(api::cors::preflight(origin));
+        }
+        match self.router.dispatch(self, request) {
+            Reply::Now(response) => Reply::Now(api::cors::decorate(response, origin.as_deref())),
+            Reply::Later(start) => Reply::Later(Box::new(move |responder: Responder| {
+                start(
+                    responder.map(move |response| api::cors::decorate(response, origin.as_deref())),
+                );
+            })),
+        }
+    }
+
+    /// The HTTP layer's own refusals and the 500 of a panic carry the CORS
+    /// headers like every other answer.
+    fn decorate(&self, headers: &[(String, Vec<u8>)], response: Response) -> Response {
+        let cors = &self.config.cors_origins;
+        if cors.is_empty() {
+            return response;
+        }
+        api::cors::decorate(response, cors.allowed(headers))
     }
 
     fn completed(&self, response: &Response, elapsed: Duration) {
@@ -89,6 +120,8 @@ impl App {
 /// A started service.
 pub struct Running {
     pub addr: SocketAddr,
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<Certificates>>,
     pub app: Arc<App>,
     server: ServerHandle,
     sweeper: Sweeper,
@@ -98,6 +131,21 @@ pub struct Running {
 }
 
 impl Running {
+    /// `https` or `http`, for the address the server listens on.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// SIGHUP: reads the TLS certificate and key again for new connections
+    /// (open ones go on). A bad pair keeps the old one; the error names the
+    /// file. Without TLS there is nothing to reload.
+    pub fn reload_tls(&self) -> std::result::Result<(), String> {
+        match &self.tls {
+            Some(certificates) => certificates.reload(),
+            None => Ok(()),
+        }
+    }
+
     /// Graceful stop: no new connections, requests in flight finish, queued
     /// writes commit, then the writer stops.
     pub fn shutdown(self) {
@@ -118,7 +166,17 @@ pub fn start(config: Config) -> Result<Running> {
 /// `api::routes()`).
 pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     config.check().map_err(Error::Setup)?;
-    // Before anything touches the file: a second server stops here.
+    // Before anything touches the database: a typo in SOUK_TLS_KEY on a
+    // first deployment must not leave a new, empty database behind.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            Certificates::load(cert, key).map_err(Error::Setup)?,
+        )),
+        _ => None,
+    };
+    // A refused file is refused before the lock file is made beside it.
+    let found = crate::store::open::for_writing(&config.db_path)?;
+    // Before anything writes the file: a second server stops here.
     let serve_lock = ServeLock::acquire(&config.db_path)?;
     let caches = Caches::new(&config);
     let invalidate = Arc::clone(&caches);
@@ -142,6 +200,10 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         workers: config.workers,
     };
     let addr = config.addr;
+    let edge = http::Edge {
+        tls: tls.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
+    };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hasher = Hasher::start(cpus)?;
     let guard = Arc::new(LoginGuard::new(
@@ -153,6 +215,8 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         AddressLimit::new("registration", config.registration_rate_limit_per_minute);
     let anonymous_reads =
         AddressLimit::new("anonymous read", crate::limits::ANONYMOUS_READS_PER_MINUTE);
+    log_database(&found);
+    let operator = Follower::start(&store.readers).inspect_err(|_| store.shutdown())?;
     let user_stats = Memo::new(config.stats_cache_ttl);
     let wallet_stats = Memo::new(config.stats_cache_ttl);
     let monitor = Arc::new(Monitor::new(
@@ -174,6 +238,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         in_flight: InFlight::default(),
         monitor,
         caches,
+        operator,
         router,
     });
     crate::cache::warm::spawn(
@@ -182,9 +247,9 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         app.config.currencies.clone(),
     );
     let service: Arc<dyn Service> = app.clone();
-    let server = http::Server::start(addr, limits, service).map_err(|e| {
+    let server = http::Server::start(addr, limits, edge, service).map_err(|e| {
         app.store.shutdown();
-        Error::internal(format!("cannot listen on {addr}: {e}"))
+        Error::Setup(format!("cannot listen on {addr}: {e}"))
     })?;
     let threads = Sweeper::start(app.store.clone())
         .and_then(|sweeper| Ok((sweeper, app.monitor.start(&app.config.db_path)?)));
@@ -199,12 +264,30 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     };
     Ok(Running {
         addr: server.addr,
+        tls,
         app,
         server,
         sweeper,
         monitor,
         serve_lock,
     })
+}
+
+/// The start log's line on the database: its absolute path, and whether
+/// this start created it (a mistyped SOUK_DB shows here).
+fn log_database(found: &crate::store::Preflight) {
+    let path = found.absolute.display();
+    let version = crate::store::SCHEMA_VERSION;
+    if found.created {
+        log::info!("database {path}: new file created at schema version {version}");
+    } else if found.version < version {
+        log::info!(
+            "database {path}: upgraded from schema version {} to {version}",
+            found.version
+        );
+    } else {
+        log::info!("database {path} (schema version {version})");
+    }
 }
 
 fn thresholds(config: &Config) -> Thresholds {

@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::Args;
 use clap::builder::BoolishValueParser;
 
+use crate::api::cors::CorsOrigins;
+use crate::http::proxy::TrustedProxies;
 use crate::limits;
 
 /// Flags and environment variables as clap reads them. `Config` is what the
@@ -122,7 +124,43 @@ pub struct ConfigArgs {
     /// Seconds an idle keep-alive connection is kept.
     #[arg(long = "idle-timeout", env = "SOUK_IDLE_TIMEOUT", value_name = "SOUK_IDLE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub idle_timeout: u64,
+    /// PEM certificate chain; with SOUK_TLS_KEY, souk serves HTTPS only.
+    #[arg(
+        long = "tls-cert",
+        env = "SOUK_TLS_CERT",
+        value_name = "SOUK_TLS_CERT",
+        global = true
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate in SOUK_TLS_CERT.
+    #[arg(
+        long = "tls-key",
+        env = "SOUK_TLS_KEY",
+        value_name = "SOUK_TLS_KEY",
+        global = true
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Comma-separated IPs and CIDR networks whose X-Forwarded-For is believed.
+    #[arg(long = "trusted-proxies", env = "SOUK_TRUSTED_PROXIES", value_name = "SOUK_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse, global = true)]
+    pub trusted_proxies: TrustedProxies,
+    /// Comma-separated exact origins (https://app.example.com) allowed to call the API from a browser.
+    #[arg(long = "cors-origins", env = "SOUK_CORS_ORIGINS", value_name = "SOUK_CORS_ORIGINS", default_value = "", value_parser = CorsOrigins::parse, global = true)]
+    pub cors_origins: CorsOrigins,
+    /// Platform fee on completed orders, basis points (0-5000).
+    #[arg(long = "fee-bps", env = "SOUK_FEE_BPS", value_name = "SOUK_FEE_BPS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=FEE_BPS_MAX as i64), global = true)]
+    pub fee_bps: u32,
+    /// Seconds a seller has to ship a paid order before it is cancelled and refunded.
+    #[arg(long = "order-ship-within", env = "SOUK_ORDER_SHIP_WITHIN", value_name = "SOUK_ORDER_SHIP_WITHIN", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S), global = true)]
+    pub order_ship_within: u64,
+    /// Seconds after shipping before an order completes by itself.
+    #[arg(long = "order-confirm-within", env = "SOUK_ORDER_CONFIRM_WITHIN", value_name = "SOUK_ORDER_CONFIRM_WITHIN", default_value_t = 1_209_600, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S), global = true)]
+    pub order_confirm_within: u64,
 }
+
+/// Highest platform fee: half of an order's amount.
+pub const FEE_BPS_MAX: u32 = 5000;
+/// Longest ship or confirm period: a year, so a deadline always fits.
+pub const ORDER_TIMER_MAX_S: u64 = 365 * 86_400;
 
 /// One enabled currency: its lowercase code and its decimal places.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +250,14 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub circuit_threshold: u32,
     pub circuit_cooldown: Duration,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub trusted_proxies: TrustedProxies,
+    pub cors_origins: CorsOrigins,
+    /// Platform fee in basis points, fixed on each order when placed.
+    pub fee_bps: u32,
+    pub order_ship_within_s: i64,
+    pub order_confirm_within_s: i64,
 }
 
 impl From<ConfigArgs> for Config {
@@ -250,6 +296,14 @@ impl From<ConfigArgs> for Config {
             idle_timeout: Duration::from_secs(args.idle_timeout),
             circuit_threshold: args.circuit_threshold,
             circuit_cooldown: Duration::from_secs(args.circuit_cooldown),
+            tls_cert: args.tls_cert.filter(|p| !p.as_os_str().is_empty()),
+            tls_key: args.tls_key.filter(|p| !p.as_os_str().is_empty()),
+            trusted_proxies: args.trusted_proxies,
+            cors_origins: args.cors_origins,
+            fee_bps: args.fee_bps,
+            // Both are at most ORDER_TIMER_MAX_S.
+            order_ship_within_s: i64::try_from(args.order_ship_within).unwrap_or(i64::MAX),
+            order_confirm_within_s: i64::try_from(args.order_confirm_within).unwrap_or(i64::MAX),
         }
     }
 }
@@ -268,6 +322,21 @@ impl Config {
                 self.max_body_bytes,
                 limits::REQUEST_HEAD_BYTES_MAX
             ));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(
+                    "SOUK_TLS_KEY must be set too: SOUK_TLS_CERT is set, and HTTPS needs both"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "SOUK_TLS_CERT must be set too: SOUK_TLS_KEY is set, and HTTPS needs both"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         Ok(())
     }

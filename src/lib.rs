@@ -19,3 +19,4 @@ pub mod memo;
 pub mod monitor;
 pub mod orders;
 pub mod store;
+pub mod timers;

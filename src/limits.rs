@@ -34,6 +34,28 @@ pub const ACCEPT_BACKOFF_MS_MAX: u64 = 1000;
 /// How long a graceful shutdown waits for requests in flight before it gives
 /// up on them and exits anyway.
 pub const SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// Entries in SOUK_TRUSTED_PROXIES: each request's address is checked
+/// against every one, and a proxy fleet needs a handful of networks.
+pub const TRUSTED_PROXIES_MAX: usize = 256;
+/// Origins in SOUK_CORS_ORIGINS: compared one by one on each request with
+/// an `Origin`; a few front ends, never a directory of them.
+pub const CORS_ORIGINS_MAX: usize = 64;
+/// Seconds a browser may cache a CORS preflight answer (Access-Control-Max-Age):
+/// short enough that a changed SOUK_CORS_ORIGINS takes effect soon.
+pub const CORS_PREFLIGHT_MAX_AGE_S: u32 = 600;
+/// Largest TLS certificate chain or key file read at start or on SIGHUP: a
+/// long chain of RSA certificates is a few tens of KiB.
+pub const TLS_PEM_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Encrypted bytes rustls may hold for one connection before the socket
+/// takes them (its default, stated here): with our own unsent plaintext,
+/// this is what a slow TLS reader can pin.
+pub const TLS_SEND_BUFFER_BYTES: usize = 64 * 1024;
+/// Encrypted bytes a worker reads from one TLS socket per wake-up (rustls
+/// takes at most 4 KiB per read, so this is a few reads): about the plain
+/// path's READ_CHUNK_BYTES, one full record (16 KiB and its overhead) with
+/// room to spare, so a large body needs few round trips through the poller
+/// and one busy connection still cannot keep a worker to itself.
+pub const TLS_READ_BYTES_MAX: usize = 20 * 1024;
 
 /// Write jobs waiting for the writer. A full queue answers 503 at once rather
 /// than letting latency grow: 4096 jobs is well over a second of work.

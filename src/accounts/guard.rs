@@ -140,6 +140,21 @@ impl LoginGuard {
         })
     }
 
+    /// Lifts a lockout of `username` and forgets its failures (`souk user
+    /// unlock`); attempts still running keep their places.
+    pub fn unlock(&self, username: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = failures.get_mut(username) else {
+            return;
+        };
+        entry.count = 0;
+        entry.locked_until = None;
+        if entry.pending == 0 {
+            failures.pop(username);
+        }
+        log::info!("`{username}` unlocked by the operator");
+    }
+
     fn end(&self, username: &str, outcome: Option<bool>) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let Some(entry) = failures.get_mut(username) else {

@@ -3,6 +3,7 @@
 //! Reads take a reader connection; writes are functions run by the writer.
 
 pub mod guard;
+pub mod operator;
 pub mod passwords;
 pub mod sessions;
 pub mod users;

@@ -12,7 +12,8 @@ use crate::store::{Touched, WriteTx};
 /// Qualified, so that queries joining other tables (`json_each` has an `id`
 /// too) can use them as they are. The last two are the rating summary
 /// (orders::reviews), one key lookup each.
-const COLUMNS: &str = "users.id, users.username, users.display_name, users.role, users.status,
+pub(super) const COLUMNS: &str =
+    "users.id, users.username, users.display_name, users.role, users.status,
     users.created_at, users.last_login_at,
     (SELECT count FROM rating_totals WHERE user_id = users.id),
     (SELECT total FROM rating_totals WHERE user_id = users.id)";
@@ -22,7 +23,7 @@ pub const BULK_IDS_MAX: usize = 100;
 /// Most updates in one `POST /admin/users/bulk-update` (docs/api.md).
 pub const BULK_UPDATES_MAX: usize = 1000;
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     from_row_at(row, 0)
 }
 

@@ -20,11 +20,15 @@ impl Caller {
 
 /// The signed-in caller, or 401: a live session of an active user. Both
 /// lookups go through caches that every logout, suspension and password
-/// change invalidates before it is acknowledged.
+/// change invalidates before it is acknowledged, and that an operator's
+/// change from the command line clears before they are read
+/// (`accounts::operator`).
 pub fn caller(app: &App, request: &Request) -> Result<Caller> {
     let token = bearer_token(request)?.ok_or(Error::Unauthenticated)?;
     let hash = sessions::hash_presented(token).ok_or(Error::Unauthenticated)?;
     let readers = &app.store.readers;
+    // Operator changes from the command line drop cached entries first.
+    app.operator.sync(readers, &app.caches, &app.guard)?;
     let session = app
         .caches
         .sessions

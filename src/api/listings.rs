@@ -67,7 +67,7 @@ fn optional_caller(app: &App, request: &Request) -> Result<Option<Caller>> {
     if auth::bearer_token(request)?.is_some() {
         return auth::caller(app, request).map(Some);
     }
-    app.anonymous_reads.count(request.peer.ip())?;
+    app.anonymous_reads.count(request.client)?;
     Ok(None)
 }
 

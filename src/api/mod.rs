@@ -3,7 +3,9 @@
 
 pub mod admin_ledger;
 pub mod auth;
+pub mod cors;
 pub mod escrows;
+pub mod fees;
 pub mod health;
 pub mod idempotent;
 pub mod json;
@@ -11,6 +13,7 @@ pub mod listings;
 pub mod messages;
 pub mod monitoring;
 pub mod openapi;
+pub mod orders;
 pub mod query;
 pub mod respond;
 pub mod reviews;
@@ -91,6 +94,28 @@ pub fn routes() -> Router {
         .op("listings.update")
         .route(Get, "/api/v1/users/me/listings", listings::mine)
         .op("listings.mine")
+        .route(Post, "/api/v1/orders", orders::place)
+        .op("orders.place")
+        .route(Get, "/api/v1/orders", orders::list)
+        .op("orders.list")
+        .route(Get, "/api/v1/orders/{id}", orders::get)
+        .op("orders.get")
+        .route(Post, "/api/v1/orders/{id}/ship", orders::ship)
+        .op("orders.ship")
+        .route(Post, "/api/v1/orders/{id}/cancel", orders::cancel)
+        .op("orders.cancel")
+        .route(Post, "/api/v1/orders/{id}/confirm", orders::confirm)
+        .op("orders.confirm")
+        .route(Post, "/api/v1/orders/{id}/dispute", orders::dispute)
+        .op("orders.dispute")
+        .route(Post, "/api/v1/admin/orders/{id}/resolve", orders::resolve)
+        .op("orders.resolve")
+        .route(Get, "/api/v1/admin/orders", orders::admin_list)
+        .op("admin.orders")
+        .route(Get, "/api/v1/admin/fees", fees::summary)
+        .op("admin.fees")
+        .route(Post, "/api/v1/admin/fees/withdrawals", fees::withdraw)
+        .op("admin.fees.withdraw")
         .route(Post, "/api/v1/orders/{id}/review", reviews::create)
         .op("reviews.create")
         .route(Get, "/api/v1/users/{id}/reviews", reviews::list)

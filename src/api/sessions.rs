@@ -20,7 +20,7 @@ struct Credentials {
 /// Checks the password off the request workers, then opens a session.
 /// Unknown user and wrong password cost the same hash and get the same body.
 pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
-    app.guard.count_attempt(request.peer.ip())?;
+    app.guard.count_attempt(request.client)?;
     let body: Credentials = json::body(request)?;
     // A username or password that could never be valid is simply wrong.
     let (Ok(username), Ok(password)) = (
@@ -29,6 +29,9 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     ) else {
         return Err(Error::InvalidCredentials);
     };
+    // An operator's `souk user unlock` lifts a lockout before it is checked.
+    app.operator
+        .sync(&app.store.readers, &app.caches, &app.guard)?;
     let attempt = app.guard.begin(username.as_str())?;
     let found = app
         .store

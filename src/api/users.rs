@@ -24,7 +24,7 @@ struct NewUser {
 /// attempt counts toward the per-address limit, a refused one too, so a
 /// script cannot keep the password hasher busy with sign-ups.
 pub fn register(app: &App, request: &Request, _: &Params) -> Result<Reply> {
-    app.registrations.count(request.peer.ip())?;
+    app.registrations.count(request.client)?;
     if !app.config.open_registration {
         auth::admin(app, request)?;
     }
@@ -138,7 +138,7 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             "current_password is required to change the password",
         )
     })?;
-    app.guard.count_attempt(request.peer.ip())?;
+    app.guard.count_attempt(request.client)?;
     // A current password that could never be valid is wrong without a hash;
     // like such a login it tells nothing, so it is not a failed guess.
     let current =

@@ -5,7 +5,6 @@
 //! whose ledger entries share one movement id (the closing movement).
 
 pub mod check;
-pub mod sweeper;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
@@ -30,9 +29,12 @@ pub struct Escrow {
     pub state: String,
     pub memo: Option<String>,
     pub created_at: i64,
-    pub release_at: i64,
+    /// None exactly for an order's escrow: it moves only through its order.
+    pub release_at: Option<i64>,
     pub to_seller: Option<i64>,
     pub to_buyer: Option<i64>,
+    /// The order this escrow pays for, if any.
+    pub order_id: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -45,7 +47,8 @@ pub struct EscrowView {
     pub state: String,
     pub memo: Option<String>,
     pub created_at: String,
-    pub release_at: String,
+    pub release_at: Option<String>,
+    pub order: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolution: Option<serde_json::Value>,
 }
@@ -63,7 +66,8 @@ impl Escrow {
             state: self.state.clone(),
             memo: self.memo.clone(),
             created_at: crate::clock::rfc3339(self.created_at),
-            release_at: crate::clock::rfc3339(self.release_at),
+            release_at: self.release_at.map(crate::clock::rfc3339),
+            order: self.order_id.map(|id| id.to_string()),
             resolution: match (self.to_seller, self.to_buyer) {
                 (Some(s), Some(b)) => {
                     Some(serde_json::json!({"to_seller": money(s), "to_buyer": money(b)}))
@@ -78,8 +82,8 @@ impl Escrow {
     }
 }
 
-const COLUMNS: &str =
-    "id, buyer, seller, currency, amount, state, memo, created_at, release_at, to_seller, to_buyer";
+const COLUMNS: &str = "id, buyer, seller, currency, amount, state, memo, created_at, release_at, \
+                       to_seller, to_buyer, order_id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Escrow> {
     Ok(Escrow {
@@ -94,6 +98,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Escrow> {
         release_at: row.get(8)?,
         to_seller: row.get(9)?,
         to_buyer: row.get(10)?,
+        order_id: row.get(11)?,
     })
 }
 
@@ -172,15 +177,48 @@ pub fn create(tx: &WriteTx<'_>, new: &NewEscrow, now: i64) -> Result<Escrow> {
     if !seller_exists {
         return Err(Error::NotFound);
     }
+    let release_at = now.saturating_add(new.release_after_s);
+    hold(tx, new, Some(release_at), None, now)
+}
+
+/// Holds the buyer's funds for order `order_id`: like `create`, but the
+/// escrow has no release time (it moves only through its order). The
+/// caller (`orders::place`) knows the seller exists: it is the listing's.
+pub fn create_for_order(
+    tx: &WriteTx<'_>,
+    new: &NewEscrow,
+    order_id: i64,
+    now: i64,
+) -> Result<Escrow> {
+    hold(tx, new, None, Some(order_id), now)
+}
+
+fn hold(
+    tx: &WriteTx<'_>,
+    new: &NewEscrow,
+    release_at: Option<i64>,
+    order_id: Option<i64>,
+    now: i64,
+) -> Result<Escrow> {
     let code = new.currency.code.as_str();
     ledger::move_to_held(tx, new.buyer, code, new.amount.minor())?;
     let id = ids::random_id()?;
-    let release_at = now.saturating_add(new.release_after_s);
     tx.prepare_cached(
-        "INSERT INTO escrows (id, buyer, seller, currency, amount, state, memo, created_at, release_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6, ?7, ?8)",
+        "INSERT INTO escrows (id, buyer, seller, currency, amount, state, memo, created_at,
+                              release_at, order_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![id, new.buyer, new.seller, code, new.amount.minor(), new.memo, now, release_at])?;
+    .execute(params![
+        id,
+        new.buyer,
+        new.seller,
+        code,
+        new.amount.minor(),
+        new.memo,
+        now,
+        release_at,
+        order_id
+    ])?;
     let escrow = Escrow {
         id,
         buyer: new.buyer,
@@ -193,6 +231,7 @@ pub fn create(tx: &WriteTx<'_>, new: &NewEscrow, now: i64) -> Result<Escrow> {
         release_at,
         to_seller: None,
         to_buyer: None,
+        order_id,
     };
     let hold = entry(
         &escrow,
@@ -234,63 +273,117 @@ fn entry<'a>(
     }
 }
 
+/// Who moves an escrow: its own routes (and the automatic release) move
+/// only plain escrows; an order moves only its own escrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Plain,
+    Order(i64),
+}
+
+impl Owner {
+    fn order_id(self) -> Option<i64> {
+        match self {
+            Owner::Plain => None,
+            Owner::Order(id) => Some(id),
+        }
+    }
+}
+
 /// Moves the escrow from `from` to `to`; `invalid_state` when it is not in
-/// `from` (another action won, or the transition is not allowed).
-fn transition(tx: &WriteTx<'_>, id: i64, from: &str, to: &str, now: i64) -> Result<Escrow> {
+/// `from` (another action won, or the transition is not allowed) or when
+/// `owner` may not move it (an order's escrow through the escrow routes).
+pub fn transition(
+    tx: &WriteTx<'_>,
+    id: i64,
+    owner: Owner,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> Result<Escrow> {
+    let closed_at = matches!(to, "released" | "refunded" | "resolved").then_some(now);
     let changed = tx
         .prepare_cached(
-            "UPDATE escrows SET state = ?3, closed_at = ?4 WHERE id = ?1 AND state = ?2",
+            "UPDATE escrows SET state = ?3, closed_at = ?4
+             WHERE id = ?1 AND state = ?2 AND order_id IS ?5",
         )?
-        .execute(params![id, from, to, now])?;
+        .execute(params![id, from, to, closed_at, owner.order_id()])?;
     let escrow = by_id(tx, id)?.ok_or(Error::NotFound)?;
     if changed == 0 {
+        let message = match escrow.order_id {
+            Some(order) if owner == Owner::Plain => {
+                format!("escrow belongs to order {order}; it moves only through the order")
+            }
+            _ => format!("escrow is {}; this needs it {from}", escrow.state),
+        };
         return Err(Error::Conflict {
             code: "invalid_state",
-            message: format!("escrow is {}; this needs it {from}", escrow.state),
+            message,
         });
     }
     Ok(escrow)
 }
 
-/// Where a part of the held funds goes.
-#[derive(Clone, Copy)]
-enum To {
-    /// Release: out of the buyer's held, into the seller's available (one
-    /// leg each).
-    Seller,
-    /// Refund: from the buyer's held back to their available (one leg).
-    Buyer,
+/// How a closing movement splits the held funds: the seller's part, the
+/// platform's fee, the buyer's part back. They sum to the escrow's amount.
+#[derive(Debug, Clone, Copy)]
+pub struct Split {
+    pub to_seller: i64,
+    pub fee: i64,
+    pub to_buyer: i64,
 }
 
-/// Moves `part` of the escrow's held funds and records its legs under
-/// `movement_id` (the closing movement).
-fn pay(
-    tx: &WriteTx<'_>,
-    escrow: &Escrow,
-    movement_id: i64,
-    part: Amount,
-    now: i64,
-    to: To,
-) -> Result<()> {
-    let (buyer, seller) = (escrow.buyer, escrow.seller);
-    let (kind, recipient, legs): (Kind, i64, &[(i64, &'static str, i64)]) = match to {
-        To::Seller => (
-            Kind::EscrowRelease,
-            seller,
-            &[(buyer, "out", seller), (seller, "in", buyer)],
-        ),
-        To::Buyer => (Kind::EscrowRefund, buyer, &[(buyer, "in", seller)]),
-    };
-    ledger::debit_held(tx, buyer, &escrow.currency, part.minor())?;
-    ledger::credit_available(tx, recipient, &escrow.currency, part.minor())?;
-    for &(user, direction, counterparty) in legs {
+/// The closing movement: takes the whole amount out of the buyer's held and
+/// pays each non-zero part, every leg under one movement id. Seller and fee
+/// parts are `escrow_release` legs (buyer out, recipient in; the fee's
+/// recipient is the platform, `ledger::PLATFORM`); the buyer's part is one
+/// `escrow_refund` leg.
+pub fn close(tx: &WriteTx<'_>, escrow: &Escrow, split: Split, now: i64) -> Result<()> {
+    let total = split
+        .to_seller
+        .checked_add(split.fee)
+        .and_then(|sum| sum.checked_add(split.to_buyer));
+    if total != Some(escrow.amount) || split.to_seller < 0 || split.fee < 0 || split.to_buyer < 0 {
+        return Err(Error::internal(format!(
+            "escrow {}: split {split:?} does not sum to {}",
+            escrow.id, escrow.amount
+        )));
+    }
+    let (buyer, currency) = (escrow.buyer, escrow.currency.as_str());
+    ledger::debit_held(tx, buyer, currency, escrow.amount)?;
+    let movement_id = ids::random_id()?;
+    for (recipient, minor) in [
+        (escrow.seller, split.to_seller),
+        (ledger::PLATFORM, split.fee),
+    ] {
+        let Some(part) = Amount::from_minor(minor) else {
+            continue;
+        };
+        ledger::credit_available(tx, recipient, currency, minor)?;
+        for (user, direction, counterparty) in [(buyer, "out", recipient), (recipient, "in", buyer)]
+        {
+            let leg = entry(
+                escrow,
+                movement_id,
+                Kind::EscrowRelease,
+                user,
+                direction,
+                counterparty,
+                part,
+                now,
+            );
+            ledger::insert_entry(tx, &leg)?;
+        }
+    }
+    if let Some(part) = Amount::from_minor(split.to_buyer) {
+        ledger::credit_available(tx, buyer, currency, split.to_buyer)?;
         let leg = entry(
             escrow,
             movement_id,
-            kind,
-            user,
-            direction,
-            counterparty,
+            Kind::EscrowRefund,
+            buyer,
+            "in",
+            escrow.seller,
             part,
             now,
         );
@@ -299,52 +392,38 @@ fn pay(
     Ok(())
 }
 
-fn whole(escrow: &Escrow) -> Result<Amount> {
-    Amount::from_minor(escrow.amount)
-        .ok_or_else(|| Error::internal(format!("escrow {} has no amount", escrow.id)))
+/// Everything to the seller, no fee (a plain escrow's release).
+fn to_seller(escrow: &Escrow) -> Split {
+    Split {
+        to_seller: escrow.amount,
+        fee: 0,
+        to_buyer: 0,
+    }
+}
+
+/// Everything back to the buyer.
+pub fn to_buyer(escrow: &Escrow) -> Split {
+    Split {
+        to_seller: 0,
+        fee: 0,
+        to_buyer: escrow.amount,
+    }
 }
 
 pub fn release(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Escrow> {
-    let escrow = transition(tx, id, "held", "released", now)?;
-    pay(
-        tx,
-        &escrow,
-        ids::random_id()?,
-        whole(&escrow)?,
-        now,
-        To::Seller,
-    )?;
+    let escrow = transition(tx, id, Owner::Plain, "held", "released", now)?;
+    close(tx, &escrow, to_seller(&escrow), now)?;
     Ok(escrow)
 }
 
 pub fn refund(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Escrow> {
-    let escrow = transition(tx, id, "held", "refunded", now)?;
-    pay(
-        tx,
-        &escrow,
-        ids::random_id()?,
-        whole(&escrow)?,
-        now,
-        To::Buyer,
-    )?;
+    let escrow = transition(tx, id, Owner::Plain, "held", "refunded", now)?;
+    close(tx, &escrow, to_buyer(&escrow), now)?;
     Ok(escrow)
 }
 
-pub fn dispute(tx: &WriteTx<'_>, id: i64, _now: i64) -> Result<Escrow> {
-    let changed = tx
-        .prepare_cached("UPDATE escrows SET state = 'disputed' WHERE id = ?1 AND state = 'held'")?
-        .execute([id])?;
-    let escrow = by_id(tx, id)?.ok_or(Error::NotFound)?;
-    if changed == 0 {
-        return Err(Error::Conflict {
-            code: "invalid_state",
-            message: format!(
-                "escrow is {}; only a held escrow can be disputed",
-                escrow.state
-            ),
-        });
-    }
-    Ok(escrow)
+pub fn dispute(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Escrow> {
+    transition(tx, id, Owner::Plain, "held", "disputed", now)
 }
 
 /// Splits a disputed escrow: both parts move in this one job, and must sum
@@ -357,33 +436,52 @@ pub fn resolve(
     now: i64,
 ) -> Result<Escrow> {
     let current = by_id(tx, id)?.ok_or(Error::NotFound)?;
-    if to_seller.checked_add(to_buyer) != Some(current.amount) {
+    check_parts(&current, to_seller, to_buyer)?;
+    let escrow = resolved(tx, id, Owner::Plain, to_seller, to_buyer, now)?;
+    let split = Split {
+        to_seller,
+        fee: 0,
+        to_buyer,
+    };
+    close(tx, &escrow, split, now)?;
+    Ok(escrow)
+}
+
+/// 400 unless a resolution's two parts sum exactly to the escrow's amount.
+pub fn check_parts(escrow: &Escrow, to_seller: i64, to_buyer: i64) -> Result<()> {
+    if to_seller.checked_add(to_buyer) != Some(escrow.amount) {
         return Err(Error::invalid_field(
             "to_seller",
-            "to_seller and to_buyer must sum exactly to the escrow amount",
+            "to_seller and to_buyer must sum exactly to the amount",
         ));
     }
-    let mut escrow = transition(tx, id, "disputed", "resolved", now)?;
+    Ok(())
+}
+
+/// disputed → resolved, storing the two parts (before any fee).
+pub fn resolved(
+    tx: &WriteTx<'_>,
+    id: i64,
+    owner: Owner,
+    to_seller: i64,
+    to_buyer: i64,
+    now: i64,
+) -> Result<Escrow> {
+    let mut escrow = transition(tx, id, owner, "disputed", "resolved", now)?;
     tx.prepare_cached("UPDATE escrows SET to_seller = ?2, to_buyer = ?3 WHERE id = ?1")?
         .execute(params![id, to_seller, to_buyer])?;
     escrow.to_seller = Some(to_seller);
     escrow.to_buyer = Some(to_buyer);
-    let movement_id = ids::random_id()?;
-    if let Some(part) = Amount::from_minor(to_seller) {
-        pay(tx, &escrow, movement_id, part, now, To::Seller)?;
-    }
-    if let Some(part) = Amount::from_minor(to_buyer) {
-        pay(tx, &escrow, movement_id, part, now, To::Buyer)?;
-    }
     Ok(escrow)
 }
 
 /// Held escrows whose release time has passed, oldest due first. Times are
 /// whole seconds, so "passed" means `release_at < now`: never early, at most
-/// a second late.
+/// a second late. An order's escrow has no release time, so it is never due.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id FROM escrows WHERE state = 'held' AND release_at < ?1 ORDER BY release_at LIMIT ?2",
+        "SELECT id FROM escrows WHERE state = 'held' AND release_at IS NOT NULL AND release_at < ?1
+         ORDER BY release_at LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now, limit as i64], |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)

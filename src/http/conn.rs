@@ -8,10 +8,14 @@
 //! answer is unsent no further request is parsed (pipelined requests wait in
 //! the kernel's buffers, not ours), and a whole answer must be out within the
 //! read timeout.
+//!
+//! The transport is plain TCP or TLS (`tls::TlsSession`, driven through
+//! rustls's non-blocking calls). Plain connections read into and write from
+//! our buffers directly; only TLS goes through rustls's buffers.
 
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::request::{Method, Request};
 use super::response::Response;
 use super::server::Shared;
+use super::tls::TlsSession;
 use crate::limits::{
     BODY_DOUBLING_FROM_BYTES, IDLE_BUFFER_BYTES_MAX, LINGER_MS, READ_CHUNK_BYTES,
     REQUEST_HEAD_BYTES_MAX, REQUEST_HEADERS_MAX, REQUEST_TARGET_BYTES_MAX,
@@ -28,6 +33,8 @@ pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
     pub(crate) key: usize,
     pub(crate) peer: SocketAddr,
+    /// `None`: plain HTTP.
+    tls: Option<Box<TlsSession>>,
     /// Registered with the poller at least once (so it must be deleted there).
     pub(crate) registered: bool,
     /// The poller saw data: one `read` will not block.
@@ -40,6 +47,10 @@ pub(crate) struct Conn {
     /// When the connection was accepted or last answered.
     last_activity: Instant,
     served: u64,
+    /// The client address of the request being received, once its head is
+    /// in (`None` otherwise): for logs, which name the client rather than
+    /// the proxy in front of it.
+    client: Option<IpAddr>,
     continue_sent: bool,
     /// Bytes of the in-flight body budget this connection holds for the body
     /// it is receiving (0 when none is being received in parts): the buffer
@@ -107,6 +118,7 @@ impl Conn {
         stream: TcpStream,
         key: usize,
         peer: SocketAddr,
+        tls: Option<Box<TlsSession>>,
         shared: Arc<Shared>,
     ) -> Conn {
         shared.open_connections.fetch_add(1, Ordering::SeqCst);
@@ -114,6 +126,7 @@ impl Conn {
             stream,
             key,
             peer,
+            tls,
             registered: false,
             readable: false,
             buf: Vec::new(),
@@ -121,6 +134,7 @@ impl Conn {
             request_started: None,
             last_activity: Instant::now(),
             served: 0,
+            client: None,
             continue_sent: false,
             body_reserved: 0,
             body_missing: 0,
@@ -152,9 +166,17 @@ impl Conn {
         }
     }
 
-    /// An answer is waiting for the socket: park for writability.
+    /// An answer (or TLS handshake data) is waiting for the socket: park
+    /// for writability.
     pub(crate) fn wants_write(&self) -> bool {
-        self.out_sent < self.out.len()
+        self.out_sent < self.out.len() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
+    /// A read would find something: the poller said so, or TLS holds
+    /// decrypted bytes or the peer's close_notify, which the poller cannot
+    /// see (their bytes were read already).
+    fn can_read(&mut self) -> bool {
+        self.readable || self.tls.as_mut().is_some_and(|tls| tls.has_input())
     }
 
     /// Parses the next request from the buffer, reading once if the poller
@@ -164,10 +186,10 @@ impl Conn {
             match self.try_parse() {
                 Ok(Some(step)) => return step,
                 Ok(None) => {}
-                Err(response) => return Step::Reject(response),
+                Err(response) => return Step::Reject(self.refusal(response)),
             }
             // A 100 Continue must reach the client before its body can come.
-            if !self.readable || self.wants_write() {
+            if self.wants_write() || !self.can_read() {
                 return Step::NeedMore;
             }
             self.readable = false;
@@ -191,7 +213,11 @@ impl Conn {
             missing => missing.min(READ_CHUNK_BYTES),
         };
         self.buf.resize(old_len + want, 0);
-        let result = self.stream.read(&mut self.buf[old_len..]);
+        let into = &mut self.buf[old_len..];
+        let result = match &mut self.tls {
+            None => self.stream.read(into),
+            Some(tls) => tls.read(&mut self.stream, into),
+        };
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(old_len + n);
         if n > 0 && self.request_started.is_none() {
@@ -238,6 +264,15 @@ impl Conn {
             .map_err(|_| bad_request("Content-Length is too large"))?;
         let available = pending.len() - head_len;
         if available < body_len {
+            if self.client.is_none() {
+                let forwarded = parsed
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                    .map(|h| h.value);
+                let client = self.client_for(forwarded);
+                self.client = Some(client);
+            }
             let missing = body_len - available;
             self.reserve_body(head_len + body_len, missing)?;
             // HTTP/1.0 clients know no 100 Continue (RFC 9110 §10.1.1).
@@ -254,11 +289,17 @@ impl Conn {
             Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
             None => (target.into_owned(), None),
         };
-        let headers = parsed
+        let headers: Vec<(String, Vec<u8>)> = parsed
             .headers
             .iter()
             .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
             .collect();
+        let client = self.client_for(
+            headers
+                .iter()
+                .filter(|(name, _)| name == "x-forwarded-for")
+                .map(|(_, value)| value.as_slice()),
+        );
         let framing = Framing {
             keep_alive: head.keep_alive && !self.shared.shutting_down.load(Ordering::Relaxed),
             http10: head.http10,
@@ -271,8 +312,10 @@ impl Conn {
             headers,
             body,
             peer: self.peer,
+            client,
         };
         self.start += head_len + body_len;
+        self.client = None;
         self.continue_sent = false;
         self.body_missing = 0;
         self.release_body();
@@ -356,12 +399,69 @@ impl Conn {
         }
     }
 
-    /// Writes what the socket takes of the queued answer, without blocking.
+    /// The address a request counts as coming from: the peer, or what a
+    /// trusted proxy forwarded in these X-Forwarded-For values
+    /// (`proxy::TrustedProxies`).
+    fn client_for<'h>(&self, forwarded: impl DoubleEndedIterator<Item = &'h [u8]>) -> IpAddr {
+        let proxies = &self.shared.trusted_proxies;
+        if proxies.is_empty() {
+            return self.peer.ip().to_canonical();
+        }
+        proxies.client_address(self.peer.ip(), forwarded)
+    }
+
+    /// Who this connection is, for logs: the peer, and the client of the
+    /// request being received when a trusted proxy forwarded another one.
+    pub(crate) fn who(&self) -> String {
+        match self.client {
+            Some(client) if client != self.peer.ip().to_canonical() => {
+                format!("{client} (via {})", self.peer)
+            }
+            _ => self.peer.to_string(),
+        }
+    }
+
+    /// A refusal of the HTTP layer. When the request's head is whole (only
+    /// its length, framing, target or body were refused) the service
+    /// decorates the answer like its own (CORS), and the request's client
+    /// is noted for the log; a head that is incomplete, too large to parse
+    /// or malformed names no origin and no client.
+    fn refusal(&mut self, response: Response) -> Response {
+        let mut header_slots = [httparse::EMPTY_HEADER; REQUEST_HEADERS_MAX];
+        let mut parsed = httparse::Request::new(&mut header_slots);
+        if !matches!(
+            parsed.parse(&self.buf[self.start..]),
+            Ok(httparse::Status::Complete(_))
+        ) {
+            return response;
+        }
+        let headers: Vec<(String, Vec<u8>)> = parsed
+            .headers
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+            .collect();
+        let forwarded = headers
+            .iter()
+            .filter(|(name, _)| name == "x-forwarded-for")
+            .map(|(_, value)| value.as_slice());
+        self.client = Some(self.client_for(forwarded));
+        self.shared.service.decorate(&headers, response)
+    }
+
+    /// Writes what the socket takes of the queued answer (and, with TLS,
+    /// of the session's own records), without blocking.
     pub(crate) fn flush(&mut self) -> Flushed {
-        while self.out_sent < self.out.len() {
-            match self.stream.write(&self.out[self.out_sent..]) {
-                Ok(0) => return Flushed::Failed,
-                Ok(n) => self.out_sent += n,
+        loop {
+            match self.write_step() {
+                Ok(true) => {}
+                Ok(false) => {
+                    // A closing TLS connection says so before its FIN.
+                    let notify = self.close_after_write
+                        && self.tls.as_mut().is_some_and(|tls| tls.close_notify());
+                    if !notify {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
                 Err(_) => return Flushed::Failed,
@@ -390,6 +490,25 @@ impl Conn {
         Flushed::Closing
     }
 
+    /// Writes once: `Ok(true)` when something went out (or into rustls),
+    /// `Ok(false)` when nothing is left to write.
+    fn write_step(&mut self) -> io::Result<bool> {
+        let unsent = &self.out[self.out_sent..];
+        let taken = match &mut self.tls {
+            None if unsent.is_empty() => return Ok(false),
+            None => match self.stream.write(unsent)? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => n,
+            },
+            Some(tls) => match tls.write_step(&mut self.stream, unsent)? {
+                None => return Ok(false),
+                Some(n) => n,
+            },
+        };
+        self.out_sent += taken;
+        Ok(true)
+    }
+
     /// Reads and discards input while lingering; `true` while the peer has
     /// not closed yet (park again for readability).
     pub(crate) fn linger(&mut self) -> bool {
@@ -416,8 +535,8 @@ impl Conn {
         self.queue(response, &Framing::REJECT);
     }
 
-    pub(crate) fn has_buffered_bytes(&self) -> bool {
-        self.start < self.buf.len()
+    pub(crate) fn has_buffered_bytes(&mut self) -> bool {
+        self.start < self.buf.len() || self.tls.as_mut().is_some_and(|tls| tls.has_plaintext())
     }
 }
 

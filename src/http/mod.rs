@@ -9,10 +9,12 @@
 //! to the pool through a `Responder`.
 
 mod conn;
+pub mod proxy;
 mod request;
 mod response;
 mod server;
+pub mod tls;
 
 pub use request::{BadHeader, Method, Request};
 pub use response::{Reply, Responder, Response};
-pub use server::{Limits, Server, ServerHandle, Service};
+pub use server::{Edge, Limits, Server, ServerHandle, Service};

@@ -1,6 +1,6 @@
 //! A parsed request as handlers see it: method, path, query, headers, body.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -52,7 +52,12 @@ pub struct Request {
     /// Header names lowercased; values as sent.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// The TCP peer (a proxy, when there is one).
     pub peer: SocketAddr,
+    /// The address the request counts as coming from: the peer, or the one
+    /// a trusted proxy forwarded (docs/http.md). Per-address limits and logs
+    /// use this, never `peer`.
+    pub client: IpAddr,
 }
 
 /// Why a header that was sent cannot be read as one text value. Kept apart

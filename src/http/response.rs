@@ -129,6 +129,16 @@ impl Responder {
         }
     }
 
+    /// The same responder, passing its answer through `change` first.
+    pub fn map(mut self, change: impl FnOnce(Response) -> Response + Send + 'static) -> Responder {
+        let deliver = self.deliver.take();
+        Responder {
+            deliver: deliver.map(|deliver| -> Box<dyn FnOnce(Response) + Send> {
+                Box::new(move |response: Response| deliver(change(response)))
+            }),
+        }
+    }
+
     pub fn send(mut self, response: Response) {
         if let Some(deliver) = self.deliver.take() {
             deliver(response);

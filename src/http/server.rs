@@ -15,8 +15,10 @@ use crossbeam_channel::{Receiver, Sender};
 use polling::{Event, Events, Poller};
 
 use super::conn::{Conn, Flushed, Framing, Step};
+use super::proxy::TrustedProxies;
 use super::request::Request;
 use super::response::{Reply, Responder, Response};
+use super::tls::Certificates;
 use crate::limits::{
     ACCEPT_BACKOFF_MS_MAX, ACCEPT_BACKOFF_MS_MIN, DEADLINE_SWEEP_MS, SERVICE_STACK_BYTES,
     SHUTDOWN_GRACE_MS, WORKER_STACK_BYTES,
@@ -24,7 +26,17 @@ use crate::limits::{
 
 /// The application behind the server.
 pub trait Service: Send + Sync + 'static {
-    fn call(&self, request: Request) -> Reply;
+    fn call(&self, request: &Request) -> Reply;
+
+    /// Given every answer the HTTP layer makes itself to a request whose
+    /// head it could parse (its refusals: 400, 411, 413, 414, 431, the 503
+    /// of the body budget; and the 500 of a handler that panicked), with
+    /// that request's headers (names lowercased), to add what the
+    /// application adds to all its answers (CORS). Must be cheap and must
+    /// not panic.
+    fn decorate(&self, _headers: &[(String, Vec<u8>)], response: Response) -> Response {
+        response
+    }
 
     /// Told of every answer (including the HTTP layer's own refusals) with
     /// the time from request to answer; for metrics. Must be cheap.
@@ -45,12 +57,23 @@ pub struct Limits {
     pub workers: usize,
 }
 
+/// What stands between the socket and HTTP: TLS, and the proxies whose
+/// forwarded client addresses are believed.
+#[derive(Default)]
+pub struct Edge {
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<Certificates>>,
+    pub trusted_proxies: TrustedProxies,
+}
+
 const LISTENER_KEY: usize = 0;
 
 /// State shared by the I/O thread, the workers and every connection.
 pub(crate) struct Shared {
     pub(crate) poller: Poller,
     pub(crate) limits: Limits,
+    pub(crate) trusted_proxies: TrustedProxies,
+    tls: Option<Arc<Certificates>>,
     pub(crate) open_connections: AtomicUsize,
     pub(crate) shutting_down: AtomicBool,
     /// Bytes of the in-flight body budget held by connections right now.
@@ -64,7 +87,7 @@ pub(crate) struct Shared {
     /// the rest of an answer), by poller key.
     parked: Mutex<HashMap<usize, Conn>>,
     work: Sender<Work>,
-    service: Arc<dyn Service>,
+    pub(crate) service: Arc<dyn Service>,
 }
 
 enum Work {
@@ -91,6 +114,7 @@ impl Server {
     pub fn start(
         addr: SocketAddr,
         limits: Limits,
+        edge: Edge,
         service: Arc<dyn Service>,
     ) -> io::Result<ServerHandle> {
         let listener = TcpListener::bind(addr)?;
@@ -110,6 +134,8 @@ impl Server {
             work: work_tx,
             service,
             limits,
+            trusted_proxies: edge.trusted_proxies,
+            tls: edge.tls,
         });
         // SAFETY: the listener lives in the I/O thread, which deletes it from
         // the poller before dropping it.
@@ -338,14 +364,26 @@ fn accept_all(
             Err(e) => return Err(e),
         };
         if shared.open_connections.load(Ordering::SeqCst) >= shared.limits.max_connections {
-            refuse_over_capacity(stream);
+            refuse_over_capacity(shared, stream);
             continue;
         }
         if configure(&stream).is_err() {
             continue;
         }
+        // Building a session allocates but does no crypto: the handshake
+        // runs on a worker, like any request.
+        let tls = match &shared.tls {
+            None => None,
+            Some(certificates) => match certificates.session() {
+                Ok(session) => Some(Box::new(session)),
+                Err(e) => {
+                    log::error!("cannot start a TLS session: {e}");
+                    continue;
+                }
+            },
+        };
         *next_key = next_key.checked_add(1).unwrap_or(LISTENER_KEY + 1);
-        let conn = Conn::new(stream, *next_key, peer, Arc::clone(shared));
+        let conn = Conn::new(stream, *next_key, peer, tls, Arc::clone(shared));
         park(shared, conn);
     }
 }
@@ -357,7 +395,11 @@ fn configure(stream: &TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)
 }
 
-fn refuse_over_capacity(mut stream: TcpStream) {
+fn refuse_over_capacity(shared: &Shared, mut stream: TcpStream) {
+    // A TLS port never answers in clear text: the client just sees a close.
+    if shared.tls.is_some() {
+        return;
+    }
     let response = Response::error(
         503,
         "unavailable",
@@ -380,7 +422,7 @@ fn close_expired(shared: &Shared, now: Instant) {
         .collect();
     for key in expired {
         if let Some(conn) = parked.remove(&key) {
-            log::debug!("closing {} after its timeout", conn.peer);
+            log::debug!("closing {} after its timeout", conn.who());
             drop(conn);
         }
     }
@@ -420,8 +462,7 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
             Step::Request(request, framing) => {
                 let started = Instant::now();
                 let line = format!("{} {}", request.method.as_str(), request.path);
-                let service = Arc::clone(&shared.service);
-                match catch_unwind(AssertUnwindSafe(move || service.call(request))) {
+                match catch_unwind(AssertUnwindSafe(|| shared.service.call(&request))) {
                     Ok(Reply::Now(response)) => {
                         finished(shared, &line, &response, started);
                         conn.queue(&response, &framing);
@@ -438,7 +479,10 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                     }
                     Err(panic) => {
                         log::error!("handler panicked on {line}: {}", panic_message(&panic));
-                        let response = Response::error(500, "internal", "internal error");
+                        let response = shared.service.decorate(
+                            &request.headers,
+                            Response::error(500, "internal", "internal error"),
+                        );
                         finished(shared, &line, &response, started);
                         conn.reject(&response);
                     }
@@ -452,7 +496,7 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                 return;
             }
             Step::Reject(response) => {
-                log::debug!("refused a request from {}: {}", conn.peer, response.status);
+                log::debug!("refused a request from {}: {}", conn.who(), response.status);
                 shared.service.completed(&response, Duration::ZERO);
                 conn.reject(&response);
             }

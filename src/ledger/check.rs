@@ -40,11 +40,14 @@ fn check_in_snapshot(conn: &Connection) -> Result<Vec<String>> {
     double_entry(conn, &mut problems)?;
     append_only(conn, &mut problems)?;
     crate::escrow::check::invariants(conn, &mut problems)?;
+    crate::orders::check::invariants(conn, &mut problems)?;
     problems.truncate(PROBLEMS_MAX);
     Ok(problems)
 }
 
-/// Invariant 1, per currency: Σ available + Σ held = Σ deposits − Σ withdrawals, the
+/// Invariants 1 and 7, per currency: Σ available + Σ held over every
+/// account — the platform's fee accounts (user 0) included — = Σ deposits −
+/// Σ withdrawals (fee withdrawals included), the
 /// latter both as recorded in `currency_totals` and as replayed from entries.
 /// Sums are taken in i128 so that even a broken database cannot overflow them.
 fn conservation(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {

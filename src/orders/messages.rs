@@ -12,7 +12,7 @@ use lru::LruCache;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::Parties;
+use super::Order;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::store::WriteTx;
@@ -73,14 +73,9 @@ pub fn parse_body(text: String) -> Result<String> {
 
 /// The order `id` if `user` may read and write its messages: a party or an
 /// admin; anyone else is told it does not exist.
-pub fn conversation(
-    conn: &Connection,
-    order_id: i64,
-    user: i64,
-    is_admin: bool,
-) -> Result<Parties> {
-    super::parties(conn, order_id)?
-        .filter(|o| is_admin || o.buyer == user || o.seller == user)
+pub fn conversation(conn: &Connection, order_id: i64, user: i64, is_admin: bool) -> Result<Order> {
+    super::by_id(conn, order_id)?
+        .filter(|o| is_admin || o.is_party(user))
         .ok_or(Error::NotFound)
 }
 

@@ -1,29 +1,797 @@
-//! Orders (placeholder in this branch: the order module proper is built
-//! beside it; only the party lookup that reviews and messages need is here).
+//! Orders: a buyer buys `quantity` of one listing, paying into an escrow
+//! that belongs to the order. The state machine is one table (`MOVES`:
+//! from, action, who, to) that `act` reads for every move, the timers
+//! included; each move is one write job whose conditional state UPDATE and
+//! money (the order's escrow, through `escrow`) commit together.
 
+pub mod check;
+pub mod fees;
 pub mod messages;
 pub mod reviews;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
 
-use crate::error::Result;
+use crate::config::Currencies;
+use crate::error::{Error, Result};
+use crate::escrow::{self, NewEscrow, Owner, Split};
+use crate::ids;
+use crate::ledger::money::{Amount, Currency, format_minor};
+use crate::listings::{self, ListingState};
+use crate::store::{Touched, WriteTx};
 
-/// Who an order is between, and where it is.
-pub struct Parties {
-    pub buyer: i64,
-    pub seller: i64,
-    pub state: String,
+/// Most items one order buys: a shop's largest sensible order, and it keeps
+/// `unit_price × quantity` checks cheap.
+pub const QUANTITY_MAX: i64 = 1000;
+/// Longest memo a buyer adds to an order, in characters.
+pub const MEMO_CHARS_MAX: usize = 500;
+/// Longest tracking text (a carrier and its tracking number, or a link).
+pub const TRACKING_CHARS_MAX: usize = 200;
+/// Longest dispute reason, in characters.
+pub const REASON_CHARS_MAX: usize = 2000;
+/// Basis points in a whole: the fee is `floor(base × fee_bps / BPS)`.
+pub const BPS: i128 = 10_000;
+
+/// Where an order is in its life (docs/api.md, Orders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderState {
+    Paid,
+    Shipped,
+    Completed,
+    Cancelled,
+    Disputed,
+    Resolved,
 }
 
-pub fn parties(conn: &Connection, id: i64) -> Result<Option<Parties>> {
-    Ok(conn
-        .prepare_cached("SELECT buyer, seller, state FROM orders WHERE id = ?1")?
-        .query_row([id], |row| {
-            Ok(Parties {
-                buyer: row.get(0)?,
-                seller: row.get(1)?,
-                state: row.get(2)?,
-            })
+impl OrderState {
+    pub const ALL: [OrderState; 6] = [
+        OrderState::Paid,
+        OrderState::Shipped,
+        OrderState::Completed,
+        OrderState::Cancelled,
+        OrderState::Disputed,
+        OrderState::Resolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Paid => "paid",
+            OrderState::Shipped => "shipped",
+            OrderState::Completed => "completed",
+            OrderState::Cancelled => "cancelled",
+            OrderState::Disputed => "disputed",
+            OrderState::Resolved => "resolved",
+        }
+    }
+
+    fn named(text: &str) -> Option<OrderState> {
+        OrderState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// As a client sends it (a `state` filter).
+    pub fn parse(field: &str, text: &str) -> Result<OrderState> {
+        OrderState::named(text).ok_or_else(|| {
+            Error::invalid_field(
+                field,
+                format!(
+                    "{field} must be paid, shipped, completed, cancelled, disputed or resolved"
+                ),
+            )
         })
+    }
+
+    /// As stored; the schema's CHECK allows nothing else.
+    fn from_db(text: &str) -> rusqlite::Result<OrderState> {
+        OrderState::named(text).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                format!("order state `{text}`").into(),
+            )
+        })
+    }
+}
+
+/// What moves an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Ship,
+    Cancel,
+    Confirm,
+    Dispute,
+    Resolve,
+    /// A timer: SOUK_ORDER_SHIP_WITHIN or SOUK_ORDER_CONFIRM_WITHIN passed.
+    Timeout,
+}
+
+/// Who moves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Buyer,
+    Seller,
+    Admin,
+    /// souk itself (the timers).
+    Souk,
+}
+
+/// Every allowed move: (from, action, who, to). Anything else is refused:
+/// 403 when no row lets the caller's role take the action at all, 409
+/// `invalid_state` when one does but not from the order's state.
+pub const MOVES: [(OrderState, Action, Actor, OrderState); 12] = {
+    use Action::*;
+    use Actor::*;
+    use OrderState::*;
+    [
+        (Paid, Ship, Seller, Shipped),
+        (Paid, Cancel, Buyer, Cancelled),
+        (Paid, Cancel, Seller, Cancelled),
+        (Shipped, Cancel, Seller, Cancelled),
+        (Shipped, Confirm, Buyer, Completed),
+        (Paid, Dispute, Buyer, Disputed),
+        (Paid, Dispute, Seller, Disputed),
+        (Shipped, Dispute, Buyer, Disputed),
+        (Shipped, Dispute, Seller, Disputed),
+        (Disputed, Resolve, Admin, Resolved),
+        (Paid, Timeout, Souk, Cancelled),
+        (Shipped, Timeout, Souk, Completed),
+    ]
+};
+
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// Placement order, the paging key; never shown.
+    pub seq: i64,
+    pub id: i64,
+    pub listing: i64,
+    pub title: String,
+    pub buyer: i64,
+    pub seller: i64,
+    pub currency: String,
+    pub unit_price: i64,
+    pub quantity: i64,
+    pub amount: i64,
+    pub fee_bps: i64,
+    pub fee: i64,
+    pub state: OrderState,
+    pub memo: Option<String>,
+    pub tracking: Option<String>,
+    pub dispute_reason: Option<String>,
+    pub escrow: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub ship_by: i64,
+    pub confirm_by: Option<i64>,
+}
+
+/// An order as clients see it: money as decimal strings, ids as strings,
+/// times RFC 3339, null when absent.
+#[derive(Serialize)]
+pub struct OrderView {
+    pub id: String,
+    pub listing: String,
+    pub title: String,
+    pub buyer: String,
+    pub seller: String,
+    pub currency: String,
+    pub unit_price: String,
+    pub quantity: i64,
+    pub amount: String,
+    pub fee: String,
+    pub state: &'static str,
+    pub memo: Option<String>,
+    pub tracking: Option<String>,
+    pub dispute_reason: Option<String>,
+    pub escrow: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub ship_by: String,
+    pub confirm_by: Option<String>,
+}
+
+impl Order {
+    pub fn view(&self, currencies: &Currencies) -> OrderView {
+        let decimals = crate::ledger::decimals_of(currencies, &self.currency);
+        let money = |minor: i64| format_minor(i128::from(minor), decimals);
+        OrderView {
+            id: self.id.to_string(),
+            listing: self.listing.to_string(),
+            title: self.title.clone(),
+            buyer: self.buyer.to_string(),
+            seller: self.seller.to_string(),
+            currency: self.currency.clone(),
+            unit_price: money(self.unit_price),
+            quantity: self.quantity,
+            amount: money(self.amount),
+            fee: money(self.fee),
+            state: self.state.as_str(),
+            memo: self.memo.clone(),
+            tracking: self.tracking.clone(),
+            dispute_reason: self.dispute_reason.clone(),
+            escrow: self.escrow.to_string(),
+            created_at: crate::clock::rfc3339(self.created_at),
+            updated_at: crate::clock::rfc3339(self.updated_at),
+            ship_by: crate::clock::rfc3339(self.ship_by),
+            confirm_by: self.confirm_by.map(crate::clock::rfc3339),
+        }
+    }
+
+    pub fn is_party(&self, user_id: i64) -> bool {
+        self.buyer == user_id || self.seller == user_id
+    }
+
+    /// The roles `user_id` has on this order (an admin may also be a party).
+    fn actors(&self, user_id: i64, admin: bool) -> Vec<Actor> {
+        let mut actors = Vec::with_capacity(3);
+        if self.buyer == user_id {
+            actors.push(Actor::Buyer);
+        }
+        if self.seller == user_id {
+            actors.push(Actor::Seller);
+        }
+        if admin {
+            actors.push(Actor::Admin);
+        }
+        actors
+    }
+}
+
+/// `floor(base × fee_bps / 10000)`, in i128 so that no product overflows;
+/// the result is at most `base`.
+pub fn fee_of(base: i64, fee_bps: i64) -> i64 {
+    let fee = i128::from(base) * i128::from(fee_bps) / BPS;
+    i64::try_from(fee).unwrap_or(base)
+}
+
+// ---- parsing ---------------------------------------------------------------
+
+/// Optional text of at most `max` characters, no control characters other
+/// than newline and tab; `field` names it in errors.
+pub fn parse_text(field: &str, text: String, max: usize) -> Result<String> {
+    if text.chars().count() > max {
+        return Err(Error::invalid_field(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(Error::invalid_field(
+            field,
+            format!("{field} must not contain control characters other than newline and tab"),
+        ));
+    }
+    Ok(text)
+}
+
+/// An order's quantity: a whole JSON number 1..=QUANTITY_MAX.
+pub fn parse_quantity(quantity: &serde_json::Number) -> Result<i64> {
+    let whole = quantity.as_i64().or_else(|| {
+        quantity
+            .as_f64()
+            .filter(|f| f.fract() == 0.0)
+            .map(|f| f as i64)
+    });
+    match whole {
+        Some(n) if (1..=QUANTITY_MAX).contains(&n) => Ok(n),
+        _ => Err(Error::invalid_field(
+            "quantity",
+            format!("quantity must be a whole number 1-{QUANTITY_MAX}"),
+        )),
+    }
+}
+
+// ---- reading ---------------------------------------------------------------
+
+const COLUMNS: &str = "id, listing, title, buyer, seller, currency, unit_price, quantity, amount, \
+                       fee_bps, fee, state, memo, tracking, dispute_reason, escrow, created_at, \
+                       updated_at, ship_by, confirm_by, seq";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
+    let state: String = row.get(11)?;
+    Ok(Order {
+        id: row.get(0)?,
+        listing: row.get(1)?,
+        title: row.get(2)?,
+        buyer: row.get(3)?,
+        seller: row.get(4)?,
+        currency: row.get(5)?,
+        unit_price: row.get(6)?,
+        quantity: row.get(7)?,
+        amount: row.get(8)?,
+        fee_bps: row.get(9)?,
+        fee: row.get(10)?,
+        state: OrderState::from_db(&state)?,
+        memo: row.get(12)?,
+        tracking: row.get(13)?,
+        dispute_reason: row.get(14)?,
+        escrow: row.get(15)?,
+        created_at: row.get(16)?,
+        updated_at: row.get(17)?,
+        ship_by: row.get(18)?,
+        confirm_by: row.get(19)?,
+        seq: row.get(20)?,
+    })
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Order>> {
+    let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
         .optional()?)
+}
+
+/// Whose orders a page shows: a user's (as buyer, seller or either), or
+/// every order (the admin queue).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    Buyer(i64),
+    Seller(i64),
+    Either(i64),
+    All,
+}
+
+/// A page of orders in `scope`, newest first, after the order `after` (one
+/// in the scope, else `UnknownCursor`). Both roles are read as two keyset
+/// pages, one per index, merged: never a sort of all of a user's orders.
+pub fn page(
+    conn: &Connection,
+    scope: Scope,
+    state: Option<OrderState>,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Order>> {
+    let (who, user) = match scope {
+        Scope::Buyer(user) => ("buyer = ?1", user),
+        Scope::Seller(user) => ("seller = ?1", user),
+        Scope::Either(user) => ("(buyer = ?1 OR seller = ?1)", user),
+        Scope::All => ("?1 IS NOT NULL", 0),
+    };
+    let before_seq: i64 = match after {
+        None => i64::MAX,
+        Some(id) => conn
+            .prepare_cached(&format!("SELECT seq FROM orders WHERE id = ?2 AND {who}"))?
+            .query_row([user, id], |row| row.get(0))
+            .optional()?
+            .ok_or(Error::UnknownCursor)?,
+    };
+    let one = |scope: Scope| page_before(conn, scope, state, before_seq, limit);
+    match scope {
+        Scope::Either(user) => {
+            let mut both = one(Scope::Buyer(user))?;
+            both.extend(one(Scope::Seller(user))?);
+            both.sort_unstable_by_key(|o| std::cmp::Reverse(o.seq));
+            both.truncate(limit);
+            Ok(both)
+        }
+        _ => one(scope),
+    }
+}
+
+/// One keyset page of a single-index scope. The index is named: without
+/// statistics the planner would take (state, seq) for a user's orders in
+/// one state and scan every order in it.
+fn page_before(
+    conn: &Connection,
+    scope: Scope,
+    state: Option<OrderState>,
+    before_seq: i64,
+    limit: usize,
+) -> Result<Vec<Order>> {
+    let (from, user) = match (scope, state) {
+        (Scope::Buyer(user), _) => ("orders INDEXED BY orders_buyer_seq WHERE buyer = ?1", user),
+        (Scope::Seller(user), _) => (
+            "orders INDEXED BY orders_seller_seq WHERE seller = ?1",
+            user,
+        ),
+        (Scope::All, Some(_)) => ("orders INDEXED BY orders_state_seq WHERE ?1 IS NOT NULL", 0),
+        (Scope::All, None) => ("orders WHERE ?1 IS NOT NULL", 0),
+        (Scope::Either(_), _) => return Err(Error::internal("two indexes: use page")),
+    };
+    let in_state = if state.is_some() {
+        "state = ?2"
+    } else {
+        "?2 IS NULL"
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {from} AND {in_state} AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            user,
+            state.map(OrderState::as_str),
+            before_seq,
+            limit as i64
+        ],
+        from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<Order>>>()?)
+}
+
+// ---- placing ---------------------------------------------------------------
+
+/// What a buyer asks for.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub buyer: i64,
+    pub listing: i64,
+    pub quantity: i64,
+    pub memo: Option<String>,
+}
+
+/// The settings an order is placed under.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms {
+    pub fee_bps: u32,
+    pub ship_within_s: i64,
+}
+
+fn conflict(code: &'static str, message: impl Into<String>) -> Error {
+    Error::Conflict {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Places an order in one job: checks the listing (400 for the buyer's own
+/// or an amount that overflows, then 409 when not active), reserves the
+/// stock with a conditional UPDATE (409 `out_of_stock`), and holds the
+/// amount in the order's escrow (409 `insufficient_funds`).
+pub fn place(
+    tx: &WriteTx<'_>,
+    currencies: &Currencies,
+    new: &NewOrder,
+    terms: Terms,
+    now: i64,
+) -> Result<Order> {
+    let listing = listings::by_id(tx, new.listing)?.ok_or(Error::NotFound)?;
+    if listing.seller == new.buyer {
+        return Err(Error::invalid_field(
+            "listing",
+            "cannot order from your own listing",
+        ));
+    }
+    let amount = listing
+        .price
+        .checked_mul(new.quantity)
+        .and_then(Amount::from_minor)
+        .ok_or_else(|| {
+            Error::invalid_field("quantity", "price × quantity is more than souk can hold")
+        })?;
+    if listing.state != ListingState::Active {
+        return Err(conflict(
+            "invalid_state",
+            format!(
+                "listing is {}; only an active one can be ordered",
+                listing.state.as_str()
+            ),
+        ));
+    }
+    let reserved = tx
+        .prepare_cached(
+            "UPDATE listings SET quantity = quantity - ?2
+             WHERE id = ?1 AND state = 'active' AND quantity >= ?2",
+        )?
+        .execute(params![listing.id, new.quantity])?;
+    if reserved == 0 {
+        return Err(conflict(
+            "out_of_stock",
+            format!("listing has {} in stock", listing.quantity),
+        ));
+    }
+    tx.touch(Touched::Listing(listing.id));
+    let spec = currencies
+        .0
+        .iter()
+        .find(|c| c.code == listing.currency)
+        .ok_or_else(|| conflict("invalid_state", "the listing's currency is not enabled"))?;
+    let id = ids::random_id()?;
+    let hold = NewEscrow {
+        buyer: new.buyer,
+        seller: listing.seller,
+        currency: Currency::from_spec(spec),
+        amount,
+        memo: None,
+        release_after_s: 0,
+    };
+    let escrow = escrow::create_for_order(tx, &hold, id, now)?;
+    let fee_bps = i64::from(terms.fee_bps);
+    let mut order = Order {
+        seq: 0,
+        id,
+        listing: listing.id,
+        title: listing.title,
+        buyer: new.buyer,
+        seller: listing.seller,
+        currency: listing.currency,
+        unit_price: listing.price,
+        quantity: new.quantity,
+        amount: amount.minor(),
+        fee_bps,
+        fee: fee_of(amount.minor(), fee_bps),
+        state: OrderState::Paid,
+        memo: new.memo.clone(),
+        tracking: None,
+        dispute_reason: None,
+        escrow: escrow.id,
+        created_at: now,
+        updated_at: now,
+        ship_by: now.saturating_add(terms.ship_within_s),
+        confirm_by: None,
+    };
+    order.seq = insert(tx, &order)?;
+    Ok(order)
+}
+
+/// Stores a new order; returns its `seq`.
+fn insert(tx: &WriteTx<'_>, o: &Order) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO orders (id, listing, buyer, seller, title, currency, unit_price, quantity,
+                             amount, fee_bps, fee, state, memo, escrow, created_at, updated_at,
+                             ship_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
+    )?
+    .execute(params![
+        o.id,
+        o.listing,
+        o.buyer,
+        o.seller,
+        o.title,
+        o.currency,
+        o.unit_price,
+        o.quantity,
+        o.amount,
+        o.fee_bps,
+        o.fee,
+        o.state.as_str(),
+        o.memo,
+        o.escrow,
+        o.created_at,
+        o.ship_by
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+// ---- moving ----------------------------------------------------------------
+
+/// Who asks for a move: a signed-in user (with whether they are an admin),
+/// or souk's timers.
+#[derive(Debug, Clone, Copy)]
+pub enum Mover {
+    User { id: i64, admin: bool },
+    Souk,
+}
+
+/// What a move carries besides its action.
+#[derive(Debug, Clone)]
+pub enum Input {
+    None,
+    Ship {
+        tracking: Option<String>,
+        confirm_within_s: i64,
+    },
+    Dispute {
+        reason: String,
+    },
+    Resolve {
+        to_seller: i64,
+        to_buyer: i64,
+    },
+}
+
+/// The move `action` by `mover` from the order's state, per `MOVES`: 404
+/// for a user who is neither a party nor an admin, 403 for a role that may
+/// never take this action, 409 `invalid_state` for one that may, but not
+/// from this state.
+fn allowed(order: &Order, action: Action, mover: Mover) -> Result<OrderState> {
+    let actors = match mover {
+        Mover::User { id, admin } => order.actors(id, admin),
+        Mover::Souk => vec![Actor::Souk],
+    };
+    if actors.is_empty() {
+        return Err(Error::NotFound);
+    }
+    let mut may = MOVES
+        .iter()
+        .filter(|(_, a, who, _)| *a == action && actors.contains(who))
+        .peekable();
+    if may.peek().is_none() {
+        return Err(Error::Forbidden);
+    }
+    may.find(|(from, ..)| *from == order.state)
+        .map(|(.., to)| *to)
+        .ok_or_else(|| {
+            conflict(
+                "invalid_state",
+                format!(
+                    "order is {}; this move is not allowed from it",
+                    order.state.as_str()
+                ),
+            )
+        })
+}
+
+/// Takes one move on order `id` in one job: authorizes it against the row
+/// read in this transaction, changes the state with a conditional UPDATE,
+/// and moves the money of the order's escrow in step.
+pub fn act(
+    tx: &WriteTx<'_>,
+    id: i64,
+    action: Action,
+    input: &Input,
+    mover: Mover,
+    now: i64,
+) -> Result<Order> {
+    let order = by_id(tx, id)?.ok_or(Error::NotFound)?;
+    let to = allowed(&order, action, mover)?;
+    if let Input::Resolve {
+        to_seller,
+        to_buyer,
+    } = input
+    {
+        let escrow = escrow::by_id(tx, order.escrow)?.ok_or(Error::NotFound)?;
+        escrow::check_parts(&escrow, *to_seller, *to_buyer)?;
+    }
+    let changed = tx
+        .prepare_cached(
+            "UPDATE orders SET state = ?3, updated_at = ?4 WHERE id = ?1 AND state = ?2",
+        )?
+        .execute(params![id, order.state.as_str(), to.as_str(), now])?;
+    if changed == 0 {
+        return Err(conflict("invalid_state", "the order moved meanwhile"));
+    }
+    effects(tx, &order, to, input, now)?;
+    by_id(tx, id)?.ok_or(Error::NotFound)
+}
+
+/// What a move does besides the state: the details it records, the order's
+/// escrow, and the stock.
+fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: i64) -> Result<()> {
+    let owner = Owner::Order(order.id);
+    let from = order.state;
+    match (to, input) {
+        (
+            OrderState::Shipped,
+            Input::Ship {
+                tracking,
+                confirm_within_s,
+            },
+        ) => {
+            tx.prepare_cached("UPDATE orders SET tracking = ?2, confirm_by = ?3 WHERE id = ?1")?
+                .execute(params![
+                    order.id,
+                    tracking,
+                    now.saturating_add(*confirm_within_s)
+                ])?;
+        }
+        (OrderState::Disputed, Input::Dispute { reason }) => {
+            tx.prepare_cached("UPDATE orders SET dispute_reason = ?2 WHERE id = ?1")?
+                .execute(params![order.id, reason])?;
+            escrow::transition(tx, order.escrow, owner, "held", "disputed", now)?;
+        }
+        (OrderState::Cancelled, _) => {
+            let escrow = escrow::transition(tx, order.escrow, owner, "held", "refunded", now)?;
+            escrow::close(tx, &escrow, escrow::to_buyer(&escrow), now)?;
+            if from == OrderState::Paid {
+                tx.prepare_cached("UPDATE listings SET quantity = quantity + ?2 WHERE id = ?1")?
+                    .execute(params![order.listing, order.quantity])?;
+                tx.touch(Touched::Listing(order.listing));
+            }
+        }
+        (OrderState::Completed, _) => {
+            let escrow = escrow::transition(tx, order.escrow, owner, "held", "released", now)?;
+            let split = Split {
+                to_seller: order.amount - order.fee,
+                fee: order.fee,
+                to_buyer: 0,
+            };
+            escrow::close(tx, &escrow, split, now)?;
+        }
+        (
+            OrderState::Resolved,
+            Input::Resolve {
+                to_seller,
+                to_buyer,
+            },
+        ) => {
+            let escrow = escrow::resolved(tx, order.escrow, owner, *to_seller, *to_buyer, now)?;
+            let fee = fee_of(*to_seller, order.fee_bps);
+            tx.prepare_cached("UPDATE orders SET fee = ?2 WHERE id = ?1")?
+                .execute(params![order.id, fee])?;
+            let split = Split {
+                to_seller: to_seller - fee,
+                fee,
+                to_buyer: *to_buyer,
+            };
+            escrow::close(tx, &escrow, split, now)?;
+        }
+        (to, _) => {
+            return Err(Error::internal(format!(
+                "order {}: no effects for a move to {} with {input:?}",
+                order.id,
+                to.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Orders whose timer has passed, oldest due first, at most `limit`: paid
+/// ones past `ship_by` and shipped ones past `confirm_by`, each read through
+/// its partial index (named: see `page_before`). Times are whole seconds, so
+/// "passed" means `< now`: never early.
+pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<i64>> {
+    let mut due: Vec<(i64, i64)> = Vec::with_capacity(limit.saturating_mul(2));
+    for sql in [
+        "SELECT ship_by, id FROM orders INDEXED BY orders_ship_due
+         WHERE state = 'paid' AND ship_by < ?1 ORDER BY ship_by LIMIT ?2",
+        "SELECT confirm_by, id FROM orders INDEXED BY orders_confirm_due
+         WHERE state = 'shipped' AND confirm_by < ?1 ORDER BY confirm_by LIMIT ?2",
+    ] {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![now, limit as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
+    due.sort_unstable();
+    due.truncate(limit);
+    Ok(due.into_iter().map(|(_, id)| id).collect())
+}
+
+/// A timer's move: what the action would do, by souk.
+pub fn expire(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Order> {
+    let order = by_id(tx, id)?.ok_or(Error::NotFound)?;
+    let passed = match order.state {
+        OrderState::Paid => order.ship_by < now,
+        OrderState::Shipped => order.confirm_by.is_some_and(|t| t < now),
+        _ => false,
+    };
+    if !passed {
+        return Err(conflict(
+            "invalid_state",
+            "the order's timer has not passed",
+        ));
+    }
+    act(tx, id, Action::Timeout, &Input::None, Mover::Souk, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fee_is_floored_and_never_overflows() {
+        assert_eq!(fee_of(999, 250), 24);
+        assert_eq!(fee_of(401, 250), 10);
+        assert_eq!(fee_of(39, 250), 0);
+        assert_eq!(fee_of(1_000, 0), 0);
+        assert_eq!(fee_of(i64::MAX, 5000), i64::MAX / 2);
+        assert_eq!(fee_of(i64::MAX, 10_000), i64::MAX);
+    }
+
+    /// One row per (from, action, who): a move never depends on which row
+    /// is read first.
+    #[test]
+    fn the_moves_table_has_one_row_per_state_action_and_actor() {
+        for (i, a) in MOVES.iter().enumerate() {
+            for b in &MOVES[i + 1..] {
+                assert!(
+                    (a.0, a.1, a.2) != (b.0, b.1, b.2),
+                    "{a:?} and {b:?} start the same move"
+                );
+            }
+        }
+        let finals = [
+            OrderState::Completed,
+            OrderState::Cancelled,
+            OrderState::Resolved,
+        ];
+        assert!(MOVES.iter().all(|(from, ..)| !finals.contains(from)));
+    }
 }

@@ -7,6 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use super::OrderState;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::store::{Touched, WriteTx};
@@ -140,7 +141,7 @@ pub struct NewReview {
 
 /// Records a review of the order's other party by `author`.
 pub fn create(tx: &WriteTx<'_>, new: &NewReview, now: i64) -> Result<Review> {
-    let order = super::parties(tx, new.order_id)?.ok_or(Error::NotFound)?;
+    let order = super::by_id(tx, new.order_id)?.ok_or(Error::NotFound)?;
     let subject = if new.author == order.buyer {
         order.seller
     } else if new.author == order.seller {
@@ -150,12 +151,12 @@ pub fn create(tx: &WriteTx<'_>, new: &NewReview, now: i64) -> Result<Review> {
     } else {
         return Err(Error::NotFound);
     };
-    if !matches!(order.state.as_str(), "completed" | "resolved") {
+    if !matches!(order.state, OrderState::Completed | OrderState::Resolved) {
         return Err(Error::Conflict {
             code: "invalid_state",
             message: format!(
                 "order is {}; it can be reviewed once completed or resolved",
-                order.state
+                order.state.as_str()
             ),
         });
     }

@@ -1,8 +1,10 @@
 //! Forward-only migrations from the top-level `schema.sql`, versioned with
-//! `PRAGMA user_version`. A database newer than this binary is refused.
+//! `PRAGMA user_version`. A database newer than this binary is refused; an
+//! upgrade is one transaction.
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::open::APPLICATION_ID;
 use crate::error::{Error, Result};
 use crate::ledger::entry_ids::{META_KEY, new_key_hex};
 
@@ -41,36 +43,77 @@ pub const SCHEMA_VERSION: u32 = {
     count
 };
 
-/// Applies every step the database lacks, each in its own transaction
-/// together with its version bump. Returns the resulting version.
+/// Applies every step the database lacks, all of them in one transaction
+/// together with the version bump, the entry-id key and the application id:
+/// an upgrade is all or nothing, so a failing step leaves the schema and
+/// `user_version` as they were. Returns the resulting version.
 pub fn migrate(conn: &mut Connection) -> Result<u32> {
+    if up_to_date(conn)? {
+        return Ok(SCHEMA_VERSION);
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read again under the write lock: another process may have migrated.
+    let current = schema_version(&tx)?;
+    let steps = steps();
+    for (index, step) in steps.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(step).map_err(|e| {
+            Error::Setup(format!(
+                "upgrading the database from schema version {current} to {SCHEMA_VERSION} \
+                 failed at {} ({}); nothing was changed",
+                step.lines()
+                    .next()
+                    .unwrap_or("a migration")
+                    .trim_start_matches("-- "),
+                brief(&e)
+            ))
+        })?;
+        log::debug!("migration {} applied", index + 1);
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    // The secret behind entry ids (ledger::entry_ids), made once per database.
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        [META_KEY, &new_key_hex()?],
+    )?;
+    tx.commit()?;
+    if current < SCHEMA_VERSION {
+        log::info!("database migrated from schema version {current} to {SCHEMA_VERSION}");
+    }
+    Ok(SCHEMA_VERSION)
+}
+
+fn schema_version(conn: &Connection) -> Result<u32> {
     let current: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if current > SCHEMA_VERSION {
-        return Err(Error::internal(format!(
+        return Err(Error::Setup(format!(
             "database schema version {current} is newer than this souk ({SCHEMA_VERSION}); use a newer souk"
         )));
     }
-    for (index, step) in steps().iter().enumerate().skip(current as usize) {
-        let version = index as u32 + 1;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(step)?;
-        tx.pragma_update(None, "user_version", version)?;
-        tx.commit()?;
-        log::info!("database migrated to version {version}");
+    Ok(current)
+}
+
+/// Nothing to do: the last version, the application id and the key are there.
+fn up_to_date(conn: &Connection) -> Result<bool> {
+    if schema_version(conn)? < SCHEMA_VERSION {
+        return Ok(false);
     }
-    // The secret behind entry ids (ledger::entry_ids), made once per database.
+    let application_id: i32 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
     let has_key: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM meta WHERE key = ?1)",
         [META_KEY],
         |row| row.get(0),
     )?;
-    if !has_key {
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-            [META_KEY, &new_key_hex()?],
-        )?;
+    Ok(application_id == APPLICATION_ID && has_key)
+}
+
+/// SQLite's own message, without the SQL text a syntax error quotes whole.
+fn brief(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+        other => other.to_string(),
     }
-    Ok(SCHEMA_VERSION)
 }
 
 #[cfg(test)]
@@ -137,6 +180,30 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_failing_step_undoes_the_whole_upgrade() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&steps()[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        // Steps 2 and 3 run, then 4 meets a table it wants to create.
+        conn.execute_batch("CREATE TABLE escrows (note TEXT)")
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("migration 4"), "{err}");
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('users', 'accounts')",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "steps 2 and 3 were undone");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod breaker;
 mod checkpointer;
 mod migrate;
 mod offline;
+pub mod open;
 mod pragmas;
 mod readers;
 mod serve_lock;
@@ -15,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use migrate::{SCHEMA_VERSION, migrate};
-pub use offline::{backup, open_reader};
+pub use offline::{BackupTarget, backup, open_reader};
+pub use open::Preflight;
 pub use readers::Readers;
 pub use serve_lock::ServeLock;
 pub use writer::{OnCommit, Touched, WriteStats, WriteTx, Writer};
@@ -51,8 +53,7 @@ impl Store {
     /// and fills the reader pool.
     /// `on_commit` hears of every key each commit touched (caches).
     pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store> {
-        let mut conn = pragmas::open_writer(&config.path)?;
-        migrate(&mut conn)?;
+        let conn = open_and_migrate(&config.path)?;
         pragmas::register_entry_ids(&conn)?;
         let breaker = Arc::new(Breaker::new(
             config.breaker_threshold,
@@ -89,6 +90,23 @@ impl Store {
 /// Opens the database for a one-shot command (`souk migrate`): writer
 /// pragmas, migrations, no threads.
 pub fn migrate_file(path: &Path) -> Result<u32> {
-    let mut conn = pragmas::open_writer(path)?;
-    migrate(&mut conn)
+    open_and_migrate(path)?;
+    Ok(SCHEMA_VERSION)
+}
+
+/// The write connection, after the file passed `open::for_writing` (so a
+/// refused file is left untouched), was migrated, and only then put in WAL
+/// mode (so a failed upgrade leaves the journal mode alone too).
+fn open_and_migrate(path: &Path) -> Result<rusqlite::Connection> {
+    let found = open::for_writing(path)?;
+    let mut conn = pragmas::open_writer(&found.absolute)?;
+    migrate(&mut conn).map_err(|e| match e {
+        crate::error::Error::Setup(message) => {
+            crate::error::Error::Setup(format!("{}: {message}", found.absolute.display()))
+        }
+        other => other,
+    })?;
+    pragmas::enable_wal(&conn)?;
+    log::debug!("database {} opened", found.absolute.display());
+    Ok(conn)
 }

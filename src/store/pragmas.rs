@@ -13,20 +13,16 @@ use crate::limits::WAL_WRITER_CHECKPOINT_PAGES;
 /// `souk backup` or `souk user create` next to a running server).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The only connection that writes: WAL, and `synchronous=FULL` so that a
-/// commit is on disk before anyone is told it happened (docs/durability.md).
+/// The only connection that writes (in WAL mode once `enable_wal` ran), with
+/// `synchronous=FULL` so that a commit is on disk before anyone is told it
+/// happened (docs/durability.md).
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| super::open::sqlite(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(crate::error::Error::internal(format!(
-            "database refused WAL mode (got {mode})"
-        )));
-    }
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
@@ -36,6 +32,18 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "wal_autocheckpoint", WAL_WRITER_CHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
+}
+
+/// Puts the database in WAL mode (it stays so), once it is migrated: a
+/// refused or failed upgrade leaves a file's journal mode as it was.
+pub(super) fn enable_wal(conn: &Connection) -> Result<()> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(crate::error::Error::internal(format!(
+            "database refused WAL mode (got {mode})"
+        )));
+    }
+    Ok(())
 }
 
 /// The SQL functions `souk_entry_id(seq)` and `souk_entry_seq(id)` (see

@@ -1,7 +1,7 @@
 //! One server per database file: `souk serve` holds an exclusive advisory
 //! lock (flock) for its whole life, so a second server on the same file
 //! refuses to start instead of serving from caches that the first one's
-//! writes never invalidate. `souk check`, `backup` and `user create` take no
+//! writes never invalidate. `souk check`, `backup` and the `user` commands take no
 //! such lock and keep working beside a running server.
 //!
 //! The lock is taken on a file of its own beside the database

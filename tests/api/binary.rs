@@ -49,14 +49,20 @@ pub fn wait_with_timeout(child: &mut Child) -> ExitStatus {
 }
 
 /// Runs a subcommand that must exit by itself: status, stdout, stderr.
-pub fn run(mut command: Command) -> (ExitStatus, String, String) {
+pub fn run(command: Command) -> (ExitStatus, String, String) {
+    let (status, out, err) = run_bytes(command);
+    (status, String::from_utf8_lossy(&out).into_owned(), err)
+}
+
+/// `run` for a command whose stdout is bytes (`souk backup -`).
+pub fn run_bytes(mut command: Command) -> (ExitStatus, Vec<u8>, String) {
     let mut child = command.spawn().expect("starting souk");
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
     });
     let err = std::thread::spawn(move || {
         let mut text = String::new();
@@ -205,7 +211,12 @@ impl Served {
     /// Starts `souk` (see `souk`) and waits up to `PROCESS_TIMEOUT` for
     /// `listening on http://ADDR`; panics with the log so far otherwise.
     pub fn start(dir: &TempDir) -> Served {
-        let process = Process::spawn(souk(dir));
+        Served::start_with(souk(dir))
+    }
+
+    /// `start` with a command of the test's (`souk(dir)` plus settings).
+    pub fn start_with(command: Command) -> Served {
+        let process = Process::spawn(command);
         let marker = "listening on http://";
         let (seen, found) = process.read_log_until(PROCESS_TIMEOUT, |line| line.contains(marker));
         let addr = match seen.last().and_then(|line| line.split_once(marker)) {

@@ -342,6 +342,12 @@ fn messages_are_for_the_parties_and_admins_oldest_first_and_change_nothing() {
         }
         assert_eq!(seen, written, "every message once, oldest first");
     }
+    assert_eq!(
+        m.state(&order),
+        json!("paid"),
+        "messages never move an order"
+    );
+    assert_eq!(m.w.balance(&m.buyer, "btc"), before);
     let other = m.order();
     let stray = m.w.get(
         &format!(
@@ -356,12 +362,6 @@ fn messages_are_for_the_parties_and_admins_oldest_first_and_change_nothing() {
         json!("after")
     );
 
-    assert_eq!(
-        m.state(&order),
-        json!("paid"),
-        "messages never move an order"
-    );
-    assert_eq!(m.w.balance(&m.buyer, "btc"), before);
     assert!(m.w.check(&m.admin).is_empty());
 }
 

@@ -4,6 +4,7 @@
 
 mod binary;
 mod client;
+mod cors;
 mod crash;
 mod dashboard_page;
 mod escrow;
@@ -17,8 +18,12 @@ mod lifecycle;
 mod listings;
 mod monitoring;
 mod openapi;
+mod operations;
 mod order_model;
+mod orders;
+mod proxies;
 mod resilience;
 mod seeded;
+mod tls;
 mod users;
 mod wallets;

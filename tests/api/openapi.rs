@@ -594,11 +594,40 @@ fn documented_limits_are_the_codes() {
             quantity_max,
         ),
     ];
+    let order_quantity_max = usize::try_from(souk::orders::QUANTITY_MAX).unwrap_or(usize::MAX);
+    let order_checks: Vec<(&str, Value, usize)> = vec![
+        (
+            "order memo",
+            s["OrderMemo"]["maxLength"].clone(),
+            souk::orders::MEMO_CHARS_MAX,
+        ),
+        (
+            "tracking",
+            s["Tracking"]["maxLength"].clone(),
+            souk::orders::TRACKING_CHARS_MAX,
+        ),
+        (
+            "dispute reason",
+            s["DisputeReason"]["maxLength"].clone(),
+            souk::orders::REASON_CHARS_MAX,
+        ),
+        (
+            "order quantity",
+            s["OrderPlaceRequest"]["properties"]["quantity"]["maximum"].clone(),
+            order_quantity_max,
+        ),
+        (
+            "order quantity shown",
+            s["Order"]["properties"]["quantity"]["maximum"].clone(),
+            order_quantity_max,
+        ),
+    ];
     for (what, documented, code) in checks
         .into_iter()
         .chain(listing_checks)
         .chain(feedback_checks)
         .chain(quantity_checks)
+        .chain(order_checks)
     {
         assert_eq!(documented, json!(code), "{what}");
     }

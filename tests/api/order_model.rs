@@ -16,7 +16,7 @@ use crate::helpers::HttpResponse;
 use crate::seeded::{Rng, SeedOnFailure, test_seed};
 
 const FEE_BPS: i128 = 250;
-const STEPS: usize = 120;
+const STEPS: usize = 200;
 const TRADERS: usize = 3;
 /// btc has 8 decimal places.
 const DECIMALS: u32 = 8;
@@ -212,10 +212,10 @@ impl Walk {
 
     fn deposit(&mut self, step: &str) {
         let t = self.rng.below(TRADERS as u64) as usize;
-        let amount = 100_000 + i128::from(self.rng.below(900_000));
+        let amount = 1_000_000 + i128::from(self.rng.below(4_000_000));
         let body = json!({
             "user_id": self.traders[t].id, "currency": "btc", "amount": btc(amount),
-            "reference": format!("model-{step}"),
+            "reference": format!("model-{}", step.replace(' ', "-")),
         });
         let done = self
             .w
@@ -285,15 +285,23 @@ impl Walk {
 
     fn act(&mut self, step: &str) {
         let Some(o) = self.pick_order() else { return };
-        let action = *self.rng.pick(&[
-            Action::Ship,
-            Action::Cancel,
-            Action::Confirm,
-            Action::Dispute,
-        ]);
-        let who = *self
-            .rng
-            .pick(&[Who::Buyer, Who::Seller, Who::Admin, Who::Outsider]);
+        // Half the time the move that takes the order forward, so that
+        // orders get completed; otherwise anything by anyone.
+        let (action, who) = match (self.rng.below(2), self.model.orders[o].state) {
+            (0, State::Paid) => (Action::Ship, Who::Seller),
+            (0, State::Shipped) => (Action::Confirm, Who::Buyer),
+            _ => (
+                *self.rng.pick(&[
+                    Action::Ship,
+                    Action::Cancel,
+                    Action::Confirm,
+                    Action::Dispute,
+                ]),
+                *self
+                    .rng
+                    .pick(&[Who::Buyer, Who::Seller, Who::Admin, Who::Outsider]),
+            ),
+        };
         let body = match action {
             Action::Ship => json!({"tracking": format!("TRK-{step}")}),
             Action::Dispute => json!({"reason": "not as described"}),
@@ -326,7 +334,17 @@ impl Walk {
     }
 
     fn resolve(&mut self, step: &str) {
-        let Some(o) = self.pick_order() else { return };
+        let disputed: Vec<usize> = (0..self.model.orders.len())
+            .filter(|&o| self.model.orders[o].state == State::Disputed)
+            .collect();
+        // Mostly a disputed order; sometimes any (which must be refused).
+        let o = match (disputed.is_empty(), self.rng.below(4)) {
+            (false, 0..=2) => *self.rng.pick(&disputed),
+            _ => match self.pick_order() {
+                Some(o) => o,
+                None => return,
+            },
+        };
         let amount = self.model.orders[o].amount;
         let to_seller = i128::from(self.rng.below(amount as u64 + 1));
         let split = json!({"to_seller": btc(to_seller), "to_buyer": btc(amount - to_seller)});
@@ -430,8 +448,7 @@ impl Walk {
     fn withdraw_fees(&mut self, step: &str) {
         let balance = self.model.fee_balance;
         let amount = 1 + i128::from(self.rng.below(balance as u64 + 2));
-        let body =
-            json!({"currency": "btc", "amount": btc(amount), "reference": format!("fees-{step}")});
+        let body = json!({"currency": "btc", "amount": btc(amount), "reference": format!("fees-{}", step.replace(' ', "-"))});
         let answer = self.w.post(
             "/api/v1/admin/fees/withdrawals",
             Some(&self.admin.token),
@@ -550,7 +567,7 @@ fn a_seeded_walk_through_orders_matches_the_model_after_every_step() {
     for t in 0..TRADERS {
         for n in 0..2 {
             let price = 1_000 + i128::from(walk.rng.below(200_000));
-            let stock = 1 + walk.rng.below(6) as i64;
+            let stock = 2 + walk.rng.below(9) as i64;
             let body = json!({"title": format!("item {t}-{n}"), "currency": "btc",
                               "price": btc(price), "quantity": stock});
             let created = walk
@@ -604,8 +621,14 @@ fn a_seeded_walk_through_orders_matches_the_model_after_every_step() {
             )
         })
         .count();
+    let completed = walk
+        .model
+        .orders
+        .iter()
+        .filter(|o| o.state == State::Completed)
+        .count();
     eprintln!(
-        "{} orders, {finished} finished, fees collected {}: {done:?}",
+        "{} orders, {finished} finished ({completed} completed), fees collected {}: {done:?}",
         walk.model.orders.len(),
         btc(walk.model.fees_collected)
     );

@@ -1,8 +1,10 @@
-//! Automatic release: a thread that releases held escrows whose release time
-//! has passed, in bounded batches, through the writer. Its state is the
-//! database, so it picks up after a restart; it stops on shutdown. The same
-//! thread does the other timed housekeeping: purging idempotency keys past
-//! their keep time and expired sessions.
+//! The timers: a thread that releases held escrows whose release time has
+//! passed and moves orders whose ship or confirm time has passed (cancelled
+//! and refunded, or completed: `orders::expire`, the same move as the
+//! parties' actions), in bounded batches, through the writer. Its state is
+//! the database, so it picks up after a restart; it stops on shutdown. The
+//! same thread does the other timed housekeeping: purging idempotency keys
+//! past their keep time and expired sessions.
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -11,7 +13,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::store::Store;
 
-/// Escrows released per sweep at most; the rest wait for the next one.
+/// Escrows released, and orders moved, per sweep at most; the rest wait for
+/// the next one (500 ms later).
 pub const SWEEP_BATCH_MAX: usize = 256;
 /// Time between sweeps.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -28,7 +31,7 @@ impl Sweeper {
     pub fn start(store: Store) -> std::io::Result<Sweeper> {
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
-            .name("escrow-sweeper".into())
+            .name("timers".into())
             .stack_size(crate::limits::SERVICE_STACK_BYTES * 2)
             .spawn(move || run(&store, &stopped))?;
         Ok(Sweeper { stop, thread })
@@ -44,7 +47,10 @@ fn run(store: &Store, stopped: &Receiver<()>) {
     let mut next_housekeeping = std::time::Instant::now();
     loop {
         match stopped.recv_timeout(SWEEP_INTERVAL) {
-            Err(RecvTimeoutError::Timeout) => sweep(store),
+            Err(RecvTimeoutError::Timeout) => {
+                sweep(store);
+                sweep_orders(store);
+            }
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
         if std::time::Instant::now() >= next_housekeeping {
@@ -76,7 +82,7 @@ fn sweep(store: &Store) {
     let now = crate::clock::unix_seconds();
     let due = match store
         .readers
-        .read(|conn| super::due(conn, now, SWEEP_BATCH_MAX))
+        .read(|conn| crate::escrow::due(conn, now, SWEEP_BATCH_MAX))
     {
         Ok(due) => due,
         Err(e) => {
@@ -89,7 +95,7 @@ fn sweep(store: &Store) {
     for &id in &due {
         let done_tx = done_tx.clone();
         store.writer.submit(
-            move |tx| super::release(tx, id, now),
+            move |tx| crate::escrow::release(tx, id, now),
             move |result| {
                 let _ = done_tx.send((id, result.map(|_| ())));
             },
@@ -101,6 +107,40 @@ fn sweep(store: &Store) {
             Ok(()) => log::info!("escrow {id} released automatically"),
             Err(crate::error::Error::Conflict { .. }) => {}
             Err(e) => log::warn!("automatic release of escrow {id} failed: {e}"),
+        }
+    }
+}
+
+/// Moves the orders whose timer passed; one moved meanwhile by a party
+/// loses its race with `invalid_state`, which is expected and ignored.
+fn sweep_orders(store: &Store) {
+    let now = crate::clock::unix_seconds();
+    let due = match store
+        .readers
+        .read(|conn| crate::orders::due(conn, now, SWEEP_BATCH_MAX))
+    {
+        Ok(due) => due,
+        Err(e) => {
+            log::warn!("order sweep could not read due orders: {e}");
+            return;
+        }
+    };
+    let (done_tx, done_rx) = crossbeam_channel::bounded(due.len().max(1));
+    for &id in &due {
+        let done_tx = done_tx.clone();
+        store.writer.submit(
+            move |tx| crate::orders::expire(tx, id, now),
+            move |result| {
+                let _ = done_tx.send((id, result.map(|order| order.state)));
+            },
+        );
+    }
+    drop(done_tx);
+    for (id, result) in done_rx.iter() {
+        match result {
+            Ok(state) => log::info!("order {id} {} by its timer", state.as_str()),
+            Err(crate::error::Error::Conflict { .. }) => {}
+            Err(e) => log::warn!("timer of order {id} failed: {e}"),
         }
     }
 }

@@ -1,0 +1,115 @@
+//! The order invariants (docs/ledger.md, invariants 9 and 10), part of
+//! `ledger::check`: every order agrees with its escrow, a finished order's
+//! closing movement paid the platform exactly the fee rule, and no
+//! listing's stock is negative.
+
+use rusqlite::Connection;
+
+use super::fee_of;
+use crate::error::Result;
+use crate::ledger::check::PROBLEMS_MAX;
+
+pub fn invariants(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
+    order_matches_escrow(conn, problems)?;
+    fee_rule(conn, problems)?;
+    escrow_has_its_order(conn, problems)?;
+    stock_not_negative(conn, problems)?;
+    Ok(())
+}
+
+/// Invariant 9, states and amounts: an order's escrow is its own, of its
+/// amount, between its parties, in the state that goes with the order's
+/// (paid/shipped ↔ held, disputed ↔ disputed, completed ↔ released,
+/// cancelled ↔ refunded — with exactly its amount, by invariant 5 —,
+/// resolved ↔ resolved).
+fn order_matches_escrow(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
+    let sql = format!(
+        "SELECT o.id, o.state, coalesce(e.state, 'missing') FROM orders AS o
+         LEFT JOIN escrows AS e ON e.id = o.escrow
+         WHERE e.id IS NULL OR e.order_id IS NOT o.id OR e.amount != o.amount
+            OR e.buyer != o.buyer OR e.seller != o.seller OR e.currency != o.currency
+            OR NOT ((o.state IN ('paid', 'shipped') AND e.state = 'held')
+                 OR (o.state = 'disputed' AND e.state = 'disputed')
+                 OR (o.state = 'completed' AND e.state = 'released')
+                 OR (o.state = 'cancelled' AND e.state = 'refunded')
+                 OR (o.state = 'resolved' AND e.state = 'resolved'))
+         LIMIT {PROBLEMS_MAX}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (id, state, escrow): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        problems.push(format!(
+            "order {id} ({state}): its escrow ({escrow}) does not match it"
+        ));
+    }
+    Ok(())
+}
+
+/// Invariant 9, the fee: the platform's `in` legs on an order's escrow sum
+/// to the order's fee, which is the fee rule of the amount (completed) or of
+/// the seller's part (resolved); an unfinished or cancelled order shows the
+/// fee of its amount and paid none.
+fn fee_rule(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "WITH paid AS (
+             SELECT escrow_id, sum(amount) AS fee FROM entries
+             WHERE user_id = 0 AND kind = 'escrow_release' AND direction = 'in'
+             GROUP BY escrow_id)
+         SELECT o.id, o.state, o.amount, o.fee_bps, o.fee, e.to_seller, coalesce(p.fee, 0)
+         FROM orders AS o JOIN escrows AS e ON e.id = o.escrow
+         LEFT JOIN paid AS p ON p.escrow_id = o.escrow",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (id, state): (i64, String) = (row.get(0)?, row.get(1)?);
+        let (amount, fee_bps, fee): (i64, i64, i64) = (row.get(2)?, row.get(3)?, row.get(4)?);
+        let (to_seller, paid): (Option<i64>, i64) = (row.get(5)?, row.get(6)?);
+        // The fee shown, and what the platform must have received.
+        let (rule, owed) = match state.as_str() {
+            "completed" => (Some(fee_of(amount, fee_bps)), fee),
+            "resolved" => (to_seller.map(|base| fee_of(base, fee_bps)), fee),
+            _ => (Some(fee_of(amount, fee_bps)), 0),
+        };
+        let ok = rule == Some(fee) && paid == owed;
+        if !ok {
+            problems.push(format!(
+                "order {id} ({state}): fee {fee} at {fee_bps} bps, the platform got {paid}"
+            ));
+            if problems.len() >= PROBLEMS_MAX {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every escrow that names an order is that order's escrow.
+fn escrow_has_its_order(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
+    let sql = format!(
+        "SELECT e.id, e.order_id FROM escrows AS e WHERE e.order_id IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM orders AS o WHERE o.id = e.order_id AND o.escrow = e.id)
+         LIMIT {PROBLEMS_MAX}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (escrow, order): (i64, i64) = (row.get(0)?, row.get(1)?);
+        problems.push(format!(
+            "escrow {escrow} names order {order}, which is not paid by it"
+        ));
+    }
+    Ok(())
+}
+
+/// Invariant 10: no listing's quantity is negative.
+fn stock_not_negative(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
+    let sql = format!("SELECT id, quantity FROM listings WHERE quantity < 0 LIMIT {PROBLEMS_MAX}");
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (id, quantity): (i64, i64) = (row.get(0)?, row.get(1)?);
+        problems.push(format!("listing {id}: quantity {quantity} is negative"));
+    }
+    Ok(())
+}

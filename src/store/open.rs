@@ -1,0 +1,368 @@
+//! What the database file is, told before anything opens it for writing:
+//! a missing directory, a directory, a permission problem, a read-only file
+//! or file system, a file that is not SQLite, another application's SQLite
+//! file, or a souk database newer than this binary are each refused with one
+//! `Error::Setup` line naming the path and the cause. The checks only read
+//! (metadata, `access(2)`, a read-only connection), so a refused file is left
+//! exactly as it was, and no file is created beside it.
+
+use std::ffi::CString;
+use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::migrate::SCHEMA_VERSION;
+use crate::error::{Error, Result};
+
+/// `PRAGMA application_id` of a souk database ("souk" in ASCII), set by the
+/// first migration run on it. Databases from before it carry 0.
+pub const APPLICATION_ID: i32 = 0x736f_756b;
+
+/// A database file that may be opened for writing.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    /// The absolute path (symlinks resolved when the file exists).
+    pub absolute: PathBuf,
+    /// No file yet: opening creates a new, empty database.
+    pub created: bool,
+    /// Its schema version (0 for a new or empty file).
+    pub version: u32,
+}
+
+/// Checks that `path` can be a souk database opened for writing (by `souk
+/// serve`, `migrate` and the `user` commands): an existing souk database, an
+/// empty file, or a new file in a writable directory.
+pub fn for_writing(path: &Path) -> Result<Preflight> {
+    let absolute = absolute(path);
+    let dir = directory_of(&absolute)?;
+    let created = match std::fs::metadata(&absolute) {
+        Ok(meta) if meta.is_dir() => return Err(is_a_directory(&absolute)),
+        Ok(_) => false,
+        Err(e) if e.kind() == ErrorKind::NotFound => true,
+        Err(e) => return Err(cannot(&absolute, &e)),
+    };
+    if !created {
+        std::fs::File::open(&absolute).map_err(|e| cannot_read(&absolute, &e))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&absolute)
+            .map_err(|e| cannot_write(&absolute, &e))?;
+    }
+    // New files, the -wal and -shm files and the lock file live beside it.
+    access(&dir, libc::W_OK | libc::X_OK).map_err(|e| {
+        let what = if created { "create" } else { "write beside" };
+        Error::Setup(format!(
+            "cannot {what} the database {}: the directory {} is {}",
+            absolute.display(),
+            dir.display(),
+            why_not_writable(&e)
+        ))
+    })?;
+    let version = if created {
+        0
+    } else {
+        // Write access was just checked: read-write, so closing it leaves
+        // no -wal or -shm file behind a refused file.
+        let conn = open_for_reading(&absolute, Reading::Writable)?;
+        souk_version(&conn, &absolute)?
+    };
+    let absolute = std::fs::canonicalize(&absolute).unwrap_or(absolute);
+    Ok(Preflight {
+        absolute,
+        created,
+        version,
+    })
+}
+
+/// Checks that `path` is an existing souk database that can be read, and
+/// returns its absolute path (for `souk check`, `backup`, `user list`).
+pub fn for_reading(path: &Path) -> Result<PathBuf> {
+    let absolute = absolute(path);
+    match std::fs::metadata(&absolute) {
+        Ok(meta) if meta.is_dir() => return Err(is_a_directory(&absolute)),
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let dir = directory_of(&absolute)?;
+            return Err(Error::Setup(format!(
+                "no database at {} (the directory {} holds no such file)",
+                absolute.display(),
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(cannot(&absolute, &e)),
+    }
+    std::fs::File::open(&absolute).map_err(|e| cannot_read(&absolute, &e))?;
+    Ok(std::fs::canonicalize(&absolute).unwrap_or(absolute))
+}
+
+/// How a connection that only reads opens an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reading {
+    /// Read-write without create (reads only): where the user may write the
+    /// file and its directory, so the last connection's close removes the
+    /// -wal and -shm files it made.
+    Writable,
+    /// The `mode=ro` URI: never writes the file, but may leave -wal and -shm
+    /// files that it cannot remove.
+    ReadOnly,
+    /// The `immutable=1` URI: no locks, no -shm (for read-only media that
+    /// no one is writing).
+    Immutable,
+}
+
+impl Reading {
+    /// `Writable` when the user may write both the file and its directory.
+    pub(super) fn best_for(absolute: &Path) -> Reading {
+        let dir = absolute.parent().unwrap_or(Path::new("/"));
+        if access(absolute, libc::W_OK).is_ok() && access(dir, libc::W_OK | libc::X_OK).is_ok() {
+            Reading::Writable
+        } else {
+            Reading::ReadOnly
+        }
+    }
+}
+
+/// A connection to an existing file that reads it, opened `how`.
+pub(super) fn open_for_reading(absolute: &Path, how: Reading) -> Result<Connection> {
+    let tail = match how {
+        Reading::Writable => "mode=rw",
+        Reading::ReadOnly => "mode=ro",
+        Reading::Immutable => "immutable=1",
+    };
+    let uri = format!("file:{}?{tail}", uri_path(absolute));
+    let access = if how == Reading::Writable {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    };
+    let flags = access | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(&uri, flags).map_err(|e| sqlite(absolute, e))?;
+    // Opening reads nothing; this does, so a bad file is found here.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map_err(|e| sqlite(absolute, e))?;
+    Ok(conn)
+}
+
+/// The schema version of a souk database, or why the file is not one.
+pub(super) fn souk_version(conn: &Connection, absolute: &Path) -> Result<u32> {
+    let read = |sql: &str| -> Result<i64> {
+        conn.query_row(sql, [], |row| row.get(0))
+            .map_err(|e| sqlite(absolute, e))
+    };
+    let version = u32::try_from(read("PRAGMA user_version")?).unwrap_or(u32::MAX);
+    let application_id = read("PRAGMA application_id")?;
+    let objects = read("SELECT count(*) FROM sqlite_master")?;
+    let has_meta =
+        read("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'")? > 0;
+    let foreign = |why: String| {
+        Error::Setup(format!(
+            "{} is a SQLite database of another application ({why}); souk refuses to \
+             change it: point SOUK_DB at a souk database or a new file",
+            absolute.display()
+        ))
+    };
+    if application_id != 0 && application_id != i64::from(APPLICATION_ID) {
+        return Err(foreign(format!("application_id {application_id:#x}")));
+    }
+    if version == 0 && objects > 0 {
+        return Err(foreign(format!(
+            "it has {objects} tables or indexes but no souk schema version"
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::Setup(format!(
+            "the database {} has schema version {version}, newer than this souk's \
+             ({SCHEMA_VERSION}): it was written by a newer souk; run that one",
+            absolute.display()
+        )));
+    }
+    if version > 0 && !has_meta {
+        return Err(foreign(format!(
+            "user_version {version} but no souk `meta` table"
+        )));
+    }
+    Ok(version)
+}
+
+/// An error of SQLite about the file at `absolute`, in the operator's terms
+/// where it is the file's fault.
+pub(super) fn sqlite(absolute: &Path, e: rusqlite::Error) -> Error {
+    let path = absolute.display();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::Setup(format!(
+            "{path} is not a SQLite database (or it is encrypted or damaged)"
+        )),
+        Some(ErrorCode::DatabaseCorrupt) => {
+            Error::Setup(format!("the database {path} is damaged: {e}"))
+        }
+        Some(ErrorCode::CannotOpen) => {
+            Error::Setup(format!("cannot open the database {path}: {e}"))
+        }
+        Some(ErrorCode::ReadOnly) => Error::Setup(format!(
+            "the database {path} cannot be written (read-only file, directory or file system): {e}"
+        )),
+        Some(ErrorCode::PermissionDenied) => {
+            Error::Setup(format!("permission denied on the database {path}: {e}"))
+        }
+        _ => Error::from(e),
+    }
+}
+
+/// `path` made absolute against the working directory (not resolving
+/// symlinks, so it names what the operator wrote).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// The directory the file is in, which must exist and be a directory.
+fn directory_of(absolute: &Path) -> Result<PathBuf> {
+    let dir = absolute.parent().unwrap_or(Path::new("/")).to_owned();
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => Ok(dir),
+        Ok(_) => Err(Error::Setup(format!(
+            "cannot open the database {}: {} is not a directory",
+            absolute.display(),
+            dir.display()
+        ))),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            Err(Error::Setup(format!(
+                "cannot open the database {}: the directory {} does not exist",
+                absolute.display(),
+                dir.display()
+            )))
+        }
+        Err(e) => Err(cannot(absolute, &e)),
+    }
+}
+
+fn is_a_directory(absolute: &Path) -> Error {
+    Error::Setup(format!(
+        "{} is a directory, not a database file (SOUK_DB names the file itself)",
+        absolute.display()
+    ))
+}
+
+fn cannot(absolute: &Path, e: &std::io::Error) -> Error {
+    Error::Setup(format!(
+        "cannot open the database {}: {e}",
+        absolute.display()
+    ))
+}
+
+fn cannot_read(absolute: &Path, e: &std::io::Error) -> Error {
+    match e.kind() {
+        ErrorKind::PermissionDenied => Error::Setup(format!(
+            "permission denied reading the database {}",
+            absolute.display()
+        )),
+        _ => cannot(absolute, e),
+    }
+}
+
+fn cannot_write(absolute: &Path, e: &std::io::Error) -> Error {
+    match e.kind() {
+        ErrorKind::PermissionDenied => Error::Setup(format!(
+            "the database {} is read-only for this user (permission denied writing it)",
+            absolute.display()
+        )),
+        ErrorKind::ReadOnlyFilesystem => Error::Setup(format!(
+            "the database {} is on a read-only file system",
+            absolute.display()
+        )),
+        _ => cannot(absolute, e),
+    }
+}
+
+fn why_not_writable(e: &std::io::Error) -> String {
+    match e.kind() {
+        ErrorKind::PermissionDenied => "not writable for this user (permission denied)".into(),
+        ErrorKind::ReadOnlyFilesystem => "on a read-only file system".into(),
+        _ => format!("not usable: {e}"),
+    }
+}
+
+/// `access(2)`: whether this user may do `mode` (`W_OK`, …) to `path`,
+/// asked without doing it.
+fn access(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(ErrorKind::InvalidInput))?;
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call;
+    // access(2) only reads it.
+    let status = unsafe { libc::access(c_path.as_ptr(), mode) };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A path as the path of a `file:` URI: every byte but unreserved ones and
+/// `/` percent-encoded, so `?`, `#` and `%` in a file name stay in it.
+fn uri_path(absolute: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for &byte in absolute.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(setup: &str) -> std::result::Result<u32, String> {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(setup).unwrap();
+        souk_version(&conn, Path::new("/x.db")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn souk_databases_are_told_from_other_files() {
+        assert_eq!(verdict(""), Ok(0), "an empty file is a new database");
+        let meta = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);";
+        assert_eq!(verdict(&format!("{meta} PRAGMA user_version = 3;")), Ok(3));
+        let souk_id =
+            format!("{meta} PRAGMA user_version = 3; PRAGMA application_id = {APPLICATION_ID};");
+        assert_eq!(verdict(&souk_id), Ok(3));
+        for (setup, why) in [
+            ("CREATE TABLE t (x);", "no souk schema version"),
+            (
+                "CREATE TABLE t (x); PRAGMA user_version = 2;",
+                "no souk `meta` table",
+            ),
+            (
+                &format!("{meta} PRAGMA user_version = 2; PRAGMA application_id = 42;"),
+                "application_id 0x2a",
+            ),
+        ] {
+            let err = verdict(setup).unwrap_err();
+            assert!(
+                err.contains("another application") && err.contains(why),
+                "{setup}: {err}"
+            );
+        }
+        let err = verdict(&format!(
+            "{meta} PRAGMA user_version = {};",
+            SCHEMA_VERSION + 1
+        ))
+        .unwrap_err();
+        assert!(err.contains("newer than this souk"), "{err}");
+    }
+
+    #[test]
+    fn uri_paths_keep_special_characters_in_the_name() {
+        assert_eq!(
+            uri_path(Path::new("/a b/c?d#%.db")),
+            "/a%20b/c%3Fd%23%25.db"
+        );
+    }
+}

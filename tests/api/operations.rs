@@ -1,0 +1,616 @@
+//! Operating the real binary: how it treats the database file (operator
+//! mistakes, another application's file, an upgrade that fails, read-only
+//! files), `souk backup -`, each subcommand's `--help`, and the `souk user`
+//! commands beside a running server, which must see each change at once.
+//!
+//! Permission cases need a user the permissions apply to: run as root, the
+//! commands under test run as `nobody` through `setpriv` (util-linux); where
+//! that is missing too, those cases say so and are skipped.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::binary::{Process, Served, run, run_bytes, souk};
+use crate::client::{hashing_request, log_in_at, member_at, request};
+use crate::helpers::TempDir;
+
+const PASSWORD: &str = "operations password";
+
+/// Runs `command` and checks it failed as an operator's mistake: exit 2 and
+/// one line on stderr, `souk: …`, naming `path` and the cause, not
+/// `internal`. Returns the line.
+fn assert_operator_error(command: Command, path: &Path, cause: &str) -> String {
+    let (status, out, err) = run(command);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "exit status; stderr: {err}; stdout: {out}"
+    );
+    assert_eq!(lines.len(), 1, "one line on stderr, got: {err}");
+    let line = lines[0];
+    assert!(line.starts_with("souk: "), "{line}");
+    assert!(!line.contains("internal"), "{line}");
+    assert!(
+        line.contains(&path.display().to_string()),
+        "names {path:?}: {line}"
+    );
+    assert!(line.contains(cause), "says `{cause}`: {line}");
+    line.to_owned()
+}
+
+/// The names in `dir`.
+fn entries(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .expect("listing a directory")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+fn with_db(mut command: Command, db: &Path) -> Command {
+    command.env("SOUK_DB", db);
+    command
+}
+
+/// `souk ARGS` on `db`, run in `dir` (so a relative path lands there).
+fn souk_args(dir: &TempDir, db: &Path, args: &[&str]) -> Command {
+    let mut command = with_db(souk(dir), db);
+    command.args(args).current_dir(&dir.path);
+    command
+}
+
+/// Whether this process runs as root (a file it makes is root's).
+fn is_root(dir: &TempDir) -> bool {
+    let probe = dir.path.join("uid-probe");
+    std::fs::write(&probe, b"").expect("writing a probe file");
+    let uid = std::fs::metadata(&probe).expect("probe metadata").uid();
+    std::fs::remove_file(&probe).expect("removing the probe");
+    uid == 0
+}
+
+/// `souk ARGS` on `db` as a user file permissions apply to: this one, or
+/// `nobody` when this is root. `None` when root and no `setpriv`.
+fn souk_unprivileged(dir: &TempDir, db: &Path, args: &[&str]) -> Option<Command> {
+    if !is_root(dir) {
+        return Some(souk_args(dir, db, args));
+    }
+    let setpriv_works = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !setpriv_works {
+        eprintln!("skipped: running as root without setpriv, permissions do not apply");
+        return None;
+    }
+    let template = souk(dir);
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(template.get_program())
+        .args(args)
+        .current_dir(&dir.path);
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command
+        .env("SOUK_DB", db)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    Some(command)
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A migrated, closed souk database at `db` (its -wal and -shm removed by
+/// the last connection).
+fn migrated(dir: &TempDir, db: &Path) {
+    let (status, out, err) = run(souk_args(dir, db, &["migrate"]));
+    assert!(status.success(), "migrate: {out}{err}");
+}
+
+/// `PRAGMA user_version` of `db`, read through a read-write connection: its
+/// close removes the -wal and -shm files it made (a read-only one cannot).
+fn user_version(db: &Path) -> i64 {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .expect("opening");
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("user_version")
+}
+
+#[test]
+fn operator_mistakes_exit_2_with_one_line_naming_the_path_and_the_cause() {
+    let dir = TempDir::new();
+    let missing_dir = dir.path.join("no-such-dir");
+    let db = missing_dir.join("souk.db");
+    assert_operator_error(
+        souk_args(&dir, &db, &["serve"]),
+        &missing_dir,
+        "does not exist",
+    );
+    assert_operator_error(souk_args(&dir, &db, &[]), &missing_dir, "does not exist");
+    assert!(
+        !missing_dir.exists(),
+        "nothing is created for a missing directory"
+    );
+
+    assert_operator_error(
+        souk_args(&dir, &dir.path, &["serve"]),
+        &dir.path,
+        "is a directory",
+    );
+    assert_operator_error(
+        souk_args(&dir, &dir.path, &["check"]),
+        &dir.path,
+        "is a directory",
+    );
+
+    let text = dir.path.join("notes.txt");
+    std::fs::write(
+        &text,
+        "not a database, just some text long enough to be read\n".repeat(20),
+    )
+    .expect("writing a text file");
+    assert_operator_error(
+        souk_args(&dir, &text, &["serve"]),
+        &text,
+        "not a SQLite database",
+    );
+    assert_operator_error(
+        souk_args(&dir, &text, &["check"]),
+        &text,
+        "not a SQLite database",
+    );
+
+    let absent = dir.path.join("absent.db");
+    assert_operator_error(souk_args(&dir, &absent, &["check"]), &absent, "no database");
+    assert_operator_error(
+        souk_args(&dir, &absent, &["backup", "copy.db"]),
+        &absent,
+        "no database",
+    );
+    assert_operator_error(
+        souk_args(&dir, &absent, &["user", "suspend", "bob"]),
+        &absent,
+        "no database",
+    );
+
+    let newer = dir.path.join("newer.db");
+    migrated(&dir, &newer);
+    rusqlite::Connection::open(&newer)
+        .and_then(|c| c.pragma_update(None, "user_version", 999))
+        .expect("making the database newer");
+    assert_operator_error(
+        souk_args(&dir, &newer, &["serve"]),
+        &newer,
+        "newer than this souk",
+    );
+    assert_operator_error(
+        souk_args(&dir, &newer, &["migrate"]),
+        &newer,
+        "newer than this souk",
+    );
+    assert_eq!(user_version(&newer), 999);
+
+    let good = dir.path.join("good.db");
+    migrated(&dir, &good);
+    let target = dir.path.join("target.db");
+    std::fs::write(&target, b"precious").expect("writing the target");
+    let target_arg = target.display().to_string();
+    assert_operator_error(
+        souk_args(&dir, &good, &["backup", &target_arg]),
+        &target,
+        "exists",
+    );
+    assert_eq!(std::fs::read(&target).expect("reading"), b"precious");
+
+    assert_eq!(
+        entries(&dir.path),
+        ["good.db", "newer.db", "notes.txt", "target.db"]
+            .map(String::from)
+            .into(),
+        "no -wal, -shm or .lock file is left by a refusal"
+    );
+}
+
+#[test]
+fn an_address_in_use_is_an_operator_error_printed_once() {
+    let dir = TempDir::new();
+    let served = Served::start(&dir);
+    let other = TempDir::new();
+    let mut command = souk(&other);
+    // The database is made before the address is tried: its info lines are
+    // not what is counted.
+    command
+        .env("SOUK_ADDR", served.addr.to_string())
+        .env("RUST_LOG", "warn");
+    let addr = served.addr.to_string();
+    assert_operator_error(command, Path::new(&addr), "cannot listen");
+    served.stop();
+}
+
+#[test]
+fn permission_problems_and_read_only_files_are_named_as_such() {
+    let dir = TempDir::new();
+    let shelf = dir.path.join("shelf");
+    std::fs::create_dir(&shelf).expect("mkdir");
+    let db = shelf.join("souk.db");
+    migrated(&dir, &db);
+    chmod(&db, 0o444);
+    chmod(&shelf, 0o555);
+    let Some(serve) = souk_unprivileged(&dir, &db, &["serve"]) else {
+        chmod(&shelf, 0o755);
+        return;
+    };
+    assert_operator_error(serve, &db, "read-only");
+    let migrate = souk_unprivileged(&dir, &db, &["migrate"]).expect("as above");
+    assert_operator_error(migrate, &db, "read-only");
+    // A writable file in a directory that is not: its -wal cannot be made.
+    chmod(&db, 0o666);
+    let serve = souk_unprivileged(&dir, &db, &["serve"]).expect("as above");
+    assert_operator_error(serve, &shelf, "permission denied");
+    chmod(&shelf, 0o755);
+    // A file the user may not even read.
+    chmod(&db, 0o600);
+    let check = souk_unprivileged(&dir, &db, &["check"]).expect("as above");
+    assert_operator_error(check, &db, "permission denied");
+    chmod(&db, 0o644);
+}
+
+#[test]
+fn check_and_backup_work_on_a_file_the_user_may_only_read() {
+    let dir = TempDir::new();
+    let shelf = dir.path.join("shelf");
+    std::fs::create_dir(&shelf).expect("mkdir");
+    let db = shelf.join("souk.db");
+    migrated(&dir, &db);
+    chmod(&db, 0o444);
+    chmod(&shelf, 0o555);
+    let before = std::fs::read(&db).expect("reading");
+    let out_dir = dir.path.join("out");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    chmod(&out_dir, 0o777);
+    let copy = out_dir.join("copy.db");
+    let copy_arg = copy.display().to_string();
+    let commands = [
+        souk_unprivileged(&dir, &db, &["check"]),
+        souk_unprivileged(&dir, &db, &["backup", &copy_arg]),
+        souk_unprivileged(&dir, &db, &["user", "list"]),
+    ];
+    for command in commands {
+        let Some(command) = command else {
+            chmod(&shelf, 0o755);
+            return;
+        };
+        let (status, out, err) = run(command);
+        assert!(status.success(), "{status:?}: {out}{err}");
+    }
+    assert_eq!(
+        std::fs::read(&db).expect("reading"),
+        before,
+        "the file is unchanged"
+    );
+    assert_eq!(
+        entries(&shelf),
+        ["souk.db".to_owned()].into(),
+        "nothing made beside it"
+    );
+    chmod(&shelf, 0o755);
+    // The backup is a plain database that reads back on read-only media too.
+    assert_eq!(user_version(&copy), i64::from(souk::store::SCHEMA_VERSION));
+    chmod(&copy, 0o444);
+    chmod(&out_dir, 0o555);
+    let check_copy = souk_unprivileged(&dir, &copy, &["check"]).expect("as above");
+    let (status, out, err) = run(check_copy);
+    chmod(&out_dir, 0o755);
+    assert!(status.success(), "check of the backup: {out}{err}");
+    assert!(out.starts_with("ok"), "{out}");
+}
+
+#[test]
+fn a_sqlite_file_of_another_application_is_refused_with_its_bytes_unchanged() {
+    // One in rollback-journal mode, one already in WAL mode.
+    for journal_mode in ["delete", "wal"] {
+        let dir = TempDir::new();
+        let foreign = dir.path.join("other.db");
+        {
+            let conn = rusqlite::Connection::open(&foreign).expect("creating");
+            let mode: String = conn
+                .query_row(&format!("PRAGMA journal_mode = {journal_mode}"), [], |r| {
+                    r.get(0)
+                })
+                .expect("journal mode");
+            assert_eq!(mode, journal_mode);
+            conn.execute_batch(
+                "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+                 INSERT INTO notes (body) VALUES ('keep me');",
+            )
+            .expect("filling");
+        }
+        let before = std::fs::read(&foreign).expect("reading");
+        let cases: [&[&str]; 6] = [
+            &["serve"],
+            &["migrate"],
+            &["check"],
+            &["backup", "copy.db"],
+            &["user", "create", "--username", "admin"],
+            &["user", "list"],
+        ];
+        for args in cases {
+            let mut command = souk_args(&dir, &foreign, args);
+            command.env("SOUK_PASSWORD", PASSWORD);
+            assert_operator_error(command, &foreign, "another application");
+        }
+        assert_eq!(
+            std::fs::read(&foreign).expect("reading"),
+            before,
+            "{journal_mode}"
+        );
+        assert_eq!(
+            entries(&dir.path),
+            ["other.db".to_owned()].into(),
+            "{journal_mode}: no -wal, -shm, -journal or .lock file beside it, no copy"
+        );
+    }
+}
+
+#[test]
+fn a_failing_upgrade_leaves_the_file_as_it_was() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    {
+        // Version 1 (meta), and a table of the operator's own that
+        // migration 4 wants to create: steps 2 and 3 succeed, then 4 fails.
+        let conn = rusqlite::Connection::open(&db).expect("creating");
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT, WITHOUT ROWID;
+             CREATE TABLE escrows (note TEXT);
+             PRAGMA user_version = 1;",
+        )
+        .expect("filling");
+    }
+    let before = std::fs::read(&db).expect("reading");
+    let line = assert_operator_error(souk_args(&dir, &db, &["migrate"]), &db, "migration 4");
+    assert!(line.contains("nothing was changed"), "{line}");
+    assert!(!line.contains("CREATE"), "no SQL in the message: {line}");
+    assert_operator_error(souk_args(&dir, &db, &["serve"]), &db, "migration 4");
+    assert_eq!(
+        std::fs::read(&db).expect("reading"),
+        before,
+        "bytes unchanged"
+    );
+    assert_eq!(user_version(&db), 1);
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("opening");
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("tables");
+    assert_eq!(tables, ["escrows", "meta"], "steps 2 and 3 were undone too");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "delete", "not switched to WAL");
+}
+
+#[test]
+fn the_start_log_names_the_absolute_path_and_whether_it_was_created() {
+    let dir = TempDir::new();
+    let relative = Path::new("fresh.db");
+    let absolute = std::fs::canonicalize(&dir.path)
+        .expect("canonical")
+        .join("fresh.db");
+    let wanted = format!("database {}", absolute.display());
+    for created in [true, false] {
+        let mut command = souk(&dir);
+        command.env("SOUK_DB", relative).current_dir(&dir.path);
+        let process = Process::spawn(command);
+        let (seen, found) = process.read_log_until(crate::binary::PROCESS_TIMEOUT, |l| {
+            l.contains("listening on")
+        });
+        assert!(found, "{seen:#?}");
+        let line = seen
+            .iter()
+            .find(|l| l.contains(&wanted))
+            .unwrap_or_else(|| panic!("no line naming {wanted}: {seen:#?}"));
+        assert_eq!(line.contains("new file created"), created, "{line}");
+        process.terminate();
+    }
+}
+
+#[test]
+fn backup_dash_writes_a_valid_database_to_stdout() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    let mut create = souk_args(&dir, &db, &["user", "create", "--username", "alice"]);
+    create.env("SOUK_PASSWORD", PASSWORD);
+    let (status, out, err) = run(create);
+    assert!(status.success(), "{out}{err}");
+    let served = Served::start(&dir);
+    let (status, bytes, err) = run_bytes(souk_args(&dir, &db, &["backup", "-"]));
+    assert!(status.success(), "{err}");
+    assert!(
+        bytes.starts_with(b"SQLite format 3\0"),
+        "{} bytes",
+        bytes.len()
+    );
+    assert!(!dir.path.join("-").exists(), "no file named -");
+    let copy = dir.path.join("from-stdout.db");
+    std::fs::write(&copy, &bytes).expect("writing the copy");
+    let conn = rusqlite::Connection::open(&copy).expect("opening the copy");
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(verdict, "ok");
+    let alice: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM users WHERE username = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("counting");
+    assert_eq!(alice, 1);
+    served.stop();
+}
+
+#[test]
+fn each_subcommand_help_lists_only_its_own_options() {
+    let dir = TempDir::new();
+    let help = |args: &[&str]| -> String {
+        let mut command = souk(&dir);
+        command.args(args).arg("--help");
+        let (status, out, err) = run(command);
+        assert!(status.success(), "{args:?}: {err}");
+        out
+    };
+    let serve = help(&["serve"]);
+    assert!(
+        serve.contains("--max-body") && serve.contains("--db"),
+        "{serve}"
+    );
+    let cases: [(&[&str], &[&str]); 10] = [
+        (&["migrate"], &[]),
+        (&["check"], &[]),
+        (&["backup"], &["<PATH>", "standard output"]),
+        (
+            &["user", "create"],
+            &["--username", "--admin", "Make the user an admin"],
+        ),
+        (&["user", "list"], &[]),
+        (&["user", "passwd"], &["<NAME>", "stdin"]),
+        (&["user", "set-role"], &["<ROLE>", "admin, user"]),
+        (&["user", "suspend"], &["<NAME>"]),
+        (&["user", "reactivate"], &["<NAME>"]),
+        (&["user", "unlock"], &["<NAME>"]),
+    ];
+    for (args, wanted) in cases {
+        let text = help(args);
+        assert!(text.contains("--db"), "{args:?}: {text}");
+        for serve_only in ["--max-body", "--addr", "--workers", "--cache-timeout"] {
+            assert!(
+                !text.contains(serve_only),
+                "{args:?} shows {serve_only}: {text}"
+            );
+        }
+        for word in wanted {
+            assert!(text.contains(word), "{args:?} lacks {word}: {text}");
+        }
+        // Every argument and option has a description.
+        for line in text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(['<', '-']))
+        {
+            assert!(line.trim().contains("  "), "{args:?}: undescribed `{line}`");
+        }
+    }
+}
+
+/// `souk user ARGS` on the served database; must succeed.
+fn user_command(dir: &TempDir, db: &Path, args: &[&str], password: Option<&str>) -> String {
+    let mut command = souk_args(dir, db, &[&["user"], args].concat());
+    if let Some(password) = password {
+        command.env("SOUK_PASSWORD", password);
+    }
+    let (status, out, err) = run(command);
+    assert!(
+        status.success(),
+        "souk user {args:?}: {status:?}\n{out}\n{err}"
+    );
+    out
+}
+
+fn status_of(addr: std::net::SocketAddr, path: &str, token: &str) -> u16 {
+    request(addr, "GET", path, Some(token), None, &[]).status
+}
+
+fn login_status(addr: std::net::SocketAddr, username: &str, password: &str) -> u16 {
+    let body = json!({"username": username, "password": password});
+    hashing_request(addr, "POST", "/api/v1/sessions", None, &body).status
+}
+
+#[test]
+fn user_commands_beside_a_running_server_take_effect_at_once() {
+    let dir = TempDir::new();
+    let db: PathBuf = dir.path.join("souk.db");
+    let served = Served::start(&dir);
+    let addr = served.addr;
+    let alice = member_at(addr, "alice", PASSWORD);
+    let bob = member_at(addr, "bob", PASSWORD);
+    register_only(addr, "carol");
+
+    let list = user_command(&dir, &db, &["list"], None);
+    for name in ["alice", "bob", "carol"] {
+        assert!(
+            list.lines()
+                .any(|l| l.contains(&format!("\t{name}\tuser\tactive\t"))),
+            "{list}"
+        );
+    }
+
+    // A role change is seen by the very next request, on the same session
+    // (whose user is cached by now).
+    let admin_route = "/api/v1/admin/stats/users";
+    assert_eq!(status_of(addr, "/api/v1/users/me", &alice.token), 200);
+    assert_eq!(status_of(addr, admin_route, &alice.token), 403);
+    user_command(&dir, &db, &["set-role", "alice", "admin"], None);
+    assert_eq!(status_of(addr, admin_route, &alice.token), 200);
+    user_command(&dir, &db, &["set-role", "alice", "user"], None);
+    assert_eq!(status_of(addr, admin_route, &alice.token), 403);
+
+    // Suspension ends the sessions at once; reactivation lets bob log in.
+    assert_eq!(status_of(addr, "/api/v1/users/me", &bob.token), 200);
+    user_command(&dir, &db, &["suspend", "bob"], None);
+    assert_eq!(status_of(addr, "/api/v1/users/me", &bob.token), 401);
+    assert_eq!(login_status(addr, "bob", PASSWORD), 401);
+    user_command(&dir, &db, &["reactivate", "bob"], None);
+    let bob = log_in_at(addr, "bob", PASSWORD);
+    assert_eq!(status_of(addr, "/api/v1/users/me", &bob.token), 200);
+
+    // A new password ends the old sessions; only the new password logs in.
+    let new_password = "a brand new password";
+    user_command(&dir, &db, &["passwd", "alice"], Some(new_password));
+    assert_eq!(status_of(addr, "/api/v1/users/me", &alice.token), 401);
+    assert_eq!(login_status(addr, "alice", PASSWORD), 401);
+    assert_eq!(login_status(addr, "alice", new_password), 201);
+
+    // A lockout lives in the server's memory; unlock reaches it.
+    let mut locked = false;
+    for _ in 0..20 {
+        if login_status(addr, "carol", "wrong password!") == 429 {
+            locked = true;
+            break;
+        }
+    }
+    assert!(locked, "carol got locked out");
+    assert_eq!(login_status(addr, "carol", PASSWORD), 429);
+    user_command(&dir, &db, &["unlock", "carol"], None);
+    assert_eq!(login_status(addr, "carol", PASSWORD), 201);
+
+    // Unknown names are the operator's mistake.
+    assert_operator_error(
+        souk_args(&dir, &db, &["user", "suspend", "nobody_here"]),
+        Path::new("nobody_here"),
+        "no user",
+    );
+    served.stop();
+}
+
+fn register_only(addr: std::net::SocketAddr, username: &str) {
+    crate::client::register_at(addr, username, PASSWORD);
+}
