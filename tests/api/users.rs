@@ -1672,3 +1672,145 @@ fn a_json_array_is_not_accepted_as_a_body() {
     );
     response.assert_error(400, "invalid_json");
 }
+
+// ---- a login racing a password change --------------------------------------
+
+/// `souk_write_queue_depth` from `/metrics`: jobs waiting for the writer.
+fn write_queue_depth(world: &World) -> u64 {
+    let response = world.app.get("/metrics");
+    assert_eq!(response.status, 200, "{}", response.summary());
+    response
+        .body_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("souk_write_queue_depth "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("souk_write_queue_depth in /metrics") as u64
+}
+
+/// Takes the database's write lock from outside, as `souk user passwd` does
+/// while it commits, and returns once the server's writer is stuck behind
+/// it with a job still queued (so every later job waits in the queue, where
+/// `write_queue_depth` counts it). Returns the lock's connection, inside
+/// its transaction, and the blocking requests (display-name changes of
+/// `blocker`, each answering its status once the lock goes).
+fn stall_writer(
+    world: &World,
+    blocker: &Member,
+) -> (rusqlite::Connection, Vec<std::thread::JoinHandle<u16>>) {
+    let lock = open_db(&world.db);
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .expect("taking the write lock");
+    let mut blockers = Vec::new();
+    for _ in 0..20 {
+        let (addr, token) = (world.app.addr, blocker.token.clone());
+        blockers.push(std::thread::spawn(move || {
+            let body = json!({"display_name": "Blocker"});
+            request(
+                addr,
+                "PATCH",
+                "/api/v1/users/me",
+                Some(&token),
+                Some(&body),
+                &[],
+            )
+            .status
+        }));
+        for _ in 0..10 {
+            if write_queue_depth(world) >= 1 {
+                return (lock, blockers);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("the server's writer never got stuck behind the lock");
+}
+
+/// Waits until more than `than` jobs wait for the writer.
+fn wait_for_queue_above(world: &World, than: u64, what: &str) -> u64 {
+    crate::helpers::eventually(what, || {
+        let depth = write_queue_depth(world);
+        (depth > than).then_some(depth)
+    })
+}
+
+fn sessions_of(world: &World, user_id: &str) -> i64 {
+    open_db(&world.db)
+        .query_row(
+            "SELECT count(*) FROM sessions WHERE user_id = ?1",
+            [user_id],
+            |r| r.get(0),
+        )
+        .expect("counting sessions")
+}
+
+fn login_in_background(world: &World, username: &str) -> std::thread::JoinHandle<HttpResponse> {
+    let (addr, body) = (
+        world.app.addr,
+        json!({"username": username, "password": PASSWORD}),
+    );
+    std::thread::spawn(move || hashing_request(addr, "POST", "/api/v1/sessions", None, &body))
+}
+
+#[test]
+fn a_login_checked_against_a_password_changed_before_its_session_commits_gets_401() {
+    let world = world();
+    let alice = world.member("alice");
+    let blocker = quick_user(&world.db, "blocker", false);
+    let (lock, blockers) = stall_writer(&world, &blocker);
+    let queued = write_queue_depth(&world);
+    // The login reads the old hash, verifies the old password and queues
+    // its session behind the lock.
+    let login = login_in_background(&world, "alice");
+    wait_for_queue_above(&world, queued, "the login's session job");
+    // Then an operator's `souk user passwd` commits first: a new hash and
+    // every session ended.
+    lock.execute(
+        "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+        rusqlite::params![cheap_hash().replace("souk", "sou2"), alice.id],
+    )
+    .expect("changing the hash");
+    lock.execute("DELETE FROM sessions WHERE user_id = ?1", [&alice.id])
+        .expect("ending the sessions");
+    lock.execute_batch("COMMIT").expect("committing");
+    let response = login.join().expect("the login thread");
+    response.assert_error(401, "invalid_credentials");
+    assert_eq!(sessions_of(&world, &alice.id), 0, "no session survived");
+    for blocked in blockers {
+        assert_eq!(blocked.join().expect("a blocker"), 200);
+    }
+}
+
+#[test]
+fn a_login_with_the_old_password_loses_to_a_password_change_committed_first() {
+    let world = world();
+    let alice = world.member("alice");
+    let blocker = quick_user(&world.db, "blocker", false);
+    let (lock, blockers) = stall_writer(&world, &blocker);
+    let queued = write_queue_depth(&world);
+    // Alice changes her password (ending her other sessions); an attacker
+    // with the old one logs in meanwhile. Both pass their password checks
+    // and queue, the change first.
+    let change = {
+        let (addr, token) = (world.app.addr, alice.token.clone());
+        std::thread::spawn(move || {
+            let body = json!({"password": "a brand new password", "current_password": PASSWORD});
+            hashing_request(addr, "PATCH", "/api/v1/users/me", Some(&token), &body)
+        })
+    };
+    let queued = wait_for_queue_above(&world, queued, "the password change's job");
+    let login = login_in_background(&world, "alice");
+    wait_for_queue_above(&world, queued, "the login's session job");
+    lock.execute_batch("ROLLBACK")
+        .expect("letting the writer go");
+    let changed = change.join().expect("the change thread");
+    assert_eq!(changed.status, 200, "{}", changed.summary());
+    login
+        .join()
+        .expect("the login thread")
+        .assert_error(401, "invalid_credentials");
+    assert_eq!(sessions_of(&world, &alice.id), 1, "only the changer's own");
+    assert_eq!(world.get("/api/v1/users/me", &alice.token).status, 200);
+    for blocked in blockers {
+        assert_eq!(blocked.join().expect("a blocker"), 200);
+    }
+}
