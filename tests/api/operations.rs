@@ -614,3 +614,61 @@ fn user_commands_beside_a_running_server_take_effect_at_once() {
 fn register_only(addr: std::net::SocketAddr, username: &str) {
     crate::client::register_at(addr, username, PASSWORD);
 }
+
+#[test]
+fn backups_are_readable_by_their_owner_only_and_leave_nothing_behind() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    migrated(&dir, &db);
+    let out_dir = dir.path.join("out");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    let copy = out_dir.join("copy.db");
+    let mut command = souk_args(&dir, &db, &["backup", &copy.display().to_string()]);
+    // A permissive umask: the mode must not depend on the caller's.
+    let (status, out, err) = run(umask_0(command));
+    assert!(status.success(), "{out}{err}");
+    let mode = std::fs::metadata(&copy).expect("the copy").mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup's mode is {mode:o}");
+    assert_eq!(
+        entries(&out_dir),
+        ["copy.db".to_owned()].into(),
+        "no partial or journal file beside it"
+    );
+    // `backup -` stages its copy in a private directory under TMPDIR and
+    // removes it.
+    let tmp = dir.path.join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let mut command = souk_args(&dir, &db, &["backup", "-"]);
+    command.env("TMPDIR", &tmp);
+    let (status, bytes, err) = run_bytes(umask_0(command));
+    assert!(status.success(), "{err}");
+    assert!(bytes.starts_with(b"SQLite format 3\0"));
+    assert!(
+        entries(&tmp).is_empty(),
+        "left in TMPDIR: {:?}",
+        entries(&tmp)
+    );
+}
+
+/// `command` run through `sh -c 'umask 0; exec …'`.
+fn umask_0(command: Command) -> Command {
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg("umask 0; exec \"$0\" \"$@\"")
+        .arg(command.get_program())
+        .args(command.get_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(dir) = command.get_current_dir() {
+        shell.current_dir(dir);
+    }
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    shell
+}
