@@ -623,7 +623,7 @@ fn backups_are_readable_by_their_owner_only_and_leave_nothing_behind() {
     let out_dir = dir.path.join("out");
     std::fs::create_dir(&out_dir).expect("mkdir");
     let copy = out_dir.join("copy.db");
-    let mut command = souk_args(&dir, &db, &["backup", &copy.display().to_string()]);
+    let command = souk_args(&dir, &db, &["backup", &copy.display().to_string()]);
     // A permissive umask: the mode must not depend on the caller's.
     let (status, out, err) = run(umask_0(command));
     assert!(status.success(), "{out}{err}");
