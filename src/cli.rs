@@ -288,7 +288,7 @@ fn write<T: Send + 'static>(
     work: impl Fn(&crate::store::WriteTx<'_>) -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T, Error> {
     let absolute = crate::store::open::for_reading(db)?;
-    let store = open_store(db)?;
+    let store = open_store(db, false)?;
     let result = store.writer.write(work);
     store.shutdown();
     result.map_err(|e| match e {
@@ -314,7 +314,7 @@ fn user_create(db: &Path, username: &str, admin: bool) -> Result<ExitCode, Error
     use crate::accounts::users;
     let username = Username::parse(username)?;
     let hash = password_hash()?;
-    let store = open_store(db)?;
+    let store = open_store(db, true)?;
     let role = if admin { Role::Admin } else { Role::User };
     let now = crate::clock::unix_seconds();
     let created = store
@@ -342,10 +342,13 @@ fn read_password_line() -> Result<String, Error> {
     Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
 }
 
-/// The store for a one-shot command: one reader, the default query timeout
-/// and breaker settings (`souk serve --help`), no caches.
-fn open_store(db: &Path) -> Result<crate::store::Store, Error> {
-    crate::store::Store::open(
+/// The store for a `souk user` command: one reader, the default query
+/// timeout and breaker settings (`souk serve --help`), no caches. Never
+/// migrates (a server of another version may be running on the file): a
+/// database at another schema version is refused; a new one is made only
+/// when `may_create` (`souk user create`).
+fn open_store(db: &Path, may_create: bool) -> Result<crate::store::Store, Error> {
+    crate::store::Store::open_current(
         &crate::store::StoreConfig {
             path: db.to_owned(),
             readers: 1,
@@ -354,6 +357,7 @@ fn open_store(db: &Path) -> Result<crate::store::Store, Error> {
             breaker_cooldown: std::time::Duration::from_secs(5),
         },
         std::sync::Arc::new(crate::cache::no_caches()),
+        may_create,
     )
 }
 

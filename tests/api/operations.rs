@@ -117,10 +117,14 @@ fn chmod(path: &Path, mode: u32) {
 }
 
 /// A migrated, closed souk database at `db` (its -wal and -shm removed by
-/// the last connection).
+/// the last connection; the lock file `migrate` takes removed too, so a
+/// test sees only what later commands make).
 fn migrated(dir: &TempDir, db: &Path) {
     let (status, out, err) = run(souk_args(dir, db, &["migrate"]));
     assert!(status.success(), "migrate: {out}{err}");
+    let mut lock = db.as_os_str().to_owned();
+    lock.push(".lock");
+    std::fs::remove_file(PathBuf::from(lock)).expect("removing the lock file");
 }
 
 /// `PRAGMA user_version` of `db`, read through a read-write connection: its
@@ -671,4 +675,52 @@ fn umask_0(command: Command) -> Command {
         };
     }
     shell
+}
+
+#[test]
+fn user_commands_never_migrate_and_migrate_refuses_a_served_database() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    let mut create = souk_args(&dir, &db, &["user", "create", "--username", "alice"]);
+    create.env("SOUK_PASSWORD", PASSWORD);
+    let (status, out, err) = run(create);
+    assert!(status.success(), "{out}{err}");
+    // A server holds the database: `souk migrate` must not upgrade under it.
+    let served = Served::start(&dir);
+    let line = assert_operator_error(souk_args(&dir, &db, &["migrate"]), &db, "in use");
+    assert!(line.contains("stop the server"), "{line}");
+    served.stop();
+    // A database one schema version behind this binary (as a newer binary
+    // beside an older server would find it): every `user` command refuses
+    // and changes nothing.
+    let behind = i64::from(souk::store::SCHEMA_VERSION) - 1;
+    open_rw(&db)
+        .pragma_update(None, "user_version", behind)
+        .expect("setting user_version");
+    let before = std::fs::read(&db).expect("reading");
+    let cases: [&[&str]; 4] = [
+        &["user", "suspend", "alice"],
+        &["user", "passwd", "alice"],
+        &["user", "unlock", "alice"],
+        &["user", "create", "--username", "bob"],
+    ];
+    for args in cases {
+        let mut command = souk_args(&dir, &db, args);
+        command.env("SOUK_PASSWORD", PASSWORD);
+        let line =
+            assert_operator_error(command, &db, "run `souk migrate` with the server stopped");
+        assert!(line.contains(&format!("schema version {behind}")), "{line}");
+    }
+    assert_eq!(
+        std::fs::read(&db).expect("reading"),
+        before,
+        "bytes unchanged"
+    );
+    assert_eq!(user_version(&db), behind);
+}
+
+/// A read-write connection whose close removes the -wal and -shm it made.
+fn open_rw(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .expect("opening")
 }
