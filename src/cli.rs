@@ -291,6 +291,11 @@ fn write<T: Send + 'static>(
     let store = open_store(db, false)?;
     let result = store.writer.write(work);
     store.shutdown();
+    if result.is_ok() {
+        // A running server takes the change in within this time
+        // (`operator::OPERATOR_SETTLE`): the command returns only then.
+        std::thread::sleep(operator::OPERATOR_SETTLE);
+    }
     result.map_err(|e| match e {
         Error::Setup(message) => Error::Setup(format!("{message} in {}", absolute.display())),
         other => other,

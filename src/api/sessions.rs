@@ -29,9 +29,10 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     ) else {
         return Err(Error::InvalidCredentials);
     };
-    // An operator's `souk user unlock` lifts a lockout before it is checked.
+    // An operator's `souk user unlock` lifts a lockout before it is checked
+    // (the user and the hash are read from the database, never a cache).
     app.operator
-        .sync(&app.store.readers, &app.caches, &app.guard)?;
+        .sync(&app.store.readers, &app.caches, &app.guard);
     let attempt = app.guard.begin(username.as_str())?;
     let found = app
         .store
