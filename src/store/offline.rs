@@ -14,41 +14,55 @@ use super::pragmas;
 use crate::error::{Error, Result};
 
 /// A `query_only` connection to an existing souk database that never writes
-/// to it. Where the user may write the file and its directory it opens
-/// read-write (so its close removes the -wal and -shm files it made);
-/// otherwise `mode=ro`, and where that cannot work (no -shm can be made:
-/// read-only media, a directory the user may not write) and no WAL holds
-/// data, `immutable`.
+/// to it. Whose file it is is decided first from its bytes (`open::vet`).
+/// Where the user may write the file and its directory it opens read-write
+/// without checkpointing on close (the -wal and -shm files it made may stay
+/// behind); otherwise `mode=ro`, and where that cannot open (no -shm can be
+/// made: read-only media, a directory the user may not write) and no -wal or
+/// -journal beside it holds changes, `immutable`. A -journal holding changes
+/// (a write interrupted in rollback-journal mode) is refused: reading would
+/// roll it back.
 pub fn open_reader(path: &Path) -> Result<Connection> {
     let absolute = open::for_reading(path)?;
+    open::vet(&absolute)?;
+    if open::leftover(&absolute) == Some("-journal") {
+        return Err(Error::Setup(format!(
+            "the database {} has a -journal file holding an interrupted write; reading it \
+             would roll that back, which souk's read-only commands never do: run `souk \
+             migrate` on it once (with the server stopped), then try again",
+            absolute.display()
+        )));
+    }
     let how = Reading::best_for(&absolute);
-    let mut conn = match open::open_for_reading(&absolute, how) {
+    let mut conn = match open::try_open_for_reading(&absolute, how) {
         Ok(conn) => conn,
-        Err(first) if how == Reading::ReadOnly => {
-            if wal_holds_data(&absolute) {
+        Err(first) if how == Reading::ReadOnly && cannot_open_read_only(&first) => {
+            if let Some(which) = open::leftover(&absolute) {
                 return Err(Error::Setup(format!(
-                    "cannot read the database {} read-only: its write-ahead log \
-                     holds commits, and no -shm file can be made beside it to read them \
-                     ({first}); copy the database with its -wal file to a writable directory",
+                    "cannot read the database {} read-only: its {which} file \
+                     holds changes, and no -shm file can be made beside it to read them \
+                     ({first}); copy the database with its {which} file to a writable directory",
                     absolute.display()
                 )));
             }
             log::debug!("reading {} as immutable: {first}", absolute.display());
             open::open_for_reading(&absolute, Reading::Immutable)?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(open::sqlite(&absolute, e)),
     };
     open::souk_version(&conn, &absolute)?;
     pragmas::init_reader(&mut conn).map_err(|e| open::sqlite(&absolute, e))?;
     Ok(conn)
 }
 
-/// A non-empty `-wal` file beside the database: commits not yet in the
-/// database file itself.
-fn wal_holds_data(absolute: &Path) -> bool {
-    let mut wal = absolute.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(PathBuf::from(wal)).is_ok_and(|meta| meta.len() > 0)
+/// The errors of `mode=ro` that mean "no -shm can be made or written here"
+/// (not a busy file, a damaged one or anything else): the only ones worth
+/// trying `immutable` for.
+fn cannot_open_read_only(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
 }
 
 /// Where `souk backup` writes.

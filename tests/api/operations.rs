@@ -724,3 +724,97 @@ fn open_rw(db: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
         .expect("opening")
 }
+
+/// Another application's database as a crash leaves it, at `dir/NAME`:
+/// its main file, and beside it a WAL holding commits not yet in the main
+/// file (`wal`) or a hot rollback journal whose transaction already
+/// changed pages of the main file (`journal`). Returns the paths of the
+/// database and of the file beside it.
+fn crashed_foreign_database(dir: &Path, mode: &str) -> (PathBuf, PathBuf) {
+    let live = dir.join("live.db");
+    let conn = rusqlite::Connection::open(&live).expect("creating");
+    let journal_mode = if mode == "wal" { "wal" } else { "delete" };
+    let _: String = conn
+        .query_row(&format!("PRAGMA journal_mode = {journal_mode}"), [], |r| {
+            r.get(0)
+        })
+        .expect("journal mode");
+    conn.execute_batch(
+        "PRAGMA wal_autocheckpoint = 0;
+         PRAGMA cache_size = 8;
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+         INSERT INTO notes (body) VALUES ('keep me');",
+    )
+    .expect("filling");
+    let insert_many =
+        "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+         INSERT INTO notes (body) SELECT printf('%.1000c', 'x') FROM n";
+    let suffix = if mode == "wal" {
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .expect("checkpointing");
+        // Committed, but only in the WAL.
+        conn.execute_batch(insert_many).expect("writing to the WAL");
+        "-wal"
+    } else {
+        // A transaction too big for the page cache spills changed pages
+        // into the main file while it is still open: the journal is hot.
+        conn.execute_batch("BEGIN").expect("begin");
+        conn.execute_batch(insert_many)
+            .expect("writing in the transaction");
+        "-journal"
+    };
+    let db = dir.join("foreign.db");
+    let beside = dir.join(format!("foreign.db{suffix}"));
+    std::fs::copy(&live, &db).expect("copying the main file");
+    std::fs::copy(dir.join(format!("live.db{suffix}")), &beside).expect("copying the log");
+    drop(conn);
+    for name in ["live.db", "live.db-wal", "live.db-shm", "live.db-journal"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    (db, beside)
+}
+
+#[test]
+fn a_crashed_database_of_another_application_is_refused_without_recovering_it() {
+    for mode in ["wal", "journal"] {
+        let dir = TempDir::new();
+        let (foreign, beside) = crashed_foreign_database(&dir.path, mode);
+        let before = (
+            std::fs::read(&foreign).expect("reading"),
+            std::fs::read(&beside).expect("reading"),
+        );
+        assert!(!before.1.is_empty(), "{mode}: the log holds changes");
+        let cases: [&[&str]; 6] = [
+            &["serve"],
+            &["migrate"],
+            &["check"],
+            &["backup", "copy.db"],
+            &["user", "list"],
+            &["user", "suspend", "alice"],
+        ];
+        for args in cases {
+            let mut command = souk_args(&dir, &foreign, args);
+            command.env("SOUK_PASSWORD", PASSWORD);
+            assert_operator_error(command, &foreign, "another application");
+        }
+        let after = (
+            std::fs::read(&foreign).expect("reading"),
+            std::fs::read(&beside).expect("reading"),
+        );
+        assert!(after.0 == before.0, "{mode}: the main file is unchanged");
+        assert!(
+            after.1 == before.1,
+            "{mode}: the log beside it is unchanged"
+        );
+        let beside_name = beside
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(
+            entries(&dir.path),
+            ["foreign.db".to_owned(), beside_name].into(),
+            "{mode}: nothing made beside it"
+        );
+    }
+}
