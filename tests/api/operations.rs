@@ -818,3 +818,55 @@ fn a_crashed_database_of_another_application_is_refused_without_recovering_it() 
         );
     }
 }
+
+#[test]
+fn check_exits_3_on_violated_invariants_and_no_command_panics_on_a_closed_stdout() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    let mut create = souk_args(&dir, &db, &["user", "create", "--username", "alice"]);
+    create.env("SOUK_PASSWORD", PASSWORD);
+    let (status, out, err) = run(create);
+    assert!(status.success(), "{out}{err}");
+    let (status, out, _) = run(souk_args(&dir, &db, &["check"]));
+    assert_eq!(status.code(), Some(0), "{out}");
+    // Money from nowhere: a balance no deposit explains.
+    open_rw(&db)
+        .execute(
+            "INSERT INTO accounts (user_id, currency, available) \
+             SELECT id, 'btc', 5 FROM users WHERE username = 'alice'",
+            [],
+        )
+        .expect("breaking the ledger");
+    let (status, out, err) = run(souk_args(&dir, &db, &["check"]));
+    assert_eq!(status.code(), Some(3), "{out}{err}");
+    assert!(out.contains("problem: "), "{out}");
+    // Reports to a stdout that is already closed: an error, not a panic (101).
+    let copy = dir.path.join("copy.db").display().to_string();
+    let cases: [&[&str]; 4] = [
+        &["check"],
+        &["migrate"],
+        &["backup", &copy],
+        &["user", "list"],
+    ];
+    for args in cases {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let mut command = souk_args(&dir, &db, args);
+        command.stdout(writer);
+        let (status, _, err) = run_closed_stdout(command);
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("standard output"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// `run` for a command whose stdout was set by the caller: status, no
+/// stdout, stderr.
+fn run_closed_stdout(mut command: Command) -> (std::process::ExitStatus, (), String) {
+    use std::io::Read;
+    let mut child = command.spawn().expect("starting souk");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let mut err = String::new();
+    let _ = stderr.read_to_string(&mut err);
+    (crate::binary::wait_with_timeout(&mut child), (), err)
+}
