@@ -18,7 +18,7 @@ use crate::client::{
     Member, PASSWORD, World, hashing_request, open_db, quick_user, request, request_raw_headers,
     world, world_with,
 };
-use crate::helpers::{Client, HttpResponse, TestApp};
+use crate::helpers::{Client, HttpResponse, TestApp, gate};
 
 // ---- local helpers ---------------------------------------------------------
 
@@ -1687,42 +1687,15 @@ fn write_queue_depth(world: &World) -> u64 {
         .expect("souk_write_queue_depth in /metrics") as u64
 }
 
-/// Takes the database's write lock from outside, as `souk user passwd` does
-/// while it commits, and returns once the server's writer is stuck behind
-/// it with a job still queued (so every later job waits in the queue, where
-/// `write_queue_depth` counts it). Returns the lock's connection, inside
-/// its transaction, and the blocking requests (display-name changes of
-/// `blocker`, each answering its status once the lock goes).
-fn stall_writer(
-    world: &World,
-    blocker: &Member,
-) -> (rusqlite::Connection, Vec<std::thread::JoinHandle<u16>>) {
-    let lock = open_db(&world.db);
-    lock.execute_batch("BEGIN IMMEDIATE")
-        .expect("taking the write lock");
-    let mut blockers = Vec::new();
-    for _ in 0..20 {
-        let (addr, token) = (world.app.addr, blocker.token.clone());
-        blockers.push(std::thread::spawn(move || {
-            let body = json!({"display_name": "Blocker"});
-            request(
-                addr,
-                "PATCH",
-                "/api/v1/users/me",
-                Some(&token),
-                Some(&body),
-                &[],
-            )
-            .status
-        }));
-        for _ in 0..10 {
-            if write_queue_depth(world) >= 1 {
-                return (lock, blockers);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("the server's writer never got stuck behind the lock");
+/// Holds the server's writer inside a write job at gate `key` (every later
+/// write job queues behind it); returns the held request, answering its
+/// status once the gate opens and its job committed.
+fn hold_writer(world: &World, key: &str) -> std::thread::JoinHandle<u16> {
+    let (addr, path) = (world.app.addr, format!("/test/hold-writer/{key}"));
+    let held = std::thread::spawn(move || request(addr, "GET", &path, None, None, &[]).status);
+    crate::helpers::gate::wait_entered(key);
+    assert_eq!(write_queue_depth(world), 0, "nothing else is queued");
+    held
 }
 
 /// Waits until more than `than` jobs wait for the writer.
@@ -1755,38 +1728,36 @@ fn login_in_background(world: &World, username: &str) -> std::thread::JoinHandle
 fn a_login_checked_against_a_password_changed_before_its_session_commits_gets_401() {
     let world = world();
     let alice = world.member("alice");
-    let blocker = quick_user(&world.db, "blocker", false);
-    let (lock, blockers) = stall_writer(&world, &blocker);
-    let queued = write_queue_depth(&world);
+    let key = format!("passwd-race-{}", alice.id);
+    let held = hold_writer(&world, &key);
     // The login reads the old hash, verifies the old password and queues
-    // its session behind the lock.
+    // its session behind the held job.
     let login = login_in_background(&world, "alice");
-    wait_for_queue_above(&world, queued, "the login's session job");
-    // Then an operator's `souk user passwd` commits first: a new hash and
+    wait_for_queue_above(&world, 0, "the login's session job");
+    // Then a change like `souk user passwd` commits first: a new hash and
     // every session ended.
-    lock.execute(
-        "UPDATE users SET password_hash = ?1 WHERE id = ?2",
-        rusqlite::params![cheap_hash().replace("souk", "sou2"), alice.id],
-    )
-    .expect("changing the hash");
-    lock.execute("DELETE FROM sessions WHERE user_id = ?1", [&alice.id])
-        .expect("ending the sessions");
-    lock.execute_batch("COMMIT").expect("committing");
-    let response = login.join().expect("the login thread");
-    response.assert_error(401, "invalid_credentials");
+    gate::open_then(
+        &key,
+        &format!(
+            "UPDATE users SET password_hash = 'changed by an operator' WHERE id = {id};
+             DELETE FROM sessions WHERE user_id = {id};",
+            id = alice.id
+        ),
+    );
+    assert_eq!(held.join().expect("the held job"), 200);
+    login
+        .join()
+        .expect("the login thread")
+        .assert_error(401, "invalid_credentials");
     assert_eq!(sessions_of(&world, &alice.id), 0, "no session survived");
-    for blocked in blockers {
-        assert_eq!(blocked.join().expect("a blocker"), 200);
-    }
 }
 
 #[test]
 fn a_login_with_the_old_password_loses_to_a_password_change_committed_first() {
     let world = world();
     let alice = world.member("alice");
-    let blocker = quick_user(&world.db, "blocker", false);
-    let (lock, blockers) = stall_writer(&world, &blocker);
-    let queued = write_queue_depth(&world);
+    let key = format!("patch-race-{}", alice.id);
+    let held = hold_writer(&world, &key);
     // Alice changes her password (ending her other sessions); an attacker
     // with the old one logs in meanwhile. Both pass their password checks
     // and queue, the change first.
@@ -1797,11 +1768,11 @@ fn a_login_with_the_old_password_loses_to_a_password_change_committed_first() {
             hashing_request(addr, "PATCH", "/api/v1/users/me", Some(&token), &body)
         })
     };
-    let queued = wait_for_queue_above(&world, queued, "the password change's job");
+    wait_for_queue_above(&world, 0, "the password change's job");
     let login = login_in_background(&world, "alice");
-    wait_for_queue_above(&world, queued, "the login's session job");
-    lock.execute_batch("ROLLBACK")
-        .expect("letting the writer go");
+    wait_for_queue_above(&world, 1, "the login's session job");
+    gate::open(&key);
+    assert_eq!(held.join().expect("the held job"), 200);
     let changed = change.join().expect("the change thread");
     assert_eq!(changed.status, 200, "{}", changed.summary());
     login
@@ -1810,7 +1781,4 @@ fn a_login_with_the_old_password_loses_to_a_password_change_committed_first() {
         .assert_error(401, "invalid_credentials");
     assert_eq!(sessions_of(&world, &alice.id), 1, "only the changer's own");
     assert_eq!(world.get("/api/v1/users/me", &alice.token).status, 200);
-    for blocked in blockers {
-        assert_eq!(blocked.join().expect("a blocker"), 200);
-    }
 }
