@@ -870,3 +870,25 @@ fn run_closed_stdout(mut command: Command) -> (std::process::ExitStatus, (), Str
     let _ = stderr.read_to_string(&mut err);
     (crate::binary::wait_with_timeout(&mut child), (), err)
 }
+
+#[test]
+fn read_only_commands_refuse_a_journal_holding_changes_rather_than_roll_it_back() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    migrated(&dir, &db);
+    // What a write interrupted in rollback-journal mode leaves: reading the
+    // database would roll it back into the file.
+    let journal = dir.path.join("souk.db-journal");
+    std::fs::write(&journal, vec![0xd9; 4096]).expect("writing a journal");
+    let before = std::fs::read(&db).expect("reading");
+    for args in [&["check"][..], &["user", "list"], &["backup", "copy.db"]] {
+        assert_operator_error(souk_args(&dir, &db, args), &db, "-journal");
+    }
+    assert_eq!(
+        std::fs::read(&db).expect("reading"),
+        before,
+        "bytes unchanged"
+    );
+    assert_eq!(std::fs::read(&journal).expect("the journal").len(), 4096);
+    assert!(!dir.path.join("copy.db").exists());
+}
