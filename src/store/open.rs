@@ -267,6 +267,7 @@ const TABLES_BY_VERSION: &[(u32, &str)] = &[
     (4, "escrows"),
     (6, "listings"),
     (6, "listing_tags"),
+    (7, "orders"),
 ];
 
 /// The schema version of a souk database, or why the file is not one.
