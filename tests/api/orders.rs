@@ -1132,7 +1132,7 @@ fn the_ledger_check_catches_a_corrupted_order() {
         run(command)
     };
     let (status, out, err) = check();
-    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert_eq!(status.code(), Some(3), "{out}\n{err}");
     assert!(out.contains(&paid), "{out}");
     db.execute("UPDATE orders SET state = 'paid' WHERE id = ?1", [&paid])
         .expect("repairing the state");
