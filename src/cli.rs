@@ -213,10 +213,11 @@ fn serve(config: Config) -> Result<ExitCode, Error> {
         log::info!("signal {signal} received: finishing requests in flight");
         break;
     }
-    systemd.tell("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
+    // The pings end first, so none follows STOPPING=1.
     if let Some(watchdog) = watchdog {
         watchdog.stop();
     }
+    systemd.tell("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
     running.shutdown();
     log::info!("stopped");
     Ok(ExitCode::SUCCESS)
