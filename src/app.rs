@@ -146,6 +146,15 @@ impl Running {
         }
     }
 
+    /// The threads whose life the systemd watchdog vouches for: the HTTP
+    /// I/O thread (accepting, polling) and the database writer.
+    pub fn heartbeats(&self) -> Vec<crate::systemd::Watched> {
+        vec![
+            ("http-io", self.server.io_heartbeat()),
+            ("db-writer", Arc::clone(&self.app.store.writer.heartbeat)),
+        ]
+    }
+
     /// Graceful stop: no new connections, requests in flight finish, queued
     /// writes commit, then the writer stops.
     pub fn shutdown(self) {

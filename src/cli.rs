@@ -7,12 +7,14 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::accounts::{Role, Status, Username, operator};
 use crate::config::{Config, ConfigArgs};
 use crate::error::Error;
+use crate::systemd::{self, Notifier};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -189,6 +191,14 @@ fn serve(config: Config) -> Result<ExitCode, Error> {
     config.check().map_err(Error::Setup)?;
     let running = crate::app::start(config)?;
     log::info!("listening on {}://{}", running.scheme(), running.addr);
+    let (systemd, watchdog) = match notify_ready(&running) {
+        Ok(pair) => pair,
+        Err(e) => {
+            running.shutdown();
+            let message = format!("cannot start the watchdog thread: {e}");
+            return Err(Error::internal(message));
+        }
+    };
     for signal in signals.forever() {
         if signal == SIGHUP {
             // Read and parsed on this thread, then swapped in: the server's
@@ -210,9 +220,38 @@ fn serve(config: Config) -> Result<ExitCode, Error> {
         log::info!("signal {signal} received: finishing requests in flight");
         break;
     }
+    // The pings end first, so none follows STOPPING=1.
+    if let Some(watchdog) = watchdog {
+        watchdog.stop();
+    }
+    systemd.tell("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
     running.shutdown();
     log::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// systemd (`Type=notify`, see `systemd`): READY=1 now that souk listens,
+/// then the watchdog thread if systemd asked for pings. Without
+/// NOTIFY_SOCKET nothing is sent and no thread starts.
+fn notify_ready(
+    running: &crate::app::Running,
+) -> std::io::Result<(Arc<Notifier>, Option<systemd::Watchdog>)> {
+    let notifier = Arc::new(Notifier::from_env());
+    // READY=1 first: a ping before it would come from a service still starting.
+    notifier.tell(&format!(
+        "READY=1\nSTATUS=serving on {}://{}",
+        running.scheme(),
+        running.addr
+    ));
+    let watchdog = match systemd::watchdog_interval().filter(|_| notifier.is_on()) {
+        Some(interval) => Some(systemd::Watchdog::start(
+            Arc::clone(&notifier),
+            interval,
+            running.heartbeats(),
+        )?),
+        None => None,
+    };
+    Ok((notifier, watchdog))
 }
 
 fn migrate(db: &Path) -> Result<ExitCode, Error> {

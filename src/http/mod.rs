@@ -16,5 +16,5 @@ mod server;
 pub mod tls;
 
 pub use request::{BadHeader, Method, Request};
-pub use response::{Reply, Responder, Response};
+pub use response::{Reply, Responder, Response, reason};
 pub use server::{Edge, Limits, Server, ServerHandle, Service};

@@ -24,6 +24,7 @@ mod orders;
 mod proxies;
 mod resilience;
 mod seeded;
+mod systemd;
 mod tls;
 mod users;
 mod wallets;
