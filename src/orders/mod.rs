@@ -370,9 +370,7 @@ pub fn page(
     }
 }
 
-/// One keyset page of a single-index scope. The index is named: without
-/// statistics the planner would take (state, seq) for a user's orders in
-/// one state and scan every order in it.
+/// One keyset page of a single-index scope.
 fn page_before(
     conn: &Connection,
     scope: Scope,
@@ -380,24 +378,7 @@ fn page_before(
     before_seq: i64,
     limit: usize,
 ) -> Result<Vec<Order>> {
-    let (from, user) = match (scope, state) {
-        (Scope::Buyer(user), _) => ("orders INDEXED BY orders_buyer_seq WHERE buyer = ?1", user),
-        (Scope::Seller(user), _) => (
-            "orders INDEXED BY orders_seller_seq WHERE seller = ?1",
-            user,
-        ),
-        (Scope::All, Some(_)) => ("orders INDEXED BY orders_state_seq WHERE ?1 IS NOT NULL", 0),
-        (Scope::All, None) => ("orders WHERE ?1 IS NOT NULL", 0),
-        (Scope::Either(_), _) => return Err(Error::internal("two indexes: use page")),
-    };
-    let in_state = if state.is_some() {
-        "state = ?2"
-    } else {
-        "?2 IS NULL"
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM {from} AND {in_state} AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
-    );
+    let (sql, user) = page_sql(scope, state.is_some())?;
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![
@@ -409,6 +390,40 @@ fn page_before(
         from_row,
     )?;
     Ok(rows.collect::<rusqlite::Result<Vec<Order>>>()?)
+}
+
+/// The statement of one keyset page and the user it binds as ?1 (then the
+/// state, or NULL, as ?2, the seq bound as ?3 and the limit as ?4). The
+/// index is named: without statistics the planner would take (state, seq)
+/// for a user's orders in one state and scan every order in it. With a
+/// state, a party's page reads (buyer|seller, state, seq): only the orders
+/// in that state, newest first.
+fn page_sql(scope: Scope, in_state: bool) -> Result<(String, i64)> {
+    let (from, user) = match (scope, in_state) {
+        (Scope::Buyer(user), true) => (
+            "orders INDEXED BY orders_buyer_state_seq WHERE buyer = ?1",
+            user,
+        ),
+        (Scope::Buyer(user), false) => {
+            ("orders INDEXED BY orders_buyer_seq WHERE buyer = ?1", user)
+        }
+        (Scope::Seller(user), true) => (
+            "orders INDEXED BY orders_seller_state_seq WHERE seller = ?1",
+            user,
+        ),
+        (Scope::Seller(user), false) => (
+            "orders INDEXED BY orders_seller_seq WHERE seller = ?1",
+            user,
+        ),
+        (Scope::All, true) => ("orders INDEXED BY orders_state_seq WHERE ?1 IS NOT NULL", 0),
+        (Scope::All, false) => ("orders WHERE ?1 IS NOT NULL", 0),
+        (Scope::Either(_), _) => return Err(Error::internal("two indexes: use page")),
+    };
+    let state = if in_state { "state = ?2" } else { "?2 IS NULL" };
+    Ok((
+        format!("SELECT {COLUMNS} FROM {from} AND {state} AND seq < ?3 ORDER BY seq DESC LIMIT ?4"),
+        user,
+    ))
 }
 
 // ---- placing ---------------------------------------------------------------
@@ -793,5 +808,56 @@ mod tests {
             OrderState::Resolved,
         ];
         assert!(MOVES.iter().all(|(from, ..)| !finals.contains(from)));
+    }
+
+    /// Each page reads its index in order: no temporary b-tree for the
+    /// ORDER BY, and with a state the (party, state, seq) index bounds both
+    /// the party and the state.
+    #[test]
+    fn every_page_reads_its_index_in_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let plan = |scope: Scope, in_state: bool| -> String {
+            let (sql, _) = page_sql(scope, in_state).unwrap();
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt
+                .query_map(params![1, "paid", 9, 10], |row| row.get::<_, String>(3))
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        for (scope, in_state, wanted) in [
+            (
+                Scope::Buyer(1),
+                true,
+                "USING INDEX orders_buyer_state_seq (buyer=? AND state=? AND seq<?)",
+            ),
+            (
+                Scope::Seller(1),
+                true,
+                "USING INDEX orders_seller_state_seq (seller=? AND state=? AND seq<?)",
+            ),
+            (
+                Scope::Buyer(1),
+                false,
+                "USING INDEX orders_buyer_seq (buyer=? AND seq<?)",
+            ),
+            (
+                Scope::Seller(1),
+                false,
+                "USING INDEX orders_seller_seq (seller=? AND seq<?)",
+            ),
+            (
+                Scope::All,
+                true,
+                "USING INDEX orders_state_seq (state=? AND seq<?)",
+            ),
+        ] {
+            let plan = plan(scope, in_state);
+            assert!(plan.contains(wanted), "{scope:?} {in_state}: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "{scope:?} {in_state}: {plan}"
+            );
+        }
     }
 }
