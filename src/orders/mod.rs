@@ -642,6 +642,19 @@ pub fn act(
 ) -> Result<Order> {
     let order = by_id(tx, id)?.ok_or(Error::NotFound)?;
     let to = allowed(&order, action, mover)?;
+    if let (Mover::User { .. }, Some(passed)) = (mover, deadline_passed(&order, now)) {
+        return Err(conflict(
+            "invalid_state",
+            format!(
+                "the order's {passed} deadline passed; its timer {} it",
+                if order.state == OrderState::Paid {
+                    "cancels"
+                } else {
+                    "completes"
+                }
+            ),
+        ));
+    }
     if let Input::Resolve {
         to_seller,
         to_buyer,
@@ -734,24 +747,36 @@ fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: 
     Ok(())
 }
 
-/// Orders whose timer has passed, oldest due first, at most `limit`: paid
-/// ones past `ship_by` and shipped ones past `confirm_by`, each read through
-/// its partial index (named: see `page_before`). Times are whole seconds, so
-/// "passed" means `< now`: never early.
-pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<i64>> {
+/// Orders whose timer has passed, oldest due first, at most `limit`, leaving
+/// out those `skip` names (orders whose timer failed and waits for a retry:
+/// they are paged past, so they never hold back the orders due after them):
+/// paid ones past `ship_by` and shipped ones past `confirm_by`, each read
+/// through its partial index (named: see `page_before`). Times are whole
+/// seconds, so "passed" means `< now`: never early. Rows read are at most
+/// `limit` plus the skipped ones, per index.
+pub fn due(
+    conn: &Connection,
+    now: i64,
+    limit: usize,
+    skip: &dyn Fn(i64) -> bool,
+) -> Result<Vec<i64>> {
     let mut due: Vec<(i64, i64)> = Vec::with_capacity(limit.saturating_mul(2));
     for sql in [
         "SELECT ship_by, id FROM orders INDEXED BY orders_ship_due
-         WHERE state = 'paid' AND ship_by < ?1 ORDER BY ship_by LIMIT ?2",
+         WHERE state = 'paid' AND ship_by < ?1 ORDER BY ship_by",
         "SELECT confirm_by, id FROM orders INDEXED BY orders_confirm_due
-         WHERE state = 'shipped' AND confirm_by < ?1 ORDER BY confirm_by LIMIT ?2",
+         WHERE state = 'shipped' AND confirm_by < ?1 ORDER BY confirm_by",
     ] {
         let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(params![now, limit as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
-        for row in rows {
-            due.push(row?);
+        let mut rows = stmt.query(params![now])?;
+        let mut taken = 0;
+        while taken < limit {
+            let Some(row) = rows.next()? else { break };
+            let (at, id): (i64, i64) = (row.get(0)?, row.get(1)?);
+            if !skip(id) {
+                due.push((at, id));
+                taken += 1;
+            }
         }
     }
     due.sort_unstable();
@@ -759,15 +784,22 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<i64>> {
     Ok(due.into_iter().map(|(_, id)| id).collect())
 }
 
+/// Which deadline of the order has passed at `now`, if one has: a paid
+/// order's ship time or a shipped order's confirm time. From then on only
+/// its timer moves it, even before the timer has fired: a party's move is
+/// 409, so the outcome never depends on whether the sweep came first.
+fn deadline_passed(order: &Order, now: i64) -> Option<&'static str> {
+    match order.state {
+        OrderState::Paid if order.ship_by < now => Some("ship"),
+        OrderState::Shipped if order.confirm_by.is_some_and(|t| t < now) => Some("confirm"),
+        _ => None,
+    }
+}
+
 /// A timer's move: what the action would do, by souk.
 pub fn expire(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Order> {
     let order = by_id(tx, id)?.ok_or(Error::NotFound)?;
-    let passed = match order.state {
-        OrderState::Paid => order.ship_by < now,
-        OrderState::Shipped => order.confirm_by.is_some_and(|t| t < now),
-        _ => false,
-    };
-    if !passed {
+    if deadline_passed(&order, now).is_none() {
         return Err(conflict(
             "invalid_state",
             "the order's timer has not passed",
