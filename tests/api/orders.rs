@@ -1206,7 +1206,7 @@ fn the_ledger_check_catches_a_release_paid_to_someone_else() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let (status, out, err) = run(command);
-    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert_eq!(status.code(), Some(3), "{out}\n{err}");
     assert!(out.contains(&escrow), "{out}");
 }
 
