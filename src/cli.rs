@@ -134,7 +134,13 @@ const EXIT_OPERATOR: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(with_default_command(std::env::args_os().collect()));
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // SOUK_LOG_FORMAT is a setting of `serve`; the other commands talk to
+    // a terminal.
+    let log_format = match &cli.command {
+        Command::Serve { config } => config.log_format,
+        _ => crate::config::LogFormat::Text,
+    };
+    crate::logs::init(log_format);
     let result = match cli.command {
         Command::Serve { config } => serve(Config::from(*config)),
         Command::Migrate { db } => migrate(&db.db),

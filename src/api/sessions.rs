@@ -32,7 +32,7 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     // An operator's `souk user unlock` lifts a lockout before it is checked.
     app.operator
         .sync(&app.store.readers, &app.caches, &app.guard)?;
-    let attempt = app.guard.begin(username.as_str())?;
+    let attempt = app.guard.begin(username.as_str(), request.client)?;
     let found = app
         .store
         .readers
