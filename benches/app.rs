@@ -1247,6 +1247,56 @@ fn server_env(launch: Launch) -> Launch {
     launch
         .env("SOUK_MAX_CONNECTIONS", SERVER_MAX_CONNECTIONS)
         .env("LOGIN_RATE_LIMIT", SERVER_LOGIN_RATE_LIMIT)
+        // The rows compare with runs from before the access log; its cost
+        // is measured apart (`access_log_rows`).
+        .env("SOUK_ACCESS_LOG", "false")
+}
+
+// ---------------------------------------------------------------------------
+// The access log's cost: cached profile reads with SOUK_ACCESS_LOG off and
+// on, alternating (off, on, off, on) on servers of their own, so the
+// machine's drift falls on both alike.
+
+/// The rows, and a note with the cost (1 - on/off of the summed rates).
+fn access_log_rows(
+    bin: &Path,
+    db: &Path,
+    users: usize,
+    conns: usize,
+    runner: &Runner,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<RowResult>, bool), String> {
+    let mut rows = Vec::new();
+    let mut clean = true;
+    let (mut off, mut on) = (0.0, 0.0);
+    for access_log in [false, true, false, true] {
+        let launch = server_env(Launch::existing(db)).env("SOUK_ACCESS_LOG", access_log);
+        let (server, _) = Souk::start(bin, launch)?;
+        let scenario = Kind::Profile.scenario(users, false);
+        let label = format!(
+            "{}, access log {}",
+            Kind::Profile.label(),
+            if access_log { "on" } else { "off" }
+        );
+        let row = runner.row(
+            Some(&server),
+            server.addr,
+            Kind::Profile,
+            label,
+            conns,
+            &scenario,
+        );
+        *(if access_log { &mut on } else { &mut off }) += row.stats.rate();
+        rows.push(row);
+        clean &= report_stop(server, notes, false);
+    }
+    notes.push(format!(
+        "access log: GET /users/{{id}} (cached) at {conns} conns, servers alternating off/on/off/on: {:.0} vs {:.0} req/s summed, a cost of {:.1} % with the access log on (text format, RUST_LOG=info, stderr a pipe read line by line by this process, as journald reads a service's stream)",
+        off,
+        on,
+        if off > 0.0 { (1.0 - on / off) * 100.0 } else { 0.0 }
+    ));
+    Ok((rows, clean))
 }
 
 // ---------------------------------------------------------------------------
@@ -2336,6 +2386,17 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         }
         clean &= report_stop(server, &mut notes, true);
     }
+    let access_conns = healthz_conns;
+    let (access_rows, ok) = access_log_rows(
+        &bin,
+        &main_db,
+        mode.users,
+        access_conns,
+        &runner,
+        &mut notes,
+    )?;
+    rows.extend(access_rows);
+    clean &= ok;
     // Peak RSS with many connections, on a server of its own: the heap that
     // earlier rows left behind (argon2's 19 MiB blocks, the 100-item batch
     // jobs) would otherwise count against it.
