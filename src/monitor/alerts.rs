@@ -160,4 +160,13 @@ mod tests {
         assert_eq!(book.recent().len(), 2);
         assert_eq!(book.active().len(), 1);
     }
+
+    #[test]
+    fn every_measured_rule_has_a_unit() {
+        for rule in RULES {
+            assert_eq!(unit(rule).is_none(), rule == "circuit_open", "{rule}");
+        }
+        assert_eq!(unit("response_time"), Some("ms"));
+        assert_eq!(unit("cpu"), Some("%"));
+    }
 }
