@@ -38,8 +38,7 @@ fn text_fields(out: &mut env_logger::fmt::Formatter, fields: &dyn Source) -> io:
     struct Pairs<'a>(&'a mut env_logger::fmt::Formatter);
     impl<'kvs> VisitSource<'kvs> for Pairs<'_> {
         fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
-            let json = to_json(&value);
-            if !json.is_null() {
+            if !is_null(&value) {
                 write!(self.0, " {key}={value}")?;
             }
             Ok(())
@@ -73,6 +72,22 @@ fn json_line(out: &mut env_logger::fmt::Formatter, record: &log::Record<'_>) -> 
         .map_err(io::Error::other)?;
     serde_json::to_writer(&mut *out, &object)?;
     out.write_all(b"\n")
+}
+
+fn is_null(value: &Value<'_>) -> bool {
+    struct Null(bool);
+    impl<'v> VisitValue<'v> for Null {
+        fn visit_any(&mut self, _: Value<'_>) -> Result<(), kv::Error> {
+            Ok(())
+        }
+        fn visit_null(&mut self) -> Result<(), kv::Error> {
+            self.0 = true;
+            Ok(())
+        }
+    }
+    let mut null = Null(false);
+    let _ = value.visit(&mut null);
+    null.0
 }
 
 /// A field's value as JSON: numbers and booleans as such, nothing as
