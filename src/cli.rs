@@ -148,6 +148,9 @@ pub fn main() -> ExitCode {
         Command::Backup { path, db } => backup(&db.db, &path),
         Command::Check { db } => check(&db.db),
     };
+    // Lines still on their way to stderr go before the exit (and before
+    // the fatal error, so they stay in order).
+    crate::logs::flush();
     match result {
         Ok(code) => code,
         Err(error) => {

@@ -10,18 +10,21 @@
 
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use log::kv::{self, Key, Source, Value, VisitSource, VisitValue};
 
 use crate::config::LogFormat;
 use crate::http::Method;
+use crate::limits::{LOG_BUFFER_BYTES_MAX, SERVICE_STACK_BYTES};
 
 /// The target of the access log's lines: `RUST_LOG=souk::access=off`
 /// silences them alone.
 pub const ACCESS_TARGET: &str = "souk::access";
 
-/// Installs the process's logger. Once, before anything logs.
+/// Installs the process's logger. Once, before anything logs; `flush`
+/// before the process exits.
 pub fn init(format: LogFormat) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
@@ -29,7 +32,110 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.format_key_values(text_fields),
         LogFormat::Json => builder.format(json_line),
     };
+    if let Some(batch) = Batch::start() {
+        builder.target(env_logger::Target::Pipe(Box::new(BatchWriter(batch))));
+    }
     builder.init();
+}
+
+/// Writes out every line still waiting for the log writer thread.
+pub fn flush() {
+    if let Some(batch) = BATCH.get() {
+        let mut pending = batch.lock_pending();
+        batch.write_out(&mut pending);
+    }
+}
+
+static BATCH: OnceLock<Arc<Batch>> = OnceLock::new();
+
+/// Lines on their way to stderr. A thread that logs appends its line and
+/// goes on; the `log-writer` thread writes whatever has gathered with one
+/// `write` — one system call for many lines when requests come fast,
+/// rather than one per line on every worker.
+struct Batch {
+    pending: Mutex<Vec<u8>>,
+    arrived: Condvar,
+    /// Held while bytes go to stderr (taken after `pending`), so lines
+    /// reach it in the order they were logged.
+    writing: Mutex<()>,
+}
+
+impl Batch {
+    /// `None` when the writer thread cannot start: then lines go straight
+    /// to stderr.
+    fn start() -> Option<Arc<Batch>> {
+        let batch = Arc::new(Batch {
+            pending: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
+            writing: Mutex::new(()),
+        });
+        let writer = Arc::clone(&batch);
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .stack_size(SERVICE_STACK_BYTES)
+            .spawn(move || writer.run())
+            .ok()?;
+        BATCH.set(Arc::clone(&batch)).ok()?;
+        Some(batch)
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, Vec<u8>> {
+        // Only byte copies run under it: a poisoned buffer is still bytes.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(&self) {
+        let mut out = Vec::new();
+        loop {
+            let mut pending = self.lock_pending();
+            while pending.is_empty() {
+                pending = self
+                    .arrived
+                    .wait(pending)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            std::mem::swap(&mut *pending, &mut out);
+            let writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+            drop(pending);
+            // Nowhere to report a failed write to stderr.
+            let _ = io::stderr().write_all(&out);
+            drop(writing);
+            out.clear();
+            if out.capacity() > LOG_BUFFER_BYTES_MAX {
+                out = Vec::new();
+            }
+        }
+    }
+
+    /// Writes `pending` out on the calling thread.
+    fn write_out(&self, pending: &mut Vec<u8>) {
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = io::stderr().write_all(pending);
+        pending.clear();
+    }
+}
+
+/// env_logger's target: one whole line per `write`.
+struct BatchWriter(Arc<Batch>);
+
+impl Write for BatchWriter {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        let batch = &self.0;
+        let mut pending = batch.lock_pending();
+        let was_empty = pending.is_empty();
+        pending.extend_from_slice(line);
+        if pending.len() >= LOG_BUFFER_BYTES_MAX {
+            batch.write_out(&mut pending);
+        } else if was_empty {
+            batch.arrived.notify_one();
+        }
+        Ok(line.len())
+    }
+
+    /// The writer thread flushes; `logs::flush` at exit.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// ` key=value` for each field that has a value (an unknown user id is
