@@ -344,3 +344,10 @@ CREATE TABLE order_messages (
     created_at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX order_messages_order_seq ON order_messages (order_id, seq);
+
+-- migration 8: a user's orders in one state
+-- GET /orders?state=… walked (buyer, seq) or (seller, seq) and read every
+-- order of the user to test its state; these indexes read only the orders
+-- in the asked state.
+CREATE INDEX orders_buyer_state_seq ON orders (buyer, state, seq);
+CREATE INDEX orders_seller_state_seq ON orders (seller, state, seq);

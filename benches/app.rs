@@ -14,14 +14,17 @@
 //!   (one precomputed argon2id hash for all), one session per user with a
 //!   known token, a btc account, one deposit entry each, 100,000 listings
 //!   (sellers round robin; titles of 4–6 and descriptions of 20–40 words
-//!   drawn by Zipf from 4,000 generated words; triggers index them) and the
-//!   currency totals; `souk check` must pass on it. User 0 is an admin.
+//!   drawn by Zipf from 4,000 generated words; triggers index them), 64
+//!   stock listings of 1,000,000 units for the order rows (one seller each,
+//!   `benches/common/orders.rs`) and the currency totals; `souk check` must
+//!   pass on it. User 0 is an admin.
 //! - cold start on that existing database (spawn → first 200 from
 //!   `/healthz`) and the idle RSS after it;
 //! - rows of closed-loop load: cached profile and balance reads, cached
 //!   listing reads (signed in), two-word full-text listing searches,
 //!   durable transfers, listing creation, batch transfers, escrow
-//!   create + release, logins, and a
+//!   create + release, orders placed, orders' whole lives (place, ship,
+//!   confirm; the server charges a fee), logins, and a
 //!   mixed marketplace workload, next to a tiny_http hello-world ceiling;
 //!   the server's `/metrics` before and after each row give its group-commit
 //!   batch sizes, commit latency and cache hit rates over the row, and
@@ -41,6 +44,8 @@
 //! machine's cores with the server, so absolute numbers are lower bounds.
 
 mod common;
+#[path = "common/orders.rs"]
+mod orders;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -104,6 +109,9 @@ const TARGET_RECORD_PERCENT: f64 = 5.0;
 const TARGET_SEARCH_PER_S: f64 = 5_000.0;
 const TARGET_SEARCH_P99_MS: f64 = 20.0;
 const TARGET_LISTINGS_PER_S: f64 = 5_000.0;
+const TARGET_ORDERS_PER_S: f64 = 5_000.0;
+const TARGET_ORDER_P99_MS: f64 = 20.0;
+const TARGET_ORDER_LIVES_PER_S: f64 = 1_500.0;
 
 // ---------------------------------------------------------------------------
 // Modes.
@@ -523,6 +531,7 @@ fn seed(
                 ])
                 .map_err(|e| format!("listing {i}: {e}"))?;
         }
+        orders::seed_stock(&tx, users, created)?;
         tx.execute(
             "INSERT INTO currency_totals (currency, deposited, withdrawn) VALUES ('btc', ?1, 0)",
             [SEED_BALANCE * users as i64],
@@ -911,6 +920,8 @@ enum Kind {
     Transfer,
     Batch,
     Escrow,
+    Order,
+    OrderLife,
     Login,
     Mixed,
 }
@@ -930,6 +941,8 @@ impl Kind {
             Kind::Transfer => "POST /transfers (durable, 1 sat)",
             Kind::Batch => "POST /transfers/batch (100 items)",
             Kind::Escrow => "escrow create + release",
+            Kind::Order => "POST /orders (durable, 1 unit of a stock listing)",
+            Kind::OrderLife => "order life: place, ship (seller), confirm (buyer)",
             Kind::Login => "POST /sessions (argon2id)",
             Kind::Mixed => "mixed 80 % reads / 20 % writes",
         }
@@ -947,6 +960,8 @@ impl Kind {
             Kind::ListingCreate => "listings/s",
             Kind::Transfer => "transfers/s",
             Kind::Escrow => "pairs/s",
+            Kind::Order => "orders/s",
+            Kind::OrderLife => "lives/s",
             Kind::Login => "logins/s",
             Kind::Mixed => "ops/s",
         }
@@ -959,6 +974,8 @@ impl Kind {
                 | Kind::Transfer
                 | Kind::Batch
                 | Kind::Escrow
+                | Kind::Order
+                | Kind::OrderLife
                 | Kind::Login
                 | Kind::Mixed
         )
@@ -1029,6 +1046,12 @@ impl Kind {
             Kind::Transfer => Scenario::new(name, transfer(1)),
             Kind::Batch => Scenario::new(name, transfer(BATCH_ITEMS)),
             Kind::Escrow => Scenario::new(name, move |thread| Box::new(escrow(thread))),
+            Kind::Order => {
+                Scenario::new(name, move |thread| orders::place_flow(thread, users, salt))
+            }
+            Kind::OrderLife => {
+                Scenario::new(name, move |thread| orders::life_flow(thread, users, salt))
+            }
             Kind::Login => Scenario::new(name, move |thread| {
                 let me = caller_of(thread, users);
                 Box::new(Login {
@@ -1247,6 +1270,7 @@ fn server_env(launch: Launch) -> Launch {
     launch
         .env("SOUK_MAX_CONNECTIONS", SERVER_MAX_CONNECTIONS)
         .env("LOGIN_RATE_LIMIT", SERVER_LOGIN_RATE_LIMIT)
+        .env("SOUK_FEE_BPS", orders::FEE_BPS)
         // The rows compare with runs from before the access log; its cost
         // is measured apart (`access_log_rows`).
         .env("SOUK_ACCESS_LOG", "false")
@@ -1266,12 +1290,28 @@ fn access_log_rows(
     runner: &Runner,
     notes: &mut Vec<String>,
 ) -> Result<(Vec<RowResult>, bool), String> {
+    // The server's stderr goes to a separate process that reads it in
+    // blocks, as journald does, and drops the access lines (this process
+    // reads what is left line by line, and with 64 client threads beside
+    // it would be the bottleneck instead of souk).
+    let wrapper = db.with_file_name("souk-log-consumer.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/bash\nexec \"$SOUK_BENCH_BIN\" 2> >(exec grep --line-buffered -v souk::access >&2)\n",
+    )
+    .map_err(|e| format!("{}: {e}", wrapper.display()))?;
+    let made_executable = Command::new("chmod").arg("+x").arg(&wrapper).status();
+    if !made_executable.is_ok_and(|s| s.success()) {
+        return Err(format!("cannot make {} executable", wrapper.display()));
+    }
     let mut rows = Vec::new();
     let mut clean = true;
     let (mut off, mut on) = (0.0, 0.0);
     for access_log in [false, true, false, true] {
-        let launch = server_env(Launch::existing(db)).env("SOUK_ACCESS_LOG", access_log);
-        let (server, _) = Souk::start(bin, launch)?;
+        let launch = server_env(Launch::existing(db))
+            .env("SOUK_ACCESS_LOG", access_log)
+            .env("SOUK_BENCH_BIN", bin.display());
+        let (server, _) = Souk::start(&wrapper, launch)?;
         let scenario = Kind::Profile.scenario(users, false);
         let label = format!(
             "{}, access log {}",
@@ -1291,7 +1331,7 @@ fn access_log_rows(
         clean &= report_stop(server, notes, false);
     }
     notes.push(format!(
-        "access log: GET /users/{{id}} (cached) at {conns} conns, servers alternating off/on/off/on: {:.0} vs {:.0} req/s summed, a cost of {:.1} % with the access log on (text format, RUST_LOG=info, stderr a pipe read line by line by this process, as journald reads a service's stream)",
+        "access log: GET /users/{{id}} (cached) at {conns} conns, servers alternating off/on/off/on: {:.0} vs {:.0} req/s summed, a cost of {:.1} % with the access log on (text format, RUST_LOG=info; stderr a pipe to `grep -v souk::access`, a process of its own reading in blocks as journald does, which drops the access lines)",
         off,
         on,
         if off > 0.0 { (1.0 - on / off) * 100.0 } else { 0.0 }
@@ -1720,7 +1760,7 @@ fn print_report(r: &Report<'_>) {
     }
     let _ = writeln!(
         w,
-        "\nA pair is two requests (create, release); a mixed op is one request, or two for an escrow. Latency is per iteration (a pair: both requests)."
+        "\nA pair is two requests (create, release); an order life three (place, ship, confirm); a mixed op is one request, or two for an escrow. Latency is per iteration (a pair: both requests; a life: all three)."
     );
 
     // Group commit over the write rows.
@@ -2076,6 +2116,7 @@ fn print_report(r: &Report<'_>) {
             met(row.stats.rate() >= TARGET_LISTINGS_PER_S)
         );
     }
+    order_targets(w, r.rows);
     let _ = writeln!(
         w,
         "| server RSS with {} listings (stated; no target) | idle {} MB after start; peak {} MB during the search row | - |",
@@ -2191,6 +2232,56 @@ fn print_report(r: &Report<'_>) {
     }
     print!("{out}");
     let _ = io::stdout().flush();
+}
+
+/// The order rows' lines of the targets table (a refused order, any answer
+/// but the expected one, fails the rate target), and `POST /orders` beside
+/// the durable transfer of the same run.
+fn order_targets(w: &mut String, rows: &[RowResult]) {
+    if let Some(row) = rows.iter().find(|x| x.kind == Kind::Order) {
+        let _ = writeln!(
+            w,
+            "| durable orders ≥ {TARGET_ORDERS_PER_S:.0}/s at {} conns ({} errors) | {:.0}/s | {} |",
+            row.conns,
+            row.stats.error_count(),
+            row.stats.rate(),
+            met(row.stats.rate() >= TARGET_ORDERS_PER_S && row.stats.error_count() == 0)
+        );
+        let _ = writeln!(
+            w,
+            "| durable order p99 ≤ {TARGET_ORDER_P99_MS} ms at {} conns | {:.2} ms | {} |",
+            row.conns,
+            row.p99(),
+            met(row.p99() <= TARGET_ORDER_P99_MS)
+        );
+        if let Some(transfer) = find(rows, Kind::Transfer, row.conns) {
+            let cpu = |x: &RowResult| {
+                x.cpu_us_per_request()
+                    .map_or("?".into(), |us| format!("{us:.0}"))
+            };
+            let _ = writeln!(
+                w,
+                "| POST /orders beside POST /transfers at {} conns (stated; no target) | {:.0} / {:.0} per s = {}×; server CPU {} / {} µs per request | - |",
+                row.conns,
+                row.stats.rate(),
+                transfer.stats.rate(),
+                ratio(row.stats.rate(), transfer.stats.rate()),
+                cpu(row),
+                cpu(transfer),
+            );
+        }
+    }
+    if let Some(row) = rows.iter().find(|x| x.kind == Kind::OrderLife) {
+        let _ = writeln!(
+            w,
+            "| order lives (place, ship, confirm) ≥ {TARGET_ORDER_LIVES_PER_S:.0}/s at {} conns ({} errors) | {:.0}/s (p99 {:.2} ms) | {} |",
+            row.conns,
+            row.stats.error_count(),
+            row.stats.rate(),
+            row.p99(),
+            met(row.stats.rate() >= TARGET_ORDER_LIVES_PER_S && row.stats.error_count() == 0)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -2326,6 +2417,8 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     plan.push((Kind::ListingCreate, healthz_conns));
     plan.extend(mode.batch_conns.iter().map(|&c| (Kind::Batch, c)));
     plan.extend(mode.conns.iter().map(|&c| (Kind::Escrow, c)));
+    plan.push((Kind::Order, healthz_conns));
+    plan.push((Kind::OrderLife, healthz_conns));
     plan.extend(mode.login_conns.iter().map(|&c| (Kind::Login, c)));
     plan.extend(mode.conns.iter().map(|&c| (Kind::Mixed, c)));
     eprintln!("running {} rows ({} mode):", plan.len(), mode.name);
@@ -2512,8 +2605,9 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     ];
 
     notes.push(format!(
-        "server: {} on a copy of the seeded database, SOUK_MAX_CONNECTIONS={SERVER_MAX_CONNECTIONS}, LOGIN_RATE_LIMIT={SERVER_LOGIN_RATE_LIMIT} (one client address); other settings default or from the environment",
-        bin.display()
+        "server: {} on a copy of the seeded database, SOUK_MAX_CONNECTIONS={SERVER_MAX_CONNECTIONS}, LOGIN_RATE_LIMIT={SERVER_LOGIN_RATE_LIMIT} (one client address), SOUK_FEE_BPS={} (orders pay a fee); other settings default or from the environment",
+        bin.display(),
+        orders::FEE_BPS
     ));
     notes.push(format!(
         "tiny_http 0.12: in this process, {workers} threads calling `recv()` (as many as souk's workers)"

@@ -34,8 +34,9 @@ pub struct App {
     /// Anonymous listing reads and searches per client address: they need
     /// no account, so the address is the only thing to count.
     pub anonymous_reads: AddressLimit,
-    /// Order messages per sender, in a sliding window.
-    pub messages_sent: SendLimit,
+    /// Order messages per sender, in a sliding window (shared with the
+    /// write's callback, which gives a failed send's slot back).
+    pub messages_sent: Arc<SendLimit>,
     pub user_stats: Memo<UserStats>,
     pub wallet_stats: Memo<serde_json::Value>,
     pub in_flight: InFlight,
@@ -159,6 +160,15 @@ impl Running {
         }
     }
 
+    /// The threads whose life the systemd watchdog vouches for: the HTTP
+    /// I/O thread (accepting, polling) and the database writer.
+    pub fn heartbeats(&self) -> Vec<crate::systemd::Watched> {
+        vec![
+            ("http-io", self.server.io_heartbeat()),
+            ("db-writer", Arc::clone(&self.app.store.writer.heartbeat)),
+        ]
+    }
+
     /// Graceful stop: no new connections, requests in flight finish, queued
     /// writes commit, then the writer stops.
     pub fn shutdown(self) {
@@ -245,7 +255,7 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         guard,
         registrations,
         anonymous_reads,
-        messages_sent: SendLimit::new(MESSAGES_PER_WINDOW, MESSAGE_WINDOW),
+        messages_sent: Arc::new(SendLimit::new(MESSAGES_PER_WINDOW, MESSAGE_WINDOW)),
         user_stats,
         wallet_stats,
         in_flight: InFlight::default(),

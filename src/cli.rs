@@ -7,12 +7,14 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::accounts::{Role, Status, Username, operator};
 use crate::config::{Config, ConfigArgs};
 use crate::error::Error;
+use crate::systemd::{self, Notifier};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,7 +59,7 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
-    /// Verify every ledger invariant; exit 1 listing the problems.
+    /// Verify every ledger invariant; exit 3 listing the problems.
     Check {
         #[command(flatten)]
         db: DbArg,
@@ -131,6 +133,9 @@ enum RoleArg {
 /// status clap gives a bad flag, too. Failures souk cannot blame on its
 /// input exit 1.
 const EXIT_OPERATOR: u8 = 2;
+/// Exit status of `souk check` when it ran and found ledger invariants
+/// violated: told apart from a check that could not run (1 or 2).
+const EXIT_PROBLEMS: u8 = 3;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(with_default_command(std::env::args_os().collect()));
@@ -154,8 +159,12 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            // The one place a fatal error is printed.
-            eprintln!("souk: {error}");
+            // The one place a fatal error is printed (a closed stderr is
+            // not worth a panic: the exit status still tells).
+            {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "souk: {error}");
+            }
             match error {
                 Error::Setup(_)
                 | Error::InvalidField { .. }
@@ -191,6 +200,14 @@ fn serve(config: Config) -> Result<ExitCode, Error> {
     config.check().map_err(Error::Setup)?;
     let running = crate::app::start(config)?;
     log::info!("listening on {}://{}", running.scheme(), running.addr);
+    let (systemd, watchdog) = match notify_ready(&running) {
+        Ok(pair) => pair,
+        Err(e) => {
+            running.shutdown();
+            let message = format!("cannot start the watchdog thread: {e}");
+            return Err(Error::internal(message));
+        }
+    };
     for signal in signals.forever() {
         if signal == SIGHUP {
             // Read and parsed on this thread, then swapped in: the server's
@@ -212,14 +229,46 @@ fn serve(config: Config) -> Result<ExitCode, Error> {
         log::info!("signal {signal} received: finishing requests in flight");
         break;
     }
+    // The pings end first, so none follows STOPPING=1.
+    if let Some(watchdog) = watchdog {
+        watchdog.stop();
+    }
+    systemd.tell("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
     running.shutdown();
     log::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
+/// systemd (`Type=notify`, see `systemd`): READY=1 now that souk listens,
+/// then the watchdog thread if systemd asked for pings. Without
+/// NOTIFY_SOCKET nothing is sent and no thread starts.
+fn notify_ready(
+    running: &crate::app::Running,
+) -> std::io::Result<(Arc<Notifier>, Option<systemd::Watchdog>)> {
+    let notifier = Arc::new(Notifier::from_env());
+    // READY=1 first: a ping before it would come from a service still starting.
+    notifier.tell(&format!(
+        "READY=1\nSTATUS=serving on {}://{}",
+        running.scheme(),
+        running.addr
+    ));
+    let watchdog = match systemd::watchdog_interval().filter(|_| notifier.is_on()) {
+        Some(interval) => Some(systemd::Watchdog::start(
+            Arc::clone(&notifier),
+            interval,
+            running.heartbeats(),
+        )?),
+        None => None,
+    };
+    Ok((notifier, watchdog))
+}
+
 fn migrate(db: &Path) -> Result<ExitCode, Error> {
     let version = crate::store::migrate_file(db)?;
-    println!("{} is at schema version {version}", db.display());
+    say(format_args!(
+        "{} is at schema version {version}",
+        db.display()
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -231,10 +280,10 @@ fn user(db: &Path, command: UserCommand) -> Result<ExitCode, Error> {
             let username = Username::parse(&name)?;
             let hash = password_hash()?;
             let user = write(db, move |tx| operator::set_password(tx, &username, &hash))?;
-            println!(
+            say(format_args!(
                 "password of `{}` changed; every session of theirs ended",
                 user.username
-            );
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::SetRole { name, role } => {
@@ -244,7 +293,7 @@ fn user(db: &Path, command: UserCommand) -> Result<ExitCode, Error> {
                 RoleArg::User => Role::User,
             };
             let user = write(db, move |tx| operator::set_role(tx, &username, role))?;
-            println!("`{}` is now {}", user.username, role.as_str());
+            say(format_args!("`{}` is now {}", user.username, role.as_str()))?;
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Suspend { name } => set_status(db, &name, Status::Suspended),
@@ -252,7 +301,10 @@ fn user(db: &Path, command: UserCommand) -> Result<ExitCode, Error> {
         UserCommand::Unlock { name } => {
             let username = Username::parse(&name)?;
             let user = write(db, move |tx| operator::unlock(tx, &username))?;
-            println!("`{}` unlocked: failed logins forgotten", user.username);
+            say(format_args!(
+                "`{}` unlocked: failed logins forgotten",
+                user.username
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -261,7 +313,11 @@ fn user(db: &Path, command: UserCommand) -> Result<ExitCode, Error> {
 fn set_status(db: &Path, name: &str, status: Status) -> Result<ExitCode, Error> {
     let username = Username::parse(name)?;
     let user = write(db, move |tx| operator::set_status(tx, &username, status))?;
-    println!("`{}` is now {}", user.username, status.as_str());
+    say(format_args!(
+        "`{}` is now {}",
+        user.username,
+        status.as_str()
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -297,9 +353,14 @@ fn write<T: Send + 'static>(
     work: impl Fn(&crate::store::WriteTx<'_>) -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T, Error> {
     let absolute = crate::store::open::for_reading(db)?;
-    let store = open_store(db)?;
+    let store = open_store(db, false)?;
     let result = store.writer.write(work);
     store.shutdown();
+    if result.is_ok() {
+        // A running server takes the change in within this time
+        // (`operator::OPERATOR_SETTLE`): the command returns only then.
+        std::thread::sleep(operator::OPERATOR_SETTLE);
+    }
     result.map_err(|e| match e {
         Error::Setup(message) => Error::Setup(format!("{message} in {}", absolute.display())),
         other => other,
@@ -323,7 +384,7 @@ fn user_create(db: &Path, username: &str, admin: bool) -> Result<ExitCode, Error
     use crate::accounts::users;
     let username = Username::parse(username)?;
     let hash = password_hash()?;
-    let store = open_store(db)?;
+    let store = open_store(db, true)?;
     let role = if admin { Role::Admin } else { Role::User };
     let now = crate::clock::unix_seconds();
     let created = store
@@ -331,12 +392,12 @@ fn user_create(db: &Path, username: &str, admin: bool) -> Result<ExitCode, Error
         .write(move |tx| users::insert(tx, &username, None, &hash, role, now));
     store.shutdown();
     let user = created?;
-    println!(
+    say(format_args!(
         "created {} `{}` with id {}",
         role.as_str(),
         user.username,
         user.id
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -351,10 +412,13 @@ fn read_password_line() -> Result<String, Error> {
     Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
 }
 
-/// The store for a one-shot command: one reader, the default query timeout
-/// and breaker settings (`souk serve --help`), no caches.
-fn open_store(db: &Path) -> Result<crate::store::Store, Error> {
-    crate::store::Store::open(
+/// The store for a `souk user` command: one reader, the default query
+/// timeout and breaker settings (`souk serve --help`), no caches. Never
+/// migrates (a server of another version may be running on the file): a
+/// database at another schema version is refused; a new one is made only
+/// when `may_create` (`souk user create`).
+fn open_store(db: &Path, may_create: bool) -> Result<crate::store::Store, Error> {
+    crate::store::Store::open_current(
         &crate::store::StoreConfig {
             path: db.to_owned(),
             readers: 1,
@@ -363,22 +427,41 @@ fn open_store(db: &Path) -> Result<crate::store::Store, Error> {
             breaker_cooldown: std::time::Duration::from_secs(5),
         },
         std::sync::Arc::new(crate::cache::no_caches()),
+        may_create,
     )
 }
 
-/// Verifies every ledger invariant on one snapshot; exit 1 with the list.
+/// Verifies every ledger invariant on one snapshot: exit 0 when all hold,
+/// `EXIT_PROBLEMS` with the list when some do not.
 fn check(db: &Path) -> Result<ExitCode, Error> {
+    use std::io::Write;
     let conn = crate::store::open_reader(db)?;
     let problems = crate::ledger::check::check(&conn)?;
+    let mut out = std::io::stdout().lock();
     if problems.is_empty() {
-        println!("ok: every ledger invariant holds");
+        writeln!(out, "ok: every ledger invariant holds").map_err(stdout_failed)?;
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &problems {
-        println!("problem: {problem}");
+        writeln!(out, "problem: {problem}").map_err(stdout_failed)?;
     }
-    println!("{} problem(s) found", problems.len());
-    Ok(ExitCode::FAILURE)
+    writeln!(out, "{} problem(s) found", problems.len()).map_err(stdout_failed)?;
+    Ok(ExitCode::from(EXIT_PROBLEMS))
+}
+
+/// One line of a command's report on stdout. A stdout that cannot be
+/// written (closed early: `souk check | head -0`) is an error like any
+/// other, never a panic.
+fn say(line: std::fmt::Arguments<'_>) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(stdout_failed)
+}
+
+fn stdout_failed(e: std::io::Error) -> Error {
+    Error::Setup(format!("writing to standard output: {e}"))
 }
 
 /// `souk backup PATH`, or `souk backup -` to standard output (the report
@@ -398,7 +481,11 @@ fn backup(db: &Path, dest: &Path) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     }
     crate::store::backup(db, &BackupTarget::File(dest.to_owned()))?;
-    println!("backed up {} to {}", db.display(), dest.display());
+    say(format_args!(
+        "backed up {} to {}",
+        db.display(),
+        dest.display()
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

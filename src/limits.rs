@@ -97,3 +97,14 @@ pub const WAL_WRITER_CHECKPOINT_PAGES: u32 = 10_000;
 /// address and minute (429 past it): 20 a second is more than a person
 /// browsing, and keeps one script from taking every reader.
 pub const ANONYMOUS_READS_PER_MINUTE: u32 = 1_200;
+/// An idle writer thread wakes this often just to show it is alive: the
+/// systemd watchdog pings only while the writer's heartbeat is fresh.
+pub const WRITER_IDLE_BEAT_MS: u64 = 250;
+/// The systemd watchdog calls a thread stuck when its heartbeat is older
+/// than half of WATCHDOG_USEC, but never sooner than this: several times
+/// the longest quiet stretch of a healthy thread (the poller's
+/// DEADLINE_SWEEP_MS, the writer's WRITER_IDLE_BEAT_MS), so a busy machine
+/// does not miss a ping.
+pub const WATCHDOG_STALE_MS_MIN: u64 = 1_000;
+const _: () = assert!(WATCHDOG_STALE_MS_MIN >= 4 * WRITER_IDLE_BEAT_MS);
+const _: () = assert!(WATCHDOG_STALE_MS_MIN >= 4 * DEADLINE_SWEEP_MS);

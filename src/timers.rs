@@ -4,10 +4,13 @@
 //! parties' actions), in bounded batches, through the writer. Its state is
 //! the database, so it picks up after a restart; it stops on shutdown. The
 //! same thread does the other timed housekeeping: purging idempotency keys
-//! past their keep time and expired sessions.
+//! past their keep time and expired sessions. An order whose move fails
+//! (not a lost race) waits, doubling each time, before it is tried again
+//! (`Retries`), and the orders due after it go on meanwhile.
 
+use std::collections::HashMap;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -21,6 +24,14 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// Time between housekeeping rounds, and rows each removes at most.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(600);
 pub const HOUSEKEEPING_ROWS_MAX: usize = 10_000;
+/// First wait before an order whose timer failed is tried again; each
+/// further failure doubles it, up to RETRY_WAIT_MAX.
+pub const RETRY_WAIT_MIN: Duration = Duration::from_secs(1);
+pub const RETRY_WAIT_MAX: Duration = Duration::from_secs(600);
+/// Failing orders remembered at once. A sweep reads up to this many extra
+/// rows to page past them, so it bounds that cost too; beyond it a failing
+/// order is tried at every sweep again, as if never remembered (logged).
+pub const RETRIES_MAX: usize = 4096;
 
 pub struct Sweeper {
     stop: Sender<()>,
@@ -45,11 +56,12 @@ impl Sweeper {
 
 fn run(store: &Store, stopped: &Receiver<()>) {
     let mut next_housekeeping = std::time::Instant::now();
+    let mut retries = Retries::default();
     loop {
         match stopped.recv_timeout(SWEEP_INTERVAL) {
             Err(RecvTimeoutError::Timeout) => {
                 sweep(store);
-                sweep_orders(store);
+                sweep_orders(store, &mut retries, Instant::now());
             }
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
@@ -111,13 +123,61 @@ fn sweep(store: &Store) {
     }
 }
 
+/// Orders whose timer failed: when each may be tried again and how many
+/// times it failed in a row. At most RETRIES_MAX.
+#[derive(Default)]
+struct Retries {
+    failed: HashMap<i64, (Instant, u32)>,
+}
+
+impl Retries {
+    /// Whether order `id` waits for its retry at `now`.
+    fn waiting(&self, id: i64, now: Instant) -> bool {
+        self.failed
+            .get(&id)
+            .is_some_and(|&(retry_at, _)| now < retry_at)
+    }
+
+    /// Records a failure of order `id` at `now`; the wait until its retry,
+    /// or `None` when the map is full and it is not remembered.
+    fn failed(&mut self, id: i64, now: Instant) -> Option<(Duration, u32)> {
+        if self.failed.len() >= RETRIES_MAX && !self.failed.contains_key(&id) {
+            // Forget those whose retry is due before refusing a new one.
+            self.failed.retain(|_, &mut (retry_at, _)| now < retry_at);
+            if self.failed.len() >= RETRIES_MAX {
+                return None;
+            }
+        }
+        let entry = self.failed.entry(id).or_insert((now, 0));
+        entry.1 = entry.1.saturating_add(1);
+        let wait = RETRY_WAIT_MIN
+            .saturating_mul(1u32 << (entry.1 - 1).min(16))
+            .min(RETRY_WAIT_MAX);
+        entry.0 = now + wait;
+        Some((wait, entry.1))
+    }
+
+    /// Order `id` moved, or was moved by a party: nothing to retry.
+    fn settled(&mut self, id: i64) {
+        self.failed.remove(&id);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.failed.len()
+    }
+}
+
 /// Moves the orders whose timer passed; one moved meanwhile by a party
-/// loses its race with `invalid_state`, which is expected and ignored.
-fn sweep_orders(store: &Store) {
+/// loses its race with `invalid_state`, which is expected and ignored. One
+/// whose move fails otherwise is skipped until its retry (`Retries`),
+/// logged once per failure, so it neither holds back the orders due after
+/// it nor floods the log.
+fn sweep_orders(store: &Store, retries: &mut Retries, at: Instant) {
     let now = crate::clock::unix_seconds();
     let due = match store
         .readers
-        .read(|conn| crate::orders::due(conn, now, SWEEP_BATCH_MAX))
+        .read(|conn| crate::orders::due(conn, now, SWEEP_BATCH_MAX, &|id| retries.waiting(id, at)))
     {
         Ok(due) => due,
         Err(e) => {
@@ -138,9 +198,55 @@ fn sweep_orders(store: &Store) {
     drop(done_tx);
     for (id, result) in done_rx.iter() {
         match result {
-            Ok(state) => log::info!("order {id} {} by its timer", state.as_str()),
-            Err(crate::error::Error::Conflict { .. }) => {}
-            Err(e) => log::warn!("timer of order {id} failed: {e}"),
+            Ok(state) => {
+                retries.settled(id);
+                log::info!("order {id} {} by its timer", state.as_str());
+            }
+            Err(crate::error::Error::Conflict { .. }) => retries.settled(id),
+            Err(e) => match retries.failed(id, at) {
+                Some((wait, times)) => log::warn!(
+                    "timer of order {id} failed ({times} in a row), next try in {}s: {e}",
+                    wait.as_secs()
+                ),
+                None => log::warn!(
+                    "timer of order {id} failed, retried next sweep ({RETRIES_MAX} failing orders remembered already): {e}"
+                ),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_order_waits_longer_each_time_and_the_map_is_bounded() {
+        let mut retries = Retries::default();
+        let t0 = Instant::now();
+        assert_eq!(retries.failed(7, t0), Some((RETRY_WAIT_MIN, 1)));
+        assert!(retries.waiting(7, t0 + RETRY_WAIT_MIN / 2));
+        assert!(!retries.waiting(7, t0 + RETRY_WAIT_MIN));
+        assert!(!retries.waiting(8, t0));
+        let t1 = t0 + RETRY_WAIT_MIN;
+        assert_eq!(retries.failed(7, t1), Some((RETRY_WAIT_MIN * 2, 2)));
+        assert!(retries.waiting(7, t1 + RETRY_WAIT_MIN));
+        let mut at = t1;
+        for _ in 0..40 {
+            at += RETRY_WAIT_MAX;
+            let (wait, _) = retries.failed(7, at).unwrap();
+            assert!(wait <= RETRY_WAIT_MAX);
+        }
+        assert_eq!(retries.failed(7, at).unwrap().0, RETRY_WAIT_MAX);
+        retries.settled(7);
+        assert!(!retries.waiting(7, at));
+        for id in 0..RETRIES_MAX as i64 {
+            assert!(retries.failed(id, at).is_some());
+        }
+        assert_eq!(retries.failed(-1, at), None, "full");
+        assert_eq!(retries.len(), RETRIES_MAX);
+        // Once their retries are due they make room.
+        assert!(retries.failed(-1, at + RETRY_WAIT_MIN).is_some());
+        assert_eq!(retries.len(), 1);
     }
 }

@@ -56,11 +56,16 @@ pub fn lookup(conn: &Connection, token: &TokenHash) -> Result<Option<SessionEntr
         .optional()?)
 }
 
-/// Starts a session for `user_id` and records the login. Expired sessions of
+/// Starts a session for `user_id` and records the login, if the user is
+/// still active with the password hash the login verified (`verified_hash`):
+/// a password change (`PATCH /users/me`, `souk user passwd`) or a suspension
+/// that committed while the password was being checked leaves the login
+/// without a session, answered like a wrong password. Expired sessions of
 /// that user are removed on the way, so the table does not grow with logins.
 pub fn create(
     conn: &WriteTx<'_>,
     user_id: i64,
+    verified_hash: &str,
     token: &TokenHash,
     now: i64,
     ttl_s: i64,
@@ -68,10 +73,26 @@ pub fn create(
     let expires_at = now
         .checked_add(ttl_s)
         .ok_or_else(|| Error::internal("session expiry overflows"))?;
+    // The check and the insert are one statement in the login's own write
+    // job, so no change can commit between them.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
+             SELECT ?1, id, ?3, ?4 FROM users
+             WHERE id = ?2 AND password_hash = ?5 AND status = 'active'",
+        )?
+        .execute(params![
+            token.as_slice(),
+            user_id,
+            now,
+            expires_at,
+            verified_hash
+        ])?;
+    if inserted == 0 {
+        return Err(Error::InvalidCredentials);
+    }
     conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2")?
         .execute(params![user_id, now])?;
-    conn.prepare_cached("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![token.as_slice(), user_id, now, expires_at])?;
     conn.prepare_cached("UPDATE users SET last_login_at = ?2 WHERE id = ?1")?
         .execute(params![user_id, now])?;
     conn.touch(Touched::User(user_id));

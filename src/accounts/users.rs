@@ -189,6 +189,21 @@ pub fn set_password_hash(conn: &WriteTx<'_>, id: i64, password_hash: &str) -> Re
     Ok(())
 }
 
+/// Replaces the password hash only if it is still `verified_hash` (the one
+/// the current password was checked against): false when another change
+/// committed in between.
+pub fn replace_password_hash(
+    conn: &WriteTx<'_>,
+    id: i64,
+    verified_hash: &str,
+    password_hash: &str,
+) -> Result<bool> {
+    let changed = conn
+        .prepare_cached("UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2")?
+        .execute(params![id, verified_hash, password_hash])?;
+    Ok(changed == 1)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct UserStats {
     pub total: i64,

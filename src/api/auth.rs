@@ -1,6 +1,7 @@
 //! Who is calling: `Authorization: Bearer TOKEN` to a live session of an
 //! active user. Anything else is 401, never 5xx, whatever the header holds.
 
+use crate::accounts::operator::Freshness;
 use crate::accounts::sessions::{self, TokenHash};
 use crate::accounts::{Role, Status, User, users};
 use crate::app::App;
@@ -21,23 +22,28 @@ impl Caller {
 /// The signed-in caller, or 401: a live session of an active user. Both
 /// lookups go through caches that every logout, suspension and password
 /// change invalidates before it is acknowledged, and that an operator's
-/// change from the command line clears before they are read
-/// (`accounts::operator`).
+/// change from the command line clears (`accounts::operator`); while the
+/// server cannot tell whether such a change happened, they are read from
+/// the database instead.
 pub fn caller(app: &App, request: &Request) -> Result<Caller> {
     let token = bearer_token(request)?.ok_or(Error::Unauthenticated)?;
     let hash = sessions::hash_presented(token).ok_or(Error::Unauthenticated)?;
     let readers = &app.store.readers;
     // Operator changes from the command line drop cached entries first.
-    app.operator.sync(readers, &app.caches, &app.guard)?;
-    let session = app
-        .caches
-        .sessions
-        .get_or_load_some(&hash, || readers.read(|conn| sessions::lookup(conn, &hash)))?
-        .filter(|s| s.expires_at > crate::clock::unix_seconds())
-        .ok_or(Error::Unauthenticated)?;
-    let user = profile(app, session.user_id)?
-        .filter(|u| u.status == Status::Active)
-        .ok_or(Error::Unauthenticated)?;
+    let freshness = app.operator.sync(readers, &app.caches, &app.guard);
+    let load_session = || readers.read(|conn| sessions::lookup(conn, &hash));
+    let session = match freshness {
+        Freshness::Trusted => app.caches.sessions.get_or_load_some(&hash, load_session)?,
+        Freshness::ReadThrough => load_session()?,
+    }
+    .filter(|s| s.expires_at > crate::clock::unix_seconds())
+    .ok_or(Error::Unauthenticated)?;
+    let user = match freshness {
+        Freshness::Trusted => profile(app, session.user_id)?,
+        Freshness::ReadThrough => readers.read(|conn| users::by_id(conn, session.user_id))?,
+    }
+    .filter(|u| u.status == Status::Active)
+    .ok_or(Error::Unauthenticated)?;
     // For the access log; a second lookup of one request finds the same user.
     let _ = request.user_id.set(user.id);
     Ok(Caller { user, token: hash })

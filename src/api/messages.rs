@@ -29,12 +29,25 @@ pub fn post(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     app.store
         .readers
         .read(|conn| messages::conversation(conn, order_id, author, caller.is_admin()))?;
-    app.messages_sent.count(author)?;
+    let counted = app.messages_sent.count(author)?;
     let now = clock::unix_seconds();
-    Ok(app.write(
-        move |tx| messages::post(tx, order_id, author, &text, now),
-        |message| respond::json(201, &json!({"message": message.view()})),
-    ))
+    // Not `App::write`: a send the writer refuses (503, a failed commit) is
+    // not stored, so its slot is given back.
+    let (writer, limit) = (app.store.writer.clone(), app.messages_sent.clone());
+    Ok(Reply::Later(Box::new(move |responder| {
+        writer.submit(
+            move |tx| messages::post(tx, order_id, author, &text, now),
+            move |result| {
+                responder.send(match result {
+                    Ok(message) => respond::json(201, &json!({"message": message.view()})),
+                    Err(e) => {
+                        limit.release(author, counted);
+                        respond::error(e)
+                    }
+                });
+            },
+        );
+    })))
 }
 
 /// `GET /orders/{id}/messages?limit=&after=`: oldest first.

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::http::{Reply, Request, Response};
 use crate::limits::WRITE_QUEUE_MAX;
 use crate::monitor::prometheus::Exposition;
-use crate::monitor::requests::RouteSnapshot;
+use crate::monitor::requests::{RouteSnapshot, code_label};
 use crate::store::breaker::State;
 use crate::store::writer::BATCH_BUCKETS;
 
@@ -96,8 +96,8 @@ fn operations(app: &App, routes: &[RouteSnapshot]) -> Value {
     for (route, rate) in routes.iter().zip(rates) {
         let slot = by_operation
             .entry(&route.operation)
-            .or_insert_with(|| (empty_like(route), 0.0));
-        for (sum, n) in slot.0.classes.iter_mut().zip(route.classes) {
+            .or_insert_with(|| (route.empty_like(), 0.0));
+        for (sum, n) in slot.0.codes.iter_mut().zip(route.codes) {
             *sum += n;
         }
         for (sum, n) in slot.0.latency.buckets.iter_mut().zip(route.latency.buckets) {
@@ -128,15 +128,6 @@ fn operations(app: &App, routes: &[RouteSnapshot]) -> Value {
         })
         .collect();
     Value::Object(map)
-}
-
-fn empty_like(route: &RouteSnapshot) -> RouteSnapshot {
-    RouteSnapshot {
-        route: String::new(),
-        operation: route.operation.clone(),
-        classes: [0; 5],
-        latency: Default::default(),
-    }
 }
 
 fn store_figures(app: &App) -> Value {
@@ -206,6 +197,17 @@ pub fn prometheus(app: &App) -> String {
     store_families(&mut out, app);
     app.caches.prometheus(&mut out);
     system_families(&mut out, app);
+    process_families(&mut out);
+    out.family(
+        "souk_build_info",
+        "gauge",
+        "Always 1; the labels say which souk this is.",
+    );
+    out.sample(
+        "souk_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
     out.finish()
 }
 
@@ -213,35 +215,40 @@ fn request_families(out: &mut Exposition, routes: &[RouteSnapshot]) {
     out.family(
         "souk_http_requests_total",
         "counter",
-        "Requests answered, by route and status class.",
+        "Requests answered, by method, route template and status code.",
     );
+    // Only the codes a route has answered with: a series appears with its
+    // first request (the duration histogram below has every route from the
+    // start). Requests no route matched have no method label.
     for route in routes {
-        for (index, n) in route.classes.iter().enumerate() {
-            let class = format!("{}xx", index + 1);
-            let labels = [
-                ("route", route.route.as_str()),
-                ("operation", route.operation.as_str()),
-                ("class", &class),
-            ];
+        for (slot, n) in route.codes.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let code = code_label(slot);
+            let labels = route_labels(route, Some(&code));
             out.sample("souk_http_requests_total", &labels, *n as f64);
         }
     }
     out.family(
         "souk_http_request_duration_seconds",
         "histogram",
-        "Time from request to answer, by route.",
+        "Time from request to answer, by method and route template.",
     );
     for route in routes {
-        let labels = [
-            ("route", route.route.as_str()),
-            ("operation", route.operation.as_str()),
-        ];
         out.histogram_seconds(
             "souk_http_request_duration_seconds",
-            &labels,
+            &route_labels(route, None),
             &route.latency,
         );
     }
+}
+
+/// `method` (left out when no route matched), `route` and maybe `code`.
+fn route_labels<'a>(route: &'a RouteSnapshot, code: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let method = (!route.method.is_empty()).then_some(("method", route.method.as_str()));
+    method
+        .into_iter()
+        .chain([("route", route.route.as_str())])
+        .chain(code.map(|code| ("code", code)))
+        .collect()
 }
 
 fn store_families(out: &mut Exposition, app: &App) {
@@ -363,35 +370,17 @@ fn store_families(out: &mut Exposition, app: &App) {
     );
 }
 
+/// The process, the database's files and filesystem. Host-wide memory and
+/// CPU are left to node_exporter (they stay in the dashboard JSON); ratios
+/// are 0–1, as Prometheus convention has it.
 fn system_families(out: &mut Exposition, app: &App) {
     let s = app.monitor.system();
-    let gauges: [(&str, &str, f64); 11] = [
+    let disk_used_ratio = s.disk_used_percent / 100.0;
+    let gauges: [(&str, &str, f64); 4] = [
         (
-            "souk_process_resident_memory_bytes",
-            "Resident memory of this process.",
-            s.process_rss_bytes as f64,
-        ),
-        (
-            "souk_process_cpu_percent",
-            "CPU use of this process, percent of one core.",
-            s.process_cpu_percent,
-        ),
-        (
-            "souk_system_memory_used_percent",
-            "System memory in use.",
-            s.memory_used_percent,
-        ),
-        (
-            "souk_system_memory_available_bytes",
-            "System memory available.",
-            s.memory_available_bytes as f64,
-        ),
-        ("souk_system_cpu_percent", "System CPU use.", s.cpu_percent),
-        ("souk_system_cpus", "CPUs.", s.cpu_count as f64),
-        (
-            "souk_disk_used_percent",
-            "Use of the database's filesystem.",
-            s.disk_used_percent,
+            "souk_disk_used_ratio",
+            "Share of the database's filesystem in use, 0 to 1.",
+            disk_used_ratio,
         ),
         (
             "souk_disk_free_bytes",
@@ -407,11 +396,6 @@ fn system_families(out: &mut Exposition, app: &App) {
             "souk_wal_size_bytes",
             "Write-ahead log size.",
             s.wal_bytes as f64,
-        ),
-        (
-            "souk_uptime_seconds",
-            "Seconds since start.",
-            app.monitor.uptime().as_secs_f64(),
         ),
     ];
     for (name, help, value) in gauges {
@@ -443,5 +427,55 @@ fn system_families(out: &mut Exposition, app: &App) {
             .find(|(r, _)| *r == rule)
             .map_or(0, |(_, n)| *n);
         out.sample("souk_alert_firings_total", &[("rule", rule)], n as f64);
+    }
+}
+
+/// The standard `process_*` families (Prometheus client library
+/// conventions), each left out when /proc could not give it.
+fn process_families(out: &mut Exposition) {
+    let p = crate::monitor::process::read();
+    let families: [(&str, &str, &str, Option<f64>); 6] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            p.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            p.resident_memory_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            p.virtual_memory_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the unix epoch, in seconds.",
+            p.start_time_seconds,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            p.open_fds.map(|n| n as f64),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Most file descriptors the process may open (the soft limit).",
+            p.max_fds.map(|n| n as f64),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        if let Some(value) = value {
+            out.family(name, kind, help);
+            out.sample(name, &[], value);
+        }
     }
 }

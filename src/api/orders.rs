@@ -236,10 +236,10 @@ pub fn dispute(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let caller = auth::caller(app, request)?;
     let body: DisputeBody = json::body(request)?;
     let reason = orders::parse_text("reason", body.reason, REASON_CHARS_MAX)?;
-    if reason.is_empty() {
+    if reason.trim().is_empty() {
         return Err(Error::invalid_field(
             "reason",
-            format!("reason must be 1-{REASON_CHARS_MAX} characters"),
+            format!("reason must be 1-{REASON_CHARS_MAX} characters, not only white space"),
         ));
     }
     act(

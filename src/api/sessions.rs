@@ -29,16 +29,17 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     ) else {
         return Err(Error::InvalidCredentials);
     };
-    // An operator's `souk user unlock` lifts a lockout before it is checked.
+    // An operator's `souk user unlock` lifts a lockout before it is checked
+    // (the user and the hash are read from the database, never a cache).
     app.operator
-        .sync(&app.store.readers, &app.caches, &app.guard)?;
+        .sync(&app.store.readers, &app.caches, &app.guard);
     let attempt = app.guard.begin(username.as_str(), request.client)?;
     let found = app
         .store
         .readers
         .read(|conn| users::by_username_with_hash(conn, &username))?;
     let (user, phc) = match found {
-        Some((user, phc)) => (Some(user), Some(phc)),
+        Some((user, phc)) => (Some((user, phc.clone())), Some(phc)),
         None => (None, None),
     };
     let (hasher, writer) = (app.hasher.clone(), app.store.writer.clone());
@@ -47,9 +48,9 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         hasher.verify(password, phc, move |matched| {
             // A suspended account answers exactly like a wrong password, so
             // the answer never tells whether a password was right.
-            let user = match (matched, user) {
+            let (user, verified_hash) = match (matched, user) {
                 (Err(e), _) => return responder.send(respond::error(e)),
-                (Ok(true), Some(user)) if user.status == Status::Active => user,
+                (Ok(true), Some((user, phc))) if user.status == Status::Active => (user, phc),
                 _ => {
                     attempt.failed();
                     return responder.send(respond::error(Error::InvalidCredentials));
@@ -62,7 +63,13 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             };
             let now = clock::unix_seconds();
             writer.submit(
-                move |tx| sessions::create(tx, user.id, &hash, now, ttl_s).map(|expires_at| (user.clone(), expires_at)),
+                // Created only if the hash just verified is still the user's
+                // and they are still active (a change may have committed
+                // meanwhile): otherwise 401 like a wrong password.
+                move |tx| {
+                    sessions::create(tx, user.id, &verified_hash, &hash, now, ttl_s)
+                        .map(|expires_at| (user.clone(), expires_at))
+                },
                 move |result| {
                     responder.send(match result {
                         Ok((mut user, expires_at)) => {

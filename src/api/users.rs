@@ -149,6 +149,7 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         .readers
         .read(|conn| users::password_hash(conn, user_id))?;
     let (hasher, writer, keep) = (app.hasher.clone(), app.store.writer.clone(), caller.token);
+    let verified_hash = phc.clone().unwrap_or_default();
     Ok(Reply::Later(Box::new(move |responder| {
         let rehash = hasher.clone();
         hasher.verify(current, phc, move |matched| {
@@ -168,7 +169,12 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
                     Err(e) => return responder.send(respond::error(e)),
                 };
                 let work = move |tx: &crate::store::WriteTx<'_>| {
-                    users::set_password_hash(tx, user_id, &hash)?;
+                    // A change that committed since the check (`souk user
+                    // passwd`, another PATCH) wins: the current password
+                    // given is no longer the current one.
+                    if !users::replace_password_hash(tx, user_id, &verified_hash, &hash)? {
+                        return Err(wrong_current_password());
+                    }
                     sessions::end_all(tx, user_id, Some(&keep))?;
                     users::update(tx, user_id, &changes)
                 };

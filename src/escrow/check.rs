@@ -3,11 +3,13 @@
 use rusqlite::Connection;
 
 use crate::error::Result;
+use crate::ledger::PLATFORM;
 use crate::ledger::check::PROBLEMS_MAX;
 
 pub fn invariants(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
     held_matches_open_escrows(conn, problems)?;
     one_closing_movement(conn, problems)?;
+    closing_legs_reach_the_parties(conn, problems)?;
     Ok(())
 }
 
@@ -65,6 +67,61 @@ fn one_closing_movement(conn: &Connection, problems: &mut Vec<String>) -> Result
         let (id, state): (i64, String) = (row.get(0)?, row.get(1)?);
         problems.push(format!(
             "escrow {id} ({state}): its entries do not match one hold and its closing"
+        ));
+    }
+    Ok(())
+}
+
+/// Invariant 5, who is paid: a closing's `escrow_release` legs go out of the
+/// buyer and in to the seller or, for an order's escrow only, the platform
+/// (user 0, the fee); its `escrow_refund` legs go in to the buyer; in each
+/// movement the release `in` legs sum to its `out` legs. Replay (invariant
+/// 2) cannot see money credited to the wrong user when that user's balance
+/// was moved with it.
+fn closing_legs_reach_the_parties(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
+    let sql = format!(
+        "SELECT n.escrow_id, e.state, n.movement_id, n.user_id, n.kind, n.direction
+         FROM entries AS n JOIN escrows AS e ON e.id = n.escrow_id
+         WHERE n.escrow_id IS NOT NULL AND n.kind IN ('escrow_release', 'escrow_refund')
+           AND NOT ((n.kind = 'escrow_release' AND n.direction = 'out' AND n.user_id = e.buyer)
+                 OR (n.kind = 'escrow_release' AND n.direction = 'in'
+                     AND (n.user_id = e.seller OR (e.order_id IS NOT NULL AND n.user_id = {PLATFORM})))
+                 OR (n.kind = 'escrow_refund' AND n.direction = 'in' AND n.user_id = e.buyer))
+         LIMIT {PROBLEMS_MAX}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (id, state, movement, user, kind, direction): (i64, String, i64, i64, String, String) = (
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+        );
+        problems.push(format!(
+            "escrow {id} ({state}): movement {movement} has an {kind} {direction} leg of user {user}, \
+             who is not the party it must go to"
+        ));
+    }
+    let sql = format!(
+        "SELECT escrow_id, movement_id,
+                sum(CASE WHEN direction = 'in' THEN amount ELSE 0 END),
+                sum(CASE WHEN direction = 'out' THEN amount ELSE 0 END)
+         FROM entries WHERE escrow_id IS NOT NULL AND kind = 'escrow_release'
+         GROUP BY escrow_id, movement_id
+         HAVING sum(CASE WHEN direction = 'in' THEN amount ELSE 0 END)
+             != sum(CASE WHEN direction = 'out' THEN amount ELSE 0 END)
+         LIMIT {PROBLEMS_MAX}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (id, movement, paid_in, paid_out): (i64, i64, i64, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        problems.push(format!(
+            "escrow {id}: movement {movement} releases {paid_out} out but {paid_in} in"
         ));
     }
     Ok(())

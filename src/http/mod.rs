@@ -16,5 +16,5 @@ mod server;
 pub mod tls;
 
 pub use request::{BadHeader, Method, Request, RequestId};
-pub use response::{Reply, Responder, Response};
+pub use response::{Reply, Responder, Response, reason};
 pub use server::{Completed, Edge, Limits, Server, ServerHandle, Service};

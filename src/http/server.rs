@@ -19,6 +19,7 @@ use super::proxy::TrustedProxies;
 use super::request::{Method, Request, RequestId};
 use super::response::{Reply, Responder, Response};
 use super::tls::Certificates;
+use crate::heartbeat::Heartbeat;
 use crate::limits::{
     ACCEPT_BACKOFF_MS_MAX, ACCEPT_BACKOFF_MS_MIN, DEADLINE_SWEEP_MS, SERVICE_STACK_BYTES,
     SHUTDOWN_GRACE_MS, WORKER_STACK_BYTES,
@@ -125,6 +126,9 @@ pub(crate) struct Shared {
     /// Connections waiting for the poller (to read a request, or to write
     /// the rest of an answer), by poller key.
     parked: Mutex<HashMap<usize, Conn>>,
+    /// Stamped by the I/O thread on every wake-up (at least every
+    /// DEADLINE_SWEEP_MS); the systemd watchdog reads it.
+    io_heartbeat: Arc<Heartbeat>,
     work: Sender<Work>,
     pub(crate) service: Arc<dyn Service>,
 }
@@ -170,6 +174,7 @@ impl Server {
             io_stop: AtomicBool::new(false),
             io_exited: AtomicBool::new(false),
             parked: Mutex::new(HashMap::new()),
+            io_heartbeat: Arc::new(Heartbeat::default()),
             work: work_tx,
             service,
             limits,
@@ -209,6 +214,12 @@ impl Server {
 }
 
 impl ServerHandle {
+    /// The I/O thread's heartbeat: accepting and polling go on while it
+    /// stays fresh.
+    pub fn io_heartbeat(&self) -> Arc<Heartbeat> {
+        Arc::clone(&self.shared.io_heartbeat)
+    }
+
     /// Connections open right now.
     pub fn open_connections(&self) -> usize {
         self.shared.open_connections.load(Ordering::SeqCst)
@@ -307,6 +318,7 @@ fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
             log::error!("poller wait failed: {e}");
             std::thread::sleep(sweep_every);
         }
+        shared.io_heartbeat.beat();
         if shared.io_stop.load(Ordering::SeqCst) {
             break;
         }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
+use super::PLATFORM;
 use super::money::format_minor;
 use crate::config::Currencies;
 use crate::error::Result;
@@ -48,9 +49,12 @@ fn read_figures(
         .iter()
         .map(|c| (c.code.clone(), Figures::default()))
         .collect();
-    let mut stmt = conn.prepare_cached(
-        "SELECT currency, available, held, (available > 0 OR held > 0) FROM accounts",
-    )?;
+    // The platform (user 0) is no user: its fee balances are in the totals
+    // but it is not counted in `accounts`.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT currency, available, held, (user_id != {PLATFORM} AND (available > 0 OR held > 0))
+         FROM accounts"
+    ))?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         if let Some(f) = figures.get_mut(&row.get::<_, String>(0)?) {

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod histogram;
+pub mod process;
 pub mod prometheus;
 pub mod requests;
 pub mod system;

@@ -1,37 +1,84 @@
-//! Per-route request metrics: counts by status class and a latency
+//! Per-route request metrics: counts by status code and a latency
 //! histogram for each route (method + template) and its operation name.
-//! The set of routes is fixed at start, so recording indexes a Vec: no map,
-//! no lock on the hot path.
+//! The set of routes is fixed at start, and so is the set of status codes
+//! this server sends (`STATUS_CODES`), so recording indexes arrays: no map,
+//! no lock on the hot path, and the series stay bounded.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::histogram::{Histogram, HistogramSnapshot};
 
+/// Every status code this server answers with (the reason phrases of
+/// `http::response`; a unit test keeps the two lists equal). A code outside
+/// it is counted in one more slot, shown as `code="other"`.
+pub const STATUS_CODES: [u16; 19] = [
+    100, 200, 201, 204, 400, 401, 403, 404, 405, 409, 411, 413, 414, 415, 422, 429, 431, 500, 503,
+];
+/// Count slots per route: one per known code, one for any other.
+const CODE_SLOTS: usize = STATUS_CODES.len() + 1;
+
+fn code_slot(status: u16) -> usize {
+    STATUS_CODES
+        .iter()
+        .position(|&code| code == status)
+        .unwrap_or(STATUS_CODES.len())
+}
+
+/// The `code` label of a slot.
+pub fn code_label(slot: usize) -> String {
+    STATUS_CODES
+        .get(slot)
+        .map_or_else(|| "other".to_owned(), u16::to_string)
+}
+
 pub struct RouteMetrics {
-    /// `GET /api/v1/users/{id}`.
+    /// `GET`; empty for requests no route matched.
+    pub method: String,
+    /// `/api/v1/users/{id}`; `unmatched` for requests no route matched.
     pub route: String,
     /// `users.get_by_id`.
     pub operation: String,
-    /// Responses by status class: 1xx..5xx at index 0..4.
-    classes: [AtomicU64; 5],
+    /// Responses by status code, in `STATUS_CODES` order, then any other.
+    codes: [AtomicU64; CODE_SLOTS],
     latency: Histogram,
 }
 
 #[derive(Clone, Debug)]
 pub struct RouteSnapshot {
+    pub method: String,
     pub route: String,
     pub operation: String,
-    pub classes: [u64; 5],
+    /// Answers by slot (see `code_label`).
+    pub codes: [u64; CODE_SLOTS],
     pub latency: HistogramSnapshot,
 }
 
 impl RouteSnapshot {
-    pub fn count(&self) -> u64 {
-        self.classes.iter().sum()
+    /// An empty snapshot named like `self`, to add others into.
+    pub fn empty_like(&self) -> RouteSnapshot {
+        RouteSnapshot {
+            method: self.method.clone(),
+            route: self.route.clone(),
+            operation: self.operation.clone(),
+            codes: [0; CODE_SLOTS],
+            latency: HistogramSnapshot::default(),
+        }
     }
+
+    pub fn count(&self) -> u64 {
+        self.codes.iter().sum()
+    }
+
+    /// Answers with a 5xx status ("other" codes are not 5xx ones: every
+    /// 5xx this server sends is listed).
     pub fn errors_5xx(&self) -> u64 {
-        self.classes[4]
+        STATUS_CODES
+            .iter()
+            .zip(self.codes)
+            .filter(|(code, _)| **code >= 500)
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -41,21 +88,27 @@ pub struct RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// `routes`: (route, operation) for each route, in router order.
+    /// `routes`: (`METHOD /template`, operation) for each route, in router
+    /// order (`Router::describe`).
     pub fn new(routes: Vec<(String, String)>) -> RequestMetrics {
         let mut all: Vec<RouteMetrics> = routes
             .into_iter()
-            .map(|(route, operation)| RouteMetrics {
-                route,
-                operation,
-                classes: Default::default(),
-                latency: Histogram::default(),
+            .map(|(route, operation)| {
+                let (method, template) = route.split_once(' ').unwrap_or(("", &route));
+                RouteMetrics {
+                    method: method.to_owned(),
+                    route: template.to_owned(),
+                    operation,
+                    codes: Default::default(),
+                    latency: Histogram::default(),
+                }
             })
             .collect();
         all.push(RouteMetrics {
+            method: String::new(),
             route: "unmatched".into(),
             operation: "unmatched".into(),
-            classes: Default::default(),
+            codes: Default::default(),
             latency: Histogram::default(),
         });
         RequestMetrics { routes: all }
@@ -66,8 +119,7 @@ impl RequestMetrics {
     pub fn record(&self, route: Option<usize>, status: u16, elapsed: Duration) {
         let unmatched = self.routes.len() - 1;
         let metrics = &self.routes[route.filter(|&i| i < unmatched).unwrap_or(unmatched)];
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        metrics.classes[class].fetch_add(1, Ordering::Relaxed);
+        metrics.codes[code_slot(status)].fetch_add(1, Ordering::Relaxed);
         metrics
             .latency
             .record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
@@ -77,17 +129,60 @@ impl RequestMetrics {
         self.routes
             .iter()
             .map(|m| {
-                let mut classes = [0u64; 5];
-                for (slot, counter) in classes.iter_mut().zip(&m.classes) {
+                let mut codes = [0u64; CODE_SLOTS];
+                for (slot, counter) in codes.iter_mut().zip(&m.codes) {
                     *slot = counter.load(Ordering::Relaxed);
                 }
                 RouteSnapshot {
+                    method: m.method.clone(),
                     route: m.route.clone(),
                     operation: m.operation.clone(),
-                    classes,
+                    codes,
                     latency: m.latency.snapshot(),
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_codes_are_those_the_server_has_a_reason_phrase_for() {
+        for status in 100..600u16 {
+            let known = crate::http::reason(status) != "Unknown";
+            assert_eq!(
+                STATUS_CODES.contains(&status),
+                known,
+                "status {status}: STATUS_CODES and http::response::reason disagree"
+            );
+        }
+    }
+
+    #[test]
+    fn each_status_is_counted_under_its_own_code() {
+        let metrics = RequestMetrics::new(vec![("GET /a".into(), "a.get".into())]);
+        for status in [200, 200, 404, 503, 299] {
+            metrics.record(Some(0), status, Duration::from_millis(1));
+        }
+        let routes = metrics.snapshot();
+        let a = &routes[0];
+        assert_eq!((a.method.as_str(), a.route.as_str()), ("GET", "/a"));
+        let counted: Vec<(String, u64)> = a
+            .codes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(slot, n)| (code_label(slot), *n))
+            .collect();
+        let expected = [("200", 2), ("404", 1), ("503", 1), ("other", 1)];
+        let expected: Vec<(String, u64)> = expected
+            .iter()
+            .map(|(c, n)| ((*c).to_owned(), *n))
+            .collect();
+        assert_eq!(counted, expected);
+        assert_eq!((a.count(), a.errors_5xx()), (5, 1));
     }
 }

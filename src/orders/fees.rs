@@ -35,11 +35,7 @@ fn summary_in_snapshot(
 ) -> Result<BTreeMap<String, Fees>> {
     let mut balance =
         conn.prepare_cached("SELECT available FROM accounts WHERE user_id = ?1 AND currency = ?2")?;
-    // Served by the partial index entries_platform.
-    let mut withdrawn = conn.prepare_cached(
-        "SELECT coalesce(sum(amount), 0) FROM entries
-         WHERE user_id = ?1 AND currency = ?2 AND kind = 'withdrawal'",
-    )?;
+    let mut withdrawn = conn.prepare_cached(&withdrawn_sql())?;
     let mut out = BTreeMap::new();
     for spec in &currencies.0 {
         let fees = Fees {
@@ -47,11 +43,21 @@ fn summary_in_snapshot(
                 .query_row(params![PLATFORM, spec.code], |row| row.get(0))
                 .optional()?
                 .unwrap_or(0),
-            withdrawn: withdrawn.query_row(params![PLATFORM, spec.code], |row| row.get(0))?,
+            withdrawn: withdrawn.query_row([&spec.code], |row| row.get(0))?,
         };
         out.insert(spec.code.clone(), fees);
     }
     Ok(out)
+}
+
+/// The platform's withdrawn fees in currency ?1. User 0 is written in the
+/// SQL, not bound: only then can SQLite use the partial index
+/// `entries_platform` (`WHERE user_id = 0`).
+fn withdrawn_sql() -> String {
+    format!(
+        "SELECT coalesce(sum(amount), 0) FROM entries
+         WHERE user_id = {PLATFORM} AND currency = ?1 AND kind = 'withdrawal'"
+    )
 }
 
 /// `{CUR: {balance, collected, withdrawn}}` as decimal strings.
@@ -91,5 +97,24 @@ pub fn withdraw(tx: &WriteTx<'_>, ext: &External<'_>) -> Result<Entry> {
         Ok(Applied::New(entry)) => Ok(entry),
         Ok(Applied::Replayed(_)) | Err(Error::IdempotencyMismatch) => Err(duplicate(ext.reference)),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn withdrawn_fees_are_read_through_the_platform_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let plan: String = conn
+            .query_row(
+                &format!("EXPLAIN QUERY PLAN {}", withdrawn_sql()),
+                ["btc"],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("USING INDEX entries_platform"), "{plan}");
     }
 }

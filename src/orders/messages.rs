@@ -59,7 +59,8 @@ impl Message {
     }
 }
 
-/// A body of 1..=BODY_CHARS_MAX characters.
+/// A body of 1..=BODY_CHARS_MAX characters, without control characters
+/// other than line breaks and tabs (as a memo).
 pub fn parse_body(text: String) -> Result<String> {
     let chars = text.chars().count();
     if !(1..=BODY_CHARS_MAX).contains(&chars) {
@@ -68,7 +69,7 @@ pub fn parse_body(text: String) -> Result<String> {
             format!("body must be 1-{BODY_CHARS_MAX} characters, got {chars}"),
         ));
     }
-    Ok(text)
+    super::parse_text("body", text, BODY_CHARS_MAX)
 }
 
 /// The order `id` if `user` may read and write its messages: a party or an
@@ -151,12 +152,26 @@ impl SendLimit {
     }
 
     /// Counts one send by `user` now, or `RateLimited` with the wait until
-    /// the oldest send in the window ages out.
-    pub fn count(&self, user: i64) -> Result<()> {
+    /// the oldest send in the window ages out. The instant counted is
+    /// returned for `release`.
+    pub fn count(&self, user: i64) -> Result<Instant> {
         self.count_at(user, Instant::now())
     }
 
-    fn count_at(&self, user: i64, now: Instant) -> Result<()> {
+    /// Gives back the slot `count` took at `at` for a send that was not
+    /// stored (the write failed): a refused message is not counted. Only
+    /// that instant is removed (one of equal ones, which are the same slot),
+    /// so concurrent sends by the same user keep theirs.
+    pub fn release(&self, user: i64, at: Instant) {
+        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sent) = senders.peek_mut(&user)
+            && let Some(i) = sent.iter().rposition(|&t| t == at)
+        {
+            sent.remove(i);
+        }
+    }
+
+    fn count_at(&self, user: i64, now: Instant) -> Result<Instant> {
         let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
         let sent = senders.get_or_insert_mut(user, VecDeque::new);
         while sent
@@ -173,7 +188,7 @@ impl SendLimit {
             });
         }
         sent.push_back(now);
-        Ok(())
+        Ok(now)
     }
 }
 
@@ -201,5 +216,26 @@ mod tests {
             "10, 20, 60 are in the window"
         );
         assert!(limit.count_at(7, at(70)).is_ok());
+    }
+
+    #[test]
+    fn a_released_slot_is_given_back_and_only_that_one() {
+        let limit = SendLimit::new(2, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let first = limit.count_at(7, at(0)).unwrap();
+        let second = limit.count_at(7, at(1)).unwrap();
+        assert!(limit.count_at(7, at(2)).is_err());
+        limit.release(7, second);
+        assert!(limit.count_at(7, at(2)).is_ok(), "the slot came back");
+        assert!(limit.count_at(7, at(3)).is_err(), "the one at 0 is kept");
+        limit.release(8, first);
+        limit.release(7, at(30));
+        assert!(
+            limit.count_at(7, at(4)).is_err(),
+            "unknown slots change nothing"
+        );
+        limit.release(7, first);
+        assert!(limit.count_at(7, at(5)).is_ok());
     }
 }

@@ -370,9 +370,7 @@ pub fn page(
     }
 }
 
-/// One keyset page of a single-index scope. The index is named: without
-/// statistics the planner would take (state, seq) for a user's orders in
-/// one state and scan every order in it.
+/// One keyset page of a single-index scope.
 fn page_before(
     conn: &Connection,
     scope: Scope,
@@ -380,24 +378,7 @@ fn page_before(
     before_seq: i64,
     limit: usize,
 ) -> Result<Vec<Order>> {
-    let (from, user) = match (scope, state) {
-        (Scope::Buyer(user), _) => ("orders INDEXED BY orders_buyer_seq WHERE buyer = ?1", user),
-        (Scope::Seller(user), _) => (
-            "orders INDEXED BY orders_seller_seq WHERE seller = ?1",
-            user,
-        ),
-        (Scope::All, Some(_)) => ("orders INDEXED BY orders_state_seq WHERE ?1 IS NOT NULL", 0),
-        (Scope::All, None) => ("orders WHERE ?1 IS NOT NULL", 0),
-        (Scope::Either(_), _) => return Err(Error::internal("two indexes: use page")),
-    };
-    let in_state = if state.is_some() {
-        "state = ?2"
-    } else {
-        "?2 IS NULL"
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM {from} AND {in_state} AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
-    );
+    let (sql, user) = page_sql(scope, state.is_some())?;
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![
@@ -409,6 +390,40 @@ fn page_before(
         from_row,
     )?;
     Ok(rows.collect::<rusqlite::Result<Vec<Order>>>()?)
+}
+
+/// The statement of one keyset page and the user it binds as ?1 (then the
+/// state, or NULL, as ?2, the seq bound as ?3 and the limit as ?4). The
+/// index is named: without statistics the planner would take (state, seq)
+/// for a user's orders in one state and scan every order in it. With a
+/// state, a party's page reads (buyer|seller, state, seq): only the orders
+/// in that state, newest first.
+fn page_sql(scope: Scope, in_state: bool) -> Result<(String, i64)> {
+    let (from, user) = match (scope, in_state) {
+        (Scope::Buyer(user), true) => (
+            "orders INDEXED BY orders_buyer_state_seq WHERE buyer = ?1",
+            user,
+        ),
+        (Scope::Buyer(user), false) => {
+            ("orders INDEXED BY orders_buyer_seq WHERE buyer = ?1", user)
+        }
+        (Scope::Seller(user), true) => (
+            "orders INDEXED BY orders_seller_state_seq WHERE seller = ?1",
+            user,
+        ),
+        (Scope::Seller(user), false) => (
+            "orders INDEXED BY orders_seller_seq WHERE seller = ?1",
+            user,
+        ),
+        (Scope::All, true) => ("orders INDEXED BY orders_state_seq WHERE ?1 IS NOT NULL", 0),
+        (Scope::All, false) => ("orders WHERE ?1 IS NOT NULL", 0),
+        (Scope::Either(_), _) => return Err(Error::internal("two indexes: use page")),
+    };
+    let state = if in_state { "state = ?2" } else { "?2 IS NULL" };
+    Ok((
+        format!("SELECT {COLUMNS} FROM {from} AND {state} AND seq < ?3 ORDER BY seq DESC LIMIT ?4"),
+        user,
+    ))
 }
 
 // ---- placing ---------------------------------------------------------------
@@ -627,6 +642,19 @@ pub fn act(
 ) -> Result<Order> {
     let order = by_id(tx, id)?.ok_or(Error::NotFound)?;
     let to = allowed(&order, action, mover)?;
+    if let (Mover::User { .. }, Some(passed)) = (mover, deadline_passed(&order, now)) {
+        return Err(conflict(
+            "invalid_state",
+            format!(
+                "the order's {passed} deadline passed; its timer {} it",
+                if order.state == OrderState::Paid {
+                    "cancels"
+                } else {
+                    "completes"
+                }
+            ),
+        ));
+    }
     if let Input::Resolve {
         to_seller,
         to_buyer,
@@ -719,24 +747,36 @@ fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: 
     Ok(())
 }
 
-/// Orders whose timer has passed, oldest due first, at most `limit`: paid
-/// ones past `ship_by` and shipped ones past `confirm_by`, each read through
-/// its partial index (named: see `page_before`). Times are whole seconds, so
-/// "passed" means `< now`: never early.
-pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<i64>> {
+/// Orders whose timer has passed, oldest due first, at most `limit`, leaving
+/// out those `skip` names (orders whose timer failed and waits for a retry:
+/// they are paged past, so they never hold back the orders due after them):
+/// paid ones past `ship_by` and shipped ones past `confirm_by`, each read
+/// through its partial index (named: see `page_before`). Times are whole
+/// seconds, so "passed" means `< now`: never early. Rows read are at most
+/// `limit` plus the skipped ones, per index.
+pub fn due(
+    conn: &Connection,
+    now: i64,
+    limit: usize,
+    skip: &dyn Fn(i64) -> bool,
+) -> Result<Vec<i64>> {
     let mut due: Vec<(i64, i64)> = Vec::with_capacity(limit.saturating_mul(2));
     for sql in [
         "SELECT ship_by, id FROM orders INDEXED BY orders_ship_due
-         WHERE state = 'paid' AND ship_by < ?1 ORDER BY ship_by LIMIT ?2",
+         WHERE state = 'paid' AND ship_by < ?1 ORDER BY ship_by",
         "SELECT confirm_by, id FROM orders INDEXED BY orders_confirm_due
-         WHERE state = 'shipped' AND confirm_by < ?1 ORDER BY confirm_by LIMIT ?2",
+         WHERE state = 'shipped' AND confirm_by < ?1 ORDER BY confirm_by",
     ] {
         let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(params![now, limit as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
-        for row in rows {
-            due.push(row?);
+        let mut rows = stmt.query(params![now])?;
+        let mut taken = 0;
+        while taken < limit {
+            let Some(row) = rows.next()? else { break };
+            let (at, id): (i64, i64) = (row.get(0)?, row.get(1)?);
+            if !skip(id) {
+                due.push((at, id));
+                taken += 1;
+            }
         }
     }
     due.sort_unstable();
@@ -744,15 +784,22 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<i64>> {
     Ok(due.into_iter().map(|(_, id)| id).collect())
 }
 
+/// Which deadline of the order has passed at `now`, if one has: a paid
+/// order's ship time or a shipped order's confirm time. From then on only
+/// its timer moves it, even before the timer has fired: a party's move is
+/// 409, so the outcome never depends on whether the sweep came first.
+fn deadline_passed(order: &Order, now: i64) -> Option<&'static str> {
+    match order.state {
+        OrderState::Paid if order.ship_by < now => Some("ship"),
+        OrderState::Shipped if order.confirm_by.is_some_and(|t| t < now) => Some("confirm"),
+        _ => None,
+    }
+}
+
 /// A timer's move: what the action would do, by souk.
 pub fn expire(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Order> {
     let order = by_id(tx, id)?.ok_or(Error::NotFound)?;
-    let passed = match order.state {
-        OrderState::Paid => order.ship_by < now,
-        OrderState::Shipped => order.confirm_by.is_some_and(|t| t < now),
-        _ => false,
-    };
-    if !passed {
+    if deadline_passed(&order, now).is_none() {
         return Err(conflict(
             "invalid_state",
             "the order's timer has not passed",
@@ -793,5 +840,56 @@ mod tests {
             OrderState::Resolved,
         ];
         assert!(MOVES.iter().all(|(from, ..)| !finals.contains(from)));
+    }
+
+    /// Each page reads its index in order: no temporary b-tree for the
+    /// ORDER BY, and with a state the (party, state, seq) index bounds both
+    /// the party and the state.
+    #[test]
+    fn every_page_reads_its_index_in_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let plan = |scope: Scope, in_state: bool| -> String {
+            let (sql, _) = page_sql(scope, in_state).unwrap();
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt
+                .query_map(params![1, "paid", 9, 10], |row| row.get::<_, String>(3))
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        for (scope, in_state, wanted) in [
+            (
+                Scope::Buyer(1),
+                true,
+                "USING INDEX orders_buyer_state_seq (buyer=? AND state=? AND seq<?)",
+            ),
+            (
+                Scope::Seller(1),
+                true,
+                "USING INDEX orders_seller_state_seq (seller=? AND state=? AND seq<?)",
+            ),
+            (
+                Scope::Buyer(1),
+                false,
+                "USING INDEX orders_buyer_seq (buyer=? AND seq<?)",
+            ),
+            (
+                Scope::Seller(1),
+                false,
+                "USING INDEX orders_seller_seq (seller=? AND seq<?)",
+            ),
+            (
+                Scope::All,
+                true,
+                "USING INDEX orders_state_seq (state=? AND seq<?)",
+            ),
+        ] {
+            let plan = plan(scope, in_state);
+            assert!(plan.contains(wanted), "{scope:?} {in_state}: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "{scope:?} {in_state}: {plan}"
+            );
+        }
     }
 }

@@ -92,8 +92,15 @@ fn average(count: i64, total: i64) -> String {
 
 /// The rating score as a client sends it: an integer 1..=5.
 pub fn parse_rating(value: &serde_json::Number) -> Result<i64> {
+    // A whole float (`5.0`) is that number, as for an order's quantity.
     value
         .as_i64()
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (-1e15..=1e15).contains(f))
+                .map(|f| f as i64)
+        })
         .filter(|r| (RATING_MIN..=RATING_MAX).contains(r))
         .ok_or_else(|| {
             Error::invalid_field(
@@ -112,7 +119,8 @@ pub fn parse_comment(text: String) -> Result<String> {
             format!("comment must be at most {COMMENT_CHARS_MAX} characters, got {chars}"),
         ));
     }
-    Ok(text)
+    // No control characters but line breaks and tabs (as a memo).
+    super::parse_text("comment", text, COMMENT_CHARS_MAX)
 }
 
 const COLUMNS: &str = "id, order_id, author, subject, rating, comment, created_at";

@@ -53,7 +53,27 @@ impl Store {
     /// and fills the reader pool.
     /// `on_commit` hears of every key each commit touched (caches).
     pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store> {
-        let conn = open_and_migrate(&config.path)?;
+        Store::start(config, on_commit, open_and_migrate(&config.path)?)
+    }
+
+    /// Opens the database for a one-shot `souk user` command, beside a
+    /// server that may be another souk version: it is never migrated. A
+    /// database at another schema version is refused ("run `souk migrate`
+    /// with the server stopped"); a new or empty file is made only when
+    /// `may_create` (`souk user create`).
+    pub fn open_current(
+        config: &StoreConfig,
+        on_commit: OnCommit,
+        may_create: bool,
+    ) -> Result<Store> {
+        Store::start(config, on_commit, open_current(&config.path, may_create)?)
+    }
+
+    fn start(
+        config: &StoreConfig,
+        on_commit: OnCommit,
+        conn: rusqlite::Connection,
+    ) -> Result<Store> {
         pragmas::register_entry_ids(&conn)?;
         let breaker = Arc::new(Breaker::new(
             config.breaker_threshold,
@@ -88,17 +108,45 @@ impl Store {
 }
 
 /// Opens the database for a one-shot command (`souk migrate`): writer
-/// pragmas, migrations, no threads.
+/// pragmas, migrations, no threads. It takes the server's lock (without
+/// waiting), so it refuses to upgrade a database a server is using, and no
+/// server starts on it meanwhile.
 pub fn migrate_file(path: &Path) -> Result<u32> {
-    open_and_migrate(path)?;
+    let found = open::for_writing(path)?;
+    let _lock = ServeLock::acquire_to_migrate(&found.absolute)?;
+    migrate_found(&found)?;
     Ok(SCHEMA_VERSION)
+}
+
+/// The write connection of a `souk user` command: the database must be at
+/// this binary's schema version (a new or empty one is made and migrated
+/// only when `may_create`).
+fn open_current(path: &Path, may_create: bool) -> Result<rusqlite::Connection> {
+    let found = open::for_writing(path)?;
+    if found.version == 0 && may_create {
+        return migrate_found(&found);
+    }
+    if found.version != SCHEMA_VERSION {
+        return Err(crate::error::Error::Setup(format!(
+            "the database {} has schema version {}, not this souk's {SCHEMA_VERSION}: \
+             run `souk migrate` with the server stopped, then try again",
+            found.absolute.display(),
+            found.version
+        )));
+    }
+    let conn = pragmas::open_writer(&found.absolute)?;
+    log::debug!("database {} opened", found.absolute.display());
+    Ok(conn)
 }
 
 /// The write connection, after the file passed `open::for_writing` (so a
 /// refused file is left untouched), was migrated, and only then put in WAL
 /// mode (so a failed upgrade leaves the journal mode alone too).
 fn open_and_migrate(path: &Path) -> Result<rusqlite::Connection> {
-    let found = open::for_writing(path)?;
+    migrate_found(&open::for_writing(path)?)
+}
+
+fn migrate_found(found: &Preflight) -> Result<rusqlite::Connection> {
     let mut conn = pragmas::open_writer(&found.absolute)?;
     migrate(&mut conn).map_err(|e| match e {
         crate::error::Error::Setup(message) => {

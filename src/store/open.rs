@@ -2,15 +2,19 @@
 //! a missing directory, a directory, a permission problem, a read-only file
 //! or file system, a file that is not SQLite, another application's SQLite
 //! file, or a souk database newer than this binary are each refused with one
-//! `Error::Setup` line naming the path and the cause. The checks only read
-//! (metadata, `access(2)`, a read-only connection), so a refused file is left
-//! exactly as it was, and no file is created beside it.
+//! `Error::Setup` line naming the path and the cause. Whose file it is is
+//! told before any connection that could write: from its 100-byte header
+//! read with std::fs (magic string, application id), and for a file without
+//! souk's id from its schema read out of the main file alone (`immutable`).
+//! So another application's file is never recovered, rolled back or
+//! checkpointed into, and no file is created beside it.
 
 use std::ffi::CString;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::migrate::SCHEMA_VERSION;
@@ -63,8 +67,9 @@ pub fn for_writing(path: &Path) -> Result<Preflight> {
     let version = if created {
         0
     } else {
-        // Write access was just checked: read-write, so closing it leaves
-        // no -wal or -shm file behind a refused file.
+        // Told from the file's own bytes first: another application's file
+        // never gets a connection that could recover or checkpoint it.
+        vet(&absolute)?;
         let conn = open_for_reading(&absolute, Reading::Writable)?;
         souk_version(&conn, &absolute)?
     };
@@ -126,6 +131,13 @@ impl Reading {
 
 /// A connection to an existing file that reads it, opened `how`.
 pub(super) fn open_for_reading(absolute: &Path, how: Reading) -> Result<Connection> {
+    try_open_for_reading(absolute, how).map_err(|e| sqlite(absolute, e))
+}
+
+/// `open_for_reading` with SQLite's own error, for callers that branch on
+/// its code. A read-write connection is set not to checkpoint when it
+/// closes: it only reads, and must not copy a WAL into the file either.
+pub(super) fn try_open_for_reading(absolute: &Path, how: Reading) -> rusqlite::Result<Connection> {
     let tail = match how {
         Reading::Writable => "mode=rw",
         Reading::ReadOnly => "mode=ro",
@@ -138,14 +150,125 @@ pub(super) fn open_for_reading(absolute: &Path, how: Reading) -> Result<Connecti
         OpenFlags::SQLITE_OPEN_READ_ONLY
     };
     let flags = access | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(&uri, flags).map_err(|e| sqlite(absolute, e))?;
+    let conn = Connection::open_with_flags(&uri, flags)?;
+    if how == Reading::Writable {
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    }
     // Opening reads nothing; this does, so a bad file is found here.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| {
         row.get::<_, i64>(0)
-    })
-    .map_err(|e| sqlite(absolute, e))?;
+    })?;
     Ok(conn)
 }
+
+/// The first bytes of a SQLite database file (SQLite's file format, "The
+/// Database Header"): the magic string, then big-endian fields.
+const HEADER_BYTES: usize = 100;
+const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// Offset of `PRAGMA application_id` in the header.
+const APPLICATION_ID_AT: usize = 68;
+
+/// What a database file's header says about whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Header {
+    /// An empty file: a new database.
+    Empty,
+    /// souk's application id.
+    Souk,
+    /// Application id 0: a souk database from before the id, or another
+    /// application's file; its schema must tell.
+    Unmarked,
+}
+
+/// Reads the header with std::fs (no SQLite): not SQLite, or another
+/// application's id, is refused here.
+pub(super) fn read_header(absolute: &Path) -> Result<Header> {
+    use std::io::Read;
+    let file = std::fs::File::open(absolute).map_err(|e| cannot_read(absolute, &e))?;
+    let mut header = Vec::with_capacity(HEADER_BYTES);
+    file.take(HEADER_BYTES as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| cannot_read(absolute, &e))?;
+    if header.is_empty() {
+        return Ok(Header::Empty);
+    }
+    if header.len() < HEADER_BYTES || !header.starts_with(MAGIC) {
+        return Err(not_sqlite(absolute));
+    }
+    let field = |at: usize| [header[at], header[at + 1], header[at + 2], header[at + 3]];
+    let application_id = i32::from_be_bytes(field(APPLICATION_ID_AT));
+    if application_id == APPLICATION_ID {
+        return Ok(Header::Souk);
+    }
+    if application_id != 0 {
+        return Err(foreign(
+            absolute,
+            format!("application_id {application_id:#x}"),
+        ));
+    }
+    Ok(Header::Unmarked)
+}
+
+/// A non-empty `-wal` or `-journal` file beside the database: changes that
+/// opening the file normally would recover (roll back, or read and later
+/// checkpoint). Returns which.
+pub(super) fn leftover(absolute: &Path) -> Option<&'static str> {
+    ["-wal", "-journal"].into_iter().find(|suffix| {
+        let mut path = absolute.as_os_str().to_owned();
+        path.push(suffix);
+        std::fs::metadata(PathBuf::from(path)).is_ok_and(|meta| meta.len() > 0)
+    })
+}
+
+/// Decides "souk or not" before any connection that could write: from the
+/// header, and for a file without souk's application id from its schema
+/// read out of the main file alone (`immutable`: no locks, no -wal or
+/// -journal read, nothing created). A file whose main part holds no souk
+/// schema while a -wal or -journal beside it holds changes is refused: it
+/// cannot be told apart without recovering them.
+pub(super) fn vet(absolute: &Path) -> Result<Header> {
+    let header = read_header(absolute)?;
+    let pending = leftover(absolute);
+    match header {
+        Header::Souk => {}
+        Header::Empty | Header::Unmarked => {
+            let version = match header {
+                Header::Empty => 0,
+                _ => {
+                    let conn = open_for_reading(absolute, Reading::Immutable)?;
+                    souk_version(&conn, absolute)?
+                }
+            };
+            if let Some(which) = pending
+                && version == 0
+            {
+                return Err(Error::Setup(format!(
+                    "{} holds no souk schema, but a {which} file beside it holds changes: \
+                     souk cannot tell whose database it is without recovering them, and \
+                     refuses to; move the {which} file aside if the database is new",
+                    absolute.display()
+                )));
+            }
+        }
+    }
+    Ok(header)
+}
+
+/// Tables a souk database at a version has, by the version that made
+/// them: a file claiming a version without them is not souk's.
+const TABLES_BY_VERSION: &[(u32, &str)] = &[
+    (1, "meta"),
+    (2, "users"),
+    (2, "sessions"),
+    (3, "accounts"),
+    (3, "entries"),
+    (3, "currency_totals"),
+    (3, "idempotency"),
+    (4, "escrows"),
+    (6, "listings"),
+    (6, "listing_tags"),
+    (7, "orders"),
+];
 
 /// The schema version of a souk database, or why the file is not one.
 pub(super) fn souk_version(conn: &Connection, absolute: &Path) -> Result<u32> {
@@ -156,22 +279,17 @@ pub(super) fn souk_version(conn: &Connection, absolute: &Path) -> Result<u32> {
     let version = u32::try_from(read("PRAGMA user_version")?).unwrap_or(u32::MAX);
     let application_id = read("PRAGMA application_id")?;
     let objects = read("SELECT count(*) FROM sqlite_master")?;
-    let has_meta =
-        read("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'")? > 0;
-    let foreign = |why: String| {
-        Error::Setup(format!(
-            "{} is a SQLite database of another application ({why}); souk refuses to \
-             change it: point SOUK_DB at a souk database or a new file",
-            absolute.display()
-        ))
-    };
     if application_id != 0 && application_id != i64::from(APPLICATION_ID) {
-        return Err(foreign(format!("application_id {application_id:#x}")));
+        return Err(foreign(
+            absolute,
+            format!("application_id {application_id:#x}"),
+        ));
     }
     if version == 0 && objects > 0 {
-        return Err(foreign(format!(
-            "it has {objects} tables or indexes but no souk schema version"
-        )));
+        return Err(foreign(
+            absolute,
+            format!("it has {objects} tables or indexes but no souk schema version"),
+        ));
     }
     if version > SCHEMA_VERSION {
         return Err(Error::Setup(format!(
@@ -180,12 +298,38 @@ pub(super) fn souk_version(conn: &Connection, absolute: &Path) -> Result<u32> {
             absolute.display()
         )));
     }
-    if version > 0 && !has_meta {
-        return Err(foreign(format!(
-            "user_version {version} but no souk `meta` table"
-        )));
+    let has_table = |name: &str| -> Result<bool> {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [name],
+            |row| row.get(0),
+        )
+        .map_err(|e| sqlite(absolute, e))
+    };
+    for &(since, table) in TABLES_BY_VERSION {
+        if version >= since && !has_table(table)? {
+            return Err(foreign(
+                absolute,
+                format!("user_version {version} but no souk `{table}` table"),
+            ));
+        }
     }
     Ok(version)
+}
+
+fn foreign(absolute: &Path, why: String) -> Error {
+    Error::Setup(format!(
+        "{} is a SQLite database of another application ({why}); souk refuses to \
+         change it: point SOUK_DB at a souk database or a new file",
+        absolute.display()
+    ))
+}
+
+fn not_sqlite(absolute: &Path) -> Error {
+    Error::Setup(format!(
+        "{} is not a SQLite database (or it is encrypted or damaged)",
+        absolute.display()
+    ))
 }
 
 /// An error of SQLite about the file at `absolute`, in the operator's terms
@@ -193,9 +337,7 @@ pub(super) fn souk_version(conn: &Connection, absolute: &Path) -> Result<u32> {
 pub(super) fn sqlite(absolute: &Path, e: rusqlite::Error) -> Error {
     let path = absolute.display();
     match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => Error::Setup(format!(
-            "{path} is not a SQLite database (or it is encrypted or damaged)"
-        )),
+        Some(ErrorCode::NotADatabase) => not_sqlite(absolute),
         Some(ErrorCode::DatabaseCorrupt) => {
             Error::Setup(format!("the database {path} is damaged: {e}"))
         }
@@ -329,9 +471,14 @@ mod tests {
     fn souk_databases_are_told_from_other_files() {
         assert_eq!(verdict(""), Ok(0), "an empty file is a new database");
         let meta = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);";
-        assert_eq!(verdict(&format!("{meta} PRAGMA user_version = 3;")), Ok(3));
+        let v3 = format!(
+            "{meta} CREATE TABLE users (x); CREATE TABLE sessions (x); CREATE TABLE accounts (x);
+             CREATE TABLE entries (x); CREATE TABLE currency_totals (x); CREATE TABLE idempotency (x);"
+        );
+        assert_eq!(verdict(&format!("{meta} PRAGMA user_version = 1;")), Ok(1));
+        assert_eq!(verdict(&format!("{v3} PRAGMA user_version = 3;")), Ok(3));
         let souk_id =
-            format!("{meta} PRAGMA user_version = 3; PRAGMA application_id = {APPLICATION_ID};");
+            format!("{v3} PRAGMA user_version = 3; PRAGMA application_id = {APPLICATION_ID};");
         assert_eq!(verdict(&souk_id), Ok(3));
         for (setup, why) in [
             ("CREATE TABLE t (x);", "no souk schema version"),
@@ -342,6 +489,14 @@ mod tests {
             (
                 &format!("{meta} PRAGMA user_version = 2; PRAGMA application_id = 42;"),
                 "application_id 0x2a",
+            ),
+            (
+                &format!("{meta} PRAGMA user_version = 2;"),
+                "no souk `users` table",
+            ),
+            (
+                &format!("{v3} PRAGMA user_version = 4;"),
+                "no souk `escrows` table",
             ),
         ] {
             let err = verdict(setup).unwrap_err();

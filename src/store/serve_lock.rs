@@ -1,8 +1,10 @@
 //! One server per database file: `souk serve` holds an exclusive advisory
 //! lock (flock) for its whole life, so a second server on the same file
 //! refuses to start instead of serving from caches that the first one's
-//! writes never invalidate. `souk check`, `backup` and the `user` commands take no
-//! such lock and keep working beside a running server.
+//! writes never invalidate. `souk migrate` takes it too (without waiting),
+//! so no schema is upgraded under a running server. `souk check`, `backup`
+//! and the `user` commands take no such lock and keep working beside a
+//! running server.
 //!
 //! The lock is taken on a file of its own beside the database
 //! (`souk.db.lock`), never on the database file: closing any descriptor of
@@ -29,6 +31,16 @@ impl ServeLock {
     /// Locks the database at `db` for this process, or says which file
     /// another souk holds.
     pub fn acquire(db: &Path) -> Result<ServeLock> {
+        ServeLock::lock(db, "only one `souk serve` may run on a database file")
+    }
+
+    /// The same lock for `souk migrate`, which must not upgrade a database
+    /// under a running server (nor let one start while it does).
+    pub fn acquire_to_migrate(db: &Path) -> Result<ServeLock> {
+        ServeLock::lock(db, "stop the server before `souk migrate`")
+    }
+
+    fn lock(db: &Path, held_hint: &str) -> Result<ServeLock> {
         let database = canonical(db);
         let mut name = OsString::from(database.as_os_str());
         name.push(".lock");
@@ -49,7 +61,7 @@ impl ServeLock {
             Ok(()) => Ok(ServeLock { _file: file, path }),
             Err(TryLockError::WouldBlock) => Err(Error::Setup(format!(
                 "the database {} is in use by another souk server (it holds {}); \
-                 only one `souk serve` may run on a database file",
+                 {held_hint}",
                 database.display(),
                 path.display()
             ))),

@@ -12,14 +12,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rusqlite::Connection;
 
 use super::breaker::{self, Admission, Breaker, Path};
 use crate::error::{Error, Result};
-use crate::limits::{COMMIT_BATCH_MAX, COMMIT_WEIGHT_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX};
+use crate::heartbeat::Heartbeat;
+use crate::limits::{
+    COMMIT_BATCH_MAX, COMMIT_WEIGHT_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX, WRITER_IDLE_BEAT_MS,
+};
 use crate::monitor::histogram::Histogram;
 
 /// The write connection as a job sees it, inside its savepoint. Only the
@@ -173,6 +176,9 @@ impl WriteStats {
 pub struct Writer {
     queue: Sender<Message>,
     pub stats: Arc<WriteStats>,
+    /// Stamped by the writer thread between batches and, while idle, every
+    /// WRITER_IDLE_BEAT_MS (the systemd watchdog reads it).
+    pub heartbeat: Arc<Heartbeat>,
     pub breaker: Arc<Breaker>,
     /// When (ms since `epoch`) the queue was first found full in the current
     /// run of refusals; 0 while it takes jobs.
@@ -189,6 +195,7 @@ pub const QUEUE_FULL_FAILURE: std::time::Duration = std::time::Duration::from_se
 /// What the writer thread works with besides its connection.
 struct Context {
     stats: Arc<WriteStats>,
+    heartbeat: Arc<Heartbeat>,
     on_commit: OnCommit,
     breaker: Arc<Breaker>,
 }
@@ -201,8 +208,10 @@ impl Writer {
     ) -> Result<Writer> {
         let (queue, jobs) = crossbeam_channel::bounded(WRITE_QUEUE_MAX);
         let stats = Arc::new(WriteStats::default());
+        let heartbeat = Arc::new(Heartbeat::default());
         let context = Context {
             stats: Arc::clone(&stats),
+            heartbeat: Arc::clone(&heartbeat),
             on_commit,
             breaker: Arc::clone(&breaker),
         };
@@ -214,6 +223,7 @@ impl Writer {
         Ok(Writer {
             queue,
             stats,
+            heartbeat,
             breaker,
             full_since_ms: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
@@ -329,12 +339,13 @@ fn writer_loop(conn: &Connection, queue: &Receiver<Message>, context: &Context) 
     let mut carried: Option<(Box<dyn QueuedJob>, usize)> = None;
     let mut stopping = false;
     while !stopping || carried.is_some() {
+        context.heartbeat.beat();
         let mut weight = 0usize;
         let first = match carried.take() {
             Some(job) => Some(job),
-            None => match queue.recv() {
-                Ok(Message::Job(job, w)) => Some((job, w)),
-                Ok(Message::Stop) | Err(_) => {
+            None => match next_message(queue, &context.heartbeat) {
+                Some(Message::Job(job, w)) => Some((job, w)),
+                Some(Message::Stop) | None => {
                     stopping = true;
                     None
                 }
@@ -370,6 +381,19 @@ fn writer_loop(conn: &Connection, queue: &Receiver<Message>, context: &Context) 
     }
 }
 
+/// Waits for the next message, beating while idle; `None` once every
+/// `Writer` is gone.
+fn next_message(queue: &Receiver<Message>, heartbeat: &Heartbeat) -> Option<Message> {
+    let idle_beat = Duration::from_millis(WRITER_IDLE_BEAT_MS);
+    loop {
+        match queue.recv_timeout(idle_beat) {
+            Ok(message) => return Some(message),
+            Err(RecvTimeoutError::Timeout) => heartbeat.beat(),
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
 /// One transaction for the whole batch.
 ///
 /// Jobs first run one after another without savepoints: a job that fails
@@ -384,6 +408,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, context:
         stats,
         on_commit,
         breaker,
+        ..
     } = context;
     let started = Instant::now();
     let size = batch.len() as u64;

@@ -18,7 +18,8 @@ use crate::helpers::TempDir;
 pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `souk` on the database `souk.db` in `dir`, port 0, info logging, and no
-/// `SOUK_PASSWORD` from the environment; stdout and stderr piped.
+/// `SOUK_PASSWORD` or systemd variables from the environment; stdout and
+/// stderr piped.
 pub fn souk(dir: &TempDir) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_souk"));
     command
@@ -26,6 +27,10 @@ pub fn souk(dir: &TempDir) -> Command {
         .env("SOUK_DB", dir.path.join("souk.db"))
         .env("RUST_LOG", "info")
         .env_remove("SOUK_PASSWORD")
+        // Tests that want systemd notifications set these themselves.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -205,6 +205,9 @@ fn bad_reviews_get_400_naming_the_field_and_store_nothing() {
         (json!({}), ""),
         (json!({"rating": 5, "comment": long}), "comment"),
         (json!({"rating": 5, "stars": 5}), "stars"),
+        (json!({"rating": 5.5}), "rating"),
+        (json!({"rating": 5, "comment": "bell\u{7}"}), "comment"),
+        (json!({"rating": 5, "comment": "line\r\nend"}), "comment"),
     ];
     for (body, field) in cases {
         let refused = m.review(&m.buyer, &done, body.clone());
@@ -217,6 +220,20 @@ fn bad_reviews_get_400_naming_the_field_and_store_nothing() {
     let exact = "é".repeat(souk::orders::reviews::COMMENT_CHARS_MAX);
     let fits = m.review(&m.buyer, &done, json!({"rating": 3, "comment": exact}));
     assert_eq!(fits.status, 201, "a comment is counted in characters");
+}
+
+/// A rating is a whole number however it is written (`5.0` like a
+/// quantity's `1.0`); a comment may hold line breaks and tabs.
+#[test]
+fn a_whole_float_rating_and_a_comment_with_line_breaks_are_accepted() {
+    let m = market();
+    let done = m.completed();
+    let comment = "Good:\n\t- bright\n\t- solid";
+    let review = m.review(&m.buyer, &done, json!({"rating": 5.0, "comment": comment}));
+    assert_eq!(review.status, 201, "{}", review.body_text());
+    assert_eq!(review.json()["review"]["rating"], json!(5));
+    assert_eq!(review.json()["review"]["comment"], json!(comment));
+    assert_eq!(m.rating(&m.seller), json!({"count": 1, "average": "5.00"}));
 }
 
 #[test]
@@ -285,7 +302,7 @@ fn messages_are_for_the_parties_and_admins_oldest_first_and_change_nothing() {
         (&m.seller, "Yes, solid brass."),
         (&m.admin, "Reminder: keep it civil."),
         (&m.buyer, "Thanks!"),
-        (&m.seller, "Shipping today."),
+        (&m.seller, "Shipping today.\n\tTracking follows."),
     ] {
         let sent = m.say(who, &order, text);
         assert_eq!(sent.status, 201, "{}", sent.body_text());
@@ -309,6 +326,8 @@ fn messages_are_for_the_parties_and_admins_oldest_first_and_change_nothing() {
             "body",
         ),
         (json!({"body": "hi", "to": "sally"}), "to"),
+        (json!({"body": "esc\u{1b}[2J"}), "body"),
+        (json!({"body": "nul\u{0}"}), "body"),
     ] {
         let refused = m.w.post(&path, Some(&m.buyer.token), &body);
         assert_eq!(
@@ -390,4 +409,35 @@ fn a_user_sends_at_most_sixty_messages_a_minute() {
         )
         .expect("counting");
     assert_eq!(count, 60, "the refused message was not stored");
+}
+
+/// A send the writer fails (here a trigger refuses every message) is not
+/// stored, so it gives its slot back: the sender still has all sixty.
+#[test]
+fn a_message_that_fails_to_be_stored_is_not_counted() {
+    let m = market();
+    let order = m.order();
+    let db = crate::client::open_db(&m.w.db);
+    db.execute_batch(
+        "CREATE TRIGGER refuse_messages BEFORE INSERT ON order_messages
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .expect("a refusing trigger");
+    for n in 0..souk::orders::messages::MESSAGES_PER_WINDOW {
+        let failed = m.say(&m.buyer, &order, &format!("lost {n}"));
+        assert!(
+            failed.status >= 500,
+            "message {n}: {} {}",
+            failed.status,
+            failed.body_text()
+        );
+    }
+    db.execute_batch("DROP TRIGGER refuse_messages")
+        .expect("dropping the trigger");
+    for n in 0..souk::orders::messages::MESSAGES_PER_WINDOW {
+        let sent = m.say(&m.buyer, &order, &format!("message {n}"));
+        assert_eq!(sent.status, 201, "message {n}: {}", sent.body_text());
+    }
+    m.say(&m.buyer, &order, "one too many")
+        .assert_error(429, "rate_limited");
 }

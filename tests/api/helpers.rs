@@ -134,6 +134,7 @@ fn test_routes() -> api::Router {
         .route(Method::Post, "/test/echo", echo_handler)
         .route(Method::Get, "/test/seq/{n}", seq_handler)
         .route(Method::Get, "/test/gate/{key}", gate_handler)
+        .route(Method::Get, "/test/hold-writer/{key}", hold_writer_handler)
         .route(Method::Get, "/test/big", big_handler)
 }
 
@@ -205,6 +206,8 @@ pub mod gate {
     struct State {
         entered: bool,
         open: bool,
+        /// SQL the held write job runs once the gate opens.
+        then_sql: Option<String>,
     }
 
     static GATES: Mutex<Option<HashMap<String, State>>> = Mutex::new(None);
@@ -247,6 +250,27 @@ pub mod gate {
         assert!(!timeout.timed_out(), "no request entered gate {key}");
     }
 
+    /// Opens the gate of a `/test/hold-writer/{key}` job, which then runs
+    /// `sql` in its transaction before it commits.
+    pub fn open_then(key: &str, sql: &str) {
+        let mut guard = gates();
+        let state = guard
+            .get_or_insert_with(HashMap::new)
+            .entry(key.to_owned())
+            .or_default();
+        state.then_sql = Some(sql.to_owned());
+        state.open = true;
+        CHANGED.notify_all();
+    }
+
+    /// The SQL given to `open_then` for `key`, if any.
+    pub(super) fn then_sql(key: &str) -> Option<String> {
+        gates()
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .and_then(|s| s.then_sql.clone())
+    }
+
     pub fn open(key: &str) {
         gates()
             .get_or_insert_with(HashMap::new)
@@ -261,6 +285,35 @@ fn gate_handler(_app: &App, _request: &Request, params: &Params) -> souk::error:
     let key = params.get("key")?.to_owned();
     gate::pass(&key);
     Ok(Reply::Now(respond::json(200, &json!({ "gate": key }))))
+}
+
+/// `GET /test/hold-writer/{key}` submits a write job that waits at gate
+/// `key` inside the writer's transaction, so every later write job queues
+/// behind it (`souk_write_queue_depth` counts them); once the gate opens it
+/// runs the SQL given to `gate::open_then`, if any, and answers after the
+/// commit.
+fn hold_writer_handler(
+    app: &App,
+    _request: &Request,
+    params: &Params,
+) -> souk::error::Result<Reply> {
+    let key = params.get("key")?.to_owned();
+    let writer = app.store.writer.clone();
+    Ok(Reply::Later(Box::new(move |responder| {
+        let job = move |tx: &souk::store::WriteTx<'_>| {
+            gate::pass(&key);
+            if let Some(sql) = gate::then_sql(&key) {
+                tx.execute_batch(&sql)?;
+            }
+            Ok(())
+        };
+        writer.submit(job, move |result| {
+            responder.send(match result {
+                Ok(()) => respond::json(200, &json!({})),
+                Err(e) => respond::error(e),
+            })
+        });
+    })))
 }
 
 // ---- raw requests ----------------------------------------------------------

@@ -25,6 +25,7 @@ mod orders;
 mod proxies;
 mod resilience;
 mod seeded;
+mod systemd;
 mod tls;
 mod users;
 mod wallets;

@@ -348,14 +348,18 @@ fn metrics_is_prometheus_text_with_one_type_per_family_and_whole_histograms() {
         ("souk_cache_misses_total", "counter"),
         ("souk_cache_evictions_total", "counter"),
         ("souk_cache_size", "gauge"),
-        ("souk_process_resident_memory_bytes", "gauge"),
-        ("souk_system_memory_used_percent", "gauge"),
-        ("souk_system_cpu_percent", "gauge"),
+        ("souk_disk_used_ratio", "gauge"),
         ("souk_disk_free_bytes", "gauge"),
         ("souk_db_size_bytes", "gauge"),
         ("souk_wal_size_bytes", "gauge"),
         ("souk_alert_active", "gauge"),
-        ("souk_uptime_seconds", "gauge"),
+        ("souk_build_info", "gauge"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
     ] {
         assert_eq!(
             exposition.types.get(family).map(String::as_str),
@@ -363,25 +367,43 @@ fn metrics_is_prometheus_text_with_one_type_per_family_and_whole_histograms() {
             "family {family}"
         );
     }
-    // Every route has its series; the ones used here count what was sent.
-    let healthz = [("route", "GET /healthz"), ("operation", "health.live")];
-    let mut with_class = healthz.to_vec();
-    with_class.push(("class", "2xx"));
+    // Every route has its latency series; the counter has a series per
+    // status code a route answered with, counting what was sent.
+    let healthz = [("method", "GET"), ("route", "/healthz")];
+    let mut with_code = healthz.to_vec();
+    with_code.push(("code", "200"));
     assert_eq!(
-        exposition.value("souk_http_requests_total", &with_class),
+        exposition.value("souk_http_requests_total", &with_code),
         Some(3.0)
     );
     assert_eq!(
         exposition.value("souk_http_request_duration_seconds_count", &healthz),
         Some(3.0)
     );
-    let me_401 = [
-        ("route", "GET /api/v1/users/me"),
-        ("operation", "users.me"),
-        ("class", "4xx"),
-    ];
+    let me = [("method", "GET"), ("route", "/api/v1/users/me")];
+    for (code, count) in [("200", 1.0), ("401", 1.0)] {
+        let mut labels = me.to_vec();
+        labels.push(("code", code));
+        assert_eq!(
+            exposition.value("souk_http_requests_total", &labels),
+            Some(count),
+            "GET /api/v1/users/me {code}"
+        );
+    }
     assert_eq!(
-        exposition.value("souk_http_requests_total", &me_401),
+        exposition.value(
+            "souk_http_requests_total",
+            &[("route", "unmatched"), ("code", "404")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition.value("souk_http_request_duration_seconds_count", &me),
+        Some(2.0)
+    );
+    assert_request_labels_are_bounded(&exposition);
+    assert_eq!(
+        exposition.value("souk_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
         Some(1.0)
     );
     for cache in ["profiles", "sessions", "balances"] {
@@ -392,25 +414,92 @@ fn metrics_is_prometheus_text_with_one_type_per_family_and_whole_histograms() {
             "cache {cache}"
         );
     }
-    assert!(
+    assert_process_figures(&exposition);
+}
+
+/// Request series carry exactly `method` (unless unmatched), `route` (a
+/// template) and `code` (a status code), nothing that another label
+/// already says.
+fn assert_request_labels_are_bounded(exposition: &Exposition) {
+    let routes: HashSet<String> = souk::api::routes()
+        .describe()
+        .into_iter()
+        .map(|(route, _)| route)
+        .collect();
+    let mut seen = 0;
+    for sample in &exposition.samples {
+        let counter = sample.name == "souk_http_requests_total";
+        if !counter
+            && !sample
+                .name
+                .starts_with("souk_http_request_duration_seconds")
+        {
+            continue;
+        }
+        seen += 1;
+        let mut names: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
+        names.retain(|name| *name != "le");
+        let route = &sample.labels["route"];
+        if route == "unmatched" {
+            assert!(!sample.labels.contains_key("method"), "{sample:?}");
+        } else {
+            // A template of `api::routes()` (or of the test server's own
+            // extra routes, under /test/), never a path with an id in it.
+            let method = &sample.labels["method"];
+            let known = routes.contains(&format!("{method} {route}"));
+            assert!(known || route.starts_with("/test/"), "{sample:?}");
+        }
+        if counter {
+            let code = &sample.labels["code"];
+            assert!(
+                code.len() == 3 && code.parse::<u16>().is_ok_and(|c| (100..600).contains(&c)),
+                "{sample:?}"
+            );
+            assert!(
+                sample.value > 0.0,
+                "a counter series before its first request: {sample:?}"
+            );
+        }
+        for name in names {
+            assert!(["method", "route", "code"].contains(&name), "{sample:?}");
+        }
+    }
+    assert!(seen > routes.len(), "every route has its series");
+}
+
+/// The standard process families, with values a running server has.
+fn assert_process_figures(exposition: &Exposition) {
+    let value = |name: &str| {
         exposition
-            .value("souk_process_resident_memory_bytes", &[])
-            .is_some_and(|n| n > 0.0)
+            .value(name, &[])
+            .unwrap_or_else(|| panic!("{name} is missing"))
+    };
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    let open = value("process_open_fds");
+    assert!(open >= 3.0 && open <= value("process_max_fds"), "{open}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 86_400.0,
+        "{started} vs {now}"
     );
+    let disk = value("souk_disk_used_ratio");
+    assert!((0.0..=1.0).contains(&disk), "souk_disk_used_ratio {disk}");
 }
 
 #[test]
 fn the_healthz_request_counter_grows_by_the_number_of_healthz_requests() {
     let w = world();
-    let labels = [
-        ("route", "GET /healthz"),
-        ("operation", "health.live"),
-        ("class", "2xx"),
-    ];
+    let labels = [("method", "GET"), ("route", "/healthz"), ("code", "200")];
     let counter = |w: &World| {
         parse_exposition(&metrics_text(w))
             .value("souk_http_requests_total", &labels)
-            .expect("the /healthz counter is there from the start")
+            .unwrap_or(0.0)
     };
     let before = counter(&w);
     // On one keep-alive connection and on fresh ones.

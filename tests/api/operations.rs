@@ -117,10 +117,14 @@ fn chmod(path: &Path, mode: u32) {
 }
 
 /// A migrated, closed souk database at `db` (its -wal and -shm removed by
-/// the last connection).
+/// the last connection; the lock file `migrate` takes removed too, so a
+/// test sees only what later commands make).
 fn migrated(dir: &TempDir, db: &Path) {
     let (status, out, err) = run(souk_args(dir, db, &["migrate"]));
     assert!(status.success(), "migrate: {out}{err}");
+    let mut lock = db.as_os_str().to_owned();
+    lock.push(".lock");
+    std::fs::remove_file(PathBuf::from(lock)).expect("removing the lock file");
 }
 
 /// `PRAGMA user_version` of `db`, read through a read-write connection: its
@@ -613,4 +617,278 @@ fn user_commands_beside_a_running_server_take_effect_at_once() {
 
 fn register_only(addr: std::net::SocketAddr, username: &str) {
     crate::client::register_at(addr, username, PASSWORD);
+}
+
+#[test]
+fn backups_are_readable_by_their_owner_only_and_leave_nothing_behind() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    migrated(&dir, &db);
+    let out_dir = dir.path.join("out");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    let copy = out_dir.join("copy.db");
+    let command = souk_args(&dir, &db, &["backup", &copy.display().to_string()]);
+    // A permissive umask: the mode must not depend on the caller's.
+    let (status, out, err) = run(umask_0(command));
+    assert!(status.success(), "{out}{err}");
+    let mode = std::fs::metadata(&copy).expect("the copy").mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup's mode is {mode:o}");
+    assert_eq!(
+        entries(&out_dir),
+        ["copy.db".to_owned()].into(),
+        "no partial or journal file beside it"
+    );
+    // `backup -` stages its copy in a private directory under TMPDIR and
+    // removes it.
+    let tmp = dir.path.join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let mut command = souk_args(&dir, &db, &["backup", "-"]);
+    command.env("TMPDIR", &tmp);
+    let (status, bytes, err) = run_bytes(umask_0(command));
+    assert!(status.success(), "{err}");
+    assert!(bytes.starts_with(b"SQLite format 3\0"));
+    assert!(
+        entries(&tmp).is_empty(),
+        "left in TMPDIR: {:?}",
+        entries(&tmp)
+    );
+}
+
+/// `command` run through `sh -c 'umask 0; exec …'`.
+fn umask_0(command: Command) -> Command {
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg("umask 0; exec \"$0\" \"$@\"")
+        .arg(command.get_program())
+        .args(command.get_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(dir) = command.get_current_dir() {
+        shell.current_dir(dir);
+    }
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    shell
+}
+
+#[test]
+fn user_commands_never_migrate_and_migrate_refuses_a_served_database() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    let mut create = souk_args(&dir, &db, &["user", "create", "--username", "alice"]);
+    create.env("SOUK_PASSWORD", PASSWORD);
+    let (status, out, err) = run(create);
+    assert!(status.success(), "{out}{err}");
+    // A server holds the database: `souk migrate` must not upgrade under it.
+    let served = Served::start(&dir);
+    let line = assert_operator_error(souk_args(&dir, &db, &["migrate"]), &db, "in use");
+    assert!(line.contains("stop the server"), "{line}");
+    served.stop();
+    // A database one schema version behind this binary (as a newer binary
+    // beside an older server would find it): every `user` command refuses
+    // and changes nothing.
+    let behind = i64::from(souk::store::SCHEMA_VERSION) - 1;
+    open_rw(&db)
+        .pragma_update(None, "user_version", behind)
+        .expect("setting user_version");
+    let before = std::fs::read(&db).expect("reading");
+    let cases: [&[&str]; 4] = [
+        &["user", "suspend", "alice"],
+        &["user", "passwd", "alice"],
+        &["user", "unlock", "alice"],
+        &["user", "create", "--username", "bob"],
+    ];
+    for args in cases {
+        let mut command = souk_args(&dir, &db, args);
+        command.env("SOUK_PASSWORD", PASSWORD);
+        let line =
+            assert_operator_error(command, &db, "run `souk migrate` with the server stopped");
+        assert!(line.contains(&format!("schema version {behind}")), "{line}");
+    }
+    assert_eq!(
+        std::fs::read(&db).expect("reading"),
+        before,
+        "bytes unchanged"
+    );
+    assert_eq!(user_version(&db), behind);
+}
+
+/// A read-write connection whose close removes the -wal and -shm it made.
+fn open_rw(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .expect("opening")
+}
+
+/// Another application's database as a crash leaves it, at `dir/NAME`:
+/// its main file, and beside it a WAL holding commits not yet in the main
+/// file (`wal`) or a hot rollback journal whose transaction already
+/// changed pages of the main file (`journal`). Returns the paths of the
+/// database and of the file beside it.
+fn crashed_foreign_database(dir: &Path, mode: &str) -> (PathBuf, PathBuf) {
+    let live = dir.join("live.db");
+    let conn = rusqlite::Connection::open(&live).expect("creating");
+    let journal_mode = if mode == "wal" { "wal" } else { "delete" };
+    let _: String = conn
+        .query_row(&format!("PRAGMA journal_mode = {journal_mode}"), [], |r| {
+            r.get(0)
+        })
+        .expect("journal mode");
+    conn.execute_batch(
+        "PRAGMA wal_autocheckpoint = 0;
+         PRAGMA cache_size = 8;
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+         INSERT INTO notes (body) VALUES ('keep me');",
+    )
+    .expect("filling");
+    let insert_many =
+        "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+         INSERT INTO notes (body) SELECT printf('%.1000c', 'x') FROM n";
+    let suffix = if mode == "wal" {
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .expect("checkpointing");
+        // Committed, but only in the WAL.
+        conn.execute_batch(insert_many).expect("writing to the WAL");
+        "-wal"
+    } else {
+        // A transaction too big for the page cache spills changed pages
+        // into the main file while it is still open: the journal is hot.
+        conn.execute_batch("BEGIN").expect("begin");
+        conn.execute_batch(insert_many)
+            .expect("writing in the transaction");
+        "-journal"
+    };
+    let db = dir.join("foreign.db");
+    let beside = dir.join(format!("foreign.db{suffix}"));
+    std::fs::copy(&live, &db).expect("copying the main file");
+    std::fs::copy(dir.join(format!("live.db{suffix}")), &beside).expect("copying the log");
+    drop(conn);
+    for name in ["live.db", "live.db-wal", "live.db-shm", "live.db-journal"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    (db, beside)
+}
+
+#[test]
+fn a_crashed_database_of_another_application_is_refused_without_recovering_it() {
+    for mode in ["wal", "journal"] {
+        let dir = TempDir::new();
+        let (foreign, beside) = crashed_foreign_database(&dir.path, mode);
+        let before = (
+            std::fs::read(&foreign).expect("reading"),
+            std::fs::read(&beside).expect("reading"),
+        );
+        assert!(!before.1.is_empty(), "{mode}: the log holds changes");
+        let cases: [&[&str]; 6] = [
+            &["serve"],
+            &["migrate"],
+            &["check"],
+            &["backup", "copy.db"],
+            &["user", "list"],
+            &["user", "suspend", "alice"],
+        ];
+        for args in cases {
+            let mut command = souk_args(&dir, &foreign, args);
+            command.env("SOUK_PASSWORD", PASSWORD);
+            assert_operator_error(command, &foreign, "another application");
+        }
+        let after = (
+            std::fs::read(&foreign).expect("reading"),
+            std::fs::read(&beside).expect("reading"),
+        );
+        assert!(after.0 == before.0, "{mode}: the main file is unchanged");
+        assert!(
+            after.1 == before.1,
+            "{mode}: the log beside it is unchanged"
+        );
+        let beside_name = beside
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(
+            entries(&dir.path),
+            ["foreign.db".to_owned(), beside_name].into(),
+            "{mode}: nothing made beside it"
+        );
+    }
+}
+
+#[test]
+fn check_exits_3_on_violated_invariants_and_no_command_panics_on_a_closed_stdout() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    let mut create = souk_args(&dir, &db, &["user", "create", "--username", "alice"]);
+    create.env("SOUK_PASSWORD", PASSWORD);
+    let (status, out, err) = run(create);
+    assert!(status.success(), "{out}{err}");
+    let (status, out, _) = run(souk_args(&dir, &db, &["check"]));
+    assert_eq!(status.code(), Some(0), "{out}");
+    // Money from nowhere: a balance no deposit explains.
+    open_rw(&db)
+        .execute(
+            "INSERT INTO accounts (user_id, currency, available) \
+             SELECT id, 'btc', 5 FROM users WHERE username = 'alice'",
+            [],
+        )
+        .expect("breaking the ledger");
+    let (status, out, err) = run(souk_args(&dir, &db, &["check"]));
+    assert_eq!(status.code(), Some(3), "{out}{err}");
+    assert!(out.contains("problem: "), "{out}");
+    // Reports to a stdout that is already closed: an error, not a panic (101).
+    let copy = dir.path.join("copy.db").display().to_string();
+    let cases: [&[&str]; 4] = [
+        &["check"],
+        &["migrate"],
+        &["backup", &copy],
+        &["user", "list"],
+    ];
+    for args in cases {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let mut command = souk_args(&dir, &db, args);
+        command.stdout(writer);
+        let (status, _, err) = run_closed_stdout(command);
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("standard output"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// `run` for a command whose stdout was set by the caller: status, no
+/// stdout, stderr.
+fn run_closed_stdout(mut command: Command) -> (std::process::ExitStatus, (), String) {
+    use std::io::Read;
+    let mut child = command.spawn().expect("starting souk");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let mut err = String::new();
+    let _ = stderr.read_to_string(&mut err);
+    (crate::binary::wait_with_timeout(&mut child), (), err)
+}
+
+#[test]
+fn read_only_commands_refuse_a_journal_holding_changes_rather_than_roll_it_back() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    migrated(&dir, &db);
+    // What a write interrupted in rollback-journal mode leaves: reading the
+    // database would roll it back into the file.
+    let journal = dir.path.join("souk.db-journal");
+    std::fs::write(&journal, vec![0xd9; 4096]).expect("writing a journal");
+    let before = std::fs::read(&db).expect("reading");
+    for args in [&["check"][..], &["user", "list"], &["backup", "copy.db"]] {
+        assert_operator_error(souk_args(&dir, &db, args), &db, "-journal");
+    }
+    assert_eq!(
+        std::fs::read(&db).expect("reading"),
+        before,
+        "bytes unchanged"
+    );
+    assert_eq!(std::fs::read(&journal).expect("the journal").len(), 4096);
+    assert!(!dir.path.join("copy.db").exists());
 }

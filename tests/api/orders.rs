@@ -1132,11 +1132,202 @@ fn the_ledger_check_catches_a_corrupted_order() {
         run(command)
     };
     let (status, out, err) = check();
-    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert_eq!(status.code(), Some(3), "{out}\n{err}");
     assert!(out.contains(&paid), "{out}");
     db.execute("UPDATE orders SET state = 'paid' WHERE id = ?1", [&paid])
         .expect("repairing the state");
     s.assert_clean();
     let (status, out, err) = check();
     assert!(status.success(), "{out}\n{err}");
+}
+
+/// A stranger credited with the seller's part of a release, the balances
+/// moved along so that replay and conservation still hold: only the check
+/// of who a closing pays can see it.
+#[test]
+fn the_ledger_check_catches_a_release_paid_to_someone_else() {
+    let s = shop_with("1", |config| config.fee_bps = 100);
+    let listing = s.listing(10_000, 10);
+    let completed = s.order_in(&listing, "completed");
+    let escrow = s.order(&s.admin, &completed)["escrow"]
+        .as_str()
+        .expect("escrow")
+        .to_owned();
+    s.assert_clean();
+    let mut db = open_db(&s.w.db);
+    let tx = db.transaction().expect("a transaction");
+    let trigger: String = tx
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'entries_never_change'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the append-only trigger");
+    let amount: i64 = tx
+        .query_row(
+            "SELECT amount FROM entries WHERE escrow_id = ?1 AND kind = 'escrow_release'
+             AND direction = 'in' AND user_id = ?2",
+            [&escrow, &s.seller.id],
+            |row| row.get(0),
+        )
+        .expect("the seller's leg");
+    tx.execute_batch("DROP TRIGGER entries_never_change")
+        .expect("dropping the trigger");
+    tx.execute(
+        "UPDATE entries SET user_id = ?3 WHERE escrow_id = ?1 AND kind = 'escrow_release'
+         AND direction = 'in' AND user_id = ?2",
+        [&escrow, &s.seller.id, &s.stranger.id],
+    )
+    .expect("redirecting the leg");
+    tx.execute_batch(&trigger).expect("restoring the trigger");
+    tx.execute(
+        "UPDATE accounts SET available = available - ?2 WHERE user_id = ?1 AND currency = 'btc'",
+        rusqlite::params![s.seller.id, amount],
+    )
+    .expect("the seller's balance");
+    tx.execute(
+        "INSERT INTO accounts (user_id, currency, available, held) VALUES (?1, 'btc', ?2, 0)",
+        rusqlite::params![s.stranger.id, amount],
+    )
+    .expect("the stranger's balance");
+    tx.commit().expect("commit");
+    let problems = s.w.check(&s.admin);
+    assert!(
+        problems.iter().any(|p| p
+            .as_str()
+            .is_some_and(|p| p.contains(&escrow) && p.contains(&s.stranger.id))),
+        "{problems:?}"
+    );
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_souk"));
+    command
+        .arg("check")
+        .env("SOUK_DB", &s.w.db)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let (status, out, err) = run(command);
+    assert_eq!(status.code(), Some(3), "{out}\n{err}");
+    assert!(out.contains(&escrow), "{out}");
+}
+
+// ---- deadlines and failing timers ------------------------------------------
+
+/// Sets the order's `column` (ship_by or confirm_by) an hour into the past,
+/// as if the deadline passed before the timer could fire.
+fn pass_deadline(s: &Shop, id: &str, column: &str) {
+    open_db(&s.w.db)
+        .execute(
+            &format!(
+                "UPDATE orders SET {column} = CAST(strftime('%s', 'now') AS INTEGER) - 3600
+                 WHERE id = ?1"
+            ),
+            [id],
+        )
+        .expect("moving the deadline");
+}
+
+#[test]
+fn a_party_cannot_move_an_order_whose_deadline_passed() {
+    let s = shop("1");
+    let listing = s.listing(1_000, 10);
+    let paid = s.order_in(&listing, "paid");
+    pass_deadline(&s, &paid, "ship_by");
+    for (who, action, body) in [
+        (&s.seller, "ship", None),
+        (&s.buyer, "cancel", None),
+        (&s.buyer, "dispute", Some(json!({"reason": "late"}))),
+    ] {
+        let refused = s.act(who, &paid, action, body.as_ref());
+        let error = refused.assert_error(409, "invalid_state");
+        eprintln!("{action} after ship_by: {error}");
+    }
+    assert_eq!(
+        wait_while(&s, &paid, "paid", Duration::from_secs(4))["state"],
+        "cancelled"
+    );
+    assert_eq!(s.stock(&listing), 10);
+
+    let shipped = s.order_in(&listing, "shipped");
+    pass_deadline(&s, &shipped, "confirm_by");
+    for (who, action, body) in [
+        (&s.buyer, "confirm", None),
+        (&s.seller, "cancel", None),
+        (&s.buyer, "dispute", Some(json!({"reason": "broken"}))),
+    ] {
+        s.act(who, &shipped, action, body.as_ref())
+            .assert_error(409, "invalid_state");
+    }
+    assert_eq!(
+        wait_while(&s, &shipped, "shipped", Duration::from_secs(4))["state"],
+        "completed"
+    );
+    // Before its deadline a move goes through as always.
+    let early = s.order_in(&listing, "paid");
+    s.act_ok(&s.seller, &early, "ship", None, "shipped");
+    s.assert_clean();
+}
+
+/// A full sweep's worth of due orders whose move fails (their escrow row is
+/// gone) must not stop the order due after them.
+#[test]
+fn failing_timers_do_not_hold_back_the_orders_due_after_them() {
+    let broken = souk::timers::SWEEP_BATCH_MAX;
+    let s = shop("1");
+    let listing = s.listing(1, broken as i64 + 1);
+    let ids: Vec<String> = (0..=broken)
+        .map(|_| s.place(&listing, 1)["id"].as_str().expect("id").to_owned())
+        .collect();
+    let db = open_db(&s.w.db);
+    db.execute_batch("PRAGMA foreign_keys = OFF")
+        .expect("foreign keys off");
+    for (i, id) in ids[..broken].iter().enumerate() {
+        // Due long ago, oldest first, and an escrow that does not exist.
+        db.execute(
+            "UPDATE orders SET ship_by = ?2, escrow = -seq WHERE id = ?1",
+            rusqlite::params![id, 1_000 + i as i64],
+        )
+        .expect("breaking an order");
+    }
+    let good = &ids[broken];
+    db.execute("UPDATE orders SET ship_by = 100000 WHERE id = ?1", [good])
+        .expect("making the last order due");
+    let order = wait_while(&s, good, "paid", Duration::from_secs(6));
+    assert_eq!(order["state"], "cancelled");
+    assert_eq!(s.order(&s.admin, &ids[0])["state"], "paid", "still broken");
+}
+
+#[test]
+fn wallet_stats_count_users_not_the_platforms_fee_account() {
+    let s = shop_with("1", |config| config.fee_bps = 100);
+    let listing = s.listing(10_000, 10);
+    s.order_in(&listing, "completed");
+    assert_eq!(s.fees()[BTC]["balance"], btc(100));
+    let response = s.w.get("/api/v1/admin/stats/wallets", &s.admin.token);
+    assert_eq!(response.status, 200, "{}", response.summary());
+    let stats = response.json()["currencies"][BTC].clone();
+    assert_eq!(stats["accounts"], 2, "the buyer and the seller: {stats}");
+    assert_eq!(stats["total_available"], btc(SAT), "fees included: {stats}");
+}
+
+#[test]
+fn a_dispute_reason_of_only_white_space_is_refused() {
+    let s = shop("1");
+    let listing = s.listing(1_000, 10);
+    let paid = s.order_in(&listing, "paid");
+    for reason in [" ", " \n\t ", "\u{3000}"] {
+        let refused = s.act(&s.buyer, &paid, "dispute", Some(&json!({"reason": reason})));
+        assert_eq!(
+            refused.assert_error(400, "invalid_field")["field"],
+            "reason",
+            "{reason:?}"
+        );
+    }
+    assert_eq!(s.order(&s.buyer, &paid)["state"], "paid");
+    s.act_ok(
+        &s.buyer,
+        &paid,
+        "dispute",
+        Some(&json!({"reason": " late\n"})),
+        "disputed",
+    );
 }

@@ -18,7 +18,7 @@ use crate::client::{
     Member, PASSWORD, World, hashing_request, open_db, quick_user, request, request_raw_headers,
     world, world_with,
 };
-use crate::helpers::{Client, HttpResponse, TestApp};
+use crate::helpers::{Client, HttpResponse, TestApp, gate};
 
 // ---- local helpers ---------------------------------------------------------
 
@@ -1671,4 +1671,114 @@ fn a_json_array_is_not_accepted_as_a_body() {
         &json!(["zed_array", "correct horse battery", null]),
     );
     response.assert_error(400, "invalid_json");
+}
+
+// ---- a login racing a password change --------------------------------------
+
+/// `souk_write_queue_depth` from `/metrics`: jobs waiting for the writer.
+fn write_queue_depth(world: &World) -> u64 {
+    let response = world.app.get("/metrics");
+    assert_eq!(response.status, 200, "{}", response.summary());
+    response
+        .body_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("souk_write_queue_depth "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("souk_write_queue_depth in /metrics") as u64
+}
+
+/// Holds the server's writer inside a write job at gate `key` (every later
+/// write job queues behind it); returns the held request, answering its
+/// status once the gate opens and its job committed.
+fn hold_writer(world: &World, key: &str) -> std::thread::JoinHandle<u16> {
+    let (addr, path) = (world.app.addr, format!("/test/hold-writer/{key}"));
+    let held = std::thread::spawn(move || request(addr, "GET", &path, None, None, &[]).status);
+    crate::helpers::gate::wait_entered(key);
+    assert_eq!(write_queue_depth(world), 0, "nothing else is queued");
+    held
+}
+
+/// Waits until more than `than` jobs wait for the writer.
+fn wait_for_queue_above(world: &World, than: u64, what: &str) -> u64 {
+    crate::helpers::eventually(what, || {
+        let depth = write_queue_depth(world);
+        (depth > than).then_some(depth)
+    })
+}
+
+fn sessions_of(world: &World, user_id: &str) -> i64 {
+    open_db(&world.db)
+        .query_row(
+            "SELECT count(*) FROM sessions WHERE user_id = ?1",
+            [user_id],
+            |r| r.get(0),
+        )
+        .expect("counting sessions")
+}
+
+fn login_in_background(world: &World, username: &str) -> std::thread::JoinHandle<HttpResponse> {
+    let (addr, body) = (
+        world.app.addr,
+        json!({"username": username, "password": PASSWORD}),
+    );
+    std::thread::spawn(move || hashing_request(addr, "POST", "/api/v1/sessions", None, &body))
+}
+
+#[test]
+fn a_login_checked_against_a_password_changed_before_its_session_commits_gets_401() {
+    let world = world();
+    let alice = world.member("alice");
+    let key = format!("passwd-race-{}", alice.id);
+    let held = hold_writer(&world, &key);
+    // The login reads the old hash, verifies the old password and queues
+    // its session behind the held job.
+    let login = login_in_background(&world, "alice");
+    wait_for_queue_above(&world, 0, "the login's session job");
+    // Then a change like `souk user passwd` commits first: a new hash and
+    // every session ended.
+    gate::open_then(
+        &key,
+        &format!(
+            "UPDATE users SET password_hash = 'changed by an operator' WHERE id = {id};
+             DELETE FROM sessions WHERE user_id = {id};",
+            id = alice.id
+        ),
+    );
+    assert_eq!(held.join().expect("the held job"), 200);
+    login
+        .join()
+        .expect("the login thread")
+        .assert_error(401, "invalid_credentials");
+    assert_eq!(sessions_of(&world, &alice.id), 0, "no session survived");
+}
+
+#[test]
+fn a_login_with_the_old_password_loses_to_a_password_change_committed_first() {
+    let world = world();
+    let alice = world.member("alice");
+    let key = format!("patch-race-{}", alice.id);
+    let held = hold_writer(&world, &key);
+    // Alice changes her password (ending her other sessions); an attacker
+    // with the old one logs in meanwhile. Both pass their password checks
+    // and queue, the change first.
+    let change = {
+        let (addr, token) = (world.app.addr, alice.token.clone());
+        std::thread::spawn(move || {
+            let body = json!({"password": "a brand new password", "current_password": PASSWORD});
+            hashing_request(addr, "PATCH", "/api/v1/users/me", Some(&token), &body)
+        })
+    };
+    wait_for_queue_above(&world, 0, "the password change's job");
+    let login = login_in_background(&world, "alice");
+    wait_for_queue_above(&world, 1, "the login's session job");
+    gate::open(&key);
+    assert_eq!(held.join().expect("the held job"), 200);
+    let changed = change.join().expect("the change thread");
+    assert_eq!(changed.status, 200, "{}", changed.summary());
+    login
+        .join()
+        .expect("the login thread")
+        .assert_error(401, "invalid_credentials");
+    assert_eq!(sessions_of(&world, &alice.id), 1, "only the changer's own");
+    assert_eq!(world.get("/api/v1/users/me", &alice.token).status, 200);
 }
