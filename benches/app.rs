@@ -1271,6 +1271,72 @@ fn server_env(launch: Launch) -> Launch {
         .env("SOUK_MAX_CONNECTIONS", SERVER_MAX_CONNECTIONS)
         .env("LOGIN_RATE_LIMIT", SERVER_LOGIN_RATE_LIMIT)
         .env("SOUK_FEE_BPS", orders::FEE_BPS)
+        // The rows compare with runs from before the access log; its cost
+        // is measured apart (`access_log_rows`).
+        .env("SOUK_ACCESS_LOG", "false")
+}
+
+// ---------------------------------------------------------------------------
+// The access log's cost: cached profile reads with SOUK_ACCESS_LOG off and
+// on, alternating (off, on, off, on) on servers of their own, so the
+// machine's drift falls on both alike.
+
+/// The rows, and a note with the cost (1 - on/off of the summed rates).
+fn access_log_rows(
+    bin: &Path,
+    db: &Path,
+    users: usize,
+    conns: usize,
+    runner: &Runner,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<RowResult>, bool), String> {
+    // The server's stderr goes to a separate process that reads it in
+    // blocks, as journald does, and drops the access lines (this process
+    // reads what is left line by line, and with 64 client threads beside
+    // it would be the bottleneck instead of souk).
+    let wrapper = db.with_file_name("souk-log-consumer.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/bash\nexec \"$SOUK_BENCH_BIN\" 2> >(exec grep --line-buffered -v souk::access >&2)\n",
+    )
+    .map_err(|e| format!("{}: {e}", wrapper.display()))?;
+    let made_executable = Command::new("chmod").arg("+x").arg(&wrapper).status();
+    if !made_executable.is_ok_and(|s| s.success()) {
+        return Err(format!("cannot make {} executable", wrapper.display()));
+    }
+    let mut rows = Vec::new();
+    let mut clean = true;
+    let (mut off, mut on) = (0.0, 0.0);
+    for access_log in [false, true, false, true] {
+        let launch = server_env(Launch::existing(db))
+            .env("SOUK_ACCESS_LOG", access_log)
+            .env("SOUK_BENCH_BIN", bin.display());
+        let (server, _) = Souk::start(&wrapper, launch)?;
+        let scenario = Kind::Profile.scenario(users, false);
+        let label = format!(
+            "{}, access log {}",
+            Kind::Profile.label(),
+            if access_log { "on" } else { "off" }
+        );
+        let row = runner.row(
+            Some(&server),
+            server.addr,
+            Kind::Profile,
+            label,
+            conns,
+            &scenario,
+        );
+        *(if access_log { &mut on } else { &mut off }) += row.stats.rate();
+        rows.push(row);
+        clean &= report_stop(server, notes, false);
+    }
+    notes.push(format!(
+        "access log: GET /users/{{id}} (cached) at {conns} conns, servers alternating off/on/off/on: {:.0} vs {:.0} req/s summed, a cost of {:.1} % with the access log on (text format, RUST_LOG=info; stderr a pipe to `grep -v souk::access`, a process of its own reading in blocks as journald does, which drops the access lines)",
+        off,
+        on,
+        if off > 0.0 { (1.0 - on / off) * 100.0 } else { 0.0 }
+    ));
+    Ok((rows, clean))
 }
 
 // ---------------------------------------------------------------------------
@@ -2413,6 +2479,17 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         }
         clean &= report_stop(server, &mut notes, true);
     }
+    let access_conns = healthz_conns;
+    let (access_rows, ok) = access_log_rows(
+        &bin,
+        &main_db,
+        mode.users,
+        access_conns,
+        &runner,
+        &mut notes,
+    )?;
+    rows.extend(access_rows);
+    clean &= ok;
     // Peak RSS with many connections, on a server of its own: the heap that
     // earlier rows left behind (argon2's 19 MiB blocks, the 100-item batch
     // jobs) would otherwise count against it.

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::accounts::guard::{AddressLimit, LoginGuard};
 use crate::accounts::operator::Follower;
@@ -14,8 +13,9 @@ use crate::cache::Caches;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::tls::Certificates;
-use crate::http::{self, Reply, Request, Responder, Response, ServerHandle, Service};
+use crate::http::{self, Completed, Reply, Request, Responder, Response, ServerHandle, Service};
 use crate::ledger::idempotency::InFlight;
+use crate::logs::{ACCESS_TARGET, AccessLine};
 use crate::memo::Memo;
 use crate::monitor::alerts::Thresholds;
 use crate::monitor::{Monitor, MonitorThread};
@@ -79,10 +79,23 @@ impl Service for App {
         api::cors::decorate(response, cors.allowed(headers))
     }
 
-    fn completed(&self, response: &Response, elapsed: Duration) {
+    fn completed(&self, done: &Completed<'_>) {
+        let response = done.response;
         self.monitor
             .requests
-            .record(response.route, response.status, elapsed);
+            .record(response.route, response.status, done.elapsed);
+        if self.config.access_log && log::log_enabled!(target: ACCESS_TARGET, log::Level::Info) {
+            crate::logs::access(&AccessLine {
+                method: done.method,
+                route: response.route.and_then(|index| self.router.pattern(index)),
+                status: response.status,
+                elapsed: done.elapsed,
+                bytes: done.body_bytes,
+                client: done.client,
+                user_id: done.user_id,
+                request_id: done.request_id,
+            });
+        }
     }
 }
 

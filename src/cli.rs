@@ -139,7 +139,13 @@ const EXIT_PROBLEMS: u8 = 3;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(with_default_command(std::env::args_os().collect()));
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // SOUK_LOG_FORMAT is a setting of `serve`; the other commands talk to
+    // a terminal.
+    let log_format = match &cli.command {
+        Command::Serve { config } => config.log_format,
+        _ => crate::config::LogFormat::Text,
+    };
+    crate::logs::init(log_format);
     let result = match cli.command {
         Command::Serve { config } => serve(Config::from(*config)),
         Command::Migrate { db } => migrate(&db.db),
@@ -147,6 +153,9 @@ pub fn main() -> ExitCode {
         Command::Backup { path, db } => backup(&db.db, &path),
         Command::Check { db } => check(&db.db),
     };
+    // Lines still on their way to stderr go before the exit (and before
+    // the fatal error, so they stay in order).
+    crate::logs::flush();
     match result {
         Ok(code) => code,
         Err(error) => {

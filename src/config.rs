@@ -155,6 +155,28 @@ pub struct ConfigArgs {
     /// Seconds after shipping before an order completes by itself.
     #[arg(long = "order-confirm-within", env = "SOUK_ORDER_CONFIRM_WITHIN", value_name = "SOUK_ORDER_CONFIRM_WITHIN", default_value_t = 1_209_600, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S), global = true)]
     pub order_confirm_within: u64,
+    /// Log line format: `text` for people, `json` for one JSON object per line.
+    #[arg(
+        long = "log-format",
+        env = "SOUK_LOG_FORMAT",
+        value_name = "SOUK_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// One log line per request at info level, target souk::access (true/false).
+    #[arg(long = "access-log", env = "SOUK_ACCESS_LOG", value_name = "SOUK_ACCESS_LOG", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub access_log: bool,
+}
+
+/// How log lines are written (`crate::logs`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `[time LEVEL target] message key=value …`, for people.
+    #[default]
+    Text,
+    /// One JSON object per line: ts, level, target, msg and the fields.
+    Json,
 }
 
 /// Highest platform fee: half of an order's amount.
@@ -258,6 +280,9 @@ pub struct Config {
     pub fee_bps: u32,
     pub order_ship_within_s: i64,
     pub order_confirm_within_s: i64,
+    pub log_format: LogFormat,
+    /// Write the access log (one line per request, target souk::access).
+    pub access_log: bool,
 }
 
 impl From<ConfigArgs> for Config {
@@ -304,6 +329,8 @@ impl From<ConfigArgs> for Config {
             // Both are at most ORDER_TIMER_MAX_S.
             order_ship_within_s: i64::try_from(args.order_ship_within).unwrap_or(i64::MAX),
             order_confirm_within_s: i64::try_from(args.order_confirm_within).unwrap_or(i64::MAX),
+            log_format: args.log_format,
+            access_log: args.access_log,
         }
     }
 }

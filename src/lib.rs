@@ -16,6 +16,7 @@ pub mod ids;
 pub mod ledger;
 pub mod limits;
 pub mod listings;
+pub mod logs;
 pub mod memo;
 pub mod monitor;
 pub mod orders;

@@ -7,6 +7,14 @@ pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
 pub const REQUEST_HEADERS_MAX: usize = 64;
 /// Longest request target (path and query), bytes. 414 past it (docs/http.md).
 pub const REQUEST_TARGET_BYTES_MAX: usize = 8 * 1024;
+/// Longest `X-Request-Id` taken from a client, bytes (visible ASCII only;
+/// anything else is replaced by a generated id): enough for a UUID or a
+/// proxy's trace id, short enough to keep every access log line short.
+pub const REQUEST_ID_BYTES_MAX: usize = 64;
+/// Log bytes waiting for the log writer thread. Past it, the thread that
+/// logs writes them itself (and others wait for it), as they would on a
+/// full pipe: memory stays bounded when stderr is slower than the log.
+pub const LOG_BUFFER_BYTES_MAX: usize = 256 * 1024;
 /// Bytes read from a socket in one `read` call: one head fits in one read.
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// A body arriving in parts grows its buffer by the read chunk up to this

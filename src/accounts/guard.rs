@@ -82,7 +82,7 @@ impl AddressLimit {
         }
         window.attempts = window.attempts.saturating_add(1);
         if window.attempts > self.per_minute {
-            log::warn!("{} rate limit reached for {addr}", self.what);
+            log::warn!("{} rate limit reached for client {addr}", self.what);
             return Err(Error::RateLimited {
                 retry_after_s: retry_after(window.started + RATE_WINDOW, now),
             });
@@ -107,11 +107,12 @@ impl LoginGuard {
         self.logins.count(addr)
     }
 
-    /// Starts a login attempt for `username`: `LockedOut` while it is
+    /// Starts a login attempt for `username` from `client` (named in the
+    /// log lines of failures and lockouts): `LockedOut` while it is
     /// locked (even for the right password) or while the attempts already
     /// running would reach the limit. The attempt ends with the returned
     /// guard's `failed` or `succeeded` (or its drop, counting neither).
-    pub fn begin(self: &Arc<Self>, username: &str) -> Result<Attempt> {
+    pub fn begin(self: &Arc<Self>, username: &str, client: IpAddr) -> Result<Attempt> {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let entry = failures.get_or_insert_mut(username.to_owned(), || Failures {
@@ -121,6 +122,7 @@ impl LoginGuard {
         });
         if let Some(until) = entry.locked_until {
             if until > now {
+                log::info!("login for `{username}` from {client} refused: locked out");
                 return Err(Error::LockedOut {
                     retry_after_s: retry_after(until, now),
                 });
@@ -136,6 +138,7 @@ impl LoginGuard {
         Ok(Attempt {
             guard: Arc::clone(self),
             username: username.to_owned(),
+            client,
             open: true,
         })
     }
@@ -155,7 +158,7 @@ impl LoginGuard {
         log::info!("`{username}` unlocked by the operator");
     }
 
-    fn end(&self, username: &str, outcome: Option<bool>) {
+    fn end(&self, username: &str, client: IpAddr, outcome: Option<bool>) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let Some(entry) = failures.get_mut(username) else {
             return;
@@ -165,11 +168,14 @@ impl LoginGuard {
             Some(true) => entry.count = 0,
             Some(false) => {
                 entry.count = entry.count.saturating_add(1);
-                log::info!("failed login for `{username}` ({} in a row)", entry.count);
+                log::info!(
+                    "failed login for `{username}` from {client} ({} in a row)",
+                    entry.count
+                );
                 if entry.count >= self.max_attempts {
                     entry.locked_until = Some(Instant::now() + self.lockout);
                     log::warn!(
-                        "`{username}` locked out for {} s after {} failed logins",
+                        "`{username}` locked out for {} s after {} failed logins, the last from {client}",
                         self.lockout.as_secs(),
                         entry.count
                     );
@@ -187,6 +193,7 @@ impl LoginGuard {
 pub struct Attempt {
     guard: Arc<LoginGuard>,
     username: String,
+    client: IpAddr,
     open: bool,
 }
 
@@ -194,13 +201,13 @@ impl Attempt {
     /// A wrong password: counts toward the lockout.
     pub fn failed(mut self) {
         self.open = false;
-        self.guard.end(&self.username, Some(false));
+        self.guard.end(&self.username, self.client, Some(false));
     }
 
     /// The right password: the count starts again.
     pub fn succeeded(mut self) {
         self.open = false;
-        self.guard.end(&self.username, Some(true));
+        self.guard.end(&self.username, self.client, Some(true));
     }
 }
 
@@ -209,7 +216,7 @@ impl Drop for Attempt {
         // Ended without a verdict (say the hash queue was full): it counts
         // neither way, but no longer holds a place.
         if self.open {
-            self.guard.end(&self.username, None);
+            self.guard.end(&self.username, self.client, None);
         }
     }
 }

@@ -44,6 +44,8 @@ pub fn caller(app: &App, request: &Request) -> Result<Caller> {
     }
     .filter(|u| u.status == Status::Active)
     .ok_or(Error::Unauthenticated)?;
+    // For the access log; a second lookup of one request finds the same user.
+    let _ = request.user_id.set(user.id);
     Ok(Caller { user, token: hash })
 }
 

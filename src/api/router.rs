@@ -95,6 +95,11 @@ impl Router {
             .collect()
     }
 
+    /// The pattern (`/users/{id}`) of the route at `index`.
+    pub fn pattern(&self, index: usize) -> Option<&'static str> {
+        self.routes.get(index).map(|route| route.pattern)
+    }
+
     /// Runs the route that matches the request's path most specifically
     /// (a literal segment beats a `{param}` in the same place, leftmost
     /// first: `/admin/users/bulk-update` is never `/admin/users/{id}`) and

@@ -33,7 +33,7 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     // (the user and the hash are read from the database, never a cache).
     app.operator
         .sync(&app.store.readers, &app.caches, &app.guard);
-    let attempt = app.guard.begin(username.as_str())?;
+    let attempt = app.guard.begin(username.as_str(), request.client)?;
     let found = app
         .store
         .readers

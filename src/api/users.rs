@@ -143,7 +143,7 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     // like such a login it tells nothing, so it is not a failed guess.
     let current =
         Password::parse("current_password", current).map_err(|_| wrong_current_password())?;
-    let attempt = app.guard.begin(&caller.user.username)?;
+    let attempt = app.guard.begin(&caller.user.username, request.client)?;
     let phc = app
         .store
         .readers

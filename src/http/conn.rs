@@ -16,11 +16,11 @@
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::request::{Method, Request};
+use super::request::{Method, Request, RequestId};
 use super::response::Response;
 use super::server::Shared;
 use super::tls::TlsSession;
@@ -96,9 +96,17 @@ pub(crate) enum Step {
     /// Not a whole request yet and nothing to read now: park until readable.
     NeedMore,
     /// The request is refused at the HTTP level; answer and close.
-    Reject(Response),
+    Reject(Response, Refused),
     /// The peer closed or the socket failed.
     Closed,
+}
+
+/// What is known of a refused request, for the access log.
+pub(crate) struct Refused {
+    /// `None`: its head could not be read.
+    pub method: Option<Method>,
+    pub client: Option<IpAddr>,
+    pub request_id: RequestId,
 }
 
 /// How far `Conn::flush` got.
@@ -186,7 +194,10 @@ impl Conn {
             match self.try_parse() {
                 Ok(Some(step)) => return step,
                 Ok(None) => {}
-                Err(response) => return Step::Reject(self.refusal(response)),
+                Err(response) => {
+                    let (response, refused) = self.refusal(response);
+                    return Step::Reject(response, refused);
+                }
             }
             // A 100 Continue must reach the client before its body can come.
             if self.wants_write() || !self.can_read() {
@@ -305,6 +316,12 @@ impl Conn {
             http10: head.http10,
             head_only: head.method == Method::Head,
         };
+        let request_id = RequestId::from_values(
+            headers
+                .iter()
+                .filter(|(name, _)| name == "x-request-id")
+                .map(|(_, value)| value.as_slice()),
+        );
         let request = Request {
             method: head.method,
             path,
@@ -313,6 +330,8 @@ impl Conn {
             body,
             peer: self.peer,
             client,
+            request_id,
+            user_id: OnceLock::new(),
         };
         self.start += head_len + body_len;
         self.client = None;
@@ -421,19 +440,26 @@ impl Conn {
         }
     }
 
-    /// A refusal of the HTTP layer. When the request's head is whole (only
-    /// its length, framing, target or body were refused) the service
-    /// decorates the answer like its own (CORS), and the request's client
-    /// is noted for the log; a head that is incomplete, too large to parse
-    /// or malformed names no origin and no client.
-    fn refusal(&mut self, response: Response) -> Response {
+    /// A refusal of the HTTP layer, with its `X-Request-Id`. When the
+    /// request's head is whole (only its length, framing, target or body
+    /// were refused) the service decorates the answer like its own (CORS),
+    /// the request's id is the client's when sane, and its method and
+    /// client are noted for the log; a head that is incomplete, too large
+    /// to parse or malformed names no origin, method or client.
+    fn refusal(&mut self, response: Response) -> (Response, Refused) {
         let mut header_slots = [httparse::EMPTY_HEADER; REQUEST_HEADERS_MAX];
         let mut parsed = httparse::Request::new(&mut header_slots);
         if !matches!(
             parsed.parse(&self.buf[self.start..]),
             Ok(httparse::Status::Complete(_))
         ) {
-            return response;
+            let request_id = RequestId::generate();
+            let refused = Refused {
+                method: None,
+                client: None,
+                request_id,
+            };
+            return (with_request_id(response, &request_id), refused);
         }
         let headers: Vec<(String, Vec<u8>)> = parsed
             .headers
@@ -444,8 +470,21 @@ impl Conn {
             .iter()
             .filter(|(name, _)| name == "x-forwarded-for")
             .map(|(_, value)| value.as_slice());
-        self.client = Some(self.client_for(forwarded));
-        self.shared.service.decorate(&headers, response)
+        let client = self.client_for(forwarded);
+        self.client = Some(client);
+        let request_id = RequestId::from_values(
+            headers
+                .iter()
+                .filter(|(name, _)| name == "x-request-id")
+                .map(|(_, value)| value.as_slice()),
+        );
+        let refused = Refused {
+            method: parsed.method.map(Method::parse),
+            client: Some(client),
+            request_id,
+        };
+        let response = self.shared.service.decorate(&headers, response);
+        (with_request_id(response, &request_id), refused)
     }
 
     /// Writes what the socket takes of the queued answer (and, with TLS,
@@ -548,6 +587,11 @@ impl Drop for Conn {
         }
         self.shared.open_connections.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Every answer carries its request's id (docs/http.md).
+pub(crate) fn with_request_id(response: Response, request_id: &RequestId) -> Response {
+    response.with_header("x-request-id", request_id.as_str())
 }
 
 fn is_transient(e: &io::Error) -> bool {

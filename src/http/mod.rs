@@ -15,6 +15,6 @@ mod response;
 mod server;
 pub mod tls;
 
-pub use request::{BadHeader, Method, Request};
+pub use request::{BadHeader, Method, Request, RequestId};
 pub use response::{Reply, Responder, Response, reason};
-pub use server::{Edge, Limits, Server, ServerHandle, Service};
+pub use server::{Completed, Edge, Limits, Server, ServerHandle, Service};

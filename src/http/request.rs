@@ -1,6 +1,9 @@
 //! A parsed request as handlers see it: method, path, query, headers, body.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+
+use crate::limits::REQUEST_ID_BYTES_MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -58,6 +61,65 @@ pub struct Request {
     /// a trusted proxy forwarded (docs/http.md). Per-address limits and logs
     /// use this, never `peer`.
     pub client: IpAddr,
+    /// `X-Request-Id`: the client's, or generated; echoed on the answer.
+    pub request_id: RequestId,
+    /// The signed-in caller's id, once `api::auth` has found one: for the
+    /// access log.
+    pub user_id: OnceLock<i64>,
+}
+
+/// A request's id (docs/http.md): the client's `X-Request-Id` when it sent
+/// exactly one of 1..=REQUEST_ID_BYTES_MAX visible ASCII characters, else
+/// 16 random hex digits. Inline, so no request allocates for it.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    bytes: [u8; REQUEST_ID_BYTES_MAX],
+    len: u8,
+}
+
+const _: () = assert!(REQUEST_ID_BYTES_MAX <= u8::MAX as usize);
+
+impl RequestId {
+    /// From the values of the request's X-Request-Id headers.
+    pub fn from_values<'h>(mut values: impl Iterator<Item = &'h [u8]>) -> RequestId {
+        match (values.next(), values.next()) {
+            (Some(value), None) if is_sane(value) => {
+                let mut bytes = [0u8; REQUEST_ID_BYTES_MAX];
+                bytes[..value.len()].copy_from_slice(value);
+                RequestId {
+                    bytes,
+                    len: value.len() as u8,
+                }
+            }
+            _ => RequestId::generate(),
+        }
+    }
+
+    /// A new id: 16 hex digits.
+    pub fn generate() -> RequestId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bits = crate::ids::request_id_bits();
+        let mut bytes = [0u8; REQUEST_ID_BYTES_MAX];
+        for (i, byte) in bytes.iter_mut().take(16).enumerate() {
+            *byte = HEX[((bits >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        RequestId { bytes, len: 16 }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII is ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("-")
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_sane(value: &[u8]) -> bool {
+    (1..=REQUEST_ID_BYTES_MAX).contains(&value.len()) && value.iter().all(u8::is_ascii_graphic)
 }
 
 /// Why a header that was sent cannot be read as one text value. Kept apart

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use polling::{Event, Events, Poller};
 
-use super::conn::{Conn, Flushed, Framing, Step};
+use super::conn::{Conn, Flushed, Framing, Step, with_request_id};
 use super::proxy::TrustedProxies;
-use super::request::Request;
+use super::request::{Method, Request, RequestId};
 use super::response::{Reply, Responder, Response};
 use super::tls::Certificates;
 use crate::heartbeat::Heartbeat;
@@ -39,9 +39,48 @@ pub trait Service: Send + Sync + 'static {
         response
     }
 
-    /// Told of every answer (including the HTTP layer's own refusals) with
-    /// the time from request to answer; for metrics. Must be cheap.
-    fn completed(&self, _response: &Response, _elapsed: Duration) {}
+    /// Told of every answer (including the HTTP layer's own refusals) once
+    /// it is complete; for metrics and the access log. Must be cheap.
+    fn completed(&self, _done: &Completed<'_>) {}
+}
+
+/// One answered request, as `Service::completed` sees it.
+pub struct Completed<'a> {
+    pub response: &'a Response,
+    /// From the request's arrival to its answer (zero for refusals).
+    pub elapsed: Duration,
+    /// `None`: refused before its head could be read.
+    pub method: Option<Method>,
+    pub client: Option<IpAddr>,
+    /// The signed-in caller, when the handler found one.
+    pub user_id: Option<i64>,
+    pub request_id: &'a str,
+    /// Body bytes of the answer (none for HEAD).
+    pub body_bytes: usize,
+}
+
+/// What is kept of a request while its answer is made elsewhere: enough
+/// for `Completed`, and nothing allocated.
+struct Asked {
+    method: Method,
+    client: IpAddr,
+    user_id: Option<i64>,
+    request_id: RequestId,
+    head_only: bool,
+    started: Instant,
+}
+
+impl Asked {
+    fn of(request: &Request, framing: &Framing, started: Instant) -> Asked {
+        Asked {
+            method: request.method,
+            client: request.client,
+            user_id: request.user_id.get().copied(),
+            request_id: request.request_id,
+            head_only: framing.head_only,
+            started,
+        }
+    }
 }
 
 /// The HTTP layer's own bounds (docs/http.md; README: Configuration).
@@ -98,7 +137,7 @@ enum Work {
     /// A connection with data to read.
     Ready(Conn),
     /// A deferred answer for a connection, with the framing of its request.
-    Resume(Conn, Framing, Response, Instant, String),
+    Resume(Conn, Framing, Response, Asked),
     Stop,
 }
 
@@ -418,6 +457,7 @@ fn refuse_over_capacity(shared: &Shared, mut stream: TcpStream) {
         "too many connections; try again shortly",
     )
     .with_header("retry-after", "1");
+    let response = with_request_id(response, &RequestId::generate());
     let mut out = Vec::with_capacity(256);
     response.write_to(&mut out, false, true, false);
     // A fresh socket's send buffer is empty: this never blocks for long.
@@ -444,8 +484,8 @@ fn worker_loop(shared: &Arc<Shared>, work: &Receiver<Work>) {
     while let Ok(item) = work.recv() {
         match item {
             Work::Ready(conn) => serve(shared, conn),
-            Work::Resume(mut conn, framing, response, started, line) => {
-                finished(shared, &line, &response, started);
+            Work::Resume(mut conn, framing, response, asked) => {
+                let response = finished(shared, &asked, response);
                 conn.queue(&response, &framing);
                 serve(shared, conn);
             }
@@ -473,16 +513,17 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
         match conn.next_request() {
             Step::Request(request, framing) => {
                 let started = Instant::now();
-                let line = format!("{} {}", request.method.as_str(), request.path);
                 match catch_unwind(AssertUnwindSafe(|| shared.service.call(&request))) {
                     Ok(Reply::Now(response)) => {
-                        finished(shared, &line, &response, started);
+                        let asked = Asked::of(&request, &framing, started);
+                        let response = finished(shared, &asked, response);
                         conn.queue(&response, &framing);
                     }
                     Ok(Reply::Later(start)) => {
+                        let asked = Asked::of(&request, &framing, started);
                         let work = shared.work.clone();
                         let deliver = move |response: Response| {
-                            let _ = work.send(Work::Resume(conn, framing, response, started, line));
+                            let _ = work.send(Work::Resume(conn, framing, response, asked));
                         };
                         start(Responder {
                             deliver: Some(Box::new(deliver)),
@@ -490,12 +531,19 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                         return;
                     }
                     Err(panic) => {
-                        log::error!("handler panicked on {line}: {}", panic_message(&panic));
+                        log::error!(
+                            "handler panicked on {} {} (request {}): {}",
+                            request.method.as_str(),
+                            request.path,
+                            request.request_id.as_str(),
+                            panic_message(&panic)
+                        );
                         let response = shared.service.decorate(
                             &request.headers,
                             Response::error(500, "internal", "internal error"),
                         );
-                        finished(shared, &line, &response, started);
+                        let asked = Asked::of(&request, &Framing::REJECT, started);
+                        let response = finished(shared, &asked, response);
                         conn.reject(&response);
                     }
                 }
@@ -507,9 +555,17 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                 }
                 return;
             }
-            Step::Reject(response) => {
+            Step::Reject(response, refused) => {
                 log::debug!("refused a request from {}: {}", conn.who(), response.status);
-                shared.service.completed(&response, Duration::ZERO);
+                shared.service.completed(&Completed {
+                    response: &response,
+                    elapsed: Duration::ZERO,
+                    method: refused.method,
+                    client: refused.client,
+                    user_id: None,
+                    request_id: refused.request_id.as_str(),
+                    body_bytes: response.body.len(),
+                });
                 conn.reject(&response);
             }
             Step::Closed => return,
@@ -517,14 +573,23 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
     }
 }
 
-fn finished(shared: &Shared, line: &str, response: &Response, started: Instant) {
-    let elapsed = started.elapsed();
-    shared.service.completed(response, elapsed);
-    log::debug!(
-        "{line} {} {:.3}ms",
-        response.status,
-        elapsed.as_secs_f64() * 1e3
-    );
+/// An answer is ready: it gets its request's id, and the service hears of it.
+fn finished(shared: &Shared, asked: &Asked, response: Response) -> Response {
+    let response = with_request_id(response, &asked.request_id);
+    shared.service.completed(&Completed {
+        response: &response,
+        elapsed: asked.started.elapsed(),
+        method: Some(asked.method),
+        client: Some(asked.client),
+        user_id: asked.user_id,
+        request_id: asked.request_id.as_str(),
+        body_bytes: if asked.head_only || response.status == 204 {
+            0
+        } else {
+            response.body.len()
+        },
+    });
+    response
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -54,6 +54,16 @@ pub const RULES: [&str; 5] = [
     "circuit_open",
 ];
 
+/// The unit of a rule's value and threshold, for the log; `None` for the
+/// circuit breaker, which is open or not.
+pub fn unit(rule: &str) -> Option<&'static str> {
+    match rule {
+        "memory" | "cpu" | "error_rate" => Some("%"),
+        "response_time" => Some("ms"),
+        _ => None,
+    }
+}
+
 impl AlertBook {
     pub fn evaluate(&mut self, reading: &Reading, thresholds: &Thresholds, now: Instant) {
         let checks = [
@@ -85,7 +95,12 @@ impl AlertBook {
     }
 
     fn fire(&mut self, rule: &'static str, value: f64, threshold: f64, now: Instant) {
-        log::warn!("alert {rule}: {value:.1} is above {threshold:.1}");
+        match unit(rule) {
+            Some(unit) => {
+                log::warn!("alert {rule}: {value:.1} {unit} is above {threshold:.1} {unit}");
+            }
+            None => log::warn!("alert {rule}: the store's circuit breaker is open"),
+        }
         let alert = Alert {
             rule,
             value,
@@ -144,5 +159,14 @@ mod tests {
         book.evaluate(&reading, &t, start + Duration::from_secs(3));
         assert_eq!(book.recent().len(), 2);
         assert_eq!(book.active().len(), 1);
+    }
+
+    #[test]
+    fn every_measured_rule_has_a_unit() {
+        for rule in RULES {
+            assert_eq!(unit(rule).is_none(), rule == "circuit_open", "{rule}");
+        }
+        assert_eq!(unit("response_time"), Some("ms"));
+        assert_eq!(unit("cpu"), Some("%"));
     }
 }

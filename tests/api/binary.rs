@@ -226,7 +226,8 @@ impl Served {
         let (seen, found) = process.read_log_until(PROCESS_TIMEOUT, |line| line.contains(marker));
         let addr = match seen.last().and_then(|line| line.split_once(marker)) {
             Some((_, rest)) if found => {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
+                // Up to a space, or the closing quote of a JSON log line.
+                let addr = rest.split([' ', '"']).next().unwrap_or_default();
                 addr.parse().expect("a socket address after `listening on`")
             }
             _ => panic!(

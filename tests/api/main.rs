@@ -16,6 +16,7 @@ mod http_layer;
 mod json_bodies;
 mod lifecycle;
 mod listings;
+mod logs;
 mod monitoring;
 mod openapi;
 mod operations;

@@ -471,6 +471,11 @@ fn documented_limits_are_the_codes() {
     };
     let checks: Vec<(&str, Value, usize)> = vec![
         (
+            "X-Request-Id max",
+            doc["components"]["headers"]["RequestId"]["schema"]["maxLength"].clone(),
+            souk::limits::REQUEST_ID_BYTES_MAX,
+        ),
+        (
             "username min",
             s["UsernameInput"]["minLength"].clone(),
             USERNAME_CHARS_MIN,
