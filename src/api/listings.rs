@@ -3,22 +3,44 @@
 //! may not see is 404, so a paused or closed listing's existence is not
 //! revealed.
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::{Params, auth, json, query, respond};
 use crate::app::App;
+use crate::cache::search::Page as SearchPage;
 use crate::clock;
+use crate::config::Currencies;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
 use crate::ids;
 use crate::ledger::money::{self, Amount, Currency};
 use crate::listings::search::{self, QUERY_CHARS_MAX, Query, Sort};
 use crate::listings::{
-    self, Changes, Description, Listing, ListingState, NewListing, QUANTITY_DEFAULT, Tag, Tags,
-    Title,
+    self, Changes, Description, Listing, ListingState, ListingView, NewListing, QUANTITY_DEFAULT,
+    Tag, Tags, Title,
 };
+
+/// `{"listing": …}`, serialized straight from the listing.
+#[derive(Serialize)]
+struct One<'a> {
+    listing: ListingView<'a>,
+}
+
+impl One<'_> {
+    fn of<'a>(listing: &'a Listing, currencies: &Currencies) -> One<'a> {
+        One {
+            listing: listing.view(currencies),
+        }
+    }
+}
+
+/// `{"listings": […], "next": …}`.
+#[derive(Serialize)]
+struct Many<'a> {
+    listings: Vec<ListingView<'a>>,
+    next: Option<String>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +79,7 @@ pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let currencies = app.config.currencies.clone();
     Ok(app.write(
         move |tx| listings::create(tx, &new, now),
-        move |listing| respond::json(201, &json!({"listing": listing.view(&currencies)})),
+        move |listing| respond::json(201, &One::of(&listing, &currencies)),
     ))
 }
 
@@ -96,7 +118,7 @@ pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let listing = visible(app, caller.as_ref(), params)?;
     Ok(Reply::Now(respond::json(
         200,
-        &json!({"listing": listing.view(&app.config.currencies)}),
+        &One::of(&listing, &app.config.currencies),
     )))
 }
 
@@ -150,7 +172,7 @@ pub fn update(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let currencies = app.config.currencies.clone();
     Ok(app.write(
         move |tx| listings::update(tx, id, &changes, now),
-        move |listing| respond::json(200, &json!({"listing": listing.view(&currencies)})),
+        move |listing| respond::json(200, &One::of(&listing, &currencies)),
     ))
 }
 
@@ -191,14 +213,7 @@ fn render_page(app: &App, mut page: Vec<Listing>, limit: usize) -> Reply {
         page.truncate(limit);
         page.last().map(|l| l.id.to_string())
     });
-    let listings: Vec<_> = page
-        .iter()
-        .map(|l| l.view(&app.config.currencies))
-        .collect();
-    Reply::Now(respond::json(
-        200,
-        &json!({"listings": listings, "next": next.flatten()}),
-    ))
+    render(app, &page, next.flatten())
 }
 
 /// `GET /users/me/listings?state=&limit=&after=`: the caller's own, in any
@@ -218,17 +233,84 @@ pub fn mine(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 }
 
 /// `GET /listings?q=&seller=&currency=&tag=&min_price=&max_price=&sort=&limit=&after=`:
-/// active listings only, to anyone.
+/// active listings only, to anyone. The page's ids come from the search
+/// cache when it has them (see `cache::search`: edits invalidate it, new
+/// listings may lag by up to `SEARCH_TTL`), the listings from the listing
+/// cache, so quantities are always current.
 pub fn search(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     optional_caller(app, request)?;
     let query = parse_query(app, request)?;
     let limit = query::limit(request)?;
     let after = query::after_id(request)?;
-    let page = app
+    let key = query.cache_key(after, limit);
+    let searches = &app.caches.searches;
+    if let Some((cached, generation)) = searches.get(&key)
+        && let Some(page) = cached_listings(app, &cached.ids)?
+        // An edit that committed while the listings were read may have
+        // changed what matches: its answer may be out, so start over.
+        && searches.generation() == generation
+    {
+        let next = (cached.more).then(|| cached.ids.last().map(i64::to_string));
+        return Ok(render(app, &page, next.flatten()));
+    }
+    let generation = searches.generation();
+    let epoch = app.caches.listings.epoch();
+    let mut page = app
         .store
         .readers
         .read(|conn| search::page(conn, &query, after, limit + 1))?;
-    Ok(render_page(app, page, limit))
+    let more = page.len() > limit;
+    page.truncate(limit);
+    for listing in &page {
+        app.caches
+            .listings
+            .insert_if_unchanged(listing.id, listing.clone(), epoch);
+    }
+    let ids: Vec<i64> = page.iter().map(|l| l.id).collect();
+    let next = more.then(|| ids.last().map(i64::to_string)).flatten();
+    searches.insert(key, SearchPage { ids, more }, generation);
+    Ok(render(app, &page, next))
+}
+
+/// The listings `ids` from the listing cache, those it lacks in one read;
+/// None if one is gone or no longer active (the page is then stale: an
+/// edit raced this request).
+fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Listing>>> {
+    let cache = &app.caches.listings;
+    let mut found: Vec<Option<Listing>> = ids.iter().map(|id| cache.get(id)).collect();
+    let missing: Vec<i64> = ids
+        .iter()
+        .zip(&found)
+        .filter(|(_, l)| l.is_none())
+        .map(|(id, _)| *id)
+        .collect();
+    if !missing.is_empty() {
+        let epoch = cache.epoch();
+        let read = app
+            .store
+            .readers
+            .read(|conn| listings::by_ids(conn, &missing))?;
+        let mut read = read.into_iter();
+        for slot in found.iter_mut().filter(|l| l.is_none()) {
+            *slot = read.next().flatten();
+            if let Some(listing) = slot {
+                cache.insert_if_unchanged(listing.id, listing.clone(), epoch);
+            }
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|l| l.filter(|l| l.state == ListingState::Active))
+        .collect())
+}
+
+/// A page of listings and the next page's cursor.
+fn render(app: &App, page: &[Listing], next: Option<String>) -> Reply {
+    let listings = page
+        .iter()
+        .map(|l| l.view(&app.config.currencies))
+        .collect();
+    Reply::Now(respond::json(200, &Many { listings, next }))
 }
 
 fn parse_query(app: &App, request: &Request) -> Result<Query> {

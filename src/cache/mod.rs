@@ -1,10 +1,11 @@
-//! The in-process caches: user profiles, session lookups, balances and
-//! single listings.
+//! The in-process caches: user profiles, session lookups, balances,
+//! single listings and search pages (`search`).
 //! Caches are never the source of truth for a money decision (debits check
 //! the database in the same statement). Every committed write invalidates
 //! exactly the keys it touched, before any caller hears of the commit (the
 //! writer calls `Caches::invalidate` between COMMIT and the answers).
 
+pub mod search;
 pub mod ttl;
 pub mod warm;
 
@@ -19,6 +20,7 @@ use crate::ledger::Balances;
 use crate::listings::Listing;
 use crate::monitor::prometheus::Exposition;
 use crate::store::Touched;
+use search::{SEARCH_ENTRIES_MAX, SEARCH_TTL, SearchCache};
 use ttl::{CacheStats, TtlCache};
 
 /// Entries per cache: a few MB at most, and enough for every active user of
@@ -41,6 +43,7 @@ pub struct Caches {
     pub sessions: TtlCache<TokenHash, SessionEntry>,
     pub balances: TtlCache<i64, Balances>,
     pub listings: TtlCache<i64, Listing>,
+    pub searches: SearchCache,
 }
 
 impl Caches {
@@ -50,6 +53,12 @@ impl Caches {
             sessions: TtlCache::new("sessions", SESSION_ENTRIES_MAX, config.cache_ttl),
             balances: TtlCache::new("balances", BALANCE_ENTRIES_MAX, config.balance_cache_ttl),
             listings: TtlCache::new("listings", LISTING_ENTRIES_MAX, config.cache_ttl),
+            // Off with the other caches (CACHE_TIMEOUT=0), never longer than them.
+            searches: SearchCache::new(
+                "searches",
+                SEARCH_ENTRIES_MAX,
+                SEARCH_TTL.min(config.cache_ttl),
+            ),
         })
     }
 
@@ -62,16 +71,18 @@ impl Caches {
                 Touched::Session(hash) => self.sessions.invalidate(hash),
                 Touched::SessionsOf(id) => self.sessions.invalidate_where(|_, s| s.user_id == *id),
                 Touched::Listing(id) => self.listings.invalidate(id),
+                Touched::Searchable => self.searches.invalidate_all(),
             }
         }
     }
 
-    fn all(&self) -> [(&'static str, CacheStats); 4] {
+    fn all(&self) -> [(&'static str, CacheStats); 5] {
         [
             (self.profiles.name, self.profiles.stats()),
             (self.sessions.name, self.sessions.stats()),
             (self.balances.name, self.balances.stats()),
             (self.listings.name, self.listings.stats()),
+            (self.searches.name, self.searches.stats()),
         ]
     }
 

@@ -94,33 +94,35 @@ pub struct Listing {
     pub updated_at: i64,
 }
 
+/// A listing as the API shows it, borrowing the listing's text (rendered
+/// straight to JSON: no copies of a long description).
 #[derive(Serialize)]
-pub struct ListingView {
+pub struct ListingView<'a> {
     pub id: String,
     pub seller: String,
-    pub title: String,
-    pub description: String,
-    pub currency: String,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub currency: &'a str,
     pub price: String,
     pub quantity: i64,
-    pub tags: Vec<String>,
+    pub tags: &'a [String],
     pub state: &'static str,
     pub created_at: String,
     pub updated_at: String,
 }
 
 impl Listing {
-    pub fn view(&self, currencies: &Currencies) -> ListingView {
+    pub fn view(&self, currencies: &Currencies) -> ListingView<'_> {
         let decimals = crate::ledger::decimals_of(currencies, &self.currency);
         ListingView {
             id: self.id.to_string(),
             seller: self.seller.to_string(),
-            title: self.title.clone(),
-            description: self.description.clone(),
-            currency: self.currency.clone(),
+            title: &self.title,
+            description: &self.description,
+            currency: &self.currency,
             price: format_minor(i128::from(self.price), decimals),
             quantity: self.quantity,
-            tags: self.tags.clone(),
+            tags: &self.tags,
             state: self.state.as_str(),
             created_at: crate::clock::rfc3339(self.created_at),
             updated_at: crate::clock::rfc3339(self.updated_at),
@@ -308,6 +310,18 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Listing>> {
         .optional()?)
 }
 
+/// The listings `ids` (None for an unknown id), in order, from one
+/// snapshot.
+pub fn by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<Option<Listing>>> {
+    let snapshot = conn.unchecked_transaction()?;
+    let found = ids
+        .iter()
+        .map(|&id| by_id(&snapshot, id))
+        .collect::<Result<Vec<_>>>()?;
+    snapshot.finish()?;
+    Ok(found)
+}
+
 pub struct NewListing {
     pub seller: i64,
     pub title: Title,
@@ -365,6 +379,18 @@ pub struct Changes {
     pub state: Option<ListingState>,
 }
 
+impl Changes {
+    /// Whether these changes can move a listing into, out of or within
+    /// search results: anything but the quantity alone.
+    pub fn searchable(&self) -> bool {
+        self.title.is_some()
+            || self.description.is_some()
+            || self.price.is_some()
+            || self.tags.is_some()
+            || self.state.is_some()
+    }
+}
+
 /// Applies `changes` unless the listing is closed (409 `invalid_state`):
 /// one conditional UPDATE, so a change racing a close either lands before
 /// it or is refused.
@@ -398,6 +424,9 @@ pub fn update(tx: &WriteTx<'_>, id: i64, changes: &Changes, now: i64) -> Result<
         });
     }
     tx.touch(Touched::Listing(id));
+    if changes.searchable() {
+        tx.touch(Touched::Searchable);
+    }
     by_id(tx, id)?.ok_or(Error::NotFound)
 }
 

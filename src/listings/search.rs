@@ -87,6 +87,23 @@ impl Query {
             (Some(sort), _) => sort,
         }
     }
+
+    /// The search-page cache's key: everything that decides the page, the
+    /// sort as it takes effect (so `sort=relevance` and no sort share one).
+    /// Debug forms quote strings, so no two searches share a key.
+    pub fn cache_key(&self, after: Option<i64>, limit: usize) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{limit}",
+            self.words,
+            self.seller,
+            self.currency,
+            self.tag.as_ref().map(Tag::as_str),
+            self.min_price,
+            self.max_price,
+            self.effective_sort(),
+            after,
+        )
+    }
 }
 
 /// Numbered parameters as the SQL is written: `bind` returns `?N` for a

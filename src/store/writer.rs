@@ -45,6 +45,11 @@ pub enum Touched {
     SessionsOf(i64),
     /// One listing, by id.
     Listing(i64),
+    /// Something a search matches, filters or orders on changed (a
+    /// listing's title, description, price, tags or state): cached search
+    /// pages are all dropped. Stock changes (orders) are not this: a page
+    /// shows quantities from the listing cache, which `Listing` refreshes.
+    Searchable,
 }
 
 impl WriteTx<'_> {

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
+use souk::cache::search::SEARCH_TTL;
 
 use crate::client::{Member, World, quick_user, request, send_json, world};
 use crate::helpers::{Client, HttpResponse};
@@ -867,7 +868,10 @@ fn paging_returns_every_match_once_in_order_while_listings_are_added() {
             assert_eq!(seen, expected, "newest first: nothing added shows up later");
         }
     }
-    // Relevance: each match at most once.
+    // Relevance: each match at most once, and all of them once the cached
+    // pages from before the additions have aged out (search results may lag
+    // new listings by up to SEARCH_TTL).
+    std::thread::sleep(SEARCH_TTL);
     let seen = page_through(&w, "q=widget", 3, || {});
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len());
@@ -918,4 +922,172 @@ fn anonymous_reads_are_limited_per_address_and_signed_in_ones_are_not() {
     anonymous(&w, &listing_path(&id)).assert_error(429, "rate_limited");
     let signed_in = get_as(&w, &listing_path(&id), Some(&seller));
     assert_eq!(signed_in.status, 200, "{}", signed_in.body_text());
+}
+
+// ---- the search cache --------------------------------------------------------
+
+/// The dashboard's figures of the search cache.
+fn search_cache(w: &World, admin: &Member) -> Value {
+    w.get("/api/v1/admin/dashboard", &admin.token).json()["caches"]["searches"].clone()
+}
+
+fn hits(figures: &Value) -> u64 {
+    figures["hits"].as_u64().unwrap_or_default()
+}
+
+/// Asks `query` until the cache answers it (a hit), then returns the ids.
+fn cached_search(w: &World, admin: &Member, query: &str) -> Vec<String> {
+    search_ids(w, query);
+    let before = hits(&search_cache(w, admin));
+    let ids = search_ids(w, query);
+    let after = hits(&search_cache(w, admin));
+    assert_eq!(after, before + 1, "{query}: the second ask was a hit");
+    ids
+}
+
+#[test]
+fn a_cached_search_never_shows_a_listing_as_it_was_before_an_answered_edit() {
+    let w = world();
+    let seller = quick_user(&w.db, "seller", false);
+    let admin = quick_user(&w.db, "admin", true);
+    let paused = item(&w, &seller, "zephyr one", "1");
+    let closed = item(&w, &seller, "zephyr two", "2");
+    let retitled = item(&w, &seller, "zephyr three", "3");
+    let cheap = item(&w, &seller, "zephyr four", "4");
+    let described = create(
+        &w,
+        &seller,
+        json!({"title": "plain", "description": "a quokka", "currency": "btc", "price": "5",
+               "tags": ["red"]}),
+    )["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let all = vec![
+        cheap.clone(),
+        retitled.clone(),
+        closed.clone(),
+        paused.clone(),
+    ];
+    assert_eq!(cached_search(&w, &admin, "q=zephyr&sort=price_desc"), all);
+
+    set_state(&w, &seller, &paused, "paused");
+    let shown = search_ids(&w, "q=zephyr&sort=price_desc");
+    assert_eq!(
+        shown,
+        [cheap.clone(), retitled.clone(), closed.clone()],
+        "paused: gone at once"
+    );
+    set_state(&w, &seller, &paused, "active");
+    cached_search(&w, &admin, "q=zephyr&sort=price_desc");
+
+    set_state(&w, &seller, &closed, "closed");
+    let shown = search_ids(&w, "q=zephyr&sort=price_desc");
+    assert_eq!(
+        shown,
+        [cheap.clone(), retitled.clone(), paused.clone()],
+        "closed: gone at once"
+    );
+    cached_search(&w, &admin, "q=zephyr&sort=price_desc");
+
+    let response = patch(&w, &seller, &retitled, json!({"title": "other"}));
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let shown = search_ids(&w, "q=zephyr&sort=price_desc");
+    assert_eq!(
+        shown,
+        [cheap.clone(), paused.clone()],
+        "retitled: gone at once"
+    );
+    cached_search(&w, &admin, "q=zephyr&sort=price_desc");
+
+    let response = patch(&w, &seller, &cheap, json!({"price": "0.5"}));
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let shown = search_ids(&w, "q=zephyr&sort=price_desc");
+    assert_eq!(
+        shown,
+        [paused.clone(), cheap.clone()],
+        "repriced: reordered at once"
+    );
+
+    assert_eq!(
+        cached_search(&w, &admin, "q=quokka"),
+        vec![described.clone()]
+    );
+    assert_eq!(
+        cached_search(&w, &admin, "tag=red"),
+        vec![described.clone()]
+    );
+    let response = patch(&w, &seller, &described, json!({"description": "a wombat"}));
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    assert!(search_ids(&w, "q=quokka").is_empty(), "redescribed");
+    cached_search(&w, &admin, "tag=red");
+    let response = patch(&w, &seller, &described, json!({"tags": ["blue"]}));
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    assert!(search_ids(&w, "tag=red").is_empty(), "retagged");
+}
+
+#[test]
+fn stock_changes_show_in_a_cached_search_without_dropping_it() {
+    let w = world();
+    let seller = quick_user(&w.db, "seller", false);
+    let buyer = quick_user(&w.db, "buyer", false);
+    let admin = quick_user(&w.db, "admin", true);
+    w.deposit(&admin, &buyer, "btc", "1");
+    let id = create(
+        &w,
+        &seller,
+        json!({"title": "brass kettle", "currency": "btc", "price": "0.01", "quantity": 5}),
+    )["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let quantity = |w: &World| {
+        let response = anonymous(w, &format!("{LISTINGS}?q=kettle"));
+        assert_eq!(response.status, 200, "{}", response.body_text());
+        response.json()["listings"][0]["quantity"].clone()
+    };
+    assert_eq!(cached_search(&w, &admin, "q=kettle"), vec![id.clone()]);
+    let response = w.post(
+        "/api/v1/orders",
+        Some(&buyer.token),
+        &json!({"listing": id, "quantity": 2}),
+    );
+    assert_eq!(response.status, 201, "{}", response.body_text());
+    let before = hits(&search_cache(&w, &admin));
+    assert_eq!(quantity(&w), 3, "the stock is current");
+    assert_eq!(
+        hits(&search_cache(&w, &admin)),
+        before + 1,
+        "an order does not drop cached pages"
+    );
+}
+
+#[test]
+fn a_new_listing_shows_in_a_cached_search_within_the_cache_lifetime() {
+    let w = world();
+    let seller = quick_user(&w.db, "seller", false);
+    let admin = quick_user(&w.db, "admin", true);
+    let first = item(&w, &seller, "quince jam", "1");
+    assert_eq!(cached_search(&w, &admin, "q=quince"), vec![first.clone()]);
+    let created = std::time::Instant::now();
+    let second = item(&w, &seller, "quince jelly", "1");
+    // docs/api.md: search results may lag new listings by up to 2 s.
+    let lag = SEARCH_TTL;
+    loop {
+        let shown = search_ids(&w, "q=quince");
+        if shown.contains(&second) {
+            assert_eq!(shown, [second.clone(), first.clone()]);
+            break;
+        }
+        assert!(
+            created.elapsed() < lag + std::time::Duration::from_millis(500),
+            "not shown {:?} after it was created",
+            created.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let figures = search_cache(&w, &admin);
+    for key in ["hits", "misses", "size", "capacity", "hit_rate_percent"] {
+        assert!(figures.get(key).is_some(), "{key} in {figures}");
+    }
 }
