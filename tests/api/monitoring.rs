@@ -621,6 +621,24 @@ fn assert_dashboard_shape(report: &Value) {
     }
 
     let caches = report["caches"].as_object().expect("caches is an object");
+    // Every cache the server reports is in the API document, and no other.
+    let document: Value = serde_json::from_str(include_str!("../../src/api/openapi.json"))
+        .expect("the OpenAPI document is JSON");
+    let documented = &document["components"]["schemas"]["Dashboard"]["properties"]["caches"];
+    let mut names: Vec<&String> = caches.keys().collect();
+    let mut listed: Vec<&String> = documented["properties"]
+        .as_object()
+        .expect("documented caches")
+        .keys()
+        .collect();
+    names.sort();
+    listed.sort();
+    assert_eq!(names, listed, "caches reported vs documented");
+    assert_eq!(
+        documented["required"].as_array().map(Vec::len),
+        Some(listed.len()),
+        "every documented cache is required"
+    );
     for name in ["profiles", "sessions", "balances"] {
         let cache = &caches
             .get(name)
