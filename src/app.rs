@@ -191,11 +191,12 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     config.check().map_err(Error::Setup)?;
     // Before anything touches the database: a typo in SOUK_TLS_KEY on a
     // first deployment must not leave a new, empty database behind.
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(
+    // Config::check made sure both or neither are set.
+    let tls = match config.tls_cert.as_ref().zip(config.tls_key.as_ref()) {
+        Some((cert, key)) => Some(Arc::new(
             Certificates::load(cert, key).map_err(Error::Setup)?,
         )),
-        _ => None,
+        None => None,
     };
     // A refused file is refused before the lock file is made beside it.
     let found = crate::store::open::for_writing(&config.db_path)?;

@@ -179,10 +179,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Highest platform fee: half of an order's amount.
-pub const FEE_BPS_MAX: u32 = 5000;
-/// Longest ship or confirm period: a year, so a deadline always fits.
-pub const ORDER_TIMER_MAX_S: u64 = 365 * 86_400;
+pub use crate::limits::{FEE_BPS_MAX, ORDER_TIMER_MAX_S};
 
 /// One enabled currency: its lowercase code and its decimal places.
 #[derive(Debug, Clone, PartialEq, Eq)]

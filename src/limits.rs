@@ -108,3 +108,10 @@ pub const WRITER_IDLE_BEAT_MS: u64 = 250;
 pub const WATCHDOG_STALE_MS_MIN: u64 = 1_000;
 const _: () = assert!(WATCHDOG_STALE_MS_MIN >= 4 * WRITER_IDLE_BEAT_MS);
 const _: () = assert!(WATCHDOG_STALE_MS_MIN >= 4 * DEADLINE_SWEEP_MS);
+/// Shortest time between two watchdog pings, whatever WATCHDOG_USEC says:
+/// a silly interval must not make the watchdog thread spin.
+pub const WATCHDOG_PING_MS_MIN: u64 = 10;
+/// Highest platform fee (SOUK_FEE_BPS): half of an order's amount.
+pub const FEE_BPS_MAX: u32 = 5000;
+/// Longest ship or confirm period: a year, so a deadline always fits.
+pub const ORDER_TIMER_MAX_S: u64 = 365 * 86_400;

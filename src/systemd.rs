@@ -19,7 +19,7 @@ use std::time::Duration;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use crate::heartbeat::Heartbeat;
-use crate::limits::WATCHDOG_STALE_MS_MIN;
+use crate::limits::{WATCHDOG_PING_MS_MIN, WATCHDOG_STALE_MS_MIN};
 
 /// Where notifications go; `None` when systemd did not ask for them.
 pub struct Notifier {
@@ -113,8 +113,7 @@ impl Watchdog {
         watched: Vec<Watched>,
     ) -> io::Result<Watchdog> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
-        // Clamped: a silly WATCHDOG_USEC must not make this thread spin.
-        let every = (interval / 2).max(Duration::from_millis(10));
+        let every = (interval / 2).max(Duration::from_millis(WATCHDOG_PING_MS_MIN));
         let stale_after = every.max(Duration::from_millis(WATCHDOG_STALE_MS_MIN));
         let thread = std::thread::Builder::new()
             .name("watchdog".into())

@@ -23,6 +23,7 @@ use super::guard::LoginGuard;
 use super::{Role, Status, User, Username, sessions, users};
 use crate::cache::Caches;
 use crate::error::{Error, Result};
+use crate::ledger::PLATFORM;
 use crate::store::{Readers, WriteTx};
 
 /// The `meta` row counting operator changes.
@@ -46,12 +47,17 @@ fn bump(tx: &WriteTx<'_>) -> Result<i64> {
     let next = generation(tx)?
         .checked_add(1)
         .ok_or_else(|| Error::internal("operator generation overflows"))?;
+    set_meta(tx, GENERATION_KEY, &next.to_string())?;
+    Ok(next)
+}
+
+fn set_meta(tx: &WriteTx<'_>, key: &str, value: &str) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?
-    .execute(params![GENERATION_KEY, next.to_string()])?;
-    Ok(next)
+    .execute(params![key, value])?;
+    Ok(())
 }
 
 fn user_named(conn: &Connection, username: &Username) -> Result<User> {
@@ -97,14 +103,8 @@ pub fn set_status(tx: &WriteTx<'_>, username: &Username, status: Status) -> Resu
 pub fn unlock(tx: &WriteTx<'_>, username: &Username) -> Result<User> {
     let user = user_named(tx, username)?;
     let generation = bump(tx)?;
-    tx.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![
-        format!("{UNLOCK_PREFIX}{}", username.as_str()),
-        generation.to_string()
-    ])?;
+    let key = format!("{UNLOCK_PREFIX}{}", username.as_str());
+    set_meta(tx, &key, &generation.to_string())?;
     Ok(user)
 }
 
@@ -130,7 +130,7 @@ fn unlocked_since(conn: &Connection, seen: i64) -> Result<Vec<String>> {
 /// Every user but the platform account, in username order (`souk user list`).
 pub fn list(conn: &Connection, mut each: impl FnMut(&User)) -> Result<()> {
     let sql = format!(
-        "SELECT {} FROM users WHERE id != 0 ORDER BY username",
+        "SELECT {} FROM users WHERE id != {PLATFORM} ORDER BY username",
         users::COLUMNS
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -270,8 +270,8 @@ impl Follower {
         // Before `seen` moves and the check counts as a success: a request
         // that trusts it finds the caches already cleared (and the epochs
         // bumped, so no load that read older rows stores them).
-        caches.profiles.invalidate_where(|_, _| true);
-        caches.sessions.invalidate_where(|_, _| true);
+        caches.profiles.clear();
+        caches.sessions.clear();
         for name in &unlocked {
             guard.unlock(name);
         }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{Role, Status, User, Username};
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::ledger::PLATFORM;
 use crate::orders::reviews::Rating;
 use crate::store::{Touched, WriteTx};
 
@@ -221,13 +222,13 @@ pub fn stats(conn: &Connection, now: i64) -> Result<UserStats> {
     let day = now - 86_400;
     let week = now - 7 * 86_400;
     Ok(conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT count(*),
                 coalesce(sum(last_login_at >= ?1), 0), coalesce(sum(last_login_at >= ?2), 0),
                 coalesce(sum(created_at >= ?1), 0), coalesce(sum(created_at >= ?2), 0),
                 coalesce(sum(status = 'suspended'), 0), coalesce(sum(role = 'admin'), 0)
-         FROM users WHERE id != 0", // user 0 is the platform (ledger::PLATFORM), no person
-        )?
+         FROM users WHERE id != {PLATFORM}" // the platform is no person
+        ))?
         .query_row([day, week], |row| {
             Ok(UserStats {
                 total: row.get(0)?,

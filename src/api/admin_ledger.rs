@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
 use crate::ids;
 use crate::ledger::money::{self, Amount, Currency};
-use crate::ledger::{self, Applied, External, REFERENCE_CHARS_MAX};
+use crate::ledger::{self, Applied, External};
 
 /// Most users in one `GET /admin/balances`: as many 19-digit ids as always
 /// fit the 8 KiB request target even with every comma percent-encoded
@@ -42,14 +42,7 @@ impl ExternalBody {
         let user_id = ids::parse_id("user_id", &self.user_id)?;
         let currency = money::currency(&app.config.currencies, "currency", &self.currency)?;
         let amount = Amount::parse("amount", &self.amount, &currency)?;
-        let ok = (1..=REFERENCE_CHARS_MAX).contains(&self.reference.len())
-            && self.reference.bytes().all(|b| b.is_ascii_graphic());
-        if !ok {
-            return Err(Error::invalid_field(
-                "reference",
-                format!("reference must be 1-{REFERENCE_CHARS_MAX} visible ASCII characters"),
-            ));
-        }
+        ledger::check_reference(&self.reference)?;
         Ok(ExternalRequest {
             user_id,
             currency,

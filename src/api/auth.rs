@@ -83,3 +83,16 @@ pub fn bearer_token(request: &Request) -> Result<Option<&str>> {
     }
     Ok(Some(token.trim()))
 }
+
+/// `found` if the caller may see it: one of its parties (`is_party`) or an
+/// admin; else 404, the answer for something that does not exist, so its
+/// existence is not revealed.
+pub fn party_or_admin<T>(
+    caller: &Caller,
+    found: Option<T>,
+    is_party: impl FnOnce(&T, i64) -> bool,
+) -> Result<T> {
+    found
+        .filter(|item| caller.is_admin() || is_party(item, caller.user.id))
+        .ok_or(Error::NotFound)
+}

@@ -74,15 +74,8 @@ pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 /// The escrow if the caller may see it: a party or an admin; else 404.
 fn visible(app: &App, caller: &Caller, params: &Params) -> Result<Escrow> {
     let id = params.id()?;
-    let escrow = app
-        .store
-        .readers
-        .read(|conn| escrow::by_id(conn, id))?
-        .ok_or(Error::NotFound)?;
-    if !escrow.is_party(caller.user.id) && !caller.is_admin() {
-        return Err(Error::NotFound);
-    }
-    Ok(escrow)
+    let found = app.store.readers.read(|conn| escrow::by_id(conn, id))?;
+    auth::party_or_admin(caller, found, Escrow::is_party)
 }
 
 /// `GET /escrows/{id}`.
@@ -125,17 +118,14 @@ pub fn list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             limit + 1,
         )
     })?;
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|e| e.id.to_string())
-    });
+    let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
     let escrows: Vec<_> = page
         .iter()
         .map(|e| e.view(&app.config.currencies))
         .collect();
     Ok(Reply::Now(respond::json(
         200,
-        &json!({"escrows": escrows, "next": next.flatten()}),
+        &json!({"escrows": escrows, "next": next}),
     )))
 }
 

@@ -7,10 +7,10 @@ use serde_json::json;
 use super::{Params, auth, idempotent, json, respond};
 use crate::app::App;
 use crate::clock;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::{Reply, Request};
 use crate::ledger::money::{self, Amount, format_minor};
-use crate::ledger::{External, PLATFORM, REFERENCE_CHARS_MAX};
+use crate::ledger::{self, External, PLATFORM};
 use crate::orders::fees;
 
 /// `GET /admin/fees`: {fees: {CUR: {balance, collected, withdrawn}}} for
@@ -45,14 +45,7 @@ pub fn withdraw(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let currency = money::currency(&app.config.currencies, "currency", &body.currency)?;
     let amount = Amount::parse("amount", &body.amount, &currency)?;
     let reference = body.reference;
-    let ok = (1..=REFERENCE_CHARS_MAX).contains(&reference.len())
-        && reference.bytes().all(|b| b.is_ascii_graphic());
-    if !ok {
-        return Err(Error::invalid_field(
-            "reference",
-            format!("reference must be 1-{REFERENCE_CHARS_MAX} visible ASCII characters"),
-        ));
-    }
+    ledger::check_reference(&reference)?;
     let canonical = json!([currency.code, amount.minor(), reference]);
     let now = clock::unix_seconds();
     let decimals = currency.decimals;

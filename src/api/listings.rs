@@ -209,11 +209,8 @@ fn edited_price(app: &App, text: &str, currency: &Currency) -> Result<Amount> {
 /// Renders a page fetched with `limit + 1` rows: the extra row only says
 /// that there is a next page, whose cursor is the last shown listing's id.
 fn render_page(app: &App, mut page: Vec<Listing>, limit: usize) -> Reply {
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|l| l.id.to_string())
-    });
-    render(app, &page, next.flatten())
+    let next = query::next_cursor(&mut page, limit, |l| l.id.to_string());
+    render(app, &page, next)
 }
 
 /// `GET /users/me/listings?state=&limit=&after=`: the caller's own, in any
@@ -250,8 +247,12 @@ pub fn search(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         // changed what matches: its answer may be out, so start over.
         && searches.generation() == generation
     {
-        let next = (cached.more).then(|| cached.ids.last().map(i64::to_string));
-        return Ok(render(app, &page, next.flatten()));
+        let next = cached
+            .ids
+            .last()
+            .filter(|_| cached.more)
+            .map(i64::to_string);
+        return Ok(render(app, &page, next));
     }
     let generation = searches.generation();
     let epoch = app.caches.listings.epoch();
@@ -267,7 +268,7 @@ pub fn search(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             .insert_if_unchanged(listing.id, listing.clone(), epoch);
     }
     let ids: Vec<i64> = page.iter().map(|l| l.id).collect();
-    let next = more.then(|| ids.last().map(i64::to_string)).flatten();
+    let next = ids.last().filter(|_| more).map(i64::to_string);
     searches.insert(key, SearchPage { ids, more }, generation);
     Ok(render(app, &page, next))
 }

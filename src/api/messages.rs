@@ -60,13 +60,10 @@ pub fn list(app: &App, request: &Request, params: &Params) -> Result<Reply> {
         messages::conversation(conn, order_id, caller.user.id, caller.is_admin())?;
         messages::page(conn, order_id, after, limit + 1)
     })?;
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|m| m.id.to_string())
-    });
+    let next = query::next_cursor(&mut page, limit, |m| m.id.to_string());
     let shown: Vec<_> = page.iter().map(Message::view).collect();
     Ok(Reply::Now(respond::json(
         200,
-        &json!({"messages": shown, "next": next.flatten()}),
+        &json!({"messages": shown, "next": next}),
     )))
 }

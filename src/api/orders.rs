@@ -69,15 +69,8 @@ pub fn place(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 /// The order if the caller may see it: a party or an admin; else 404.
 fn visible(app: &App, caller: &Caller, params: &Params) -> Result<Order> {
     let id = params.id()?;
-    let order = app
-        .store
-        .readers
-        .read(|conn| orders::by_id(conn, id))?
-        .ok_or(Error::NotFound)?;
-    if !order.is_party(caller.user.id) && !caller.is_admin() {
-        return Err(Error::NotFound);
-    }
-    Ok(order)
+    let found = app.store.readers.read(|conn| orders::by_id(conn, id))?;
+    auth::party_or_admin(caller, found, Order::is_party)
 }
 
 /// `GET /orders/{id}`: buyer, seller or admin.
@@ -105,17 +98,14 @@ fn page(app: &App, request: &Request, scope: Scope) -> Result<Reply> {
         .store
         .readers
         .read(|conn| orders::page(conn, scope, state, after, limit + 1))?;
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|o| o.id.to_string())
-    });
+    let next = query::next_cursor(&mut page, limit, |o| o.id.to_string());
     let views: Vec<_> = page
         .iter()
         .map(|o| o.view(&app.config.currencies))
         .collect();
     Ok(Reply::Now(respond::json(
         200,
-        &json!({"orders": views, "next": next.flatten()}),
+        &json!({"orders": views, "next": next}),
     )))
 }
 
@@ -265,7 +255,15 @@ pub fn resolve(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let caller = auth::admin(app, request)?;
     let order = visible(app, &caller, params)?;
     let body: Resolution = json::body(request)?;
-    let currency = money::currency(&app.config.currencies, "currency", &order.currency)?;
+    // The order's currency, not the client's input: one disabled since is
+    // a state the order is in (409), not a bad field.
+    let currency =
+        money::currency(&app.config.currencies, "currency", &order.currency).map_err(|_| {
+            Error::Conflict {
+                code: "invalid_state",
+                message: format!("the order's currency {} is not enabled", order.currency),
+            }
+        })?;
     // Zero is a valid part: everything to one side.
     let part = |field: &str, text: &str| money::parse_units(field, text, &currency);
     let (to_seller, to_buyer) = (

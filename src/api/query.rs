@@ -39,3 +39,18 @@ pub fn limit(request: &Request) -> Result<usize> {
             .ok_or_else(|| Error::invalid_field("limit", format!("limit must be 1-{PAGE_MAX}"))),
     }
 }
+
+/// Cuts a page fetched with `limit + 1` items back to `limit`; the extra
+/// item only says that there is a next page, whose cursor (`next`) is the
+/// last shown item's, as `cursor` writes it.
+pub fn next_cursor<T>(
+    page: &mut Vec<T>,
+    limit: usize,
+    cursor: impl Fn(&T) -> String,
+) -> Option<String> {
+    if page.len() <= limit {
+        return None;
+    }
+    page.truncate(limit);
+    page.last().map(cursor)
+}

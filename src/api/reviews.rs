@@ -50,13 +50,10 @@ pub fn list(app: &App, request: &Request, params: &Params) -> Result<Reply> {
         .store
         .readers
         .read(|conn| reviews::page(conn, subject, after, limit + 1))?;
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|r| r.id.to_string())
-    });
+    let next = query::next_cursor(&mut page, limit, |r| r.id.to_string());
     let shown: Vec<_> = page.iter().map(Review::view).collect();
     Ok(Reply::Now(respond::json(
         200,
-        &json!({"reviews": shown, "next": next.flatten(), "summary": user.rating.view()}),
+        &json!({"reviews": shown, "next": next, "summary": user.rating.view()}),
     )))
 }

@@ -253,14 +253,11 @@ fn search(app: &App, request: &Request, prefix: &str) -> Result<Reply> {
         .store
         .readers
         .read(|conn| users::search(conn, &prefix, after.as_deref(), limit + 1))?;
-    let next = (found.len() > limit).then(|| {
-        found.truncate(limit);
-        found.last().map(|u| u.username.clone())
-    });
+    let next = query::next_cursor(&mut found, limit, |u| u.username.clone());
     let users: Vec<_> = found.iter().map(|u| u.public()).collect();
     Ok(Reply::Now(respond::json(
         200,
-        &json!({"users": users, "next": next.flatten()}),
+        &json!({"users": users, "next": next}),
     )))
 }
 

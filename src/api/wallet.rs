@@ -42,14 +42,11 @@ pub fn entries(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         .store
         .readers
         .read(|conn| ledger::entries_page(conn, caller.user.id, code, after, limit + 1))?;
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|e| e.id.to_string())
-    });
+    let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
     let entries: Vec<_> = page.iter().map(|e| e.view(currencies)).collect();
     Ok(Reply::Now(respond::json(
         200,
-        &json!({"entries": entries, "next": next.flatten()}),
+        &json!({"entries": entries, "next": next}),
     )))
 }
 

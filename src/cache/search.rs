@@ -14,12 +14,11 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use super::ttl::CacheStats;
+use super::ttl::{CacheStats, Counters};
 
 /// How long a page is served from the cache: the most a search lags a new
 /// listing. Short because new listings are not invalidations, long enough
@@ -61,10 +60,7 @@ pub struct SearchCache {
     inner: Mutex<Inner>,
     ttl: Duration,
     capacity: usize,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    evictions: AtomicU64,
-    expirations: AtomicU64,
+    counters: Counters,
 }
 
 fn entry_bytes(key: &str, page: &Page) -> usize {
@@ -84,10 +80,7 @@ impl SearchCache {
             }),
             ttl,
             capacity: cap.get(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            evictions: AtomicU64::new(0),
-            expirations: AtomicU64::new(0),
+            counters: Counters::default(),
         }
     }
 
@@ -106,7 +99,7 @@ impl SearchCache {
     pub fn get(&self, key: &str) -> Option<(Page, u64)> {
         let mut inner = self.lock();
         let generation = inner.generation;
-        let found = match inner.map.peek(key) {
+        let found = match inner.map.get(key) {
             None => None,
             Some(e) if e.generation == generation && e.stored_at.elapsed() < self.ttl => {
                 Some((e.page.clone(), generation))
@@ -115,20 +108,12 @@ impl SearchCache {
                 if let Some(e) = inner.map.pop(key) {
                     inner.bytes -= e.bytes;
                 }
-                self.expirations.fetch_add(1, Ordering::Relaxed);
+                self.counters.expired();
                 None
             }
         };
-        if found.is_some() {
-            inner.map.promote(key);
-        }
         drop(inner);
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.lookup(found.is_some());
         found
     }
 
@@ -156,7 +141,7 @@ impl SearchCache {
         if let Some((old_key, old)) = inner.map.push(key.clone(), entry) {
             inner.bytes -= old.bytes;
             if old_key != key {
-                self.evictions.fetch_add(1, Ordering::Relaxed);
+                self.counters.evicted();
             }
         }
         while inner.bytes > SEARCH_BYTES_MAX {
@@ -164,7 +149,7 @@ impl SearchCache {
                 break;
             };
             inner.bytes -= old.bytes;
-            self.evictions.fetch_add(1, Ordering::Relaxed);
+            self.counters.evicted();
         }
     }
 
@@ -176,14 +161,8 @@ impl SearchCache {
     }
 
     pub fn stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            evictions: self.evictions.load(Ordering::Relaxed),
-            expirations: self.expirations.load(Ordering::Relaxed),
-            size: self.lock().map.len(),
-            capacity: self.capacity,
-        }
+        let size = self.lock().map.len();
+        self.counters.stats(size, self.capacity)
     }
 
     #[cfg(test)]

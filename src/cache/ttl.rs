@@ -26,10 +26,44 @@ pub struct TtlCache<K: Hash + Eq, V> {
     inner: Mutex<Inner<K, V>>,
     ttl: Duration,
     capacity: usize,
+    counters: Counters,
+}
+
+/// What a cache counts as it is used; shared by every kind of cache here.
+#[derive(Default)]
+pub struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
     expirations: AtomicU64,
+}
+
+impl Counters {
+    /// One lookup: a hit when something fresh was `found`.
+    pub fn lookup(&self, found: bool) {
+        let counter = if found { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn evicted(&self) {
+        self.evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn expired(&self) {
+        self.expirations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts now, with the cache's `size` and `capacity`.
+    pub fn stats(&self, size: usize, capacity: usize) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            expirations: self.expirations.load(Ordering::Relaxed),
+            size,
+            capacity,
+        }
+    }
 }
 
 /// Counters of one cache at one moment.
@@ -56,10 +90,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
             }),
             ttl,
             capacity: cap.get(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            evictions: AtomicU64::new(0),
-            expirations: AtomicU64::new(0),
+            counters: Counters::default(),
         }
     }
 
@@ -74,17 +105,12 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
             Some((stored_at, value)) if stored_at.elapsed() < self.ttl => Some(value.clone()),
             Some(_) => {
                 inner.map.pop(key);
-                self.expirations.fetch_add(1, Ordering::Relaxed);
+                self.counters.expired();
                 None
             }
             None => None,
         };
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.lookup(found.is_some());
         found
     }
 
@@ -131,7 +157,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         if let Some((evicted, _)) = inner.map.push(key.clone(), (Instant::now(), value))
             && evicted != key
         {
-            self.evictions.fetch_add(1, Ordering::Relaxed);
+            self.counters.evicted();
         }
     }
 
@@ -145,6 +171,13 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         let mut inner = self.lock();
         inner.epoch += 1;
         inner.map.pop(key);
+    }
+
+    /// Forgets every entry; loads running now will not store what they read.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.clear();
     }
 
     /// Forgets every entry `doomed` picks (a scan: for rare writes only).
@@ -163,14 +196,8 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     }
 
     pub fn stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            evictions: self.evictions.load(Ordering::Relaxed),
-            expirations: self.expirations.load(Ordering::Relaxed),
-            size: self.lock().map.len(),
-            capacity: self.capacity,
-        }
+        let size = self.lock().map.len();
+        self.counters.stats(size, self.capacity)
     }
 }
 

@@ -305,12 +305,16 @@ impl Conn {
             .iter()
             .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
             .collect();
-        let client = self.client_for(
-            headers
-                .iter()
-                .filter(|(name, _)| name == "x-forwarded-for")
-                .map(|(_, value)| value.as_slice()),
-        );
+        // Worked out when the head arrived, if the body came in parts.
+        let client = match self.client.take() {
+            Some(client) => client,
+            None => self.client_for(
+                headers
+                    .iter()
+                    .filter(|(name, _)| name == "x-forwarded-for")
+                    .map(|(_, value)| value.as_slice()),
+            ),
+        };
         let framing = Framing {
             keep_alive: head.keep_alive && !self.shared.shutting_down.load(Ordering::Relaxed),
             http10: head.http10,
@@ -334,7 +338,6 @@ impl Conn {
             user_id: OnceLock::new(),
         };
         self.start += head_len + body_len;
-        self.client = None;
         self.continue_sent = false;
         self.body_missing = 0;
         self.release_body();

@@ -35,6 +35,20 @@ pub const MEMO_CHARS_MAX: usize = 280;
 /// Longest deposit/withdrawal reference (a txid is 64 hex characters).
 pub const REFERENCE_CHARS_MAX: usize = 128;
 
+/// A deposit or withdrawal reference: 1..=REFERENCE_CHARS_MAX visible ASCII
+/// characters (a txid, a bank reference).
+pub fn check_reference(reference: &str) -> Result<()> {
+    let ok = (1..=REFERENCE_CHARS_MAX).contains(&reference.len())
+        && reference.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(Error::invalid_field(
+            "reference",
+            format!("reference must be 1-{REFERENCE_CHARS_MAX} visible ASCII characters"),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Deposit,

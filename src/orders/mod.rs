@@ -16,7 +16,7 @@ use crate::config::Currencies;
 use crate::error::{Error, Result};
 use crate::escrow::{self, NewEscrow, Owner, Split};
 use crate::ids;
-use crate::ledger::money::{Amount, Currency, format_minor};
+use crate::ledger::money::{self, Amount, format_minor};
 use crate::listings::{self, ListingState};
 use crate::store::{Touched, WriteTx};
 
@@ -498,16 +498,13 @@ pub fn place(
         ));
     }
     tx.touch(Touched::Listing(listing.id));
-    let spec = currencies
-        .0
-        .iter()
-        .find(|c| c.code == listing.currency)
-        .ok_or_else(|| conflict("invalid_state", "the listing's currency is not enabled"))?;
+    let currency = money::currency(currencies, "currency", &listing.currency)
+        .map_err(|_| conflict("invalid_state", "the listing's currency is not enabled"))?;
     let id = ids::random_id()?;
     let hold = NewEscrow {
         buyer: new.buyer,
         seller: listing.seller,
-        currency: Currency::from_spec(spec),
+        currency,
         amount,
         memo: None,
         release_after_s: 0,

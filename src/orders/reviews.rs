@@ -112,13 +112,6 @@ pub fn parse_rating(value: &serde_json::Number) -> Result<i64> {
 
 /// A comment of at most COMMENT_CHARS_MAX characters.
 pub fn parse_comment(text: String) -> Result<String> {
-    let chars = text.chars().count();
-    if chars > COMMENT_CHARS_MAX {
-        return Err(Error::invalid_field(
-            "comment",
-            format!("comment must be at most {COMMENT_CHARS_MAX} characters, got {chars}"),
-        ));
-    }
     // No control characters but line breaks and tabs (as a memo).
     super::parse_text("comment", text, COMMENT_CHARS_MAX)
 }

@@ -106,8 +106,9 @@ pub fn for_reading(path: &Path) -> Result<PathBuf> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reading {
     /// Read-write without create (reads only): where the user may write the
-    /// file and its directory, so the last connection's close removes the
-    /// -wal and -shm files it made.
+    /// file and its directory. With SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE set,
+    /// the -wal and -shm files it made stay behind (nothing is checkpointed
+    /// into the file).
     Writable,
     /// The `mode=ro` URI: never writes the file, but may leave -wal and -shm
     /// files that it cannot remove.
