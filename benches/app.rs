@@ -962,6 +962,26 @@ impl Kind {
         }
     }
 
+    /// The row's name in `SOUK_BENCH_ROWS`.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Tiny => "tiny",
+            Kind::Healthz => "healthz",
+            Kind::Profile => "profile",
+            Kind::Wallet => "wallet",
+            Kind::ListingRead => "listing-read",
+            Kind::Search => "search",
+            Kind::ListingCreate => "listing-create",
+            Kind::Transfer => "transfer",
+            Kind::Batch => "batch",
+            Kind::Escrow => "escrow",
+            Kind::Order => "order",
+            Kind::OrderLife => "order-life",
+            Kind::Login => "login",
+            Kind::Mixed => "mixed",
+        }
+    }
+
     fn unit(self) -> &'static str {
         match self {
             Kind::Tiny
@@ -2307,6 +2327,18 @@ fn order_targets(w: &mut String, rows: &[RowResult]) {
     }
 }
 
+/// The row keys of `SOUK_BENCH_ROWS` (comma-separated), if set.
+fn rows_filter() -> Option<Vec<String>> {
+    let keys = std::env::var("SOUK_BENCH_ROWS").ok()?;
+    Some(keys.split(',').map(|k| k.trim().to_owned()).collect())
+}
+
+/// Whether the extra run `key` (`access-log`, `peak`, `ceiling`) is wanted.
+fn wanted(only: &Option<Vec<String>>, key: &str) -> bool {
+    only.as_ref()
+        .is_none_or(|keys| keys.iter().any(|k| k == key))
+}
+
 // ---------------------------------------------------------------------------
 
 fn main() -> std::process::ExitCode {
@@ -2413,10 +2445,15 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     };
 
     // The load rows.
+    // `SOUK_BENCH_SECONDS=10` lengthens each row (e.g. to profile one).
+    let duration = std::env::var("SOUK_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(mode.duration, Duration::from_secs_f64);
     let runner = Runner {
         ticks_per_s,
         warmup: mode.warmup,
-        duration: mode.duration,
+        duration,
     };
     let workers = std::env::var("SOUK_WORKERS")
         .ok()
@@ -2444,6 +2481,15 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     plan.push((Kind::OrderLife, healthz_conns));
     plan.extend(mode.login_conns.iter().map(|&c| (Kind::Login, c)));
     plan.extend(mode.conns.iter().map(|&c| (Kind::Mixed, c)));
+    // `SOUK_BENCH_ROWS=order,search` runs only those rows (and the
+    // references they are compared with), skipping the extra runs below: a
+    // quick loop while working on one path. See `Kind::key`.
+    let only = rows_filter();
+    if let Some(keys) = &only {
+        plan.retain(|(kind, _)| {
+            matches!(kind, Kind::Tiny | Kind::Healthz) || keys.iter().any(|k| k == kind.key())
+        });
+    }
     eprintln!("running {} rows ({} mode):", plan.len(), mode.name);
     let mut tiny: Option<Tiny> = None;
     let mut rows = Vec::new();
@@ -2502,21 +2548,22 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         }
         clean &= report_stop(server, &mut notes, true);
     }
-    let access_conns = healthz_conns;
-    let (access_rows, ok) = access_log_rows(
-        &bin,
-        &main_db,
-        mode.users,
-        access_conns,
-        &runner,
-        &mut notes,
-    )?;
-    rows.extend(access_rows);
-    clean &= ok;
+    if wanted(&only, "access-log") {
+        let (access_rows, ok) = access_log_rows(
+            &bin,
+            &main_db,
+            mode.users,
+            healthz_conns,
+            &runner,
+            &mut notes,
+        )?;
+        rows.extend(access_rows);
+        clean &= ok;
+    }
     // Peak RSS with many connections, on a server of its own: the heap that
     // earlier rows left behind (argon2's 19 MiB blocks, the 100-item batch
     // jobs) would otherwise count against it.
-    if let Some(peak) = mode.peak_conns {
+    if let Some(peak) = mode.peak_conns.filter(|_| wanted(&only, "peak")) {
         let (server, _) = Souk::start(&bin, server_env(Launch::existing(&main_db)))?;
         let scenario = Kind::Mixed.scenario(mode.users, false);
         let label = format!("{} (fresh server)", Kind::Mixed.label());
@@ -2552,7 +2599,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         (CEILING_BATCH, None),
         (CEILING_BATCH, Some(CEILING_BIG_CACHE_KIB)),
     ];
-    for (per_tx, cache_kib) in variants {
+    for (per_tx, cache_kib) in variants.into_iter().filter(|_| wanted(&only, "ceiling")) {
         let db = dir.join(format!("ceiling-{per_tx}.db"));
         copy_db(&pristine, &db)?;
         eprintln!(
@@ -2573,7 +2620,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     {
         let db = dir.join("search-ceiling.db");
         copy_db(&pristine, &db)?;
-        for threads in [1, 2] {
+        for threads in [1, 2].into_iter().filter(|_| wanted(&only, "ceiling")) {
             eprintln!("search ceiling: {threads} thread(s) …");
             search_ceilings.push(search_ceiling(&db, threads, mode.ceiling_duration)?);
         }

@@ -34,6 +34,7 @@ pub fn init(format: LogFormat) {
     };
     if let Some(batch) = Batch::start() {
         builder.target(env_logger::Target::Pipe(Box::new(BatchWriter(batch))));
+        let _ = FORMAT.set(format);
     }
     builder.init();
 }
@@ -47,6 +48,9 @@ pub fn flush() {
 }
 
 static BATCH: OnceLock<Arc<Batch>> = OnceLock::new();
+/// The format of `init`, once lines go through `BATCH` (the access log's
+/// own writer needs both).
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 /// Lines on their way to stderr. A thread that logs appends its line and
 /// goes on; the `log-writer` thread writes whatever has gathered with one
@@ -118,17 +122,23 @@ impl Batch {
 /// env_logger's target: one whole line per `write`.
 struct BatchWriter(Arc<Batch>);
 
+impl Batch {
+    /// Appends whole lines for the writer thread.
+    fn push(&self, lines: &[u8]) {
+        let mut pending = self.lock_pending();
+        let was_empty = pending.is_empty();
+        pending.extend_from_slice(lines);
+        if pending.len() >= LOG_BUFFER_BYTES_MAX {
+            self.write_out(&mut pending);
+        } else if was_empty {
+            self.arrived.notify_one();
+        }
+    }
+}
+
 impl Write for BatchWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let batch = &self.0;
-        let mut pending = batch.lock_pending();
-        let was_empty = pending.is_empty();
-        pending.extend_from_slice(line);
-        if pending.len() >= LOG_BUFFER_BYTES_MAX {
-            batch.write_out(&mut pending);
-        } else if was_empty {
-            batch.arrived.notify_one();
-        }
+        self.0.push(line);
         Ok(line.len())
     }
 
@@ -255,9 +265,55 @@ pub struct AccessLine<'a> {
 
 /// Writes the access log's line for `line` (the caller checked that the
 /// access log is on and `ACCESS_TARGET` enabled at info).
+///
+/// One line per request is the busiest log there is, so it skips the
+/// `log` machinery: the line is formatted here, exactly as env_logger
+/// formats any other line (text: `[ts INFO  target] msg key=value…`; JSON:
+/// the same object `json_line` makes, keys sorted), into a buffer of the
+/// calling thread, with a timestamp whose date part is worked out once a
+/// second, and appended to the log writer's batch under one lock. Before
+/// `init` (or when the writer thread could not start) it goes through
+/// `log` like any line.
 pub fn access(line: &AccessLine<'_>) {
-    // Milliseconds with microsecond precision, as a number.
-    let duration_ms = (line.elapsed.as_micros() as f64) / 1000.0;
+    let (Some(batch), Some(format)) = (BATCH.get(), FORMAT.get()) else {
+        return access_through_log(line);
+    };
+    thread_local! {
+        static LINE: std::cell::RefCell<(Vec<u8>, Stamp, String)> =
+            const { std::cell::RefCell::new((Vec::new(), Stamp::EMPTY, String::new())) };
+    }
+    LINE.with_borrow_mut(|(buf, stamp, ts)| {
+        buf.clear();
+        let now = std::time::SystemTime::now();
+        let written = match format {
+            LogFormat::Text => access_text(buf, stamp.seconds(now), line),
+            LogFormat::Json => {
+                // As `json_line` writes it: `2026-11-30T14:29:11.123Z`.
+                let millis = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .subsec_millis();
+                ts.clear();
+                ts.push_str(stamp.seconds(now));
+                let _ = std::fmt::Write::write_fmt(ts, format_args!(".{millis:03}Z"));
+                access_json(buf, ts, line)
+            }
+        };
+        if written.is_ok() {
+            batch.push(buf);
+        }
+        if buf.capacity() > ACCESS_LINE_CAPACITY_MAX {
+            *buf = Vec::new();
+        }
+    });
+}
+
+/// A thread's access-line buffer is dropped above this capacity (a line is
+/// ~200 bytes; a client's 64-byte request id is the longest part).
+const ACCESS_LINE_CAPACITY_MAX: usize = 4096;
+
+/// `access` through the `log` crate: the slow path, for before `init`.
+fn access_through_log(line: &AccessLine<'_>) {
     let user_id = line.user_id.map(IdText);
     let user_id = user_id.as_ref().map(kv::Value::from_display);
     log::info!(
@@ -265,13 +321,109 @@ pub fn access(line: &AccessLine<'_>) {
         method = line.method.map_or("-", Method::as_str),
         route = line.route.unwrap_or("-"),
         status = line.status,
-        duration_ms = duration_ms,
+        duration_ms = line.duration_ms(),
         bytes = line.bytes,
         client:% = ClientText(line.client),
         user_id = user_id,
         request_id = line.request_id;
         "request"
     );
+}
+
+impl AccessLine<'_> {
+    /// Milliseconds with microsecond precision, as a number.
+    fn duration_ms(&self) -> f64 {
+        (self.elapsed.as_micros() as f64) / 1000.0
+    }
+}
+
+/// `[2026-11-30T14:29:11Z INFO  souk::access] request method=… …`, the
+/// fields in `access_through_log`'s order, `user_id` only when known.
+fn access_text(buf: &mut Vec<u8>, seconds: &str, line: &AccessLine<'_>) -> io::Result<()> {
+    write!(
+        buf,
+        "[{seconds}Z INFO  {ACCESS_TARGET}] request method={} route={} status={} duration_ms={} bytes={} client={}",
+        line.method.map_or("-", Method::as_str),
+        line.route.unwrap_or("-"),
+        line.status,
+        line.duration_ms(),
+        line.bytes,
+        ClientText(line.client),
+    )?;
+    if let Some(user_id) = line.user_id {
+        write!(buf, " user_id={user_id}")?;
+    }
+    writeln!(buf, " request_id={}", line.request_id)
+}
+
+/// The JSON object `json_line` would make of `access_through_log`'s record:
+/// the same keys in the same (sorted) order, ids as strings.
+fn access_json(buf: &mut Vec<u8>, ts: &str, line: &AccessLine<'_>) -> io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Object<'a> {
+        bytes: usize,
+        client: String,
+        duration_ms: f64,
+        level: &'static str,
+        method: &'static str,
+        msg: &'static str,
+        request_id: &'a str,
+        route: &'static str,
+        status: u16,
+        target: &'static str,
+        ts: &'a str,
+        user_id: Option<String>,
+    }
+    let object = Object {
+        bytes: line.bytes,
+        client: ClientText(line.client).to_string(),
+        duration_ms: line.duration_ms(),
+        level: "INFO",
+        method: line.method.map_or("-", Method::as_str),
+        msg: "request",
+        request_id: line.request_id,
+        route: line.route.unwrap_or("-"),
+        status: line.status,
+        target: ACCESS_TARGET,
+        ts,
+        user_id: line.user_id.map(|id| id.to_string()),
+    };
+    serde_json::to_writer(&mut *buf, &object)?;
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// A thread's last timestamp, `2026-11-30T14:29:11` (UTC), and the second
+/// it stands for: the date is worked out once a second, not per line.
+struct Stamp {
+    second: u64,
+    text: String,
+}
+
+impl Stamp {
+    const EMPTY: Stamp = Stamp {
+        second: u64::MAX,
+        text: String::new(),
+    };
+
+    /// `now` to the second, as env_logger writes it (without the `Z`).
+    fn seconds(&mut self, now: std::time::SystemTime) -> &str {
+        let since = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if since.as_secs() != self.second {
+            self.second = since.as_secs();
+            self.text.clear();
+            let stamp = i64::try_from(self.second)
+                .ok()
+                .and_then(|s| jiff::Timestamp::from_second(s).ok())
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            // Whole seconds: `2026-11-30T14:29:11Z`; the `Z` is the caller's.
+            let whole = stamp.to_string();
+            self.text.push_str(whole.trim_end_matches('Z'));
+        }
+        &self.text
+    }
 }
 
 /// Ids are strings in the API (docs/api.md): so in the log too, where a
@@ -292,5 +444,66 @@ impl std::fmt::Display for ClientText {
             Some(client) => write!(f, "{client}"),
             None => f.write_str("-"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(user_id: Option<i64>) -> AccessLine<'static> {
+        AccessLine {
+            method: Some(Method::Get),
+            route: Some("/api/v1/users/{id}"),
+            status: 200,
+            elapsed: Duration::from_micros(1_234),
+            bytes: 57,
+            client: Some(IpAddr::from([10, 0, 0, 7])),
+            user_id,
+            request_id: "trace-1",
+        }
+    }
+
+    #[test]
+    fn the_access_text_line_is_env_loggers_format() {
+        let mut buf = Vec::new();
+        access_text(&mut buf, "2026-11-30T14:29:11", &line(Some(42))).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "[2026-11-30T14:29:11Z INFO  souk::access] request method=GET \
+             route=/api/v1/users/{id} status=200 duration_ms=1.234 bytes=57 \
+             client=10.0.0.7 user_id=42 request_id=trace-1\n"
+        );
+        let mut buf = Vec::new();
+        access_text(&mut buf, "2026-11-30T14:29:11", &line(None)).unwrap();
+        assert!(
+            String::from_utf8(buf)
+                .unwrap()
+                .ends_with("client=10.0.0.7 request_id=trace-1\n")
+        );
+    }
+
+    #[test]
+    fn the_access_json_line_has_json_lines_keys_in_order() {
+        let mut buf = Vec::new();
+        access_json(&mut buf, "2026-11-30T14:29:11.005Z", &line(Some(42))).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"bytes\":57,\"client\":\"10.0.0.7\",\"duration_ms\":1.234,\"level\":\"INFO\",\
+             \"method\":\"GET\",\"msg\":\"request\",\"request_id\":\"trace-1\",\
+             \"route\":\"/api/v1/users/{id}\",\"status\":200,\"target\":\"souk::access\",\
+             \"ts\":\"2026-11-30T14:29:11.005Z\",\"user_id\":\"42\"}\n"
+        );
+    }
+
+    #[test]
+    fn the_stamp_changes_with_the_second_only() {
+        let mut stamp = Stamp::EMPTY;
+        let at = |s: u64, ms: u64| {
+            std::time::UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms)
+        };
+        assert_eq!(stamp.seconds(at(1_796_048_951, 10)), "2026-11-30T14:29:11");
+        assert_eq!(stamp.seconds(at(1_796_048_951, 990)), "2026-11-30T14:29:11");
+        assert_eq!(stamp.seconds(at(1_796_048_952, 0)), "2026-11-30T14:29:12");
     }
 }
