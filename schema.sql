@@ -351,3 +351,16 @@ CREATE INDEX order_messages_order_seq ON order_messages (order_id, seq);
 -- in the asked state.
 CREATE INDEX orders_buyer_state_seq ON orders (buyer, state, seq);
 CREATE INDEX orders_seller_state_seq ON orders (seller, state, seq);
+
+-- migration 9: a new listing's index rows are written by its own write job
+-- A statement that fires triggers runs under a statement journal, and once
+-- the full-text index has been written in a transaction SQLite asks FTS5
+-- to flush its pending terms to disk at every such statement. With ~35 new
+-- listings in one group commit, each insert wrote an index segment of its
+-- own and FTS5 spent most of the writer's time merging them. listings::create
+-- now writes the tag rows and the full-text row itself, with plain
+-- single-row statements (no statement journal), in the listing's write
+-- job: FTS5 flushes once per commit. Edits keep their triggers (an edit is
+-- rare, and its flush costs one segment).
+DROP TRIGGER listing_tags_insert;
+DROP TRIGGER listings_fts_insert;
