@@ -4,9 +4,9 @@
 
 mod binary;
 mod client;
+mod console;
 mod cors;
 mod crash;
-mod dashboard_page;
 mod escrow;
 mod feedback;
 mod health;
