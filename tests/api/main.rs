@@ -5,6 +5,7 @@
 mod binary;
 mod client;
 mod console;
+mod console_browser;
 mod cors;
 mod crash;
 mod escrow;
