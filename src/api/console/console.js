@@ -10,6 +10,8 @@ const POLL_MS = 2000;
 const HISTORY_MAX = 300;
 // Pages of disputes read at most (100 each).
 const DISPUTE_PAGES_MAX = 5;
+// Ids per `GET /users?ids=` (the route's limit).
+const NAME_IDS_MAX = 100;
 
 const $ = (id) => document.getElementById(id);
 
@@ -195,6 +197,7 @@ function clearPanels() {
   $("overview-status").textContent = "waiting for the first figures…";
   $("user-detail").hidden = true;
   openUser = null;
+  names.clear();
   samples.length = 0;
   lastCaches = null;
   for (const chart of Object.values(charts)) chart.set([]);
@@ -268,12 +271,12 @@ class Chart {
 
   layout() {
     const rect = this.canvas.getBoundingClientRect();
-    return { w: rect.width, h: rect.height, left: 52, right: 10, top: 22, bottom: 22 };
+    return { w: rect.width, h: rect.height, right: 12, top: 22, bottom: 22 };
   }
 
   draw() {
     const c = this.canvas;
-    const { w, h, left, right, top, bottom } = this.layout();
+    const { w, h, right, top, bottom } = this.layout();
     if (w === 0 || h === 0) return;
     const ratio = window.devicePixelRatio || 1;
     if (c.width !== Math.round(w * ratio) || c.height !== Math.round(h * ratio)) {
@@ -285,11 +288,18 @@ class Chart {
     g.clearRect(0, 0, w, h);
     g.font = "11px system-ui, sans-serif";
     const pts = this.points;
+    let peak = 0;
+    for (const p of pts) for (const v of p.v) if (v > peak) peak = v;
+    // Four steps of a round size; labels as precise as the step needs.
+    const step = niceCeil(peak / 4);
+    const max = step * 4;
+    const digits = step < 1 ? 2 : Number.isInteger(step) ? 0 : 1;
+    const label = (v) => fmt(v, digits) + " " + this.unit;
+    let widest = 0;
+    for (let i = 0; i <= 4; i++) widest = Math.max(widest, g.measureText(label(step * i)).width);
+    const left = Math.ceil(widest) + 10;
     const plotW = w - left - right;
     const plotH = h - top - bottom;
-    let max = 0;
-    for (const p of pts) for (const v of p.v) if (v > max) max = v;
-    max = niceCeil(max);
     const t0 = pts.length ? pts[0].t : Date.now() - 60000;
     const t1 = pts.length > 1 ? pts[pts.length - 1].t : t0 + 60000;
     const x = (t) => left + ((t - t0) / Math.max(1, t1 - t0)) * plotW;
@@ -309,14 +319,18 @@ class Chart {
       g.moveTo(left, yy);
       g.lineTo(w - right, yy);
       g.stroke();
-      g.fillText(fmt(v, max < 10 ? 2 : 0) + " " + this.unit, left - 4, yy);
+      g.fillText(label(v), left - 4, yy);
     }
     // Time labels.
     g.textAlign = "center";
     g.textBaseline = "top";
+    let previous = "";
     for (let i = 0; i <= 4; i++) {
       const t = t0 + ((t1 - t0) * i) / 4;
-      g.fillText(clock(t), Math.min(Math.max(x(t), left + 24), w - right - 24), top + plotH + 5);
+      const text = clock(t);
+      if (text === previous) continue;
+      previous = text;
+      g.fillText(text, Math.min(Math.max(x(t), left + 24), w - right - 24), top + plotH + 5);
     }
     if (!pts.length) {
       g.textAlign = "center";
@@ -386,7 +400,7 @@ class Chart {
 }
 
 function niceCeil(v) {
-  if (!(v > 0)) return 1;
+  if (!(v > 0)) return 0.25;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;
@@ -613,6 +627,24 @@ async function userAction(label, call) {
   }
 }
 
+// ---- Usernames of ids ------------------------------------------------------
+
+// Usernames by id, learnt this session (cleared at sign-out).
+const names = new Map();
+
+async function learnNames(ids) {
+  const missing = [...new Set(ids)].filter((id) => !names.has(id));
+  for (let i = 0; i < missing.length; i += NAME_IDS_MAX) {
+    const chunk = missing.slice(i, i + NAME_IDS_MAX);
+    const page = await api("GET", "/api/v1/users?ids=" + chunk.join(","));
+    for (const u of page.users) names.set(u.id, u.username);
+  }
+}
+
+function nameOf(id) {
+  return names.has(id) ? names.get(id) + " (" + id + ")" : id;
+}
+
 // ---- Disputes -------------------------------------------------------------
 
 // Minor units of a decimal string with at most `places` decimals, or null.
@@ -650,6 +682,7 @@ async function loadDisputes() {
     const plain = escrows.filter((e) => e.order === null);
     plain.sort((a, b) => a.created_at.localeCompare(b.created_at));
     const messages = await Promise.all(orders.map((o) => api("GET", "/api/v1/orders/" + o.id + "/messages?limit=100")));
+    await learnNames(orders.concat(plain).flatMap((o) => [o.buyer, o.seller]));
     const orderBox = $("dispute-orders");
     orderBox.textContent = "";
     orders.forEach((o, i) => orderBox.append(disputeCard("order", o, messages[i].messages)));
@@ -669,7 +702,7 @@ function disputeCard(kind, item, messages) {
   const title = kind === "order" ? "Order " + item.id + ": " + item.title : "Escrow " + item.id;
   card.append(el("h3", { text: title }));
   card.append(el("p", {
-    text: "buyer " + item.buyer + " · seller " + item.seller + " · amount " + item.amount + " " + item.currency +
+    text: "buyer " + nameOf(item.buyer) + " · seller " + nameOf(item.seller) + " · amount " + item.amount + " " + item.currency +
       (kind === "order" ? " · fee " + item.fee + " · disputed since " + when(item.updated_at) : " · opened " + when(item.created_at)),
   }));
   if (kind === "order" && item.dispute_reason) card.append(el("p", { text: "Reason: " + item.dispute_reason }));
@@ -731,7 +764,7 @@ function listingRow(l) {
   const close = el("button", { type: "button", text: "Close" });
   close.disabled = l.state === "closed";
   const tr = el("tr", { dataset: { listingId: l.id } },
-    el("td", { text: l.title }), el("td", { text: l.seller }), el("td", { text: l.price + " " + l.currency }),
+    el("td", { text: l.title }), el("td", { text: nameOf(l.seller) }), el("td", { text: l.price + " " + l.currency }),
     el("td", { text: String(l.quantity) }), el("td", { text: l.state }), el("td", {}, close));
   close.addEventListener("click", async () => {
     close.disabled = true;
@@ -747,7 +780,8 @@ function listingRow(l) {
   return tr;
 }
 
-function showListings(listings) {
+async function showListings(listings) {
+  await learnNames(listings.map((l) => l.seller));
   const body = $("listing-results");
   body.textContent = "";
   for (const l of listings) body.append(listingRow(l));
@@ -759,7 +793,7 @@ async function searchListings(event) {
   const q = $("listing-q").value.trim();
   try {
     const page = await api("GET", "/api/v1/listings?limit=50" + (q ? "&q=" + encodeURIComponent(q) : ""));
-    showListings(page.listings);
+    await showListings(page.listings);
     if (!page.listings.length) say("listings-message", "No active listing matches.");
   } catch (e) {
     sayError("listings-message", e);
@@ -771,7 +805,7 @@ async function openListing() {
   const id = $("listing-id").value.trim();
   try {
     const found = await api("GET", "/api/v1/listings/" + encodeURIComponent(id));
-    showListings([found.listing]);
+    await showListings([found.listing]);
   } catch (e) {
     sayError("listings-message", e);
   }
