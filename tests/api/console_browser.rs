@@ -529,6 +529,33 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "the fee balances",
         "document.getElementById('fee-balances').textContent.includes('0.00300000')",
     );
+    // A refusal shows the server's own message; a withdrawal goes through.
+    b.fill("#fw-amount", "1");
+    b.fill("#fw-reference", "payout-1");
+    b.submit("#fee-withdraw");
+    let refused = b.wait_for(
+        "the refusal",
+        "document.getElementById('fees-message').textContent.startsWith('Refused: ') && document.getElementById('fees-message').textContent",
+    );
+    let direct = w.post(
+        "/api/v1/admin/fees/withdrawals",
+        Some(&admin.token),
+        &json!({"currency": "btc", "amount": "1", "reference": "payout-1"}),
+    );
+    let message = direct.error()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !message.is_empty() && refused.as_str().unwrap_or_default().contains(&message),
+        "{refused} vs {message}"
+    );
+    b.fill("#fw-amount", "0.001");
+    b.submit("#fee-withdraw");
+    b.wait_for(
+        "the withdrawal",
+        "document.getElementById('fee-balances').textContent.includes('0.00200000')",
+    );
     b.screenshot("7-fees");
     b.click("#tabs button[data-tab=ledger]");
     b.click("#ledger-run");

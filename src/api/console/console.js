@@ -12,6 +12,8 @@ const HISTORY_MAX = 300;
 const DISPUTE_PAGES_MAX = 5;
 // Ids per `GET /users?ids=` (the route's limit).
 const NAME_IDS_MAX = 100;
+// Usernames remembered at most; past it the memory starts again.
+const NAMES_MAX = 10000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -633,6 +635,7 @@ async function userAction(label, call) {
 const names = new Map();
 
 async function learnNames(ids) {
+  if (names.size > NAMES_MAX) names.clear();
   const missing = [...new Set(ids)].filter((id) => !names.has(id));
   for (let i = 0; i < missing.length; i += NAME_IDS_MAX) {
     const chunk = missing.slice(i, i + NAME_IDS_MAX);
