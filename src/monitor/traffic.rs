@@ -19,6 +19,8 @@ pub const TRAFFIC_TICKS_MAX: usize = 900;
 /// Points of the per-second series the dashboard sends (the console's
 /// charts): two minutes at one point a second.
 pub const SERIES_POINTS_MAX: usize = 120;
+// The series is cut from the ring, so the ring must hold it.
+const _: () = assert!(SERIES_POINTS_MAX < TRAFFIC_TICKS_MAX);
 
 /// Running totals over all routes at one moment.
 #[derive(Clone, Debug, Default)]

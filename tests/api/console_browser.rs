@@ -445,6 +445,23 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "charts with points",
         "document.getElementById('t-rate').textContent !== '–'",
     );
+    // The pointer over a chart shows the time and values with their unit.
+    let at = b.eval(
+        "(() => { const r = document.getElementById('c-latency').getBoundingClientRect(); return [r.left + r.width * 0.9, r.top + r.height / 2]; })()",
+    );
+    b.call(
+        "Input.dispatchMouseEvent",
+        json!({"type": "mouseMoved", "x": at[0], "y": at[1]}),
+    );
+    let tip = b.wait_for(
+        "the values under the pointer",
+        "!document.getElementById('tooltip').hidden && document.getElementById('tooltip').textContent",
+    );
+    let tip = tip.as_str().unwrap_or_default();
+    assert!(
+        tip.contains("p50: ") && tip.contains("p99: ") && tip.contains(" ms"),
+        "{tip}"
+    );
     b.screenshot("3-overview");
 
     // Users: search, open, suspend; the user's token is refused afterwards.

@@ -294,7 +294,6 @@ class Chart {
     for (const p of pts) for (const v of p.v) if (v > peak) peak = v;
     // Four steps of a round size; labels as precise as the step needs.
     const step = niceCeil(peak / 4);
-    const max = step * 4;
     const digits = step < 1 ? 2 : Number.isInteger(step) ? 0 : 1;
     const label = (v) => fmt(v, digits) + " " + this.unit;
     let widest = 0;
@@ -305,9 +304,25 @@ class Chart {
     const t0 = pts.length ? pts[0].t : Date.now() - 60000;
     const t1 = pts.length > 1 ? pts[pts.length - 1].t : t0 + 60000;
     const x = (t) => left + ((t - t0) / Math.max(1, t1 - t0)) * plotW;
-    const y = (v) => top + plotH - (v / max) * plotH;
+    const y = (v) => top + plotH - (v / (step * 4)) * plotH;
     this.scale = { x, t0, t1, left, plotW };
-    // Grid and y labels (with the unit).
+    const box = { w, left, right, top, plotW, plotH };
+    this.drawAxes(g, box, step, label, x, y);
+    this.drawLines(g, x, y);
+    this.drawLegend(g, left);
+    if (this.hover !== null && pts[this.hover]) {
+      const px = Math.round(x(pts[this.hover].t)) + 0.5;
+      g.strokeStyle = "#dde3ea";
+      g.beginPath();
+      g.moveTo(px, top);
+      g.lineTo(px, top + plotH);
+      g.stroke();
+    }
+  }
+
+  // Grid lines with the value and unit, and times along the bottom.
+  drawAxes(g, box, step, label, x, y) {
+    const { w, left, right, top, plotW, plotH } = box;
     g.strokeStyle = "#2a3542";
     g.fillStyle = "#8a9bb0";
     g.lineWidth = 1;
@@ -315,17 +330,16 @@ class Chart {
     g.textAlign = "right";
     g.textBaseline = "middle";
     for (let i = 0; i <= 4; i++) {
-      const v = (max * i) / 4;
-      const yy = Math.round(y(v)) + 0.5;
+      const yy = Math.round(y(step * i)) + 0.5;
       g.beginPath();
       g.moveTo(left, yy);
       g.lineTo(w - right, yy);
       g.stroke();
-      g.fillText(label(v), left - 4, yy);
+      g.fillText(label(step * i), left - 4, yy);
     }
-    // Time labels.
     g.textAlign = "center";
     g.textBaseline = "top";
+    const { t0, t1 } = this.scale;
     let previous = "";
     for (let i = 0; i <= 4; i++) {
       const t = t0 + ((t1 - t0) * i) / 4;
@@ -334,18 +348,19 @@ class Chart {
       previous = text;
       g.fillText(text, Math.min(Math.max(x(t), left + 24), w - right - 24), top + plotH + 5);
     }
-    if (!pts.length) {
-      g.textAlign = "center";
+    if (!this.points.length) {
       g.textBaseline = "middle";
       g.fillText("no data yet", left + plotW / 2, top + plotH / 2);
     }
-    // Lines.
+  }
+
+  drawLines(g, x, y) {
     this.series.forEach((s, i) => {
       g.strokeStyle = s.color;
       g.lineWidth = 1.6;
       g.setLineDash(s.dash || []);
       g.beginPath();
-      pts.forEach((p, k) => {
+      this.points.forEach((p, k) => {
         const px = x(p.t);
         const py = y(p.v[i] || 0);
         if (k === 0) g.moveTo(px, py);
@@ -353,9 +368,14 @@ class Chart {
       });
       g.stroke();
     });
-    // Legend: a sample of each line (colour and dash) and its name.
+    g.setLineDash([]);
+  }
+
+  // A sample of each line (colour and dash) and its name.
+  drawLegend(g, left) {
     g.textAlign = "left";
     g.textBaseline = "middle";
+    g.lineWidth = 1.6;
     let lx = left;
     for (const s of this.series) {
       g.strokeStyle = s.color;
@@ -369,15 +389,7 @@ class Chart {
       lx += 34 + g.measureText(s.name).width;
     }
     g.setLineDash([]);
-    // Hover: a vertical line at the nearest point.
-    if (this.hover !== null && pts[this.hover]) {
-      const px = Math.round(x(pts[this.hover].t)) + 0.5;
-      g.strokeStyle = "#dde3ea";
-      g.beginPath();
-      g.moveTo(px, top);
-      g.lineTo(px, top + plotH);
-      g.stroke();
-    }
+    g.lineWidth = 1;
   }
 
   onHover(e) {
@@ -469,17 +481,23 @@ async function poll() {
     }
     return;
   }
-  const now = Date.now();
-  const traffic = d.traffic;
-  const last = traffic.last_interval;
-  const since = traffic.since_start;
+  showTiles(d);
+  showTrafficCharts(d.traffic.per_second);
+  recordSample(d);
+  showSampleCharts();
+  showAlerts(d.alerts);
+}
+
+function showTiles(d) {
+  const last = d.traffic.last_interval;
+  const since = d.traffic.since_start;
   for (const span of document.querySelectorAll(".window-s")) span.textContent = fmt(last.seconds, 0);
   $("t-rate").textContent = fmt(last.requests_per_s, 2);
   $("t-latency").textContent = fmt(last.latency_p50_ms, 1) + " / " + fmt(last.latency_p95_ms, 1) + " / " + fmt(last.latency_p99_ms, 1) + " ms";
   $("t-errors").textContent = fmt(last.errors_4xx_percent, 2) + " % / " + fmt(last.errors_5xx_percent, 2) + " %";
   $("t-total").textContent = String(since.requests);
   $("t-rss").textContent = fmt(d.system_metrics.memory.process_rss_mb, 1) + " MB";
-  $("t-queue").textContent = d.store.write_queue_depth + " / " + d.store.write_queue_capacity;
+  $("t-queue").textContent = d.store.write_queue_depth + " / " + d.store.write_queue_capacity + " jobs";
   const circuit = d.store.circuit;
   const circuitTile = $("t-circuit");
   circuitTile.textContent = circuit.state.replace("_", "-") + (circuit.state === "closed" ? "" : " (" + circuit.reason + ")");
@@ -488,15 +506,22 @@ async function poll() {
   $("overview-status").textContent =
     "Tiles over the last " + fmt(last.seconds, 0) + " s unless marked; since start: " + since.requests +
     " requests, p99 " + fmt(since.latency_p99_ms, 1) + " ms, 5xx " + fmt(since.errors_5xx_percent, 2) +
-    " %. Updated " + clock(now) + ".";
+    " %. Updated " + clock(Date.now()) + ".";
+}
 
-  const perSecond = traffic.per_second;
+// The server's per-second series: complete from the first poll.
+function showTrafficCharts(perSecond) {
   charts.rate.set(perSecond.map((p) => ({ t: p.at_ms, v: [p.requests_per_s] })));
   charts.latency.set(perSecond.map((p) => ({ t: p.at_ms, v: [p.latency_p50_ms, p.latency_p95_ms, p.latency_p99_ms] })));
   charts.errors.set(perSecond.map((p) => ({ t: p.at_ms, v: [p.errors_4xx_percent, p.errors_5xx_percent] })));
+}
 
-  const names = ["profiles", "sessions", "balances", "listings", "searches"];
-  const cacheRates = names.map((name) => {
+const CACHES = ["profiles", "sessions", "balances", "listings", "searches"];
+
+// One point per poll for the gauges, kept on the page (HISTORY_MAX).
+function recordSample(d) {
+  // Hit rate between two polls; null when a cache had no lookup.
+  const cacheRates = CACHES.map((name) => {
     const now = d.caches[name];
     const before = lastCaches && lastCaches[name];
     if (!before) return now.hit_rate_percent;
@@ -506,7 +531,7 @@ async function poll() {
   });
   lastCaches = d.caches;
   samples.push({
-    t: now,
+    t: Date.now(),
     cpu: [d.system_metrics.cpu.percent, d.system_metrics.cpu.process_percent],
     rss: [d.system_metrics.memory.process_rss_mb],
     cache: cacheRates,
@@ -514,6 +539,9 @@ async function poll() {
     queue: [d.store.write_queue_depth],
   });
   while (samples.length > HISTORY_MAX) samples.shift();
+}
+
+function showSampleCharts() {
   charts.cpu.set(samples.map((h) => ({ t: h.t, v: h.cpu })));
   charts.rss.set(samples.map((h) => ({ t: h.t, v: h.rss })));
   // A cache with no lookups between two polls keeps its previous rate.
@@ -524,17 +552,20 @@ async function poll() {
   })));
   charts.batch.set(samples.map((h) => ({ t: h.t, v: h.batch })));
   charts.queue.set(samples.map((h) => ({ t: h.t, v: h.queue })));
+}
 
-  const alerts = $("alerts");
-  alerts.textContent = "";
-  if (!d.alerts.active.length && !d.alerts.recent.length) {
-    alerts.append(el("p", { class: "hint", text: "No alert has fired." }));
+function showAlerts(book) {
+  const box = $("alerts");
+  box.textContent = "";
+  if (!book.active.length && !book.recent.length) {
+    box.append(el("p", { class: "hint", text: "No alert has fired." }));
   }
-  for (const a of d.alerts.active) {
-    alerts.append(el("p", { class: "alert", text: "ACTIVE " + a.rule + ": " + fmt(a.value, 2) + " (threshold " + fmt(a.threshold, 2) + ") since " + when(a.fired_at) }));
+  const line = (a) => a.rule + ": " + fmt(a.value, 2) + " (threshold " + fmt(a.threshold, 2) + ")";
+  for (const a of book.active) {
+    box.append(el("p", { class: "alert", text: "ACTIVE " + line(a) + " since " + when(a.fired_at) }));
   }
-  for (const a of d.alerts.recent.slice(0, 10)) {
-    alerts.append(el("p", { class: "hint", text: "fired " + when(a.fired_at) + " — " + a.rule + ": " + fmt(a.value, 2) + " (threshold " + fmt(a.threshold, 2) + ")" }));
+  for (const a of book.recent.slice(0, 10)) {
+    box.append(el("p", { class: "hint", text: "fired " + when(a.fired_at) + " — " + line(a) }));
   }
 }
 
