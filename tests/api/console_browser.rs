@@ -25,7 +25,9 @@ use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::client::{Member, PASSWORD, World, open_db, quick_user, request, world_with};
+use crate::client::{
+    Member, PASSWORD, World, hashing_request, open_db, quick_user, request, world_with,
+};
 use crate::helpers::TempDir;
 
 /// How long one wait for the page may take before the test fails.
@@ -378,7 +380,10 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         eprintln!("skipped: no chromium on this machine");
         return;
     };
-    let w = world_with(|config| config.fee_bps = 500);
+    let w = world_with(|config| {
+        config.fee_bps = 500;
+        config.max_login_attempts = 2;
+    });
     let admin = w.admin("console_admin");
     let outsider = w.member("not_an_admin");
     let mallory = quick_user(&w.db, "mallory", false);
@@ -484,6 +489,39 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     );
     assert_eq!(status(&w, "GET", "/api/v1/users/me", &mallory.token), 401);
     b.screenshot("4-user-suspended");
+
+    // A locked-out user: the page shows until when, and lifts it.
+    let login = |password: &str| {
+        hashing_request(
+            w.app.addr,
+            "POST",
+            "/api/v1/sessions",
+            None,
+            &json!({"username": "not_an_admin", "password": password}),
+        )
+        .status
+    };
+    assert_eq!((login("wrong one 1"), login("wrong one 2")), (401, 401));
+    assert_eq!(login(PASSWORD), 429);
+    b.fill("#user-q", "not_an");
+    b.submit("#user-search");
+    let row = format!("tr[data-user-id=\"{}\"]", outsider.id);
+    b.wait_for(
+        "the search result",
+        &format!("!!document.querySelector('{row}')"),
+    );
+    b.click(&row);
+    b.wait_for(
+        "the lockout",
+        "document.getElementById('ud-title').textContent === 'not_an_admin' && document.getElementById('ud-locked-until').textContent !== 'not locked out'",
+    );
+    b.screenshot("4b-user-locked-out");
+    b.click("#ud-unlock");
+    b.wait_for(
+        "the lockout lifted",
+        "document.getElementById('ud-locked-until').textContent === 'not locked out' && document.getElementById('ud-message').textContent.includes('done')",
+    );
+    assert_eq!(login(PASSWORD), 201);
 
     // Disputes: a split that does not add up is stopped on the page; the
     // right one resolves the order.
