@@ -5,8 +5,9 @@
 //! (whose token then gets 401), resolves a seeded dispute with a split
 //! (balances over the API are then right), closes a listing, reads the
 //! fees and runs the ledger check, signs out (the token then gets 401 and
-//! nothing is left on screen), and is sent back to the sign-in form when
-//! the session ends behind the page's back. No script error or policy
+//! nothing is left on screen), is sent back to the sign-in form when the
+//! session ends behind the page's back, and is refused (session ended)
+//! once the admin role is taken away. No script error or policy
 //! violation may be logged. Screenshots of each screen go to
 //! `target/console-screenshots/` for a person to look at.
 //!
@@ -673,6 +674,41 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     );
     assert!(!b.visible("console"));
     assert_eq!(b.text("t-total"), "–");
+
+    // An admin whose role is taken away is refused at the next call, and
+    // the page ends the session.
+    b.fill("#signin-username", "console_admin");
+    b.fill("#signin-password", PASSWORD);
+    b.submit("#signin-form");
+    b.wait_for(
+        "the overview once more",
+        "document.getElementById('t-total').textContent !== '–'",
+    );
+    let token = b
+        .eval("sessionStorage.getItem('souk.admin.token')")
+        .as_str()
+        .expect("a new token")
+        .to_owned();
+    let other = quick_user(&w.db, "other_admin", true);
+    let demoted = w.patch(
+        &format!("/api/v1/admin/users/{}", admin.id),
+        &other.token,
+        &json!({"role": "user"}),
+    );
+    assert_eq!(demoted.status, 200, "{}", demoted.summary());
+    b.wait_for(
+        "the refusal of a former admin",
+        "document.getElementById('signin-message').textContent.includes('no longer an administrator')",
+    );
+    assert!(!b.visible("console"));
+    let deadline = Instant::now() + WAIT;
+    while status(&w, "GET", "/api/v1/users/me", &token) != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the former admin's session was not ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     assert!(
         b.problems.is_empty(),

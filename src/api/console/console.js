@@ -68,6 +68,14 @@ async function api(method, path, body, options = {}) {
     endSession("Your session has ended: sign in again.");
     throw new ApiError(401, "unauthenticated", "not signed in");
   }
+  if (response.status === 403 && !options.token && path.startsWith("/api/v1/admin/")) {
+    // The role was taken away meanwhile: refused like a non-admin's sign-in.
+    const bearer = token();
+    endSession("");
+    await api("DELETE", "/api/v1/sessions/current", undefined, { token: bearer }).catch(() => {});
+    say("signin-message", "Refused: this account is no longer an administrator. The session was ended.", "error");
+    throw new ApiError(403, "stale", "no longer an administrator");
+  }
   if (!response.ok) {
     const error = data && data.error;
     throw new ApiError(
