@@ -639,6 +639,10 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         assert_eq!(b.text(id), "", "#{id} was left on screen");
     }
     assert_eq!(b.text("t-total"), "–");
+    assert_eq!(
+        b.eval("document.getElementById('signin-username').value"),
+        json!("")
+    );
     assert_eq!(b.eval("sessionStorage.length"), json!(0));
     let deadline = Instant::now() + WAIT;
     while status(&w, "GET", "/api/v1/users/me", &token) != 401 {

@@ -187,6 +187,8 @@ function endSession(message) {
   $("tabs").hidden = true;
   $("sign-out").hidden = true;
   $("whoami").textContent = "";
+  $("signin-username").value = "";
+  $("signin-password").value = "";
   $("signin").hidden = false;
   say("signin-message", message || "", message ? "ok" : "");
 }
