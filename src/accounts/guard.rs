@@ -158,6 +158,14 @@ impl LoginGuard {
         log::info!("`{username}` unlocked by the operator");
     }
 
+    /// How long `username` stays locked out, if it is.
+    pub fn locked_for(&self, username: &str) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let until = failures.peek(username)?.locked_until?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
     fn end(&self, username: &str, client: IpAddr, outcome: Option<bool>) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let Some(entry) = failures.get_mut(username) else {

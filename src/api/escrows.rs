@@ -97,6 +97,17 @@ pub fn list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         Some("seller") => Role::Seller,
         Some(_) => return Err(Error::invalid_field("role", "role must be buyer or seller")),
     };
+    page(app, request, Some((caller.user.id, role)))
+}
+
+/// `GET /admin/escrows?state=&limit=&after=`: every escrow, newest first.
+pub fn admin_list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
+    auth::admin(app, request)?;
+    page(app, request, None)
+}
+
+/// One page of escrows in `party`'s scope (`escrow::page`), as `{escrows, next}`.
+fn page(app: &App, request: &Request, party: Option<(i64, Role)>) -> Result<Reply> {
     let state = query::param(request, "state")?;
     if let Some(state) = &state
         && !["held", "released", "refunded", "disputed", "resolved"].contains(&state.as_str())
@@ -108,16 +119,10 @@ pub fn list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     }
     let after = query::after_id(request)?;
     let limit = query::limit(request)?;
-    let mut page = app.store.readers.read(|conn| {
-        escrow::page(
-            conn,
-            caller.user.id,
-            role,
-            state.as_deref(),
-            after,
-            limit + 1,
-        )
-    })?;
+    let mut page = app
+        .store
+        .readers
+        .read(|conn| escrow::page(conn, party, state.as_deref(), after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
     let escrows: Vec<_> = page
         .iter()

@@ -2,7 +2,9 @@
 //! all have one shape: parse → authorize → one call into the domain → render.
 
 pub mod admin_ledger;
+pub mod admin_users;
 pub mod auth;
+pub mod console;
 pub mod cors;
 pub mod escrows;
 pub mod fees;
@@ -126,8 +128,28 @@ pub fn routes() -> Router {
         .op("messages.list")
         .route(Get, "/metrics", monitoring::metrics)
         .op("monitoring.metrics")
-        .route(Get, "/dashboard", monitoring::page)
-        .op("monitoring.page")
+        .route(Get, "/dashboard", console::dashboard_redirect)
+        .op("console.dashboard_redirect")
+        .route(Get, "/admin", console::page)
+        .op("console.page")
+        .route(Get, "/admin/console.js", console::script)
+        .op("console.script")
+        .route(Get, "/admin/console.css", console::style)
+        .op("console.style")
+        .route(Get, "/api/v1/admin/users/{id}", admin_users::get)
+        .op("admin.users.get")
+        .route(
+            Get,
+            "/api/v1/admin/users/{id}/entries",
+            admin_users::entries,
+        )
+        .op("admin.users.entries")
+        .route(Get, "/api/v1/admin/users/{id}/orders", admin_users::orders)
+        .op("admin.users.orders")
+        .route(Post, "/api/v1/admin/users/{id}/unlock", admin_users::unlock)
+        .op("admin.users.unlock")
+        .route(Get, "/api/v1/admin/escrows", escrows::admin_list)
+        .op("admin.escrows")
         .route(Get, "/api/v1/admin/dashboard", monitoring::dashboard)
         .op("admin.dashboard")
         .route(Get, "/api/v1/admin/metrics", monitoring::export)

@@ -1,13 +1,11 @@
 //! Monitoring routes: `/metrics` (Prometheus), the admin dashboard JSON, the
-//! admin metrics export, alerts, and the `/dashboard` page. They only read.
+//! admin metrics export and alerts. They only read.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use super::respond::HtmlPage;
 use super::{Params, auth, query, respond};
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -79,14 +77,6 @@ pub fn alerts(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         200,
         &json!({"active": active, "recent": recent}),
     )))
-}
-
-/// `GET /dashboard`: the page; it asks for an admin token and polls the
-/// dashboard JSON. Served from the binary, no external assets.
-pub fn page(_app: &App, _request: &Request, _: &Params) -> Result<Reply> {
-    static PAGE: LazyLock<HtmlPage> =
-        LazyLock::new(|| HtmlPage::new(include_str!("dashboard.html")));
-    Ok(Reply::Now(PAGE.response()))
 }
 
 /// Routes grouped by operation name.
@@ -183,6 +173,7 @@ pub fn report(app: &App) -> Value {
             },
         },
         "service_metrics": operations(app, &routes),
+        "traffic": app.monitor.traffic(&routes),
         "caches": app.caches.report(),
         "store": store_figures(app),
         "alerts": {"active": active, "recent": recent},

@@ -90,7 +90,7 @@ fn state_filter(request: &Request) -> Result<Option<OrderState>> {
 }
 
 /// One page of `scope`, rendered as `{orders, next}`.
-fn page(app: &App, request: &Request, scope: Scope) -> Result<Reply> {
+pub(super) fn page(app: &App, request: &Request, scope: Scope) -> Result<Reply> {
     let state = state_filter(request)?;
     let after = query::after_id(request)?;
     let limit = query::limit(request)?;

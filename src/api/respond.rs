@@ -23,7 +23,9 @@ pub struct HtmlPage {
 }
 
 impl HtmlPage {
-    /// Hashes every inline `<script>` of `body` once, for the policy.
+    /// The policy allows scripts and styles from this origin only (the
+    /// console's `/admin/console.js` and `.css`), plus any inline
+    /// `<script>` of `body`, each by its hash, computed here once.
     pub fn new(body: &'static str) -> HtmlPage {
         use base64::Engine as _;
         use sha2::{Digest, Sha256};
@@ -40,7 +42,7 @@ impl HtmlPage {
             rest = &after[close..];
         }
         let csp = format!(
-            "default-src 'none'; script-src{script_sources}; style-src 'unsafe-inline'; \
+            "default-src 'none'; script-src 'self'{script_sources}; style-src 'self'; \
              connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
              frame-ancestors 'none'"
         );

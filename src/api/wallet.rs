@@ -31,6 +31,12 @@ pub fn wallet(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 /// `GET /wallet/entries?currency=&limit=&after=`: newest first.
 pub fn entries(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let caller = auth::caller(app, request)?;
+    entries_of(app, request, caller.user.id)
+}
+
+/// A page of `user_id`'s entries as `{entries, next}` (also the admin's
+/// `GET /admin/users/{id}/entries`).
+pub(super) fn entries_of(app: &App, request: &Request, user_id: i64) -> Result<Reply> {
     let currencies = &app.config.currencies;
     let currency = query::param(request, "currency")?
         .map(|code| money::currency(currencies, "currency", &code))
@@ -41,7 +47,7 @@ pub fn entries(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let mut page = app
         .store
         .readers
-        .read(|conn| ledger::entries_page(conn, caller.user.id, code, after, limit + 1))?;
+        .read(|conn| ledger::entries_page(conn, user_id, code, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
     let entries: Vec<_> = page.iter().map(|e| e.view(currencies)).collect();
     Ok(Reply::Now(respond::json(

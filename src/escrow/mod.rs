@@ -118,29 +118,32 @@ pub enum Role {
     Either,
 }
 
-/// A page of the user's escrows, newest first, after the escrow `after`.
+/// A page of escrows, newest first, after the escrow `after` (one in the
+/// page's scope, else `UnknownCursor`): a user's in `role` with
+/// `Some((user, role))`, everyone's (the admin list) with `None`.
 pub fn page(
     conn: &Connection,
-    user_id: i64,
-    role: Role,
+    party: Option<(i64, Role)>,
     state: Option<&str>,
     after: Option<i64>,
     limit: usize,
 ) -> Result<Vec<Escrow>> {
+    // ?1 is the user, or NULL for every escrow.
+    let (user_id, who) = match party {
+        None => (None, "?1 IS NULL"),
+        Some((id, Role::Buyer)) => (Some(id), "buyer = ?1"),
+        Some((id, Role::Seller)) => (Some(id), "seller = ?1"),
+        Some((id, Role::Either)) => (Some(id), "(buyer = ?1 OR seller = ?1)"),
+    };
     let before_seq: i64 = match after {
         None => i64::MAX,
         Some(id) => conn
             .prepare_cached(
-                "SELECT seq FROM escrows WHERE id = ?1 AND (buyer = ?2 OR seller = ?2)",
+                "SELECT seq FROM escrows WHERE id = ?1 AND (?2 IS NULL OR buyer = ?2 OR seller = ?2)",
             )?
-            .query_row([id, user_id], |row| row.get(0))
+            .query_row(params![id, user_id], |row| row.get(0))
             .optional()?
             .ok_or(Error::UnknownCursor)?,
-    };
-    let who = match role {
-        Role::Buyer => "buyer = ?1",
-        Role::Seller => "seller = ?1",
-        Role::Either => "(buyer = ?1 OR seller = ?1)",
     };
     let sql = format!(
         "SELECT {COLUMNS} FROM escrows WHERE {who} AND (?2 IS NULL OR state = ?2) AND seq < ?3

@@ -9,6 +9,7 @@ pub mod process;
 pub mod prometheus;
 pub mod requests;
 pub mod system;
+pub mod traffic;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -32,6 +33,8 @@ pub struct Monitor {
     alerts: Mutex<AlertBook>,
     /// Per-second totals per route, newest last, at most RATE_WINDOW_S + 1.
     totals: Mutex<VecDeque<Vec<u64>>>,
+    /// Per-second totals over all routes, for the last-interval figures.
+    traffic: Mutex<traffic::Ring>,
     thresholds: Thresholds,
     interval: Duration,
     started: Instant,
@@ -51,6 +54,12 @@ impl MonitorThread {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -67,6 +76,7 @@ impl Monitor {
             system: Mutex::new(SystemSnapshot::default()),
             alerts: Mutex::new(AlertBook::default()),
             totals: Mutex::new(VecDeque::with_capacity(RATE_WINDOW_S + 1)),
+            traffic: Mutex::new(traffic::Ring::default()),
             thresholds,
             interval,
             started: Instant::now(),
@@ -80,6 +90,8 @@ impl Monitor {
         let monitor = Arc::clone(self);
         let mut sampler = SystemSampler::new(db_path);
         *lock(&monitor.system) = sampler.sample();
+        let start = traffic::Totals::of(&monitor.requests.snapshot(), now_ms());
+        lock(&monitor.traffic).push(start);
         let thread = std::thread::Builder::new()
             .name("monitor".into())
             .stack_size(crate::limits::SERVICE_STACK_BYTES * 2)
@@ -104,12 +116,9 @@ impl Monitor {
     fn tick(&self, sampler: &mut SystemSampler) {
         let sample = sampler.sample();
         *lock(&self.system) = sample;
-        let counts: Vec<u64> = self
-            .requests
-            .snapshot()
-            .iter()
-            .map(RouteSnapshot::count)
-            .collect();
+        let routes = self.requests.snapshot();
+        lock(&self.traffic).push(traffic::Totals::of(&routes, now_ms()));
+        let counts: Vec<u64> = routes.iter().map(RouteSnapshot::count).collect();
         let mut totals = lock(&self.totals);
         if totals.len() > RATE_WINDOW_S {
             totals.pop_front();
@@ -160,6 +169,14 @@ impl Monitor {
     ) {
         let book = lock(&self.alerts);
         (book.active(), book.recent(), book.firings.clone())
+    }
+
+    /// Request figures over the last MONITORING_INTERVAL (capped at
+    /// `traffic::TRAFFIC_TICKS_MAX` seconds) and since start, and a
+    /// per-second series (`traffic::Ring::report`).
+    pub fn traffic(&self, routes: &[RouteSnapshot]) -> serde_json::Value {
+        let now = traffic::Totals::of(routes, now_ms());
+        lock(&self.traffic).report(&now, self.interval.as_secs().max(1))
     }
 
     pub fn uptime(&self) -> Duration {

@@ -12,8 +12,9 @@ use super::histogram::{Histogram, HistogramSnapshot};
 /// Every status code this server answers with (the reason phrases of
 /// `http::response`; a unit test keeps the two lists equal). A code outside
 /// it is counted in one more slot, shown as `code="other"`.
-pub const STATUS_CODES: [u16; 19] = [
-    100, 200, 201, 204, 400, 401, 403, 404, 405, 409, 411, 413, 414, 415, 422, 429, 431, 500, 503,
+pub const STATUS_CODES: [u16; 20] = [
+    100, 200, 201, 204, 308, 400, 401, 403, 404, 405, 409, 411, 413, 414, 415, 422, 429, 431, 500,
+    503,
 ];
 /// Count slots per route: one per known code, one for any other.
 const CODE_SLOTS: usize = STATUS_CODES.len() + 1;

@@ -4,9 +4,10 @@
 
 mod binary;
 mod client;
+mod console;
+mod console_browser;
 mod cors;
 mod crash;
-mod dashboard_page;
 mod escrow;
 mod feedback;
 mod health;

@@ -1,7 +1,7 @@
 //! Self-monitoring (docs/api.md, "Health and monitoring"): the Prometheus text of
 //! `/metrics` and its token, the admin dashboard JSON and the metrics export,
-//! alert firing and cooldown, the caches (fresh after writes, and counted),
-//! and the `/dashboard` page.
+//! alert firing and cooldown, the caches (fresh after writes, and counted).
+//! The `/admin` console page is tests/api/console.rs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -983,56 +983,5 @@ fn reading_one_profile_50_times_is_served_from_the_profile_cache() {
         exposition
             .value("souk_cache_hits_total", &[("cache", "profiles")])
             .is_some_and(|n| n >= 98.0)
-    );
-}
-
-// ---- the page --------------------------------------------------------------
-
-#[test]
-fn the_dashboard_page_is_html_with_canvas_charts_and_no_external_assets() {
-    let w = world();
-    let response = w.app.get("/dashboard");
-    assert_eq!(response.status, 200, "{}", response.summary());
-    let content_type = response.header("content-type").unwrap_or_default();
-    assert!(content_type.starts_with("text/html"), "{content_type}");
-    let page = String::from_utf8(response.body).expect("the page is UTF-8");
-    let lower = page.to_ascii_lowercase();
-    assert!(
-        lower.starts_with("<!doctype html>"),
-        "{}",
-        &page[..page.len().min(80)]
-    );
-    assert!(lower.contains("<canvas"), "no canvas in the page");
-    assert!(
-        !lower.contains("http://") && !lower.contains("https://"),
-        "the page names an external URL"
-    );
-    for reference in [
-        "src=\"//",
-        "href=\"//",
-        "src='//",
-        "href='//",
-        "url(//",
-        "@import",
-    ] {
-        assert!(
-            !lower.contains(reference),
-            "the page loads an external asset: {reference}"
-        );
-    }
-    // It reads the dashboard JSON and asks for a token.
-    assert!(
-        page.contains("/api/v1/admin/dashboard"),
-        "the page polls the JSON"
-    );
-    assert!(lower.contains("token"), "the page asks for an admin token");
-    // HEAD works too.
-    let mut client = w.app.connect();
-    client.send(crate::helpers::head("/dashboard").as_bytes());
-    let head = client.read_head_response();
-    assert_eq!(head.status, 200);
-    assert_eq!(
-        head.header("content-length"),
-        Some(page.len().to_string().as_str())
     );
 }

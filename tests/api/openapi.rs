@@ -531,6 +531,16 @@ fn documented_limits_are_the_codes() {
             souk::api::admin_ledger::BALANCE_USERS_MAX,
         ),
         (
+            "traffic window",
+            s["Dashboard"]["properties"]["traffic"]["properties"]["window_s"]["maximum"].clone(),
+            souk::monitor::traffic::TRAFFIC_TICKS_MAX,
+        ),
+        (
+            "traffic series",
+            s["Dashboard"]["properties"]["traffic"]["properties"]["per_second"]["maxItems"].clone(),
+            souk::monitor::traffic::SERIES_POINTS_MAX,
+        ),
+        (
             "limit max",
             p["Limit"]["schema"]["maximum"].clone(),
             souk::api::query::PAGE_MAX,

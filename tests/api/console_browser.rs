@@ -1,0 +1,722 @@
+//! The admin console in a real headless browser (Debian's chromium), driven
+//! over the DevTools protocol by a small client below: a non-admin is
+//! refused and their session ended; an admin signs in through the form,
+//! sees the overview's counter move under load, finds and suspends a user
+//! (whose token then gets 401), resolves a seeded dispute with a split
+//! (balances over the API are then right), closes a listing, reads the
+//! fees and runs the ledger check, signs out (the token then gets 401 and
+//! nothing is left on screen), is sent back to the sign-in form when the
+//! session ends behind the page's back, and is refused (session ended)
+//! once the admin role is taken away. No script error or policy
+//! violation may be logged. Screenshots of each screen go to
+//! `target/console-screenshots/` for a person to look at.
+//!
+//! CI installs chromium (`.ci/run`); without it this test is skipped
+//! locally and fails under CI.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use crate::client::{
+    Member, PASSWORD, World, hashing_request, open_db, quick_user, request, world_with,
+};
+use crate::helpers::TempDir;
+
+/// How long one wait for the page may take before the test fails.
+const WAIT: Duration = Duration::from_secs(15);
+/// How long one DevTools call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn chromium() -> Option<&'static str> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+}
+
+/// A headless chromium and one page of it, attached over the DevTools
+/// protocol (a flat session on the browser's WebSocket).
+struct Browser {
+    child: Child,
+    socket: WebSocket<MaybeTlsStream<TcpStream>>,
+    session: String,
+    next_id: u64,
+    /// Script exceptions, console errors and policy violations seen so far.
+    problems: Vec<String>,
+    _profile: TempDir,
+}
+
+impl Browser {
+    fn launch(path: &str) -> Browser {
+        let profile = TempDir::new();
+        let mut child = Command::new(path)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--window-size=1280,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path.display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting chromium");
+        // The endpoint is printed on stderr; the rest of stderr is drained
+        // so that chromium never blocks on a full pipe.
+        let stderr = child.stderr.take().expect("chromium's stderr");
+        let (found, endpoint) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("ws://")
+                    && line.contains("DevTools listening on")
+                    && let Some(found) = found.take()
+                {
+                    let _ = found.send(line[at..].trim().to_owned());
+                }
+            }
+        });
+        let url = endpoint
+            .recv_timeout(WAIT)
+            .expect("chromium printed its DevTools endpoint");
+        let (socket, _) = tungstenite::connect(url.as_str()).expect("connecting to DevTools");
+        if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("a read timeout");
+        }
+        let mut browser = Browser {
+            child,
+            socket,
+            session: String::new(),
+            next_id: 0,
+            problems: Vec::new(),
+            _profile: profile,
+        };
+        let target = browser.call_browser("Target.createTarget", json!({"url": "about:blank"}));
+        let target_id = target["targetId"].clone();
+        let attached = browser.call_browser(
+            "Target.attachToTarget",
+            json!({"targetId": target_id, "flatten": true}),
+        );
+        browser.session = attached["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_owned();
+        for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
+            browser.call(domain, json!({}));
+        }
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        browser
+    }
+
+    fn call_browser(&mut self, method: &str, params: Value) -> Value {
+        self.send(method, params, None)
+    }
+
+    /// A command to the page; panics on a protocol error.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let session = self.session.clone();
+        self.send(method, params, Some(&session))
+    }
+
+    fn send(&mut self, method: &str, params: Value, session: Option<&str>) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = json!(session);
+        }
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .expect("sending to DevTools");
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "DevTools did not answer {method}"
+            );
+            let text = match self.socket.read() {
+                Ok(Message::Text(text)) => text.as_str().to_owned(),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => panic!("reading from DevTools: {e}"),
+            };
+            let answer: Value = serde_json::from_str(&text).expect("DevTools sends JSON");
+            if answer["id"] == json!(id) {
+                assert!(
+                    answer.get("error").is_none(),
+                    "{method} failed: {}",
+                    answer["error"]
+                );
+                return answer["result"].clone();
+            }
+            self.note_event(&answer);
+        }
+    }
+
+    /// Keeps what would be a problem on a real operator's screen.
+    fn note_event(&mut self, event: &Value) {
+        let params = &event["params"];
+        match event["method"].as_str() {
+            Some("Runtime.exceptionThrown") => self
+                .problems
+                .push(format!("exception: {}", params["exceptionDetails"])),
+            Some("Runtime.consoleAPICalled") if params["type"] == "error" => {
+                self.problems
+                    .push(format!("console.error: {}", params["args"]));
+            }
+            // Network refusals (the 401 a test provokes) are expected; a
+            // policy violation or a script error is not.
+            Some("Log.entryAdded")
+                if params["entry"]["level"] == "error"
+                    && params["entry"]["source"] != "network" =>
+            {
+                self.problems.push(format!("log: {}", params["entry"]));
+            }
+            _ => {}
+        }
+    }
+
+    fn navigate(&mut self, url: &str) {
+        self.call("Page.navigate", json!({"url": url}));
+    }
+
+    /// The value of a JavaScript expression (promises awaited).
+    fn eval(&mut self, expression: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+        );
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "`{expression}` threw: {}",
+            result["exceptionDetails"]
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Polls `expression` until it is truthy; its value. Fails with `what`
+    /// and what the page says after WAIT.
+    fn wait_for(&mut self, what: &str, expression: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.eval(expression);
+            let truthy = match &value {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return value;
+            }
+            if Instant::now() >= deadline {
+                let text = self.eval("document.body.innerText");
+                panic!("timed out waiting for {what}; the page shows:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn text(&mut self, id: &str) -> String {
+        self.eval(&format!("document.getElementById({id:?}).textContent"))
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn visible(&mut self, id: &str) -> bool {
+        self.eval(&format!(
+            "(() => {{ const e = document.getElementById({id:?}); return !!e && e.getClientRects().length > 0; }})()"
+        )) == json!(true)
+    }
+
+    fn fill(&mut self, selector: &str, value: &str) {
+        self.eval(&format!(
+            "document.querySelector({selector:?}).value = {value:?}"
+        ));
+    }
+
+    fn click(&mut self, selector: &str) {
+        self.eval(&format!("document.querySelector({selector:?}).click()"));
+    }
+
+    fn submit(&mut self, selector: &str) {
+        self.eval(&format!(
+            "document.querySelector({selector:?}).requestSubmit()"
+        ));
+    }
+
+    /// A PNG of the page as it is, under target/console-screenshots/.
+    fn screenshot(&mut self, name: &str) {
+        let shot = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap_or_default())
+            .expect("a base64 PNG");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).expect("a screenshot folder");
+        std::fs::write(dir.join(format!("{name}.png")), bytes).expect("writing a screenshot");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `target/console-screenshots`, found from the test binary
+/// (`target/debug/deps/api-…`), wherever the target folder is.
+fn screenshot_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.ancestors()
+        .nth(3)
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("console-screenshots")
+}
+
+fn sessions_of(w: &World, user_id: &str) -> i64 {
+    open_db(&w.db)
+        .query_row(
+            "SELECT count(*) FROM sessions WHERE user_id = ?1",
+            [user_id],
+            |row| row.get(0),
+        )
+        .expect("counting sessions")
+}
+
+fn status(w: &World, method: &str, path: &str, token: &str) -> u16 {
+    request(w.app.addr, method, path, Some(token), None, &[]).status
+}
+
+/// A disputed order (seller ships, buyer disputes, both write), its id.
+fn seed_dispute(w: &World, admin: &Member, buyer: &Member, seller: &Member) -> String {
+    w.deposit(admin, buyer, "btc", "1");
+    let listing = w.post(
+        "/api/v1/listings",
+        Some(&seller.token),
+        &json!({"title": "Brass lamp", "description": "Polished.", "currency": "btc", "price": "0.1", "quantity": 5}),
+    );
+    assert_eq!(listing.status, 201, "{}", listing.summary());
+    let listing = listing.json()["listing"]["id"].clone();
+    let order = w.post(
+        "/api/v1/orders",
+        Some(&buyer.token),
+        &json!({"listing": listing}),
+    );
+    assert_eq!(order.status, 201, "{}", order.summary());
+    let id = order.json()["order"]["id"]
+        .as_str()
+        .expect("an order id")
+        .to_owned();
+    let moves = [
+        (seller, "ship", json!({"tracking": "TRACK-1"})),
+        (
+            buyer,
+            "dispute",
+            json!({"reason": "The lamp arrived dented."}),
+        ),
+    ];
+    for (who, action, body) in moves {
+        let response = w.post(
+            &format!("/api/v1/orders/{id}/{action}"),
+            Some(&who.token),
+            &body,
+        );
+        assert_eq!(response.status, 200, "{action}: {}", response.summary());
+    }
+    for (who, text) in [
+        (buyer, "It is dented on one side, photos sent."),
+        (seller, "It left here in perfect shape."),
+    ] {
+        let response = w.post(
+            &format!("/api/v1/orders/{id}/messages"),
+            Some(&who.token),
+            &json!({"body": text}),
+        );
+        assert_eq!(response.status, 201, "message: {}", response.summary());
+    }
+    id
+}
+
+#[test]
+fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
+    let Some(path) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium (see .ci/run)"
+        );
+        eprintln!("skipped: no chromium on this machine");
+        return;
+    };
+    let w = world_with(|config| {
+        config.fee_bps = 500;
+        config.max_login_attempts = 2;
+    });
+    let admin = w.admin("console_admin");
+    let outsider = w.member("not_an_admin");
+    let mallory = quick_user(&w.db, "mallory", false);
+    let buyer = quick_user(&w.db, "buyer", false);
+    let seller = quick_user(&w.db, "seller", false);
+    let order = seed_dispute(&w, &admin, &buyer, &seller);
+    let base = format!("http://{}", w.app.addr);
+
+    let mut b = Browser::launch(path);
+    b.navigate(&format!("{base}/admin"));
+    b.wait_for(
+        "the sign-in form",
+        "document.readyState === 'complete' && !!document.getElementById('signin-form')",
+    );
+    assert!(
+        b.visible("signin") && !b.visible("console"),
+        "only the form shows at first"
+    );
+    b.screenshot("1-sign-in");
+
+    // A non-admin is refused, and the session the page made is ended.
+    b.fill("#signin-username", "not_an_admin");
+    b.fill("#signin-password", PASSWORD);
+    b.submit("#signin-form");
+    b.wait_for(
+        "the refusal",
+        "document.getElementById('signin-message').textContent.includes('not an administrator')",
+    );
+    assert!(!b.visible("console") && !b.visible("tabs"));
+    assert_eq!(b.eval("sessionStorage.length"), json!(0));
+    assert_eq!(
+        sessions_of(&w, &outsider.id),
+        1,
+        "only the test's own session is left"
+    );
+    b.screenshot("2-refused");
+
+    // The admin signs in.
+    b.fill("#signin-username", "console_admin");
+    b.fill("#signin-password", PASSWORD);
+    b.submit("#signin-form");
+    b.wait_for(
+        "the overview",
+        "document.getElementById('t-total').textContent !== '–'",
+    );
+    assert!(b.visible("console") && !b.visible("signin"));
+    let token = b
+        .eval("sessionStorage.getItem('souk.admin.token')")
+        .as_str()
+        .expect("the token is in sessionStorage")
+        .to_owned();
+
+    // The request counter moves under load.
+    let before: u64 = b.text("t-total").parse().expect("a count");
+    for _ in 0..40 {
+        assert_eq!(status(&w, "GET", "/api/v1/users/me", &mallory.token), 200);
+    }
+    let moved = format!(
+        "Number(document.getElementById('t-total').textContent) >= {}",
+        before + 40
+    );
+    b.wait_for("the counter to count the load", &moved);
+    b.wait_for(
+        "charts with points",
+        "document.getElementById('t-rate').textContent !== '–'",
+    );
+    // The pointer over a chart shows the time and values with their unit.
+    let at = b.eval(
+        "(() => { const r = document.getElementById('c-latency').getBoundingClientRect(); return [r.left + r.width * 0.9, r.top + r.height / 2]; })()",
+    );
+    b.call(
+        "Input.dispatchMouseEvent",
+        json!({"type": "mouseMoved", "x": at[0], "y": at[1]}),
+    );
+    let tip = b.wait_for(
+        "the values under the pointer",
+        "!document.getElementById('tooltip').hidden && document.getElementById('tooltip').textContent",
+    );
+    let tip = tip.as_str().unwrap_or_default();
+    assert!(
+        tip.contains("p50: ") && tip.contains("p99: ") && tip.contains(" ms"),
+        "{tip}"
+    );
+    b.screenshot("3-overview");
+
+    // Users: search, open, suspend; the user's token is refused afterwards.
+    b.click("#tabs button[data-tab=users]");
+    b.fill("#user-q", "mall");
+    b.submit("#user-search");
+    let row = format!("tr[data-user-id=\"{}\"]", mallory.id);
+    b.wait_for(
+        "the search result",
+        &format!("!!document.querySelector('{row}')"),
+    );
+    b.click(&row);
+    b.wait_for("the user's page", "document.getElementById('ud-status') && document.getElementById('ud-status').textContent === 'active'");
+    assert_eq!(b.text("ud-title"), "mallory");
+    assert_eq!(b.text("ud-locked-until"), "not locked out");
+    b.click("#ud-suspend");
+    b.wait_for(
+        "the suspension",
+        "document.getElementById('ud-status').textContent === 'suspended'",
+    );
+    assert_eq!(status(&w, "GET", "/api/v1/users/me", &mallory.token), 401);
+    b.screenshot("4-user-suspended");
+
+    // A locked-out user: the page shows until when, and lifts it.
+    let login = |password: &str| {
+        hashing_request(
+            w.app.addr,
+            "POST",
+            "/api/v1/sessions",
+            None,
+            &json!({"username": "not_an_admin", "password": password}),
+        )
+        .status
+    };
+    assert_eq!((login("wrong one 1"), login("wrong one 2")), (401, 401));
+    assert_eq!(login(PASSWORD), 429);
+    b.fill("#user-q", "not_an");
+    b.submit("#user-search");
+    let row = format!("tr[data-user-id=\"{}\"]", outsider.id);
+    b.wait_for(
+        "the search result",
+        &format!("!!document.querySelector('{row}')"),
+    );
+    b.click(&row);
+    b.wait_for(
+        "the lockout",
+        "document.getElementById('ud-title').textContent === 'not_an_admin' && document.getElementById('ud-locked-until').textContent !== 'not locked out'",
+    );
+    b.screenshot("4b-user-locked-out");
+    b.click("#ud-unlock");
+    b.wait_for(
+        "the lockout lifted",
+        "document.getElementById('ud-locked-until').textContent === 'not locked out' && document.getElementById('ud-message').textContent.includes('done')",
+    );
+    assert_eq!(login(PASSWORD), 201);
+
+    // Disputes: a split that does not add up is stopped on the page; the
+    // right one resolves the order.
+    b.click("#tabs button[data-tab=disputes]");
+    let card = format!("div.card[data-kind=order][data-id=\"{order}\"]");
+    b.wait_for(
+        "the disputed order",
+        &format!("!!document.querySelector('{card}')"),
+    );
+    let card_text = b.eval(&format!("document.querySelector('{card}').textContent"));
+    let card_text = card_text.as_str().unwrap_or_default();
+    assert!(
+        card_text.contains("dented on one side") && card_text.contains("perfect shape"),
+        "{card_text}"
+    );
+    b.fill(&format!("{card} .to-seller"), "0.06");
+    b.fill(&format!("{card} .to-buyer"), "0.05");
+    b.submit(&format!("{card} form"));
+    b.wait_for(
+        "the sum check",
+        &format!("document.querySelector('{card} .message').textContent.includes('add up')"),
+    );
+    b.fill(&format!("{card} .to-buyer"), "0.04");
+    b.screenshot("5-dispute");
+    b.submit(&format!("{card} form"));
+    b.wait_for(
+        "the resolution",
+        "document.getElementById('disputes-message').textContent.includes('resolved')",
+    );
+    let resolved = w
+        .get(&format!("/api/v1/orders/{order}"), &admin.token)
+        .json()["order"]
+        .clone();
+    assert_eq!(resolved["state"], "resolved");
+    // Buyer: 1 - 0.1 + 0.04; seller: 0.06 less the fee taken from it.
+    assert_eq!(w.balance(&buyer, "btc").0, "0.94000000");
+    let fee = resolved["fee"].as_str().expect("a fee");
+    assert_eq!(fee, "0.00300000", "5 % of the seller's part");
+    assert_eq!(w.balance(&seller, "btc").0, "0.05700000");
+    assert!(w.check(&admin).is_empty());
+
+    // Listings: find and close one.
+    b.click("#tabs button[data-tab=listings]");
+    b.fill("#listing-q", "brass");
+    b.submit("#listing-search");
+    b.wait_for(
+        "the listing",
+        "document.querySelectorAll('#listing-results tr').length === 1",
+    );
+    b.click("#listing-results tr button");
+    b.wait_for(
+        "the closed listing",
+        "document.getElementById('listings-message').textContent.includes('closed')",
+    );
+    b.screenshot("6-listings");
+
+    // Fees and the ledger check.
+    b.click("#tabs button[data-tab=fees]");
+    b.wait_for(
+        "the fee balances",
+        "document.getElementById('fee-balances').textContent.includes('0.00300000')",
+    );
+    // A refusal shows the server's own message; a withdrawal goes through.
+    b.fill("#fw-amount", "1");
+    b.fill("#fw-reference", "payout-1");
+    b.submit("#fee-withdraw");
+    let refused = b.wait_for(
+        "the refusal",
+        "document.getElementById('fees-message').textContent.startsWith('Refused: ') && document.getElementById('fees-message').textContent",
+    );
+    let direct = w.post(
+        "/api/v1/admin/fees/withdrawals",
+        Some(&admin.token),
+        &json!({"currency": "btc", "amount": "1", "reference": "payout-1"}),
+    );
+    let message = direct.error()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !message.is_empty() && refused.as_str().unwrap_or_default().contains(&message),
+        "{refused} vs {message}"
+    );
+    b.fill("#fw-amount", "0.001");
+    b.submit("#fee-withdraw");
+    b.wait_for(
+        "the withdrawal",
+        "document.getElementById('fee-balances').textContent.includes('0.00200000')",
+    );
+    b.screenshot("7-fees");
+    b.click("#tabs button[data-tab=ledger]");
+    b.click("#ledger-run");
+    b.wait_for(
+        "the check",
+        "document.getElementById('ledger-result').textContent.includes('All invariants hold')",
+    );
+    b.screenshot("8-ledger");
+
+    // Signing out ends the session and leaves nothing on screen.
+    b.click("#sign-out");
+    b.wait_for(
+        "the sign-in form",
+        "document.getElementById('signin').getClientRects().length > 0",
+    );
+    assert!(!b.visible("console"));
+    for id in [
+        "user-results",
+        "ud-facts",
+        "dispute-orders",
+        "fee-balances",
+        "ledger-result",
+        "alerts",
+    ] {
+        assert_eq!(b.text(id), "", "#{id} was left on screen");
+    }
+    assert_eq!(b.text("t-total"), "–");
+    assert_eq!(
+        b.eval("document.getElementById('signin-username').value"),
+        json!("")
+    );
+    assert_eq!(b.eval("sessionStorage.length"), json!(0));
+    let deadline = Instant::now() + WAIT;
+    while status(&w, "GET", "/api/v1/users/me", &token) != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the admin's token still works after signing out"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.screenshot("9-signed-out");
+
+    // A session that ends behind the page's back (here: a logout from
+    // elsewhere) sends the page back to the form at its next call.
+    b.fill("#signin-username", "console_admin");
+    b.fill("#signin-password", PASSWORD);
+    b.submit("#signin-form");
+    b.wait_for(
+        "the overview again",
+        "document.getElementById('t-total').textContent !== '–'",
+    );
+    let token = b
+        .eval("sessionStorage.getItem('souk.admin.token')")
+        .as_str()
+        .expect("a new token")
+        .to_owned();
+    assert_eq!(
+        status(&w, "DELETE", "/api/v1/sessions/current", &token),
+        204
+    );
+    b.wait_for(
+        "the page to notice",
+        "document.getElementById('signin-message').textContent.includes('session has ended')",
+    );
+    assert!(!b.visible("console"));
+    assert_eq!(b.text("t-total"), "–");
+
+    // An admin whose role is taken away is refused at the next call, and
+    // the page ends the session.
+    b.fill("#signin-username", "console_admin");
+    b.fill("#signin-password", PASSWORD);
+    b.submit("#signin-form");
+    b.wait_for(
+        "the overview once more",
+        "document.getElementById('t-total').textContent !== '–'",
+    );
+    let token = b
+        .eval("sessionStorage.getItem('souk.admin.token')")
+        .as_str()
+        .expect("a new token")
+        .to_owned();
+    let other = quick_user(&w.db, "other_admin", true);
+    let demoted = w.patch(
+        &format!("/api/v1/admin/users/{}", admin.id),
+        &other.token,
+        &json!({"role": "user"}),
+    );
+    assert_eq!(demoted.status, 200, "{}", demoted.summary());
+    b.wait_for(
+        "the refusal of a former admin",
+        "document.getElementById('signin-message').textContent.includes('no longer an administrator')",
+    );
+    assert!(!b.visible("console"));
+    let deadline = Instant::now() + WAIT;
+    while status(&w, "GET", "/api/v1/users/me", &token) != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the former admin's session was not ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    assert!(
+        b.problems.is_empty(),
+        "the browser reported: {:#?}",
+        b.problems
+    );
+}
