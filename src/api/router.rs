@@ -116,24 +116,36 @@ impl Router {
             // `OPTIONS *`: the server as a whole (RFC 9110 §9.3.7).
             return Reply::Now(Response::new(204).with_header("allow", SERVER_METHODS));
         }
+        // The path's segments, split once; a path longer than any pattern
+        // matches none.
+        let mut parts = [""; ROUTE_SEGMENTS_MAX];
+        let mut count = 0;
+        for part in split(&request.path) {
+            let Some(slot) = parts.get_mut(count) else {
+                return Reply::Now(respond::error(Error::NotFound));
+            };
+            *slot = part;
+            count += 1;
+        }
+        let parts = &parts[..count];
         let best = self
             .routes
             .iter()
-            .filter_map(|route| specificity(&route.segments, &request.path))
+            .filter_map(|route| specificity(&route.segments, parts))
             .max();
         let Some(best) = best else {
             return Reply::Now(respond::error(Error::NotFound));
         };
         let mut allowed: Vec<Method> = Vec::new();
         for (index, route) in self.routes.iter().enumerate() {
-            if specificity(&route.segments, &request.path) != Some(best) {
+            if specificity(&route.segments, parts) != Some(best) {
                 continue;
             }
             if route.method != method {
                 allowed.push(route.method);
                 continue;
             }
-            let params = params(&route.segments, &request.path);
+            let params = params(&route.segments, parts);
             return match (route.handler)(app, request, &params) {
                 Ok(Reply::Now(mut response)) => {
                     response.route = Some(index);
@@ -168,31 +180,34 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 
-/// `None` when the pattern does not match `path`; otherwise a rank where a
-/// literal segment counts more than a parameter, earlier segments most.
-/// Two patterns of one rank that match one path are the same pattern.
-fn specificity(segments: &[Segment], path: &str) -> Option<u64> {
+/// `None` when the pattern does not match the path split into `parts`;
+/// otherwise a rank where a literal segment counts more than a parameter,
+/// earlier segments most. Two patterns of one rank that match one path are
+/// the same pattern. Runs for every route on every request: a pattern of
+/// another length is out at once.
+fn specificity(segments: &[Segment], parts: &[&str]) -> Option<u64> {
     const _: () = assert!(ROUTE_SEGMENTS_MAX <= 64);
+    if segments.len() != parts.len() {
+        return None;
+    }
     let mut rank = 0u64;
-    let mut parts = split(path);
-    for (position, segment) in segments.iter().enumerate().take(ROUTE_SEGMENTS_MAX) {
-        let part = parts.next()?;
+    for (position, (segment, part)) in segments.iter().zip(parts).enumerate() {
         match segment {
-            Segment::Literal(literal) if *literal == part => rank |= 1 << (63 - position),
+            Segment::Literal(literal) if literal == part => rank |= 1 << (63 - position),
             Segment::Literal(_) => return None,
             Segment::Param(_) => {}
         }
     }
-    (segments.len() <= ROUTE_SEGMENTS_MAX && parts.next().is_none()).then_some(rank)
+    Some(rank)
 }
 
-/// The `{name}` values of a pattern that matches `path`.
-fn params(segments: &[Segment], path: &str) -> Params {
+/// The `{name}` values of a pattern that matches the path's `parts`.
+fn params(segments: &[Segment], parts: &[&str]) -> Params {
     let values = segments
         .iter()
-        .zip(split(path))
+        .zip(parts)
         .filter_map(|(segment, part)| match segment {
-            Segment::Param(name) => Some((*name, part.to_owned())),
+            Segment::Param(name) => Some((*name, (*part).to_owned())),
             Segment::Literal(_) => None,
         })
         .collect();
