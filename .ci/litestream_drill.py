@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ left in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from api_fuzz import start_server  # noqa: E402  (same start and address logic)
 
@@ -210,7 +211,8 @@ def verify(souk, path, required, acked_ids):
         try:
             verdict = [row[0] for row in conn.execute("PRAGMA integrity_check")]
             if verdict != ["ok"]:
-                problems.append(f"integrity_check: {'; '.join(verdict[:5])}")
+                lines = [line for row in verdict for line in str(row).splitlines()]
+                problems.append(f"integrity_check: {'; '.join(lines[:5])} ({len(lines)} lines)")
             legs = {}
             memos = {}
             keys = {}
