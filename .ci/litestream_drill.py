@@ -284,8 +284,10 @@ def one_round(number, args, souk, litestream, work):
         litestream_config(config, args.template, db, replica)
         with open(os.path.join(work, "litestream.log"), "w") as log:
             # (0.3 logs to stdout, 0.5 to stderr.)
+            # A process group of its own: a wrapper script's litestream dies with it.
             replicator = subprocess.Popen([litestream, "replicate", "-config", config],
-                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
         wait_for_replica(replica, replicator)
         stop = threading.Event()
         per_client = args.rate / args.clients if args.rate else 0
@@ -298,7 +300,7 @@ def one_round(number, args, souk, litestream, work):
         killed_at = time.monotonic()
         # The machine is lost: neither gets to finish anything.
         os.kill(server.pid, signal.SIGKILL)
-        os.kill(replicator.pid, signal.SIGKILL)
+        os.killpg(replicator.pid, signal.SIGKILL)
         stop.set()
         for client in clients:
             client.join(timeout=40)
@@ -307,7 +309,11 @@ def one_round(number, args, souk, litestream, work):
     finally:
         kill(server)
         if replicator is not None:
-            kill(replicator)
+            try:
+                os.killpg(replicator.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            replicator.wait()
     acked = [a for client in clients for a in client.acked if a[3] <= killed_at]
     others = {}
     for client in clients:
