@@ -3,7 +3,10 @@
 //! may not see is 404, so a paused or closed listing's existence is not
 //! revealed.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::auth::Caller;
 use super::{Params, auth, json, query, respond};
@@ -18,7 +21,7 @@ use crate::ledger::money::{self, Amount, Currency};
 use crate::listings::search::{self, QUERY_CHARS_MAX, Query, Sort};
 use crate::listings::{
     self, Changes, Description, Listing, ListingState, ListingView, NewListing, QUANTITY_DEFAULT,
-    Tag, Tags, Title,
+    Shown, Tag, Tags, Title,
 };
 
 /// `{"listing": …}`, serialized straight from the listing.
@@ -35,10 +38,16 @@ impl One<'_> {
     }
 }
 
-/// `{"listings": […], "next": …}`.
+/// `{"listing": …}` of a listing rendered already (`Shown`).
 #[derive(Serialize)]
-struct Many<'a> {
-    listings: Vec<ListingView<'a>>,
+struct Rendered<'a> {
+    listing: &'a RawValue,
+}
+
+/// `{"listings": […], "next": …}`: views, or listings rendered already.
+#[derive(Serialize)]
+struct Many<T> {
+    listings: Vec<T>,
     next: Option<String>,
 }
 
@@ -95,13 +104,19 @@ fn optional_caller(app: &App, request: &Request) -> Result<Option<Caller>> {
 
 /// The listing `{id}` if `caller` may see it (through the listing cache);
 /// else 404.
-fn visible(app: &App, caller: Option<&Caller>, params: &Params) -> Result<Listing> {
+fn visible(app: &App, caller: Option<&Caller>, params: &Params) -> Result<Arc<Shown>> {
     let id = params.id()?;
     let readers = &app.store.readers;
+    let currencies = &app.config.currencies;
     let listing = app
         .caches
         .listings
-        .get_or_load_some(&id, || readers.read(|conn| listings::by_id(conn, id)))?
+        .get_or_load_some(&id, || {
+            readers
+                .read(|conn| listings::by_id(conn, id))?
+                .map(|listing| Shown::of(&listing, currencies).map(Arc::new))
+                .transpose()
+        })?
         .ok_or(Error::NotFound)?;
     let viewer = caller.map(|c| c.user.id);
     let admin = caller.is_some_and(Caller::is_admin);
@@ -112,13 +127,16 @@ fn visible(app: &App, caller: Option<&Caller>, params: &Params) -> Result<Listin
 }
 
 /// `GET /listings/{id}`: anyone for an active listing; the seller and
-/// admins for a paused or closed one.
+/// admins for a paused or closed one. The listing's JSON was rendered when
+/// it was loaded into the cache.
 pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let caller = optional_caller(app, request)?;
     let listing = visible(app, caller.as_ref(), params)?;
     Ok(Reply::Now(respond::json(
         200,
-        &One::of(&listing, &app.config.currencies),
+        &Rendered {
+            listing: &listing.view,
+        },
     )))
 }
 
@@ -210,7 +228,11 @@ fn edited_price(app: &App, text: &str, currency: &Currency) -> Result<Amount> {
 /// that there is a next page, whose cursor is the last shown listing's id.
 fn render_page(app: &App, mut page: Vec<Listing>, limit: usize) -> Reply {
     let next = query::next_cursor(&mut page, limit, |l| l.id.to_string());
-    render(app, &page, next)
+    let listings = page
+        .iter()
+        .map(|l| l.view(&app.config.currencies))
+        .collect();
+    Reply::Now(respond::json(200, &Many { listings, next }))
 }
 
 /// `GET /users/me/listings?state=&limit=&after=`: the caller's own, in any
@@ -252,33 +274,36 @@ pub fn search(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             .last()
             .filter(|_| cached.more)
             .map(i64::to_string);
-        return Ok(render(app, &page, next));
+        return Ok(render(&page, next));
     }
     let generation = searches.generation();
     let epoch = app.caches.listings.epoch();
-    let mut page = app
+    let mut found = app
         .store
         .readers
         .read(|conn| search::page(conn, &query, after, limit + 1))?;
-    let more = page.len() > limit;
-    page.truncate(limit);
-    for listing in &page {
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let mut page = Vec::with_capacity(found.len());
+    for listing in &found {
+        let shown = Arc::new(Shown::of(listing, &app.config.currencies)?);
         app.caches
             .listings
-            .insert_if_unchanged(listing.id, listing.clone(), epoch);
+            .insert_if_unchanged(listing.id, Arc::clone(&shown), epoch);
+        page.push(shown);
     }
     let ids: Vec<i64> = page.iter().map(|l| l.id).collect();
     let next = ids.last().filter(|_| more).map(i64::to_string);
     searches.insert(key, SearchPage { ids, more }, generation);
-    Ok(render(app, &page, next))
+    Ok(render(&page, next))
 }
 
 /// The listings `ids` from the listing cache, those it lacks in one read;
 /// None if one is gone or no longer active (the page is then stale: an
 /// edit raced this request).
-fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Listing>>> {
+fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Arc<Shown>>>> {
     let cache = &app.caches.listings;
-    let mut found: Vec<Option<Listing>> = ids.iter().map(|id| cache.get(id)).collect();
+    let mut found: Vec<Option<Arc<Shown>>> = ids.iter().map(|id| cache.get(id)).collect();
     let missing: Vec<i64> = ids
         .iter()
         .zip(&found)
@@ -293,9 +318,10 @@ fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Listing>>> {
             .read(|conn| listings::by_ids(conn, &missing))?;
         let mut read = read.into_iter();
         for slot in found.iter_mut().filter(|l| l.is_none()) {
-            *slot = read.next().flatten();
-            if let Some(listing) = slot {
-                cache.insert_if_unchanged(listing.id, listing.clone(), epoch);
+            if let Some(listing) = read.next().flatten() {
+                let shown = Arc::new(Shown::of(&listing, &app.config.currencies)?);
+                cache.insert_if_unchanged(listing.id, Arc::clone(&shown), epoch);
+                *slot = Some(shown);
             }
         }
     }
@@ -306,11 +332,8 @@ fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Listing>>> {
 }
 
 /// A page of listings and the next page's cursor.
-fn render(app: &App, page: &[Listing], next: Option<String>) -> Reply {
-    let listings = page
-        .iter()
-        .map(|l| l.view(&app.config.currencies))
-        .collect();
+fn render(page: &[Arc<Shown>], next: Option<String>) -> Reply {
+    let listings: Vec<&RawValue> = page.iter().map(|l| &*l.view).collect();
     Reply::Now(respond::json(200, &Many { listings, next }))
 }
 

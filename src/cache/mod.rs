@@ -17,7 +17,7 @@ use crate::accounts::User;
 use crate::accounts::sessions::{SessionEntry, TokenHash};
 use crate::config::Config;
 use crate::ledger::Balances;
-use crate::listings::Listing;
+use crate::listings::Shown;
 use crate::monitor::prometheus::Exposition;
 use crate::store::Touched;
 use search::{SEARCH_ENTRIES_MAX, SEARCH_TTL, SearchCache};
@@ -42,7 +42,7 @@ pub struct Caches {
     pub profiles: TtlCache<i64, User>,
     pub sessions: TtlCache<TokenHash, SessionEntry>,
     pub balances: TtlCache<i64, Balances>,
-    pub listings: TtlCache<i64, Listing>,
+    pub listings: TtlCache<i64, Arc<Shown>>,
     pub searches: SearchCache,
 }
 

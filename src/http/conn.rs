@@ -220,6 +220,9 @@ impl Conn {
         }
         let old_len = self.buf.len();
         let want = match self.body_missing {
+            // A new request: most fit the idle buffer, which is then neither
+            // regrown nor zero-filled past it (a full read reads again).
+            0 if old_len == 0 => IDLE_BUFFER_BYTES_MAX,
             0 => READ_CHUNK_BYTES,
             missing => missing.min(READ_CHUNK_BYTES),
         };
@@ -231,6 +234,9 @@ impl Conn {
         };
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(old_len + n);
+        // A full read may have left bytes in the socket: read again before
+        // waiting for the poller.
+        self.readable |= n == want;
         if n > 0 && self.request_started.is_none() {
             self.request_started = Some(Instant::now());
         }

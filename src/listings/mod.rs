@@ -132,7 +132,43 @@ impl Listing {
     /// Whether `viewer` (None: anonymous) may see it: anyone while it is
     /// active, otherwise only its seller and admins.
     pub fn visible_to(&self, viewer: Option<i64>, admin: bool) -> bool {
-        self.state == ListingState::Active || admin || viewer == Some(self.seller)
+        visible(self.state, self.seller, viewer, admin)
+    }
+}
+
+fn visible(state: ListingState, seller: i64, viewer: Option<i64>, admin: bool) -> bool {
+    state == ListingState::Active || admin || viewer == Some(seller)
+}
+
+/// A listing as reads serve it, which is what the listings cache holds: its
+/// JSON (`ListingView`, the same for every viewer) rendered once when
+/// loaded, and the fields that decide who sees it and how it is edited.
+#[derive(Debug)]
+pub struct Shown {
+    pub id: i64,
+    pub seller: i64,
+    pub state: ListingState,
+    pub currency: String,
+    pub view: Box<serde_json::value::RawValue>,
+}
+
+impl Shown {
+    /// `listing` rendered.
+    pub fn of(listing: &Listing, currencies: &Currencies) -> Result<Shown> {
+        let view = serde_json::value::to_raw_value(&listing.view(currencies))
+            .map_err(|e| Error::internal(format!("serializing a listing: {e}")))?;
+        Ok(Shown {
+            id: listing.id,
+            seller: listing.seller,
+            state: listing.state,
+            currency: listing.currency.clone(),
+            view,
+        })
+    }
+
+    /// As `Listing::visible_to`.
+    pub fn visible_to(&self, viewer: Option<i64>, admin: bool) -> bool {
+        visible(self.state, self.seller, viewer, admin)
     }
 }
 
