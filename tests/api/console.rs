@@ -140,6 +140,34 @@ fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_pol
     );
 }
 
+/// Every JSON answer says `nosniff`: a success, an API refusal, and a
+/// refusal of the HTTP layer itself.
+#[test]
+fn json_answers_tell_browsers_not_to_sniff() {
+    let w = world();
+    let admin = quick_user(&w.db, "root", true);
+    for response in [
+        w.get("/api/v1/users/me", &admin.token),
+        get(&w, "/api/v1/users/me", None),
+        get(&w, "/nowhere", None),
+    ] {
+        assert!(
+            response
+                .header("content-type")
+                .unwrap_or_default()
+                .starts_with("application/json"),
+            "{}",
+            response.summary()
+        );
+        assert_eq!(
+            response.header("x-content-type-options"),
+            Some("nosniff"),
+            "{}",
+            response.summary()
+        );
+    }
+}
+
 #[test]
 fn the_old_dashboard_address_redirects_to_the_console() {
     let w = world();
