@@ -3,7 +3,8 @@
 //! refused with the server's message; a non-admin is refused and their
 //! session ended; an admin signs in through the form,
 //! sees the overview's counter move under load, finds and suspends a user
-//! (whose token then gets 401), resolves a seeded dispute with a split
+//! (whose token then gets 401), sees every disputed order with its
+//! messages (loaded at most four at once), resolves one with a split
 //! (balances over the API are then right), closes a listing, reads the
 //! fees and runs the ledger check, signs out (the token then gets 401 and
 //! nothing is left on screen), is sent back to the sign-in form when the
@@ -350,6 +351,61 @@ fn status(w: &World, method: &str, path: &str, token: &str) -> u16 {
     request(w.app.addr, method, path, Some(token), None, &[]).status
 }
 
+/// Disputed orders besides the seeded one: more than the page loads
+/// messages for at once (4).
+const OTHER_DISPUTES: usize = 6;
+
+/// `count` more disputed orders between two other users (one listing),
+/// their ids.
+fn seed_more_disputes(w: &World, admin: &Member, count: usize) -> Vec<String> {
+    let buyer = quick_user(&w.db, "buyer_two", false);
+    let seller = quick_user(&w.db, "seller_two", false);
+    w.deposit(admin, &buyer, "btc", "1");
+    let listing = w.post(
+        "/api/v1/listings",
+        Some(&seller.token),
+        &json!({"title": "Spare part", "currency": "btc", "price": "0.01", "quantity": 20}),
+    );
+    assert_eq!(listing.status, 201, "{}", listing.summary());
+    let listing = listing.json()["listing"]["id"].clone();
+    (0..count)
+        .map(|_| {
+            let order = w.post(
+                "/api/v1/orders",
+                Some(&buyer.token),
+                &json!({"listing": listing}),
+            );
+            assert_eq!(order.status, 201, "{}", order.summary());
+            let id = order.json()["order"]["id"]
+                .as_str()
+                .expect("an order id")
+                .to_owned();
+            let disputed = w.post(
+                &format!("/api/v1/orders/{id}/dispute"),
+                Some(&buyer.token),
+                &json!({"reason": "not as described"}),
+            );
+            assert_eq!(disputed.status, 200, "{}", disputed.summary());
+            id
+        })
+        .collect()
+}
+
+/// Wraps the page's `fetch` to keep the most message lists ever loading at
+/// once in `window.peakMessageLoads`.
+const COUNT_MESSAGE_LOADS: &str = "(() => {
+    const real = window.fetch;
+    let now = 0;
+    window.peakMessageLoads = 0;
+    window.fetch = (url, init) => {
+        if (!String(url).includes('/messages')) return real(url, init);
+        now += 1;
+        window.peakMessageLoads = Math.max(window.peakMessageLoads, now);
+        return real(url, init).finally(() => { now -= 1; });
+    };
+    return true;
+})()";
+
 /// Markup a hostile user might type: shown as text, it does nothing; parsed
 /// as HTML, it would make an `img[src=x]` and call `alert`.
 const HOSTILE: &str = "<img src=x onerror=alert(1)><script>alert(2)</script>";
@@ -438,6 +494,7 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     let buyer = quick_user(&w.db, "buyer", false);
     let seller = quick_user(&w.db, "seller", false);
     let order = seed_dispute(&w, &admin, &buyer, &seller);
+    let others = seed_more_disputes(&w, &admin, OTHER_DISPUTES);
     let base = format!("http://{}", w.app.addr);
 
     let mut b = Browser::launch(&path);
@@ -602,11 +659,26 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
 
     // Disputes: a split that does not add up is stopped on the page; the
     // right one resolves the order.
+    b.eval(COUNT_MESSAGE_LOADS);
     b.click("#tabs button[data-tab=disputes]");
     let card = format!("div.card[data-kind=order][data-id=\"{order}\"]");
     b.wait_for(
         "the disputed order",
         &format!("!!document.querySelector('{card}')"),
+    );
+    // Every disputed order shows with its messages, loaded a few at a time.
+    for id in &others {
+        let other = format!("div.card[data-kind=order][data-id=\"{id}\"] .messages");
+        assert_eq!(
+            b.eval(&format!("!!document.querySelector('{other}')")),
+            json!(true),
+            "order {id}"
+        );
+    }
+    let peak = b.eval("window.peakMessageLoads");
+    assert!(
+        (1..=4).contains(&peak.as_u64().unwrap_or(0)),
+        "message lists loading at once: {peak}"
     );
     let card_text = b.eval(&format!("document.querySelector('{card}').textContent"));
     let card_text = card_text.as_str().unwrap_or_default();
