@@ -543,6 +543,30 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     );
     b.screenshot("2-refused");
 
+    // When ending that session fails (here the network refuses the
+    // DELETE), the page says so instead of claiming it was ended.
+    b.eval(
+        "window.realFetch = window.fetch; window.fetch = (url, init) => \
+         init && init.method === 'DELETE' ? Promise.reject(new TypeError('offline')) : window.realFetch(url, init)",
+    );
+    b.fill("#signin-username", "not_an_admin");
+    b.fill("#signin-password", PASSWORD);
+    b.submit("#signin-form");
+    let said = b.wait_for(
+        "the failed ending",
+        "document.getElementById('signin-message').textContent.includes('Ending the session failed') && document.getElementById('signin-message').textContent",
+    );
+    assert!(
+        !said.as_str().unwrap_or_default().contains("was ended"),
+        "{said}"
+    );
+    b.eval("window.fetch = window.realFetch; true");
+    assert_eq!(
+        sessions_of(&w, &outsider.id),
+        2,
+        "that session is still there"
+    );
+
     // The admin signs in.
     b.fill("#signin-username", "console_admin");
     b.fill("#signin-password", PASSWORD);
