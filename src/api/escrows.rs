@@ -97,17 +97,29 @@ pub fn list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         Some("seller") => Role::Seller,
         Some(_) => return Err(Error::invalid_field("role", "role must be buyer or seller")),
     };
-    page(app, request, Some((caller.user.id, role)))
+    page(app, request, Some((caller.user.id, role)), None)
 }
 
-/// `GET /admin/escrows?state=&limit=&after=`: every escrow, newest first.
+/// `GET /admin/escrows?state=&kind=&limit=&after=`: every escrow (or the
+/// plain ones, or the orders'), newest first.
 pub fn admin_list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
-    page(app, request, None)
+    let origin = match query::param(request, "kind")?.as_deref() {
+        None => None,
+        Some("plain") => Some(escrow::Origin::Plain),
+        Some("order") => Some(escrow::Origin::Order),
+        Some(_) => return Err(Error::invalid_field("kind", "kind must be plain or order")),
+    };
+    page(app, request, None, origin)
 }
 
 /// One page of escrows in `party`'s scope (`escrow::page`), as `{escrows, next}`.
-fn page(app: &App, request: &Request, party: Option<(i64, Role)>) -> Result<Reply> {
+fn page(
+    app: &App,
+    request: &Request,
+    party: Option<(i64, Role)>,
+    origin: Option<escrow::Origin>,
+) -> Result<Reply> {
     let state = query::param(request, "state")?;
     if let Some(state) = &state
         && !["held", "released", "refunded", "disputed", "resolved"].contains(&state.as_str())
@@ -122,7 +134,7 @@ fn page(app: &App, request: &Request, party: Option<(i64, Role)>) -> Result<Repl
     let mut page = app
         .store
         .readers
-        .read(|conn| escrow::page(conn, party, state.as_deref(), after, limit + 1))?;
+        .read(|conn| escrow::page(conn, party, state.as_deref(), origin, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
     let escrows: Vec<_> = page
         .iter()

@@ -24,11 +24,15 @@ impl Response {
         }
     }
 
-    /// A JSON body; `value` is already serialized.
+    /// A JSON body; `value` is already serialized. `nosniff`: a browser
+    /// never reads it as anything but JSON.
     pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
         Response {
             status,
-            headers: vec![("content-type", "application/json".into())],
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("x-content-type-options", "nosniff".into()),
+            ],
             body,
             route: None,
         }

@@ -60,6 +60,14 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Now, on the monotonic clock (from `started`) and the wall clock.
+fn stamp(started: Instant) -> traffic::Stamp {
+    traffic::Stamp {
+        mono_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        wall_ms: now_ms(),
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -90,7 +98,7 @@ impl Monitor {
         let monitor = Arc::clone(self);
         let mut sampler = SystemSampler::new(db_path);
         *lock(&monitor.system) = sampler.sample();
-        let start = traffic::Totals::of(&monitor.requests.snapshot(), now_ms());
+        let start = traffic::Totals::of(&monitor.requests.snapshot(), stamp(monitor.started));
         lock(&monitor.traffic).push(start);
         let thread = std::thread::Builder::new()
             .name("monitor".into())
@@ -117,7 +125,7 @@ impl Monitor {
         let sample = sampler.sample();
         *lock(&self.system) = sample;
         let routes = self.requests.snapshot();
-        lock(&self.traffic).push(traffic::Totals::of(&routes, now_ms()));
+        lock(&self.traffic).push(traffic::Totals::of(&routes, stamp(self.started)));
         let counts: Vec<u64> = routes.iter().map(RouteSnapshot::count).collect();
         let mut totals = lock(&self.totals);
         if totals.len() > RATE_WINDOW_S {
@@ -175,7 +183,7 @@ impl Monitor {
     /// `traffic::TRAFFIC_TICKS_MAX` seconds) and since start, and a
     /// per-second series (`traffic::Ring::report`).
     pub fn traffic(&self, routes: &[RouteSnapshot]) -> serde_json::Value {
-        let now = traffic::Totals::of(routes, now_ms());
+        let now = traffic::Totals::of(routes, stamp(self.started));
         lock(&self.traffic).report(&now, self.interval.as_secs().max(1))
     }
 

@@ -22,11 +22,21 @@ pub const SERIES_POINTS_MAX: usize = 120;
 // The series is cut from the ring, so the ring must hold it.
 const _: () = assert!(SERIES_POINTS_MAX < TRAFFIC_TICKS_MAX);
 
+/// When a sample was taken: the monotonic clock measures spans (a step of
+/// the wall clock changes no rate and no order), the wall clock only
+/// labels the series' points.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stamp {
+    /// Milliseconds since the monitor started, from `Instant`.
+    pub mono_ms: u64,
+    /// Milliseconds since the Unix epoch: a label only.
+    pub wall_ms: u64,
+}
+
 /// Running totals over all routes at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct Totals {
-    /// Milliseconds since the Unix epoch.
-    pub at_ms: u64,
+    pub at: Stamp,
     pub count: u64,
     pub errors_4xx: u64,
     pub errors_5xx: u64,
@@ -34,9 +44,9 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn of(routes: &[RouteSnapshot], at_ms: u64) -> Totals {
+    pub fn of(routes: &[RouteSnapshot], at: Stamp) -> Totals {
         let mut t = Totals {
-            at_ms,
+            at,
             ..Totals::default()
         };
         for route in routes {
@@ -71,7 +81,7 @@ impl Totals {
         latency.sum_us = self.latency.sum_us.saturating_sub(earlier.latency.sum_us);
         latency.count = self.latency.count.saturating_sub(earlier.latency.count);
         Totals {
-            at_ms: self.at_ms,
+            at: self.at,
             count: self.count.saturating_sub(earlier.count),
             errors_4xx: self.errors_4xx.saturating_sub(earlier.errors_4xx),
             errors_5xx: self.errors_5xx.saturating_sub(earlier.errors_5xx),
@@ -112,6 +122,14 @@ impl Totals {
     }
 }
 
+/// The wall-clock label of a tick taken at `at`: `now`'s wall clock less
+/// the monotonic time since, so labels keep the ticks' order and spacing
+/// even when the wall clock was stepped between them.
+fn label_ms(at: Stamp, now: Stamp) -> u64 {
+    now.wall_ms
+        .saturating_sub(now.mono_ms.saturating_sub(at.mono_ms))
+}
+
 fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
@@ -132,19 +150,20 @@ impl Ring {
 
     /// `{window_s, last_interval, since_start, per_second}` given the
     /// totals `now`: the last interval is measured from the newest tick at
-    /// least `window_s` old (the oldest kept while the server is younger).
+    /// least `window_s` old (the oldest kept while the server is younger),
+    /// so it may be up to a tick longer than `window_s`.
     pub fn report(&self, now: &Totals, window_s: u64) -> Value {
         let window_s = window_s.min(TRAFFIC_TICKS_MAX as u64);
-        let start = now.at_ms.saturating_sub(window_s * 1000);
+        let start = now.at.mono_ms.saturating_sub(window_s * 1000);
         let from = self
             .ticks
             .iter()
             .rev()
-            .find(|t| t.at_ms <= start)
+            .find(|t| t.at.mono_ms <= start)
             .or_else(|| self.ticks.front());
         let last_interval = match from {
             Some(from) => {
-                let seconds = now.at_ms.saturating_sub(from.at_ms) as f64 / 1000.0;
+                let seconds = now.at.mono_ms.saturating_sub(from.at.mono_ms) as f64 / 1000.0;
                 now.since(from).figures(Some(seconds))
             }
             None => Totals::default().figures(Some(0.0)),
@@ -154,10 +173,10 @@ impl Ring {
         let per_second: Vec<Value> = recent
             .windows(2)
             .map(|pair| {
-                let seconds = pair[1].at_ms.saturating_sub(pair[0].at_ms) as f64 / 1000.0;
+                let seconds = pair[1].at.mono_ms.saturating_sub(pair[0].at.mono_ms) as f64 / 1000.0;
                 let mut point = pair[1].since(pair[0]).figures(Some(seconds));
                 if let Some(map) = point.as_object_mut() {
-                    map.insert("at_ms".into(), json!(pair[1].at_ms));
+                    map.insert("at_ms".into(), json!(label_ms(pair[1].at, now.at)));
                 }
                 point
             })
@@ -177,7 +196,10 @@ mod tests {
 
     fn totals(at_s: u64, count: u64, errors_5xx: u64) -> Totals {
         Totals {
-            at_ms: at_s * 1000,
+            at: Stamp {
+                mono_ms: at_s * 1000,
+                wall_ms: 1_700_000_000_000 + at_s * 1000,
+            },
             count,
             errors_5xx,
             ..Totals::default()
@@ -214,6 +236,32 @@ mod tests {
         assert_eq!(
             report["per_second"].as_array().map(Vec::len),
             Some(SERIES_POINTS_MAX)
+        );
+    }
+
+    /// A wall clock stepped back an hour mid-way changes no rate and no
+    /// order: spans come from the monotonic clock.
+    #[test]
+    fn a_wall_clock_step_changes_no_rate_and_no_order() {
+        let mut ring = Ring::default();
+        for s in 0..20u64 {
+            let mut t = totals(s, 10 * s, 0);
+            if s >= 10 {
+                t.at.wall_ms -= 3_600_000;
+            }
+            ring.push(t);
+        }
+        let mut now = totals(20, 200, 0);
+        now.at.wall_ms -= 3_600_000;
+        let report = ring.report(&now, 5);
+        assert_eq!(report["last_interval"]["requests_per_s"], 10.0);
+        assert_eq!(report["last_interval"]["seconds"], 5.0);
+        let points = report["per_second"].as_array().expect("points");
+        assert!(points.iter().all(|p| p["requests_per_s"] == 10.0));
+        assert!(
+            points
+                .windows(2)
+                .all(|p| p[0]["at_ms"].as_u64() < p[1]["at_ms"].as_u64())
         );
     }
 }

@@ -140,6 +140,34 @@ fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_pol
     );
 }
 
+/// Every JSON answer says `nosniff`: a success, an API refusal, and a
+/// refusal of the HTTP layer itself.
+#[test]
+fn json_answers_tell_browsers_not_to_sniff() {
+    let w = world();
+    let admin = quick_user(&w.db, "root", true);
+    for response in [
+        w.get("/api/v1/users/me", &admin.token),
+        get(&w, "/api/v1/users/me", None),
+        get(&w, "/nowhere", None),
+    ] {
+        assert!(
+            response
+                .header("content-type")
+                .unwrap_or_default()
+                .starts_with("application/json"),
+            "{}",
+            response.summary()
+        );
+        assert_eq!(
+            response.header("x-content-type-options"),
+            Some("nosniff"),
+            "{}",
+            response.summary()
+        );
+    }
+}
+
 #[test]
 fn the_old_dashboard_address_redirects_to_the_console() {
     let w = world();
@@ -411,7 +439,7 @@ fn the_admin_escrow_list_has_everyones_escrows_by_state_newest_first() {
     assert_eq!(open["escrows"][0]["state"], "disputed");
     // Paged with the same cursors as everywhere.
     let page = get(&w, "/api/v1/admin/escrows?limit=2", Some(&admin.token)).json();
-    assert_eq!(ids(&page), [third, second.clone()]);
+    assert_eq!(ids(&page), [third.clone(), second.clone()]);
     assert_eq!(page["next"], json!(second));
     let rest = get(
         &w,
@@ -419,11 +447,66 @@ fn the_admin_escrow_list_has_everyones_escrows_by_state_newest_first() {
         Some(&admin.token),
     )
     .json();
-    assert_eq!(ids(&rest), [first]);
+    assert_eq!(ids(&rest), std::slice::from_ref(&first));
     assert!(rest["next"].is_null());
     // A user's own list is unchanged: only theirs.
     let bens = w.get("/api/v1/escrows", &b.token).json();
     assert_eq!(bens["escrows"].as_array().map(Vec::len), Some(2));
+
+    // An order's escrow is left out with kind=plain, alone with kind=order;
+    // a disputed order's escrow too, so plain disputes are never crowded out.
+    let listing = w.post(
+        "/api/v1/listings",
+        Some(&b.token),
+        &json!({"title": "Tin cup", "currency": BTC, "price": "0.1", "quantity": 3}),
+    );
+    assert_eq!(listing.status, 201, "{}", listing.summary());
+    let order = w.post(
+        "/api/v1/orders",
+        Some(&a.token),
+        &json!({"listing": listing.json()["listing"]["id"]}),
+    );
+    assert_eq!(order.status, 201, "{}", order.summary());
+    let order_id = order.json()["order"]["id"].clone();
+    let disputed = w.post(
+        &format!("/api/v1/orders/{}/dispute", order_id.as_str().unwrap_or("")),
+        Some(&a.token),
+        &json!({"reason": "never came"}),
+    );
+    assert_eq!(disputed.status, 200, "{}", disputed.summary());
+    let list = |query: &str| {
+        get(
+            &w,
+            &format!("/api/v1/admin/escrows?{query}"),
+            Some(&admin.token),
+        )
+        .json()
+    };
+    let orders = list("kind=order");
+    assert_eq!(
+        orders["escrows"].as_array().map(Vec::len),
+        Some(1),
+        "{orders}"
+    );
+    assert_eq!(orders["escrows"][0]["order"], order_id);
+    let order_escrow = orders["escrows"][0]["id"].as_str().unwrap_or("").to_owned();
+    assert_eq!(
+        ids(&list("state=disputed")),
+        [order_escrow.clone(), second.clone()]
+    );
+    assert_eq!(ids(&list("state=disputed&kind=order")), [order_escrow]);
+    assert_eq!(
+        ids(&list("state=disputed&kind=plain")),
+        std::slice::from_ref(&second)
+    );
+    let plain = list("kind=plain&limit=1");
+    assert_eq!(ids(&plain), std::slice::from_ref(&third));
+    assert_eq!(
+        ids(&list(&format!("kind=plain&after={third}"))),
+        [second, first]
+    );
+    get(&w, "/api/v1/admin/escrows?kind=both", Some(&admin.token))
+        .assert_error(400, "invalid_field");
 }
 
 /// The dashboard's `traffic.last_interval` counts the last interval only;
@@ -439,13 +522,29 @@ fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it
     };
     let before = traffic();
     assert_eq!(before["window_s"], 2);
+    let burst_started = Instant::now();
     for _ in 0..60 {
         assert_eq!(get(&w, "/nowhere", None).status, 404);
     }
+    let burst = burst_started.elapsed();
     let busy = traffic();
+    let count = |v: &Value, key: &str| v[key].as_u64().unwrap_or(0);
+    // Since start counts the whole burst, however slow the machine.
+    let grew = |key: &str| {
+        count(&busy["since_start"], key).saturating_sub(count(&before["since_start"], key))
+    };
+    assert!(grew("requests") >= 60, "{before} {busy}");
+    assert!(grew("errors_4xx") >= 60, "{before} {busy}");
+    // The last interval (at least 2 s) holds the whole burst when it took
+    // under a second; on a busy machine, at least its end.
     let recent = &busy["last_interval"];
-    assert!(recent["requests"].as_u64().unwrap_or(0) >= 60, "{busy}");
-    assert!(recent["errors_4xx"].as_u64().unwrap_or(0) >= 60, "{busy}");
+    let least = if burst < Duration::from_secs(1) {
+        60
+    } else {
+        1
+    };
+    assert!(count(recent, "requests") >= least, "{burst:?} {busy}");
+    assert!(count(recent, "errors_4xx") >= least, "{burst:?} {busy}");
     assert!(
         recent["errors_4xx_percent"].as_f64().unwrap_or(0.0) > 50.0,
         "{busy}"
@@ -466,7 +565,7 @@ fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it
     assert!(since_start >= 60, "{busy}");
 
     // A few seconds later the burst has left the window, not the totals.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let quiet = loop {
         std::thread::sleep(Duration::from_millis(500));
         let now = traffic();
@@ -486,7 +585,7 @@ fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it
         "only the dashboard's own calls are recent: {quiet}"
     );
     let seconds = quiet["last_interval"]["seconds"].as_f64().unwrap_or(0.0);
-    assert!((1.0..=4.0).contains(&seconds), "{quiet}");
+    assert!((2.0..=10.0).contains(&seconds), "{quiet}");
     assert!(quiet["since_start"]["requests"].as_u64().unwrap_or(0) > since_start);
     assert!(quiet["since_start"]["errors_4xx"].as_u64().unwrap_or(0) >= 60);
     // The per-second series has the burst in it, with times.

@@ -1,18 +1,22 @@
 //! The admin console in a real headless browser (Debian's chromium), driven
-//! over the DevTools protocol by a small client below: a non-admin is
-//! refused and their session ended; an admin signs in through the form,
+//! over the DevTools protocol by a small client below: a wrong password is
+//! refused with the server's message; a non-admin is refused and their
+//! session ended; an admin signs in through the form,
 //! sees the overview's counter move under load, finds and suspends a user
-//! (whose token then gets 401), resolves a seeded dispute with a split
+//! (whose token then gets 401), sees every disputed order with its
+//! messages (loaded at most four at once), resolves one with a split
 //! (balances over the API are then right), closes a listing, reads the
 //! fees and runs the ledger check, signs out (the token then gets 401 and
 //! nothing is left on screen), is sent back to the sign-in form when the
 //! session ends behind the page's back, and is refused (session ended)
-//! once the admin role is taken away. No script error or policy
-//! violation may be logged. Screenshots of each screen go to
+//! once the admin role is taken away. Markup typed by users (a display
+//! name, a listing title, a dispute reason, a message) shows as text and
+//! never becomes elements. No script error, dialog or policy violation may
+//! be logged. Screenshots of each screen go to
 //! `target/console-screenshots/` for a person to look at.
 //!
-//! CI installs chromium (`.ci/run`); without it this test is skipped
-//! locally and fails under CI.
+//! CI installs chromium (`.ci/run`, which sets `CI`); without chromium (on
+//! PATH or in /usr/bin) this test is skipped locally and fails under CI.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -36,10 +40,16 @@ const WAIT: Duration = Duration::from_secs(15);
 /// How long one DevTools call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn chromium() -> Option<&'static str> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|path| std::path::Path::new(path).exists())
+/// Chromium on PATH (as `.ci/run` finds it), else Debian's or Ubuntu's path.
+fn chromium() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|path| {
+        std::env::split_paths(&path)
+            .flat_map(|dir| [dir.join("chromium"), dir.join("chromium-browser")])
+            .collect::<Vec<_>>()
+    });
+    on_path
+        .chain(["/usr/bin/chromium", "/usr/bin/chromium-browser"].map(PathBuf::from))
+        .find(|path| path.is_file())
 }
 
 /// A headless chromium and one page of it, attached over the DevTools
@@ -55,7 +65,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn launch(path: &str) -> Browser {
+    fn launch(path: &std::path::Path) -> Browser {
         let profile = TempDir::new();
         let mut child = Command::new(path)
             .args([
@@ -185,6 +195,9 @@ impl Browser {
     fn note_event(&mut self, event: &Value) {
         let params = &event["params"];
         match event["method"].as_str() {
+            Some("Page.javascriptDialogOpening") => {
+                self.problems.push(format!("dialog: {params}"));
+            }
             Some("Runtime.exceptionThrown") => self
                 .problems
                 .push(format!("exception: {}", params["exceptionDetails"])),
@@ -290,8 +303,25 @@ impl Browser {
     }
 }
 
+/// How long chromium may take to close itself (all its processes) after
+/// `Browser.close` before it is killed.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 impl Drop for Browser {
+    /// `Browser.close` over DevTools first, so chromium ends its helper
+    /// processes itself; a kill of the main process only if it lingers.
+    /// The profile folder is removed after (the field drops last).
     fn drop(&mut self) {
+        self.next_id += 1;
+        let close = json!({"id": self.next_id, "method": "Browser.close", "params": {}});
+        let _ = self.socket.send(Message::Text(close.to_string().into()));
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -321,13 +351,77 @@ fn status(w: &World, method: &str, path: &str, token: &str) -> u16 {
     request(w.app.addr, method, path, Some(token), None, &[]).status
 }
 
+/// Disputed orders besides the seeded one: more than the page loads
+/// messages for at once (4).
+const OTHER_DISPUTES: usize = 6;
+
+/// `count` more disputed orders between two other users (one listing),
+/// their ids.
+fn seed_more_disputes(w: &World, admin: &Member, count: usize) -> Vec<String> {
+    let buyer = quick_user(&w.db, "buyer_two", false);
+    let seller = quick_user(&w.db, "seller_two", false);
+    w.deposit(admin, &buyer, "btc", "1");
+    let listing = w.post(
+        "/api/v1/listings",
+        Some(&seller.token),
+        &json!({"title": "Spare part", "currency": "btc", "price": "0.01", "quantity": 20}),
+    );
+    assert_eq!(listing.status, 201, "{}", listing.summary());
+    let listing = listing.json()["listing"]["id"].clone();
+    (0..count)
+        .map(|_| {
+            let order = w.post(
+                "/api/v1/orders",
+                Some(&buyer.token),
+                &json!({"listing": listing}),
+            );
+            assert_eq!(order.status, 201, "{}", order.summary());
+            let id = order.json()["order"]["id"]
+                .as_str()
+                .expect("an order id")
+                .to_owned();
+            let disputed = w.post(
+                &format!("/api/v1/orders/{id}/dispute"),
+                Some(&buyer.token),
+                &json!({"reason": "not as described"}),
+            );
+            assert_eq!(disputed.status, 200, "{}", disputed.summary());
+            id
+        })
+        .collect()
+}
+
+/// Wraps the page's `fetch` to keep the most message lists ever loading at
+/// once in `window.peakMessageLoads`.
+const COUNT_MESSAGE_LOADS: &str = "(() => {
+    const real = window.fetch;
+    let now = 0;
+    window.peakMessageLoads = 0;
+    window.fetch = (url, init) => {
+        if (!String(url).includes('/messages')) return real(url, init);
+        now += 1;
+        window.peakMessageLoads = Math.max(window.peakMessageLoads, now);
+        return real(url, init).finally(() => { now -= 1; });
+    };
+    return true;
+})()";
+
+/// Markup a hostile user might type: shown as text, it does nothing; parsed
+/// as HTML, it would make an `img[src=x]` and call `alert`.
+const HOSTILE: &str = "<img src=x onerror=alert(1)><script>alert(2)</script>";
+
+/// True on the page when no hostile text became markup: no `img[src=x]`,
+/// and no script but the console's own.
+const NO_MARKUP: &str = "document.querySelectorAll('img').length === 0 && document.querySelectorAll('script').length === 1";
+
 /// A disputed order (seller ships, buyer disputes, both write), its id.
+/// The listing's title, the reason and a message carry `HOSTILE`.
 fn seed_dispute(w: &World, admin: &Member, buyer: &Member, seller: &Member) -> String {
     w.deposit(admin, buyer, "btc", "1");
     let listing = w.post(
         "/api/v1/listings",
         Some(&seller.token),
-        &json!({"title": "Brass lamp", "description": "Polished.", "currency": "btc", "price": "0.1", "quantity": 5}),
+        &json!({"title": format!("Brass lamp {HOSTILE}"), "description": "Polished.", "currency": "btc", "price": "0.1", "quantity": 5}),
     );
     assert_eq!(listing.status, 201, "{}", listing.summary());
     let listing = listing.json()["listing"]["id"].clone();
@@ -346,7 +440,7 @@ fn seed_dispute(w: &World, admin: &Member, buyer: &Member, seller: &Member) -> S
         (
             buyer,
             "dispute",
-            json!({"reason": "The lamp arrived dented."}),
+            json!({"reason": format!("The lamp arrived dented. {HOSTILE}")}),
         ),
     ];
     for (who, action, body) in moves {
@@ -358,8 +452,11 @@ fn seed_dispute(w: &World, admin: &Member, buyer: &Member, seller: &Member) -> S
         assert_eq!(response.status, 200, "{action}: {}", response.summary());
     }
     for (who, text) in [
-        (buyer, "It is dented on one side, photos sent."),
-        (seller, "It left here in perfect shape."),
+        (
+            buyer,
+            format!("It is dented on one side, photos sent. {HOSTILE}"),
+        ),
+        (seller, "It left here in perfect shape.".to_owned()),
     ] {
         let response = w.post(
             &format!("/api/v1/orders/{id}/messages"),
@@ -388,12 +485,19 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     let admin = w.admin("console_admin");
     let outsider = w.member("not_an_admin");
     let mallory = quick_user(&w.db, "mallory", false);
+    let named = w.patch(
+        "/api/v1/users/me",
+        &mallory.token,
+        &json!({"display_name": HOSTILE}),
+    );
+    assert_eq!(named.status, 200, "{}", named.summary());
     let buyer = quick_user(&w.db, "buyer", false);
     let seller = quick_user(&w.db, "seller", false);
     let order = seed_dispute(&w, &admin, &buyer, &seller);
+    let others = seed_more_disputes(&w, &admin, OTHER_DISPUTES);
     let base = format!("http://{}", w.app.addr);
 
-    let mut b = Browser::launch(path);
+    let mut b = Browser::launch(&path);
     b.navigate(&format!("{base}/admin"));
     b.wait_for(
         "the sign-in form",
@@ -404,6 +508,23 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "only the form shows at first"
     );
     b.screenshot("1-sign-in");
+
+    // A wrong password is refused with the server's message, and the form
+    // can be used again.
+    b.fill("#signin-username", "console_admin");
+    b.fill("#signin-password", "not the password");
+    b.submit("#signin-form");
+    b.wait_for(
+        "the wrong password's refusal",
+        "document.getElementById('signin-message').textContent.includes('invalid_credentials')",
+    );
+    assert!(b.visible("signin-message") && !b.visible("console"));
+    assert_eq!(
+        b.eval("document.getElementById('signin-submit').disabled"),
+        json!(false)
+    );
+    assert_eq!(b.eval("sessionStorage.length"), json!(0));
+    b.screenshot("1b-wrong-password");
 
     // A non-admin is refused, and the session the page made is ended.
     b.fill("#signin-username", "not_an_admin");
@@ -421,6 +542,30 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "only the test's own session is left"
     );
     b.screenshot("2-refused");
+
+    // When ending that session fails (here the network refuses the
+    // DELETE), the page says so instead of claiming it was ended.
+    b.eval(
+        "window.realFetch = window.fetch; window.fetch = (url, init) => \
+         init && init.method === 'DELETE' ? Promise.reject(new TypeError('offline')) : window.realFetch(url, init)",
+    );
+    b.fill("#signin-username", "not_an_admin");
+    b.fill("#signin-password", PASSWORD);
+    b.submit("#signin-form");
+    let said = b.wait_for(
+        "the failed ending",
+        "document.getElementById('signin-message').textContent.includes('Ending the session failed') && document.getElementById('signin-message').textContent",
+    );
+    assert!(
+        !said.as_str().unwrap_or_default().contains("was ended"),
+        "{said}"
+    );
+    b.eval("window.fetch = window.realFetch; true");
+    assert_eq!(
+        sessions_of(&w, &outsider.id),
+        2,
+        "that session is still there"
+    );
 
     // The admin signs in.
     b.fill("#signin-username", "console_admin");
@@ -447,9 +592,11 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         before + 40
     );
     b.wait_for("the counter to count the load", &moved);
+    // The chart code says how many points it drew (the server's series
+    // has one a second: a few after a few seconds).
     b.wait_for(
         "charts with points",
-        "document.getElementById('t-rate').textContent !== '–'",
+        "['c-rate', 'c-latency', 'c-errors'].every((id) => Number(document.getElementById(id).dataset.points) >= 2)",
     );
     // The pointer over a chart shows the time and values with their unit.
     let at = b.eval(
@@ -481,7 +628,17 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     );
     b.click(&row);
     b.wait_for("the user's page", "document.getElementById('ud-status') && document.getElementById('ud-status').textContent === 'active'");
-    assert_eq!(b.text("ud-title"), "mallory");
+    assert_eq!(b.text("ud-title"), format!("mallory ({HOSTILE})"));
+    let listed = b.eval(&format!("document.querySelector('{row}').textContent"));
+    assert!(
+        listed.as_str().unwrap_or_default().contains(HOSTILE),
+        "{listed}"
+    );
+    assert_eq!(
+        b.eval(NO_MARKUP),
+        json!(true),
+        "the display name became markup"
+    );
     assert_eq!(b.text("ud-locked-until"), "not locked out");
     b.click("#ud-suspend");
     b.wait_for(
@@ -526,11 +683,26 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
 
     // Disputes: a split that does not add up is stopped on the page; the
     // right one resolves the order.
+    b.eval(COUNT_MESSAGE_LOADS);
     b.click("#tabs button[data-tab=disputes]");
     let card = format!("div.card[data-kind=order][data-id=\"{order}\"]");
     b.wait_for(
         "the disputed order",
         &format!("!!document.querySelector('{card}')"),
+    );
+    // Every disputed order shows with its messages, loaded a few at a time.
+    for id in &others {
+        let other = format!("div.card[data-kind=order][data-id=\"{id}\"] .messages");
+        assert_eq!(
+            b.eval(&format!("!!document.querySelector('{other}')")),
+            json!(true),
+            "order {id}"
+        );
+    }
+    let peak = b.eval("window.peakMessageLoads");
+    assert!(
+        (1..=4).contains(&peak.as_u64().unwrap_or(0)),
+        "message lists loading at once: {peak}"
     );
     let card_text = b.eval(&format!("document.querySelector('{card}').textContent"));
     let card_text = card_text.as_str().unwrap_or_default();
@@ -538,6 +710,9 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         card_text.contains("dented on one side") && card_text.contains("perfect shape"),
         "{card_text}"
     );
+    // The title, the reason and the message show the markup as text.
+    assert_eq!(card_text.matches(HOSTILE).count(), 3, "{card_text}");
+    assert_eq!(b.eval(NO_MARKUP), json!(true), "a dispute became markup");
     b.fill(&format!("{card} .to-seller"), "0.06");
     b.fill(&format!("{card} .to-buyer"), "0.05");
     b.submit(&format!("{card} form"));
@@ -572,6 +747,9 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "the listing",
         "document.querySelectorAll('#listing-results tr').length === 1",
     );
+    let listed = b.text("listing-results");
+    assert!(listed.contains(HOSTILE), "{listed}");
+    assert_eq!(b.eval(NO_MARKUP), json!(true), "a title became markup");
     b.click("#listing-results tr button");
     b.wait_for(
         "the closed listing",

@@ -8,8 +8,11 @@ const TOKEN_KEY = "souk.admin.token";
 const POLL_MS = 2000;
 // Points of the client-side histories (one per poll): ten minutes.
 const HISTORY_MAX = 300;
-// Pages of disputes read at most (100 each).
-const DISPUTE_PAGES_MAX = 5;
+// Pages of disputes read at most (100 each, newest first); past it the page
+// says it shows only the newest ones.
+const DISPUTE_PAGES_MAX = 20;
+// Message lists of disputed orders fetched at once.
+const MESSAGE_LOADS_MAX = 4;
 // Ids per `GET /users?ids=` (the route's limit).
 const NAME_IDS_MAX = 100;
 // Usernames remembered at most; past it the memory starts again.
@@ -20,6 +23,7 @@ const $ = (id) => document.getElementById(id);
 // Bumped at every sign-in and sign-out: an answer to an older session's
 // request is dropped, so nothing of it reaches the screen afterwards.
 let epoch = 0;
+// The next poll, set once the previous one has finished (never two at once).
 let pollTimer = null;
 let me = null;
 
@@ -64,6 +68,9 @@ async function api(method, path, body, options = {}) {
       data = null;
     }
   }
+  // Again after the body: a late answer is not drawn, and a late 401 or
+  // 403 cannot end a newer session.
+  if (started !== epoch) throw new ApiError(0, "stale", "signed out meanwhile");
   if (response.status === 401 && !options.token && !options.noSessionEnd) {
     endSession("Your session has ended: sign in again.");
     throw new ApiError(401, "unauthenticated", "not signed in");
@@ -72,8 +79,7 @@ async function api(method, path, body, options = {}) {
     // The role was taken away meanwhile: refused like a non-admin's sign-in.
     const bearer = token();
     endSession("");
-    await api("DELETE", "/api/v1/sessions/current", undefined, { token: bearer }).catch(() => {});
-    say("signin-message", "Refused: this account is no longer an administrator. The session was ended.", "error");
+    await refuseAndEnd("this account is no longer an administrator.", bearer);
     throw new ApiError(403, "stale", "no longer an administrator");
   }
   if (!response.ok) {
@@ -122,10 +128,30 @@ function say(id, text, kind) {
   node.className = "message" + (kind ? " " + kind : "");
 }
 
+function errorText(e) {
+  return e instanceof ApiError ? e.message + " (" + e.status + " " + e.code + ")" : String(e);
+}
+
+// A refusal in a panel. A 401 has already sent the page back to the
+// sign-in form (with its own message), and a stale answer belongs to an
+// older session: neither is shown here.
 function sayError(id, e) {
   if (e instanceof ApiError && (e.code === "stale" || e.status === 401)) return;
-  const text = e instanceof ApiError ? e.message + " (" + e.status + " " + e.code + ")" : String(e);
-  say(id, "Refused: " + text, "error");
+  say(id, "Refused: " + errorText(e), "error");
+}
+
+// Ends the session of `bearer` (made by this page for an account that may
+// not use it) and says so on the sign-in form, or says that ending it failed.
+async function refuseAndEnd(why, bearer) {
+  let ended = "The session was ended.";
+  if (bearer) {
+    try {
+      await api("DELETE", "/api/v1/sessions/current", undefined, { token: bearer });
+    } catch (e) {
+      ended = "Ending the session failed: " + errorText(e) + ".";
+    }
+  }
+  say("signin-message", "Refused: " + why + " " + ended, "error");
 }
 
 function when(rfc3339) {
@@ -149,11 +175,13 @@ async function signIn(event) {
   say("signin-message", "signing in…");
   try {
     const session = await api("POST", "/api/v1/sessions", { username, password }, { noSessionEnd: true });
-    if (!session || session.user.role !== "admin") {
+    if (!session || !session.token || !session.user) {
+      throw new Error("the server answered without a session");
+    }
+    if (session.user.role !== "admin") {
       // Not an admin: end the session just made, and refuse.
-      await api("DELETE", "/api/v1/sessions/current", undefined, { token: session.token }).catch(() => {});
       $("signin-password").value = "";
-      say("signin-message", "Refused: `" + username + "` is not an administrator. The session was ended.", "error");
+      await refuseAndEnd("`" + username + "` is not an administrator.", session.token);
       return;
     }
     $("signin-password").value = "";
@@ -161,7 +189,8 @@ async function signIn(event) {
     say("signin-message", "");
     await start();
   } catch (e) {
-    sayError("signin-message", e);
+    // Every refusal of the sign-in shows, a wrong password (401) too.
+    say("signin-message", "Refused: " + errorText(e), "error");
   } finally {
     $("signin-submit").disabled = false;
   }
@@ -180,7 +209,7 @@ function endSession(message) {
   epoch += 1;
   sessionStorage.removeItem(TOKEN_KEY);
   me = null;
-  if (pollTimer !== null) clearInterval(pollTimer);
+  if (pollTimer !== null) clearTimeout(pollTimer);
   pollTimer = null;
   clearPanels();
   $("console").hidden = true;
@@ -228,8 +257,7 @@ async function start() {
   if (user.role !== "admin") {
     const bearer = token();
     endSession("");
-    await api("DELETE", "/api/v1/sessions/current", undefined, { token: bearer }).catch(() => {});
-    say("signin-message", "Refused: `" + user.username + "` is not an administrator. The session was ended.", "error");
+    await refuseAndEnd("`" + user.username + "` is not an administrator.", bearer);
     return;
   }
   me = user;
@@ -238,8 +266,16 @@ async function start() {
   $("tabs").hidden = false;
   $("sign-out").hidden = false;
   $("whoami").textContent = "signed in as " + user.username;
-  poll();
-  pollTimer = setInterval(poll, POLL_MS);
+  pollLoop(epoch);
+}
+
+// Polls the dashboard, then waits POLL_MS after each answer: a slow server
+// never has two polls of this page waiting at once. Stops at sign-out.
+async function pollLoop(session) {
+  pollTimer = null;
+  await poll();
+  if (session !== epoch) return;
+  pollTimer = setTimeout(() => pollLoop(session), POLL_MS);
 }
 
 // ---- Tabs -----------------------------------------------------------------
@@ -278,6 +314,8 @@ class Chart {
 
   set(points) {
     this.points = points;
+    // How many points are drawn, for a test to read.
+    this.canvas.dataset.points = String(points.length);
     this.draw();
   }
 
@@ -703,6 +741,8 @@ function placesOf(amount) {
   return dot < 0 ? 0 : amount.length - dot - 1;
 }
 
+// Every page of a list (newest first), or the first DISPUTE_PAGES_MAX:
+// `{items, cut}` with `cut` true when more were left unread.
 async function allPages(path, key) {
   let items = [];
   let after = null;
@@ -710,22 +750,38 @@ async function allPages(path, key) {
     const page = await api("GET", path + "&limit=100" + (after ? "&after=" + after : ""));
     items = items.concat(page[key]);
     after = page.next;
-    if (!after) break;
+    if (!after) return { items, cut: false };
   }
-  return items;
+  return { items, cut: true };
+}
+
+// `load` of every item, at most `width` at once; the answers in order.
+async function inPool(items, width, load) {
+  const out = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await load(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+  return out;
 }
 
 async function loadDisputes() {
   say("disputes-message", "loading…");
   try {
-    const [orders, escrows] = await Promise.all([
+    // Plain escrows only: an order's escrow is resolved through its order.
+    const [orderList, escrowList] = await Promise.all([
       allPages("/api/v1/admin/orders?state=disputed", "orders"),
-      allPages("/api/v1/admin/escrows?state=disputed", "escrows"),
+      allPages("/api/v1/admin/escrows?state=disputed&kind=plain", "escrows"),
     ]);
+    const orders = orderList.items;
+    const plain = escrowList.items;
     orders.sort((a, b) => a.updated_at.localeCompare(b.updated_at) || a.created_at.localeCompare(b.created_at));
-    const plain = escrows.filter((e) => e.order === null);
     plain.sort((a, b) => a.created_at.localeCompare(b.created_at));
-    const messages = await Promise.all(orders.map((o) => api("GET", "/api/v1/orders/" + o.id + "/messages?limit=100")));
+    const messages = await inPool(orders, MESSAGE_LOADS_MAX, (o) => api("GET", "/api/v1/orders/" + o.id + "/messages?limit=100"));
     await learnNames(orders.concat(plain).flatMap((o) => [o.buyer, o.seller]));
     const orderBox = $("dispute-orders");
     orderBox.textContent = "";
@@ -735,7 +791,15 @@ async function loadDisputes() {
     escrowBox.textContent = "";
     for (const e of plain) escrowBox.append(disputeCard("escrow", e, null));
     if (!plain.length) escrowBox.append(el("p", { class: "hint", text: "No disputed escrow outside an order." }));
-    say("disputes-message", orders.length + " disputed orders, " + plain.length + " disputed escrows.");
+    const cut = [];
+    if (orderList.cut) cut.push("the newest " + orders.length + " disputed orders");
+    if (escrowList.cut) cut.push("the newest " + plain.length + " disputed escrows");
+    if (cut.length) {
+      // Older ones exist but were not read: say so, never drop them silently.
+      say("disputes-message", "Showing only " + cut.join(" and ") + ": there are more; resolve these and reload.", "error");
+    } else {
+      say("disputes-message", orders.length + " disputed orders, " + plain.length + " disputed escrows.");
+    }
   } catch (e) {
     sayError("disputes-message", e);
   }
