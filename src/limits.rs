@@ -15,6 +15,11 @@ pub const REQUEST_ID_BYTES_MAX: usize = 64;
 /// logs writes them itself (and others wait for it), as they would on a
 /// full pipe: memory stays bounded when stderr is slower than the log.
 pub const LOG_BUFFER_BYTES_MAX: usize = 256 * 1024;
+/// How long the log writer thread lets lines gather before writing them:
+/// the most a line waits (logs::flush writes the rest at exit). Short
+/// enough that `tail -f` looks live; long enough that under load one wake-up
+/// and one write carry many lines.
+pub const LOG_GATHER_MS: u64 = 2;
 /// Bytes read from a socket in one `read` call: one head fits in one read.
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// A body arriving in parts grows its buffer by the read chunk up to this

@@ -17,7 +17,7 @@ use log::kv::{self, Key, Source, Value, VisitSource, VisitValue};
 
 use crate::config::LogFormat;
 use crate::http::Method;
-use crate::limits::{LOG_BUFFER_BYTES_MAX, SERVICE_STACK_BYTES};
+use crate::limits::{LOG_BUFFER_BYTES_MAX, LOG_GATHER_MS, SERVICE_STACK_BYTES};
 
 /// The target of the access log's lines: `RUST_LOG=souk::access=off`
 /// silences them alone.
@@ -98,6 +98,12 @@ impl Batch {
                     .wait(pending)
                     .unwrap_or_else(|p| p.into_inner());
             }
+            // Let lines gather: a thread that logs wakes this one (a system
+            // call) only when it finds the batch empty, so under load that
+            // is once per gathering rather than once per line.
+            drop(pending);
+            std::thread::sleep(Duration::from_millis(LOG_GATHER_MS));
+            let mut pending = self.lock_pending();
             std::mem::swap(&mut *pending, &mut out);
             let writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
             drop(pending);
