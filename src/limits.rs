@@ -1,5 +1,15 @@
-//! Every fixed bound of the process in one place, each with the reason for its
-//! value. Bounds an operator may change live in `config`; these do not move.
+//! The process-wide fixed bounds (HTTP framing, queues, threads, the writer's
+//! batches, timeouts), each with the reason for its value. Bounds an operator
+//! may change live in `config`; these do not move. Bounds that belong to one
+//! module stand beside the code they bound, each with its reason too:
+//! input lengths and counts beside their parse functions (`accounts`,
+//! `listings`, `orders`, `orders::reviews`, `orders::messages`, `ledger`,
+//! `ledger::idempotency`, `listings::search`, `config`'s currencies), page
+//! sizes in `api::query`, cache sizes in `cache` and `cache::search`, the
+//! login guard's maps in `accounts::guard`, the hash queue in
+//! `accounts::passwords`, the timer thread's in `timers`, the operator
+//! follower's in `accounts::operator`, the monitor's in `monitor::alerts` and
+//! `monitor::traffic`, and `api::admin_ledger::BALANCE_USERS_MAX`.
 
 /// Longest request head (request line plus headers), bytes. 431 past it (docs/http.md).
 pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;

@@ -1,6 +1,9 @@
 //! Sessions: 32-byte tokens from the OS CSPRNG, handed out base64url and
-//! stored only as their SHA-256. A revoked or expired token stops working at
-//! once because every lookup reads the sessions table.
+//! stored only as their SHA-256. Lookups go through the sessions cache
+//! (`api::auth::caller`); a revoked token stops working at once because its
+//! write job touches `Touched::Session`, which drops the cached entry before
+//! the revocation is acknowledged, and an expired one because the caller
+//! checks `expires_at` on every request.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -5,8 +5,8 @@ use crate::config::{Currencies, CurrencySpec};
 use crate::error::{Error, Result};
 use crate::ids::truncate;
 
-/// An enabled currency. Only `Ledger::currency` makes one, so holding a
-/// `Currency` proves the code is enabled.
+/// An enabled currency: made from the configuration (`Currency::from_spec`)
+/// or from a client's code by `currency`, which refuses a code not enabled.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Currency {
     pub code: String,

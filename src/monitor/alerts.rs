@@ -1,4 +1,5 @@
-//! Alert rules (memory, cpu, response_time, error_rate): evaluated by the
+//! Alert rules (`RULES`: memory, cpu, response_time, error_rate,
+//! circuit_open): evaluated by the
 //! monitor thread each MONITORING_INTERVAL; a rule fires at most once per
 //! ALERT_COOLDOWN, is logged at warn level and kept in a bounded list.
 

@@ -25,8 +25,10 @@ use crate::limits::{
 };
 use crate::monitor::histogram::Histogram;
 
-/// The write connection as a job sees it, inside its savepoint. Only the
-/// writer thread can make one, so no write can happen outside the writer.
+/// The write connection as a job sees it, inside the batch's transaction
+/// (and its own savepoint only when the batch is retried, see
+/// `commit_batch`). Only the writer thread can make one, so no write can
+/// happen outside the writer.
 pub struct WriteTx<'c> {
     conn: &'c Connection,
     touched: &'c RefCell<Vec<Touched>>,
