@@ -23,3 +23,4 @@ pub mod orders;
 pub mod store;
 pub mod systemd;
 pub mod timers;
+pub mod util;

@@ -166,15 +166,15 @@ impl LoginGuard {
         (!left.is_zero()).then_some(left)
     }
 
-    fn end(&self, username: &str, client: IpAddr, outcome: Option<bool>) {
+    fn end(&self, username: &str, client: IpAddr, outcome: Outcome) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let Some(entry) = failures.get_mut(username) else {
             return;
         };
         entry.pending = entry.pending.saturating_sub(1);
         match outcome {
-            Some(true) => entry.count = 0,
-            Some(false) => {
+            Outcome::RightPassword => entry.count = 0,
+            Outcome::WrongPassword => {
                 entry.count = entry.count.saturating_add(1);
                 log::info!(
                     "failed login for `{username}` from {client} ({} in a row)",
@@ -189,12 +189,24 @@ impl LoginGuard {
                     );
                 }
             }
-            None => {}
+            Outcome::NoVerdict => {}
         }
         if entry.count == 0 && entry.pending == 0 && entry.locked_until.is_none() {
             failures.pop(username);
         }
     }
+}
+
+/// How a login attempt ended, for `LoginGuard::end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Counts toward the lockout.
+    WrongPassword,
+    /// Starts the count again.
+    RightPassword,
+    /// Ended without a check (say the hash queue was full): counts neither
+    /// way, but no longer holds a place.
+    NoVerdict,
 }
 
 /// One login attempt in progress (see `LoginGuard::begin`).
@@ -209,13 +221,15 @@ impl Attempt {
     /// A wrong password: counts toward the lockout.
     pub fn failed(mut self) {
         self.open = false;
-        self.guard.end(&self.username, self.client, Some(false));
+        self.guard
+            .end(&self.username, self.client, Outcome::WrongPassword);
     }
 
     /// The right password: the count starts again.
     pub fn succeeded(mut self) {
         self.open = false;
-        self.guard.end(&self.username, self.client, Some(true));
+        self.guard
+            .end(&self.username, self.client, Outcome::RightPassword);
     }
 }
 
@@ -224,7 +238,8 @@ impl Drop for Attempt {
         // Ended without a verdict (say the hash queue was full): it counts
         // neither way, but no longer holds a place.
         if self.open {
-            self.guard.end(&self.username, self.client, None);
+            self.guard
+                .end(&self.username, self.client, Outcome::NoVerdict);
         }
     }
 }

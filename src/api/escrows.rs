@@ -10,7 +10,9 @@ use super::{Params, auth, idempotent, json, query, respond};
 use crate::app::App;
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::escrow::{self, Escrow, NewEscrow, RELEASE_AFTER_DEFAULT_S, RELEASE_AFTER_MAX_S, Role};
+use crate::escrow::{
+    self, Escrow, EscrowState, NewEscrow, RELEASE_AFTER_DEFAULT_S, RELEASE_AFTER_MAX_S, Role,
+};
 use crate::http::{Reply, Request};
 use crate::ids;
 use crate::ledger::money::{self, Amount};
@@ -120,21 +122,15 @@ fn page(
     party: Option<(i64, Role)>,
     origin: Option<escrow::Origin>,
 ) -> Result<Reply> {
-    let state = query::param(request, "state")?;
-    if let Some(state) = &state
-        && !["held", "released", "refunded", "disputed", "resolved"].contains(&state.as_str())
-    {
-        return Err(Error::invalid_field(
-            "state",
-            "state must be held, released, refunded, disputed or resolved",
-        ));
-    }
+    let state = query::param(request, "state")?
+        .map(|text| EscrowState::parse("state", &text))
+        .transpose()?;
     let after = query::after_id(request)?;
     let limit = query::limit(request)?;
     let mut page = app
         .store
         .readers
-        .read(|conn| escrow::page(conn, party, state.as_deref(), origin, after, limit + 1))?;
+        .read(|conn| escrow::page(conn, party, state, origin, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
     let escrows: Vec<_> = page
         .iter()

@@ -7,6 +7,7 @@ use super::{Params, respond};
 use crate::app::App;
 use crate::error::Result;
 use crate::http::{Reply, Request};
+use crate::store::breaker::State;
 
 pub fn healthz(_app: &App, _request: &Request, _params: &Params) -> Result<Reply> {
     Ok(Reply::Now(respond::json(200, &json!({"status": "ok"}))))
@@ -15,7 +16,7 @@ pub fn healthz(_app: &App, _request: &Request, _params: &Params) -> Result<Reply
 /// Ready when a reader answers and a write commits through the writer.
 pub fn readyz(app: &App, _request: &Request, _params: &Params) -> Result<Reply> {
     let breaker = app.store.breaker.status();
-    if breaker.state == "open" {
+    if breaker.state == State::Open {
         return Err(crate::error::Error::Unavailable {
             reason: format!("the store's circuit breaker is open: {}", breaker.reason),
             retry_after_s: breaker.retry_after_s,

@@ -72,10 +72,10 @@ pub fn export(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 /// `GET /api/v1/admin/alerts`.
 pub fn alerts(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
-    let (active, recent, _) = app.monitor.alerts();
+    let alerts = app.monitor.alerts();
     Ok(Reply::Now(respond::json(
         200,
-        &json!({"active": active, "recent": recent}),
+        &json!({"active": alerts.active, "recent": alerts.recent}),
     )))
 }
 
@@ -125,7 +125,7 @@ fn store_figures(app: &App) -> Value {
     let commits = stats.commits.load(Ordering::Relaxed);
     let jobs = stats.jobs.load(Ordering::Relaxed);
     let latency = stats.commit_latency.snapshot();
-    let (in_use, size) = app.store.readers.in_use();
+    let readers = app.store.readers.in_use();
     json!({
         "write_queue_depth": app.store.writer.queue_depth(),
         "write_queue_capacity": WRITE_QUEUE_MAX,
@@ -140,8 +140,8 @@ fn store_figures(app: &App) -> Value {
         "max_batch_size": stats.max_batch_size.load(Ordering::Relaxed),
         "commit_latency_avg_ms": round2(latency.mean_ms()),
         "commit_latency_p99_ms": round2(latency.quantile_ms(0.99)),
-        "readers_in_use": in_use,
-        "readers_max": size,
+        "readers_in_use": readers.in_use,
+        "readers_max": readers.size,
         "circuit": app.store.breaker.status(),
     })
 }
@@ -150,7 +150,7 @@ fn store_figures(app: &App) -> Value {
 pub fn report(app: &App) -> Value {
     let system = app.monitor.system();
     let routes = app.monitor.requests.snapshot();
-    let (active, recent, _) = app.monitor.alerts();
+    let alerts = app.monitor.alerts();
     json!({
         "system_metrics": {
             "memory": {
@@ -176,7 +176,7 @@ pub fn report(app: &App) -> Value {
         "traffic": app.monitor.traffic(&routes),
         "caches": app.caches.report(),
         "store": store_figures(app),
-        "alerts": {"active": active, "recent": recent},
+        "alerts": {"active": alerts.active, "recent": alerts.recent},
         "uptime_s": app.monitor.uptime().as_secs(),
     })
 }
@@ -253,12 +253,12 @@ fn store_families(out: &mut Exposition, app: &App) {
         (
             "souk_db_readers_in_use",
             "Read connections handed out.",
-            f64::from(app.store.readers.in_use().0),
+            f64::from(app.store.readers.in_use().in_use),
         ),
         (
             "souk_db_readers_max",
             "Read connection pool size.",
-            f64::from(app.store.readers.in_use().1),
+            f64::from(app.store.readers.in_use().size),
         ),
     ];
     for (name, help, value) in gauges {
@@ -393,14 +393,14 @@ fn system_families(out: &mut Exposition, app: &App) {
         out.family(name, "gauge", help);
         out.sample(name, &[], value);
     }
-    let (active, _, firings) = app.monitor.alerts();
+    let alerts = app.monitor.alerts();
     out.family(
         "souk_alert_active",
         "gauge",
         "1 while an alert rule is above its threshold.",
     );
     for rule in crate::monitor::alerts::RULES {
-        let on = active.iter().any(|a| a.rule == rule);
+        let on = alerts.active.iter().any(|a| a.rule == rule);
         out.sample(
             "souk_alert_active",
             &[("rule", rule)],
@@ -413,7 +413,8 @@ fn system_families(out: &mut Exposition, app: &App) {
         "Times an alert rule fired.",
     );
     for rule in crate::monitor::alerts::RULES {
-        let n = firings
+        let n = alerts
+            .firings
             .iter()
             .find(|(r, _)| *r == rule)
             .map_or(0, |(_, n)| *n);

@@ -12,12 +12,67 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::ledger::money::{Amount, Currency, format_minor};
-use crate::ledger::{self, Kind, NewEntry};
+use crate::ledger::{self, Direction, Kind, NewEntry};
 use crate::store::WriteTx;
 
 /// Default and longest time before an undisputed escrow releases itself.
 pub const RELEASE_AFTER_DEFAULT_S: i64 = 14 * 86_400;
 pub const RELEASE_AFTER_MAX_S: i64 = 90 * 86_400;
+
+/// Where an escrow is in its life; stored as `as_str`'s text, which the
+/// schema's CHECK limits to these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscrowState {
+    Held,
+    Released,
+    Refunded,
+    Disputed,
+    Resolved,
+}
+
+impl EscrowState {
+    pub const ALL: [EscrowState; 5] = [
+        EscrowState::Held,
+        EscrowState::Released,
+        EscrowState::Refunded,
+        EscrowState::Disputed,
+        EscrowState::Resolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscrowState::Held => "held",
+            EscrowState::Released => "released",
+            EscrowState::Refunded => "refunded",
+            EscrowState::Disputed => "disputed",
+            EscrowState::Resolved => "resolved",
+        }
+    }
+
+    /// Whether the escrow's funds have left it (its closing movement ran).
+    pub fn is_closed(self) -> bool {
+        matches!(
+            self,
+            EscrowState::Released | EscrowState::Refunded | EscrowState::Resolved
+        )
+    }
+
+    fn named(text: &str) -> Option<EscrowState> {
+        EscrowState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// As a client sends it (a `state` filter).
+    pub fn parse(field: &str, text: &str) -> Result<EscrowState> {
+        EscrowState::named(text).ok_or_else(|| {
+            Error::invalid_field(
+                field,
+                format!("{field} must be held, released, refunded, disputed or resolved"),
+            )
+        })
+    }
+}
+
+crate::util::stored_as_text!(EscrowState, "escrow state");
 
 #[derive(Debug, Clone)]
 pub struct Escrow {
@@ -26,7 +81,7 @@ pub struct Escrow {
     pub seller: i64,
     pub currency: String,
     pub amount: i64,
-    pub state: String,
+    pub state: EscrowState,
     pub memo: Option<String>,
     pub created_at: i64,
     /// None exactly for an order's escrow: it moves only through its order.
@@ -44,7 +99,7 @@ pub struct EscrowView {
     pub seller: String,
     pub currency: String,
     pub amount: String,
-    pub state: String,
+    pub state: &'static str,
     pub memo: Option<String>,
     pub created_at: String,
     pub release_at: Option<String>,
@@ -63,7 +118,7 @@ impl Escrow {
             seller: self.seller.to_string(),
             currency: self.currency.clone(),
             amount: money(self.amount),
-            state: self.state.clone(),
+            state: self.state.as_str(),
             memo: self.memo.clone(),
             created_at: crate::clock::rfc3339(self.created_at),
             release_at: self.release_at.map(crate::clock::rfc3339),
@@ -159,7 +214,7 @@ fn page_sql(party: Option<Role>, in_state: bool, origin: Option<Origin>) -> Stri
 pub fn page(
     conn: &Connection,
     party: Option<(i64, Role)>,
-    state: Option<&str>,
+    state: Option<EscrowState>,
     origin: Option<Origin>,
     after: Option<i64>,
     limit: usize,
@@ -256,7 +311,7 @@ fn hold(
         seller: new.seller,
         currency: code.to_owned(),
         amount: new.amount.minor(),
-        state: "held".into(),
+        state: EscrowState::Held,
         memo: new.memo.clone(),
         created_at: now,
         release_at,
@@ -269,7 +324,7 @@ fn hold(
         ids::random_id()?,
         Kind::EscrowHold,
         escrow.buyer,
-        "out",
+        Direction::Out,
         escrow.seller,
         new.amount,
         now,
@@ -284,7 +339,7 @@ fn entry<'a>(
     movement_id: i64,
     kind: Kind,
     user_id: i64,
-    direction: &'static str,
+    direction: Direction,
     counterparty: i64,
     amount: Amount,
     now: i64,
@@ -328,11 +383,11 @@ pub fn transition(
     tx: &WriteTx<'_>,
     id: i64,
     owner: Owner,
-    from: &str,
-    to: &str,
+    from: EscrowState,
+    to: EscrowState,
     now: i64,
 ) -> Result<Escrow> {
-    let closed_at = matches!(to, "released" | "refunded" | "resolved").then_some(now);
+    let closed_at = to.is_closed().then_some(now);
     let changed = tx
         .prepare_cached(
             "UPDATE escrows SET state = ?3, closed_at = ?4
@@ -345,7 +400,11 @@ pub fn transition(
             Some(order) if owner == Owner::Plain => {
                 format!("escrow belongs to order {order}; it moves only through the order")
             }
-            _ => format!("escrow is {}; this needs it {from}", escrow.state),
+            _ => format!(
+                "escrow is {}; this needs it {}",
+                escrow.state.as_str(),
+                from.as_str()
+            ),
         };
         return Err(Error::Conflict {
             code: "invalid_state",
@@ -391,8 +450,10 @@ pub fn close(tx: &WriteTx<'_>, escrow: &Escrow, split: Split, now: i64) -> Resul
             continue;
         };
         ledger::credit_available(tx, recipient, currency, minor)?;
-        for (user, direction, counterparty) in [(buyer, "out", recipient), (recipient, "in", buyer)]
-        {
+        for (user, direction, counterparty) in [
+            (buyer, Direction::Out, recipient),
+            (recipient, Direction::In, buyer),
+        ] {
             let leg = entry(
                 escrow,
                 movement_id,
@@ -413,7 +474,7 @@ pub fn close(tx: &WriteTx<'_>, escrow: &Escrow, split: Split, now: i64) -> Resul
             movement_id,
             Kind::EscrowRefund,
             buyer,
-            "in",
+            Direction::In,
             escrow.seller,
             part,
             now,
@@ -442,19 +503,40 @@ pub fn to_buyer(escrow: &Escrow) -> Split {
 }
 
 pub fn release(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Escrow> {
-    let escrow = transition(tx, id, Owner::Plain, "held", "released", now)?;
+    let escrow = transition(
+        tx,
+        id,
+        Owner::Plain,
+        EscrowState::Held,
+        EscrowState::Released,
+        now,
+    )?;
     close(tx, &escrow, to_seller(&escrow), now)?;
     Ok(escrow)
 }
 
 pub fn refund(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Escrow> {
-    let escrow = transition(tx, id, Owner::Plain, "held", "refunded", now)?;
+    let escrow = transition(
+        tx,
+        id,
+        Owner::Plain,
+        EscrowState::Held,
+        EscrowState::Refunded,
+        now,
+    )?;
     close(tx, &escrow, to_buyer(&escrow), now)?;
     Ok(escrow)
 }
 
 pub fn dispute(tx: &WriteTx<'_>, id: i64, now: i64) -> Result<Escrow> {
-    transition(tx, id, Owner::Plain, "held", "disputed", now)
+    transition(
+        tx,
+        id,
+        Owner::Plain,
+        EscrowState::Held,
+        EscrowState::Disputed,
+        now,
+    )
 }
 
 /// Splits a disputed escrow: both parts move in this one job, and must sum
@@ -498,7 +580,14 @@ pub fn resolved(
     to_buyer: i64,
     now: i64,
 ) -> Result<Escrow> {
-    let mut escrow = transition(tx, id, owner, "disputed", "resolved", now)?;
+    let mut escrow = transition(
+        tx,
+        id,
+        owner,
+        EscrowState::Disputed,
+        EscrowState::Resolved,
+        now,
+    )?;
     tx.prepare_cached("UPDATE escrows SET to_seller = ?2, to_buyer = ?3 WHERE id = ?1")?
         .execute(params![id, to_seller, to_buyer])?;
     escrow.to_seller = Some(to_seller);

@@ -70,7 +70,38 @@ impl Kind {
             Kind::EscrowRefund => "escrow_refund",
         }
     }
+
+    pub const ALL: [Kind; 6] = [
+        Kind::Deposit,
+        Kind::Withdrawal,
+        Kind::Transfer,
+        Kind::EscrowHold,
+        Kind::EscrowRelease,
+        Kind::EscrowRefund,
+    ];
 }
+
+/// Which way an entry moves money for its user: into (`in`) or out of
+/// (`out`) their balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+
+    pub const ALL: [Direction; 2] = [Direction::In, Direction::Out];
+}
+
+crate::util::stored_as_text!(Kind, "entry kind");
+crate::util::stored_as_text!(Direction, "entry direction");
 
 /// One user's side of a movement, as stored.
 #[derive(Debug, Clone)]
@@ -80,8 +111,8 @@ pub struct Entry {
     pub id: i64,
     pub movement_id: i64,
     pub user_id: i64,
-    pub kind: String,
-    pub direction: String,
+    pub kind: Kind,
+    pub direction: Direction,
     pub currency: String,
     pub amount: i64,
     pub counterparty: Option<i64>,
@@ -95,10 +126,10 @@ pub struct Entry {
 #[derive(Serialize)]
 pub struct EntryView {
     pub id: String,
-    pub kind: String,
+    pub kind: &'static str,
     pub currency: String,
     pub amount: String,
-    pub direction: String,
+    pub direction: &'static str,
     pub counterparty: Option<String>,
     pub escrow_id: Option<String>,
     pub memo: Option<String>,
@@ -110,13 +141,13 @@ impl Entry {
     pub fn view(&self, currencies: &Currencies) -> EntryView {
         EntryView {
             id: self.id.to_string(),
-            kind: self.kind.clone(),
+            kind: self.kind.as_str(),
             currency: self.currency.clone(),
             amount: format_minor(
                 i128::from(self.amount),
                 decimals_of(currencies, &self.currency),
             ),
-            direction: self.direction.clone(),
+            direction: self.direction.as_str(),
             counterparty: self.counterparty.map(|id| id.to_string()),
             escrow_id: self.escrow_id.map(|id| id.to_string()),
             memo: self.memo.clone(),
@@ -163,7 +194,7 @@ pub struct NewEntry<'a> {
     pub movement_id: i64,
     pub user_id: i64,
     pub kind: Kind,
-    pub direction: &'static str,
+    pub direction: Direction,
     pub currency: &'a str,
     pub amount: Amount,
     pub counterparty: Option<i64>,
@@ -184,7 +215,7 @@ pub fn insert_entry(tx: &WriteTx<'_>, new: &NewEntry<'_>) -> Result<i64> {
     .execute(params![
         new.movement_id,
         new.user_id,
-        new.kind.as_str(),
+        new.kind,
         new.direction,
         new.currency,
         new.amount.minor(),
@@ -450,7 +481,7 @@ pub fn deposit(tx: &WriteTx<'_>, ext: &External<'_>) -> Result<Applied<Entry>> {
         });
     }
     credit_available(tx, ext.user_id, code, ext.amount.minor())?;
-    external_entry(tx, Kind::Deposit, "in", ext).map(Applied::New)
+    external_entry(tx, Kind::Deposit, Direction::In, ext).map(Applied::New)
 }
 
 /// Debits a user to outside; `insufficient_funds` when available is short.
@@ -463,13 +494,13 @@ pub fn withdraw(tx: &WriteTx<'_>, ext: &External<'_>) -> Result<Applied<Entry>> 
     debit_available(tx, ext.user_id, code, ext.amount.minor())?;
     tx.prepare_cached("UPDATE currency_totals SET withdrawn = withdrawn + ?2 WHERE currency = ?1")?
         .execute(params![code, ext.amount.minor()])?;
-    external_entry(tx, Kind::Withdrawal, "out", ext).map(Applied::New)
+    external_entry(tx, Kind::Withdrawal, Direction::Out, ext).map(Applied::New)
 }
 
 fn external_entry(
     tx: &WriteTx<'_>,
     kind: Kind,
-    direction: &'static str,
+    direction: Direction,
     ext: &External<'_>,
 ) -> Result<Entry> {
     let movement_id = ids::random_id()?;
@@ -646,7 +677,10 @@ fn first_unaffordable(
 
 fn record_transfer(tx: &WriteTx<'_>, from: i64, item: &TransferItem, now: i64) -> Result<Transfer> {
     let id = ids::random_id()?;
-    for (user_id, direction, counterparty) in [(from, "out", item.to), (item.to, "in", from)] {
+    for (user_id, direction, counterparty) in [
+        (from, Direction::Out, item.to),
+        (item.to, Direction::In, from),
+    ] {
         insert_entry(
             tx,
             &NewEntry {

@@ -38,6 +38,16 @@ pub struct Reading {
     pub error_percent: f64,
 }
 
+/// A copy of the alert book's figures (`Monitor::alerts`).
+pub struct Alerts {
+    /// Rules above threshold at the last evaluation.
+    pub active: Vec<Alert>,
+    /// The last RECENT_ALERTS_MAX firings, newest first.
+    pub recent: Vec<Alert>,
+    /// Firings since start per rule (rules that never fired are absent).
+    pub firings: Vec<(&'static str, u64)>,
+}
+
 #[derive(Default)]
 pub struct AlertBook {
     /// Rules above threshold at the last evaluation, with their last firing.

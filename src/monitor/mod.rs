@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
-use alerts::{AlertBook, Reading, Thresholds};
+use alerts::{AlertBook, Alerts, Reading, Thresholds};
 use requests::{RequestMetrics, RouteSnapshot};
 use system::{SystemSampler, SystemSnapshot};
 
@@ -168,15 +168,13 @@ impl Monitor {
         lock(&self.system).clone()
     }
 
-    pub fn alerts(
-        &self,
-    ) -> (
-        Vec<alerts::Alert>,
-        Vec<alerts::Alert>,
-        Vec<(&'static str, u64)>,
-    ) {
+    pub fn alerts(&self) -> Alerts {
         let book = lock(&self.alerts);
-        (book.active(), book.recent(), book.firings.clone())
+        Alerts {
+            active: book.active(),
+            recent: book.recent(),
+            firings: book.firings.clone(),
+        }
     }
 
     /// Request figures over the last MONITORING_INTERVAL (capped at

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::config::Currencies;
 use crate::error::{Error, Result};
-use crate::escrow::{self, NewEscrow, Owner, Split};
+use crate::escrow::{self, EscrowState, NewEscrow, Owner, Split};
 use crate::ids;
 use crate::ledger::money::{self, Amount, format_minor};
 use crate::listings::{self, ListingState};
@@ -695,10 +695,24 @@ fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: 
         (OrderState::Disputed, Input::Dispute { reason }) => {
             tx.prepare_cached("UPDATE orders SET dispute_reason = ?2 WHERE id = ?1")?
                 .execute(params![order.id, reason])?;
-            escrow::transition(tx, order.escrow, owner, "held", "disputed", now)?;
+            escrow::transition(
+                tx,
+                order.escrow,
+                owner,
+                EscrowState::Held,
+                EscrowState::Disputed,
+                now,
+            )?;
         }
         (OrderState::Cancelled, _) => {
-            let escrow = escrow::transition(tx, order.escrow, owner, "held", "refunded", now)?;
+            let escrow = escrow::transition(
+                tx,
+                order.escrow,
+                owner,
+                EscrowState::Held,
+                EscrowState::Refunded,
+                now,
+            )?;
             escrow::close(tx, &escrow, escrow::to_buyer(&escrow), now)?;
             if from == OrderState::Paid {
                 tx.prepare_cached("UPDATE listings SET quantity = quantity + ?2 WHERE id = ?1")?
@@ -707,7 +721,14 @@ fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: 
             }
         }
         (OrderState::Completed, _) => {
-            let escrow = escrow::transition(tx, order.escrow, owner, "held", "released", now)?;
+            let escrow = escrow::transition(
+                tx,
+                order.escrow,
+                owner,
+                EscrowState::Held,
+                EscrowState::Released,
+                now,
+            )?;
             let split = Split {
                 to_seller: order.amount - order.fee,
                 fee: order.fee,

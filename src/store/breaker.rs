@@ -22,6 +22,16 @@ pub enum State {
     HalfOpen,
 }
 
+/// Serialized as `as_str`'s text (the store figures' `circuit.state`).
+impl serde::Serialize for State {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl State {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,7 +88,7 @@ pub enum Admission {
 /// A snapshot for `/readyz`, metrics and the dashboard.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
-    pub state: &'static str,
+    pub state: State,
     pub reason: String,
     pub consecutive_write_failures: u32,
     pub consecutive_read_failures: u32,
@@ -200,7 +210,7 @@ impl Breaker {
         let inner = self.lock();
         let now = Instant::now();
         Status {
-            state: inner.state.as_str(),
+            state: inner.state,
             reason: inner.reason.clone(),
             consecutive_write_failures: inner.write_failures,
             consecutive_read_failures: inner.read_failures,

@@ -76,13 +76,22 @@ impl Readers {
     }
 
     /// Connections handed out right now, and the pool size.
-    pub fn in_use(&self) -> (u32, u32) {
+    pub fn in_use(&self) -> InUse {
         let state = self.pool.state();
-        (
-            state.connections - state.idle_connections,
-            self.pool.max_size(),
-        )
+        InUse {
+            in_use: state.connections - state.idle_connections,
+            size: self.pool.max_size(),
+        }
     }
+}
+
+/// The reader pool's occupancy (`Readers::in_use`).
+#[derive(Debug, Clone, Copy)]
+pub struct InUse {
+    /// Connections handed out right now.
+    pub in_use: u32,
+    /// The pool's size: the most that can be handed out.
+    pub size: u32,
 }
 
 fn past_deadline() -> bool {
