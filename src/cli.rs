@@ -196,7 +196,7 @@ fn serve(config: Config) -> Result<ExitCode, Error> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Registered before the server starts so no early signal is lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|e| Error::internal(format!("cannot install signal handlers: {e}")))?;
+        .map_err(|e| Error::internal_from("cannot install signal handlers", e))?;
     config.check().map_err(Error::Setup)?;
     let running = crate::app::start(config)?;
     log::info!("listening on {}://{}", running.scheme(), running.addr);

@@ -45,13 +45,25 @@ pub enum Error {
     RateLimited {
         retry_after_s: u64,
     },
-    /// The service cannot take this now: full queue, timeout, disk full (503).
+    /// The service cannot take this now: a full queue, the writer stopped,
+    /// the circuit breaker open (503).
     Unavailable {
         reason: String,
         retry_after_s: u64,
     },
-    /// A bug or an unexpected failure: logged in full, opaque to the client.
-    Internal(String),
+    /// The store failed in a way that means "not now": a query timeout, disk
+    /// full, busy, an I/O error (503 `unavailable` like `Unavailable`, retry
+    /// after 1 s). The only errors the circuit breaker counts as the store's.
+    Store {
+        reason: &'static str,
+        source: rusqlite::Error,
+    },
+    /// A bug or an unexpected failure: logged in full (with its cause, when
+    /// there is one), opaque to the client.
+    Internal {
+        message: String,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The operator's setup stops a start (a setting, a database file held
     /// by another server); never raised by a request.
     Setup(String),
@@ -63,6 +75,10 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The `Retry-After` of a `Store` error, seconds: these faults (a busy
+/// database, a query past its timeout) usually pass within a second.
+pub const STORE_RETRY_AFTER_S: u64 = 1;
 
 impl Error {
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Error {
@@ -88,8 +104,39 @@ impl Error {
     }
 
     pub fn internal(cause: impl fmt::Display) -> Error {
-        Error::Internal(cause.to_string())
+        Error::Internal {
+            message: cause.to_string(),
+            source: None,
+        }
     }
+
+    /// An internal error while doing `what`, caused by `source`.
+    pub fn internal_from(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Internal {
+            message: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// An error and its causes, `: `-separated, for a log line. A cause whose
+/// text the line already holds (some errors print their source in their own
+/// message, as `Internal` does) is not repeated.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line
 }
 
 impl fmt::Display for Error {
@@ -111,34 +158,49 @@ impl fmt::Display for Error {
             Error::LockedOut { retry_after_s } => write!(f, "locked out for {retry_after_s} s"),
             Error::RateLimited { retry_after_s } => write!(f, "rate limited for {retry_after_s} s"),
             Error::Unavailable { reason, .. } => write!(f, "unavailable: {reason}"),
-            Error::Internal(cause) => write!(f, "internal: {cause}"),
+            Error::Store { reason, .. } => write!(f, "unavailable: {reason}"),
+            // With its causes: every log line that shows it shows them.
+            Error::Internal {
+                message,
+                source: None,
+            } => write!(f, "internal: {message}"),
+            Error::Internal {
+                message,
+                source: Some(source),
+            } => write!(f, "internal: {message}: {}", chain(source.as_ref())),
             Error::Setup(message) => f.write_str(message),
             Error::AtIndex { index, error } => write!(f, "item {index}: {error}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Store { source, .. } => Some(source),
+            Error::Internal {
+                source: Some(source),
+                ..
+            } => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+}
 
-/// Database failures: the ones that mean "not now" become `Unavailable`,
-/// the rest are bugs and become `Internal`.
+/// Database failures: the ones that mean "not now" become `Store` (503),
+/// the rest are bugs and become `Internal`; both keep the rusqlite error.
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Error {
         use rusqlite::ErrorCode;
-        match e.sqlite_error_code() {
-            Some(ErrorCode::OperationInterrupted) => Error::unavailable("database query timed out"),
-            Some(ErrorCode::DiskFull) => Error::unavailable("database disk is full"),
-            Some(ErrorCode::OperationAborted) => {
-                Error::unavailable("database write transaction was rolled back")
-            }
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                Error::unavailable("database is busy")
-            }
-            Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => {
-                Error::unavailable("database i/o error")
-            }
-            _ => Error::internal(format!("database: {e}")),
-        }
+        let reason = match e.sqlite_error_code() {
+            Some(ErrorCode::OperationInterrupted) => "database query timed out",
+            Some(ErrorCode::DiskFull) => "database disk is full",
+            Some(ErrorCode::OperationAborted) => "database write transaction was rolled back",
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "database is busy",
+            Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => "database i/o error",
+            _ => return Error::internal_from("database", e),
+        };
+        Error::Store { reason, source: e }
     }
 }
 
@@ -146,5 +208,39 @@ impl From<r2d2::Error> for Error {
     fn from(e: r2d2::Error) -> Error {
         log::warn!("no database reader free: {e}");
         Error::unavailable("no database connection free")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_shows_its_cause_once_and_keeps_it_as_its_source() {
+        let cause = rusqlite::Error::InvalidColumnName("nope".into());
+        let e = Error::from(cause);
+        assert!(
+            matches!(
+                e,
+                Error::Internal {
+                    source: Some(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let shown = e.to_string();
+        assert!(shown.starts_with("internal: database: "), "{shown}");
+        assert_eq!(shown.matches("nope").count(), 1, "{shown}");
+        assert_eq!(chain(&e), shown);
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn a_store_fault_reads_as_before_with_its_cause_as_source() {
+        let full = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL);
+        let e = Error::from(rusqlite::Error::SqliteFailure(full, None));
+        assert_eq!(e.to_string(), "unavailable: database disk is full");
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

@@ -5,8 +5,7 @@ use crate::error::{Error, Result};
 /// A random id in 1..=i64::MAX: not sequential, reveals nothing (docs/api.md).
 pub fn random_id() -> Result<i64> {
     loop {
-        let raw =
-            getrandom::u64().map_err(|e| Error::internal(format!("os random source: {e}")))?;
+        let raw = getrandom::u64().map_err(|e| Error::internal_from("os random source", e))?;
         let id = (raw >> 1) as i64;
         if id != 0 {
             return Ok(id);
@@ -17,7 +16,7 @@ pub fn random_id() -> Result<i64> {
 /// `N` random bytes.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("os random source: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| Error::internal_from("os random source", e))?;
     Ok(bytes)
 }
 

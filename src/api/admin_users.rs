@@ -37,7 +37,7 @@ pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
         .readers
         .read(|conn| ledger::balances(conn, user.id, currencies))?;
     let mut view = serde_json::to_value(user.private())
-        .map_err(|e| Error::Internal(format!("rendering a user: {e}")))?;
+        .map_err(|e| Error::internal_from("rendering a user", e))?;
     if let Some(map) = view.as_object_mut() {
         map.insert("locked_until".into(), json!(locked_until));
     }

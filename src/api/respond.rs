@@ -4,13 +4,13 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::error::Error;
+use crate::error::{Error, STORE_RETRY_AFTER_S, chain};
 use crate::http::Response;
 
 pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => Response::json_bytes(status, bytes),
-        Err(e) => error(Error::internal(format!("serializing a response: {e}"))),
+        Err(e) => error(Error::internal_from("serializing a response", e)),
     }
 }
 
@@ -69,7 +69,14 @@ pub fn error(e: Error) -> Response {
     };
     let (status, code) = status_and_code(&e);
     let message = match &e {
-        Error::Internal(cause) | Error::Setup(cause) => {
+        Error::Internal { .. } => {
+            // Logged here only, once, with its whole cause chain.
+            let line = chain(&e);
+            let causes = line.strip_prefix("internal: ").unwrap_or(&line);
+            log::error!("internal error: {causes}");
+            "internal error".to_owned()
+        }
+        Error::Setup(cause) => {
             log::error!("internal error: {cause}");
             "internal error".to_owned()
         }
@@ -92,6 +99,7 @@ pub fn error(e: Error) -> Response {
         | Error::Unavailable { retry_after_s, .. } => {
             response.with_header("retry-after", retry_after_s.to_string())
         }
+        Error::Store { .. } => response.with_header("retry-after", STORE_RETRY_AFTER_S.to_string()),
         _ => response,
     }
 }
@@ -119,8 +127,8 @@ fn status_and_code(e: &Error) -> (u16, &'static str) {
         Error::IdempotencyMismatch => (422, "idempotency_mismatch"),
         Error::LockedOut { .. } => (429, "locked_out"),
         Error::RateLimited { .. } => (429, "rate_limited"),
-        Error::Unavailable { .. } => (503, "unavailable"),
-        Error::Internal(_) | Error::Setup(_) => (500, "internal"),
+        Error::Unavailable { .. } | Error::Store { .. } => (503, "unavailable"),
+        Error::Internal { .. } | Error::Setup(_) => (500, "internal"),
         Error::AtIndex { error, .. } => status_and_code(error),
     }
 }

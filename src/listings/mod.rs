@@ -156,7 +156,7 @@ impl Shown {
     /// `listing` rendered.
     pub fn of(listing: &Listing, currencies: &Currencies) -> Result<Shown> {
         let view = serde_json::value::to_raw_value(&listing.view(currencies))
-            .map_err(|e| Error::internal(format!("serializing a listing: {e}")))?;
+            .map_err(|e| Error::internal_from("serializing a listing", e))?;
         Ok(Shown {
             id: listing.id,
             seller: listing.seller,
@@ -308,7 +308,7 @@ impl Tags {
 
     /// As stored in `listings.tags`: a JSON array of strings.
     fn to_json(&self) -> Result<String> {
-        serde_json::to_string(&self.0).map_err(|e| Error::internal(format!("encoding tags: {e}")))
+        serde_json::to_string(&self.0).map_err(|e| Error::internal_from("encoding tags", e))
     }
 }
 

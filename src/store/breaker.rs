@@ -234,14 +234,24 @@ fn open_error(inner: &Inner, now: Instant) -> Error {
     }
 }
 
-/// Whether an error is the store's fault (counts toward opening).
+/// Whether an error is the store's fault (counts toward opening): only
+/// `Error::Store`, never another 503 (a full queue, the breaker itself).
 pub fn is_store_fault(error: &Error) -> bool {
-    matches!(error, Error::Unavailable { .. })
+    matches!(error, Error::Store { .. })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_store_errors_count_as_store_faults() {
+        let busy = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY);
+        let busy = Error::from(rusqlite::Error::SqliteFailure(busy, None));
+        assert!(is_store_fault(&busy), "{busy:?}");
+        assert!(!is_store_fault(&Error::unavailable("write queue is full")));
+        assert!(!is_store_fault(&Error::internal("a bug")));
+    }
 
     #[test]
     fn opens_after_the_threshold_fails_fast_half_opens_and_closes_on_success() {

@@ -837,7 +837,7 @@ mod tests {
     fn a_panicking_job_fails_alone_and_the_writer_goes_on() {
         let (_dir, writer) = temp_writer();
         let r: Result<()> = writer.write(|_tx| panic!("boom"));
-        assert!(matches!(r, Err(Error::Internal(_))));
+        assert!(matches!(r, Err(Error::Internal { .. })));
         writer
             .write(|tx| Ok(tx.execute("INSERT INTO t (id, v) VALUES (1, 1)", [])?))
             .unwrap();
