@@ -18,6 +18,7 @@ use log::kv::{self, Key, Source, Value, VisitSource, VisitValue};
 use crate::config::LogFormat;
 use crate::http::Method;
 use crate::limits::{LOG_BUFFER_BYTES_MAX, LOG_GATHER_MS, SERVICE_STACK_BYTES};
+use crate::util::LockUnpoisoned;
 
 /// The target of the access log's lines: `RUST_LOG=souk::access=off`
 /// silences them alone.
@@ -85,7 +86,7 @@ impl Batch {
 
     fn lock_pending(&self) -> MutexGuard<'_, Vec<u8>> {
         // Only byte copies run under it: a poisoned buffer is still bytes.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        self.pending.lock_unpoisoned()
     }
 
     fn run(&self) {
@@ -105,7 +106,7 @@ impl Batch {
             std::thread::sleep(Duration::from_millis(LOG_GATHER_MS));
             let mut pending = self.lock_pending();
             std::mem::swap(&mut *pending, &mut out);
-            let writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+            let writing = self.writing.lock_unpoisoned();
             drop(pending);
             // Nowhere to report a failed write to stderr.
             let _ = io::stderr().write_all(&out);
@@ -119,7 +120,7 @@ impl Batch {
 
     /// Writes `pending` out on the calling thread.
     fn write_out(&self, pending: &mut Vec<u8>) {
-        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let _writing = self.writing.lock_unpoisoned();
         let _ = io::stderr().write_all(pending);
         pending.clear();
     }

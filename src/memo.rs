@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::util::LockUnpoisoned;
 
 pub struct Memo<T> {
     ttl: Duration,
@@ -21,14 +22,13 @@ impl<T: Clone> Memo<T> {
     /// The stored value while fresh, else `load`'s (stored when it succeeds).
     /// `load` runs without the lock held, so a slow load blocks no reader.
     pub fn get_or_load(&self, load: impl FnOnce() -> Result<T>) -> Result<T> {
-        if let Some((at, value)) = &*self.slot.lock().unwrap_or_else(|p| p.into_inner())
+        if let Some((at, value)) = &*self.slot.lock_unpoisoned()
             && at.elapsed() < self.ttl
         {
             return Ok(value.clone());
         }
         let value = load()?;
-        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), value.clone()));
+        *self.slot.lock_unpoisoned() = Some((Instant::now(), value.clone()));
         Ok(value)
     }
 }

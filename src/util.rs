@@ -1,5 +1,9 @@
 //! Small helpers that several modules share and no one module owns.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 /// `ToSql` and `FromSql` for an enum stored as its `as_str` text, for a type
 /// with `as_str(self) -> &'static str` and `ALL` (every value). Reading a
 /// text that names none of them fails the read (the schema's CHECK
@@ -31,3 +35,46 @@ macro_rules! stored_as_text {
 }
 
 pub(crate) use stored_as_text;
+
+/// `Mutex::lock` that takes the data even if a thread panicked while
+/// holding it. Every mutex of the process guards data that each holder
+/// leaves valid between its steps (maps, counters, byte buffers), and a
+/// request that panicked must not make every later request that needs the
+/// same lock panic too.
+pub trait LockUnpoisoned<T> {
+    fn lock_unpoisoned(&self) -> MutexGuard<'_, T>;
+}
+
+impl<T> LockUnpoisoned<T> for Mutex<T> {
+    fn lock_unpoisoned(&self) -> MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A directory for one test, unique in the process and removed on drop (the
+/// unit tests' and the API tests' alike; no extra crate). Test code only:
+/// `new` panics when the directory cannot be made.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "souk-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("creating a temporary directory");
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

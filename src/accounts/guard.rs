@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use crate::error::{Error, Result};
+use crate::util::LockUnpoisoned;
 
 /// Usernames with failures remembered at once; the least recently failed go first.
 pub const LOCKOUT_ENTRIES_MAX: usize = 100_000;
@@ -69,7 +70,7 @@ impl AddressLimit {
     /// Counts one attempt from `addr`; `RateLimited` past the limit.
     pub fn count(&self, addr: IpAddr) -> Result<()> {
         let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut windows = self.windows.lock_unpoisoned();
         let window = windows.get_or_insert_mut(addr, || Window {
             started: now,
             attempts: 0,
@@ -114,7 +115,7 @@ impl LoginGuard {
     /// guard's `failed` or `succeeded` (or its drop, counting neither).
     pub fn begin(self: &Arc<Self>, username: &str, client: IpAddr) -> Result<Attempt> {
         let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.failures.lock_unpoisoned();
         let entry = failures.get_or_insert_mut(username.to_owned(), || Failures {
             count: 0,
             pending: 0,
@@ -146,7 +147,7 @@ impl LoginGuard {
     /// Lifts a lockout of `username` and forgets its failures (`souk user
     /// unlock`); attempts still running keep their places.
     pub fn unlock(&self, username: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.failures.lock_unpoisoned();
         let Some(entry) = failures.get_mut(username) else {
             return;
         };
@@ -160,14 +161,14 @@ impl LoginGuard {
 
     /// How long `username` stays locked out, if it is.
     pub fn locked_for(&self, username: &str) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let failures = self.failures.lock_unpoisoned();
         let until = failures.peek(username)?.locked_until?;
         let left = until.saturating_duration_since(Instant::now());
         (!left.is_zero()).then_some(left)
     }
 
     fn end(&self, username: &str, client: IpAddr, outcome: Outcome) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.failures.lock_unpoisoned();
         let Some(entry) = failures.get_mut(username) else {
             return;
         };

@@ -106,17 +106,7 @@ pub fn balances(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
     let list = query::param(request, "user_ids")?
         .ok_or_else(|| Error::invalid_field("user_ids", "user_ids is required"))?;
-    let user_ids: Vec<i64> = list
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| ids::parse_id("user_ids", s))
-        .collect::<Result<_>>()?;
-    if user_ids.is_empty() || user_ids.len() > BALANCE_USERS_MAX {
-        return Err(Error::invalid_field(
-            "user_ids",
-            format!("user_ids takes 1-{BALANCE_USERS_MAX} ids"),
-        ));
-    }
+    let user_ids = query::id_list("user_ids", &list, BALANCE_USERS_MAX)?;
     let all = &app.config.currencies;
     let codes: Vec<String> = match query::param(request, "currencies")? {
         None => all.0.iter().map(|c| c.code.clone()).collect(),

@@ -28,6 +28,23 @@ pub fn after_id(request: &Request) -> Result<Option<i64>> {
         .transpose()
 }
 
+/// A comma-separated list of 1..=`max` ids in parameter `field` (empty
+/// items skipped): every item is checked first, then the count.
+pub fn id_list(field: &str, list: &str, max: usize) -> Result<Vec<i64>> {
+    let ids: Vec<i64> = list
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| crate::ids::parse_id(field, s))
+        .collect::<Result<_>>()?;
+    if ids.is_empty() || ids.len() > max {
+        return Err(Error::invalid_field(
+            field,
+            format!("{field} takes 1-{max} ids"),
+        ));
+    }
+    Ok(ids)
+}
+
 /// `?limit=`: 1..=100 in plain digits, default 20.
 pub fn limit(request: &Request) -> Result<usize> {
     match param(request, "limit")? {

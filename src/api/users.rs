@@ -227,17 +227,7 @@ pub fn list(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 }
 
 fn by_ids(app: &App, list: &str) -> Result<Reply> {
-    let ids: Vec<i64> = list
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| ids::parse_id("ids", s))
-        .collect::<Result<_>>()?;
-    if ids.is_empty() || ids.len() > BULK_IDS_MAX {
-        return Err(Error::invalid_field(
-            "ids",
-            format!("ids takes 1-{BULK_IDS_MAX} ids"),
-        ));
-    }
+    let ids = query::id_list("ids", list, BULK_IDS_MAX)?;
     let found = app.store.readers.read(|conn| users::by_ids(conn, &ids))?;
     let users: Vec<_> = found.iter().map(|u| u.public()).collect();
     Ok(Reply::Now(respond::json(200, &json!({"users": users}))))

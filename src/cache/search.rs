@@ -12,6 +12,7 @@
 //! write there is, and would empty the cache for every one): a search can
 //! miss a listing created less than `SEARCH_TTL` ago.
 
+use crate::util::LockUnpoisoned;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -84,20 +85,16 @@ impl SearchCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Take before reading a page that will be inserted.
     pub fn generation(&self) -> u64 {
-        self.lock().generation
+        self.inner.lock_unpoisoned().generation
     }
 
     /// The page for `key` and the generation it was stored under, if it is
     /// younger than the TTL and no searchable edit came since; counts a
     /// hit or a miss.
     pub fn get(&self, key: &str) -> Option<(Page, u64)> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         let generation = inner.generation;
         let found = match inner.map.get(key) {
             None => None,
@@ -127,7 +124,7 @@ impl SearchCache {
         if bytes > SEARCH_BYTES_MAX {
             return;
         }
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         if inner.generation != generation {
             return;
         }
@@ -157,17 +154,17 @@ impl SearchCache {
     /// now will not store what they read. O(1): stale pages are dropped
     /// when next looked up, or pushed out.
     pub fn invalidate_all(&self) {
-        self.lock().generation += 1;
+        self.inner.lock_unpoisoned().generation += 1;
     }
 
     pub fn stats(&self) -> CacheStats {
-        let size = self.lock().map.len();
+        let size = self.inner.lock_unpoisoned().map.len();
         self.counters.stats(size, self.capacity)
     }
 
     #[cfg(test)]
     fn bytes(&self) -> usize {
-        self.lock().bytes
+        self.inner.lock_unpoisoned().bytes
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use crate::error::Result;
+use crate::util::LockUnpoisoned;
 
 struct Inner<K: Hash + Eq, V> {
     map: LruCache<K, (Instant, V)>,
@@ -94,13 +95,9 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The fresh value for `key`, counting a hit or a miss.
     pub fn get(&self, key: &K) -> Option<V> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         let found = match inner.map.get(key) {
             Some((stored_at, value)) if stored_at.elapsed() < self.ttl => Some(value.clone()),
             Some(_) => {
@@ -120,7 +117,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         if let Some(value) = self.get(key) {
             return Ok(value);
         }
-        let epoch = self.lock().epoch;
+        let epoch = self.inner.lock_unpoisoned().epoch;
         let value = load()?;
         self.insert_if_unchanged(key.clone(), value.clone(), epoch);
         Ok(value)
@@ -136,7 +133,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         if let Some(value) = self.get(key) {
             return Ok(Some(value));
         }
-        let epoch = self.lock().epoch;
+        let epoch = self.inner.lock_unpoisoned().epoch;
         let found = load()?;
         if let Some(value) = &found {
             self.insert_if_unchanged(key.clone(), value.clone(), epoch);
@@ -150,7 +147,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         if self.ttl.is_zero() {
             return;
         }
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         if inner.epoch != epoch {
             return;
         }
@@ -163,26 +160,26 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
 
     /// Take before reading what will be inserted.
     pub fn epoch(&self) -> u64 {
-        self.lock().epoch
+        self.inner.lock_unpoisoned().epoch
     }
 
     /// Forgets `key`; loads running now will not store what they read.
     pub fn invalidate(&self, key: &K) {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         inner.epoch += 1;
         inner.map.pop(key);
     }
 
     /// Forgets every entry; loads running now will not store what they read.
     pub fn clear(&self) {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         inner.epoch += 1;
         inner.map.clear();
     }
 
     /// Forgets every entry `doomed` picks (a scan: for rare writes only).
     pub fn invalidate_where(&self, doomed: impl Fn(&K, &V) -> bool) {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         inner.epoch += 1;
         let keys: Vec<K> = inner
             .map
@@ -196,7 +193,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     }
 
     pub fn stats(&self) -> CacheStats {
-        let size = self.lock().map.len();
+        let size = self.inner.lock_unpoisoned().map.len();
         self.counters.stats(size, self.capacity)
     }
 }

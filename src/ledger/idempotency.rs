@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::util::LockUnpoisoned;
 
 /// Longest key (docs/api.md).
 pub const KEY_CHARS_MAX: usize = 255;
@@ -131,7 +132,7 @@ impl InFlight {
     /// Marks (user, key) as running; 409 `idempotency_in_progress` if it is.
     pub fn begin(&self, user_id: i64, key: &str) -> Result<InFlightGuard> {
         let entry = (user_id, key.to_owned());
-        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.0.lock_unpoisoned();
         if !set.insert(entry.clone()) {
             return Err(Error::Conflict {
                 code: "idempotency_in_progress",
@@ -147,10 +148,6 @@ impl InFlight {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.set
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.entry);
+        self.set.0.lock_unpoisoned().remove(&self.entry);
     }
 }

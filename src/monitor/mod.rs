@@ -11,9 +11,10 @@ pub mod requests;
 pub mod system;
 pub mod traffic;
 
+use crate::util::LockUnpoisoned;
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -68,10 +69,6 @@ fn stamp(started: Instant) -> traffic::Stamp {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Monitor {
     pub fn new(
         routes: Vec<(String, String)>,
@@ -97,9 +94,9 @@ impl Monitor {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         let monitor = Arc::clone(self);
         let mut sampler = SystemSampler::new(db_path);
-        *lock(&monitor.system) = sampler.sample();
+        *monitor.system.lock_unpoisoned() = sampler.sample();
         let start = traffic::Totals::of(&monitor.requests.snapshot(), stamp(monitor.started));
-        lock(&monitor.traffic).push(start);
+        monitor.traffic.lock_unpoisoned().push(start);
         let thread = std::thread::Builder::new()
             .name("monitor".into())
             .stack_size(crate::limits::SERVICE_STACK_BYTES * 2)
@@ -123,11 +120,13 @@ impl Monitor {
 
     fn tick(&self, sampler: &mut SystemSampler) {
         let sample = sampler.sample();
-        *lock(&self.system) = sample;
+        *self.system.lock_unpoisoned() = sample;
         let routes = self.requests.snapshot();
-        lock(&self.traffic).push(traffic::Totals::of(&routes, stamp(self.started)));
+        self.traffic
+            .lock_unpoisoned()
+            .push(traffic::Totals::of(&routes, stamp(self.started)));
         let counts: Vec<u64> = routes.iter().map(RouteSnapshot::count).collect();
-        let mut totals = lock(&self.totals);
+        let mut totals = self.totals.lock_unpoisoned();
         if totals.len() > RATE_WINDOW_S {
             totals.pop_front();
         }
@@ -160,16 +159,18 @@ impl Monitor {
                 errors as f64 * 100.0 / count as f64
             },
         };
-        lock(&self.alerts).evaluate(&reading, &self.thresholds, Instant::now());
+        self.alerts
+            .lock_unpoisoned()
+            .evaluate(&reading, &self.thresholds, Instant::now());
         now
     }
 
     pub fn system(&self) -> SystemSnapshot {
-        lock(&self.system).clone()
+        self.system.lock_unpoisoned().clone()
     }
 
     pub fn alerts(&self) -> Alerts {
-        let book = lock(&self.alerts);
+        let book = self.alerts.lock_unpoisoned();
         Alerts {
             active: book.active(),
             recent: book.recent(),
@@ -182,7 +183,9 @@ impl Monitor {
     /// per-second series (`traffic::Ring::report`).
     pub fn traffic(&self, routes: &[RouteSnapshot]) -> serde_json::Value {
         let now = traffic::Totals::of(routes, stamp(self.started));
-        lock(&self.traffic).report(&now, self.interval.as_secs().max(1))
+        self.traffic
+            .lock_unpoisoned()
+            .report(&now, self.interval.as_secs().max(1))
     }
 
     pub fn uptime(&self) -> Duration {
@@ -192,7 +195,7 @@ impl Monitor {
     /// Requests per minute per route over the last minute (scaled up while
     /// the server has run less than a minute).
     pub fn requests_per_minute(&self, current: &[RouteSnapshot]) -> Vec<f64> {
-        let totals = lock(&self.totals);
+        let totals = self.totals.lock_unpoisoned();
         let Some(oldest) = totals.front() else {
             return vec![0.0; current.len()];
         };

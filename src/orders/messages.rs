@@ -16,6 +16,7 @@ use super::Order;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::store::WriteTx;
+use crate::util::LockUnpoisoned;
 
 /// Longest message body, in characters.
 pub const BODY_CHARS_MAX: usize = 4000;
@@ -162,7 +163,7 @@ impl SendLimit {
     /// that instant is removed (one of equal ones, which are the same slot),
     /// so concurrent sends by the same user keep theirs.
     pub fn release(&self, user: i64, at: Instant) {
-        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        let mut senders = self.senders.lock_unpoisoned();
         if let Some(sent) = senders.peek_mut(&user)
             && let Some(i) = sent.iter().rposition(|&t| t == at)
         {
@@ -171,7 +172,7 @@ impl SendLimit {
     }
 
     fn count_at(&self, user: i64, now: Instant) -> Result<Instant> {
-        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        let mut senders = self.senders.lock_unpoisoned();
         let sent = senders.get_or_insert_mut(user, VecDeque::new);
         while sent
             .front()

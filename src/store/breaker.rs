@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::util::LockUnpoisoned;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -114,10 +115,6 @@ impl Breaker {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn state(&self) -> State {
         match self.state.load(Ordering::Relaxed) {
             0 => State::Closed,
@@ -141,7 +138,7 @@ impl Breaker {
 
     /// May a write run now? While open (or while a probe runs), no: 503.
     pub fn admit_write(&self) -> Result<Admission> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         let now = Instant::now();
         match inner.state {
             State::Closed => Ok(Admission::Normal),
@@ -163,7 +160,7 @@ impl Breaker {
 
     /// The store worked for this path.
     pub fn success(&self, path: Path) {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         match path {
             Path::Write => {
                 inner.write_failures = 0;
@@ -179,7 +176,7 @@ impl Breaker {
 
     /// The store failed for this path, not through the caller's fault.
     pub fn failure(&self, path: Path, reason: &str) {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock_unpoisoned();
         let count = match path {
             Path::Write => {
                 inner.write_failures = inner.write_failures.saturating_add(1);
@@ -203,11 +200,11 @@ impl Breaker {
     /// A probe that never reached the database (say the queue was full)
     /// leaves the breaker half-open for the next write to try.
     pub fn probe_abandoned(&self) {
-        self.lock().probing = false;
+        self.inner.lock_unpoisoned().probing = false;
     }
 
     pub fn status(&self) -> Status {
-        let inner = self.lock();
+        let inner = self.inner.lock_unpoisoned();
         let now = Instant::now();
         Status {
             state: inner.state,

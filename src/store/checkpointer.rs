@@ -81,12 +81,12 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use crate::store::{Store, StoreConfig, Touched};
+    use crate::util::TempDir;
 
     #[test]
     fn the_wal_reaches_the_database_file_without_the_writer_checkpointing() {
-        let dir = std::env::temp_dir().join(format!("souk-checkpoint-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("c.db");
+        let dir = TempDir::new();
+        let path = dir.path.join("c.db");
         let config = StoreConfig {
             path: path.clone(),
             readers: 1,
@@ -119,7 +119,6 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         };
         store.shutdown();
-        let _ = std::fs::remove_dir_all(&dir);
         assert!(
             grown >= before + 2_000_000,
             "the database file stayed at {grown} bytes (from {before})"

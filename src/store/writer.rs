@@ -552,10 +552,11 @@ fn clone_error(e: &rusqlite::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::TempDir;
     use std::sync::atomic::AtomicUsize;
 
-    fn temp_writer() -> (tempdir::Dir, Writer) {
-        let dir = tempdir::Dir::new();
+    fn temp_writer() -> (TempDir, Writer) {
+        let dir = TempDir::new();
         let path = dir.path.join("w.db");
         let mut conn = super::super::pragmas::open_writer(&path).unwrap();
         super::super::migrate(&mut conn).unwrap();
@@ -594,31 +595,6 @@ mod tests {
     impl Gate {
         fn open(self) {
             let _ = self.0.send(());
-        }
-    }
-
-    /// A throwaway directory removed on drop (no extra crate for tests).
-    mod tempdir {
-        pub struct Dir {
-            pub path: std::path::PathBuf,
-        }
-        impl Dir {
-            pub fn new() -> Dir {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let path = std::env::temp_dir().join(format!(
-                    "souk-writer-{}-{}",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::create_dir_all(&path).unwrap();
-                Dir { path }
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.path);
-            }
         }
     }
 

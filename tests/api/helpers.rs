@@ -5,8 +5,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -16,37 +14,13 @@ use souk::api::{self, Params, respond};
 use souk::app::{App, Running};
 use souk::config::Config;
 use souk::http::{Method, Reply, Request};
+pub use souk::util::TempDir;
 
 /// The longest a client waits for any one answer from the server.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a graceful shutdown may take in a test: well under the
 /// server's 30 s grace period, so waiting for it is a failure.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A directory removed on drop, unique per test (no extra crate).
-pub struct TempDir {
-    pub path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "souk-api-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("creating a temporary directory");
-        TempDir { path }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
 
 /// A server serving `api::routes()` plus the test routes, on its own database.
 pub struct TestApp {
