@@ -4,12 +4,19 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// `ToSql` and `FromSql` for an enum stored as its `as_str` text, for a type
-/// with `as_str(self) -> &'static str` and `ALL` (every value). Reading a
-/// text that names none of them fails the read (the schema's CHECK
-/// constraints keep stored values to the names).
+/// For an enum stored as its `as_str` text (a type with `as_str(self) ->
+/// &'static str` and `ALL`, every value): `named`, the value a text names,
+/// and `ToSql`/`FromSql`. Reading a text that names none of them fails the
+/// read (the schema's CHECK constraints keep stored values to the names).
 macro_rules! stored_as_text {
     ($type:ty, $what:literal) => {
+        impl $type {
+            /// The value whose `as_str` is `text`.
+            pub fn named(text: &str) -> Option<$type> {
+                <$type>::ALL.into_iter().find(|v| v.as_str() == text)
+            }
+        }
+
         impl rusqlite::types::ToSql for $type {
             fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
                 Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
@@ -21,14 +28,11 @@ macro_rules! stored_as_text {
                 value: rusqlite::types::ValueRef<'_>,
             ) -> rusqlite::types::FromSqlResult<$type> {
                 let text = value.as_str()?;
-                <$type>::ALL
-                    .into_iter()
-                    .find(|v| v.as_str() == text)
-                    .ok_or_else(|| {
-                        rusqlite::types::FromSqlError::Other(
-                            format!(concat!($what, " `{}`"), text).into(),
-                        )
-                    })
+                <$type>::named(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!(concat!($what, " `{}`"), text).into(),
+                    )
+                })
             }
         }
     };

@@ -57,10 +57,6 @@ impl EscrowState {
         )
     }
 
-    fn named(text: &str) -> Option<EscrowState> {
-        EscrowState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
     /// As a client sends it (a `state` filter).
     pub fn parse(field: &str, text: &str) -> Result<EscrowState> {
         EscrowState::named(text).ok_or_else(|| {

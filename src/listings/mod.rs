@@ -56,28 +56,15 @@ impl ListingState {
         }
     }
 
-    fn named(text: &str) -> Option<ListingState> {
-        ListingState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
     /// As a client sends it (`state` of a PATCH or a filter).
     pub fn parse(field: &str, text: &str) -> Result<ListingState> {
         ListingState::named(text).ok_or_else(|| {
             Error::invalid_field(field, format!("{field} must be active, paused or closed"))
         })
     }
-
-    /// As stored; the schema's CHECK allows nothing else.
-    fn from_db(text: &str) -> rusqlite::Result<ListingState> {
-        ListingState::named(text).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                0,
-                rusqlite::types::Type::Text,
-                format!("listing state `{text}`").into(),
-            )
-        })
-    }
 }
+
+crate::util::stored_as_text!(ListingState, "listing state");
 
 #[derive(Debug, Clone)]
 pub struct Listing {
@@ -322,7 +309,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Listing> {
     let tags = serde_json::from_str(&tags).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
     })?;
-    let state: String = row.get(8)?;
     Ok(Listing {
         id: row.get(0)?,
         seller: row.get(1)?,
@@ -332,7 +318,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Listing> {
         price: row.get(5)?,
         quantity: row.get(6)?,
         tags,
-        state: ListingState::from_db(&state)?,
+        state: row.get(8)?,
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
     })

@@ -64,10 +64,6 @@ impl OrderState {
         }
     }
 
-    fn named(text: &str) -> Option<OrderState> {
-        OrderState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
     /// As a client sends it (a `state` filter).
     pub fn parse(field: &str, text: &str) -> Result<OrderState> {
         OrderState::named(text).ok_or_else(|| {
@@ -79,18 +75,9 @@ impl OrderState {
             )
         })
     }
-
-    /// As stored; the schema's CHECK allows nothing else.
-    fn from_db(text: &str) -> rusqlite::Result<OrderState> {
-        OrderState::named(text).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                0,
-                rusqlite::types::Type::Text,
-                format!("order state `{text}`").into(),
-            )
-        })
-    }
 }
+
+crate::util::stored_as_text!(OrderState, "order state");
 
 /// What moves an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +276,6 @@ const COLUMNS: &str = "id, listing, title, buyer, seller, currency, unit_price, 
                        updated_at, ship_by, confirm_by, seq";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
-    let state: String = row.get(11)?;
     Ok(Order {
         id: row.get(0)?,
         listing: row.get(1)?,
@@ -302,7 +288,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
         amount: row.get(8)?,
         fee_bps: row.get(9)?,
         fee: row.get(10)?,
-        state: OrderState::from_db(&state)?,
+        state: row.get(11)?,
         memo: row.get(12)?,
         tracking: row.get(13)?,
         dispute_reason: row.get(14)?,
