@@ -272,9 +272,13 @@ impl Browser {
         )) == json!(true)
     }
 
+    /// Types `value` into a field as a person would: the page sees an
+    /// `input` event.
     fn fill(&mut self, selector: &str, value: &str) {
         self.eval(&format!(
-            "document.querySelector({selector:?}).value = {value:?}"
+            "(() => {{ const field = document.querySelector({selector:?}); \
+             field.value = {value:?}; \
+             field.dispatchEvent(new Event('input', {{ bubbles: true }})); }})()"
         ));
     }
 
@@ -721,6 +725,11 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         &format!("document.querySelector('{card} .message').textContent.includes('add up')"),
     );
     b.fill(&format!("{card} .to-buyer"), "0.04");
+    // Editing a part clears the refusal about the old parts.
+    b.wait_for(
+        "the refusal cleared",
+        &format!("document.querySelector('{card} .message').textContent === ''"),
+    );
     b.screenshot("5-dispute");
     b.submit(&format!("{card} form"));
     b.wait_for(
