@@ -121,8 +121,10 @@ impl App {
     {
         let writer = self.store.writer.clone();
         Reply::Later(Box::new(move |responder| {
+            // The writer thread only hands the result over: the worker
+            // that writes the answer renders it.
             writer.submit_weighted(weight, work, move |result| {
-                responder.send(match result {
+                responder.send_with(move || match result {
                     Ok(value) => render(value),
                     Err(e) => respond::error(e),
                 });

@@ -38,12 +38,12 @@ pub fn post(app: &App, request: &Request, params: &Params) -> Result<Reply> {
         writer.submit(
             move |tx| messages::post(tx, order_id, author, &text, now),
             move |result| {
-                responder.send(match result {
+                if result.is_err() {
+                    limit.release(author, counted);
+                }
+                responder.send_with(move || match result {
                     Ok(message) => respond::json(201, &json!({"message": message.view()})),
-                    Err(e) => {
-                        limit.release(author, counted);
-                        respond::error(e)
-                    }
+                    Err(e) => respond::error(e),
                 });
             },
         );

@@ -71,7 +71,7 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
                         .map(|expires_at| (user.clone(), expires_at))
                 },
                 move |result| {
-                    responder.send(match result {
+                    responder.send_with(move || match result {
                         Ok((mut user, expires_at)) => {
                             user.last_login_at = Some(now);
                             respond::json(

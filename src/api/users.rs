@@ -66,7 +66,7 @@ pub fn register(app: &App, request: &Request, _: &Params) -> Result<Reply> {
                     )
                 },
                 move |result| {
-                    responder.send(match result {
+                    responder.send_with(move || match result {
                         Ok(user) => respond::json(201, &json!({"user": user.private()})),
                         Err(e) => respond::error(e),
                     })
@@ -179,7 +179,7 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
                     users::update(tx, user_id, &changes)
                 };
                 writer.submit(work, move |result| {
-                    responder.send(match result {
+                    responder.send_with(move || match result {
                         Ok(user) => respond::json(200, &json!({"user": user.private()})),
                         Err(e) => respond::error(e),
                     })

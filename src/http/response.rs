@@ -113,39 +113,68 @@ pub enum Reply {
     Later(Box<dyn FnOnce(Responder) + Send>),
 }
 
+/// A deferred answer on its way back: ready, or to be rendered by the
+/// worker that writes it, so that the thread that finished the work (the
+/// database writer) does not spend its time on JSON.
+pub enum Answer {
+    Ready(Response),
+    Render(Box<dyn FnOnce() -> Response + Send>),
+}
+
+impl Answer {
+    /// The response, rendering it if needed (on the calling thread).
+    pub fn into_response(self) -> Response {
+        match self {
+            Answer::Ready(response) => response,
+            Answer::Render(render) => render(),
+        }
+    }
+
+    /// The answer, passed through `change` once it is a response.
+    fn map(self, change: impl FnOnce(Response) -> Response + Send + 'static) -> Answer {
+        match self {
+            Answer::Ready(response) => Answer::Ready(change(response)),
+            Answer::Render(render) => Answer::Render(Box::new(move || change(render()))),
+        }
+    }
+}
+
 /// Carries one answer back to the connection that asked. Dropping it unsent
 /// answers 500, so a lost callback can never leave a client hanging.
 pub struct Responder {
-    pub(crate) deliver: Option<Box<dyn FnOnce(Response) + Send>>,
+    pub(crate) deliver: Option<Box<dyn FnOnce(Answer) + Send>>,
 }
 
 impl Responder {
     /// The same responder, marking its answer as coming from route `route`.
-    pub fn tagged(mut self, route: usize) -> Responder {
-        let deliver = self.deliver.take();
-        Responder {
-            deliver: deliver.map(|deliver| -> Box<dyn FnOnce(Response) + Send> {
-                Box::new(move |mut response: Response| {
-                    response.route = Some(route);
-                    deliver(response);
-                })
-            }),
-        }
+    pub fn tagged(self, route: usize) -> Responder {
+        self.map(move |mut response| {
+            response.route = Some(route);
+            response
+        })
     }
 
     /// The same responder, passing its answer through `change` first.
     pub fn map(mut self, change: impl FnOnce(Response) -> Response + Send + 'static) -> Responder {
         let deliver = self.deliver.take();
         Responder {
-            deliver: deliver.map(|deliver| -> Box<dyn FnOnce(Response) + Send> {
-                Box::new(move |response: Response| deliver(change(response)))
+            deliver: deliver.map(|deliver| -> Box<dyn FnOnce(Answer) + Send> {
+                Box::new(move |answer: Answer| deliver(answer.map(change)))
             }),
         }
     }
 
     pub fn send(mut self, response: Response) {
         if let Some(deliver) = self.deliver.take() {
-            deliver(response);
+            deliver(Answer::Ready(response));
+        }
+    }
+
+    /// Sends an answer that the worker writing it renders (a panic there
+    /// answers 500, as a handler's would).
+    pub fn send_with(mut self, render: impl FnOnce() -> Response + Send + 'static) {
+        if let Some(deliver) = self.deliver.take() {
+            deliver(Answer::Render(Box::new(render)));
         }
     }
 }
@@ -154,7 +183,11 @@ impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(deliver) = self.deliver.take() {
             log::error!("a deferred request was dropped without an answer");
-            deliver(Response::error(500, "internal", "internal error"));
+            deliver(Answer::Ready(Response::error(
+                500,
+                "internal",
+                "internal error",
+            )));
         }
     }
 }

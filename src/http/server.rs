@@ -17,7 +17,7 @@ use polling::{Event, Events, Poller};
 use super::conn::{Conn, Flushed, Framing, Step, with_request_id};
 use super::proxy::TrustedProxies;
 use super::request::{Method, Request, RequestId};
-use super::response::{Reply, Responder, Response};
+use super::response::{Answer, Reply, Responder, Response};
 use super::tls::Certificates;
 use crate::heartbeat::Heartbeat;
 use crate::limits::{
@@ -136,8 +136,9 @@ pub(crate) struct Shared {
 enum Work {
     /// A connection with data to read.
     Ready(Conn),
-    /// A deferred answer for a connection, with the framing of its request.
-    Resume(Conn, Framing, Response, Asked),
+    /// A deferred answer for a connection, with the framing of its request
+    /// (rendered here, on the worker, if it is not yet).
+    Resume(Conn, Framing, Answer, Asked),
     Stop,
 }
 
@@ -484,7 +485,16 @@ fn worker_loop(shared: &Arc<Shared>, work: &Receiver<Work>) {
     while let Ok(item) = work.recv() {
         match item {
             Work::Ready(conn) => serve(shared, conn),
-            Work::Resume(mut conn, framing, response, asked) => {
+            Work::Resume(mut conn, framing, answer, asked) => {
+                let rendered = catch_unwind(AssertUnwindSafe(|| answer.into_response()));
+                let response = rendered.unwrap_or_else(|panic| {
+                    log::error!(
+                        "rendering the answer to request {} panicked: {}",
+                        asked.request_id.as_str(),
+                        panic_message(&panic)
+                    );
+                    Response::error(500, "internal", "internal error")
+                });
                 let response = finished(shared, &asked, response);
                 conn.queue(&response, &framing);
                 serve(shared, conn);
@@ -522,8 +532,8 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                     Ok(Reply::Later(start)) => {
                         let asked = Asked::of(&request, &framing, started);
                         let work = shared.work.clone();
-                        let deliver = move |response: Response| {
-                            let _ = work.send(Work::Resume(conn, framing, response, asked));
+                        let deliver = move |answer: Answer| {
+                            let _ = work.send(Work::Resume(conn, framing, answer, asked));
                         };
                         start(Responder {
                             deliver: Some(Box::new(deliver)),

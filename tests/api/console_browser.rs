@@ -272,9 +272,13 @@ impl Browser {
         )) == json!(true)
     }
 
+    /// Types `value` into a field as a person would: the page sees an
+    /// `input` event.
     fn fill(&mut self, selector: &str, value: &str) {
         self.eval(&format!(
-            "document.querySelector({selector:?}).value = {value:?}"
+            "(() => {{ const field = document.querySelector({selector:?}); \
+             field.value = {value:?}; \
+             field.dispatchEvent(new Event('input', {{ bubbles: true }})); }})()"
         ));
     }
 
@@ -289,6 +293,27 @@ impl Browser {
     }
 
     /// A PNG of the page as it is, under target/console-screenshots/.
+    /// Fills the sign-in form and sends it.
+    fn sign_in(&mut self, username: &str, password: &str) {
+        self.fill("#signin-username", username);
+        self.fill("#signin-password", password);
+        self.submit("#signin-form");
+    }
+
+    /// Signs `username` (an admin) in, waits for the overview, and returns
+    /// the page's token.
+    fn sign_in_admin(&mut self, username: &str, what: &str) -> String {
+        self.sign_in(username, PASSWORD);
+        self.wait_for(
+            what,
+            "document.getElementById('t-total').textContent !== '–'",
+        );
+        self.eval("sessionStorage.getItem('souk.admin.token')")
+            .as_str()
+            .expect("a token in sessionStorage")
+            .to_owned()
+    }
+
     fn screenshot(&mut self, name: &str) {
         let shot = self.call(
             "Page.captureScreenshot",
@@ -511,9 +536,7 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
 
     // A wrong password is refused with the server's message, and the form
     // can be used again.
-    b.fill("#signin-username", "console_admin");
-    b.fill("#signin-password", "not the password");
-    b.submit("#signin-form");
+    b.sign_in("console_admin", "not the password");
     b.wait_for(
         "the wrong password's refusal",
         "document.getElementById('signin-message').textContent.includes('invalid_credentials')",
@@ -527,9 +550,7 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     b.screenshot("1b-wrong-password");
 
     // A non-admin is refused, and the session the page made is ended.
-    b.fill("#signin-username", "not_an_admin");
-    b.fill("#signin-password", PASSWORD);
-    b.submit("#signin-form");
+    b.sign_in("not_an_admin", PASSWORD);
     b.wait_for(
         "the refusal",
         "document.getElementById('signin-message').textContent.includes('not an administrator')",
@@ -549,9 +570,7 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "window.realFetch = window.fetch; window.fetch = (url, init) => \
          init && init.method === 'DELETE' ? Promise.reject(new TypeError('offline')) : window.realFetch(url, init)",
     );
-    b.fill("#signin-username", "not_an_admin");
-    b.fill("#signin-password", PASSWORD);
-    b.submit("#signin-form");
+    b.sign_in("not_an_admin", PASSWORD);
     let said = b.wait_for(
         "the failed ending",
         "document.getElementById('signin-message').textContent.includes('Ending the session failed') && document.getElementById('signin-message').textContent",
@@ -568,19 +587,8 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     );
 
     // The admin signs in.
-    b.fill("#signin-username", "console_admin");
-    b.fill("#signin-password", PASSWORD);
-    b.submit("#signin-form");
-    b.wait_for(
-        "the overview",
-        "document.getElementById('t-total').textContent !== '–'",
-    );
+    let token = b.sign_in_admin("console_admin", "the overview");
     assert!(b.visible("console") && !b.visible("signin"));
-    let token = b
-        .eval("sessionStorage.getItem('souk.admin.token')")
-        .as_str()
-        .expect("the token is in sessionStorage")
-        .to_owned();
 
     // The request counter moves under load.
     let before: u64 = b.text("t-total").parse().expect("a count");
@@ -721,6 +729,11 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         &format!("document.querySelector('{card} .message').textContent.includes('add up')"),
     );
     b.fill(&format!("{card} .to-buyer"), "0.04");
+    // Editing a part clears the refusal about the old parts.
+    b.wait_for(
+        "the refusal cleared",
+        &format!("document.querySelector('{card} .message').textContent === ''"),
+    );
     b.screenshot("5-dispute");
     b.submit(&format!("{card} form"));
     b.wait_for(
@@ -834,18 +847,7 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
 
     // A session that ends behind the page's back (here: a logout from
     // elsewhere) sends the page back to the form at its next call.
-    b.fill("#signin-username", "console_admin");
-    b.fill("#signin-password", PASSWORD);
-    b.submit("#signin-form");
-    b.wait_for(
-        "the overview again",
-        "document.getElementById('t-total').textContent !== '–'",
-    );
-    let token = b
-        .eval("sessionStorage.getItem('souk.admin.token')")
-        .as_str()
-        .expect("a new token")
-        .to_owned();
+    let token = b.sign_in_admin("console_admin", "the overview again");
     assert_eq!(
         status(&w, "DELETE", "/api/v1/sessions/current", &token),
         204
@@ -859,18 +861,7 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
 
     // An admin whose role is taken away is refused at the next call, and
     // the page ends the session.
-    b.fill("#signin-username", "console_admin");
-    b.fill("#signin-password", PASSWORD);
-    b.submit("#signin-form");
-    b.wait_for(
-        "the overview once more",
-        "document.getElementById('t-total').textContent !== '–'",
-    );
-    let token = b
-        .eval("sessionStorage.getItem('souk.admin.token')")
-        .as_str()
-        .expect("a new token")
-        .to_owned();
+    let token = b.sign_in_admin("console_admin", "the overview once more");
     let other = quick_user(&w.db, "other_admin", true);
     let demoted = w.patch(
         &format!("/api/v1/admin/users/{}", admin.id),

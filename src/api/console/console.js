@@ -831,6 +831,13 @@ function disputeCard(kind, item, messages) {
   const submit = el("button", { type: "submit", text: "Resolve" });
   const form = el("form", { class: "row resolve" },
     el("label", {}, "to seller", seller), el("label", {}, "to buyer", buyer), submit);
+  // A refusal is about the parts as they were: editing them clears it.
+  for (const part of [seller, buyer]) {
+    part.addEventListener("input", () => {
+      message.textContent = "";
+      message.className = "message";
+    });
+  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const places = placesOf(item.amount);
