@@ -85,7 +85,7 @@ impl Hasher {
                         task.run();
                     }
                 })
-                .map_err(Error::internal)?;
+                .map_err(|e| Error::internal_from("starting a hasher thread", e))?;
         }
         Ok(Hasher { queue })
     }

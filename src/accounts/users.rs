@@ -77,7 +77,7 @@ pub fn password_hash(conn: &Connection, id: i64) -> Result<Option<String>> {
 /// Users with these ids in the order asked, unknown ids left out: one query,
 /// the ids bound as one JSON array.
 pub fn by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<User>> {
-    let list = serde_json::to_string(ids).map_err(Error::internal)?;
+    let list = serde_json::to_string(ids).map_err(|e| Error::internal_from("encoding ids", e))?;
     let sql = format!(
         "SELECT {COLUMNS} FROM json_each(?1) AS asked JOIN users ON users.id = asked.value ORDER BY asked.key"
     );

@@ -637,7 +637,7 @@ fn require_recipients(tx: &WriteTx<'_>, from: i64, items: &[TransferItem]) -> Re
         return Err(to_self().at_index(index));
     }
     let ids: Vec<i64> = items.iter().map(|i| i.to).collect();
-    let list = serde_json::to_string(&ids).map_err(Error::internal)?;
+    let list = serde_json::to_string(&ids).map_err(|e| Error::internal_from("encoding ids", e))?;
     let mut stmt =
         tx.prepare_cached("SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?1))")?;
     let found: std::collections::HashSet<i64> = stmt
@@ -716,8 +716,10 @@ pub fn balances_of_users(
     user_ids: &[i64],
     codes: &[String],
 ) -> Result<BTreeMap<i64, Balances>> {
-    let ids = serde_json::to_string(user_ids).map_err(Error::internal)?;
-    let currencies = serde_json::to_string(codes).map_err(Error::internal)?;
+    let ids =
+        serde_json::to_string(user_ids).map_err(|e| Error::internal_from("encoding ids", e))?;
+    let currencies =
+        serde_json::to_string(codes).map_err(|e| Error::internal_from("encoding currencies", e))?;
     let mut stmt = conn.prepare_cached(
         "SELECT u.id, a.currency, a.available, a.held
          FROM users AS u

@@ -53,7 +53,7 @@ impl Checkpointer {
                     }
                 }
             })
-            .map_err(Error::internal)?;
+            .map_err(|e| Error::internal_from("starting the checkpoint thread", e))?;
         Ok(Checkpointer {
             stop,
             thread: Mutex::new(Some(thread)),

@@ -116,7 +116,10 @@ pub fn backup(source: &Path, target: &BackupTarget) -> Result<()> {
             let copy = staging.join("backup.db");
             let opened = create_private(&copy, &copy)
                 .and_then(|()| copy_to(&from, &copy))
-                .and_then(|()| std::fs::File::open(&copy).map_err(Error::internal));
+                .and_then(|()| {
+                    std::fs::File::open(&copy)
+                        .map_err(|e| Error::internal_from("opening the backup copy", e))
+                });
             // Unlinked as soon as it is open (or failed): nothing is left
             // behind, whatever happens to the stream.
             let _ = std::fs::remove_file(&copy);

@@ -226,7 +226,7 @@ impl Writer {
             .name("db-writer".into())
             .stack_size(SERVICE_STACK_BYTES * 4)
             .spawn(move || writer_loop(&conn, &jobs, &context))
-            .map_err(Error::internal)?;
+            .map_err(|e| Error::internal_from("starting the writer thread", e))?;
         Ok(Writer {
             queue,
             stats,
