@@ -9,7 +9,10 @@
 //! login guard's maps in `accounts::guard`, the hash queue in
 //! `accounts::passwords`, the timer thread's in `timers`, the operator
 //! follower's in `accounts::operator`, the monitor's in `monitor::alerts` and
-//! `monitor::traffic`, and `api::admin_ledger::BALANCE_USERS_MAX`.
+//! `monitor::traffic`, the breaker's thresholds in `store::writer`, the
+//! store's waits in `store::readers` and `store::pragmas`, the report size
+//! of `ledger::check`, `api::router::ROUTE_SEGMENTS_MAX`,
+//! `logs::ACCESS_LINE_CAPACITY_MAX` and `api::admin_ledger::BALANCE_USERS_MAX`.
 
 /// Longest request head (request line plus headers), bytes. 431 past it (docs/http.md).
 pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;

@@ -1,6 +1,8 @@
 //! The circuit breaker around the store. Consecutive failures that are not
-//! the caller's fault (disk full, I/O errors, a database that cannot be
-//! opened, query timeouts) open it after a threshold. While open, writes fail
+//! the caller's fault open it after a threshold: a read or a write job that
+//! failed with `Error::Store` (disk full, I/O errors, a database that cannot
+//! be opened, query timeouts, busy), a failed or slow commit, a write queue
+//! that stays full. Other errors, 503s included, do not count. While open, writes fail
 //! at once with 503 and `Retry-After` (nothing is attempted, so nothing is
 //! half-applied); reads are still tried. After the cool-down one write is let
 //! through as a probe (half-open): its success closes the breaker, its
