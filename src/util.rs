@@ -82,3 +82,34 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use crate::escrow::EscrowState;
+    use crate::ledger::{Direction, Kind};
+
+    #[test]
+    fn an_enum_stored_as_text_reads_back_as_itself_and_refuses_unknown_text() {
+        let conn = Connection::open_in_memory().unwrap();
+        let echo = |state: EscrowState| -> (String, EscrowState) {
+            conn.query_row("SELECT ?1, ?1", [state], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap()
+        };
+        for state in EscrowState::ALL {
+            assert_eq!(echo(state), (state.as_str().to_owned(), state));
+        }
+        for kind in Kind::ALL {
+            let back: Kind = conn
+                .query_row("SELECT ?1", [kind], |row| row.get(0))
+                .unwrap();
+            assert_eq!(back, kind);
+        }
+        let unknown = conn.query_row("SELECT 'sideways'", [], |row| row.get::<_, Direction>(0));
+        let message = unknown.unwrap_err().to_string();
+        assert!(message.contains("entry direction `sideways`"), "{message}");
+    }
+}
