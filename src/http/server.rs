@@ -182,35 +182,82 @@ impl Server {
             trusted_proxies: edge.trusted_proxies,
             tls: edge.tls,
         });
-        // SAFETY: the listener lives in the I/O thread, which deletes it from
-        // the poller before dropping it.
-        unsafe {
-            shared
-                .poller
-                .add(&listener, Event::readable(LISTENER_KEY))?
-        };
+        // A start that fails part way stops what it started: workers are
+        // told to stop and joined, and the listener is registered with the
+        // poller only by the I/O thread, so it is never dropped registered.
         let mut workers = Vec::with_capacity(shared.limits.workers);
         for index in 0..shared.limits.workers {
-            let shared = Arc::clone(&shared);
+            let shared_for_worker = Arc::clone(&shared);
             let rx = work_rx.clone();
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("worker-{index}"))
-                    .stack_size(WORKER_STACK_BYTES)
-                    .spawn(move || worker_loop(&shared, &rx))?,
-            );
+            let spawned = std::thread::Builder::new()
+                .name(format!("worker-{index}"))
+                .stack_size(WORKER_STACK_BYTES)
+                .spawn(move || worker_loop(&shared_for_worker, &rx));
+            match spawned {
+                Ok(worker) => workers.push(worker),
+                Err(e) => {
+                    stop_workers(&shared, workers);
+                    return Err(e);
+                }
+            }
         }
         let io_shared = Arc::clone(&shared);
-        let io_thread = std::thread::Builder::new()
+        let (registered_tx, registered_rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
             .name("http-io".into())
             .stack_size(SERVICE_STACK_BYTES)
-            .spawn(move || io_loop(&io_shared, listener))?;
+            .spawn(move || {
+                // SAFETY: the listener lives in this thread, which deletes it
+                // from the poller before dropping it (`io_loop`); when adding
+                // fails it was never registered.
+                let added = unsafe {
+                    io_shared
+                        .poller
+                        .add(&listener, Event::readable(LISTENER_KEY))
+                };
+                let ok = added.is_ok();
+                let _ = registered_tx.send(added);
+                if ok {
+                    io_loop(&io_shared, listener);
+                }
+            });
+        let registered = match spawned {
+            Ok(io_thread) => match registered_rx.recv() {
+                Ok(Ok(())) => Ok(io_thread),
+                Ok(Err(e)) => Err((Some(io_thread), e)),
+                Err(_) => Err((
+                    Some(io_thread),
+                    io::Error::other("the I/O thread ended at start"),
+                )),
+            },
+            Err(e) => Err((None, e)),
+        };
+        let io_thread = match registered {
+            Ok(io_thread) => io_thread,
+            Err((io_thread, e)) => {
+                if let Some(io_thread) = io_thread {
+                    let _ = io_thread.join();
+                }
+                stop_workers(&shared, workers);
+                return Err(e);
+            }
+        };
         Ok(ServerHandle {
             addr,
             shared,
             io_thread: Some(io_thread),
             workers,
         })
+    }
+}
+
+/// Stops and joins workers of a start that failed part way.
+fn stop_workers(shared: &Shared, workers: Vec<std::thread::JoinHandle<()>>) {
+    for _ in &workers {
+        let _ = shared.work.send(Work::Stop);
+    }
+    for worker in workers {
+        let _ = worker.join();
     }
 }
 
@@ -535,9 +582,17 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn) {
                         let deliver = move |answer: Answer| {
                             let _ = work.send(Work::Resume(conn, framing, answer, asked));
                         };
-                        start(Responder {
+                        let responder = Responder {
                             deliver: Some(Box::new(deliver)),
-                        });
+                        };
+                        // A panic here drops the responder, which answers
+                        // 500 through the worker pool; this worker goes on.
+                        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| start(responder))) {
+                            log::error!(
+                                "starting deferred work panicked: {}",
+                                panic_message(&panic)
+                            );
+                        }
                         return;
                     }
                     Err(panic) => {

@@ -105,6 +105,7 @@ impl Drop for TestApp {
 fn test_routes() -> api::Router {
     api::routes()
         .route(Method::Get, "/test/panic", panic_handler)
+        .route(Method::Get, "/test/panic-later", panic_later_handler)
         .route(Method::Post, "/test/echo", echo_handler)
         .route(Method::Get, "/test/seq/{n}", seq_handler)
         .route(Method::Get, "/test/gate/{key}", gate_handler)
@@ -141,6 +142,17 @@ fn quiet_deliberate_panics() {
 
 fn panic_handler(_app: &App, _request: &Request, _params: &Params) -> souk::error::Result<Reply> {
     std::panic::panic_any(DELIBERATE_PANIC);
+}
+
+/// Defers its answer, then panics while starting the deferred work.
+fn panic_later_handler(
+    _app: &App,
+    _request: &Request,
+    _params: &Params,
+) -> souk::error::Result<Reply> {
+    Ok(Reply::Later(Box::new(|_responder| {
+        std::panic::panic_any(DELIBERATE_PANIC)
+    })))
 }
 
 fn echo_handler(_app: &App, request: &Request, _params: &Params) -> souk::error::Result<Reply> {

@@ -697,6 +697,20 @@ fn a_panicking_handler_gets_500_and_a_close_and_the_server_goes_on() {
 }
 
 #[test]
+fn a_panic_while_starting_deferred_work_gets_500_and_no_worker_is_lost() {
+    let app = spawn_app();
+    // More panics than the test server's four workers: each would take its
+    // worker with it if the panic escaped.
+    for _ in 0..10 {
+        let mut client = app.connect();
+        client.send(get("/test/panic-later").as_bytes());
+        let response = client.read_response();
+        response.assert_error(500, "internal");
+    }
+    assert_healthy(&app);
+}
+
+#[test]
 fn an_unknown_path_gets_404_not_found() {
     let app = spawn_app();
     app.get("/nope").assert_error(404, "not_found");
