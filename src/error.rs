@@ -125,7 +125,7 @@ impl Error {
 /// An error and its causes, `: `-separated, for a log line. A cause whose
 /// text the line already holds (some errors print their source in their own
 /// message, as `Internal` does) is not repeated.
-pub fn chain(error: &dyn std::error::Error) -> String {
+fn chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {

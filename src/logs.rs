@@ -118,18 +118,6 @@ impl Batch {
         }
     }
 
-    /// Writes `pending` out on the calling thread.
-    fn write_out(&self, pending: &mut Vec<u8>) {
-        let _writing = self.writing.lock_unpoisoned();
-        let _ = io::stderr().write_all(pending);
-        pending.clear();
-    }
-}
-
-/// env_logger's target: one whole line per `write`.
-struct BatchWriter(Arc<Batch>);
-
-impl Batch {
     /// Appends whole lines for the writer thread.
     fn push(&self, lines: &[u8]) {
         let mut pending = self.lock_pending();
@@ -141,7 +129,17 @@ impl Batch {
             self.arrived.notify_one();
         }
     }
+
+    /// Writes `pending` out on the calling thread.
+    fn write_out(&self, pending: &mut Vec<u8>) {
+        let _writing = self.writing.lock_unpoisoned();
+        let _ = io::stderr().write_all(pending);
+        pending.clear();
+    }
 }
+
+/// env_logger's target: one whole line per `write`.
+struct BatchWriter(Arc<Batch>);
 
 impl Write for BatchWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
@@ -421,12 +419,8 @@ impl Stamp {
         if since.as_secs() != self.second {
             self.second = since.as_secs();
             self.text.clear();
-            let stamp = i64::try_from(self.second)
-                .ok()
-                .and_then(|s| jiff::Timestamp::from_second(s).ok())
-                .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
             // Whole seconds: `2026-11-30T14:29:11Z`; the `Z` is the caller's.
-            let whole = stamp.to_string();
+            let whole = crate::clock::rfc3339(i64::try_from(self.second).unwrap_or(0));
             self.text.push_str(whole.trim_end_matches('Z'));
         }
         &self.text

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// For an enum stored as its `as_str` text (a type with `as_str(self) ->
 /// &'static str` and `ALL`, every value): `named`, the value a text names,
-/// and `ToSql`/`FromSql`. Reading a text that names none of them fails the
+/// `parse`, the same for a client's text, and `ToSql`/`FromSql`. Reading a text that names none of them fails the
 /// read (the schema's CHECK constraints keep stored values to the names).
 macro_rules! stored_as_text {
     ($type:ty, $what:literal) => {
@@ -14,6 +14,18 @@ macro_rules! stored_as_text {
             /// The value whose `as_str` is `text`.
             pub fn named(text: &str) -> Option<$type> {
                 <$type>::ALL.into_iter().find(|v| v.as_str() == text)
+            }
+
+            /// As a client sends it (a `state` filter, a PATCH): 400 naming
+            /// `field` and every name when `text` is none of them.
+            pub fn parse(field: &str, text: &str) -> crate::error::Result<$type> {
+                <$type>::named(text).ok_or_else(|| {
+                    let names = <$type>::ALL.map(<$type>::as_str);
+                    crate::error::Error::invalid_field(
+                        field,
+                        format!("{field} must be {}", crate::util::one_of(&names)),
+                    )
+                })
             }
         }
 
@@ -39,6 +51,15 @@ macro_rules! stored_as_text {
 }
 
 pub(crate) use stored_as_text;
+
+/// `a, b or c`: names as a message lists the choices.
+pub fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [first @ .., last] => format!("{} or {last}", first.join(", ")),
+    }
+}
 
 /// `Mutex::lock` that takes the data even if a thread panicked while
 /// holding it. Every mutex of the process guards data that each holder
@@ -89,6 +110,35 @@ mod tests {
 
     use crate::escrow::EscrowState;
     use crate::ledger::{Direction, Kind};
+
+    #[test]
+    fn a_client_text_that_names_no_state_is_refused_naming_every_state() {
+        use crate::listings::ListingState;
+        use crate::orders::OrderState;
+        assert_eq!(
+            EscrowState::parse("state", "held").ok(),
+            Some(EscrowState::Held)
+        );
+        let message = |e: crate::error::Error| e.to_string();
+        let refused = message(EscrowState::parse("state", "gone").unwrap_err());
+        assert!(
+            refused.contains("state must be held, released, refunded, disputed or resolved"),
+            "{refused}"
+        );
+        let refused = message(OrderState::parse("state", "gone").unwrap_err());
+        assert!(
+            refused.contains(
+                "state must be paid, shipped, completed, cancelled, disputed or resolved"
+            ),
+            "{refused}"
+        );
+        let refused = message(ListingState::parse("state", "gone").unwrap_err());
+        assert!(
+            refused.contains("state must be active, paused or closed"),
+            "{refused}"
+        );
+        assert_eq!(super::one_of(&["a"]), "a");
+    }
 
     #[test]
     fn an_enum_stored_as_text_reads_back_as_itself_and_refuses_unknown_text() {

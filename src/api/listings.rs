@@ -282,18 +282,13 @@ pub fn search(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         .store
         .readers
         .read(|conn| search::page(conn, &query, after, limit + 1))?;
-    let more = found.len() > limit;
-    found.truncate(limit);
-    let mut page = Vec::with_capacity(found.len());
-    for listing in &found {
-        let shown = Arc::new(Shown::of(listing, &app.config.currencies)?);
-        app.caches
-            .listings
-            .insert_if_unchanged(listing.id, Arc::clone(&shown), epoch);
-        page.push(shown);
-    }
+    let next = query::next_cursor(&mut found, limit, |l| l.id.to_string());
+    let page = found
+        .iter()
+        .map(|listing| cache_shown(app, listing, epoch))
+        .collect::<Result<Vec<_>>>()?;
     let ids: Vec<i64> = page.iter().map(|l| l.id).collect();
-    let next = ids.last().filter(|_| more).map(i64::to_string);
+    let more = next.is_some();
     searches.insert(key, SearchPage { ids, more }, generation);
     Ok(render(&page, next))
 }
@@ -319,9 +314,7 @@ fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Arc<Shown>>>> {
         let mut read = read.into_iter();
         for slot in found.iter_mut().filter(|l| l.is_none()) {
             if let Some(listing) = read.next().flatten() {
-                let shown = Arc::new(Shown::of(&listing, &app.config.currencies)?);
-                cache.insert_if_unchanged(listing.id, Arc::clone(&shown), epoch);
-                *slot = Some(shown);
+                *slot = Some(cache_shown(app, &listing, epoch)?);
             }
         }
     }
@@ -329,6 +322,16 @@ fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Arc<Shown>>>> {
         .into_iter()
         .map(|l| l.filter(|l| l.state == ListingState::Active))
         .collect())
+}
+
+/// `listing` rendered, and kept in the listing cache unless an edit came
+/// since `epoch` (from before it was read).
+fn cache_shown(app: &App, listing: &Listing, epoch: u64) -> Result<Arc<Shown>> {
+    let shown = Arc::new(Shown::of(listing, &app.config.currencies)?);
+    app.caches
+        .listings
+        .insert_if_unchanged(listing.id, Arc::clone(&shown), epoch);
+    Ok(shown)
 }
 
 /// A page of listings and the next page's cursor.

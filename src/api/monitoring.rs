@@ -13,15 +13,12 @@ use crate::http::{Reply, Request, Response};
 use crate::limits::WRITE_QUEUE_MAX;
 use crate::monitor::prometheus::Exposition;
 use crate::monitor::requests::{RouteSnapshot, code_label};
+use crate::monitor::traffic::round2;
 use crate::store::breaker::State;
 use crate::store::writer::BATCH_BUCKETS;
 
 const MB: f64 = 1024.0 * 1024.0;
 const GB: f64 = MB * 1024.0;
-
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
 
 /// `GET /metrics`: Prometheus text; with SOUK_METRICS_TOKEN set, only for
 /// `Authorization: Bearer` with that token.
@@ -244,6 +241,7 @@ fn route_labels<'a>(route: &'a RouteSnapshot, code: Option<&'a str>) -> Vec<(&'a
 
 fn store_families(out: &mut Exposition, app: &App) {
     let stats = &app.store.writer.stats;
+    let readers = app.store.readers.in_use();
     let gauges: [(&str, &str, f64); 3] = [
         (
             "souk_write_queue_depth",
@@ -253,12 +251,12 @@ fn store_families(out: &mut Exposition, app: &App) {
         (
             "souk_db_readers_in_use",
             "Read connections handed out.",
-            f64::from(app.store.readers.in_use().in_use),
+            f64::from(readers.in_use),
         ),
         (
             "souk_db_readers_max",
             "Read connection pool size.",
-            f64::from(app.store.readers.in_use().size),
+            f64::from(readers.size),
         ),
     ];
     for (name, help, value) in gauges {

@@ -255,15 +255,7 @@ pub fn resolve(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let caller = auth::admin(app, request)?;
     let order = visible(app, &caller, params)?;
     let body: Resolution = json::body(request)?;
-    // The order's currency, not the client's input: one disabled since is
-    // a state the order is in (409), not a bad field.
-    let currency =
-        money::currency(&app.config.currencies, "currency", &order.currency).map_err(|_| {
-            Error::Conflict {
-                code: "invalid_state",
-                message: format!("the order's currency {} is not enabled", order.currency),
-            }
-        })?;
+    let currency = orders::enabled_currency(&app.config.currencies, "order", &order.currency)?;
     // Zero is a valid part: everything to one side.
     let part = |field: &str, text: &str| money::parse_units(field, text, &currency);
     let (to_seller, to_buyer) = (

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::error::{Error, STORE_RETRY_AFTER_S, chain};
+use crate::error::{Error, STORE_RETRY_AFTER_S};
 use crate::http::Response;
 
 pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
@@ -69,15 +69,12 @@ pub fn error(e: Error) -> Response {
     };
     let (status, code) = status_and_code(&e);
     let message = match &e {
-        Error::Internal { .. } => {
-            // Logged here only, once, with its whole cause chain.
-            let line = chain(&e);
+        Error::Internal { .. } | Error::Setup(_) => {
+            // Logged here only, once; an internal error's text holds its
+            // whole cause chain.
+            let line = e.to_string();
             let causes = line.strip_prefix("internal: ").unwrap_or(&line);
             log::error!("internal error: {causes}");
-            "internal error".to_owned()
-        }
-        Error::Setup(cause) => {
-            log::error!("internal error: {cause}");
             "internal error".to_owned()
         }
         Error::InvalidField { message, .. } => message.clone(),

@@ -56,16 +56,6 @@ impl EscrowState {
             EscrowState::Released | EscrowState::Refunded | EscrowState::Resolved
         )
     }
-
-    /// As a client sends it (a `state` filter).
-    pub fn parse(field: &str, text: &str) -> Result<EscrowState> {
-        EscrowState::named(text).ok_or_else(|| {
-            Error::invalid_field(
-                field,
-                format!("{field} must be held, released, refunded, disputed or resolved"),
-            )
-        })
-    }
 }
 
 crate::util::stored_as_text!(EscrowState, "escrow state");

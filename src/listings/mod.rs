@@ -55,13 +55,6 @@ impl ListingState {
             ListingState::Closed => "closed",
         }
     }
-
-    /// As a client sends it (`state` of a PATCH or a filter).
-    pub fn parse(field: &str, text: &str) -> Result<ListingState> {
-        ListingState::named(text).ok_or_else(|| {
-            Error::invalid_field(field, format!("{field} must be active, paused or closed"))
-        })
-    }
 }
 
 crate::util::stored_as_text!(ListingState, "listing state");

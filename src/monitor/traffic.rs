@@ -130,7 +130,8 @@ fn label_ms(at: Stamp, now: Stamp) -> u64 {
         .saturating_sub(now.mono_ms.saturating_sub(at.mono_ms))
 }
 
-fn round2(value: f64) -> f64 {
+/// `value` to two decimals, as figures are shown.
+pub(crate) fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 

@@ -63,18 +63,6 @@ impl OrderState {
             OrderState::Resolved => "resolved",
         }
     }
-
-    /// As a client sends it (a `state` filter).
-    pub fn parse(field: &str, text: &str) -> Result<OrderState> {
-        OrderState::named(text).ok_or_else(|| {
-            Error::invalid_field(
-                field,
-                format!(
-                    "{field} must be paid, shipped, completed, cancelled, disputed or resolved"
-                ),
-            )
-        })
-    }
 }
 
 crate::util::stored_as_text!(OrderState, "order state");
@@ -430,6 +418,22 @@ pub struct Terms {
     pub ship_within_s: i64,
 }
 
+/// The currency `code` of an order or its listing (`whole` names which):
+/// one disabled since is a state that thing is in (409 `invalid_state`), not
+/// a bad field of the request.
+pub fn enabled_currency(
+    currencies: &Currencies,
+    whole: &str,
+    code: &str,
+) -> Result<money::Currency> {
+    money::currency(currencies, "currency", code).map_err(|_| {
+        conflict(
+            "invalid_state",
+            format!("the {whole}'s currency {code} is not enabled"),
+        )
+    })
+}
+
 fn conflict(code: &'static str, message: impl Into<String>) -> Error {
     Error::Conflict {
         code,
@@ -484,8 +488,7 @@ pub fn place(
         ));
     }
     tx.touch(Touched::Listing(listing.id));
-    let currency = money::currency(currencies, "currency", &listing.currency)
-        .map_err(|_| conflict("invalid_state", "the listing's currency is not enabled"))?;
+    let currency = enabled_currency(currencies, "listing", &listing.currency)?;
     let id = ids::random_id()?;
     let hold = NewEscrow {
         buyer: new.buyer,

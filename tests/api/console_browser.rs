@@ -382,6 +382,20 @@ const OTHER_DISPUTES: usize = 6;
 
 /// `count` more disputed orders between two other users (one listing),
 /// their ids.
+/// `buyer` orders one of `listing`; the order's id.
+fn place_order(w: &World, buyer: &Member, listing: &Value) -> String {
+    let order = w.post(
+        "/api/v1/orders",
+        Some(&buyer.token),
+        &json!({"listing": listing}),
+    );
+    assert_eq!(order.status, 201, "{}", order.summary());
+    order.json()["order"]["id"]
+        .as_str()
+        .expect("an order id")
+        .to_owned()
+}
+
 fn seed_more_disputes(w: &World, admin: &Member, count: usize) -> Vec<String> {
     let buyer = quick_user(&w.db, "buyer_two", false);
     let seller = quick_user(&w.db, "seller_two", false);
@@ -395,16 +409,7 @@ fn seed_more_disputes(w: &World, admin: &Member, count: usize) -> Vec<String> {
     let listing = listing.json()["listing"]["id"].clone();
     (0..count)
         .map(|_| {
-            let order = w.post(
-                "/api/v1/orders",
-                Some(&buyer.token),
-                &json!({"listing": listing}),
-            );
-            assert_eq!(order.status, 201, "{}", order.summary());
-            let id = order.json()["order"]["id"]
-                .as_str()
-                .expect("an order id")
-                .to_owned();
+            let id = place_order(w, &buyer, &listing);
             let disputed = w.post(
                 &format!("/api/v1/orders/{id}/dispute"),
                 Some(&buyer.token),
@@ -450,16 +455,7 @@ fn seed_dispute(w: &World, admin: &Member, buyer: &Member, seller: &Member) -> S
     );
     assert_eq!(listing.status, 201, "{}", listing.summary());
     let listing = listing.json()["listing"]["id"].clone();
-    let order = w.post(
-        "/api/v1/orders",
-        Some(&buyer.token),
-        &json!({"listing": listing}),
-    );
-    assert_eq!(order.status, 201, "{}", order.summary());
-    let id = order.json()["order"]["id"]
-        .as_str()
-        .expect("an order id")
-        .to_owned();
+    let id = place_order(w, buyer, &listing);
     let moves = [
         (seller, "ship", json!({"tracking": "TRACK-1"})),
         (

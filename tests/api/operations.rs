@@ -68,6 +68,14 @@ fn souk_args(dir: &TempDir, db: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// `souk user create --username alice` on `db` (which it creates).
+fn create_alice(dir: &TempDir, db: &Path) {
+    let mut create = souk_args(dir, db, &["user", "create", "--username", "alice"]);
+    create.env("SOUK_PASSWORD", PASSWORD);
+    let (status, out, err) = run(create);
+    assert!(status.success(), "{out}{err}");
+}
+
 /// Whether this process runs as root (a file it makes is root's).
 fn is_root(dir: &TempDir) -> bool {
     let probe = dir.path.join("uid-probe");
@@ -442,10 +450,7 @@ fn the_start_log_names_the_absolute_path_and_whether_it_was_created() {
 fn backup_dash_writes_a_valid_database_to_stdout() {
     let dir = TempDir::new();
     let db = dir.path.join("souk.db");
-    let mut create = souk_args(&dir, &db, &["user", "create", "--username", "alice"]);
-    create.env("SOUK_PASSWORD", PASSWORD);
-    let (status, out, err) = run(create);
-    assert!(status.success(), "{out}{err}");
+    create_alice(&dir, &db);
     let served = Served::start(&dir);
     let (status, bytes, err) = run_bytes(souk_args(&dir, &db, &["backup", "-"]));
     assert!(status.success(), "{err}");
@@ -681,10 +686,7 @@ fn umask_0(command: Command) -> Command {
 fn user_commands_never_migrate_and_migrate_refuses_a_served_database() {
     let dir = TempDir::new();
     let db = dir.path.join("souk.db");
-    let mut create = souk_args(&dir, &db, &["user", "create", "--username", "alice"]);
-    create.env("SOUK_PASSWORD", PASSWORD);
-    let (status, out, err) = run(create);
-    assert!(status.success(), "{out}{err}");
+    create_alice(&dir, &db);
     // A server holds the database: `souk migrate` must not upgrade under it.
     let served = Served::start(&dir);
     let line = assert_operator_error(souk_args(&dir, &db, &["migrate"]), &db, "in use");
@@ -823,10 +825,7 @@ fn a_crashed_database_of_another_application_is_refused_without_recovering_it() 
 fn check_exits_3_on_violated_invariants_and_no_command_panics_on_a_closed_stdout() {
     let dir = TempDir::new();
     let db = dir.path.join("souk.db");
-    let mut create = souk_args(&dir, &db, &["user", "create", "--username", "alice"]);
-    create.env("SOUK_PASSWORD", PASSWORD);
-    let (status, out, err) = run(create);
-    assert!(status.success(), "{out}{err}");
+    create_alice(&dir, &db);
     let (status, out, _) = run(souk_args(&dir, &db, &["check"]));
     assert_eq!(status.code(), Some(0), "{out}");
     // Money from nowhere: a balance no deposit explains.

@@ -1121,23 +1121,13 @@ fn the_ledger_check_catches_a_corrupted_order() {
         "{problems:?}"
     );
     // `souk check` (next to the running server) sees it too.
-    let check = || {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_souk"));
-        command
-            .arg("check")
-            .env("SOUK_DB", &s.w.db)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        run(command)
-    };
-    let (status, out, err) = check();
+    let (status, out, err) = souk_check(&s.w.db);
     assert_eq!(status.code(), Some(3), "{out}\n{err}");
     assert!(out.contains(&paid), "{out}");
     db.execute("UPDATE orders SET state = 'paid' WHERE id = ?1", [&paid])
         .expect("repairing the state");
     s.assert_clean();
-    let (status, out, err) = check();
+    let (status, out, err) = souk_check(&s.w.db);
     assert!(status.success(), "{out}\n{err}");
 }
 
@@ -1198,14 +1188,7 @@ fn the_ledger_check_catches_a_release_paid_to_someone_else() {
             .is_some_and(|p| p.contains(&escrow) && p.contains(&s.stranger.id))),
         "{problems:?}"
     );
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_souk"));
-    command
-        .arg("check")
-        .env("SOUK_DB", &s.w.db)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let (status, out, err) = run(command);
+    let (status, out, err) = souk_check(&s.w.db);
     assert_eq!(status.code(), Some(3), "{out}\n{err}");
     assert!(out.contains(&escrow), "{out}");
 }
@@ -1330,4 +1313,16 @@ fn a_dispute_reason_of_only_white_space_is_refused() {
         Some(&json!({"reason": " late\n"})),
         "disputed",
     );
+}
+
+/// `souk check` on `db` (next to the running server): status, stdout, stderr.
+fn souk_check(db: &std::path::Path) -> (std::process::ExitStatus, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_souk"));
+    command
+        .arg("check")
+        .env("SOUK_DB", db)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    run(command)
 }
