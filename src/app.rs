@@ -163,7 +163,7 @@ impl Running {
     }
 
     /// The threads whose life the systemd watchdog vouches for: the HTTP
-    /// I/O thread (accepting, polling) and the database writer.
+    /// acceptor thread and the database writer.
     pub fn heartbeats(&self) -> Vec<crate::systemd::Watched> {
         vec![
             ("http-io", self.server.io_heartbeat()),

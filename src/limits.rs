@@ -45,14 +45,25 @@ pub const IDLE_BUFFER_BYTES_MAX: usize = 4 * 1024;
 /// Stack of a request worker. Handlers are shallow; SQLite and JSON need
 /// far less than this, argon2 works on the heap.
 pub const WORKER_STACK_BYTES: usize = 256 * 1024;
-/// Stack of the I/O (poller) thread and of other small service threads.
+/// Stack of the HTTP acceptor thread and of other small service threads.
 pub const SERVICE_STACK_BYTES: usize = 128 * 1024;
 /// After a closing answer is out, unread input from the client (a refused
 /// body, pipelined requests) is read and thrown away for at most this long,
 /// so the client reads our answer instead of a connection reset.
 pub const LINGER_MS: u64 = 2_000;
-/// How often the poller looks for connections past their deadline, at most.
+/// How often an event loop looks for connections past their deadline, at most.
 pub const DEADLINE_SWEEP_MS: u64 = 100;
+/// Readiness events one worker's event loop takes per wait; more wait for
+/// the next (they are not lost: epoll keeps them ready).
+pub const LOOP_EVENTS: usize = 256;
+/// A worker busy with one connection for this long is stuck in a handler:
+/// the other workers take over the connections waiting on it (at their
+/// next deadline sweep), so one slow handler holds up only its own
+/// connection for long. Far above a healthy request (tens of µs to a few
+/// ms for a search).
+pub const STEAL_AFTER_MS: u64 = 50;
+/// Readiness events the acceptor takes per wait (its listener and waker).
+pub const ACCEPTOR_EVENTS: usize = 8;
 /// First pause after a failed `accept` (EMFILE, ENFILE, ENOBUFS…); doubles up
 /// to `ACCEPT_BACKOFF_MS_MAX` while accept keeps failing.
 pub const ACCEPT_BACKOFF_MS_MIN: u64 = 5;
@@ -79,8 +90,8 @@ pub const TLS_SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// Encrypted bytes a worker reads from one TLS socket per wake-up (rustls
 /// takes at most 4 KiB per read, so this is a few reads): about the plain
 /// path's READ_CHUNK_BYTES, one full record (16 KiB and its overhead) with
-/// room to spare, so a large body needs few round trips through the poller
-/// and one busy connection still cannot keep a worker to itself.
+/// room to spare, so a large body needs few round trips through the event
+/// loop and one busy connection still cannot keep a worker to itself.
 pub const TLS_READ_BYTES_MAX: usize = 20 * 1024;
 
 /// Write jobs waiting for the writer. A full queue answers 503 at once rather
@@ -120,7 +131,7 @@ pub const ANONYMOUS_READS_PER_MINUTE: u32 = 1_200;
 pub const WRITER_IDLE_BEAT_MS: u64 = 250;
 /// The systemd watchdog calls a thread stuck when its heartbeat is older
 /// than half of WATCHDOG_USEC, but never sooner than this: several times
-/// the longest quiet stretch of a healthy thread (the poller's
+/// the longest quiet stretch of a healthy thread (the acceptor's
 /// DEADLINE_SWEEP_MS, the writer's WRITER_IDLE_BEAT_MS), so a busy machine
 /// does not miss a ping.
 pub const WATCHDOG_STALE_MS_MIN: u64 = 1_000;

@@ -1,7 +1,7 @@
 //! systemd's service notifications (sd_notify(3)), for `Type=notify`:
 //! READY=1 once souk listens, STOPPING=1 when it begins to stop, STATUS=
 //! lines, and WATCHDOG=1 every half WATCHDOG_USEC while the threads it
-//! watches (the HTTP I/O thread, the database writer) show life. Each
+//! watches (the HTTP acceptor, the database writer) show life. Each
 //! message is one datagram to the Unix socket named by NOTIFY_SOCKET (a
 //! path, or `@name` in the abstract namespace). Without NOTIFY_SOCKET every
 //! call does nothing.

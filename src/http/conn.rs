@@ -1,10 +1,11 @@
 //! One client connection: its socket, its receive buffer, request framing
 //! (docs/http.md), and its send buffer. A `Conn` is owned by exactly one place at
-//! a time: the poller's parked set, a worker, or a pending `Responder`.
+//! a time: its worker's parked set or inbox, that worker, or a pending
+//! `Responder`.
 //!
 //! Sockets are non-blocking. An answer is written as far as the socket takes
-//! it; the rest waits in `out` while the connection is parked on the poller
-//! for writability, so no worker ever blocks on one client's socket. While an
+//! it; the rest waits in `out` while the connection is parked until its
+//! socket is writable, so no worker ever blocks on one client's socket. While an
 //! answer is unsent no further request is parsed (pipelined requests wait in
 //! the kernel's buffers, not ours), and a whole answer must be out within the
 //! read timeout.
@@ -16,13 +17,16 @@
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
+
 use super::request::{Method, Request, RequestId};
 use super::response::Response;
-use super::server::Shared;
+use super::server::{Home, Shared};
 use super::tls::TlsSession;
 use crate::limits::{
     BODY_DOUBLING_FROM_BYTES, IDLE_BUFFER_BYTES_MAX, LINGER_MS, READ_CHUNK_BYTES,
@@ -35,9 +39,10 @@ pub(crate) struct Conn {
     pub(crate) peer: SocketAddr,
     /// `None`: plain HTTP.
     tls: Option<Box<TlsSession>>,
-    /// Registered with the poller at least once (so it must be deleted there).
+    /// Registered with its event loop's poll (so it must be deregistered).
     pub(crate) registered: bool,
-    /// The poller saw data: one `read` will not block.
+    /// The socket may have input (an edge-triggered event said so, or the
+    /// last read filled what it asked for): read before waiting.
     pub(crate) readable: bool,
     buf: Vec<u8>,
     /// Bytes of `buf` before this offset are consumed.
@@ -73,6 +78,8 @@ pub(crate) struct Conn {
     /// still sending a refused body reads our answer instead of a reset.
     lingering_until: Option<Instant>,
     shared: Arc<Shared>,
+    /// The event loop that owns this connection.
+    pub(crate) home: Arc<Home>,
 }
 
 /// What framing the current request has, once its head is in.
@@ -128,8 +135,10 @@ impl Conn {
         peer: SocketAddr,
         tls: Option<Box<TlsSession>>,
         shared: Arc<Shared>,
+        home: Arc<Home>,
     ) -> Conn {
         shared.open_connections.fetch_add(1, Ordering::SeqCst);
+        home.connections.fetch_add(1, Ordering::Relaxed);
         Conn {
             stream,
             key,
@@ -152,7 +161,24 @@ impl Conn {
             close_after_write: false,
             lingering_until: None,
             shared,
+            home,
         }
+    }
+
+    /// Hands this connection to another event loop: it leaves its old
+    /// loop's poll (the new one registers it when it parks it).
+    pub(crate) fn move_to(&mut self, home: &Arc<Home>) {
+        if Arc::ptr_eq(&self.home, home) {
+            return;
+        }
+        if self.registered {
+            let fd = self.stream.as_raw_fd();
+            let _ = self.home.registry.deregister(&mut SourceFd(&fd));
+            self.registered = false;
+        }
+        self.home.connections.fetch_sub(1, Ordering::Relaxed);
+        home.connections.fetch_add(1, Ordering::Relaxed);
+        self.home = Arc::clone(home);
     }
 
     /// When this connection is cut off: the response deadline while an
@@ -180,15 +206,15 @@ impl Conn {
         self.out_sent < self.out.len() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
 
-    /// A read would find something: the poller said so, or TLS holds
-    /// decrypted bytes or the peer's close_notify, which the poller cannot
-    /// see (their bytes were read already).
+    /// A read would find something: an event said so (or a read filled
+    /// its buffer), or TLS holds decrypted bytes or the peer's
+    /// close_notify, which epoll cannot see (their bytes were read already).
     fn can_read(&mut self) -> bool {
         self.readable || self.tls.as_mut().is_some_and(|tls| tls.has_input())
     }
 
-    /// Parses the next request from the buffer, reading once if the poller
-    /// said the socket is readable.
+    /// Parses the next request from the buffer, reading once if the socket
+    /// may have input.
     pub(crate) fn next_request(&mut self) -> Step {
         loop {
             match self.try_parse() {
@@ -235,8 +261,8 @@ impl Conn {
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(old_len + n);
         // A full read may have left bytes in the socket: read again before
-        // waiting for the poller.
-        self.readable |= n == want;
+        // waiting (readiness is edge-triggered: it will not be told again).
+        self.readable |= n == want || self.tls.as_ref().is_some_and(|tls| tls.socket_unread());
         if n > 0 && self.request_started.is_none() {
             self.request_started = Some(Instant::now());
         }
@@ -592,8 +618,10 @@ impl Drop for Conn {
     fn drop(&mut self) {
         self.release_body();
         if self.registered {
-            let _ = self.shared.poller.delete(&self.stream);
+            let fd = self.stream.as_raw_fd();
+            let _ = self.home.registry.deregister(&mut SourceFd(&fd));
         }
+        self.home.connections.fetch_sub(1, Ordering::Relaxed);
         self.shared.open_connections.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -2,11 +2,13 @@
 //! format: heads are parsed by httparse, everything else (framing, keep-alive,
 //! pipelining, limits, timeouts, the connection cap) is here.
 //!
-//! Threads: one I/O thread (in `server.rs`, on a `polling::Poller`) accepts
-//! connections and watches idle ones with epoll; a fixed pool of workers reads, handles and answers
-//! requests of connections that have data. A handler that must wait for a
-//! commit returns `Reply::Later` and frees its worker; the answer comes back
-//! to the pool through a `Responder`.
+//! Threads (`server.rs`): an acceptor gives each new connection to one of a
+//! fixed set of workers; each worker is an event loop on its own epoll
+//! (`mio`) that owns its connections, reading, handling and answering their
+//! requests. A handler that must wait for a commit returns `Reply::Later`
+//! and frees its worker; the answer comes back to that worker's inbox
+//! through a `Responder`. A worker stuck in one handler has its waiting
+//! connections taken over by another.
 
 mod conn;
 pub mod proxy;

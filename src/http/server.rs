@@ -1,18 +1,21 @@
-//! The listener, the I/O thread that parks connections on epoll (idle ones
-//! until readable, ones with an unsent answer until writable) and cuts off
-//! late ones, the worker pool, and graceful shutdown.
+//! The listener and the acceptor thread, the workers — each an event loop
+//! on its own epoll that owns the connections it was given (reading,
+//! handling and answering their requests, parking them until their socket
+//! has news, cutting off late ones) — and graceful shutdown.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use polling::{Event, Events, Poller};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use super::conn::{Conn, Flushed, Framing, Step, with_request_id};
 use super::proxy::TrustedProxies;
@@ -21,9 +24,10 @@ use super::response::{Answer, Reply, Responder, Response};
 use super::tls::Certificates;
 use crate::heartbeat::Heartbeat;
 use crate::limits::{
-    ACCEPT_BACKOFF_MS_MAX, ACCEPT_BACKOFF_MS_MIN, DEADLINE_SWEEP_MS, SERVICE_STACK_BYTES,
-    SHUTDOWN_GRACE_MS, WORKER_STACK_BYTES,
+    ACCEPT_BACKOFF_MS_MAX, ACCEPT_BACKOFF_MS_MIN, ACCEPTOR_EVENTS, DEADLINE_SWEEP_MS, LOOP_EVENTS,
+    SERVICE_STACK_BYTES, SHUTDOWN_GRACE_MS, STEAL_AFTER_MS, WORKER_STACK_BYTES,
 };
+use crate::util::LockUnpoisoned;
 
 /// The application behind the server.
 pub trait Service: Send + Sync + 'static {
@@ -106,11 +110,16 @@ pub struct Edge {
     pub trusted_proxies: TrustedProxies,
 }
 
-const LISTENER_KEY: usize = 0;
+/// The acceptor's tokens: the listener, and its waker (a shutdown).
+const LISTENER: Token = Token(0);
+const ACCEPTOR_WAKE: Token = Token(1);
+/// An event loop's waker; connection keys are counted up from
+/// `FIRST_CONN_KEY` and never reach it.
+const LOOP_WAKE: Token = Token(usize::MAX);
+const FIRST_CONN_KEY: usize = 1;
 
-/// State shared by the I/O thread, the workers and every connection.
+/// State shared by the acceptor, every event loop and every connection.
 pub(crate) struct Shared {
-    pub(crate) poller: Poller,
     pub(crate) limits: Limits,
     pub(crate) trusted_proxies: TrustedProxies,
     tls: Option<Arc<Certificates>>,
@@ -118,28 +127,96 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     /// Bytes of the in-flight body budget held by connections right now.
     pub(crate) inflight_body_bytes: AtomicUsize,
-    /// Set once every connection is done (or the grace period is over):
-    /// the I/O thread then exits.
-    io_stop: AtomicBool,
-    /// The I/O thread is gone: nothing may be parked any more.
-    io_exited: AtomicBool,
-    /// Connections waiting for the poller (to read a request, or to write
-    /// the rest of an answer), by poller key.
-    parked: Mutex<HashMap<usize, Conn>>,
-    /// Stamped by the I/O thread on every wake-up (at least every
+    /// Set once every connection is done (or the grace period is over): the
+    /// acceptor and the event loops then exit.
+    stop: AtomicBool,
+    /// The clock of `Home::busy_since`.
+    epoch: Instant,
+    /// Stamped by the acceptor on every wake-up (at least every
     /// DEADLINE_SWEEP_MS); the systemd watchdog reads it.
     io_heartbeat: Arc<Heartbeat>,
-    work: Sender<Work>,
     pub(crate) service: Arc<dyn Service>,
 }
 
-enum Work {
-    /// A connection with data to read.
-    Ready(Conn),
-    /// A deferred answer for a connection, with the framing of its request
-    /// (rendered here, on the worker, if it is not yet).
+/// What reaches an event loop from other threads.
+enum Inbound {
+    /// A new connection, from the acceptor.
+    Accepted(Conn),
+    /// A deferred answer for one of its connections, with the framing of
+    /// its request (rendered on the loop if it is not yet).
     Resume(Conn, Framing, Answer, Asked),
-    Stop,
+}
+
+/// One event loop as its connections, their responders, the acceptor and
+/// the other loops see it: where to register a socket, how to hand it
+/// something, and what it holds (which another loop may take over while
+/// this one is stuck in a handler).
+pub(crate) struct Home {
+    pub(crate) registry: Registry,
+    waker: Waker,
+    /// Each connection is in it at most once, so its length is bounded by
+    /// the connection cap.
+    inbox: Sender<Inbound>,
+    inbox_rx: Receiver<Inbound>,
+    /// A wake-up is on its way: later deliveries need not send another.
+    woken: AtomicBool,
+    /// The loop has exited: what is delivered now is dropped (closing its
+    /// connection) rather than kept, for nobody would take it.
+    closed: AtomicBool,
+    /// Connections waiting for their socket (to read a request, or to
+    /// write the rest of an answer), by key. Those whose answer is being
+    /// made elsewhere are not here. Locked by its loop for each event, by
+    /// another loop only to take them all over.
+    parked: Mutex<HashMap<usize, Conn>>,
+    /// Connections this loop owns (the acceptor gives a new one to the loop
+    /// with the fewest).
+    pub(crate) connections: AtomicUsize,
+    /// When the loop began working on the connection it is serving now
+    /// (`Shared::millis`, plus one), or 0 while it waits: how long one
+    /// handler has been holding it.
+    busy_since: AtomicU64,
+}
+
+impl Home {
+    fn parked(&self) -> MutexGuard<'_, HashMap<usize, Conn>> {
+        self.parked.lock_unpoisoned()
+    }
+
+    /// Working on one connection for longer than STEAL_AFTER_MS: a handler
+    /// is holding it up.
+    fn stuck(&self, now_ms: u64) -> bool {
+        let since = self.busy_since.load(Ordering::Relaxed);
+        since != 0 && now_ms.saturating_sub(since - 1) >= STEAL_AFTER_MS
+    }
+
+    /// Hands `item` to the loop and wakes it, unless a wake-up is pending.
+    /// After the loop has exited the item is dropped (closing its
+    /// connection).
+    fn deliver(&self, item: Inbound) {
+        if self.inbox.send(item).is_err() {
+            return;
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            self.discard();
+        } else if !self.woken.swap(true, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// At the loop's exit: closes what it holds. A connection holds its
+    /// home, so what stayed here would never close.
+    fn discard(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.parked().clear();
+        while self.inbox_rx.try_recv().is_ok() {}
+    }
+}
+
+impl Shared {
+    /// Milliseconds since the server started.
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
 }
 
 pub struct Server;
@@ -148,13 +225,15 @@ pub struct Server;
 pub struct ServerHandle {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    io_thread: Option<JoinHandle<()>>,
-    workers: Vec<JoinHandle<()>>,
+    acceptor_waker: Arc<Waker>,
+    homes: Arc<[Arc<Home>]>,
+    acceptor: Option<JoinHandle<()>>,
+    loops: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds, then starts the I/O thread and the workers. The returned handle
-    /// knows the real bound address (port 0 works).
+    /// Binds, then starts the event loops and the acceptor. The returned
+    /// handle knows the real bound address (port 0 works).
     pub fn start(
         addr: SocketAddr,
         limits: Limits,
@@ -164,106 +243,104 @@ impl Server {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        // Each connection is in the queue at most once, so its length is
-        // bounded by the connection cap.
-        let (work_tx, work_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
-            poller: Poller::new()?,
             open_connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             inflight_body_bytes: AtomicUsize::new(0),
-            io_stop: AtomicBool::new(false),
-            io_exited: AtomicBool::new(false),
-            parked: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+            epoch: Instant::now(),
             io_heartbeat: Arc::new(Heartbeat::default()),
-            work: work_tx,
             service,
             limits,
             trusted_proxies: edge.trusted_proxies,
             tls: edge.tls,
         });
-        // A start that fails part way stops what it started: workers are
-        // told to stop and joined, and the listener is registered with the
-        // poller only by the I/O thread, so it is never dropped registered.
-        let mut workers = Vec::with_capacity(shared.limits.workers);
-        for index in 0..shared.limits.workers {
-            let shared_for_worker = Arc::clone(&shared);
-            let rx = work_rx.clone();
+        let mut polls = Vec::with_capacity(shared.limits.workers);
+        for _ in 0..shared.limits.workers {
+            polls.push(EventLoop::poll()?);
+        }
+        let homes: Arc<[Arc<Home>]> = polls.iter().map(|(_, home)| Arc::clone(home)).collect();
+        // A start that fails part way stops what it started.
+        let mut loops = Vec::with_capacity(shared.limits.workers);
+        for (index, (poll, home)) in polls.into_iter().enumerate() {
+            let event_loop = EventLoop {
+                shared: Arc::clone(&shared),
+                home,
+                homes: Arc::clone(&homes),
+                poll,
+                drained: false,
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("worker-{index}"))
                 .stack_size(WORKER_STACK_BYTES)
-                .spawn(move || worker_loop(&shared_for_worker, &rx));
+                .spawn(move || event_loop.run());
             match spawned {
-                Ok(worker) => workers.push(worker),
+                Ok(thread) => loops.push(thread),
                 Err(e) => {
-                    stop_workers(&shared, workers);
+                    stop_loops(&shared, &homes, loops);
                     return Err(e);
                 }
             }
         }
-        let io_shared = Arc::clone(&shared);
-        let (registered_tx, registered_rx) = std::sync::mpsc::sync_channel(1);
+        let acceptor = Poll::new().and_then(|poll| {
+            let waker = Arc::new(Waker::new(poll.registry(), ACCEPTOR_WAKE)?);
+            let acceptor = Acceptor {
+                shared: Arc::clone(&shared),
+                homes: Arc::clone(&homes),
+                poll,
+                listener: None,
+                next_key: FIRST_CONN_KEY,
+            };
+            Ok((acceptor, waker))
+        });
+        let (mut acceptor, acceptor_waker) = match acceptor {
+            Ok(pair) => pair,
+            Err(e) => {
+                stop_loops(&shared, &homes, loops);
+                return Err(e);
+            }
+        };
+        // The listener is registered before the thread starts and dropped
+        // with the acceptor, by whichever thread owns it then.
+        if let Err(e) = acceptor.listen(listener) {
+            stop_loops(&shared, &homes, loops);
+            return Err(e);
+        }
         let spawned = std::thread::Builder::new()
             .name("http-io".into())
             .stack_size(SERVICE_STACK_BYTES)
-            .spawn(move || {
-                // SAFETY: the listener lives in this thread, which deletes it
-                // from the poller before dropping it (`io_loop`); when adding
-                // fails it was never registered.
-                let added = unsafe {
-                    io_shared
-                        .poller
-                        .add(&listener, Event::readable(LISTENER_KEY))
-                };
-                let ok = added.is_ok();
-                let _ = registered_tx.send(added);
-                if ok {
-                    io_loop(&io_shared, listener);
-                }
-            });
-        let registered = match spawned {
-            Ok(io_thread) => match registered_rx.recv() {
-                Ok(Ok(())) => Ok(io_thread),
-                Ok(Err(e)) => Err((Some(io_thread), e)),
-                Err(_) => Err((
-                    Some(io_thread),
-                    io::Error::other("the I/O thread ended at start"),
-                )),
-            },
-            Err(e) => Err((None, e)),
-        };
-        let io_thread = match registered {
-            Ok(io_thread) => io_thread,
-            Err((io_thread, e)) => {
-                if let Some(io_thread) = io_thread {
-                    let _ = io_thread.join();
-                }
-                stop_workers(&shared, workers);
+            .spawn(move || acceptor.run());
+        let acceptor = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                stop_loops(&shared, &homes, loops);
                 return Err(e);
             }
         };
         Ok(ServerHandle {
             addr,
             shared,
-            io_thread: Some(io_thread),
-            workers,
+            acceptor_waker,
+            homes,
+            acceptor: Some(acceptor),
+            loops,
         })
     }
 }
 
-/// Stops and joins workers of a start that failed part way.
-fn stop_workers(shared: &Shared, workers: Vec<std::thread::JoinHandle<()>>) {
-    for _ in &workers {
-        let _ = shared.work.send(Work::Stop);
+/// Stops and joins the event loops.
+fn stop_loops(shared: &Shared, homes: &[Arc<Home>], loops: Vec<JoinHandle<()>>) {
+    shared.stop.store(true, Ordering::SeqCst);
+    for home in homes {
+        let _ = home.waker.wake();
     }
-    for worker in workers {
-        let _ = worker.join();
+    for thread in loops {
+        let _ = thread.join();
     }
 }
 
 impl ServerHandle {
-    /// The I/O thread's heartbeat: accepting and polling go on while it
-    /// stays fresh.
+    /// The acceptor's heartbeat: accepting goes on while it stays fresh.
     pub fn io_heartbeat(&self) -> Arc<Heartbeat> {
         Arc::clone(&self.shared.io_heartbeat)
     }
@@ -275,25 +352,23 @@ impl ServerHandle {
 
     /// Stops accepting, closes idle connections, lets requests in flight
     /// finish and their answers go out (up to a grace period), then stops the
-    /// I/O thread and the workers.
+    /// acceptor and the event loops.
     pub fn shutdown(mut self) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
-        let _ = self.shared.poller.notify();
+        let _ = self.acceptor_waker.wake();
+        for home in self.homes.iter() {
+            let _ = home.waker.wake();
+        }
         let grace_end = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
         while self.open_connections() > 0 && Instant::now() < grace_end {
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.shared.io_stop.store(true, Ordering::SeqCst);
-        let _ = self.shared.poller.notify();
-        if let Some(io) = self.io_thread.take() {
-            let _ = io.join();
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = self.acceptor_waker.wake();
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
         }
-        for _ in &self.workers {
-            let _ = self.shared.work.send(Work::Stop);
-        }
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
+        stop_loops(&self.shared, &self.homes, std::mem::take(&mut self.loops));
         let left = self.open_connections();
         if left > 0 {
             log::warn!("shutdown: {left} connections still busy after the grace period");
@@ -301,195 +376,141 @@ impl ServerHandle {
     }
 }
 
-fn lock_parked(shared: &Shared) -> MutexGuard<'_, HashMap<usize, Conn>> {
-    // A panic never happens while this lock is held (only map operations and
-    // poller calls run under it), but a poisoned map is still a valid map.
-    shared
-        .parked
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The thread that accepts connections and gives each to an event loop.
+struct Acceptor {
+    shared: Arc<Shared>,
+    homes: Arc<[Arc<Home>]>,
+    poll: Poll,
+    /// Dropped at the start of a shutdown, so new clients are refused at
+    /// once instead of waiting in the backlog for an accept that never comes.
+    listener: Option<TcpListener>,
+    next_key: usize,
 }
 
-/// Hands a connection to the poller until it is readable (or, with an
-/// answer unsent, writable) or its deadline passes.
-fn park(shared: &Shared, mut conn: Conn) {
-    let key = conn.key;
-    let writing = conn.wants_write();
-    let mut parked = lock_parked(shared);
-    // Checked under the lock: once the I/O thread has seen the flag it closes
-    // what waits for a request, under this lock. An answer still being
-    // written is finished (within its deadline).
-    if shared.io_exited.load(Ordering::SeqCst)
-        || (!writing && shared.shutting_down.load(Ordering::SeqCst))
-    {
-        return; // dropping closes it
+impl Acceptor {
+    fn listen(&mut self, listener: TcpListener) -> io::Result<()> {
+        let fd = listener.as_raw_fd();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
+        self.listener = Some(listener);
+        Ok(())
     }
-    let interest = if writing {
-        Event::writable(key)
-    } else {
-        Event::readable(key)
-    };
-    // Registering under the lock: the I/O thread cannot see the event before
-    // the connection is in the map.
-    let armed = if conn.registered {
-        shared.poller.modify(&conn.stream, interest)
-    } else {
-        // SAFETY: the stream is deleted from the poller in `Conn::drop`,
-        // before the socket closes.
-        unsafe { shared.poller.add(&conn.stream, interest) }
-    };
-    if armed.is_ok() {
-        conn.registered = true;
-        parked.insert(key, conn);
-    }
-}
 
-fn io_loop(shared: &Arc<Shared>, listener: TcpListener) {
-    // Dropped at the start of a shutdown, so new clients are refused at once
-    // instead of waiting in the backlog for an accept that never comes.
-    let mut listener = Some(listener);
-    let mut events = Events::new();
-    let mut next_key: usize = LISTENER_KEY + 1;
-    let mut accept_backoff_ms = 0u64;
-    let mut accept_resume_at: Option<Instant> = None;
-    let mut last_sweep = Instant::now();
-    let sweep_every = Duration::from_millis(DEADLINE_SWEEP_MS);
-    loop {
-        events.clear();
-        let wait = accept_resume_at.map_or(sweep_every, |at| {
-            at.saturating_duration_since(Instant::now())
-                .min(sweep_every)
-        });
-        if let Err(e) = shared.poller.wait(&mut events, Some(wait))
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            log::error!("poller wait failed: {e}");
-            std::thread::sleep(sweep_every);
-        }
-        shared.io_heartbeat.beat();
-        if shared.io_stop.load(Ordering::SeqCst) {
-            break;
-        }
-        if listener.is_some() && shared.shutting_down.load(Ordering::SeqCst) {
-            stop_listening(shared, &mut listener);
-        }
-        let mut listener_ready = false;
-        for event in events.iter() {
-            if event.key == LISTENER_KEY {
-                listener_ready = listener.is_some();
-            } else if let Some(mut conn) = lock_parked(shared).remove(&event.key) {
-                conn.readable = event.readable;
-                let _ = shared.work.send(Work::Ready(conn));
+    fn run(mut self) {
+        let mut events = Events::with_capacity(ACCEPTOR_EVENTS);
+        let mut accept_backoff_ms = 0u64;
+        let mut accept_resume_at: Option<Instant> = None;
+        let sweep_every = Duration::from_millis(DEADLINE_SWEEP_MS);
+        loop {
+            let wait = accept_resume_at.map_or(sweep_every, |at| {
+                at.saturating_duration_since(Instant::now())
+                    .min(sweep_every)
+            });
+            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("poll failed: {e}");
+                std::thread::sleep(sweep_every);
             }
-        }
-        let resume_due = accept_resume_at.is_some_and(|at| Instant::now() >= at);
-        if let Some(listener) = &listener
-            && (listener_ready || resume_due)
-        {
-            accept_resume_at = None;
-            match accept_all(shared, listener, &mut next_key) {
-                Ok(()) => accept_backoff_ms = 0,
-                Err(e) => {
-                    accept_backoff_ms =
-                        (accept_backoff_ms * 2).clamp(ACCEPT_BACKOFF_MS_MIN, ACCEPT_BACKOFF_MS_MAX);
-                    log::warn!("accept failed: {e}; retrying in {accept_backoff_ms} ms");
-                    accept_resume_at =
-                        Some(Instant::now() + Duration::from_millis(accept_backoff_ms));
+            self.shared.io_heartbeat.beat();
+            if self.shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if self.shared.shutting_down.load(Ordering::SeqCst) {
+                self.stop_listening();
+            }
+            let listener_ready = events.iter().any(|event| event.token() == LISTENER);
+            let resume_due = accept_resume_at.is_some_and(|at| Instant::now() >= at);
+            // Edge-triggered: only a new connection wakes us, so after a
+            // failed accept the backlog is retried on the backoff's clock.
+            if self.listener.is_some() && (listener_ready || resume_due) {
+                accept_resume_at = None;
+                match self.accept_all() {
+                    Ok(()) => accept_backoff_ms = 0,
+                    Err(e) => {
+                        accept_backoff_ms = (accept_backoff_ms * 2)
+                            .clamp(ACCEPT_BACKOFF_MS_MIN, ACCEPT_BACKOFF_MS_MAX);
+                        log::warn!("accept failed: {e}; retrying in {accept_backoff_ms} ms");
+                        accept_resume_at =
+                            Some(Instant::now() + Duration::from_millis(accept_backoff_ms));
+                    }
                 }
             }
-            if accept_resume_at.is_none()
-                && let Err(e) = shared
-                    .poller
-                    .modify(listener, Event::readable(LISTENER_KEY))
-            {
-                log::error!("re-arming the listener failed: {e}");
-                accept_resume_at =
-                    Some(Instant::now() + Duration::from_millis(ACCEPT_BACKOFF_MS_MAX));
-            }
         }
-        if last_sweep.elapsed() >= sweep_every {
-            last_sweep = Instant::now();
-            close_expired(shared, last_sweep);
+        self.stop_listening();
+    }
+
+    fn stop_listening(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            let fd = listener.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
     }
-    stop_listening(shared, &mut listener);
-    let left: Vec<Conn> = {
-        let mut parked = lock_parked(shared);
-        // Under the lock: a worker that finishes after this closes its
-        // connection instead of parking it where nobody looks.
-        shared.io_exited.store(true, Ordering::SeqCst);
-        parked.drain().map(|(_, conn)| conn).collect()
-    };
-    drop(left); // closes whatever is still parked after the grace period
-}
 
-/// The start of a shutdown: no more accepts, and every connection waiting
-/// for a request is closed. Those writing an answer stay parked until it is
-/// out or their deadline passes.
-fn stop_listening(shared: &Shared, listener: &mut Option<TcpListener>) {
-    if let Some(listener) = listener.take() {
-        let _ = shared.poller.delete(&listener);
-    }
-    let idle: Vec<Conn> = {
-        let mut parked = lock_parked(shared);
-        let keys: Vec<usize> = parked
-            .iter()
-            .filter(|(_, conn)| !conn.wants_write())
-            .map(|(key, _)| *key)
-            .collect();
-        keys.iter().filter_map(|key| parked.remove(key)).collect()
-    };
-    drop(idle);
-}
-
-/// Accepts until the backlog is empty. Connections beyond the cap get 503.
-fn accept_all(
-    shared: &Arc<Shared>,
-    listener: &TcpListener,
-    next_key: &mut usize,
-) -> io::Result<()> {
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(pair) => pair,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e),
+    /// Accepts until the backlog is empty. Connections beyond the cap get 503.
+    fn accept_all(&mut self) -> io::Result<()> {
+        let Some(listener) = &self.listener else {
+            return Ok(());
         };
-        if shared.open_connections.load(Ordering::SeqCst) >= shared.limits.max_connections {
-            refuse_over_capacity(shared, stream);
-            continue;
-        }
-        if configure(&stream).is_err() {
-            continue;
-        }
-        // Building a session allocates but does no crypto: the handshake
-        // runs on a worker, like any request.
-        let tls = match &shared.tls {
-            None => None,
-            Some(certificates) => match certificates.session() {
-                Ok(session) => Some(Box::new(session)),
-                Err(e) => {
-                    log::error!("cannot start a TLS session: {e}");
+        let shared = &self.shared;
+        loop {
+            let (stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
                     continue;
                 }
-            },
-        };
-        *next_key = next_key.checked_add(1).unwrap_or(LISTENER_KEY + 1);
-        let conn = Conn::new(stream, *next_key, peer, tls, Arc::clone(shared));
-        park(shared, conn);
+                Err(e) => return Err(e),
+            };
+            if shared.open_connections.load(Ordering::SeqCst) >= shared.limits.max_connections {
+                refuse_over_capacity(shared, stream);
+                continue;
+            }
+            if configure(&stream).is_err() {
+                continue;
+            }
+            // Building a session allocates but does no crypto: the handshake
+            // runs on the event loop, like any request.
+            let tls = match &shared.tls {
+                None => None,
+                Some(certificates) => match certificates.session() {
+                    Ok(session) => Some(Box::new(session)),
+                    Err(e) => {
+                        log::error!("cannot start a TLS session: {e}");
+                        continue;
+                    }
+                },
+            };
+            let key = self.next_key;
+            self.next_key = match key.checked_add(1) {
+                Some(next) if next != LOOP_WAKE.0 => next,
+                _ => FIRST_CONN_KEY,
+            };
+            // The loop with the fewest connections, one stuck in a handler
+            // last.
+            let now_ms = shared.millis();
+            let Some(home) = self
+                .homes
+                .iter()
+                .min_by_key(|home| (home.stuck(now_ms), home.connections.load(Ordering::Relaxed)))
+            else {
+                continue;
+            };
+            let conn = Conn::new(stream, key, peer, tls, Arc::clone(shared), Arc::clone(home));
+            home.deliver(Inbound::Accepted(conn));
+        }
     }
 }
 
 fn configure(stream: &TcpStream) -> io::Result<()> {
-    // Non-blocking: a worker writes what the socket takes and parks the
-    // rest; deadlines are the I/O thread's, not the socket's.
+    // Non-blocking: a loop writes what the socket takes and keeps the rest;
+    // deadlines are the loop's, not the socket's.
     stream.set_nonblocking(true)?;
     stream.set_nodelay(true)
 }
@@ -513,127 +534,284 @@ fn refuse_over_capacity(shared: &Shared, mut stream: TcpStream) {
     let _ = stream.write_all(&out);
 }
 
-fn close_expired(shared: &Shared, now: Instant) {
-    let mut parked = lock_parked(shared);
-    let expired: Vec<usize> = parked
-        .iter()
-        .filter(|(_, conn)| conn.deadline() <= now)
-        .map(|(key, _)| *key)
-        .collect();
-    for key in expired {
-        if let Some(conn) = parked.remove(&key) {
-            log::debug!("closing {} after its timeout", conn.who());
-            drop(conn);
-        }
-    }
+/// One worker: an event loop that owns its connections (registered
+/// edge-triggered for reading and writing), reads, handles and answers
+/// their requests, and cuts off late ones. When another loop is stuck in a
+/// handler, this one takes over that loop's waiting connections.
+struct EventLoop {
+    shared: Arc<Shared>,
+    home: Arc<Home>,
+    /// Every loop's, this one's included.
+    homes: Arc<[Arc<Home>]>,
+    poll: Poll,
+    /// The start of a shutdown was seen and idle connections closed.
+    drained: bool,
 }
 
-fn worker_loop(shared: &Arc<Shared>, work: &Receiver<Work>) {
-    while let Ok(item) = work.recv() {
-        match item {
-            Work::Ready(conn) => serve(shared, conn),
-            Work::Resume(mut conn, framing, answer, asked) => {
-                let rendered = catch_unwind(AssertUnwindSafe(|| answer.into_response()));
-                let response = rendered.unwrap_or_else(|panic| {
-                    log::error!(
-                        "rendering the answer to request {} panicked: {}",
-                        asked.request_id.as_str(),
-                        panic_message(&panic)
-                    );
-                    Response::error(500, "internal", "internal error")
-                });
-                let response = finished(shared, &asked, response);
-                conn.queue(&response, &framing);
-                serve(shared, conn);
+impl EventLoop {
+    /// A loop's poll and the home around it.
+    fn poll() -> io::Result<(Poll, Arc<Home>)> {
+        let poll = Poll::new()?;
+        let (inbox, inbox_rx) = crossbeam_channel::unbounded();
+        let home = Arc::new(Home {
+            registry: poll.registry().try_clone()?,
+            waker: Waker::new(poll.registry(), LOOP_WAKE)?,
+            inbox,
+            inbox_rx,
+            woken: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            parked: Mutex::new(HashMap::new()),
+            connections: AtomicUsize::new(0),
+            busy_since: AtomicU64::new(0),
+        });
+        Ok((poll, home))
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(LOOP_EVENTS);
+        let sweep_every = Duration::from_millis(DEADLINE_SWEEP_MS);
+        let mut last_sweep = Instant::now();
+        loop {
+            let wait = sweep_every.saturating_sub(last_sweep.elapsed());
+            self.home.busy_since.store(0, Ordering::Relaxed);
+            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("poll failed: {e}");
+                std::thread::sleep(sweep_every);
             }
-            Work::Stop => return,
+            let now_ms = self.shared.millis();
+            self.home.busy_since.store(now_ms + 1, Ordering::Relaxed);
+            if self.shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if !self.drained && self.shared.shutting_down.load(Ordering::SeqCst) {
+                self.drained = true;
+                self.close_idle();
+            }
+            for event in events.iter() {
+                let taken = self.home.parked().remove(&event.token().0);
+                if let Some(mut conn) = taken {
+                    self.mark_busy();
+                    // Edge-triggered: what the socket said is kept until a
+                    // read or a write finds it no longer so.
+                    conn.readable |=
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    self.serve(conn);
+                }
+            }
+            // Cleared before the inbox is read: a delivery after this
+            // point wakes the next poll.
+            self.home.woken.store(false, Ordering::SeqCst);
+            let home = Arc::clone(&self.home);
+            self.take_inbox(&home);
+            if last_sweep.elapsed() >= sweep_every {
+                last_sweep = Instant::now();
+                self.close_expired(last_sweep);
+                self.take_over_stuck(now_ms);
+            }
+        }
+        // Whatever is still here after the grace period closes now.
+        self.home.discard();
+    }
+
+    /// From now on, until the loop waits again, it is working on one
+    /// connection.
+    fn mark_busy(&self) {
+        let now_ms = self.shared.millis();
+        self.home.busy_since.store(now_ms + 1, Ordering::Relaxed);
+    }
+
+    /// Everything in `from`'s inbox (this loop's, or a stuck one's).
+    fn take_inbox(&mut self, from: &Home) {
+        while let Ok(item) = from.inbox_rx.try_recv() {
+            self.mark_busy();
+            match item {
+                Inbound::Accepted(mut conn) => {
+                    conn.move_to(&self.home);
+                    self.park(conn);
+                }
+                Inbound::Resume(mut conn, framing, answer, asked) => {
+                    conn.move_to(&self.home);
+                    self.resume(conn, framing, answer, asked);
+                }
+            }
         }
     }
-}
 
-/// Writes what is queued on `conn`, then answers every whole request
-/// buffered on it, one at a time; parks it whenever the socket is full or
-/// more input is needed, closes it when it is done.
-fn serve(shared: &Arc<Shared>, mut conn: Conn) {
-    loop {
-        match conn.flush() {
-            Flushed::Done => {}
-            Flushed::Blocked => return park(shared, conn),
-            Flushed::Closing => {
-                if conn.linger() {
-                    park(shared, conn);
-                }
+    /// Takes over what waits on loops stuck in a handler: their parked
+    /// connections and their inboxes (new connections, answers made
+    /// elsewhere). The connection being handled stays with its loop.
+    fn take_over_stuck(&mut self, now_ms: u64) {
+        let homes = Arc::clone(&self.homes);
+        for other in homes.iter() {
+            if Arc::ptr_eq(other, &self.home) || !other.stuck(now_ms) {
+                continue;
+            }
+            let waiting: Vec<Conn> = other.parked().drain().map(|(_, conn)| conn).collect();
+            if !waiting.is_empty() {
+                log::debug!(
+                    "taking over {} connections of a worker stuck in a handler",
+                    waiting.len()
+                );
+            }
+            for mut conn in waiting {
+                conn.move_to(&self.home);
+                self.park(conn);
+            }
+            self.take_inbox(other);
+        }
+    }
+
+    /// Keeps a connection until its socket has news (or its deadline
+    /// passes). Registered once, for reading and writing, edge-triggered.
+    fn park(&mut self, mut conn: Conn) {
+        // An answer still being written is finished (within its deadline);
+        // a connection waiting for a request closes at a shutdown.
+        if !conn.wants_write() && self.shared.shutting_down.load(Ordering::SeqCst) {
+            return; // dropping closes it
+        }
+        if !conn.registered {
+            let fd = conn.stream.as_raw_fd();
+            let registered = conn.home.registry.register(
+                &mut SourceFd(&fd),
+                Token(conn.key),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            if registered.is_err() {
                 return;
             }
-            Flushed::Failed => return,
+            conn.registered = true;
+            // Edge-triggered: bytes that came before registering may
+            // raise no event; look once.
+            conn.readable = true;
+            return self.serve(conn);
         }
-        match conn.next_request() {
-            Step::Request(request, framing) => {
-                let started = Instant::now();
-                match catch_unwind(AssertUnwindSafe(|| shared.service.call(&request))) {
-                    Ok(Reply::Now(response)) => {
-                        let asked = Asked::of(&request, &framing, started);
-                        let response = finished(shared, &asked, response);
-                        conn.queue(&response, &framing);
+        self.home.parked().insert(conn.key, conn);
+    }
+
+    /// The start of a shutdown: every connection waiting for a request
+    /// closes. Those writing an answer stay until it is out or their
+    /// deadline passes.
+    fn close_idle(&mut self) {
+        self.home.parked().retain(|_, conn| conn.wants_write());
+    }
+
+    fn close_expired(&mut self, now: Instant) {
+        self.home.parked().retain(|_, conn| {
+            let alive = conn.deadline() > now;
+            if !alive {
+                log::debug!("closing {} after its timeout", conn.who());
+            }
+            alive
+        });
+    }
+
+    /// A deferred answer is back: it is rendered (if it is not yet),
+    /// queued, and the connection served on.
+    fn resume(&mut self, mut conn: Conn, framing: Framing, answer: Answer, asked: Asked) {
+        let rendered = catch_unwind(AssertUnwindSafe(|| answer.into_response()));
+        let response = rendered.unwrap_or_else(|panic| {
+            log::error!(
+                "rendering the answer to request {} panicked: {}",
+                asked.request_id.as_str(),
+                panic_message(&panic)
+            );
+            Response::error(500, "internal", "internal error")
+        });
+        let response = finished(&self.shared, &asked, response);
+        conn.queue(&response, &framing);
+        // Events that came while the answer was being made were not seen.
+        conn.readable = true;
+        self.serve(conn);
+    }
+
+    /// Writes what is queued on `conn`, then answers every whole request
+    /// buffered on it, one at a time; parks it whenever the socket is full
+    /// or more input is needed, closes it when it is done.
+    fn serve(&mut self, mut conn: Conn) {
+        let shared = Arc::clone(&self.shared);
+        loop {
+            match conn.flush() {
+                Flushed::Done => {}
+                Flushed::Blocked => return self.park(conn),
+                Flushed::Closing => {
+                    if conn.linger() {
+                        self.park(conn);
                     }
-                    Ok(Reply::Later(start)) => {
-                        let asked = Asked::of(&request, &framing, started);
-                        let work = shared.work.clone();
-                        let deliver = move |answer: Answer| {
-                            let _ = work.send(Work::Resume(conn, framing, answer, asked));
-                        };
-                        let responder = Responder {
-                            deliver: Some(Box::new(deliver)),
-                        };
-                        // A panic here drops the responder, which answers
-                        // 500 through the worker pool; this worker goes on.
-                        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| start(responder))) {
+                    return;
+                }
+                Flushed::Failed => return,
+            }
+            match conn.next_request() {
+                Step::Request(request, framing) => {
+                    let started = Instant::now();
+                    match catch_unwind(AssertUnwindSafe(|| shared.service.call(&request))) {
+                        Ok(Reply::Now(response)) => {
+                            let asked = Asked::of(&request, &framing, started);
+                            let response = finished(&shared, &asked, response);
+                            conn.queue(&response, &framing);
+                        }
+                        Ok(Reply::Later(start)) => {
+                            let asked = Asked::of(&request, &framing, started);
+                            let home = Arc::clone(&self.home);
+                            let deliver = move |answer: Answer| {
+                                home.deliver(Inbound::Resume(conn, framing, answer, asked));
+                            };
+                            let responder = Responder {
+                                deliver: Some(Box::new(deliver)),
+                            };
+                            // A panic here drops the responder, which
+                            // answers 500 through this loop's inbox.
+                            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| start(responder)))
+                            {
+                                log::error!(
+                                    "starting deferred work panicked: {}",
+                                    panic_message(&panic)
+                                );
+                            }
+                            return;
+                        }
+                        Err(panic) => {
                             log::error!(
-                                "starting deferred work panicked: {}",
+                                "handler panicked on {} {} (request {}): {}",
+                                request.method.as_str(),
+                                request.path,
+                                request.request_id.as_str(),
                                 panic_message(&panic)
                             );
+                            let response = shared.service.decorate(
+                                &request.headers,
+                                Response::error(500, "internal", "internal error"),
+                            );
+                            let asked = Asked::of(&request, &Framing::REJECT, started);
+                            let response = finished(&shared, &asked, response);
+                            conn.reject(&response);
                         }
-                        return;
-                    }
-                    Err(panic) => {
-                        log::error!(
-                            "handler panicked on {} {} (request {}): {}",
-                            request.method.as_str(),
-                            request.path,
-                            request.request_id.as_str(),
-                            panic_message(&panic)
-                        );
-                        let response = shared.service.decorate(
-                            &request.headers,
-                            Response::error(500, "internal", "internal error"),
-                        );
-                        let asked = Asked::of(&request, &Framing::REJECT, started);
-                        let response = finished(shared, &asked, response);
-                        conn.reject(&response);
                     }
                 }
-            }
-            Step::NeedMore if conn.wants_write() => {} // a 100 Continue to send
-            Step::NeedMore => {
-                if conn.has_buffered_bytes() || !shared.shutting_down.load(Ordering::SeqCst) {
-                    park(shared, conn);
+                Step::NeedMore if conn.wants_write() => {} // a 100 Continue to send
+                Step::NeedMore => {
+                    if conn.has_buffered_bytes() || !shared.shutting_down.load(Ordering::SeqCst) {
+                        self.park(conn);
+                    }
+                    return;
                 }
-                return;
+                Step::Reject(response, refused) => {
+                    log::debug!("refused a request from {}: {}", conn.who(), response.status);
+                    shared.service.completed(&Completed {
+                        response: &response,
+                        elapsed: Duration::ZERO,
+                        method: refused.method,
+                        client: refused.client,
+                        user_id: None,
+                        request_id: refused.request_id.as_str(),
+                        body_bytes: response.body.len(),
+                    });
+                    conn.reject(&response);
+                }
+                Step::Closed => return,
             }
-            Step::Reject(response, refused) => {
-                log::debug!("refused a request from {}: {}", conn.who(), response.status);
-                shared.service.completed(&Completed {
-                    response: &response,
-                    elapsed: Duration::ZERO,
-                    method: refused.method,
-                    client: refused.client,
-                    user_id: None,
-                    request_id: refused.request_id.as_str(),
-                    body_bytes: response.body.len(),
-                });
-                conn.reject(&response);
-            }
-            Step::Closed => return,
         }
     }
 }

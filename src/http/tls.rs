@@ -66,6 +66,7 @@ impl Certificates {
             conn,
             close_notify_sent: false,
             first_byte: None,
+            socket_unread: false,
         })
     }
 
@@ -138,6 +139,10 @@ pub(crate) struct TlsSession {
     /// The first byte the peer sent: a TLS client's is 22, the content type
     /// of the handshake record that carries its ClientHello.
     first_byte: Option<u8>,
+    /// The last `read` stopped at `TLS_READ_BYTES_MAX` before the socket
+    /// said it had nothing more: read again before waiting for readiness
+    /// (which is edge-triggered, and will not be told again).
+    socket_unread: bool,
 }
 
 /// The content type of a TLS handshake record (RFC 8446 §5.1).
@@ -159,6 +164,7 @@ impl TlsSession {
     pub(crate) fn read(&mut self, socket: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         let mut filled = 0;
         let mut from_socket = 0;
+        self.socket_unread = false;
         loop {
             if filled < buf.len() {
                 match self.conn.reader().read(&mut buf[filled..]) {
@@ -170,7 +176,11 @@ impl TlsSession {
                     Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
                 }
             }
-            if filled == buf.len() || from_socket >= TLS_READ_BYTES_MAX {
+            if filled == buf.len() {
+                break;
+            }
+            if from_socket >= TLS_READ_BYTES_MAX {
+                self.socket_unread = true;
                 break;
             }
             let mut source = FirstByte {
@@ -216,13 +226,18 @@ impl TlsSession {
     }
 
     /// A read will not touch the socket and still find something: rustls
-    /// holds decrypted bytes, or the peer's close_notify (the poller cannot
+    /// holds decrypted bytes, or the peer's close_notify (epoll cannot
     /// know of either: their bytes were read already).
     pub(crate) fn has_input(&mut self) -> bool {
         // `process_new_packets` with no new input only reports the state.
         self.conn
             .process_new_packets()
             .is_ok_and(|state| state.plaintext_bytes_to_read() > 0 || state.peer_has_closed())
+    }
+
+    /// The last `read` left bytes in the socket (it stopped at its bound).
+    pub(crate) fn socket_unread(&self) -> bool {
+        self.socket_unread
     }
 
     /// Decrypted bytes are waiting in rustls.

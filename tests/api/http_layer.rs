@@ -822,6 +822,38 @@ fn a_request_held_in_its_handler_does_not_hold_up_other_connections() {
 }
 
 #[test]
+fn keep_alive_connections_of_a_worker_held_in_a_handler_are_served_by_another() {
+    // Each worker owns the connections it was given; one held in a handler
+    // has the connections waiting on it taken over by the other.
+    let app = spawn_app_with(|c| c.workers = 2);
+    let mut clients: Vec<_> = (0..6)
+        .map(|_| {
+            let mut client = app.connect();
+            client.send(get("/healthz").as_bytes());
+            assert_eq!(client.read_response().status, 200);
+            client
+        })
+        .collect();
+    let mut held = app.connect();
+    held.send(get("/test/gate/held-with-keep-alive-neighbours").as_bytes());
+    gate::wait_entered("held-with-keep-alive-neighbours");
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(get(&format!("/test/seq/{i}")).as_bytes());
+        assert_eq!(client.read_response().json()["n"], i.to_string());
+    }
+    gate::open("held-with-keep-alive-neighbours");
+    assert_eq!(
+        held.read_response().json()["gate"],
+        "held-with-keep-alive-neighbours"
+    );
+    // Both workers go on serving every connection afterwards.
+    for client in &mut clients {
+        client.send(get("/healthz").as_bytes());
+        assert_eq!(client.read_response().status, 200);
+    }
+}
+
+#[test]
 fn shutdown_under_a_stream_of_keep_alive_requests_is_prompt_and_cuts_no_response() {
     let mut app = spawn_app();
     let clients: Vec<_> = (0..8)
