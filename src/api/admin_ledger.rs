@@ -1,6 +1,8 @@
 //! Admin money routes: deposits, withdrawals, bulk balances, wallet
 //! statistics and the ledger check.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::json;
 
@@ -119,11 +121,11 @@ pub fn balances(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         .store
         .readers
         .read(|conn| ledger::balances_of_users(conn, &user_ids, &codes))?;
-    let map: serde_json::Map<String, serde_json::Value> = found
+    let map: BTreeMap<String, ledger::BalancesView<'_>> = found
         .iter()
         .map(|(user_id, balances)| (user_id.to_string(), ledger::balances_json(balances, all)))
         .collect();
-    Ok(Reply::Now(respond::json(200, &json!({"balances": map}))))
+    Ok(Reply::Now(respond::wrapped(200, "balances", &map)))
 }
 
 /// `GET /admin/stats/wallets`, cached STATS_CACHE_TIMEOUT.

@@ -7,6 +7,24 @@ use serde_json::{Map, Value, json};
 use crate::error::{Error, STORE_RETRY_AFTER_S};
 use crate::http::Response;
 
+/// `{"<name>": value}`, serialized straight from `value` (`json!` would
+/// build a JSON value tree of it first).
+pub fn wrapped<T: Serialize>(status: u16, name: &'static str, value: &T) -> Response {
+    struct One<'a, T> {
+        name: &'static str,
+        value: &'a T,
+    }
+    impl<T: Serialize> Serialize for One<'_, T> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = serializer.serialize_map(Some(1))?;
+            map.serialize_entry(self.name, self.value)?;
+            map.end()
+        }
+    }
+    json(status, &One { name, value })
+}
+
 pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => Response::json_bytes(status, bytes),

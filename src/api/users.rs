@@ -67,7 +67,7 @@ pub fn register(app: &App, request: &Request, _: &Params) -> Result<Reply> {
                 },
                 move |result| {
                     responder.send_with(move || match result {
-                        Ok(user) => respond::json(201, &json!({"user": user.private()})),
+                        Ok(user) => respond::wrapped(201, "user", &user.private()),
                         Err(e) => respond::error(e),
                     })
                 },
@@ -86,9 +86,10 @@ fn taken(username: &Username) -> Error {
 /// `GET /users/me`: the caller with private fields.
 pub fn me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let caller = auth::caller(app, request)?;
-    Ok(Reply::Now(respond::json(
+    Ok(Reply::Now(respond::wrapped(
         200,
-        &json!({"user": caller.user.private()}),
+        "user",
+        &caller.user.private(),
     )))
 }
 
@@ -128,7 +129,7 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         }
         return Ok(app.write(
             move |tx| users::update(tx, user_id, &changes),
-            |user| respond::json(200, &json!({"user": user.private()})),
+            |user| respond::wrapped(200, "user", &user.private()),
         ));
     };
     let new_password = Password::parse("password", new_password)?;
@@ -180,7 +181,7 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
                 };
                 writer.submit(work, move |result| {
                     responder.send_with(move || match result {
-                        Ok(user) => respond::json(200, &json!({"user": user.private()})),
+                        Ok(user) => respond::wrapped(200, "user", &user.private()),
                         Err(e) => respond::error(e),
                     })
                 });
@@ -200,10 +201,7 @@ pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     auth::caller(app, request)?;
     let id = params.id()?;
     let user = auth::profile(app, id)?.ok_or(Error::NotFound)?;
-    Ok(Reply::Now(respond::json(
-        200,
-        &json!({"user": user.public()}),
-    )))
+    Ok(Reply::Now(respond::wrapped(200, "user", &user.public())))
 }
 
 /// `GET /users?ids=…` (bulk read) or `GET /users?q=…` (prefix search).
@@ -295,7 +293,7 @@ pub fn admin_update(app: &App, request: &Request, params: &Params) -> Result<Rep
     let changes = json::body::<AdminChanges>(request)?.parse()?;
     Ok(app.write(
         move |tx| users::update(tx, id, &changes),
-        |user| respond::json(200, &json!({"user": user.private()})),
+        |user| respond::wrapped(200, "user", &user.private()),
     ))
 }
 

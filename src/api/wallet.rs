@@ -22,9 +22,10 @@ pub fn wallet(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let balances = app.caches.balances.get_or_load(&user_id, || {
         readers.read(|conn| ledger::balances(conn, user_id, currencies))
     })?;
-    Ok(Reply::Now(respond::json(
+    Ok(Reply::Now(respond::wrapped(
         200,
-        &json!({"balances": ledger::balances_json(&balances, currencies)}),
+        "balances",
+        &ledger::balances_json(&balances, currencies),
     )))
 }
 

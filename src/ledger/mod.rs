@@ -332,20 +332,43 @@ pub fn balances(conn: &Connection, user_id: i64, currencies: &Currencies) -> Res
     Ok(out)
 }
 
-/// Renders balances as the API shows them: `{CUR: {available, held}}`.
-pub fn balances_json(balances: &Balances, currencies: &Currencies) -> serde_json::Value {
-    let map: serde_json::Map<String, serde_json::Value> = balances
-        .iter()
-        .map(|(code, (available, held))| {
-            let decimals = decimals_of(currencies, code);
-            let value = serde_json::json!({
-                "available": format_minor(i128::from(*available), decimals),
-                "held": format_minor(i128::from(*held), decimals),
-            });
-            (code.clone(), value)
-        })
-        .collect();
-    serde_json::Value::Object(map)
+/// Balances as the API shows them: `{CUR: {available, held}}`, serialized
+/// straight from the map (no JSON value tree in between).
+pub fn balances_json<'a>(balances: &'a Balances, currencies: &'a Currencies) -> BalancesView<'a> {
+    BalancesView {
+        balances,
+        currencies,
+    }
+}
+
+pub struct BalancesView<'a> {
+    balances: &'a Balances,
+    currencies: &'a Currencies,
+}
+
+impl serde::Serialize for BalancesView<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+
+        #[derive(serde::Serialize)]
+        struct Pair {
+            available: String,
+            held: String,
+        }
+        let mut map = serializer.serialize_map(Some(self.balances.len()))?;
+        for (code, (available, held)) in self.balances {
+            let decimals = decimals_of(self.currencies, code);
+            let pair = Pair {
+                available: format_minor(i128::from(*available), decimals),
+                held: format_minor(i128::from(*held), decimals),
+            };
+            map.serialize_entry(code, &pair)?;
+        }
+        map.end()
+    }
 }
 
 /// A page of the user's entries, newest first, after the entry `after`.

@@ -115,6 +115,14 @@ fn parse_minor(text: &str, decimals: u32) -> std::result::Result<i64, String> {
 pub fn format_minor(minor: i128, decimals: u32) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
+    // Every balance and amount fits 64 bits: digits by u64 arithmetic into
+    // a stack buffer (a reply renders several; u128 division and `format!`
+    // padding cost more than the rest of a cached wallet read).
+    if let Ok(abs) = u64::try_from(abs)
+        && (decimals as usize) < SHORT_DIGITS
+    {
+        return format_short(sign, abs, decimals as usize);
+    }
     if decimals == 0 {
         return format!("{sign}{abs}");
     }
@@ -125,6 +133,33 @@ pub fn format_minor(minor: i128, decimals: u32) -> String {
         abs % scale,
         width = decimals as usize
     )
+}
+
+/// Digits `format_short` has room for: u64's 20, or `decimals` and a
+/// leading zero.
+const SHORT_DIGITS: usize = 40;
+
+fn format_short(sign: &str, mut abs: u64, decimals: usize) -> String {
+    let mut digits = [b'0'; SHORT_DIGITS];
+    let mut start = SHORT_DIGITS;
+    while abs > 0 {
+        start -= 1;
+        digits[start] = b'0' + (abs % 10) as u8;
+        abs /= 10;
+    }
+    // At least one digit before the point (zero-padded after it).
+    let start = start.min(SHORT_DIGITS - decimals - 1);
+    let whole = &digits[start..SHORT_DIGITS - decimals];
+    let fraction = &digits[SHORT_DIGITS - decimals..];
+    let mut out = String::with_capacity(sign.len() + whole.len() + 1 + decimals);
+    out.push_str(sign);
+    // ASCII digits only.
+    out.extend(whole.iter().map(|&b| char::from(b)));
+    if decimals > 0 {
+        out.push('.');
+        out.extend(fraction.iter().map(|&b| char::from(b)));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -172,6 +207,37 @@ mod tests {
             format_minor(i128::from(i64::MAX) * 2, 8),
             "184467440737.09551614"
         );
+    }
+
+    /// The general rendering the 64-bit path must agree with.
+    fn format_wide(minor: i128, decimals: u32) -> String {
+        let sign = if minor < 0 { "-" } else { "" };
+        let abs = minor.unsigned_abs();
+        if decimals == 0 {
+            return format!("{sign}{abs}");
+        }
+        let scale = 10u128.pow(decimals);
+        let width = decimals as usize;
+        format!("{sign}{}.{:0width$}", abs / scale, abs % scale)
+    }
+
+    #[test]
+    fn the_64_bit_rendering_agrees_with_the_general_one() {
+        let mut values = vec![0i128, 1, 9, 10, 99, 100, 12_345, i128::from(u64::MAX)];
+        values.extend((0..19).map(|p| 10i128.pow(p)));
+        values.extend((1..19).map(|p| 10i128.pow(p) - 1));
+        values.extend([i128::from(i64::MAX), i128::from(i64::MIN)]);
+        let negated: Vec<i128> = values.iter().map(|v| -v).collect();
+        values.extend(negated);
+        for decimals in [0, 1, 2, 8, 12, 18, 19, 20, 24, 38] {
+            for &v in &values {
+                assert_eq!(
+                    format_minor(v, decimals),
+                    format_wide(v, decimals),
+                    "{v} with {decimals} decimals"
+                );
+            }
+        }
     }
 
     #[test]
