@@ -342,42 +342,32 @@ impl Writer {
 
 fn writer_loop(conn: &Connection, queue: &Receiver<Message>, context: &Context) {
     let mut batch: Vec<Box<dyn QueuedJob>> = Vec::with_capacity(COMMIT_BATCH_MAX);
-    // A job that would have made the last batch too heavy opens the next.
-    let mut carried: Option<(Box<dyn QueuedJob>, usize)> = None;
-    let mut stopping = false;
-    while !stopping || carried.is_some() {
+    let mut intake = Intake {
+        queue,
+        weight: 0,
+        carried: None,
+        stopping: false,
+    };
+    while !intake.stopping || intake.carried.is_some() {
         context.heartbeat.beat();
-        let mut weight = 0usize;
-        let first = match carried.take() {
+        intake.weight = 0;
+        let first = match intake.carried.take() {
             Some(job) => Some(job),
             None => match next_message(queue, &context.heartbeat) {
                 Some(Message::Job(job, w)) => Some((job, w)),
                 Some(Message::Stop) | None => {
-                    stopping = true;
+                    intake.stopping = true;
                     None
                 }
             },
         };
         if let Some((job, w)) = first {
             batch.push(job);
-            weight += w;
+            intake.weight += w;
         }
-        while !stopping && batch.len() < COMMIT_BATCH_MAX && weight < COMMIT_WEIGHT_MAX {
-            match queue.try_recv() {
-                Ok(Message::Job(job, w)) if weight + w > COMMIT_WEIGHT_MAX => {
-                    carried = Some((job, w));
-                    break;
-                }
-                Ok(Message::Job(job, w)) => {
-                    batch.push(job);
-                    weight += w;
-                }
-                Ok(Message::Stop) => stopping = true,
-                Err(_) => break,
-            }
-        }
+        intake.top_up(&mut batch);
         if !batch.is_empty() {
-            commit_batch(conn, &mut batch, context);
+            commit_batch(conn, &mut batch, context, &mut intake);
         }
     }
     // Anything queued after the stop is answered, not silently dropped.
@@ -385,6 +375,42 @@ fn writer_loop(conn: &Connection, queue: &Receiver<Message>, context: &Context) 
         if let Message::Job(job, _) = message {
             job.fail(Error::unavailable("the server is shutting down"));
         }
+    }
+}
+
+/// Where a batch's jobs come from: the queue, within the batch's bounds.
+struct Intake<'a> {
+    queue: &'a Receiver<Message>,
+    /// Of the batch being gathered.
+    weight: usize,
+    /// A job that would have made the last batch too heavy opens the next.
+    carried: Option<(Box<dyn QueuedJob>, usize)>,
+    stopping: bool,
+}
+
+impl Intake<'_> {
+    /// Adds what is queued to `batch`, up to COMMIT_BATCH_MAX jobs and
+    /// COMMIT_WEIGHT_MAX; `true` when it added any.
+    fn top_up(&mut self, batch: &mut Vec<Box<dyn QueuedJob>>) -> bool {
+        let before = batch.len();
+        while !self.stopping
+            && self.carried.is_none()
+            && batch.len() < COMMIT_BATCH_MAX
+            && self.weight < COMMIT_WEIGHT_MAX
+        {
+            match self.queue.try_recv() {
+                Ok(Message::Job(job, w)) if self.weight + w > COMMIT_WEIGHT_MAX => {
+                    self.carried = Some((job, w));
+                }
+                Ok(Message::Job(job, w)) => {
+                    batch.push(job);
+                    self.weight += w;
+                }
+                Ok(Message::Stop) => self.stopping = true,
+                Err(_) => break,
+            }
+        }
+        batch.len() > before
     }
 }
 
@@ -410,7 +436,18 @@ fn next_message(queue: &Receiver<Message>, heartbeat: &Heartbeat) -> Option<Mess
 /// in its own savepoint, so that job's writes vanish alone. Savepoints cost
 /// a quarter of the writer's time per transfer (benches/app.rs storage
 /// ceiling), and most batches never need one.
-fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, context: &Context) {
+///
+/// Jobs that arrive while the batch runs join it (`Intake::top_up`) until
+/// the queue is empty or the batch full, and only then does it commit:
+/// under load the callers answered by the last commit are back before this
+/// one, and a commit's fsync serves all of them rather than every other
+/// commit serving half.
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn QueuedJob>>,
+    context: &Context,
+    intake: &mut Intake<'_>,
+) {
     let Context {
         stats,
         on_commit,
@@ -418,7 +455,6 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, context:
         ..
     } = context;
     let started = Instant::now();
-    let size = batch.len() as u64;
     let touched = RefCell::new(Vec::new());
     let tx = WriteTx {
         conn,
@@ -426,6 +462,14 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn QueuedJob>>, context:
     };
     let mut fault: Option<String> = None;
     let mut ran = begin(conn).and_then(|()| run_plain(&tx, batch));
+    while let Ok(true) = ran {
+        let from = batch.len();
+        if !intake.top_up(batch) {
+            break;
+        }
+        ran = run_plain(&tx, &mut batch[from..]);
+    }
+    let size = batch.len() as u64;
     if let Ok(false) = ran {
         // A job left partial writes: start over with a savepoint per job.
         // (Strict ROLLBACK: the transaction is known to be open here.)
