@@ -38,7 +38,26 @@
 //! - growth (full mode): uniform reads at 10k and at 1M users, with caches
 //!   on and off, and `souk check` wall time at both sizes;
 //! - the cost of `RequestMetrics::record` against the server's CPU time per
-//!   request.
+//!   request;
+//! - machine limits, one table of souk against the machine's own ceilings
+//!   (`benches/common/limits.rs`): `GET /healthz` and the cached `GET
+//!   /wallet` and `GET /users/{id}` driven by `wrk -t2 -c64 --latency`
+//!   against nginx answering the same body (`benches/common/wrk.rs`; souk
+//!   with its default configuration and with `SOUK_ACCESS_LOG=off`),
+//!   durable transfers against the raw rusqlite loop with 64 transfers per
+//!   transaction, idle and peak RSS, and the balance cache's hit rate over
+//!   the mixed row. The wrk rows need `wrk` and `nginx` (`apt-get install
+//!   nginx-light wrk`): without them, and in the smoke run, the table says
+//!   they were skipped.
+//!
+//! Rows: `SOUK_BENCH_ROWS=KEY,…` runs only the rows of those keys (`Kind::key`:
+//! `profile`, `transfer`, `order`, …; the tiny_http and `/healthz`
+//! references always run) and the extra runs named: `access-log`, `peak`,
+//! `ceiling`, and `limits` (the machine-limits table: the wrk rows, the
+//! 64-connection transfer and mixed rows, the peak-RSS row and the
+//! 64-per-transaction storage ceiling; under a minute with `--quick`).
+//! `SOUK_BENCH_SECONDS=N` sets each row's measured time (wrk's `-d`: N
+//! rounded up to whole seconds).
 //!
 //! Everything is bounded in time and count, on loopback; the client shares the
 //! machine's cores with the server, so absolute numbers are lower bounds.
