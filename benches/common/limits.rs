@@ -436,7 +436,10 @@ fn transfer_line(w: &mut String, rows: &[RowResult], ceilings: &[Ceiling]) {
         [
             &measure,
             &with_errors(text, &errors_text),
-            &format!("{:.0} transfers/s (raw rusqlite loop)", ceiling.rate()),
+            &format!(
+                "{:.0} transfers/s (raw rusqlite loop, right after the row)",
+                ceiling.rate()
+            ),
             &percent(row.stats.rate(), ceiling.rate()),
             &target,
             met(errors == 0 && row.stats.rate() >= TARGET_TRANSFER_SHARE * ceiling.rate()),
