@@ -2624,9 +2624,18 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
             warmup: mode.warmup,
             duration,
         };
-        let (limits, ok) = limits::run(&setup, &mut notes)?;
-        clean &= ok;
-        limits
+        // A tool that is there but fails (nginx would not start) fails the
+        // bench, after the rest of it has run and been reported.
+        match limits::run(&setup, &mut notes) {
+            Ok((limits, ok)) => {
+                clean &= ok;
+                limits
+            }
+            Err(e) => {
+                clean = false;
+                limits::Limits::skipped(format!("**failed**: {e}"))
+            }
+        }
     };
     // Peak RSS with many connections, on a server of its own: the heap that
     // earlier rows left behind (argon2's 19 MiB blocks, the 100-item batch
