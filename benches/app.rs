@@ -2624,7 +2624,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
             warmup: mode.warmup,
             duration,
         };
-        // A tool that is there but fails (nginx would not start) fails the
+        // Tools that are there but fail (a server would not start) fail the
         // bench, after the rest of it has run and been reported.
         match limits::run(&setup, &mut notes) {
             Ok((limits, ok)) => {

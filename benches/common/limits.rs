@@ -4,12 +4,13 @@
 //! - `GET /healthz`, and the cached `GET /wallet` and `GET /users/{id}`
 //!   (signed in with a seeded session), driven by `wrk -t2 -c64 --latency`
 //!   against nginx answering souk's `/healthz` body, driven the same way
-//!   (`common/wrk.rs`): nginx runs before and after souk's rows and the
-//!   ceiling is the mean of the two. souk runs twice on the main database:
-//!   with its default configuration (access log on, stderr read by a
-//!   separate block-reading process, as journald would) and with
-//!   `SOUK_ACCESS_LOG=off` (nginx's access log is off too); the targets are
-//!   judged on the default one.
+//!   (`common/wrk.rs`). souk runs twice, side by side: with its default
+//!   configuration (access log on, stderr read by a separate block-reading
+//!   process, as journald would) on the main database, and with
+//!   `SOUK_ACCESS_LOG=off` (nginx's access log is off too) on a copy; the
+//!   targets are judged on the default one. For each route nginx runs
+//!   right before the two souks, so that the machine's drift (other work
+//!   on its two cores) falls on the three alike.
 //! - durable `POST /transfers` at 64 connections (the bench's own row)
 //!   against the raw rusqlite loop with 64 transfers per transaction;
 //! - idle RSS after start, peak RSS with 1,000 connections, and the
@@ -22,8 +23,8 @@ use std::time::Duration;
 use crate::common::{Launch, Souk, fmt_ms, report_stop};
 use crate::wrk::{self, Nginx, WrkRun};
 use crate::{
-    Ceiling, Kind, RowResult, TARGET_IDLE_RSS_MB, TARGET_PEAK_RSS_MB, find, log_consumer, met,
-    token, user_id,
+    Ceiling, Kind, RowResult, TARGET_IDLE_RSS_MB, TARGET_PEAK_RSS_MB, copy_db, find, log_consumer,
+    met, remove_db, token, user_id,
 };
 
 /// Connections of the wrk rows, the transfer row and the mixed row judged here.
@@ -86,11 +87,15 @@ impl Route {
     }
 }
 
-/// One wrk run against souk.
-pub struct SoukRun {
+/// One route's runs: nginx's ceiling, then the two souks.
+pub struct RouteRuns {
     pub route: Route,
-    pub access_log: bool,
-    pub run: Result<WrkRun, String>,
+    /// nginx's `GET /healthz`, right before souk's runs of the route.
+    pub nginx: Result<WrkRun, String>,
+    /// souk with its default configuration (access log on).
+    pub default: Result<WrkRun, String>,
+    /// souk with `SOUK_ACCESS_LOG=off`.
+    pub log_off: Result<WrkRun, String>,
 }
 
 /// The wrk rows of a run.
@@ -98,9 +103,7 @@ pub struct SoukRun {
 pub struct Limits {
     /// Why the wrk rows did not run (a missing tool, smoke mode, the filter).
     pub skipped: Option<String>,
-    /// nginx's runs, before and after souk's.
-    pub nginx: Vec<WrkRun>,
-    pub souk: Vec<SoukRun>,
+    pub routes: Vec<RouteRuns>,
     /// wrk's `-d` of each measured run, and of the warm-up of each server.
     pub secs: u64,
     pub warmup_secs: u64,
@@ -112,16 +115,6 @@ impl Limits {
             skipped: Some(why.into()),
             ..Limits::default()
         }
-    }
-
-    /// nginx's req/s and p99 ms, the mean of its runs.
-    fn ceiling(&self) -> Option<(f64, f64)> {
-        let n = self.nginx.len() as f64;
-        (n > 0.0).then(|| {
-            let rate = self.nginx.iter().map(|r| r.rate).sum::<f64>() / n;
-            let p99 = self.nginx.iter().map(|r| r.p99_ms).sum::<f64>() / n;
-            (rate, p99)
-        })
     }
 }
 
@@ -155,9 +148,10 @@ impl Driver {
     }
 }
 
-/// The wrk rows: nginx, souk (default configuration, then access log
-/// off), nginx again. Missing tools skip them; `Err` when nginx would not
-/// start. The flag is false when a server did not stop cleanly.
+/// The wrk rows: nginx and the two souks started side by side, warmed up,
+/// then each route on the three in turn. Missing tools skip them; `Err`
+/// when a server would not start. The flag is false when a server did not
+/// stop cleanly.
 pub fn run(setup: &Setup<'_>, notes: &mut Vec<String>) -> Result<(Limits, bool), String> {
     let wrk = wrk::locate("wrk", wrk::WRK_USUAL);
     let nginx_bin = wrk::locate("nginx", wrk::NGINX_USUAL);
@@ -175,57 +169,48 @@ pub fn run(setup: &Setup<'_>, notes: &mut Vec<String>) -> Result<(Limits, bool),
         wrk,
         log: setup.dir.join("wrk.log"),
     };
-    let secs = whole_secs(setup.duration);
-    let warmup = whole_secs(setup.warmup);
-    eprintln!("machine limits (nginx {}):", nginx_bin.display());
-    let nginx = Nginx::start(&nginx_bin, &setup.dir.join("nginx"))?;
-    let healthz = nginx.url("/healthz");
-    let _ = driver.run(&healthz, &[], warmup);
     let mut limits = Limits {
-        secs,
-        warmup_secs: warmup,
+        secs: whole_secs(setup.duration),
+        warmup_secs: whole_secs(setup.warmup),
         ..Limits::default()
     };
-    limits.nginx.push(driver.run(&healthz, &[], secs)?);
-    let mut clean = true;
-    for access_log in [true, false] {
-        clean &= souk_runs(setup, &driver, access_log, &mut limits, notes)?;
+    eprintln!("machine limits (nginx {}):", nginx_bin.display());
+    let nginx = Nginx::start(&nginx_bin, &setup.dir.join("nginx"))?;
+    // Only one server may hold a database file: the second souk gets a copy.
+    let off_db = setup.db.with_file_name("limits-log-off.db");
+    copy_db(setup.db, &off_db)?;
+    let wrapper = log_consumer(setup.db)?;
+    let launch = |db: &Path| Launch::existing(db).env("SOUK_BENCH_BIN", setup.bin.display());
+    let (default, _) = Souk::start(&wrapper, launch(setup.db))?;
+    let (log_off, _) = Souk::start(&wrapper, launch(&off_db).env("SOUK_ACCESS_LOG", "off"))?;
+    for addr in [nginx.addr, default.addr, log_off.addr] {
+        let _ = driver.run(&format!("http://{addr}/healthz"), &[], limits.warmup_secs);
     }
-    limits.nginx.push(driver.run(&healthz, &[], secs)?);
+    for route in Route::ALL {
+        let on = |souk: &Souk| {
+            let url = format!("http://{}{}", souk.addr, route.path());
+            driver.run(&url, &route.headers(), limits.secs)
+        };
+        limits.routes.push(RouteRuns {
+            route,
+            nginx: driver.run(&nginx.url("/healthz"), &[], limits.secs),
+            default: on(&default),
+            log_off: on(&log_off),
+        });
+    }
+    let mut clean = true;
+    for souk in [default, log_off] {
+        for line in souk.complaints() {
+            notes.push(format!("server log (machine limits): {line}"));
+        }
+        clean &= report_stop(souk, notes, false);
+    }
+    remove_db(&off_db);
     if let Err(e) = nginx.stop() {
         notes.push(format!("nginx: {e}"));
         clean = false;
     }
     Ok((limits, clean))
-}
-
-/// souk on the main database, each route driven by wrk after a warm-up.
-fn souk_runs(
-    setup: &Setup<'_>,
-    driver: &Driver,
-    access_log: bool,
-    limits: &mut Limits,
-    notes: &mut Vec<String>,
-) -> Result<bool, String> {
-    let mut launch = Launch::existing(setup.db).env("SOUK_BENCH_BIN", setup.bin.display());
-    if !access_log {
-        launch = launch.env("SOUK_ACCESS_LOG", "off");
-    }
-    let (souk, _) = Souk::start(&log_consumer(setup.db)?, launch)?;
-    let base = format!("http://{}", souk.addr);
-    let _ = driver.run(&format!("{base}/healthz"), &[], limits.warmup_secs);
-    for route in Route::ALL {
-        let url = format!("{base}{}", route.path());
-        limits.souk.push(SoukRun {
-            route,
-            access_log,
-            run: driver.run(&url, &route.headers(), limits.secs),
-        });
-    }
-    for line in souk.complaints() {
-        notes.push(format!("server log (machine limits): {line}"));
-    }
-    Ok(report_stop(souk, notes, false))
 }
 
 // ---------------------------------------------------------------------------
@@ -287,7 +272,7 @@ pub fn print(w: &mut String, f: &Facts<'_>) {
     if f.limits.skipped.is_none() {
         let _ = writeln!(
             w,
-            "\nwrk rows: `wrk -t{} -c{CONNS} -d{}s --latency`, one URL each (signed-in rows: user {CALLER}'s seeded session; the profile of user {PROFILE_OF}), after a {}-second wrk warm-up per server; wrk's own 2 threads share the 2 cores with the server. nginx: Debian's nginx-light, `worker_processes {}`, `access_log off`, `keepalive_requests {}` (its default 1,000 would make wrk reconnect), `return 200 '{}'` with `default_type application/json`, run before and after souk's rows (the ceiling is their mean). souk: its default configuration on the main database (access log on; stderr read by a separate block-reading process, as journald would), then `SOUK_ACCESS_LOG=off`. Errors: wrk's non-2xx/3xx responses and socket errors; a row with any misses its target.",
+            "\nwrk rows: `wrk -t{} -c{CONNS} -d{}s --latency`, one URL each (signed-in rows: user {CALLER}'s seeded session; the profile of user {PROFILE_OF}), after a {}-second wrk warm-up per server; wrk's own 2 threads share the 2 cores with the server. nginx: Debian's nginx-light, `worker_processes {}`, `access_log off`, `keepalive_requests {}` (its default 1,000 would make wrk reconnect), `return 200 '{}'` with `default_type application/json`. The three servers run side by side; for each route nginx runs right before the two souks, and is their ceiling. souk: its default configuration on the main database (access log on; stderr read by a separate block-reading process, as journald would), and `SOUK_ACCESS_LOG=off` on a copy. Errors: wrk's non-2xx/3xx responses and socket errors; a row with any misses its target.",
             wrk::WRK_THREADS,
             f.limits.secs,
             f.limits.warmup_secs,
@@ -298,8 +283,8 @@ pub fn print(w: &mut String, f: &Facts<'_>) {
     }
 }
 
-/// nginx's runs, then souk's: each route's req/s against nginx's, and (on
-/// the default configuration) its p99 against nginx's.
+/// Per route: nginx's run, then each souk's req/s against it, and (on the
+/// default configuration) souk's p99 against nginx's.
 fn http_lines(w: &mut String, limits: &Limits) {
     if let Some(why) = &limits.skipped {
         line(
@@ -315,61 +300,76 @@ fn http_lines(w: &mut String, limits: &Limits) {
         );
         return;
     }
-    for (k, run) in limits.nginx.iter().enumerate() {
-        let when = if k == 0 { "before" } else { "after" };
-        let text = format!(
-            "{:.0} req/s (p50 {} ms, p99 {} ms)",
-            run.rate,
-            fmt_ms(Some(run.p50_ms)),
-            fmt_ms(Some(run.p99_ms))
+    for r in &limits.routes {
+        let measure = format!(
+            "nginx GET /healthz, {CONNS} conns (the ceiling of the {} rows below)",
+            r.route.label()
         );
-        line(
-            w,
-            [
-                &format!("nginx GET /healthz, {CONNS} conns (ceiling; run {when} souk's rows)"),
-                "",
-                &with_errors(text, &run.error_text()),
-                "",
-                "",
-                "",
-            ],
-        );
-    }
-    let Some((rate, p99)) = limits.ceiling() else {
-        return;
-    };
-    for s in &limits.souk {
-        souk_line(w, s, rate, p99);
+        let ceiling = match &r.nginx {
+            Ok(run) => {
+                line(w, [&measure, "", &run_text(run), "", "", ""]);
+                Some(run)
+            }
+            Err(e) => {
+                line(
+                    w,
+                    [&measure, "", &format!("**wrk failed**: {e}"), "", "", ""],
+                );
+                None
+            }
+        };
+        souk_lines(w, r.route, true, &r.default, ceiling);
+        souk_lines(w, r.route, false, &r.log_off, ceiling);
     }
 }
 
-fn souk_line(w: &mut String, s: &SoukRun, ceiling_rate: f64, ceiling_p99: f64) {
-    let config = if s.access_log {
-        "default configuration (access log on)"
-    } else {
-        "SOUK_ACCESS_LOG=off"
-    };
-    let measure = format!("souk {}, {CONNS} conns, {config}", s.route.label());
-    let run = match &s.run {
-        Ok(run) => run,
-        Err(e) => {
-            let failed = format!("**wrk failed**: {e}");
-            line(w, [&measure, &failed, "", "", "", met(false)]);
-            return;
-        }
-    };
-    let clean = run.errors() == 0;
-    let share = run.rate / ceiling_rate;
+/// req/s, p50 and p99, and the errors if any.
+fn run_text(run: &WrkRun) -> String {
     let text = format!(
         "{:.0} req/s (p50 {} ms, p99 {} ms)",
         run.rate,
         fmt_ms(Some(run.p50_ms)),
         fmt_ms(Some(run.p99_ms))
     );
-    let (rate_target, rate_met) = if s.access_log {
+    with_errors(text, &run.error_text())
+}
+
+/// One souk run against nginx's run of its route: req/s, and on the
+/// default configuration (`judged`) p99 too.
+fn souk_lines(
+    w: &mut String,
+    route: Route,
+    judged: bool,
+    run: &Result<WrkRun, String>,
+    ceiling: Option<&WrkRun>,
+) {
+    let config = if judged {
+        "default configuration (access log on)"
+    } else {
+        "SOUK_ACCESS_LOG=off"
+    };
+    let measure = format!("souk {}, {CONNS} conns, {config}", route.label());
+    let (run, ceiling) = match (run, ceiling) {
+        (Ok(run), Some(ceiling)) => (run, ceiling),
+        (Err(e), _) => {
+            let failed = format!("**wrk failed**: {e}");
+            line(w, [&measure, &failed, "", "", "", met(false)]);
+            return;
+        }
+        (Ok(run), None) => {
+            line(
+                w,
+                [&measure, &run_text(run), "no ceiling", "", "", met(false)],
+            );
+            return;
+        }
+    };
+    let clean = run.errors() == 0 && ceiling.errors() == 0;
+    let (target, ok) = if judged {
+        let share = route.target_share();
         (
-            format!("≥ {:.0} % of nginx's req/s", s.route.target_share() * 100.0),
-            met(clean && share >= s.route.target_share()),
+            format!("≥ {:.0} % of nginx's req/s", share * 100.0),
+            met(clean && run.rate >= share * ceiling.rate),
         )
     } else {
         ("shown; judged on the default row".into(), "-")
@@ -378,23 +378,23 @@ fn souk_line(w: &mut String, s: &SoukRun, ceiling_rate: f64, ceiling_p99: f64) {
         w,
         [
             &measure,
-            &with_errors(text, &run.error_text()),
-            &format!("{ceiling_rate:.0} req/s"),
-            &percent(run.rate, ceiling_rate),
-            &rate_target,
-            rate_met,
+            &run_text(run),
+            &format!("{:.0} req/s", ceiling.rate),
+            &percent(run.rate, ceiling.rate),
+            &target,
+            ok,
         ],
     );
-    if s.access_log {
+    if judged {
         line(
             w,
             [
-                &format!("souk {} p99, {CONNS} conns, {config}", s.route.label()),
+                &format!("souk {} p99, {CONNS} conns, {config}", route.label()),
                 &format!("{} ms", fmt_ms(Some(run.p99_ms))),
-                &format!("{} ms", fmt_ms(Some(ceiling_p99))),
-                &percent(run.p99_ms, ceiling_p99),
+                &format!("{} ms", fmt_ms(Some(ceiling.p99_ms))),
+                &percent(run.p99_ms, ceiling.p99_ms),
                 "≤ nginx's p99",
-                met(clean && run.p99_ms <= ceiling_p99),
+                met(clean && run.p99_ms <= ceiling.p99_ms),
             ],
         );
     }
