@@ -31,21 +31,46 @@
 //!   /proc its CPU time per thread group; the mixed workload also runs with
 //!   1,000 connections on a freshly started server (peak RSS);
 //! - the storage ceiling: the same transfer statements in a raw rusqlite loop
-//!   (WAL, synchronous=FULL), one transfer per transaction and 128 per
-//!   transaction (with SQLite's default page cache, and with 64 MiB);
+//!   (WAL, synchronous=FULL), one transfer per transaction, 64 per
+//!   transaction (run right after the 64-connection transfer row, which it
+//!   judges) and 128 per transaction (with SQLite's default page cache, and
+//!   with 64 MiB);
 //! - the search ceiling: the same search SQL (MATCH, bm25, join, LIMIT 21)
 //!   in a raw rusqlite loop on 1 and 2 threads;
 //! - growth (full mode): uniform reads at 10k and at 1M users, with caches
 //!   on and off, and `souk check` wall time at both sizes;
 //! - the cost of `RequestMetrics::record` against the server's CPU time per
-//!   request.
+//!   request;
+//! - machine limits, one table of souk against the machine's own ceilings
+//!   (`benches/common/limits.rs`): `GET /healthz` and the cached `GET
+//!   /wallet` and `GET /users/{id}` driven by `wrk -t2 -c64 --latency`
+//!   against nginx answering the same body (`benches/common/wrk.rs`; souk
+//!   with its default configuration and with `SOUK_ACCESS_LOG=off`),
+//!   durable transfers against the raw rusqlite loop with 64 transfers per
+//!   transaction, idle and peak RSS, and the balance cache's hit rate over
+//!   the mixed row. The wrk rows need `wrk` and `nginx` (`apt-get install
+//!   nginx-light wrk`): without them, and in the smoke run, the table says
+//!   they were skipped.
+//!
+//! Rows: `SOUK_BENCH_ROWS=KEY,…` runs only the rows of those keys (`Kind::key`:
+//! `profile`, `transfer`, `order`, …; the tiny_http and `/healthz`
+//! references always run) and the extra runs named: `access-log`, `peak`,
+//! `ceiling`, and `limits` (the machine-limits table: the wrk rows, the
+//! 64-connection transfer and mixed rows, the peak-RSS row and the
+//! 64-per-transaction storage ceiling; under a minute with `--quick`).
+//! `SOUK_BENCH_SECONDS=N` sets each row's measured time (wrk's `-d`: N
+//! rounded up to whole seconds).
 //!
 //! Everything is bounded in time and count, on loopback; the client shares the
 //! machine's cores with the server, so absolute numbers are lower bounds.
 
 mod common;
+#[path = "common/limits.rs"]
+mod limits;
 #[path = "common/orders.rs"]
 mod orders;
+#[path = "common/wrk.rs"]
+mod wrk;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -63,7 +88,7 @@ use sha2::{Digest, Sha256};
 use common::{
     ColdStart, Flow, Launch, RssWatch, Scenario, Souk, Stats, Tiny, call, clock_ticks_per_second,
     cpu_during, drive, fmt_mb, fmt_ms, load_average, machine, median, proc_status_kb, ratio,
-    report_stop, status_field, threads_cpu_ns,
+    report_stop, run_logged, status_field, threads_cpu_ns,
 };
 
 // ---------------------------------------------------------------------------
@@ -102,7 +127,7 @@ const TARGET_READ_P99_MS: f64 = 5.0;
 const TARGET_TRANSFERS_PER_S: f64 = 10_000.0;
 const TARGET_TRANSFER_P99_MS: f64 = 20.0;
 const TARGET_IDLE_RSS_MB: f64 = 8.0;
-const TARGET_PEAK_RSS_MB: f64 = 48.0;
+const TARGET_PEAK_RSS_MB: f64 = 32.0;
 const TARGET_COLD_START_MS: f64 = 20.0;
 const TARGET_GROWTH_RATIO: f64 = 2.0;
 const TARGET_RECORD_PERCENT: f64 = 5.0;
@@ -140,6 +165,8 @@ struct Mode {
     ceiling_duration: Duration,
     /// `RequestMetrics::record` calls per measurement.
     record_calls: u64,
+    /// Whether the wrk rows against nginx run (`limits`; they need both).
+    limits: bool,
 }
 
 const FULL: Mode = Mode {
@@ -158,6 +185,7 @@ const FULL: Mode = Mode {
     cold_starts: 5,
     ceiling_duration: Duration::from_secs(5),
     record_calls: 20_000_000,
+    limits: true,
 };
 
 const QUICK: Mode = Mode {
@@ -176,6 +204,7 @@ const QUICK: Mode = Mode {
     cold_starts: 5,
     ceiling_duration: Duration::from_millis(1500),
     record_calls: 5_000_000,
+    limits: true,
 };
 
 /// Without `--bench` (`cargo test --all-targets`): prove the bench still runs.
@@ -195,6 +224,7 @@ const SMOKE: Mode = Mode {
     cold_starts: 1,
     ceiling_duration: Duration::from_millis(200),
     record_calls: 100_000,
+    limits: false,
 };
 
 // ---------------------------------------------------------------------------
@@ -386,40 +416,14 @@ fn now_s() -> i64 {
 }
 
 /// Runs `souk ARGS` with `SOUK_DB=db`: (success, output) and the wall time.
-/// The output goes to a file next to the database (a pipe nobody reads
-/// while waiting could fill up and stall the command).
 fn souk_command(bin: &Path, db: &Path, args: &[&str]) -> Result<(bool, String, Duration), String> {
-    let log_path = PathBuf::from(format!("{}.command-log", db.display()));
-    let log =
-        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let log_too = log.try_clone().map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(args)
         .env("SOUK_DB", db)
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log_too)
-        .spawn()
-        .map_err(|e| format!("cannot run souk {args:?}: {e}"))?;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if started.elapsed() > COMMAND_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "souk {args:?} took over {COMMAND_TIMEOUT:?}; killed"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let took = started.elapsed();
-    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
-    Ok((status.success(), text.trim().to_owned(), took))
+        .env("RUST_LOG", "warn");
+    let log_path = PathBuf::from(format!("{}.command-log", db.display()));
+    run_logged(command, &log_path, COMMAND_TIMEOUT).map_err(|e| format!("souk {args:?}: {e}"))
 }
 
 /// `souk check` on `db`: its wall time, or the problems it found.
@@ -1009,6 +1013,11 @@ impl Kind {
         }
     }
 
+    /// Rows the machine-limits table judges (`SOUK_BENCH_ROWS=limits` runs them).
+    fn in_limits(self) -> bool {
+        matches!(self, Kind::Transfer | Kind::Mixed)
+    }
+
     fn writes(self) -> bool {
         matches!(
             self,
@@ -1323,19 +1332,12 @@ fn server_env(launch: Launch) -> Launch {
 // on, alternating (off, on, off, on) on servers of their own, so the
 // machine's drift falls on both alike.
 
-/// The rows, and a note with the cost (1 - on/off of the summed rates).
-fn access_log_rows(
-    bin: &Path,
-    db: &Path,
-    users: usize,
-    conns: usize,
-    runner: &Runner,
-    notes: &mut Vec<String>,
-) -> Result<(Vec<RowResult>, bool), String> {
-    // The server's stderr goes to a separate process that reads it in
-    // blocks, as journald does, and drops the access lines (this process
-    // reads what is left line by line, and with 64 client threads beside
-    // it would be the bottleneck instead of souk).
+/// A script next to `db` that runs the binary `$SOUK_BENCH_BIN` with its
+/// stderr going to a separate process that reads it in blocks, as journald
+/// does, and drops the access lines (this process reads what is left line
+/// by line, and with 64 client threads beside it would be the bottleneck
+/// instead of souk).
+fn log_consumer(db: &Path) -> Result<PathBuf, String> {
     let wrapper = db.with_file_name("souk-log-consumer.sh");
     std::fs::write(
         &wrapper,
@@ -1346,6 +1348,19 @@ fn access_log_rows(
     if !made_executable.is_ok_and(|s| s.success()) {
         return Err(format!("cannot make {} executable", wrapper.display()));
     }
+    Ok(wrapper)
+}
+
+/// The rows, and a note with the cost (1 - on/off of the summed rates).
+fn access_log_rows(
+    bin: &Path,
+    db: &Path,
+    users: usize,
+    conns: usize,
+    runner: &Runner,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<RowResult>, bool), String> {
+    let wrapper = log_consumer(db)?;
     let mut rows = Vec::new();
     let mut clean = true;
     let (mut off, mut on) = (0.0, 0.0);
@@ -1486,6 +1501,23 @@ fn storage_ceiling(
         commits,
         took: started.elapsed(),
     })
+}
+
+/// The storage ceiling on a fresh copy of the seeded database `pristine`
+/// (beside it; removed after).
+fn ceiling_on_copy(
+    pristine: &Path,
+    users: usize,
+    per_tx: usize,
+    cache_kib: Option<i64>,
+    duration: Duration,
+) -> Result<Ceiling, String> {
+    let db = pristine.with_file_name(format!("ceiling-{per_tx}.db"));
+    copy_db(pristine, &db)?;
+    eprintln!("storage ceiling: {per_tx} transfer(s) per transaction, cache {cache_kib:?} KiB …");
+    let ceiling = storage_ceiling(&db, users, per_tx, cache_kib, duration);
+    remove_db(&db);
+    ceiling
 }
 
 // ---------------------------------------------------------------------------
@@ -1751,6 +1783,7 @@ struct Report<'a> {
     sizes: &'a [SizeFacts],
     records: &'a [RecordCost],
     store: Option<serde_json::Value>,
+    limits: &'a limits::Limits,
     notes: &'a [String],
 }
 
@@ -2176,26 +2209,6 @@ fn print_report(r: &Report<'_>) {
             .map_or("?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
         search_row.map_or("?".into(), |x| fmt_mb(x.peak_rss_kb)),
     );
-    if let Some(kb) = r.idle_rss_kb {
-        let mb = kb as f64 / 1024.0;
-        let _ = writeln!(
-            w,
-            "| idle RSS ≤ {TARGET_IDLE_RSS_MB} MB ({}-user database) | {mb:.1} MB | {} |",
-            r.users,
-            met(mb <= TARGET_IDLE_RSS_MB)
-        );
-    }
-    if let Some(peak) = r.mode.peak_conns.and_then(|c| find(r.rows, Kind::Mixed, c))
-        && let Some(kb) = peak.peak_rss_kb
-    {
-        let mb = kb as f64 / 1024.0;
-        let _ = writeln!(
-            w,
-            "| peak RSS ≤ {TARGET_PEAK_RSS_MB} MB with {} connections (mixed workload) | {mb:.1} MB | {} |",
-            peak.conns,
-            met(mb <= TARGET_PEAK_RSS_MB)
-        );
-    }
     if !r.cold.is_empty() {
         let m = ms(median(r.cold.iter().map(|c| c.to_ready).collect()));
         let _ = writeln!(
@@ -2246,6 +2259,18 @@ fn print_report(r: &Report<'_>) {
             );
         }
     }
+
+    limits::print(
+        w,
+        &limits::Facts {
+            limits: r.limits,
+            rows: r.rows,
+            ceilings: r.ceilings,
+            users: r.users,
+            idle_rss_kb: r.idle_rss_kb,
+            peak_conns: r.mode.peak_conns,
+        },
+    );
 
     let _ = writeln!(w);
     for row in r.rows.iter().chain(r.growth.iter().map(|g| &g.result)) {
@@ -2341,10 +2366,11 @@ fn rows_filter() -> Option<Vec<String>> {
     Some(keys.split(',').map(|k| k.trim().to_owned()).collect())
 }
 
-/// Whether the extra run `key` (`access-log`, `peak`, `ceiling`) is wanted.
-fn wanted(only: &Option<Vec<String>>, key: &str) -> bool {
+/// Whether an extra run named by one of `names` (`access-log`, `peak`,
+/// `ceiling`, `limits`) is wanted.
+fn wanted(only: &Option<Vec<String>>, names: &[&str]) -> bool {
     only.as_ref()
-        .is_none_or(|keys| keys.iter().any(|k| k == key))
+        .is_none_or(|keys| keys.iter().any(|k| names.contains(&k.as_str())))
 }
 
 // ---------------------------------------------------------------------------
@@ -2381,6 +2407,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     let bin = std::env::var_os("SOUK_BENCH_SERVER")
         .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_souk")), PathBuf::from);
     eprintln!("souk binary: {}", bin.display());
+    wrk::self_check()?;
     let mut notes = Vec::new();
     let mut clean = true;
     let load_before = load_average();
@@ -2498,11 +2525,15 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     let only = rows_filter();
     if let Some(keys) = &only {
         plan.retain(|(kind, _)| {
-            matches!(kind, Kind::Tiny | Kind::Healthz) || keys.iter().any(|k| k == kind.key())
+            matches!(kind, Kind::Tiny | Kind::Healthz)
+                || keys
+                    .iter()
+                    .any(|k| k == kind.key() || (k == "limits" && kind.in_limits()))
         });
     }
     eprintln!("running {} rows ({} mode):", plan.len(), mode.name);
     let mut tiny: Option<Tiny> = None;
+    let mut ceilings = Vec::new();
     let mut rows = Vec::new();
     let mut souk = Some(souk);
     for (kind, conns) in plan {
@@ -2538,6 +2569,16 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
             conns,
             &scenario,
         ));
+        // The storage ceiling the machine-limits table judges this row by,
+        // right after it (the server idle): the disk's fsync time drifts
+        // with the machine's other work far more than its CPU does.
+        if kind == Kind::Transfer && conns == limits::CONNS && wanted(&only, &["ceiling", "limits"])
+        {
+            let (per_tx, duration) = (limits::CEILING_PER_TX, mode.ceiling_duration);
+            ceilings.push(ceiling_on_copy(
+                &pristine, mode.users, per_tx, None, duration,
+            )?);
+        }
     }
     if let Some(tiny) = tiny.take() {
         tiny.stop();
@@ -2559,7 +2600,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         }
         clean &= report_stop(server, &mut notes, true);
     }
-    if wanted(&only, "access-log") {
+    if wanted(&only, &["access-log"]) {
         let (access_rows, ok) = access_log_rows(
             &bin,
             &main_db,
@@ -2571,10 +2612,38 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         rows.extend(access_rows);
         clean &= ok;
     }
+    let limits = if !mode.limits {
+        limits::Limits::skipped("skipped in smoke mode (run `cargo bench --bench app`)")
+    } else if !wanted(&only, &["limits"]) {
+        limits::Limits::skipped("skipped: not in SOUK_BENCH_ROWS (key `limits`)")
+    } else {
+        let setup = limits::Setup {
+            bin: &bin,
+            db: &main_db,
+            dir,
+            warmup: mode.warmup,
+            duration,
+        };
+        // Tools that are there but fail (a server would not start) fail the
+        // bench, after the rest of it has run and been reported.
+        match limits::run(&setup, &mut notes) {
+            Ok((limits, ok)) => {
+                clean &= ok;
+                limits
+            }
+            Err(e) => {
+                clean = false;
+                limits::Limits::skipped(format!("**failed**: {e}"))
+            }
+        }
+    };
     // Peak RSS with many connections, on a server of its own: the heap that
     // earlier rows left behind (argon2's 19 MiB blocks, the 100-item batch
     // jobs) would otherwise count against it.
-    if let Some(peak) = mode.peak_conns.filter(|_| wanted(&only, "peak")) {
+    if let Some(peak) = mode
+        .peak_conns
+        .filter(|_| wanted(&only, &["peak", "limits"]))
+    {
         let (server, _) = Souk::start(&bin, server_env(Launch::existing(&main_db)))?;
         let scenario = Kind::Mixed.scenario(mode.users, false);
         let label = format!("{} (fresh server)", Kind::Mixed.label());
@@ -2603,35 +2672,27 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         }
     }
 
-    // The storage ceiling on a fresh copy of the seeded database.
-    let mut ceilings = Vec::new();
+    // The other storage ceilings (the machine-limits one ran after the
+    // transfer row).
     let variants = [
         (1, None),
         (CEILING_BATCH, None),
         (CEILING_BATCH, Some(CEILING_BIG_CACHE_KIB)),
     ];
-    for (per_tx, cache_kib) in variants.into_iter().filter(|_| wanted(&only, "ceiling")) {
-        let db = dir.join(format!("ceiling-{per_tx}.db"));
-        copy_db(&pristine, &db)?;
-        eprintln!(
-            "storage ceiling: {per_tx} transfer(s) per transaction, cache {cache_kib:?} KiB …"
-        );
-        ceilings.push(storage_ceiling(
-            &db,
-            mode.users,
-            per_tx,
-            cache_kib,
-            mode.ceiling_duration,
+    for (per_tx, cache_kib) in variants.into_iter().filter(|_| wanted(&only, &["ceiling"])) {
+        let duration = mode.ceiling_duration;
+        ceilings.push(ceiling_on_copy(
+            &pristine, mode.users, per_tx, cache_kib, duration,
         )?);
-        remove_db(&db);
     }
+    ceilings.sort_by_key(|c| (c.per_tx, c.cache_kib));
 
     // The search ceiling on a copy of the seeded database.
     let mut search_ceilings = Vec::new();
     {
         let db = dir.join("search-ceiling.db");
         copy_db(&pristine, &db)?;
-        for threads in [1, 2].into_iter().filter(|_| wanted(&only, "ceiling")) {
+        for threads in [1, 2].into_iter().filter(|_| wanted(&only, &["ceiling"])) {
             eprintln!("search ceiling: {threads} thread(s) …");
             search_ceilings.push(search_ceiling(&db, threads, mode.ceiling_duration)?);
         }
@@ -2722,6 +2783,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         sizes: &sizes,
         records: &records,
         store,
+        limits: &limits,
         notes: &notes,
     });
     Ok(clean)

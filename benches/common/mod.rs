@@ -888,32 +888,80 @@ impl Souk {
         if let Some(status) = self.exited() {
             return Err(format!("souk had already exited ({status}) before SIGTERM"));
         }
-        let asked = Instant::now();
-        let kill = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .map_err(|e| format!("cannot run kill: {e}"))?;
-        if !kill.success() {
-            return Err(format!("kill -TERM {} failed: {kill}", self.pid()));
-        }
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Ok((status, asked.elapsed())),
-                Ok(None) if asked.elapsed() < STOP_TIMEOUT => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Ok(None) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break Err(format!(
-                        "souk still running {STOP_TIMEOUT:?} after SIGTERM; killed"
-                    ));
-                }
-                Err(e) => break Err(format!("waiting for souk: {e}")),
+        terminate(&mut self.child, "souk", STOP_TIMEOUT)
+    }
+}
+
+/// SIGTERM to `child` (`name` in messages), then waits up to `timeout` for
+/// its exit, and kills it after that. Returns the status and how long the
+/// exit took.
+pub fn terminate(
+    child: &mut Child,
+    name: &str,
+    timeout: Duration,
+) -> Result<(ExitStatus, Duration), String> {
+    let asked = Instant::now();
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .map_err(|e| format!("cannot run kill: {e}"))?;
+    if !kill.success() {
+        return Err(format!("kill -TERM {} ({name}) failed: {kill}", child.id()));
+    }
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok((status, asked.elapsed())),
+            Ok(None) if asked.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(2));
             }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!(
+                    "{name} still running {timeout:?} after SIGTERM; killed"
+                ));
+            }
+            Err(e) => break Err(format!("waiting for {name}: {e}")),
         }
     }
+}
+
+/// Runs `command` with its stdout and stderr going to `log_path` (a pipe
+/// nobody reads while waiting could fill up and stall it), for at most
+/// `timeout` (killed after that). Returns whether it succeeded, its output
+/// (the file is removed) and its wall time.
+pub fn run_logged(
+    mut command: Command,
+    log_path: &Path,
+    timeout: Duration,
+) -> Result<(bool, String, Duration), String> {
+    let what = format!("{:?}", command.get_program());
+    let log =
+        std::fs::File::create(log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log_too = log.try_clone().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_too)
+        .spawn()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{what} took over {timeout:?}; killed"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(log_path);
+    Ok((status.success(), text.trim().to_owned(), took))
 }
 
 /// A server left running by an early return or a panic is killed; the
