@@ -13,7 +13,9 @@ use crate::cache::Caches;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::tls::Certificates;
-use crate::http::{self, Completed, Reply, Request, Responder, Response, ServerHandle, Service};
+use crate::http::{
+    self, Completed, Headers, Reply, Request, Responder, Response, ServerHandle, Service,
+};
 use crate::ledger::idempotency::InFlight;
 use crate::logs::{ACCESS_TARGET, AccessLine};
 use crate::memo::Memo;
@@ -71,7 +73,7 @@ impl Service for App {
 
     /// The HTTP layer's own refusals and the 500 of a panic carry the CORS
     /// headers like every other answer.
-    fn decorate(&self, headers: &[(String, Vec<u8>)], response: Response) -> Response {
+    fn decorate(&self, headers: &Headers, response: Response) -> Response {
         let cors = &self.config.cors_origins;
         if cors.is_empty() {
             return response;

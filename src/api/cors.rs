@@ -6,7 +6,7 @@
 //! authenticates with a bearer token, not cookies, so credentials mode is
 //! never allowed.
 
-use crate::http::{Method, Request, Response};
+use crate::http::{Headers, Method, Request, Response};
 use crate::limits::{CORS_ORIGINS_MAX, CORS_PREFLIGHT_MAX_AGE_S};
 
 /// Methods some API route takes (HEAD with every GET).
@@ -56,12 +56,12 @@ impl CorsOrigins {
 
     /// The request's `Origin` (from its headers, names lowercased) when it
     /// is one of ours; a repeated or non-UTF-8 `Origin` is none of ours.
-    pub fn allowed<'r>(&self, headers: &'r [(String, Vec<u8>)]) -> Option<&'r str> {
+    pub fn allowed<'r>(&self, headers: &'r Headers) -> Option<&'r str> {
         if self.0.is_empty() {
             return None;
         }
-        let mut values = headers.iter().filter(|(name, _)| name == "origin");
-        let (_, origin) = values.next()?;
+        let mut values = headers.named("origin");
+        let origin = values.next()?;
         if values.next().is_some() {
             return None;
         }
@@ -128,8 +128,9 @@ pub fn is_preflight(request: &Request) -> bool {
     request.method == Method::Options
         && request
             .headers
-            .iter()
-            .any(|(name, _)| name == "access-control-request-method")
+            .named("access-control-request-method")
+            .next()
+            .is_some()
 }
 
 /// The answer to a preflight from the allowed `origin`.

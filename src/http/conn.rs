@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 
-use super::request::{Method, Request, RequestId};
+use super::request::{Headers, Method, Request, RequestId};
 use super::response::Response;
 use super::server::{Home, Shared};
 use super::tls::TlsSession;
@@ -332,32 +332,18 @@ impl Conn {
             Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
             None => (target.into_owned(), None),
         };
-        let headers: Vec<(String, Vec<u8>)> = parsed
-            .headers
-            .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
-            .collect();
+        let headers = Headers::from_parsed(parsed.headers);
         // Worked out when the head arrived, if the body came in parts.
         let client = match self.client.take() {
             Some(client) => client,
-            None => self.client_for(
-                headers
-                    .iter()
-                    .filter(|(name, _)| name == "x-forwarded-for")
-                    .map(|(_, value)| value.as_slice()),
-            ),
+            None => self.client_for(headers.named("x-forwarded-for")),
         };
         let framing = Framing {
             keep_alive: head.keep_alive && !self.shared.shutting_down.load(Ordering::Relaxed),
             http10: head.http10,
             head_only: head.method == Method::Head,
         };
-        let request_id = RequestId::from_values(
-            headers
-                .iter()
-                .filter(|(name, _)| name == "x-request-id")
-                .map(|(_, value)| value.as_slice()),
-        );
+        let request_id = RequestId::from_values(headers.named("x-request-id"));
         let request = Request {
             method: head.method,
             path,
@@ -496,23 +482,10 @@ impl Conn {
             };
             return (with_request_id(response, &request_id), refused);
         }
-        let headers: Vec<(String, Vec<u8>)> = parsed
-            .headers
-            .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
-            .collect();
-        let forwarded = headers
-            .iter()
-            .filter(|(name, _)| name == "x-forwarded-for")
-            .map(|(_, value)| value.as_slice());
-        let client = self.client_for(forwarded);
+        let headers = Headers::from_parsed(parsed.headers);
+        let client = self.client_for(headers.named("x-forwarded-for"));
         self.client = Some(client);
-        let request_id = RequestId::from_values(
-            headers
-                .iter()
-                .filter(|(name, _)| name == "x-request-id")
-                .map(|(_, value)| value.as_slice()),
-        );
+        let request_id = RequestId::from_values(headers.named("x-request-id"));
         let refused = Refused {
             method: parsed.method.map(Method::parse),
             client: Some(client),

@@ -17,6 +17,6 @@ mod response;
 mod server;
 pub mod tls;
 
-pub use request::{BadHeader, Method, Request, RequestId};
+pub use request::{BadHeader, Headers, Method, Request, RequestId};
 pub use response::{Reply, Responder, Response, reason};
 pub use server::{Completed, Edge, Limits, Server, ServerHandle, Service};

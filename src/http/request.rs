@@ -1,6 +1,7 @@
 //! A parsed request as handlers see it: method, path, query, headers, body.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use crate::limits::REQUEST_ID_BYTES_MAX;
@@ -53,7 +54,7 @@ pub struct Request {
     /// The raw query string after `?`, if any.
     pub query: Option<String>,
     /// Header names lowercased; values as sent.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Headers,
     pub body: Vec<u8>,
     /// The TCP peer (a proxy, when there is one).
     pub peer: SocketAddr,
@@ -133,15 +134,85 @@ pub enum BadHeader {
     Repeated,
 }
 
+/// A request's headers in one buffer: names lowercased, values as sent,
+/// in the order they came. Two allocations however many headers there
+/// are (a `String` and a `Vec` per header cost 4-6 per typical request).
+#[derive(Debug, Default)]
+pub struct Headers {
+    bytes: Vec<u8>,
+    /// (name end, value end) in `bytes`, each header's name starting where
+    /// the previous value ended.
+    ends: Vec<(u32, u32)>,
+}
+
+impl Headers {
+    /// Copies parsed headers, lowercasing their names.
+    pub(crate) fn from_parsed(parsed: &[httparse::Header<'_>]) -> Headers {
+        let size = parsed.iter().map(|h| h.name.len() + h.value.len()).sum();
+        let mut headers = Headers {
+            bytes: Vec::with_capacity(size),
+            ends: Vec::with_capacity(parsed.len()),
+        };
+        for header in parsed {
+            headers.push(header.name, header.value);
+        }
+        headers
+    }
+
+    /// Adds a header (its name is lowercased). A head is at most
+    /// REQUEST_HEAD_BYTES_MAX, far below `u32`.
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        self.bytes
+            .extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        let name_end = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(value);
+        self.ends.push((name_end, self.bytes.len() as u32));
+    }
+
+    /// (lowercase name, value) of every header, in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &[u8])> + '_ {
+        self.spans().map(|(name, value)| {
+            // Names are httparse tokens: ASCII.
+            let name = std::str::from_utf8(&self.bytes[name]).unwrap_or("");
+            (name, &self.bytes[value])
+        })
+    }
+
+    /// Every value of the header named `name` (lowercase), in order.
+    pub fn named<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl DoubleEndedIterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.spans()
+            .filter(move |(n, _)| &self.bytes[n.clone()] == name.as_bytes())
+            .map(|(_, value)| &self.bytes[value])
+    }
+
+    /// The byte ranges of each header's name and value.
+    fn spans(&self) -> impl DoubleEndedIterator<Item = (Range<usize>, Range<usize>)> + '_ {
+        self.ends
+            .iter()
+            .enumerate()
+            .map(|(i, &(name_end, value_end))| {
+                let start = match i {
+                    0 => 0,
+                    _ => self.ends[i - 1].1 as usize,
+                };
+                let (name_end, value_end) = (name_end as usize, value_end as usize);
+                (start..name_end, name_end..value_end)
+            })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
 impl Request {
     /// The one header of that (lowercase) name: `Ok(None)` only when it was
     /// not sent, `Err` when it was sent but is not one UTF-8 value.
     pub fn header(&self, name: &str) -> Result<Option<&str>, BadHeader> {
-        let mut values = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice());
+        let mut values = self.headers.named(name);
         let Some(value) = values.next() else {
             return Ok(None);
         };
@@ -155,10 +226,7 @@ impl Request {
 
     /// Every header of that (lowercase) name.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.named(name)
     }
 
     /// The value of one `?name=value` query parameter, still percent-encoded.
@@ -167,5 +235,35 @@ impl Request {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (key == name).then_some(value)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Headers;
+
+    #[test]
+    fn headers_keep_their_order_and_values_and_lowercase_only_names() {
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let mut parsed = httparse::Request::new(&mut slots);
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nAuthorization: Bearer AbC\r\nx-forwarded-for: 2.2.2.2\r\nEmpty:\r\n\r\n";
+        assert!(parsed.parse(head).unwrap().is_complete());
+        let headers = Headers::from_parsed(parsed.headers);
+        let all: Vec<(&str, &[u8])> = headers.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("host", &b"a"[..]),
+                ("x-forwarded-for", b"1.1.1.1"),
+                ("authorization", b"Bearer AbC"),
+                ("x-forwarded-for", b"2.2.2.2"),
+                ("empty", b""),
+            ]
+        );
+        let forwarded: Vec<&[u8]> = headers.named("x-forwarded-for").rev().collect();
+        assert_eq!(forwarded, [&b"2.2.2.2"[..], b"1.1.1.1"]);
+        assert_eq!(headers.named("empty").collect::<Vec<_>>(), [&b""[..]]);
+        assert_eq!(headers.named("origin").count(), 0);
+        assert!(!headers.is_empty() && Headers::default().is_empty());
     }
 }

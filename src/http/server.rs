@@ -19,7 +19,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use super::conn::{Conn, Flushed, Framing, Step, with_request_id};
 use super::proxy::TrustedProxies;
-use super::request::{Method, Request, RequestId};
+use super::request::{Headers, Method, Request, RequestId};
 use super::response::{Answer, Reply, Responder, Response};
 use super::tls::Certificates;
 use crate::heartbeat::Heartbeat;
@@ -39,7 +39,7 @@ pub trait Service: Send + Sync + 'static {
     /// that request's headers (names lowercased), to add what the
     /// application adds to all its answers (CORS). Must be cheap and must
     /// not panic.
-    fn decorate(&self, _headers: &[(String, Vec<u8>)], response: Response) -> Response {
+    fn decorate(&self, _headers: &Headers, response: Response) -> Response {
         response
     }
 
