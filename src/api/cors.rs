@@ -136,7 +136,7 @@ pub fn is_preflight(request: &Request) -> bool {
 /// The answer to a preflight from the allowed `origin`.
 pub fn preflight(origin: &str) -> Response {
     Response::new(204)
-        .with_header("access-control-allow-origin", origin)
+        .with_header("access-control-allow-origin", origin.to_owned())
         .with_header("access-control-allow-methods", ALLOWED_METHODS)
         .with_header("access-control-allow-headers", ALLOWED_HEADERS)
         .with_header(
@@ -156,7 +156,7 @@ pub fn decorate(response: Response, origin: Option<&str>) -> Response {
     let response = response.with_header("vary", "Origin");
     match origin {
         Some(origin) => response
-            .with_header("access-control-allow-origin", origin)
+            .with_header("access-control-allow-origin", origin.to_owned())
             .with_header("access-control-expose-headers", EXPOSED_HEADERS),
         None => response,
     }

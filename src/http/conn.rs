@@ -415,17 +415,13 @@ impl Conn {
         }
     }
 
-    /// Queues one answer behind anything unsent. The caller then flushes.
-    pub(crate) fn queue(&mut self, response: &Response, framing: &Framing) {
+    /// Queues one answer to the request `request_id` behind anything
+    /// unsent. The caller then flushes.
+    pub(crate) fn queue(&mut self, response: &Response, framing: &Framing, request_id: &RequestId) {
         // A shutdown that began while this request ran closes the connection
         // after it: say so.
         let close = !framing.keep_alive || self.shared.shutting_down.load(Ordering::SeqCst);
-        response.write_to(
-            &mut self.out,
-            framing.head_only,
-            close,
-            framing.http10 && !close,
-        );
+        response.write_to(&mut self.out, framing, close, request_id);
         self.close_after_write |= close;
         self.served += 1;
         self.last_activity = Instant::now();
@@ -480,7 +476,7 @@ impl Conn {
                 client: None,
                 request_id,
             };
-            return (with_request_id(response, &request_id), refused);
+            return (response, refused);
         }
         let headers = Headers::from_parsed(parsed.headers);
         let client = self.client_for(headers.named("x-forwarded-for"));
@@ -492,7 +488,7 @@ impl Conn {
             request_id,
         };
         let response = self.shared.service.decorate(&headers, response);
-        (with_request_id(response, &request_id), refused)
+        (response, refused)
     }
 
     /// Writes what the socket takes of the queued answer (and, with TLS,
@@ -578,8 +574,8 @@ impl Conn {
     }
 
     /// Answers a refused request; the connection closes after it.
-    pub(crate) fn reject(&mut self, response: &Response) {
-        self.queue(response, &Framing::REJECT);
+    pub(crate) fn reject(&mut self, response: &Response, request_id: &RequestId) {
+        self.queue(response, &Framing::REJECT, request_id);
     }
 
     pub(crate) fn has_buffered_bytes(&mut self) -> bool {
@@ -597,11 +593,6 @@ impl Drop for Conn {
         self.home.connections.fetch_sub(1, Ordering::Relaxed);
         self.shared.open_connections.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Every answer carries its request's id (docs/http.md).
-pub(crate) fn with_request_id(response: Response, request_id: &RequestId) -> Response {
-    response.with_header("x-request-id", request_id.as_str())
 }
 
 fn is_transient(e: &io::Error) -> bool {

@@ -1,18 +1,26 @@
 //! Responses, and the two ways a handler gives one: at once (`Reply::Now`) or
 //! later from another thread (`Reply::Later` with a `Responder`).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::time::SystemTime;
+
+use super::conn::Framing;
+use super::request::RequestId;
 
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    /// Fixed values (most) are borrowed: no allocation per answer.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Vec<u8>,
     /// Which route answered (the router's index), for metrics.
     pub route: Option<usize>,
 }
+
+/// Headers most answers carry: room for them and what CORS adds.
+const TYPICAL_HEADERS: usize = 4;
 
 impl Response {
     pub fn new(status: u16) -> Response {
@@ -27,12 +35,12 @@ impl Response {
     /// A JSON body; `value` is already serialized. `nosniff`: a browser
     /// never reads it as anything but JSON.
     pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+        let mut headers = Vec::with_capacity(TYPICAL_HEADERS);
+        headers.push(("content-type", Cow::Borrowed("application/json")));
+        headers.push(("x-content-type-options", Cow::Borrowed("nosniff")));
         Response {
             status,
-            headers: vec![
-                ("content-type", "application/json".into()),
-                ("x-content-type-options", "nosniff".into()),
-            ],
+            headers,
             body,
             route: None,
         }
@@ -48,45 +56,59 @@ impl Response {
         Response::json(status, &body)
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+    pub fn with_header(
+        mut self,
+        name: &'static str,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Response {
         self.headers.push((name, value.into()));
         self
     }
 
     /// Serializes head and (unless `head_only`) body into `out`. Every
-    /// response but 1xx and 204 carries Content-Length (docs/http.md).
+    /// response but 1xx and 204 carries Content-Length, and every one its
+    /// request's `x-request-id` (docs/http.md), written from the id
+    /// itself rather than kept as an allocated header value.
     pub(crate) fn write_to(
         &self,
         out: &mut Vec<u8>,
-        head_only: bool,
+        framing: &Framing,
         close: bool,
-        http10_keep_alive: bool,
+        request_id: &RequestId,
     ) {
-        let mut head = String::with_capacity(160);
-        let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        push_date(&mut head);
+        let http10_keep_alive = framing.http10 && !close;
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        push_date(out);
         for (name, value) in &self.headers {
-            let _ = write!(head, "{name}: {value}\r\n");
+            push_header(out, name, value);
         }
+        push_header(out, "x-request-id", request_id.as_str());
         let no_body = self.status < 200 || self.status == 204;
         if !no_body {
-            let _ = write!(head, "content-length: {}\r\n", self.body.len());
+            let _ = write!(out, "content-length: {}\r\n", self.body.len());
         }
         if close {
-            head.push_str("connection: close\r\n");
+            out.extend_from_slice(b"connection: close\r\n");
         } else if http10_keep_alive {
-            head.push_str("connection: keep-alive\r\n");
+            out.extend_from_slice(b"connection: keep-alive\r\n");
         }
-        head.push_str("\r\n");
-        out.extend_from_slice(head.as_bytes());
-        if !head_only && !no_body {
+        out.extend_from_slice(b"\r\n");
+        if !framing.head_only && !no_body {
             out.extend_from_slice(&self.body);
         }
     }
 }
 
+fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends `date: <IMF-fixdate>`, formatted once a second per thread.
-fn push_date(head: &mut String) {
+fn push_date(head: &mut Vec<u8>) {
     thread_local! {
         static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
@@ -99,9 +121,7 @@ fn push_date(head: &mut String) {
             *cached_second = second;
             *text = httpdate::fmt_http_date(now);
         }
-        head.push_str("date: ");
-        head.push_str(text);
-        head.push_str("\r\n");
+        push_header(head, "date", text);
     });
 }
 

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use super::conn::{Conn, Flushed, Framing, Step, with_request_id};
+use super::conn::{Conn, Flushed, Framing, Step};
 use super::proxy::TrustedProxies;
 use super::request::{Headers, Method, Request, RequestId};
 use super::response::{Answer, Reply, Responder, Response};
@@ -526,9 +526,8 @@ fn refuse_over_capacity(shared: &Shared, mut stream: TcpStream) {
         "too many connections; try again shortly",
     )
     .with_header("retry-after", "1");
-    let response = with_request_id(response, &RequestId::generate());
     let mut out = Vec::with_capacity(256);
-    response.write_to(&mut out, false, true, false);
+    response.write_to(&mut out, &Framing::REJECT, true, &RequestId::generate());
     // A fresh socket's send buffer is empty: this never blocks for long.
     let _ = stream.set_nonblocking(true);
     let _ = stream.write_all(&out);
@@ -719,8 +718,8 @@ impl EventLoop {
             );
             Response::error(500, "internal", "internal error")
         });
-        let response = finished(&self.shared, &asked, response);
-        conn.queue(&response, &framing);
+        finished(&self.shared, &asked, &response);
+        conn.queue(&response, &framing, &asked.request_id);
         // Events that came while the answer was being made were not seen.
         conn.readable = true;
         self.serve(conn);
@@ -749,8 +748,8 @@ impl EventLoop {
                     match catch_unwind(AssertUnwindSafe(|| shared.service.call(&request))) {
                         Ok(Reply::Now(response)) => {
                             let asked = Asked::of(&request, &framing, started);
-                            let response = finished(&shared, &asked, response);
-                            conn.queue(&response, &framing);
+                            finished(&shared, &asked, &response);
+                            conn.queue(&response, &framing, &asked.request_id);
                         }
                         Ok(Reply::Later(start)) => {
                             let asked = Asked::of(&request, &framing, started);
@@ -785,8 +784,8 @@ impl EventLoop {
                                 Response::error(500, "internal", "internal error"),
                             );
                             let asked = Asked::of(&request, &Framing::REJECT, started);
-                            let response = finished(&shared, &asked, response);
-                            conn.reject(&response);
+                            finished(&shared, &asked, &response);
+                            conn.reject(&response, &asked.request_id);
                         }
                     }
                 }
@@ -808,7 +807,7 @@ impl EventLoop {
                         request_id: refused.request_id.as_str(),
                         body_bytes: response.body.len(),
                     });
-                    conn.reject(&response);
+                    conn.reject(&response, &refused.request_id);
                 }
                 Step::Closed => return,
             }
@@ -816,11 +815,11 @@ impl EventLoop {
     }
 }
 
-/// An answer is ready: it gets its request's id, and the service hears of it.
-fn finished(shared: &Shared, asked: &Asked, response: Response) -> Response {
-    let response = with_request_id(response, &asked.request_id);
+/// An answer is ready: the service hears of it (it goes out with its
+/// request's id).
+fn finished(shared: &Shared, asked: &Asked, response: &Response) {
     shared.service.completed(&Completed {
-        response: &response,
+        response,
         elapsed: asked.started.elapsed(),
         method: Some(asked.method),
         client: Some(asked.client),
@@ -832,7 +831,6 @@ fn finished(shared: &Shared, asked: &Asked, response: Response) -> Response {
             response.body.len()
         },
     });
-    response
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
