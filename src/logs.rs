@@ -345,20 +345,57 @@ impl AccessLine<'_> {
 /// `[2026-11-30T14:29:11Z INFO  souk::access] request method=… …`, the
 /// fields in `access_through_log`'s order, `user_id` only when known.
 fn access_text(buf: &mut Vec<u8>, seconds: &str, line: &AccessLine<'_>) -> io::Result<()> {
-    write!(
-        buf,
-        "[{seconds}Z INFO  {ACCESS_TARGET}] request method={} route={} status={} duration_ms={} bytes={} client={}",
+    // Piece by piece: one `write!` of every field (an f64 among them) cost
+    // more than the rest of a cached read's logging.
+    for piece in [
+        "[",
+        seconds,
+        "Z INFO  ",
+        ACCESS_TARGET,
+        "] request method=",
         line.method.map_or("-", Method::as_str),
+        " route=",
         line.route.unwrap_or("-"),
-        line.status,
-        line.duration_ms(),
-        line.bytes,
-        ClientText(line.client),
-    )?;
+        " status=",
+    ] {
+        buf.extend_from_slice(piece.as_bytes());
+    }
+    write!(buf, "{}", line.status)?;
+    buf.extend_from_slice(b" duration_ms=");
+    push_millis(buf, line.elapsed);
+    write!(buf, " bytes={} client=", line.bytes)?;
+    match line.client {
+        Some(client) => write!(buf, "{client}")?,
+        None => buf.push(b'-'),
+    }
     if let Some(user_id) = line.user_id {
         write!(buf, " user_id={user_id}")?;
     }
-    writeln!(buf, " request_id={}", line.request_id)
+    buf.extend_from_slice(b" request_id=");
+    buf.extend_from_slice(line.request_id.as_bytes());
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// `elapsed` in milliseconds as `duration_ms`'s f64 prints (`1.234`,
+/// `0.05`, `12`): whole milliseconds, then the microseconds without
+/// trailing zeros. The same text, since a decimal of at most 15
+/// significant digits is the shortest one that reads back as its nearest
+/// f64 (unit-tested against the f64's own formatting).
+fn push_millis(buf: &mut Vec<u8>, elapsed: Duration) {
+    let micros = elapsed.as_micros();
+    let (whole, mut fraction) = (micros / 1000, (micros % 1000) as u32);
+    let _ = write!(buf, "{whole}");
+    if fraction == 0 {
+        return;
+    }
+    buf.push(b'.');
+    let mut digits = 3;
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let _ = write!(buf, "{fraction:0digits$}");
 }
 
 /// The JSON object `json_line` would make of `access_through_log`'s record:
@@ -482,6 +519,25 @@ mod tests {
                 .unwrap()
                 .ends_with("client=10.0.0.7 request_id=trace-1\n")
         );
+    }
+
+    #[test]
+    fn milliseconds_print_as_their_f64_does() {
+        let mut micros: Vec<u64> = (0..3_000).collect();
+        micros.extend([
+            9_999,
+            10_000,
+            10_001,
+            123_456_789,
+            999_999_999_999,
+            999_999_999_999_999,
+        ]);
+        for m in micros {
+            let mut buf = Vec::new();
+            push_millis(&mut buf, Duration::from_micros(m));
+            let expected = format!("{}", m as f64 / 1000.0);
+            assert_eq!(String::from_utf8(buf).unwrap(), expected, "{m} µs");
+        }
     }
 
     #[test]
