@@ -50,7 +50,7 @@ where
     let Some(key) = key(request)? else {
         return Ok(app.write_weighted(weight, work, render));
     };
-    let route = format!("{} {}", request.method.as_str(), request.path);
+    let route = format!("{} {}", request.method.as_str(), request.path());
     let fingerprint = idempotency::fingerprint(&route, &canonical);
     let in_flight = app.in_flight.begin(user_id, &key)?;
     if let Some(stored) = app

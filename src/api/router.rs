@@ -112,7 +112,7 @@ impl Router {
         } else {
             request.method
         };
-        if request.path == "*" {
+        if request.path() == "*" {
             // `OPTIONS *`: the server as a whole (RFC 9110 §9.3.7).
             return Reply::Now(Response::new(204).with_header("allow", SERVER_METHODS));
         }
@@ -120,7 +120,7 @@ impl Router {
         // matches none.
         let mut parts = [""; ROUTE_SEGMENTS_MAX];
         let mut count = 0;
-        for part in split(&request.path) {
+        for part in split(request.path()) {
             let Some(slot) = parts.get_mut(count) else {
                 return Reply::Now(respond::error(Error::NotFound));
             };

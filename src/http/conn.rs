@@ -328,10 +328,8 @@ impl Conn {
         }
         let pending = &self.buf[self.start..];
         let body = pending[head_len..head_len + body_len].to_vec();
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-            None => (target.into_owned(), None),
-        };
+        let target = target.into_owned();
+        let path_end = target.find('?').unwrap_or(target.len());
         let headers = Headers::from_parsed(parsed.headers);
         // Worked out when the head arrived, if the body came in parts.
         let client = match self.client.take() {
@@ -346,8 +344,8 @@ impl Conn {
         let request_id = RequestId::from_values(headers.named("x-request-id"));
         let request = Request {
             method: head.method,
-            path,
-            query,
+            target,
+            path_end,
             headers,
             body,
             peer: self.peer,

@@ -49,10 +49,11 @@ impl Method {
 #[derive(Debug)]
 pub struct Request {
     pub method: Method,
-    /// The path as sent, without the query; not percent-decoded.
-    pub path: String,
-    /// The raw query string after `?`, if any.
-    pub query: Option<String>,
+    /// The request target in origin form (`/path?query`), as sent; not
+    /// percent-decoded. One string for both parts (`path`, `query`).
+    pub target: String,
+    /// Where the path ends in `target` (at its `?`, or its end).
+    pub path_end: usize,
     /// Header names lowercased; values as sent.
     pub headers: Headers,
     pub body: Vec<u8>,
@@ -209,6 +210,16 @@ impl Headers {
 }
 
 impl Request {
+    /// The path as sent, without the query; not percent-decoded.
+    pub fn path(&self) -> &str {
+        &self.target[..self.path_end]
+    }
+
+    /// The raw query string after `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target.get(self.path_end + 1..)
+    }
+
     /// The one header of that (lowercase) name: `Ok(None)` only when it was
     /// not sent, `Err` when it was sent but is not one UTF-8 value.
     pub fn header(&self, name: &str) -> Result<Option<&str>, BadHeader> {
@@ -231,7 +242,7 @@ impl Request {
 
     /// The value of one `?name=value` query parameter, still percent-encoded.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.as_deref()?.split('&').find_map(|pair| {
+        self.query()?.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (key == name).then_some(value)
         })

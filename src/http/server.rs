@@ -775,7 +775,7 @@ impl EventLoop {
                             log::error!(
                                 "handler panicked on {} {} (request {}): {}",
                                 request.method.as_str(),
-                                request.path,
+                                request.path(),
                                 request.request_id.as_str(),
                                 panic_message(&panic)
                             );
