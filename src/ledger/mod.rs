@@ -19,7 +19,7 @@ use crate::config::Currencies;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::store::{Touched, WriteTx};
-use money::{Amount, Currency, format_minor};
+use money::{Amount, Currency, MinorText, format_minor};
 
 /// (available, held) in minor units, by currency code.
 pub type Balances = BTreeMap<String, (i64, i64)>;
@@ -355,15 +355,19 @@ impl serde::Serialize for BalancesView<'_> {
 
         #[derive(serde::Serialize)]
         struct Pair {
-            available: String,
-            held: String,
+            available: MinorText,
+            held: MinorText,
         }
         let mut map = serializer.serialize_map(Some(self.balances.len()))?;
         for (code, (available, held)) in self.balances {
             let decimals = decimals_of(self.currencies, code);
+            let text = |minor: &i64| MinorText {
+                minor: i128::from(*minor),
+                decimals,
+            };
             let pair = Pair {
-                available: format_minor(i128::from(*available), decimals),
-                held: format_minor(i128::from(*held), decimals),
+                available: text(available),
+                held: text(held),
             };
             map.serialize_entry(code, &pair)?;
         }

@@ -113,16 +113,12 @@ fn parse_minor(text: &str, decimals: u32) -> std::result::Result<i64, String> {
 
 /// Renders minor units with exactly `decimals` places: `50000000` btc → "0.50000000".
 pub fn format_minor(minor: i128, decimals: u32) -> String {
+    let mut text = [0u8; SHORT_TEXT];
+    if let Some(short) = render_short(&mut text, minor, decimals) {
+        return short.to_owned();
+    }
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
-    // Every balance and amount fits 64 bits: digits by u64 arithmetic into
-    // a stack buffer (a reply renders several; u128 division and `format!`
-    // padding cost more than the rest of a cached wallet read).
-    if let Ok(abs) = u64::try_from(abs)
-        && (decimals as usize) < SHORT_DIGITS
-    {
-        return format_short(sign, abs, decimals as usize);
-    }
     if decimals == 0 {
         return format!("{sign}{abs}");
     }
@@ -135,11 +131,39 @@ pub fn format_minor(minor: i128, decimals: u32) -> String {
     )
 }
 
-/// Digits `format_short` has room for: u64's 20, or `decimals` and a
+/// An amount as a JSON string, rendered as `format_minor` does into a
+/// stack buffer (no allocation when it fits 64 bits, as every balance
+/// does): for bodies that show many amounts.
+pub struct MinorText {
+    pub minor: i128,
+    pub decimals: u32,
+}
+
+impl serde::Serialize for MinorText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = [0u8; SHORT_TEXT];
+        match render_short(&mut text, self.minor, self.decimals) {
+            Some(short) => serializer.serialize_str(short),
+            None => serializer.serialize_str(&format_minor(self.minor, self.decimals)),
+        }
+    }
+}
+
+/// Digits `render_short` has room for: u64's 20, or `decimals` and a
 /// leading zero.
 const SHORT_DIGITS: usize = 40;
+/// Its text: a sign, the digits and a point.
+const SHORT_TEXT: usize = SHORT_DIGITS + 2;
 
-fn format_short(sign: &str, mut abs: u64, decimals: usize) -> String {
+/// `minor` with `decimals` places into `text`, when its magnitude fits 64
+/// bits and its digits SHORT_DIGITS: by u64 arithmetic (u128 division and
+/// `format!` padding cost more than the rest of a cached wallet read).
+fn render_short(text: &mut [u8; SHORT_TEXT], minor: i128, decimals: u32) -> Option<&str> {
+    let mut abs = u64::try_from(minor.unsigned_abs()).ok()?;
+    let decimals = decimals as usize;
+    if decimals >= SHORT_DIGITS {
+        return None;
+    }
     let mut digits = [b'0'; SHORT_DIGITS];
     let mut start = SHORT_DIGITS;
     while abs > 0 {
@@ -149,17 +173,22 @@ fn format_short(sign: &str, mut abs: u64, decimals: usize) -> String {
     }
     // At least one digit before the point (zero-padded after it).
     let start = start.min(SHORT_DIGITS - decimals - 1);
-    let whole = &digits[start..SHORT_DIGITS - decimals];
-    let fraction = &digits[SHORT_DIGITS - decimals..];
-    let mut out = String::with_capacity(sign.len() + whole.len() + 1 + decimals);
-    out.push_str(sign);
-    // ASCII digits only.
-    out.extend(whole.iter().map(|&b| char::from(b)));
-    if decimals > 0 {
-        out.push('.');
-        out.extend(fraction.iter().map(|&b| char::from(b)));
+    let point = SHORT_DIGITS - decimals;
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        text[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    if minor < 0 {
+        put(b"-");
     }
-    out
+    put(&digits[start..point]);
+    if decimals > 0 {
+        put(b".");
+        put(&digits[point..]);
+    }
+    // ASCII digits, a sign and a point only.
+    std::str::from_utf8(&text[..len]).ok()
 }
 
 #[cfg(test)]
