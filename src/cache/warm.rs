@@ -25,7 +25,7 @@ pub fn spawn(caches: Arc<Caches>, readers: Readers, currencies: Currencies) {
 }
 
 fn warm(caches: &Caches, readers: &Readers, currencies: &Currencies) -> Result<usize> {
-    let (profile_epoch, balance_epoch) = (caches.profiles.epoch(), caches.balances.epoch());
+    let (profile_ticket, balance_ticket) = (caches.profiles.ticket(), caches.balances.ticket());
     let active = readers.read(|conn| users::most_recently_active(conn, WARM_USERS_MAX))?;
     let ids: Vec<i64> = active.iter().map(|u| u.id).collect();
     let codes: Vec<String> = currencies.0.iter().map(|c| c.code.clone()).collect();
@@ -34,12 +34,12 @@ fn warm(caches: &Caches, readers: &Readers, currencies: &Currencies) -> Result<u
     for user in active {
         caches
             .profiles
-            .insert_if_unchanged(user.id, user, profile_epoch);
+            .insert_if_unchanged(user.id, user, profile_ticket);
     }
     for (user_id, balances) in balances {
         caches
             .balances
-            .insert_if_unchanged(user_id, balances, balance_epoch);
+            .insert_if_unchanged(user_id, balances, balance_ticket);
     }
     Ok(count)
 }
