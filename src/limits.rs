@@ -10,7 +10,8 @@
 //! `accounts::passwords`, the timer thread's in `timers`, the operator
 //! follower's in `accounts::operator`, the monitor's in `monitor::alerts` and
 //! `monitor::traffic`, the breaker's thresholds in `store::writer`, the
-//! store's waits in `store::readers` and `store::pragmas`, the report size
+//! store's waits in `store::readers` and `store::pragmas` (and there the
+//! readers' page cache), the report size
 //! of `ledger::check`, `api::router::ROUTE_SEGMENTS_MAX`,
 //! `logs::ACCESS_LINE_CAPACITY_MAX` and `api::admin_ledger::BALANCE_USERS_MAX`.
 
