@@ -10,7 +10,8 @@
 //! `accounts::passwords`, the timer thread's in `timers`, the operator
 //! follower's in `accounts::operator`, the monitor's in `monitor::alerts` and
 //! `monitor::traffic`, the breaker's thresholds in `store::writer`, the
-//! store's waits in `store::readers` and `store::pragmas`, the report size
+//! store's waits in `store::readers` and `store::pragmas` (and there the
+//! readers' page cache), the report size
 //! of `ledger::check`, `api::router::ROUTE_SEGMENTS_MAX`,
 //! `logs::ACCESS_LINE_CAPACITY_MAX` and `api::admin_ledger::BALANCE_USERS_MAX`.
 
@@ -108,6 +109,12 @@ pub const COMMIT_WEIGHT_MAX: usize = 4096;
 pub const DB_READERS_MAX: u32 = 64;
 /// Request workers, at most (SOUK_WORKERS is checked against it).
 pub const WORKERS_MAX: usize = 1024;
+/// Generation counters per TTL cache (`cache::ttl`): an invalidation of a
+/// key stops the loads in flight of the keys hashed to the same counter. A
+/// group commit of a few hundred transfers invalidates a few hundred keys at
+/// once; with 1024 stripes a load that overlaps it is still stored most of
+/// the time, for 8 KiB per cache whatever the number of keys.
+pub const CACHE_GENERATION_STRIPES: usize = 1024;
 /// How many SQLite VM steps pass between two looks at a query's deadline.
 pub const QUERY_PROGRESS_STEPS: i32 = 10_000;
 

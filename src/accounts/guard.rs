@@ -54,6 +54,9 @@ fn retry_after(until: Instant, now: Instant) -> u64 {
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
 
+/// The maps below are `LruCache::sparse`: they grow with their entries; a
+/// map reserved whole at start would hold 2 MiB of address space each and
+/// write 128 KiB of it, for lockouts and limits that are mostly empty.
 fn capacity(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
@@ -61,7 +64,7 @@ fn capacity(n: usize) -> NonZeroUsize {
 impl AddressLimit {
     pub fn new(what: &'static str, per_minute: u32) -> AddressLimit {
         AddressLimit {
-            windows: Mutex::new(LruCache::new(capacity(RATE_ENTRIES_MAX))),
+            windows: Mutex::new(LruCache::sparse(capacity(RATE_ENTRIES_MAX))),
             per_minute,
             what,
         }
@@ -95,7 +98,7 @@ impl AddressLimit {
 impl LoginGuard {
     pub fn new(max_attempts: u32, lockout: Duration, attempts_per_minute: u32) -> LoginGuard {
         LoginGuard {
-            failures: Mutex::new(LruCache::new(capacity(LOCKOUT_ENTRIES_MAX))),
+            failures: Mutex::new(LruCache::sparse(capacity(LOCKOUT_ENTRIES_MAX))),
             logins: AddressLimit::new("login", attempts_per_minute),
             max_attempts,
             lockout,

@@ -268,8 +268,8 @@ impl Follower {
         }
         let unlocked = readers.read(|conn| unlocked_since(conn, seen))?;
         // Before `seen` moves and the check counts as a success: a request
-        // that trusts it finds the caches already cleared (and the epochs
-        // bumped, so no load that read older rows stores them).
+        // that trusts it finds the caches already cleared (and their
+        // generations moved, so no load that read older rows stores them).
         caches.profiles.clear();
         caches.sessions.clear();
         for name in &unlocked {

@@ -12,6 +12,7 @@ use super::auth::Caller;
 use super::{Params, auth, json, query, respond};
 use crate::app::App;
 use crate::cache::search::Page as SearchPage;
+use crate::cache::ttl::Ticket;
 use crate::clock;
 use crate::config::Currencies;
 use crate::error::{Error, Result};
@@ -277,7 +278,7 @@ pub fn search(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         return Ok(render(&page, next));
     }
     let generation = searches.generation();
-    let epoch = app.caches.listings.epoch();
+    let ticket = app.caches.listings.ticket();
     let mut found = app
         .store
         .readers
@@ -285,7 +286,7 @@ pub fn search(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let next = query::next_cursor(&mut found, limit, |l| l.id.to_string());
     let page = found
         .iter()
-        .map(|listing| cache_shown(app, listing, epoch))
+        .map(|listing| cache_shown(app, listing, ticket))
         .collect::<Result<Vec<_>>>()?;
     let ids: Vec<i64> = page.iter().map(|l| l.id).collect();
     let more = next.is_some();
@@ -306,7 +307,7 @@ fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Arc<Shown>>>> {
         .map(|(id, _)| *id)
         .collect();
     if !missing.is_empty() {
-        let epoch = cache.epoch();
+        let ticket = cache.ticket();
         let read = app
             .store
             .readers
@@ -314,7 +315,7 @@ fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Arc<Shown>>>> {
         let mut read = read.into_iter();
         for slot in found.iter_mut().filter(|l| l.is_none()) {
             if let Some(listing) = read.next().flatten() {
-                *slot = Some(cache_shown(app, &listing, epoch)?);
+                *slot = Some(cache_shown(app, &listing, ticket)?);
             }
         }
     }
@@ -324,13 +325,13 @@ fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Arc<Shown>>>> {
         .collect())
 }
 
-/// `listing` rendered, and kept in the listing cache unless an edit came
-/// since `epoch` (from before it was read).
-fn cache_shown(app: &App, listing: &Listing, epoch: u64) -> Result<Arc<Shown>> {
+/// `listing` rendered, and kept in the listing cache unless an edit of it
+/// came since `ticket` (taken before it was read).
+fn cache_shown(app: &App, listing: &Listing, ticket: Ticket) -> Result<Arc<Shown>> {
     let shown = Arc::new(Shown::of(listing, &app.config.currencies)?);
     app.caches
         .listings
-        .insert_if_unchanged(listing.id, Arc::clone(&shown), epoch);
+        .insert_if_unchanged(listing.id, Arc::clone(&shown), ticket);
     Ok(shown)
 }
 

@@ -75,7 +75,7 @@ impl SearchCache {
         SearchCache {
             name,
             inner: Mutex::new(Inner {
-                map: LruCache::new(cap),
+                map: LruCache::sparse(cap),
                 bytes: 0,
                 generation: 0,
             }),

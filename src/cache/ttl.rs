@@ -1,11 +1,13 @@
 //! A bounded LRU cache with a time-to-live per entry, on the `lru` crate,
 //! counting hits, misses, evictions and expirations.
 //!
-//! Loads are guarded by an epoch: a value read from the database before an
-//! invalidation is never stored after it, so a cache can never go back to a
-//! value older than an acknowledged write.
+//! Loads are guarded by per-key generations: a value read from the
+//! database before an invalidation of its key is never stored after it, so
+//! a cache can never go back to a value older than an acknowledged write;
+//! an invalidation of one key does not stop loads of the others (see
+//! `Generations`). `clear` and `invalidate_where` stop every load in flight.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,17 +16,70 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use crate::error::Result;
+use crate::limits::CACHE_GENERATION_STRIPES;
 use crate::util::LockUnpoisoned;
+
+/// Taken before a load reads the database (`TtlCache::ticket`); what the
+/// load read is stored only if no invalidation of its key (and no `clear`)
+/// came since. One ticket serves any number of keys, also keys not known
+/// before the read (a search's page of listings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+/// Which loads may still store what they read. Every invalidation takes the
+/// next number of one sequence (`last`) and writes it into its key's stripe
+/// (keys hashed onto CACHE_GENERATION_STRIPES counters), or, for `clear`
+/// and `invalidate_where`, into `everything`. A ticket is `last` when the
+/// load began: a value for key k may be stored iff neither k's stripe nor
+/// `everything` is past it. Keys sharing a stripe only cost each other a
+/// store now and then, never correctness; the memory is fixed whatever the
+/// number of keys.
+struct Generations {
+    last: u64,
+    everything: u64,
+    stripes: Box<[u64; CACHE_GENERATION_STRIPES]>,
+}
+
+impl Generations {
+    fn new() -> Generations {
+        Generations {
+            last: 0,
+            everything: 0,
+            stripes: Box::new([0; CACHE_GENERATION_STRIPES]),
+        }
+    }
+
+    fn ticket(&self) -> Ticket {
+        Ticket(self.last)
+    }
+
+    fn bump(&mut self, stripe: usize) {
+        self.last += 1;
+        self.stripes[stripe] = self.last;
+    }
+
+    fn bump_all(&mut self) {
+        self.last += 1;
+        self.everything = self.last;
+    }
+
+    fn unchanged(&self, stripe: usize, ticket: Ticket) -> bool {
+        self.everything <= ticket.0 && self.stripes[stripe] <= ticket.0
+    }
+}
 
 struct Inner<K: Hash + Eq, V> {
     map: LruCache<K, (Instant, V)>,
-    /// Bumped by every invalidation, under the same lock as the map.
-    epoch: u64,
+    /// Moved by every invalidation, under the same lock as the map.
+    generations: Generations,
 }
 
 pub struct TtlCache<K: Hash + Eq, V> {
     pub name: &'static str,
     inner: Mutex<Inner<K, V>>,
+    /// Keys to stripes; seeded per process, so no client can aim many keys
+    /// at one stripe.
+    stripes: RandomState,
     ttl: Duration,
     capacity: usize,
     counters: Counters,
@@ -86,9 +141,12 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         TtlCache {
             name,
             inner: Mutex::new(Inner {
-                map: LruCache::new(cap),
-                epoch: 0,
+                // Grows with its entries rather than reserving room for all
+                // of them at start (~270 KiB for 10,000, mostly idle).
+                map: LruCache::sparse(cap),
+                generations: Generations::new(),
             }),
+            stripes: RandomState::new(),
             ttl,
             capacity: cap.get(),
             counters: Counters::default(),
@@ -117,9 +175,9 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         if let Some(value) = self.get(key) {
             return Ok(value);
         }
-        let epoch = self.inner.lock_unpoisoned().epoch;
+        let ticket = self.ticket();
         let value = load()?;
-        self.insert_if_unchanged(key.clone(), value.clone(), epoch);
+        self.insert_if_unchanged(key.clone(), value.clone(), ticket);
         Ok(value)
     }
 
@@ -133,22 +191,23 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         if let Some(value) = self.get(key) {
             return Ok(Some(value));
         }
-        let epoch = self.inner.lock_unpoisoned().epoch;
+        let ticket = self.ticket();
         let found = load()?;
         if let Some(value) = &found {
-            self.insert_if_unchanged(key.clone(), value.clone(), epoch);
+            self.insert_if_unchanged(key.clone(), value.clone(), ticket);
         }
         Ok(found)
     }
 
-    /// Stores a value read under `epoch` (from `epoch()`), unless an
-    /// invalidation came since.
-    pub fn insert_if_unchanged(&self, key: K, value: V, epoch: u64) {
+    /// Stores a value read after `ticket` was taken, unless an invalidation
+    /// of `key` (or a `clear`) came since.
+    pub fn insert_if_unchanged(&self, key: K, value: V, ticket: Ticket) {
         if self.ttl.is_zero() {
             return;
         }
+        let stripe = self.stripe(&key);
         let mut inner = self.inner.lock_unpoisoned();
-        if inner.epoch != epoch {
+        if !inner.generations.unchanged(stripe, ticket) {
             return;
         }
         if let Some((evicted, _)) = inner.map.push(key.clone(), (Instant::now(), value))
@@ -159,28 +218,36 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     }
 
     /// Take before reading what will be inserted.
-    pub fn epoch(&self) -> u64 {
-        self.inner.lock_unpoisoned().epoch
+    pub fn ticket(&self) -> Ticket {
+        self.inner.lock_unpoisoned().generations.ticket()
     }
 
-    /// Forgets `key`; loads running now will not store what they read.
+    fn stripe(&self, key: &K) -> usize {
+        // The remainder is below CACHE_GENERATION_STRIPES, so it fits.
+        (self.stripes.hash_one(key) % CACHE_GENERATION_STRIPES as u64) as usize
+    }
+
+    /// Forgets `key`; loads of it running now will not store what they read.
     pub fn invalidate(&self, key: &K) {
+        let stripe = self.stripe(key);
         let mut inner = self.inner.lock_unpoisoned();
-        inner.epoch += 1;
+        inner.generations.bump(stripe);
         inner.map.pop(key);
     }
 
     /// Forgets every entry; loads running now will not store what they read.
     pub fn clear(&self) {
         let mut inner = self.inner.lock_unpoisoned();
-        inner.epoch += 1;
+        inner.generations.bump_all();
         inner.map.clear();
     }
 
-    /// Forgets every entry `doomed` picks (a scan: for rare writes only).
+    /// Forgets every entry `doomed` picks (a scan: for rare writes only);
+    /// no load running now stores what it read (`doomed` may pick keys not
+    /// cached yet).
     pub fn invalidate_where(&self, doomed: impl Fn(&K, &V) -> bool) {
         let mut inner = self.inner.lock_unpoisoned();
-        inner.epoch += 1;
+        inner.generations.bump_all();
         let keys: Vec<K> = inner
             .map
             .iter()
@@ -231,5 +298,108 @@ mod tests {
             2,
             "the stale value was not kept"
         );
+    }
+
+    /// A key other than `key` that hashes to another stripe.
+    fn elsewhere(cache: &TtlCache<u32, u32>, key: u32) -> u32 {
+        (key + 1..)
+            .find(|k| cache.stripe(k) != cache.stripe(&key))
+            .unwrap()
+    }
+
+    #[test]
+    fn invalidating_one_key_does_not_stop_a_load_of_another() {
+        let cache: TtlCache<u32, u32> = TtlCache::new("t", 10, Duration::from_secs(60));
+        let other = elsewhere(&cache, 1);
+        let loaded = cache.get_or_load(&1, || {
+            cache.invalidate(&other); // a write to another key commits meanwhile
+            Ok(10)
+        });
+        assert_eq!(loaded.unwrap(), 10);
+        assert_eq!(cache.get(&1), Some(10), "the load was stored");
+        // A ticket taken before both reads serves keys unknown at the time.
+        let ticket = cache.ticket();
+        cache.invalidate(&other);
+        cache.insert_if_unchanged(2, 20, ticket);
+        let blocked = cache.stripe(&2) == cache.stripe(&other);
+        assert_eq!(cache.get(&2), (!blocked).then_some(20));
+    }
+
+    #[test]
+    fn clear_and_invalidate_where_stop_every_load() {
+        let cache: TtlCache<u32, u32> = TtlCache::new("t", 10, Duration::from_secs(60));
+        let ticket = cache.ticket();
+        cache.clear();
+        cache.insert_if_unchanged(1, 10, ticket);
+        assert_eq!(cache.get(&1), None, "read before the clear: not stored");
+        cache.insert_if_unchanged(1, 11, cache.ticket());
+        assert_eq!(cache.get(&1), Some(11));
+        let ticket = cache.ticket();
+        // Picks nothing cached, yet may mean keys being loaded now.
+        cache.invalidate_where(|_, _| false);
+        cache.insert_if_unchanged(2, 20, ticket);
+        assert_eq!(cache.get(&2), None);
+        assert_eq!(cache.get(&1), Some(11), "kept: not picked");
+    }
+
+    /// Writers bump a key's value in the "database", then invalidate it (as
+    /// the writer does after COMMIT) and acknowledge; readers load through
+    /// the cache. A reader that saw a write acknowledged must never get an
+    /// older value from the cache, whatever the interleaving.
+    #[test]
+    fn concurrent_loads_never_store_a_value_older_than_an_acknowledged_write() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        const KEYS: usize = 8;
+        let cache: Arc<TtlCache<usize, u64>> =
+            Arc::new(TtlCache::new("t", KEYS, Duration::from_secs(60)));
+        let db: Arc<[AtomicU64; KEYS]> = Arc::new(std::array::from_fn(|_| AtomicU64::new(0)));
+        let acked: Arc<[AtomicU64; KEYS]> = Arc::new(std::array::from_fn(|_| AtomicU64::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (cache, db, acked, stop) = (
+                Arc::clone(&cache),
+                Arc::clone(&db),
+                Arc::clone(&acked),
+                Arc::clone(&stop),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = n % KEYS;
+                    let version = db[key].fetch_add(1, Ordering::SeqCst) + 1;
+                    cache.invalidate(&key);
+                    acked[key].store(version, Ordering::SeqCst);
+                    n += 1;
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (cache, db, acked) = (Arc::clone(&cache), Arc::clone(&db), Arc::clone(&acked));
+                std::thread::spawn(move || {
+                    for i in 0..20_000 {
+                        let key = (i + r) % KEYS;
+                        let seen = acked[key].load(Ordering::SeqCst);
+                        let value = cache
+                            .get_or_load(&key, || {
+                                let value = db[key].load(Ordering::SeqCst);
+                                std::thread::yield_now();
+                                Ok(value)
+                            })
+                            .unwrap();
+                        assert!(
+                            value >= seen,
+                            "key {key}: {value} after {seen} was acknowledged"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
     }
 }

@@ -143,7 +143,7 @@ pub struct SendLimit {
 impl SendLimit {
     pub fn new(per_window: usize, window: Duration) -> SendLimit {
         SendLimit {
-            senders: Mutex::new(LruCache::new(
+            senders: Mutex::new(LruCache::sparse(
                 NonZeroUsize::new(SENDERS_MAX).unwrap_or(NonZeroUsize::MIN),
             )),
             per_window,

@@ -93,17 +93,46 @@ pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A reader's page cache, KiB (SQLite's default is 2 MiB per connection).
+/// In WAL mode a reader drops its whole page cache at the first read after
+/// any commit, so under writes it never holds more than one read's pages;
+/// a bigger cache only helps long read-only stretches (search), whose pages
+/// the OS's file cache holds anyway. With MAX_DB_CONNECTIONS readers, this
+/// is the bulk of the memory the store can hold.
+const READER_CACHE_KIB: u32 = 1024;
+
 /// A reader: `query_only`, so no write can go around the writer.
 pub(super) fn init_reader(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA query_only = ON;
-         PRAGMA foreign_keys = ON;",
-    )?;
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -{READER_CACHE_KIB};"
+    ))?;
     conn.set_prepared_statement_cache_capacity(128);
     register_entry_ids(conn)
 }
 
 pub(super) fn reader_flags() -> OpenFlags {
     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_keeps_a_smaller_page_cache_than_sqlites_default() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        init_reader(&mut conn).unwrap();
+        let cache: i64 = conn
+            .query_row("PRAGMA cache_size", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(cache, -i64::from(READER_CACHE_KIB), "negative: KiB");
+        let default: i64 = Connection::open_in_memory()
+            .unwrap()
+            .query_row("PRAGMA cache_size", [], |row| row.get(0))
+            .unwrap();
+        assert!(-default > i64::from(READER_CACHE_KIB), "{default}");
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
+use scheduled_thread_pool::ScheduledThreadPool;
 
 use super::breaker::{self, Breaker, Path as Side};
 use super::pragmas;
@@ -46,7 +47,14 @@ impl Readers {
                 pragmas::init_reader(conn)?;
                 conn.progress_handler(QUERY_PROGRESS_STEPS, Some(past_deadline))
             });
+        // Opening and reaping connections is rare background work: one
+        // helper thread (r2d2 starts three by default).
+        let helper = ScheduledThreadPool::builder()
+            .num_threads(1)
+            .thread_name_pattern("db-readers-open")
+            .build();
         let pool = Pool::builder()
+            .thread_pool(Arc::new(helper))
             .max_size(size)
             .min_idle(Some(size))
             .connection_timeout(READER_WAIT)

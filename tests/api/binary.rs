@@ -138,6 +138,22 @@ impl Process {
         self.log.try_iter().collect()
     }
 
+    /// After `wait`: every log line not read before, to the end of the
+    /// child's stderr. The reader thread may still be passing on the last
+    /// lines when the exit is seen, so this waits (up to PROCESS_TIMEOUT)
+    /// for it to reach the end rather than taking what has arrived.
+    pub fn log_to_end(&self) -> Vec<String> {
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => return lines,
+            }
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -177,7 +193,7 @@ impl Process {
     pub fn stop(mut self) {
         self.signal("-TERM");
         let status = self.wait();
-        let log = self.drain_log();
+        let log = self.log_to_end();
         assert_eq!(status.code(), Some(0), "{status:?}; log: {log:#?}");
     }
 

@@ -26,7 +26,7 @@ fn souk_logs_its_real_address_serves_and_exits_0_on_sigterm() {
         dir.path.join("souk.db").exists(),
         "serve creates the database"
     );
-    let log = served.drain_log();
+    let log = served.log_to_end();
     assert!(
         log.iter().any(|line| line.contains("stopped")),
         "a clean stop is logged: {log:?}"
