@@ -216,7 +216,9 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
             breaker_threshold: config.circuit_threshold,
             breaker_cooldown: config.circuit_cooldown,
         },
-        Arc::new(move |touched: &[Touched]| invalidate.invalidate(touched)),
+        Arc::new(move |conn: &rusqlite::Connection, touched: &[Touched]| {
+            invalidate.invalidate(conn, touched);
+        }),
     )?;
     let limits = http::Limits {
         max_body_bytes: config.max_body_bytes,

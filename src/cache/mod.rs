@@ -11,11 +11,12 @@ pub mod warm;
 
 use std::sync::Arc;
 
+use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use crate::accounts::User;
 use crate::accounts::sessions::{SessionEntry, TokenHash};
-use crate::config::Config;
+use crate::config::{Config, Currencies};
 use crate::ledger::Balances;
 use crate::listings::Shown;
 use crate::monitor::prometheus::Exposition;
@@ -39,6 +40,8 @@ pub const WARM_USERS_MAX: usize = 1_000;
 type Family = (&'static str, &'static str, fn(&CacheStats) -> f64);
 
 pub struct Caches {
+    /// What a refreshed balance lists (the enabled currencies).
+    currencies: Currencies,
     pub profiles: TtlCache<i64, User>,
     pub sessions: TtlCache<TokenHash, SessionEntry>,
     pub balances: TtlCache<i64, Balances>,
@@ -49,6 +52,7 @@ pub struct Caches {
 impl Caches {
     pub fn new(config: &Config) -> Arc<Caches> {
         Arc::new(Caches {
+            currencies: config.currencies.clone(),
             profiles: TtlCache::new("profiles", PROFILE_ENTRIES_MAX, config.cache_ttl),
             sessions: TtlCache::new("sessions", SESSION_ENTRIES_MAX, config.cache_ttl),
             balances: TtlCache::new("balances", BALANCE_ENTRIES_MAX, config.balance_cache_ttl),
@@ -62,16 +66,35 @@ impl Caches {
         })
     }
 
-    /// Called by the writer after each commit, before any answer goes out.
-    pub fn invalidate(&self, touched: &[Touched]) {
+    /// Called by the writer after each commit, before any answer goes out,
+    /// with its connection (outside any transaction: it reads what was just
+    /// committed). A touched balance that was cached is read again there
+    /// rather than dropped: a wallet read right after a transfer then hits
+    /// (each user's balance is read once per commit however many of its
+    /// jobs touched it).
+    pub fn invalidate(&self, conn: &Connection, touched: &[Touched]) {
+        let mut balances: Vec<i64> = Vec::new();
         for key in touched {
             match key {
                 Touched::User(id) => self.profiles.invalidate(id),
-                Touched::Balance(id) => self.balances.invalidate(id),
+                Touched::Balance(id) => balances.push(*id),
                 Touched::Session(hash) => self.sessions.invalidate(hash),
                 Touched::SessionsOf(id) => self.sessions.invalidate_where(|_, s| s.user_id == *id),
                 Touched::Listing(id) => self.listings.invalidate(id),
                 Touched::Searchable => self.searches.invalidate_all(),
+            }
+        }
+        balances.sort_unstable();
+        balances.dedup();
+        // Inside a transaction (a failed commit whose rollback failed too)
+        // a read could see what was not committed: drop, do not reload.
+        let committed_state = conn.is_autocommit();
+        for id in &balances {
+            if committed_state {
+                self.balances
+                    .refresh(id, || crate::ledger::balances(conn, *id, &self.currencies));
+            } else {
+                self.balances.invalidate(id);
             }
         }
     }
@@ -163,6 +186,6 @@ impl Caches {
 }
 
 /// Caches off: for the command line, which serves no reads.
-pub fn no_caches() -> impl Fn(&[Touched]) + Send + Sync + 'static {
-    |_: &[Touched]| {}
+pub fn no_caches() -> impl Fn(&Connection, &[Touched]) + Send + Sync + 'static {
+    |_: &Connection, _: &[Touched]| {}
 }

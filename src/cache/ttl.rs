@@ -235,6 +235,28 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         inner.map.pop(key);
     }
 
+    /// Like `invalidate`, but an entry that was cached is replaced at once
+    /// by what `reload` reads, for a caller that reads the state after the
+    /// change itself (the writer, between its commit and any other write):
+    /// the next lookup hits instead of loading. Keys not cached are only
+    /// invalidated (the writer does not load what nobody asked for); a
+    /// failed reload leaves the key uncached.
+    pub fn refresh(&self, key: &K, reload: impl FnOnce() -> Result<V>) {
+        let stripe = self.stripe(key);
+        let ticket = {
+            let mut inner = self.inner.lock_unpoisoned();
+            inner.generations.bump(stripe);
+            if inner.map.pop(key).is_none() || self.ttl.is_zero() {
+                return;
+            }
+            // Taken after the bump: only a later invalidation stops it.
+            inner.generations.ticket()
+        };
+        if let Ok(value) = reload() {
+            self.insert_if_unchanged(key.clone(), value, ticket);
+        }
+    }
+
     /// Forgets every entry; loads running now will not store what they read.
     pub fn clear(&self) {
         let mut inner = self.inner.lock_unpoisoned();
@@ -283,6 +305,36 @@ mod tests {
         assert_eq!(cache.get_or_load(&3, || Ok(32)).unwrap(), 32, "expired");
         let s = cache.stats();
         assert_eq!((s.hits, s.expirations), (1, 1));
+    }
+
+    #[test]
+    fn a_refresh_replaces_a_cached_value_and_leaves_others_alone() {
+        let cache: TtlCache<u32, u32> = TtlCache::new("t", 10, Duration::from_secs(60));
+        cache.get_or_load(&1, || Ok(10)).unwrap();
+        cache.refresh(&1, || Ok(11));
+        assert_eq!(cache.get(&1), Some(11), "the next read hits the new value");
+        // Not cached: invalidated, not loaded.
+        cache.refresh(&2, || panic!("nobody asked for it"));
+        assert_eq!(cache.get(&2), None);
+        // A failed reload leaves it uncached.
+        cache.refresh(&1, || Err(crate::error::Error::NotFound));
+        assert_eq!(cache.get(&1), None);
+    }
+
+    #[test]
+    fn a_load_that_began_before_a_refresh_does_not_overwrite_it() {
+        let cache: TtlCache<u32, u32> = TtlCache::new("t", 10, Duration::from_secs(60));
+        cache.get_or_load(&1, || Ok(10)).unwrap();
+        cache.invalidate(&1);
+        let old = cache.get_or_load(&1, || {
+            // A reader read 10; meanwhile the key is cached again and a
+            // write commits, whose refresh stores 12.
+            cache.insert_if_unchanged(1, 11, cache.ticket());
+            cache.refresh(&1, || Ok(12));
+            Ok(10)
+        });
+        assert_eq!(old.unwrap(), 10);
+        assert_eq!(cache.get(&1), Some(12), "the refreshed value stays");
     }
 
     #[test]

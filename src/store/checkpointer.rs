@@ -94,7 +94,11 @@ mod tests {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(5),
         };
-        let store = Store::open(&config, Arc::new(|_: &[Touched]| {})).unwrap();
+        let store = Store::open(
+            &config,
+            Arc::new(|_: &rusqlite::Connection, _: &[Touched]| {}),
+        )
+        .unwrap();
         store
             .writer
             .write(|tx| Ok(tx.execute_batch("CREATE TABLE blob (b BLOB NOT NULL)")?))

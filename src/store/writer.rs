@@ -62,8 +62,9 @@ impl WriteTx<'_> {
     }
 }
 
-/// Called after each commit (or failed commit) with every key touched.
-pub type OnCommit = Arc<dyn Fn(&[Touched]) + Send + Sync>;
+/// Called after each commit (or failed commit) with the writer's connection
+/// (no transaction open: it reads what is committed) and every key touched.
+pub type OnCommit = Arc<dyn Fn(&Connection, &[Touched]) + Send + Sync>;
 
 impl Deref for WriteTx<'_> {
     type Target = Connection;
@@ -508,7 +509,7 @@ fn commit_batch(
     }
     // Caches forget what changed before anyone can read it back; after a
     // failed commit too (dropping a fresh entry costs only a reload).
-    on_commit(&touched.borrow());
+    on_commit(conn, &touched.borrow());
     // Only now, after the commit (or its failure), does any caller hear back.
     for job in batch.drain(..) {
         job.finish(match &committed {
@@ -612,7 +613,7 @@ mod tests {
             dir,
             Writer::start(
                 conn,
-                Arc::new(|_: &[Touched]| {}),
+                Arc::new(|_: &Connection, _: &[Touched]| {}),
                 Arc::new(Breaker::new(5, std::time::Duration::from_secs(5))),
             )
             .unwrap(),
