@@ -19,6 +19,7 @@ use crate::client::{
     world, world_with,
 };
 use crate::helpers::{Client, HttpResponse, TestApp, gate};
+use crate::seeded::Rng;
 
 // ---- local helpers ---------------------------------------------------------
 
@@ -195,24 +196,6 @@ fn is_rfc3339_utc(text: &str) -> bool {
         && b[13] == b':'
         && b[16] == b':'
         && text.ends_with('Z')
-}
-
-/// A small deterministic generator for junk (no extra crate).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick(&mut self, alphabet: &[u8], len: usize) -> String {
-        (0..len)
-            .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char)
-            .collect()
-    }
 }
 
 const BASE64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -1520,18 +1503,18 @@ fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
         "Basic x".into(),
         format!("Basic {}", member.token),
         format!("Token {}", member.token),
-        format!("Bearer {}", rng.pick(BASE64URL, 43)),
-        format!("Bearer {}", rng.pick(BASE64URL, 44)),
-        format!("Bearer {}", rng.pick(BASE64URL, 42)),
-        format!("Bearer {}", rng.pick(b"!@#$%^&*()+=", 43)),
+        format!("Bearer {}", rng.text(BASE64URL, 43)),
+        format!("Bearer {}", rng.text(BASE64URL, 44)),
+        format!("Bearer {}", rng.text(BASE64URL, 42)),
+        format!("Bearer {}", rng.text(b"!@#$%^&*()+=", 43)),
         format!("Bearer {}", "=".repeat(43)),
         format!("Bearer {}x", member.token),
         format!("Bearer {flipped}"),
         format!("Bearer {} {}", member.token, member.token),
         format!("Bearer {expired}"),
-        rng.pick(BASE64URL, 43),
-        rng.pick(&printable, 10 * 1024),
-        format!("Bearer {}", rng.pick(&printable, 10 * 1024)),
+        rng.text(BASE64URL, 43),
+        rng.text(&printable, 10 * 1024),
+        format!("Bearer {}", rng.text(&printable, 10 * 1024)),
     ];
     for value in &values {
         let response = raw(
