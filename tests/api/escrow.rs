@@ -397,25 +397,142 @@ fn creating_an_escrow_refuses_bad_input_and_moves_nothing() {
 
 // ---- forbidden transitions -------------------------------------------------
 
-/// Runs `attempt`, asserts its status and code, and that nothing changed.
-#[allow(clippy::too_many_arguments)]
-fn refused(
-    w: &World,
-    admin: &Member,
-    buyer: &Member,
-    seller: &Member,
-    id: &str,
-    what: &str,
+/// Who attempts a forbidden move.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Admin,
+    Buyer,
+    Seller,
+}
+
+/// A forbidden move: a party's action (`release`, `refund`, `dispute`) or
+/// an admin resolution with its split (to the seller, to the buyer).
+#[derive(Clone, Copy, Debug)]
+enum Move {
+    Act(&'static str),
+    Resolve(&'static str, &'static str),
+}
+
+/// One row of the forbidden-transition table: what is tried, by whom, and
+/// the refusal it gets.
+struct Forbidden {
+    what: &'static str,
+    who: Who,
+    attempt: Move,
     status: u16,
-    code: &str,
-    attempt: impl FnOnce() -> HttpResponse,
-) {
-    let before = snapshot(w, admin, buyer, seller, id);
-    let response = attempt();
-    assert_eq!(response.status, status, "{what}: {}", response.summary());
-    response.assert_error(status, code);
-    let after = snapshot(w, admin, buyer, seller, id);
-    assert_eq!(before, after, "{what} changed something");
+    code: &'static str,
+}
+
+const fn forbid(
+    what: &'static str,
+    who: Who,
+    attempt: Move,
+    status: u16,
+    code: &'static str,
+) -> Forbidden {
+    Forbidden {
+        what,
+        who,
+        attempt,
+        status,
+        code,
+    }
+}
+
+use Move::{Act, Resolve};
+use Who::{Admin, Buyer, Seller};
+
+// The tables of forbidden moves, by the state of the escrow they are tried on.
+
+#[rustfmt::skip]
+const AFTER_REFUND: &[Forbidden] = &[
+    forbid("release after refund",         Buyer,  Act("release"),             409, "invalid_state"),
+    forbid("admin release after refund",   Admin,  Act("release"),             409, "invalid_state"),
+    forbid("refund twice",                 Seller, Act("refund"),              409, "invalid_state"),
+    forbid("dispute after refund",         Buyer,  Act("dispute"),             409, "invalid_state"),
+];
+
+/// A held escrow: the wrong party, or not a party.
+#[rustfmt::skip]
+const WHILE_HELD: &[Forbidden] = &[
+    forbid("refund by the buyer",          Buyer,  Act("refund"),              403, "forbidden"),
+    forbid("release by the seller",        Seller, Act("release"),             403, "forbidden"),
+    forbid("dispute by an admin",          Admin,  Act("dispute"),             403, "forbidden"),
+    forbid("resolve of a held escrow",     Admin,  Resolve("0.5", "0.5"),      409, "invalid_state"),
+];
+
+#[rustfmt::skip]
+const AFTER_RELEASE: &[Forbidden] = &[
+    forbid("dispute after release",        Seller, Act("dispute"),             409, "invalid_state"),
+    forbid("refund after release",         Seller, Act("refund"),              409, "invalid_state"),
+    forbid("release twice",                Buyer,  Act("release"),             409, "invalid_state"),
+    forbid("resolve of a released escrow", Admin,  Resolve("1", "0"),          409, "invalid_state"),
+];
+
+#[rustfmt::skip]
+const WHILE_DISPUTED: &[Forbidden] = &[
+    forbid("resolve by the buyer",         Buyer,  Resolve("0", "1"),          403, "forbidden"),
+    forbid("resolve by the seller",        Seller, Resolve("1", "0"),          403, "forbidden"),
+    forbid("a split short of the amount",  Admin,  Resolve("0.3", "0.6"),      400, "invalid_field"),
+    forbid("a split above the amount",     Admin,  Resolve("0.5", "0.50000001"), 400, "invalid_field"),
+    forbid("a negative part",              Admin,  Resolve("-0.5", "1.5"),     400, "invalid_field"),
+    forbid("release of a disputed escrow", Buyer,  Act("release"),             409, "invalid_state"),
+    forbid("refund of a disputed escrow",  Seller, Act("refund"),              409, "invalid_state"),
+    forbid("dispute twice",                Seller, Act("dispute"),             409, "invalid_state"),
+];
+
+#[rustfmt::skip]
+const AFTER_RESOLVE: &[Forbidden] = &[
+    forbid("resolve twice",                Admin,  Resolve("0.5", "0.5"),      409, "invalid_state"),
+    forbid("release after resolve",        Buyer,  Act("release"),             409, "invalid_state"),
+];
+
+/// The admin and the two parties of the escrows under test.
+struct Cast<'a> {
+    w: &'a World,
+    admin: &'a Member,
+    buyer: &'a Member,
+    seller: &'a Member,
+}
+
+impl Cast<'_> {
+    fn member(&self, who: Who) -> &Member {
+        match who {
+            Who::Admin => self.admin,
+            Who::Buyer => self.buyer,
+            Who::Seller => self.seller,
+        }
+    }
+
+    /// Tries every move of `table` on escrow `id`: each gets its status and
+    /// code, and nothing changes (both wallets and the escrow as the admin
+    /// sees it).
+    fn assert_refused(&self, id: &str, table: &[Forbidden]) {
+        for row in table {
+            let Cast {
+                w,
+                admin,
+                buyer,
+                seller,
+            } = *self;
+            let before = snapshot(w, admin, buyer, seller, id);
+            let who = self.member(row.who);
+            let response = match row.attempt {
+                Move::Act(action) => act(w, who, id, action),
+                Move::Resolve(to_seller, to_buyer) => resolve(w, who, id, to_seller, to_buyer),
+            };
+            let what = row.what;
+            assert_eq!(
+                response.status,
+                row.status,
+                "{what}: {}",
+                response.summary()
+            );
+            response.assert_error(row.status, row.code);
+            let after = snapshot(w, admin, buyer, seller, id);
+            assert_eq!(before, after, "{what} changed something");
+        }
+    }
 }
 
 #[test]
@@ -423,271 +540,31 @@ fn every_forbidden_transition_is_refused_and_changes_nothing() {
     let w = world();
     let (admin, buyer, seller) = cast(&w, "10");
     let (a, b, s) = (&admin, &buyer, &seller);
+    let cast = Cast {
+        w: &w,
+        admin: a,
+        buyer: b,
+        seller: s,
+    };
 
-    // A refunded escrow.
     let refunded = create(&w, b, s, "1", None);
     act_ok(&w, s, &refunded, "refund", "refunded");
-    let id = refunded.as_str();
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release after refund",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "admin release after refund",
-        409,
-        "invalid_state",
-        || act(&w, a, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "refund twice",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "refund"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "dispute after refund",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "dispute"),
-    );
+    cast.assert_refused(&refunded, AFTER_REFUND);
 
-    // A held escrow: the wrong party, or not a party.
     let held = create(&w, b, s, "1", None);
-    let id = held.as_str();
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "refund by the buyer",
-        403,
-        "forbidden",
-        || act(&w, b, id, "refund"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release by the seller",
-        403,
-        "forbidden",
-        || act(&w, s, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "dispute by an admin",
-        403,
-        "forbidden",
-        || act(&w, a, id, "dispute"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve of a held escrow",
-        409,
-        "invalid_state",
-        || resolve(&w, a, id, "0.5", "0.5"),
-    );
+    cast.assert_refused(&held, WHILE_HELD);
 
-    // A released escrow.
     let released = create(&w, b, s, "1", None);
     act_ok(&w, b, &released, "release", "released");
-    let id = released.as_str();
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "dispute after release",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "dispute"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "refund after release",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "refund"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release twice",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve of a released escrow",
-        409,
-        "invalid_state",
-        || resolve(&w, a, id, "1", "0"),
-    );
+    cast.assert_refused(&released, AFTER_RELEASE);
 
-    // A disputed escrow.
     let disputed = create(&w, b, s, "1", None);
     act_ok(&w, b, &disputed, "dispute", "disputed");
-    let id = disputed.as_str();
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve by the buyer",
-        403,
-        "forbidden",
-        || resolve(&w, b, id, "0", "1"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve by the seller",
-        403,
-        "forbidden",
-        || resolve(&w, s, id, "1", "0"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "a split short of the amount",
-        400,
-        "invalid_field",
-        || resolve(&w, a, id, "0.3", "0.6"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "a split above the amount",
-        400,
-        "invalid_field",
-        || resolve(&w, a, id, "0.5", "0.50000001"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "a negative part",
-        400,
-        "invalid_field",
-        || resolve(&w, a, id, "-0.5", "1.5"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release of a disputed escrow",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "refund of a disputed escrow",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "refund"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "dispute twice",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "dispute"),
-    );
+    cast.assert_refused(&disputed, WHILE_DISPUTED);
 
-    // A resolved escrow.
-    let response = resolve(&w, a, id, "0.5", "0.5");
+    let response = resolve(&w, a, &disputed, "0.5", "0.5");
     assert_eq!(response.status, 200, "{}", response.summary());
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve twice",
-        409,
-        "invalid_state",
-        || resolve(&w, a, id, "0.5", "0.5"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release after resolve",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "release"),
-    );
+    cast.assert_refused(&disputed, AFTER_RESOLVE);
 
     // What did move: 1 refunded, 1 held, 1 released, 1 split in halves.
     assert_eq!(bal(&w, b), pair(10 * SAT - 3 * SAT + SAT / 2, SAT));
