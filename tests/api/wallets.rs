@@ -205,36 +205,47 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
     let admin = w.admin("wal_admin1");
     let alice = w.member("wal_alice1");
     let bob = w.member("wal_bob1");
+    deposits_show_exact_amounts(&w, &admin, &alice, &bob);
+    transfers_show_exact_amounts(&w, &alice, &bob);
+    both_entry_lists_are_newest_first(&w, &alice, &bob);
+    assert!(w.check(&admin).is_empty());
+}
 
-    let response = deposit_ref(&w, &admin, &alice, "btc", "1.5", "tx-btc-1");
+/// Alice's btc and xmr deposits, to the last place of each currency; bob's
+/// never used currencies show as zeros.
+fn deposits_show_exact_amounts(w: &World, admin: &Member, alice: &Member, bob: &Member) {
+    let response = deposit_ref(w, admin, alice, "btc", "1.5", "tx-btc-1");
     assert_eq!(response.status, 201, "{}", response.body_text());
     let entry = &response.json()["entry"];
     assert_eq!(entry["amount"], "1.50000000", "{entry}");
     assert_eq!(entry["kind"], "deposit");
     assert_eq!(entry["direction"], "in");
     assert_eq!(entry["currency"], "btc");
-    let response = deposit_ref(&w, &admin, &alice, "xmr", "0.000000000001", "tx-xmr-1");
+    let response = deposit_ref(w, admin, alice, "xmr", "0.000000000001", "tx-xmr-1");
     assert_eq!(response.status, 201, "{}", response.body_text());
     assert_eq!(response.json()["entry"]["amount"], "0.000000000001");
 
     assert_eq!(
-        w.balance(&alice, "btc"),
+        w.balance(alice, "btc"),
         ("1.50000000".into(), "0.00000000".into())
     );
     assert_eq!(
-        w.balance(&alice, "xmr"),
+        w.balance(alice, "xmr"),
         ("0.000000000001".into(), "0.000000000000".into())
     );
     assert_eq!(
-        w.balance(&bob, "btc"),
+        w.balance(bob, "btc"),
         ("0.00000000".into(), "0.00000000".into())
     );
     assert_eq!(
-        w.balance(&bob, "xmr"),
+        w.balance(bob, "xmr"),
         ("0.000000000000".into(), "0.000000000000".into()),
         "never used currencies show as zeros"
     );
+}
 
+/// Alice sends bob the smallest amount of each currency.
+fn transfers_show_exact_amounts(w: &World, alice: &Member, bob: &Member) {
     let response = w.post(
         "/api/v1/transfers",
         Some(&alice.token),
@@ -253,28 +264,31 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
         "{t}"
     );
 
-    let response = transfer(&w, &alice, &bob.id, "xmr", "0.000000000001");
+    let response = transfer(w, alice, &bob.id, "xmr", "0.000000000001");
     assert_eq!(response.status, 201, "{}", response.body_text());
     assert_eq!(response.json()["transfer"]["amount"], "0.000000000001");
     assert_eq!(response.json()["transfer"]["memo"], Value::Null);
 
     assert_eq!(
-        w.balance(&alice, "btc"),
+        w.balance(alice, "btc"),
         ("1.49999999".into(), "0.00000000".into())
     );
     assert_eq!(
-        w.balance(&alice, "xmr"),
+        w.balance(alice, "xmr"),
         ("0.000000000000".into(), "0.000000000000".into())
     );
     assert_eq!(
-        w.balance(&bob, "btc"),
+        w.balance(bob, "btc"),
         ("0.00000001".into(), "0.00000000".into())
     );
     assert_eq!(
-        w.balance(&bob, "xmr"),
+        w.balance(bob, "xmr"),
         ("0.000000000001".into(), "0.000000000000".into())
     );
+}
 
+/// Both sides' entries, newest first, with numeric ids and UTC times.
+fn both_entry_lists_are_newest_first(w: &World, alice: &Member, bob: &Member) {
     let shape = |e: &Value| {
         json!([
             e["kind"],
@@ -286,7 +300,7 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
             e["escrow_id"]
         ])
     };
-    let alice_entries = all_entries(&w, &alice);
+    let alice_entries = all_entries(w, alice);
     let got: Vec<Value> = alice_entries.iter().map(shape).collect();
     assert_eq!(
         got,
@@ -314,7 +328,7 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
         ],
         "alice's entries, newest first"
     );
-    let bob_entries = all_entries(&w, &bob);
+    let bob_entries = all_entries(w, bob);
     let got: Vec<Value> = bob_entries.iter().map(shape).collect();
     assert_eq!(
         got,
@@ -352,7 +366,6 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
             "{e}"
         );
     }
-    assert!(w.check(&admin).is_empty());
 }
 
 #[test]
