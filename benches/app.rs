@@ -2543,24 +2543,9 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     let (mut rows, mut ceilings) = (load.rows, load.ceilings);
     let store = load.souk.as_ref().and_then(dashboard_store);
     if let Some(server) = load.souk {
-        for line in server.complaints() {
-            journal.notes.push(format!("server log: {line}"));
-        }
-        let ok = report_stop(server, &mut journal.notes, true);
-        journal.judge(ok);
+        stop_main_server(server, &mut journal);
     }
-    if wanted(&setup.only, &["access-log"]) {
-        let (access_rows, ok) = access_log_rows(
-            &setup.bin,
-            &setup.main_db,
-            mode.users,
-            healthz_conns(mode),
-            &setup.runner(),
-            &mut journal.notes,
-        )?;
-        rows.extend(access_rows);
-        journal.judge(ok);
-    }
+    rows.extend(access_log(&setup, &mut journal)?);
     let limits = limits_table(&setup, &mut journal);
     rows.extend(peak_row(&setup, &mut journal)?);
     check_after_load(&setup, &mut journal);
@@ -2568,8 +2553,6 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     ceilings.sort_by_key(|c| (c.per_tx, c.cache_kib));
     let search_ceilings = search_ceilings(&setup)?;
     let (growth, sizes) = growth(&setup, &seeded, &mut journal)?;
-
-    // The cost of recording metrics.
     eprintln!("RequestMetrics::record …");
     let records = vec![
         record_cost(1, mode.record_calls),
@@ -2830,6 +2813,32 @@ fn load_rows(
         tiny.stop();
     }
     Ok(out)
+}
+
+/// Stops the server of the load rows, noting what it complained of.
+fn stop_main_server(server: Souk, journal: &mut Journal) {
+    for line in server.complaints() {
+        journal.notes.push(format!("server log: {line}"));
+    }
+    let ok = report_stop(server, &mut journal.notes, true);
+    journal.judge(ok);
+}
+
+/// The access-log rows (key `access-log`), on servers of their own.
+fn access_log(setup: &Setup<'_>, journal: &mut Journal) -> Result<Vec<RowResult>, String> {
+    if !wanted(&setup.only, &["access-log"]) {
+        return Ok(Vec::new());
+    }
+    let (rows, ok) = access_log_rows(
+        &setup.bin,
+        &setup.main_db,
+        setup.mode.users,
+        healthz_conns(setup.mode),
+        &setup.runner(),
+        &mut journal.notes,
+    )?;
+    journal.judge(ok);
+    Ok(rows)
 }
 
 /// The admin dashboard's `store` section, if the server answers it.

@@ -26,12 +26,13 @@
 mod common;
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::program;
 use common::{
-    CONNECT_SETUP, Client, ColdStart, Launch, RssWatch, Scenario, Souk, Stats, Tiny,
+    CONNECT_SETUP, Client, ColdStart, Flow, Launch, RssWatch, Scenario, Souk, Stats, Tiny,
     clock_ticks_per_second, cpu_during, drive, fmt_mb, fmt_ms, load_average, machine, median,
     open_files_limit, ratio, report_stop,
 };
@@ -198,31 +199,9 @@ fn run_row(env: &mut Env<'_>, row: &Row) -> RowResult {
     );
     let souk_pid = (row.target == Target::Souk).then(|| env.souk.pid());
     let watch = souk_pid.map(RssWatch::start);
-    let mut idle = Vec::with_capacity(row.idle);
-    let mut idle_failed = 0usize;
     // The idle connections' requests come from a flow of their own.
     let mut idle_flow = scenario.flow(usize::MAX);
-    // One deadline for all of them: a dead or stuck server cannot hold the row
-    // for a timeout per connection.
-    let idle_deadline = Instant::now() + CONNECT_SETUP;
-    for i in 0..row.idle {
-        if Instant::now() >= idle_deadline {
-            idle_failed += row.idle - i;
-            break;
-        }
-        let opened = Client::connect_until(addr, idle_deadline).and_then(|mut c| {
-            let answer = c.exchange(&idle_flow.request())?;
-            match idle_flow.answer(answer.status, c.body()) {
-                Ok(true) if !answer.close => Ok(c),
-                Ok(_) => Err("closed or unfinished".to_string()),
-                Err(e) => Err(e),
-            }
-        });
-        match opened {
-            Ok(client) => idle.push(client),
-            Err(_) => idle_failed += 1,
-        }
-    }
+    let (mut idle, idle_failed) = open_idle(addr, row.idle, idle_flow.as_mut());
     let server_pid = souk_pid.unwrap_or_else(std::process::id);
     let (stats, cpu, span) = cpu_during(server_pid, env.ticks_per_s, || {
         drive(
@@ -233,20 +212,8 @@ fn run_row(env: &mut Env<'_>, row: &Row) -> RowResult {
             &scenario,
         )
     });
-    let idle_lost = (row.idle > 0).then(|| {
-        let mut still = 0;
-        let deadline = Instant::now() + CONNECT_SETUP;
-        for client in &mut idle {
-            if Instant::now() >= deadline {
-                break;
-            }
-            let answer = client.exchange(&idle_flow.request());
-            still += usize::from(
-                answer.is_ok_and(|a| idle_flow.answer(a.status, client.body()) == Ok(true)),
-            );
-        }
-        idle_failed + (idle.len() - still)
-    });
+    let idle_lost = (row.idle > 0)
+        .then(|| idle_failed + (idle.len() - still_answering(&mut idle, idle_flow.as_mut())));
     drop(idle);
     let peak_rss_kb = watch.map(RssWatch::finish);
     let server_cpu_s = cpu.map(|process| match row.target {
@@ -270,6 +237,49 @@ fn run_row(env: &mut Env<'_>, row: &Row) -> RowResult {
         answered,
         idle_lost,
     }
+}
+
+/// Opens `count` idle keep-alive connections, each answered once; the ones
+/// that opened and how many did not. One deadline for all of them: a dead
+/// or stuck server cannot hold the row for a timeout per connection.
+fn open_idle(addr: SocketAddr, count: usize, flow: &mut dyn Flow) -> (Vec<Client>, usize) {
+    let mut idle = Vec::with_capacity(count);
+    let mut failed = 0usize;
+    let deadline = Instant::now() + CONNECT_SETUP;
+    for i in 0..count {
+        if Instant::now() >= deadline {
+            failed += count - i;
+            break;
+        }
+        let opened = Client::connect_until(addr, deadline).and_then(|mut c| {
+            let answer = c.exchange(&flow.request())?;
+            match flow.answer(answer.status, c.body()) {
+                Ok(true) if !answer.close => Ok(c),
+                Ok(_) => Err("closed or unfinished".to_string()),
+                Err(e) => Err(e),
+            }
+        });
+        match opened {
+            Ok(client) => idle.push(client),
+            Err(_) => failed += 1,
+        }
+    }
+    (idle, failed)
+}
+
+/// How many of the idle connections still answer a request after the row.
+fn still_answering(idle: &mut [Client], flow: &mut dyn Flow) -> usize {
+    let mut still = 0;
+    let deadline = Instant::now() + CONNECT_SETUP;
+    for client in idle {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let answer = client.exchange(&flow.request());
+        still +=
+            usize::from(answer.is_ok_and(|a| flow.answer(a.status, client.body()) == Ok(true)));
+    }
+    still
 }
 
 // ---------------------------------------------------------------------------
