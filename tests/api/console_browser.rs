@@ -694,19 +694,26 @@ fn the_overview_moves_under_load(b: &mut Browser, s: &Scene) {
     b.screenshot("3-overview");
 }
 
-/// Users: search, open, suspend.
-fn suspend_a_user(b: &mut Browser, s: &Scene) {
-    let Scene { w, mallory, .. } = s;
-    // Users: search, open, suspend; the user's token is refused afterwards.
-    b.click("#tabs button[data-tab=users]");
-    b.fill("#user-q", "mall");
+/// Searches the users tab for `query` and opens user `id` from the
+/// results; the selector of that user's row.
+fn open_user(b: &mut Browser, query: &str, id: &str) -> String {
+    b.fill("#user-q", query);
     b.submit("#user-search");
-    let row = format!("tr[data-user-id=\"{}\"]", mallory.id);
+    let row = format!("tr[data-user-id=\"{id}\"]");
     b.wait_for(
         "the search result",
         &format!("!!document.querySelector('{row}')"),
     );
     b.click(&row);
+    row
+}
+
+/// Users: search, open, suspend.
+fn suspend_a_user(b: &mut Browser, s: &Scene) {
+    let Scene { w, mallory, .. } = s;
+    // Users: search, open, suspend; the user's token is refused afterwards.
+    b.click("#tabs button[data-tab=users]");
+    let row = open_user(b, "mall", &mallory.id);
     b.wait_for("the user's page", "document.getElementById('ud-status') && document.getElementById('ud-status').textContent === 'active'");
     assert_eq!(b.text("ud-title"), format!("mallory ({HOSTILE})"));
     let listed = b.eval(&format!("document.querySelector('{row}').textContent"));
@@ -745,14 +752,7 @@ fn lift_a_lockout(b: &mut Browser, s: &Scene) {
     };
     assert_eq!((login("wrong one 1"), login("wrong one 2")), (401, 401));
     assert_eq!(login(PASSWORD), 429);
-    b.fill("#user-q", "not_an");
-    b.submit("#user-search");
-    let row = format!("tr[data-user-id=\"{}\"]", outsider.id);
-    b.wait_for(
-        "the search result",
-        &format!("!!document.querySelector('{row}')"),
-    );
-    b.click(&row);
+    open_user(b, "not_an", &outsider.id);
     b.wait_for(
         "the lockout",
         "document.getElementById('ud-title').textContent === 'not_an_admin' && document.getElementById('ud-locked-until').textContent !== 'not locked out'",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::binary::{PROCESS_TIMEOUT, Served, run, souk};
+use crate::binary::{PROCESS_TIMEOUT, Served, create_admin, run, souk};
 use crate::client::{Member, log_in_at, member_at, request, send_json};
 use crate::helpers::{CLIENT_TIMEOUT, Client, HttpResponse, TempDir};
 
@@ -65,7 +65,7 @@ const FUNDING_MINOR: i128 = 100_000_000_000;
 fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
     let started = Instant::now();
     let dir = TempDir::new();
-    create_admin(&dir);
+    create_admin(&dir, PASSWORD);
     let served = Served::start(&dir);
     let admin = log_in_at(served.addr, "admin", PASSWORD).token;
     let users = funded_users(served.addr, &admin);
@@ -106,16 +106,6 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
         "the crash test took {:?}",
         started.elapsed()
     );
-}
-
-/// The first admin, from the command line, before the server starts.
-fn create_admin(dir: &TempDir) {
-    let mut command = souk(dir);
-    command
-        .args(["user", "create", "--username", "admin", "--admin"])
-        .env("SOUK_PASSWORD", PASSWORD);
-    let (status, out, err) = run(command);
-    assert_eq!(status.code(), Some(0), "user create: {out}\n{err}");
 }
 
 /// Two users with FUNDING btc each, deposited by the admin.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::binary::{Served, run, souk};
+use crate::binary::{Served, create_admin};
 use crate::client::{Member, PASSWORD, World, json_request, log_in_at, quick_user, request, world};
 use crate::helpers::{Client, HttpResponse, TempDir};
 
@@ -760,15 +760,7 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
     let dir = TempDir::new();
     let db = dir.path.join("souk.db");
     // The first admin, the way docs/running.md says; it also creates the database.
-    let mut create_admin = souk(&dir);
-    create_admin
-        .args(["user", "create", "--username", "admin", "--admin"])
-        .env("SOUK_PASSWORD", PASSWORD);
-    let (status, out, err) = run(create_admin);
-    assert!(
-        status.success(),
-        "souk user create: {status:?}\n{out}\n{err}"
-    );
+    create_admin(&dir, PASSWORD);
     let buyer = quick_user(&db, "buyer", false);
     let seller = quick_user(&db, "seller", false);
 

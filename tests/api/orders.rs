@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::binary::{Served, run, souk};
+use crate::binary::{Served, create_admin, run, souk};
 use crate::client::{Member, PASSWORD, World, log_in_at, open_db, quick_user, request, world_with};
 use crate::helpers::{HttpResponse, TempDir};
 
@@ -1016,15 +1016,7 @@ fn the_timers_cancel_an_unshipped_order_and_complete_an_unconfirmed_one_on_time(
 fn the_ship_timer_fires_after_a_restart_of_the_binary() {
     let dir = TempDir::new();
     let db = dir.path.join("souk.db");
-    let mut create_admin = souk(&dir);
-    create_admin
-        .args(["user", "create", "--username", "admin", "--admin"])
-        .env("SOUK_PASSWORD", PASSWORD);
-    let (status, out, err) = run(create_admin);
-    assert!(
-        status.success(),
-        "souk user create: {status:?}\n{out}\n{err}"
-    );
+    create_admin(&dir, PASSWORD);
     let buyer = quick_user(&db, "buyer", false);
     let seller = quick_user(&db, "seller", false);
     let mut command = souk(&dir);
