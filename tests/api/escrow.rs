@@ -576,21 +576,52 @@ fn every_forbidden_transition_is_refused_and_changes_nothing() {
 
 #[test]
 fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
-    const ESCROWS: usize = 100;
-    const SLICES: usize = 10;
     const EACH: i64 = SAT / 100;
     let w = world();
     let (admin, buyer, seller) = cast(&w, "1");
-    let addr = w.app.addr;
     let body = json!({"seller": seller.id, "currency": BTC, "amount": btc(EACH)});
 
     let started = Instant::now();
-    let ids: Vec<String> = std::thread::scope(|scope| {
-        let creators: Vec<_> = (0..SLICES)
+    let ids = create_escrows_in_slices(w.app.addr, &buyer, &body);
+    assert_eq!(ids.len(), RACE_ESCROWS);
+    assert_eq!(bal(&w, &buyer), pair(0, SAT));
+    let outcomes = race_in_slices(w.app.addr, &buyer, &seller, &ids);
+
+    let mut released = 0i64;
+    for (id, release, refund) in &outcomes {
+        let state = escrow(&w, &admin, id)["state"].clone();
+        match (release, refund) {
+            (200, 409) => {
+                released += 1;
+                assert_eq!(state, "released", "escrow {id}");
+            }
+            (409, 200) => assert_eq!(state, "refunded", "escrow {id}"),
+            other => panic!("escrow {id}: release and refund answered {other:?}"),
+        }
+    }
+    assert_eq!(outcomes.len(), RACE_ESCROWS);
+    assert_eq!(bal(&w, &buyer), pair(SAT - released * EACH, 0));
+    assert_eq!(bal(&w, &seller), pair(released * EACH, 0));
+    assert_clean(&w, &admin);
+    eprintln!(
+        "100 escrow races ({released} released) took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Escrows raced on, and the threads (slices) that create and race them.
+const RACE_ESCROWS: usize = 100;
+const RACE_SLICES: usize = 10;
+
+/// RACE_ESCROWS escrows of `body` by `buyer`, created from RACE_SLICES
+/// threads at once; their ids.
+fn create_escrows_in_slices(addr: SocketAddr, buyer: &Member, body: &Value) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let creators: Vec<_> = (0..RACE_SLICES)
             .map(|_| {
-                let (body, token) = (&body, buyer.token.as_str());
+                let token = buyer.token.as_str();
                 scope.spawn(move || {
-                    (0..ESCROWS / SLICES)
+                    (0..RACE_ESCROWS / RACE_SLICES)
                         .map(|_| {
                             let response = request(
                                 addr,
@@ -614,42 +645,25 @@ fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
             .into_iter()
             .flat_map(|c| c.join().expect("a creator thread"))
             .collect()
-    });
-    assert_eq!(ids.len(), ESCROWS);
-    assert_eq!(bal(&w, &buyer), pair(0, SAT));
+    })
+}
 
-    // Each slice races release against refund on its escrows, one at a time,
-    // from two threads released by a barrier.
-    let outcomes: Vec<(String, u16, u16)> = std::thread::scope(|scope| {
+/// Each slice races release against refund on its escrows, one at a time;
+/// each escrow's id and the two statuses.
+fn race_in_slices(
+    addr: SocketAddr,
+    buyer: &Member,
+    seller: &Member,
+    ids: &[String],
+) -> Vec<(String, u16, u16)> {
+    std::thread::scope(|scope| {
         let slices: Vec<_> = ids
-            .chunks(ESCROWS / SLICES)
+            .chunks(RACE_ESCROWS / RACE_SLICES)
             .map(|chunk| {
-                let (buyer, seller) = (&buyer, &seller);
                 scope.spawn(move || {
                     let mut out = Vec::new();
                     for id in chunk {
-                        let barrier = Barrier::new(2);
-                        let (release, refund) = std::thread::scope(|inner| {
-                            let go = |who: &Member, action: &'static str| {
-                                let barrier = &barrier;
-                                let token = who.token.clone();
-                                let path = format!("{}/{action}", escrow_path(id));
-                                inner.spawn(move || {
-                                    let mut client = Client::connect(addr);
-                                    let request =
-                                        json_request("POST", &path, Some(&token), None, &[]);
-                                    barrier.wait();
-                                    client.send(&request);
-                                    client.read_response()
-                                })
-                            };
-                            let release = go(buyer, "release");
-                            let refund = go(seller, "refund");
-                            (
-                                release.join().expect("the release thread"),
-                                refund.join().expect("the refund thread"),
-                            )
-                        });
+                        let (release, refund) = race_release_and_refund(addr, buyer, seller, id);
                         for (what, response) in [("release", &release), ("refund", &refund)] {
                             if response.status == 409 {
                                 response.assert_error(409, "invalid_state");
@@ -667,28 +681,38 @@ fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
             .into_iter()
             .flat_map(|s| s.join().expect("a racing thread"))
             .collect()
-    });
+    })
+}
 
-    let mut released = 0i64;
-    for (id, release, refund) in &outcomes {
-        let state = escrow(&w, &admin, id)["state"].clone();
-        match (release, refund) {
-            (200, 409) => {
-                released += 1;
-                assert_eq!(state, "released", "escrow {id}");
-            }
-            (409, 200) => assert_eq!(state, "refunded", "escrow {id}"),
-            other => panic!("escrow {id}: release and refund answered {other:?}"),
-        }
-    }
-    assert_eq!(outcomes.len(), ESCROWS);
-    assert_eq!(bal(&w, &buyer), pair(SAT - released * EACH, 0));
-    assert_eq!(bal(&w, &seller), pair(released * EACH, 0));
-    assert_clean(&w, &admin);
-    eprintln!(
-        "100 escrow races ({released} released) took {:?}",
-        started.elapsed()
-    );
+/// The buyer's release and the seller's refund of escrow `id`, sent from two
+/// threads released by a barrier; their answers.
+fn race_release_and_refund(
+    addr: SocketAddr,
+    buyer: &Member,
+    seller: &Member,
+    id: &str,
+) -> (HttpResponse, HttpResponse) {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|inner| {
+        let go = |who: &Member, action: &'static str| {
+            let barrier = &barrier;
+            let token = who.token.clone();
+            let path = format!("{}/{action}", escrow_path(id));
+            inner.spawn(move || {
+                let mut client = Client::connect(addr);
+                let request = json_request("POST", &path, Some(&token), None, &[]);
+                barrier.wait();
+                client.send(&request);
+                client.read_response()
+            })
+        };
+        let release = go(buyer, "release");
+        let refund = go(seller, "refund");
+        (
+            release.join().expect("the release thread"),
+            refund.join().expect("the refund thread"),
+        )
+    })
 }
 
 // ---- automatic release -----------------------------------------------------
