@@ -1776,123 +1776,185 @@ fn random_ops(
 ) -> (Totals, Totals) {
     let mut deposited = Totals::new();
     let mut withdrawn = Totals::new();
-    let amount = |rng: &mut Rng, currency: &str, max_major_hundredths: u64| {
-        let d = decimals(currency);
-        let max = i128::from(max_major_hundredths) * 10i128.pow(d) / 100;
-        let minor = 1 + i128::from(rng.next() >> 1) % max;
-        (minor, render_amount(rng, minor, d))
-    };
     for i in 0..ops {
         let roll = rng.below(100);
         let currency = *rng.pick(&CURRENCIES);
         let user = rng.pick(users);
-        let what = format!("{ctx}, {tag} op {i}");
+        let op = Op {
+            w,
+            admin,
+            users,
+            user,
+            currency,
+            key: format!("{tag}-{i}"),
+            what: format!("{ctx}, {tag} op {i}"),
+        };
         if roll < 15 {
-            let (minor, text) = amount(rng, currency, 200);
-            let response = deposit_ref(w, admin, user, currency, &text, &format!("mix-{tag}-{i}"));
-            assert_eq!(
-                response.status,
-                201,
-                "{what}: deposit {text} {currency}: {}",
-                response.body_text()
-            );
-            *deposited.entry(currency).or_default() += minor;
+            op.deposit(rng, &mut deposited);
         } else if roll < 25 {
-            let (minor, text) = amount(rng, currency, 50);
-            let response = withdraw_ref(w, admin, user, currency, &text, &format!("mix-{tag}-{i}"));
-            match response.status {
-                201 => *withdrawn.entry(currency).or_default() += minor,
-                409 => assert_eq!(response.error()["code"], "insufficient_funds", "{what}"),
-                other => panic!("{what}: withdrawal got {other}: {}", response.body_text()),
-            }
+            op.withdraw(rng, &mut withdrawn);
         } else if roll < 55 {
-            let to = loop {
-                let to = rng.pick(users);
-                if to.id != user.id {
-                    break to;
-                }
-            };
-            let (_, text) = amount(rng, currency, 30);
-            let body = json!({"to": to.id, "currency": currency, "amount": text, "memo": format!("{tag}-{i}")});
-            let key = format!("{tag}-{i}");
-            let tries = if rng.below(4) == 0 { 2 } else { 1 };
-            let mut first: Option<HttpResponse> = None;
-            for _ in 0..tries {
-                let response = keyed_transfer(w, user, &key, &body);
-                match response.status {
-                    201 | 409 => {}
-                    other => panic!("{what}: transfer got {other}: {}", response.body_text()),
-                }
-                if response.status == 409 {
-                    assert_eq!(response.error()["code"], "insufficient_funds", "{what}");
-                }
-                if let Some(first) = &first
-                    && first.status == 201
-                {
-                    assert_eq!(
-                        response.status, 201,
-                        "{what}: a retry of a done transfer replays"
-                    );
-                    assert!(replayed(&response), "{what}");
-                    assert_eq!(response.body, first.body, "{what}");
-                }
-                first.get_or_insert(response);
-            }
+            op.transfer(rng);
         } else if roll < 70 {
-            let items: Vec<Value> = (0..1 + rng.below(5))
-                .map(|_| {
-                    let currency = *rng.pick(&CURRENCIES);
-                    let to = loop {
-                        let to = rng.pick(users);
-                        if to.id != user.id {
-                            break to;
-                        }
-                    };
-                    let (_, text) = amount(rng, currency, 20);
-                    json!({"to": to.id, "currency": currency, "amount": text})
-                })
-                .collect();
-            let count = items.len();
-            let response = batch(w, user, Value::Array(items));
-            match response.status {
-                201 => assert_eq!(
-                    response.json()["transfers"].as_array().map(Vec::len),
-                    Some(count),
-                    "{what}"
-                ),
-                409 => {
-                    let error = response.error();
-                    assert_eq!(error["code"], "insufficient_funds", "{what}");
-                    assert!(
-                        error["index"]
-                            .as_u64()
-                            .is_some_and(|i| (i as usize) < count),
-                        "{what}: {error}"
-                    );
-                }
-                other => panic!("{what}: batch got {other}: {}", response.body_text()),
-            }
+            op.batch(rng);
         } else {
-            let response = w.get("/api/v1/wallet", &user.token);
-            assert_eq!(response.status, 200, "{what}");
-            let balances = response.json()["balances"].clone();
-            for code in CURRENCIES {
-                for part in ["available", "held"] {
-                    let text = balances[code][part]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{what}: {balances}"));
-                    assert!(
-                        minor(text, decimals(code)) >= 0,
-                        "{what}: negative balance {balances}"
-                    );
-                }
-            }
-            let response = w.get("/api/v1/wallet/entries?limit=5", &user.token);
-            assert_eq!(response.status, 200, "{what}");
+            op.read();
         }
     }
     (deposited, withdrawn)
 }
+
+/// A random amount of `currency` in `1..=max_major_hundredths / 100` major
+/// units: minor units, and as a client might write it.
+fn random_amount(rng: &mut Rng, currency: &str, max_major_hundredths: u64) -> (i128, String) {
+    let d = decimals(currency);
+    let max = i128::from(max_major_hundredths) * 10i128.pow(d) / 100;
+    let minor = 1 + i128::from(rng.next() >> 1) % max;
+    (minor, render_amount(rng, minor, d))
+}
+
+/// One operation of the random mix: who acts, in which currency, its key
+/// and its name in failures.
+struct Op<'a> {
+    w: &'a World,
+    admin: &'a Member,
+    users: &'a [Member],
+    user: &'a Member,
+    currency: &'static str,
+    /// `TAG-I`: the operation's memo and Idempotency-Key.
+    key: String,
+    what: String,
+}
+
+impl Op<'_> {
+    /// Another user than the one acting.
+    fn other_user(&self, rng: &mut Rng) -> &Member {
+        loop {
+            let to = rng.pick(self.users);
+            if to.id != self.user.id {
+                return to;
+            }
+        }
+    }
+
+    fn deposit(&self, rng: &mut Rng, deposited: &mut Totals) {
+        let (what, currency) = (&self.what, self.currency);
+        let (minor, text) = random_amount(rng, currency, 200);
+        let reference = format!("mix-{}", self.key);
+        let response = deposit_ref(self.w, self.admin, self.user, currency, &text, &reference);
+        assert_eq!(
+            response.status,
+            201,
+            "{what}: deposit {text} {currency}: {}",
+            response.body_text()
+        );
+        *deposited.entry(currency).or_default() += minor;
+    }
+
+    fn withdraw(&self, rng: &mut Rng, withdrawn: &mut Totals) {
+        let (what, currency) = (&self.what, self.currency);
+        let (minor, text) = random_amount(rng, currency, 50);
+        let reference = format!("mix-{}", self.key);
+        let response = withdraw_ref(self.w, self.admin, self.user, currency, &text, &reference);
+        match response.status {
+            201 => *withdrawn.entry(currency).or_default() += minor,
+            409 => assert_eq!(response.error()["code"], "insufficient_funds", "{what}"),
+            other => panic!("{what}: withdrawal got {other}: {}", response.body_text()),
+        }
+    }
+
+    /// A keyed transfer, sent twice one time in four: a retry of a done
+    /// transfer replays it.
+    fn transfer(&self, rng: &mut Rng) {
+        let what = &self.what;
+        let to = self.other_user(rng);
+        let (_, text) = random_amount(rng, self.currency, 30);
+        let body =
+            json!({"to": to.id, "currency": self.currency, "amount": text, "memo": self.key});
+        let tries = if rng.below(4) == 0 { 2 } else { 1 };
+        let mut first: Option<HttpResponse> = None;
+        for _ in 0..tries {
+            let response = keyed_transfer(self.w, self.user, &self.key, &body);
+            match response.status {
+                201 | 409 => {}
+                other => panic!("{what}: transfer got {other}: {}", response.body_text()),
+            }
+            if response.status == 409 {
+                assert_eq!(response.error()["code"], "insufficient_funds", "{what}");
+            }
+            if let Some(first) = &first
+                && first.status == 201
+            {
+                assert_eq!(
+                    response.status, 201,
+                    "{what}: a retry of a done transfer replays"
+                );
+                assert!(replayed(&response), "{what}");
+                assert_eq!(response.body, first.body, "{what}");
+            }
+            first.get_or_insert(response);
+        }
+    }
+
+    /// A batch of 1 to 5 transfers in any currencies: all applied, or the
+    /// index of the one that lacked funds.
+    fn batch(&self, rng: &mut Rng) {
+        let what = &self.what;
+        let items: Vec<Value> = (0..1 + rng.below(5))
+            .map(|_| {
+                let currency = *rng.pick(&CURRENCIES);
+                let to = self.other_user(rng);
+                let (_, text) = random_amount(rng, currency, 20);
+                json!({"to": to.id, "currency": currency, "amount": text})
+            })
+            .collect();
+        let count = items.len();
+        let response = batch(self.w, self.user, Value::Array(items));
+        match response.status {
+            201 => assert_eq!(
+                response.json()["transfers"].as_array().map(Vec::len),
+                Some(count),
+                "{what}"
+            ),
+            409 => {
+                let error = response.error();
+                assert_eq!(error["code"], "insufficient_funds", "{what}");
+                assert!(
+                    error["index"]
+                        .as_u64()
+                        .is_some_and(|i| (i as usize) < count),
+                    "{what}: {error}"
+                );
+            }
+            other => panic!("{what}: batch got {other}: {}", response.body_text()),
+        }
+    }
+
+    /// The wallet (no balance below zero) and the latest entries.
+    fn read(&self) {
+        let (what, user) = (&self.what, self.user);
+        let response = self.w.get("/api/v1/wallet", &user.token);
+        assert_eq!(response.status, 200, "{what}");
+        let balances = response.json()["balances"].clone();
+        for code in CURRENCIES {
+            for part in ["available", "held"] {
+                let text = balances[code][part]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{what}: {balances}"));
+                assert!(
+                    minor(text, decimals(code)) >= 0,
+                    "{what}: negative balance {balances}"
+                );
+            }
+        }
+        let response = self.w.get("/api/v1/wallet/entries?limit=5", &user.token);
+        assert_eq!(response.status, 200, "{what}");
+    }
+}
+
+/// Client threads of each phase of the random mix, and operations of each.
+const MIX_THREADS: u64 = 4;
+const MIX_OPS: usize = 30;
 
 #[test]
 fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
@@ -1905,34 +1967,8 @@ fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
     ids.push(&admin.id);
     let mut deposited = Totals::new();
     let mut withdrawn = Totals::new();
-    const THREADS: u64 = 4;
-    const OPS: usize = 30;
     for phase in 0..3u64 {
-        let results: Vec<(Totals, Totals)> = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..THREADS)
-                .map(|t| {
-                    let (w, admin, users, ctx) = (&w, &admin, &users, &ctx);
-                    s.spawn(move || {
-                        let mut rng =
-                            Rng(seed ^ (phase * THREADS + t).wrapping_mul(0x2545_F491_4F6C_DD1D));
-                        random_ops(
-                            w,
-                            admin,
-                            users,
-                            &mut rng,
-                            &format!("p{phase}t{t}"),
-                            OPS,
-                            ctx,
-                        )
-                    })
-                })
-                .collect();
-            threads
-                .into_iter()
-                .map(|t| t.join().expect("a client thread of the mix"))
-                .collect()
-        });
-        for (d, wd) in results {
+        for (d, wd) in mix_phase(&w, &admin, &users, seed, phase, &ctx) {
             for (code, v) in d {
                 *deposited.entry(code).or_default() += v;
             }
@@ -1940,66 +1976,14 @@ fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
                 *withdrawn.entry(code).or_default() += v;
             }
         }
-        let response = admin_balances(&w, &admin, &ids, None);
-        assert_eq!(response.status, 200, "{ctx}: {}", response.body_text());
-        let balances = response.json()["balances"].clone();
-        let stats = wallet_stats(&w, &admin);
-        for code in CURRENCIES {
-            let d = decimals(code);
-            let mut sum = 0i128;
-            for id in &ids {
-                for part in ["available", "held"] {
-                    let text = balances[*id][code][part]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{ctx}: no {code} {part} for {id}: {balances}"));
-                    let value = minor(text, d);
-                    assert!(
-                        value >= 0,
-                        "{ctx}, phase {phase}: negative {code} {part} of {id}: {balances}"
-                    );
-                    sum += value;
-                }
-            }
-            let dep = deposited.get(code).copied().unwrap_or(0);
-            let wd = withdrawn.get(code).copied().unwrap_or(0);
-            assert_eq!(
-                sum,
-                dep - wd,
-                "{ctx}, phase {phase}: {code} balances sum to {} but deposits - withdrawals are {}",
-                major(sum, d),
-                major(dep - wd, d)
-            );
-            let c = &stats["currencies"][code];
-            let figure = |name: &str| {
-                minor(
-                    c[name]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{ctx}: {name} in {stats}")),
-                    d,
-                )
-            };
-            assert_eq!(
-                figure("deposited"),
-                dep,
-                "{ctx}, phase {phase}: {code} deposited: {stats}"
-            );
-            assert_eq!(
-                figure("withdrawn"),
-                wd,
-                "{ctx}, phase {phase}: {code} withdrawn: {stats}"
-            );
-            assert_eq!(
-                figure("total_available") + figure("total_held"),
-                dep - wd,
-                "{ctx}, phase {phase}: {code} totals: {stats}"
-            );
-        }
+        let ctx = format!("{ctx}, phase {phase}");
+        assert_money_conserved(&w, &admin, &ids, (&deposited, &withdrawn), &ctx);
         let response = w.get("/api/v1/admin/check", &admin.token);
         assert_eq!(response.status, 200, "{ctx}");
         assert_eq!(
             response.json(),
             json!({"ok": true, "problems": []}),
-            "{ctx}, phase {phase}: the ledger check"
+            "{ctx}: the ledger check"
         );
     }
     assert!(
@@ -2019,4 +2003,91 @@ fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
         moved > 0,
         "{ctx}: no transfer went through, so the mix tested little: {stats}"
     );
+}
+
+/// One phase of the mix: MIX_THREADS threads of MIX_OPS random operations,
+/// each with a generator of its own drawn from `seed`; their acknowledged
+/// deposits and withdrawals.
+fn mix_phase(
+    w: &World,
+    admin: &Member,
+    users: &[Member],
+    seed: u64,
+    phase: u64,
+    ctx: &str,
+) -> Vec<(Totals, Totals)> {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..MIX_THREADS)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut rng =
+                        Rng(seed ^ (phase * MIX_THREADS + t).wrapping_mul(0x2545_F491_4F6C_DD1D));
+                    let tag = format!("p{phase}t{t}");
+                    random_ops(w, admin, users, &mut rng, &tag, MIX_OPS, ctx)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a client thread of the mix"))
+            .collect()
+    })
+}
+
+/// Per currency: no balance below zero, the balances of `ids` sum to the
+/// deposits less the withdrawals acknowledged, and the wallet statistics
+/// say the same.
+fn assert_money_conserved(
+    w: &World,
+    admin: &Member,
+    ids: &[&str],
+    (deposited, withdrawn): (&Totals, &Totals),
+    ctx: &str,
+) {
+    let response = admin_balances(w, admin, ids, None);
+    assert_eq!(response.status, 200, "{ctx}: {}", response.body_text());
+    let balances = response.json()["balances"].clone();
+    let stats = wallet_stats(w, admin);
+    for code in CURRENCIES {
+        let d = decimals(code);
+        let mut sum = 0i128;
+        for id in ids {
+            for part in ["available", "held"] {
+                let text = balances[*id][code][part]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{ctx}: no {code} {part} for {id}: {balances}"));
+                let value = minor(text, d);
+                assert!(
+                    value >= 0,
+                    "{ctx}: negative {code} {part} of {id}: {balances}"
+                );
+                sum += value;
+            }
+        }
+        let dep = deposited.get(code).copied().unwrap_or(0);
+        let wd = withdrawn.get(code).copied().unwrap_or(0);
+        assert_eq!(
+            sum,
+            dep - wd,
+            "{ctx}: {code} balances sum to {} but deposits - withdrawals are {}",
+            major(sum, d),
+            major(dep - wd, d)
+        );
+        let c = &stats["currencies"][code];
+        let figure = |name: &str| {
+            minor(
+                c[name]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{ctx}: {name} in {stats}")),
+                d,
+            )
+        };
+        assert_eq!(figure("deposited"), dep, "{ctx}: {code} deposited: {stats}");
+        assert_eq!(figure("withdrawn"), wd, "{ctx}: {code} withdrawn: {stats}");
+        assert_eq!(
+            figure("total_available") + figure("total_held"),
+            dep - wd,
+            "{ctx}: {code} totals: {stats}"
+        );
+    }
 }
