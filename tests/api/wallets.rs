@@ -378,140 +378,7 @@ fn bad_transfers_get_a_clear_error_and_change_nothing() {
     w.deposit(&admin, &alice, "xmr", "1");
     let before = ledger_view(&w, &[&alice, &bob]);
 
-    let base = |amount: Value| json!({"to": bob.id, "currency": "btc", "amount": amount});
-    let with = |key: &str, value: Value| {
-        let mut body = base(json!("0.1"));
-        body[key] = value;
-        body
-    };
-    let without = |key: &str| {
-        let mut body = base(json!("0.1"));
-        body.as_object_mut().expect("an object").remove(key);
-        body
-    };
-    // (what, body, status, code, field)
-    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
-        (
-            "more than available",
-            base(json!("1.00000001")),
-            409,
-            "insufficient_funds",
-            None,
-        ),
-        (
-            "far more than available",
-            base(json!("21000000")),
-            409,
-            "insufficient_funds",
-            None,
-        ),
-        (
-            "to oneself",
-            with("to", json!(alice.id)),
-            400,
-            "invalid_field",
-            Some("to"),
-        ),
-        (
-            "zero",
-            base(json!("0")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "zero with places",
-            base(json!("0.00000000")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "negative",
-            base(json!("-1")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "exponent",
-            base(json!("1e3")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "too many places",
-            base(json!("0.000000001")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "spaces",
-            base(json!(" 0.1")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "empty",
-            base(json!("")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "past i64",
-            base(json!("92233720368.54775808")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "past i64 in xmr",
-            json!({"to": bob.id, "currency": "xmr", "amount": "9223372.036854775808"}),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "unknown currency",
-            with("currency", json!("doge")),
-            400,
-            "invalid_field",
-            Some("currency"),
-        ),
-        (
-            "upper-case currency",
-            with("currency", json!("BTC")),
-            400,
-            "invalid_field",
-            Some("currency"),
-        ),
-        (
-            "not an id",
-            with("to", json!("bob")),
-            400,
-            "invalid_field",
-            Some("to"),
-        ),
-        (
-            "unknown recipient",
-            with("to", json!("1234567")),
-            404,
-            "not_found",
-            None,
-        ),
-        (
-            "memo too long",
-            with("memo", json!("m".repeat(281))),
-            400,
-            "invalid_field",
-            Some("memo"),
-        ),
-    ];
-    for (what, body, status, code, field) in cases {
+    for (what, body, status, code, field) in bad_transfer_cases(&alice, &bob) {
         let response = w.post("/api/v1/transfers", Some(&alice.token), &body);
         let error = response.assert_error(status, code);
         if let Some(field) = field {
@@ -524,17 +391,7 @@ fn bad_transfers_get_a_clear_error_and_change_nothing() {
         );
     }
     // Wrong types and shapes: 400, either code.
-    let shapes: Vec<(&str, Value)> = vec![
-        ("a number for the amount", base(json!(1))),
-        ("a float for the amount", base(json!(0.1))),
-        ("a number for the recipient", with("to", json!(12345))),
-        ("no amount", without("amount")),
-        ("no recipient", without("to")),
-        ("no currency", without("currency")),
-        ("an unknown field", with("fee", json!("0.1"))),
-        ("not an object", json!(["0.1"])),
-    ];
-    for (what, body) in shapes {
+    for (what, body) in badly_shaped_transfers(&bob) {
         let response = w.post("/api/v1/transfers", Some(&alice.token), &body);
         assert_eq!(response.status, 400, "{what}: {}", response.body_text());
         let error = response.error();
@@ -543,7 +400,8 @@ fn bad_transfers_get_a_clear_error_and_change_nothing() {
             "{what}: {error}"
         );
     }
-    let response = w.post("/api/v1/transfers", None, &base(json!("0.1")));
+    let body = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    let response = w.post("/api/v1/transfers", None, &body);
     response.assert_error(401, "unauthenticated");
 
     assert_eq!(
@@ -552,6 +410,69 @@ fn bad_transfers_get_a_clear_error_and_change_nothing() {
         "a refused transfer changed the ledger"
     );
     assert!(w.check(&admin).is_empty());
+}
+
+/// A transfer from alice (1 btc, 1 xmr) to bob of 0.1 btc, with `key` set
+/// to `value`.
+fn transfer_with(bob: &Member, key: &str, value: Value) -> Value {
+    let mut body = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    body[key] = value;
+    body
+}
+
+/// Transfers from alice refused with a status, a code and (for a 400) the
+/// field at fault: (what, body, status, code, field).
+#[rustfmt::skip]
+fn bad_transfer_cases(
+    alice: &Member,
+    bob: &Member,
+) -> Vec<(&'static str, Value, u16, &'static str, Option<&'static str>)> {
+    let amount = |amount: &str| transfer_with(bob, "amount", json!(amount));
+    let with = |key: &str, value: Value| transfer_with(bob, key, value);
+    let amount_field = Some("amount");
+    vec![
+        ("more than available",     amount("1.00000001"), 409, "insufficient_funds", None),
+        ("far more than available", amount("21000000"),   409, "insufficient_funds", None),
+        ("to oneself",              with("to", json!(alice.id)), 400, "invalid_field", Some("to")),
+        ("zero",                    amount("0"),           400, "invalid_field", amount_field),
+        ("zero with places",        amount("0.00000000"),  400, "invalid_field", amount_field),
+        ("negative",                amount("-1"),          400, "invalid_field", amount_field),
+        ("exponent",                amount("1e3"),         400, "invalid_field", amount_field),
+        ("too many places",         amount("0.000000001"), 400, "invalid_field", amount_field),
+        ("spaces",                  amount(" 0.1"),        400, "invalid_field", amount_field),
+        ("empty",                   amount(""),            400, "invalid_field", amount_field),
+        ("past i64",                amount("92233720368.54775808"), 400, "invalid_field", amount_field),
+        (
+            "past i64 in xmr",
+            json!({"to": bob.id, "currency": "xmr", "amount": "9223372.036854775808"}),
+            400, "invalid_field", amount_field,
+        ),
+        ("unknown currency",        with("currency", json!("doge")), 400, "invalid_field", Some("currency")),
+        ("upper-case currency",     with("currency", json!("BTC")),  400, "invalid_field", Some("currency")),
+        ("not an id",               with("to", json!("bob")),        400, "invalid_field", Some("to")),
+        ("unknown recipient",       with("to", json!("1234567")),    404, "not_found", None),
+        ("memo too long",           with("memo", json!("m".repeat(281))), 400, "invalid_field", Some("memo")),
+    ]
+}
+
+/// Transfers of the wrong types or shape: (what, body).
+fn badly_shaped_transfers(bob: &Member) -> Vec<(&'static str, Value)> {
+    let with = |key: &str, value: Value| transfer_with(bob, key, value);
+    let without = |key: &str| {
+        let mut body = transfer_with(bob, "amount", json!("0.1"));
+        body.as_object_mut().expect("an object").remove(key);
+        body
+    };
+    vec![
+        ("a number for the amount", with("amount", json!(1))),
+        ("a float for the amount", with("amount", json!(0.1))),
+        ("a number for the recipient", with("to", json!(12345))),
+        ("no amount", without("amount")),
+        ("no recipient", without("to")),
+        ("no currency", without("currency")),
+        ("an unknown field", with("fee", json!("0.1"))),
+        ("not an object", json!(["0.1"])),
+    ]
 }
 
 // ---- batches ---------------------------------------------------------------
