@@ -1340,9 +1340,28 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
     let world = world();
     let admin = world.admin("root");
     let before = stats(&world, &admin)["total"].clone();
+    bad_fields_are_named(&world);
+    malformed_bodies_are_refused(&world);
+    two_megabytes_are_refused_with_413(&world);
+    let member = world.member("wendy");
+    bad_changes_to_ones_own_account_change_nothing(&world, &member);
+    for prefix in ["victor", "walter"] {
+        let found = assert_status(
+            &world.get(&format!("/api/v1/users?q={prefix}"), &member.token),
+            200,
+        );
+        assert_eq!(found["users"], json!([]), "{prefix}");
+    }
+    // root and wendy only.
+    let after = stats(&world, &admin)["total"].clone();
+    assert_eq!(before, 1);
+    assert_eq!(after, 2);
+}
 
+/// Bad usernames, passwords and display names: 400 naming the field.
+fn bad_fields_are_named(world: &World) {
     let refused = |body: Value, field: &str| {
-        let error = register(&world, None, &body).assert_error(400, "invalid_field");
+        let error = register(world, None, &body).assert_error(400, "invalid_field");
         assert_eq!(error["field"], field, "{body}");
     };
     for name in [
@@ -1376,7 +1395,11 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         json!({"username": "victor", "password": PASSWORD, "display_name": "  "}),
         "display_name",
     );
+}
 
+/// Unknown or missing fields, duplicate keys, malformed JSON, trailing bytes
+/// and a body that is not JSON.
+fn malformed_bodies_are_refused(world: &World) {
     // Unknown fields (including a try at choosing one's role), missing fields.
     for body in [
         json!({"username": "victor", "password": PASSWORD, "role": "admin"}),
@@ -1384,7 +1407,7 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         json!({"username": "victor"}),
         json!(null),
     ] {
-        let response = register(&world, None, &body);
+        let response = register(world, None, &body);
         assert_eq!(response.status, 400, "{body}: {}", response.body_text());
         let code = response.error()["code"].clone();
         assert!(
@@ -1400,7 +1423,7 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         format!(r#"{{"username":"victor","password":"{PASSWORD}"}} {{}}"#),
         "\u{feff}{}".to_owned(),
     ] {
-        let response = post_raw(&world, "/api/v1/users", None, body.as_bytes());
+        let response = post_raw(world, "/api/v1/users", None, body.as_bytes());
         assert_eq!(response.status, 400, "{body}: {}", response.body_text());
         response.error();
     }
@@ -1414,8 +1437,10 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         body.as_bytes(),
     );
     response.assert_error(415, "unsupported_media_type");
+}
 
-    // Two megabytes: refused with 413, however the body is sent.
+/// Two megabytes: refused with 413, however the body is sent.
+fn two_megabytes_are_refused_with_413(world: &World) {
     let mut client = Client::connect(world.app.addr);
     let size = 2 * 1024 * 1024;
     let mut big = format!(
@@ -1437,9 +1462,10 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         .read_response()
         .assert_error(413, "payload_too_large");
     sender.join().expect("the sender thread");
+}
 
-    // Bad changes to one's own account change nothing either.
-    let member = world.member("wendy");
+/// Bad changes to one's own account change nothing either.
+fn bad_changes_to_ones_own_account_change_nothing(world: &World, member: &Member) {
     for body in [
         json!({"display_name": 5}),
         json!({"display_name": "x".repeat(65)}),
@@ -1450,21 +1476,9 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         assert_eq!(response.status, 400, "{body}: {}", response.body_text());
         response.error();
     }
-    let seen = assert_status(&me(&world, &member.token), 200);
+    let seen = assert_status(&me(world, &member.token), 200);
     assert_eq!(seen["user"]["role"], "user");
     assert!(seen["user"]["display_name"].is_null(), "{seen}");
-
-    for prefix in ["victor", "walter"] {
-        let found = assert_status(
-            &world.get(&format!("/api/v1/users?q={prefix}"), &member.token),
-            200,
-        );
-        assert_eq!(found["users"], json!([]), "{prefix}");
-    }
-    // root and wendy only.
-    let after = stats(&world, &admin)["total"].clone();
-    assert_eq!(before, 1);
-    assert_eq!(after, 2);
 }
 
 #[test]
