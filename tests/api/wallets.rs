@@ -1187,95 +1187,9 @@ fn withdrawals_need_funds_and_references_replay_like_deposits() {
     let w = world();
     let admin = w.admin("wal_admin8");
     let alice = w.member("wal_alice8");
-
-    let response = deposit_ref(&w, &admin, &alice, "btc", "1", "dep-a");
-    assert_eq!(response.status, 201, "{}", response.body_text());
-    assert!(!replayed(&response));
-    let deposit_entry = response.json()["entry"].clone();
-    assert_eq!(deposit_entry["reference"], "dep-a", "{deposit_entry}");
-
-    // The same deposit again (a re-sent confirmation) replays; another amount,
-    // user or currency... under the same reference is refused.
-    let again = deposit_ref(&w, &admin, &alice, "btc", "1.00000000", "dep-a");
-    assert_eq!(again.status, 201, "{}", again.body_text());
-    assert!(replayed(&again), "{:?}", again.headers);
-    assert_eq!(again.json()["entry"], deposit_entry);
-    deposit_ref(&w, &admin, &alice, "btc", "2", "dep-a").assert_error(422, "idempotency_mismatch");
-    deposit_ref(&w, &admin, &admin, "btc", "1", "dep-a").assert_error(422, "idempotency_mismatch");
-    // References are per currency.
-    let xmr = deposit_ref(&w, &admin, &alice, "xmr", "3", "dep-a");
-    assert_eq!(xmr.status, 201, "{}", xmr.body_text());
-    assert!(!replayed(&xmr));
-    assert_eq!(w.balance(&alice, "btc").0, "1.00000000");
-    assert_eq!(w.balance(&alice, "xmr").0, "3.000000000000");
-
-    let before = ledger_view(&w, &[&alice]);
-    withdraw_ref(&w, &admin, &alice, "btc", "1.00000001", "wd-big")
-        .assert_error(409, "insufficient_funds");
-    withdraw_ref(&w, &admin, &alice, "xmr", "3.000000000001", "wd-big")
-        .assert_error(409, "insufficient_funds");
-    withdraw_ref(&w, &admin, &alice, "btc", "0", "wd-zero").assert_error(400, "invalid_field");
-    withdraw_ref(&w, &admin, &alice, "doge", "1", "wd-doge").assert_error(400, "invalid_field");
-    let nobody = Member {
-        id: "4242424242".into(),
-        token: String::new(),
-        username: "nobody".into(),
-    };
-    withdraw_ref(&w, &admin, &nobody, "btc", "0.1", "wd-nobody").assert_error(404, "not_found");
-    deposit_ref(&w, &admin, &nobody, "btc", "0.1", "dep-nobody").assert_error(404, "not_found");
-    let bad_reference = deposit_ref(&w, &admin, &alice, "btc", "0.1", "has space");
-    assert_eq!(
-        bad_reference.assert_error(400, "invalid_field")["field"],
-        "reference"
-    );
-    // Members cannot move money in or out.
-    let body =
-        json!({"user_id": alice.id, "currency": "btc", "amount": "0.1", "reference": "self-serve"});
-    w.post("/api/v1/admin/withdrawals", Some(&alice.token), &body)
-        .assert_error(403, "forbidden");
-    w.post("/api/v1/admin/deposits", Some(&alice.token), &body)
-        .assert_error(403, "forbidden");
-    assert_eq!(
-        ledger_view(&w, &[&alice]),
-        before,
-        "a refused movement changed the ledger"
-    );
-
-    let response = withdraw_ref(&w, &admin, &alice, "btc", "0.4", "wd-1");
-    assert_eq!(response.status, 201, "{}", response.body_text());
-    assert!(!replayed(&response));
-    let entry = response.json()["entry"].clone();
-    assert_eq!(
-        json!([
-            entry["kind"],
-            entry["direction"],
-            entry["currency"],
-            entry["amount"],
-            entry["reference"]
-        ]),
-        json!(["withdrawal", "out", "btc", "0.40000000", "wd-1"])
-    );
-    assert_eq!(w.balance(&alice, "btc").0, "0.60000000");
-
-    let again = withdraw_ref(&w, &admin, &alice, "btc", "0.4", "wd-1");
-    assert_eq!(again.status, 201, "{}", again.body_text());
-    assert!(replayed(&again), "{:?}", again.headers);
-    assert_eq!(again.json()["entry"], entry);
-    withdraw_ref(&w, &admin, &alice, "btc", "0.3", "wd-1")
-        .assert_error(422, "idempotency_mismatch");
-    assert_eq!(
-        w.balance(&alice, "btc").0,
-        "0.60000000",
-        "replays and mismatches move nothing"
-    );
-
-    // Everything that is left can go.
-    let response = withdraw_ref(&w, &admin, &alice, "btc", "0.6", "wd-2");
-    assert_eq!(response.status, 201, "{}", response.body_text());
-    assert_eq!(
-        w.balance(&alice, "btc"),
-        ("0.00000000".into(), "0.00000000".into())
-    );
+    deposit_references_replay(&w, &admin, &alice);
+    refused_movements_change_nothing(&w, &admin, &alice);
+    withdrawal_references_replay(&w, &admin, &alice);
 
     let stats = wallet_stats(&w, &admin);
     let btc = &stats["currencies"]["btc"];
@@ -1300,6 +1214,106 @@ fn withdrawals_need_funds_and_references_replay_like_deposits() {
         ]
     );
     assert!(w.check(&admin).is_empty());
+}
+
+/// Alice gets 1 btc (reference `dep-a`) and 3 xmr (the same reference: they
+/// are per currency); the same deposit again replays, another under the
+/// same reference is refused.
+fn deposit_references_replay(w: &World, admin: &Member, alice: &Member) {
+    let response = deposit_ref(w, admin, alice, "btc", "1", "dep-a");
+    assert_eq!(response.status, 201, "{}", response.body_text());
+    assert!(!replayed(&response));
+    let deposit_entry = response.json()["entry"].clone();
+    assert_eq!(deposit_entry["reference"], "dep-a", "{deposit_entry}");
+
+    // The same deposit again (a re-sent confirmation) replays; another amount,
+    // user or currency... under the same reference is refused.
+    let again = deposit_ref(w, admin, alice, "btc", "1.00000000", "dep-a");
+    assert_eq!(again.status, 201, "{}", again.body_text());
+    assert!(replayed(&again), "{:?}", again.headers);
+    assert_eq!(again.json()["entry"], deposit_entry);
+    deposit_ref(w, admin, alice, "btc", "2", "dep-a").assert_error(422, "idempotency_mismatch");
+    deposit_ref(w, admin, admin, "btc", "1", "dep-a").assert_error(422, "idempotency_mismatch");
+    // References are per currency.
+    let xmr = deposit_ref(w, admin, alice, "xmr", "3", "dep-a");
+    assert_eq!(xmr.status, 201, "{}", xmr.body_text());
+    assert!(!replayed(&xmr));
+    assert_eq!(w.balance(alice, "btc").0, "1.00000000");
+    assert_eq!(w.balance(alice, "xmr").0, "3.000000000000");
+}
+
+/// Withdrawals beyond the funds, bad amounts, currencies, users and
+/// references, and members moving money in or out: refused, nothing moves.
+fn refused_movements_change_nothing(w: &World, admin: &Member, alice: &Member) {
+    let before = ledger_view(w, &[alice]);
+    withdraw_ref(w, admin, alice, "btc", "1.00000001", "wd-big")
+        .assert_error(409, "insufficient_funds");
+    withdraw_ref(w, admin, alice, "xmr", "3.000000000001", "wd-big")
+        .assert_error(409, "insufficient_funds");
+    withdraw_ref(w, admin, alice, "btc", "0", "wd-zero").assert_error(400, "invalid_field");
+    withdraw_ref(w, admin, alice, "doge", "1", "wd-doge").assert_error(400, "invalid_field");
+    let nobody = Member {
+        id: "4242424242".into(),
+        token: String::new(),
+        username: "nobody".into(),
+    };
+    withdraw_ref(w, admin, &nobody, "btc", "0.1", "wd-nobody").assert_error(404, "not_found");
+    deposit_ref(w, admin, &nobody, "btc", "0.1", "dep-nobody").assert_error(404, "not_found");
+    let bad_reference = deposit_ref(w, admin, alice, "btc", "0.1", "has space");
+    assert_eq!(
+        bad_reference.assert_error(400, "invalid_field")["field"],
+        "reference"
+    );
+    // Members cannot move money in or out.
+    let body =
+        json!({"user_id": alice.id, "currency": "btc", "amount": "0.1", "reference": "self-serve"});
+    w.post("/api/v1/admin/withdrawals", Some(&alice.token), &body)
+        .assert_error(403, "forbidden");
+    w.post("/api/v1/admin/deposits", Some(&alice.token), &body)
+        .assert_error(403, "forbidden");
+    assert_eq!(
+        ledger_view(w, &[alice]),
+        before,
+        "a refused movement changed the ledger"
+    );
+}
+
+/// Withdrawal `wd-1` of 0.4 btc replays like a deposit, and the rest can go.
+fn withdrawal_references_replay(w: &World, admin: &Member, alice: &Member) {
+    let response = withdraw_ref(w, admin, alice, "btc", "0.4", "wd-1");
+    assert_eq!(response.status, 201, "{}", response.body_text());
+    assert!(!replayed(&response));
+    let entry = response.json()["entry"].clone();
+    assert_eq!(
+        json!([
+            entry["kind"],
+            entry["direction"],
+            entry["currency"],
+            entry["amount"],
+            entry["reference"]
+        ]),
+        json!(["withdrawal", "out", "btc", "0.40000000", "wd-1"])
+    );
+    assert_eq!(w.balance(alice, "btc").0, "0.60000000");
+
+    let again = withdraw_ref(w, admin, alice, "btc", "0.4", "wd-1");
+    assert_eq!(again.status, 201, "{}", again.body_text());
+    assert!(replayed(&again), "{:?}", again.headers);
+    assert_eq!(again.json()["entry"], entry);
+    withdraw_ref(w, admin, alice, "btc", "0.3", "wd-1").assert_error(422, "idempotency_mismatch");
+    assert_eq!(
+        w.balance(alice, "btc").0,
+        "0.60000000",
+        "replays and mismatches move nothing"
+    );
+
+    // Everything that is left can go.
+    let response = withdraw_ref(w, admin, alice, "btc", "0.6", "wd-2");
+    assert_eq!(response.status, 201, "{}", response.body_text());
+    assert_eq!(
+        w.balance(alice, "btc"),
+        ("0.00000000".into(), "0.00000000".into())
+    );
 }
 
 // ---- entry paging ----------------------------------------------------------
