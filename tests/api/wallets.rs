@@ -494,10 +494,55 @@ fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
     w.deposit(&admin, &alice, "btc", "1");
     w.deposit(&admin, &alice, "xmr", "1");
     let before = ledger_view(&w, &[&alice, &bob]);
-    let item = |to: &str, currency: &str, amount: &str| json!({"to": to, "currency": currency, "amount": amount});
+    for (what, items, status, code, index) in bad_batch_cases(&alice, &bob) {
+        let response = batch(&w, &alice, items);
+        let error = response.assert_error(status, code);
+        assert_eq!(error["index"], json!(index), "{what}: {error}");
+        assert_eq!(
+            ledger_view(&w, &[&alice, &bob]),
+            before,
+            "{what}: a refused batch changed the ledger"
+        );
+    }
+    for (what, items) in [
+        ("no items", json!([])),
+        (
+            "1001 items",
+            Value::Array(vec![batch_item(&bob.id, "btc", "0.00000001"); 1001]),
+        ),
+    ] {
+        let response = batch(&w, &alice, items);
+        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
+        response.error();
+    }
+    let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &json!({}));
+    assert_eq!(
+        response.status,
+        400,
+        "no transfers field: {}",
+        response.body_text()
+    );
+    assert_eq!(
+        ledger_view(&w, &[&alice, &bob]),
+        before,
+        "a refused batch changed the ledger"
+    );
+    assert!(w.check(&admin).is_empty());
+}
 
-    // (what, items, status, code, index)
-    let cases: Vec<(&str, Value, u16, &str, usize)> = vec![
+/// One item of a batch transfer.
+fn batch_item(to: &str, currency: &str, amount: &str) -> Value {
+    json!({"to": to, "currency": currency, "amount": amount})
+}
+
+/// Batches from alice (1 btc, 1 xmr) refused because of one item:
+/// (what, items, status, code, index of the item).
+fn bad_batch_cases(
+    alice: &Member,
+    bob: &Member,
+) -> Vec<(&'static str, Value, u16, &'static str, usize)> {
+    let item = batch_item;
+    vec![
         (
             "item 2 has an unknown recipient",
             json!([
@@ -570,41 +615,7 @@ fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
             "invalid_field",
             1,
         ),
-    ];
-    for (what, items, status, code, index) in cases {
-        let response = batch(&w, &alice, items);
-        let error = response.assert_error(status, code);
-        assert_eq!(error["index"], json!(index), "{what}: {error}");
-        assert_eq!(
-            ledger_view(&w, &[&alice, &bob]),
-            before,
-            "{what}: a refused batch changed the ledger"
-        );
-    }
-    for (what, items) in [
-        ("no items", json!([])),
-        (
-            "1001 items",
-            Value::Array(vec![item(&bob.id, "btc", "0.00000001"); 1001]),
-        ),
-    ] {
-        let response = batch(&w, &alice, items);
-        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
-        response.error();
-    }
-    let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &json!({}));
-    assert_eq!(
-        response.status,
-        400,
-        "no transfers field: {}",
-        response.body_text()
-    );
-    assert_eq!(
-        ledger_view(&w, &[&alice, &bob]),
-        before,
-        "a refused batch changed the ledger"
-    );
-    assert!(w.check(&admin).is_empty());
+    ]
 }
 
 /// `POST path` with these exact body bytes, as `from`.
