@@ -846,10 +846,26 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
     let user = world.member("erin");
     let bystander = world.member("frank");
     let path = format!("/api/v1/admin/users/{}", user.id);
+    let user = role_name_and_status_changes_apply_at_once(&world, &admin, &user, &path);
+    others_may_not_change_anyone(&world, &bystander, &path);
+    unknown_users_and_values_are_refused(&world, &admin, &path);
+    let seen = assert_status(&me(&world, &user.token), 200);
+    assert_eq!(seen["user"]["role"], "user");
+    assert_eq!(seen["user"]["status"], "active");
+    assert_eq!(seen["user"]["display_name"], "Erin E.");
+}
 
+/// The admin makes erin an admin with a display name, a user again,
+/// suspended and active again: each seen at once. Erin, signed in again.
+fn role_name_and_status_changes_apply_at_once(
+    world: &World,
+    admin: &Member,
+    user: &Member,
+    path: &str,
+) -> Member {
     let changed = assert_status(
         &world.patch(
-            &path,
+            path,
             &admin.token,
             &json!({"role": "admin", "display_name": "Erin E."}),
         ),
@@ -860,14 +876,14 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
     assert_eq!(changed["user"]["display_name"], "Erin E.");
     assert_eq!(changed["user"]["status"], "active");
     // The change is seen at once by the user themselves.
-    let seen = assert_status(&me(&world, &user.token), 200);
+    let seen = assert_status(&me(world, &user.token), 200);
     assert_eq!(seen["user"]["role"], "admin");
     assert_eq!(seen["user"]["display_name"], "Erin E.");
     // Now an admin, erin may read the statistics.
     assert_status(&world.get("/api/v1/admin/stats/users", &user.token), 200);
 
     let changed = assert_status(
-        &world.patch(&path, &admin.token, &json!({"role": "user"})),
+        &world.patch(path, &admin.token, &json!({"role": "user"})),
         200,
     );
     assert_eq!(changed["user"]["role"], "user");
@@ -880,24 +896,26 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
         .assert_error(403, "forbidden");
 
     let changed = assert_status(
-        &world.patch(&path, &admin.token, &json!({"status": "suspended"})),
+        &world.patch(path, &admin.token, &json!({"status": "suspended"})),
         200,
     );
     assert_eq!(changed["user"]["status"], "suspended");
-    me(&world, &user.token).assert_error(401, "unauthenticated");
+    me(world, &user.token).assert_error(401, "unauthenticated");
     let changed = assert_status(
-        &world.patch(&path, &admin.token, &json!({"status": "active"})),
+        &world.patch(path, &admin.token, &json!({"status": "active"})),
         200,
     );
     assert_eq!(changed["user"]["status"], "active");
-    let user = Member {
+    Member {
         token: world.login("erin", PASSWORD),
-        ..user
-    };
+        ..user.clone()
+    }
+}
 
-    // A non-admin gets 403 and changes nothing; no token gets 401.
+/// A non-admin gets 403 and changes nothing; no token gets 401.
+fn others_may_not_change_anyone(world: &World, bystander: &Member, path: &str) {
     world
-        .patch(&path, &bystander.token, &json!({"role": "admin"}))
+        .patch(path, &bystander.token, &json!({"role": "admin"}))
         .assert_error(403, "forbidden");
     world
         .patch(
@@ -909,16 +927,18 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
     request(
         world.app.addr,
         "PATCH",
-        &path,
+        path,
         None,
         Some(&json!({"role": "admin"})),
         &[],
     )
     .assert_error(401, "unauthenticated");
-    let seen = assert_status(&me(&world, &bystander.token), 200);
+    let seen = assert_status(&me(world, &bystander.token), 200);
     assert_eq!(seen["user"]["role"], "user");
+}
 
-    // Unknown users and values.
+/// Unknown users and values.
+fn unknown_users_and_values_are_refused(world: &World, admin: &Member, path: &str) {
     world
         .patch(
             "/api/v1/admin/users/12345",
@@ -927,21 +947,13 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
         )
         .assert_error(404, "not_found");
     for body in [json!({"role": "root"}), json!({"status": "banned"})] {
-        let response = world.patch(&path, &admin.token, &body);
+        let response = world.patch(path, &admin.token, &body);
         assert_eq!(response.status, 400, "{body}: {}", response.body_text());
     }
     let error = world
-        .patch(
-            &path,
-            &admin.token,
-            &json!({"display_name": "x".repeat(65)}),
-        )
+        .patch(path, &admin.token, &json!({"display_name": "x".repeat(65)}))
         .assert_error(400, "invalid_field");
     assert_eq!(error["field"], "display_name");
-    let seen = assert_status(&me(&world, &user.token), 200);
-    assert_eq!(seen["user"]["role"], "user");
-    assert_eq!(seen["user"]["status"], "active");
-    assert_eq!(seen["user"]["display_name"], "Erin E.");
 }
 
 #[test]
