@@ -74,7 +74,6 @@ mod wrk;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,10 +84,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
+use common::program;
 use common::{
     ColdStart, Flow, Launch, RssWatch, Scenario, Souk, Stats, Tiny, call, clock_ticks_per_second,
-    cpu_during, drive, fmt_mb, fmt_ms, load_average, machine, median, proc_status_kb, ratio,
-    report_stop, run_logged, status_field, threads_cpu_ns,
+    cpu_during, drive, fmt_mb, fmt_ms, load_average, machine, median, ratio, report_stop,
+    run_logged, threads_cpu_ns,
 };
 
 // ---------------------------------------------------------------------------
@@ -468,103 +468,133 @@ fn seed(
         ),
     )?;
     let now = now_s();
+    let created = now - 30 * 86_400;
     let tx = conn.transaction().map_err(|e| e.to_string())?;
-    {
-        let mut user = tx
-            .prepare(
-                "INSERT INTO users (id, username, display_name, password_hash, role, status, created_at, last_login_at)
-                 VALUES (?1, ?2, NULL, ?3, ?4, 'active', ?5, ?6)",
-            )
-            .map_err(|e| e.to_string())?;
-        let mut session = tx
-            .prepare("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")
-            .map_err(|e| e.to_string())?;
-        let mut account = tx
-            .prepare("INSERT INTO accounts (user_id, currency, available, held) VALUES (?1, 'btc', ?2, 0)")
-            .map_err(|e| e.to_string())?;
-        let mut entry = tx
-            .prepare(
-                "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount,
-                                      counterparty, escrow_id, memo, reference, created_at)
-                 VALUES (?1, ?2, 'deposit', 'in', 'btc', ?3, NULL, NULL, NULL, ?4, ?5)",
-            )
-            .map_err(|e| e.to_string())?;
-        let created = now - 30 * 86_400;
-        for i in 0..users {
-            let id = user_id(i);
-            let role = if i == 0 { "admin" } else { "user" };
-            // The most recent logins are the highest indexes (start-up warms them).
-            let last_login = now - (users - i) as i64;
-            user.execute(params![
-                id,
-                format!("user{i}"),
-                phc,
-                role,
-                created,
-                last_login
-            ])
-            .map_err(|e| format!("user {i}: {e}"))?;
-            let hash: [u8; 32] = Sha256::digest(token_bytes(i)).into();
-            session
-                .execute(params![hash.as_slice(), id, now, now + SESSION_LIFETIME_S])
-                .map_err(|e| format!("session {i}: {e}"))?;
-            account
-                .execute(params![id, SEED_BALANCE])
-                .map_err(|e| format!("account {i}: {e}"))?;
-            entry
-                .execute(params![
-                    seeded_id(SPACE_MOVEMENT, i),
-                    id,
-                    SEED_BALANCE,
-                    format!("bench-seed-{i}"),
-                    created
-                ])
-                .map_err(|e| format!("entry {i}: {e}"))?;
-        }
-        // Listings (their indexes are filled below).
-        let mut listing = tx
-            .prepare(
-                "INSERT INTO listings (id, seller, title, description, currency, price, quantity,
-                                       tags, state, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'btc', ?5, 1, '[\"bench\"]', 'active', ?6, ?6)",
-            )
-            .map_err(|e| e.to_string())?;
-        let words = vocab();
-        let mut rng = Rng::new(0, SALT_LISTING_TEXT);
-        for i in 0..listings {
-            let title = words.title(&mut rng);
-            let description = words.description(&mut rng);
-            listing
-                .execute(params![
-                    listing_id(i),
-                    user_id(i % users),
-                    title,
-                    description,
-                    1 + (i as i64 % 1000) * 1000,
-                    created
-                ])
-                .map_err(|e| format!("listing {i}: {e}"))?;
-        }
-        orders::seed_stock(&tx, users, created)?;
-        // The indexes souk's listing job writes for each new listing
-        // (`listings::index_new`), here in bulk.
-        tx.execute_batch(
-            "INSERT INTO listings_fts (listings_fts) VALUES ('rebuild');
-             INSERT OR IGNORE INTO listing_tags (tag, listing_seq)
-             SELECT value, seq FROM listings, json_each(listings.tags);",
-        )
-        .map_err(|e| format!("listing indexes: {e}"))?;
-        tx.execute(
-            "INSERT INTO currency_totals (currency, deposited, withdrawn) VALUES ('btc', ?1, 0)",
-            [SEED_BALANCE * users as i64],
-        )
-        .map_err(|e| format!("currency_totals: {e}"))?;
-    }
+    seed_users(&tx, users, phc, now, created)?;
+    seed_listings(&tx, users, listings, created)?;
+    orders::seed_stock(&tx, users, created)?;
+    seed_indexes_and_totals(&tx, users)?;
     tx.commit().map_err(|e| format!("commit: {e}"))?;
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
         .map_err(|e| format!("journal_mode: {e}"))?;
     drop(conn);
     Ok(started.elapsed())
+}
+
+/// Users `0..users` (user 0 the admin), each with a session, a btc account
+/// and the deposit that funded it.
+fn seed_users(
+    tx: &rusqlite::Transaction<'_>,
+    users: usize,
+    phc: &str,
+    now: i64,
+    created: i64,
+) -> Result<(), String> {
+    let mut user = tx
+        .prepare(
+            "INSERT INTO users (id, username, display_name, password_hash, role, status, created_at, last_login_at)
+             VALUES (?1, ?2, NULL, ?3, ?4, 'active', ?5, ?6)",
+        )
+        .map_err(|e| e.to_string())?;
+    let mut session = tx
+        .prepare("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(|e| e.to_string())?;
+    let mut account = tx
+        .prepare(
+            "INSERT INTO accounts (user_id, currency, available, held) VALUES (?1, 'btc', ?2, 0)",
+        )
+        .map_err(|e| e.to_string())?;
+    let mut entry = tx
+        .prepare(
+            "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount,
+                                  counterparty, escrow_id, memo, reference, created_at)
+             VALUES (?1, ?2, 'deposit', 'in', 'btc', ?3, NULL, NULL, NULL, ?4, ?5)",
+        )
+        .map_err(|e| e.to_string())?;
+    for i in 0..users {
+        let id = user_id(i);
+        let role = if i == 0 { "admin" } else { "user" };
+        // The most recent logins are the highest indexes (start-up warms them).
+        let last_login = now - (users - i) as i64;
+        user.execute(params![
+            id,
+            format!("user{i}"),
+            phc,
+            role,
+            created,
+            last_login
+        ])
+        .map_err(|e| format!("user {i}: {e}"))?;
+        let hash: [u8; 32] = Sha256::digest(token_bytes(i)).into();
+        session
+            .execute(params![hash.as_slice(), id, now, now + SESSION_LIFETIME_S])
+            .map_err(|e| format!("session {i}: {e}"))?;
+        account
+            .execute(params![id, SEED_BALANCE])
+            .map_err(|e| format!("account {i}: {e}"))?;
+        entry
+            .execute(params![
+                seeded_id(SPACE_MOVEMENT, i),
+                id,
+                SEED_BALANCE,
+                format!("bench-seed-{i}"),
+                created
+            ])
+            .map_err(|e| format!("entry {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Listings `0..listings`, sellers round robin, text drawn from the
+/// vocabulary (their indexes are filled by `seed_indexes_and_totals`).
+fn seed_listings(
+    tx: &rusqlite::Transaction<'_>,
+    users: usize,
+    listings: usize,
+    created: i64,
+) -> Result<(), String> {
+    let mut listing = tx
+        .prepare(
+            "INSERT INTO listings (id, seller, title, description, currency, price, quantity,
+                                   tags, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'btc', ?5, 1, '[\"bench\"]', 'active', ?6, ?6)",
+        )
+        .map_err(|e| e.to_string())?;
+    let words = vocab();
+    let mut rng = Rng::new(0, SALT_LISTING_TEXT);
+    for i in 0..listings {
+        let title = words.title(&mut rng);
+        let description = words.description(&mut rng);
+        listing
+            .execute(params![
+                listing_id(i),
+                user_id(i % users),
+                title,
+                description,
+                1 + (i as i64 % 1000) * 1000,
+                created
+            ])
+            .map_err(|e| format!("listing {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The listing indexes and the currency totals of the seeded rows.
+fn seed_indexes_and_totals(tx: &rusqlite::Transaction<'_>, users: usize) -> Result<(), String> {
+    // The indexes souk's listing job writes for each new listing
+    // (`listings::index_new`), here in bulk.
+    tx.execute_batch(
+        "INSERT INTO listings_fts (listings_fts) VALUES ('rebuild');
+         INSERT OR IGNORE INTO listing_tags (tag, listing_seq)
+         SELECT value, seq FROM listings, json_each(listings.tags);",
+    )
+    .map_err(|e| format!("listing indexes: {e}"))?;
+    tx.execute(
+        "INSERT INTO currency_totals (currency, deposited, withdrawn) VALUES ('btc', ?1, 0)",
+        [SEED_BALANCE * users as i64],
+    )
+    .map_err(|e| format!("currency_totals: {e}"))?;
+    Ok(())
 }
 
 /// Copies a closed database (and its WAL, if one was left).
@@ -1794,6 +1824,43 @@ fn find(rows: &[RowResult], kind: Kind, conns: usize) -> Option<&RowResult> {
 fn print_report(r: &Report<'_>) {
     let mut out = String::new();
     let w = &mut out;
+    report_rows(w, r);
+    report_group_commit(w, r);
+    report_storage_ceiling(w, r);
+    report_search_ceiling(w, r);
+    report_cold_start(w, r);
+    report_growth(w, r);
+    report_record_cost(w, r);
+    report_targets(w, r);
+    limits::print(
+        w,
+        &limits::Facts {
+            limits: r.limits,
+            rows: r.rows,
+            ceilings: r.ceilings,
+            users: r.users,
+            idle_rss_kb: r.idle_rss_kb,
+            peak_conns: r.mode.peak_conns,
+        },
+    );
+    report_footer(w, r);
+    program::print(&out);
+}
+
+/// The search row the search tables judge: at 64 connections, or the first.
+fn search_row(rows: &[RowResult]) -> Option<&RowResult> {
+    find(rows, Kind::Search, 64).or_else(|| rows.iter().find(|x| x.kind == Kind::Search))
+}
+
+/// The server CPU time of one `GET /healthz`, in µs, if measured.
+fn healthz_us(rows: &[RowResult]) -> Option<f64> {
+    rows.iter()
+        .find(|x| x.kind == Kind::Healthz)
+        .and_then(RowResult::cpu_us_per_request)
+}
+
+/// The title and the table of every load row.
+fn report_rows(w: &mut String, r: &Report<'_>) {
     let _ = writeln!(
         w,
         "\n## Application benchmark ({} mode: {:?} warm-up + {:?} measured per row; {} seeded users, {} seeded listings)\n",
@@ -1837,8 +1904,10 @@ fn print_report(r: &Report<'_>) {
         w,
         "\nA pair is two requests (create, release); an order life three (place, ship, confirm); a mixed op is one request, or two for an escrow. Latency is per iteration (a pair: both requests; a life: all three)."
     );
+}
 
-    // Group commit over the write rows.
+/// Group commit over the write rows.
+fn report_group_commit(w: &mut String, r: &Report<'_>) {
     let _ = writeln!(
         w,
         "\n### Group commit during the write rows (server `/metrics` before/after each row)\n"
@@ -1895,8 +1964,10 @@ fn print_report(r: &Report<'_>) {
             serde_json::to_string(store).unwrap_or_default()
         );
     }
+}
 
-    // Storage ceiling.
+/// Storage ceiling: the raw rusqlite transfer loops beside souk's write rows.
+fn report_storage_ceiling(w: &mut String, r: &Report<'_>) {
     let _ = writeln!(
         w,
         "\n### Storage ceiling: the same transfer writes in a raw rusqlite loop (WAL, synchronous=FULL, one thread, seeded copy)\n"
@@ -1952,15 +2023,16 @@ fn print_report(r: &Report<'_>) {
             commits / row.span.as_secs_f64(),
         );
     }
+}
 
-    // Search ceiling.
+/// Search ceiling: the raw FTS5 loops beside souk's search row.
+fn report_search_ceiling(w: &mut String, r: &Report<'_>) {
     let _ = writeln!(
         w,
         "\n### Search ceiling: the same FTS5 query in a raw rusqlite loop ({} listings, seeded copy; {QUERY_PAIRS} two-word queries matching {} / {} / {} listings min / median / max)\n",
         r.mode.listings, r.matches.0, r.matches.1, r.matches.2
     );
-    let search_row =
-        find(r.rows, Kind::Search, 64).or_else(|| r.rows.iter().find(|x| x.kind == Kind::Search));
+    let search_row = search_row(r.rows);
     let search_rate = search_row.map_or(0.0, |x| x.stats.rate());
     let _ = writeln!(
         w,
@@ -1998,8 +2070,10 @@ fn print_report(r: &Report<'_>) {
             );
         }
     }
+}
 
-    // Cold start.
+/// Cold start and idle RSS.
+fn report_cold_start(w: &mut String, r: &Report<'_>) {
     let _ = writeln!(
         w,
         "\n### Cold start on the existing {}-user database\n",
@@ -2026,17 +2100,17 @@ fn print_report(r: &Report<'_>) {
         w,
         "| idle RSS 500 ms after the first 200 ({} threads) | {} MB | ≤ {TARGET_IDLE_RSS_MB} MB |",
         r.idle_threads.map_or("?".into(), |n| n.to_string()),
-        r.idle_rss_kb
-            .map_or("?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+        program::fmt_rss_mb(r.idle_rss_kb),
     );
     let _ = writeln!(
         w,
         "| idle RSS 500 ms after the first 200, empty database (for comparison) | {} MB | |",
-        r.empty_idle_rss_kb
-            .map_or("?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+        program::fmt_rss_mb(r.empty_idle_rss_kb),
     );
+}
 
-    // Growth.
+/// Growth: uniform reads at each size, and the sizes' facts.
+fn report_growth(w: &mut String, r: &Report<'_>) {
     if !r.growth.is_empty() {
         let _ = writeln!(
             w,
@@ -2085,8 +2159,10 @@ fn print_report(r: &Report<'_>) {
             );
         }
     }
+}
 
-    // Metrics recording cost.
+/// The cost of `RequestMetrics::record` against a request's CPU time.
+fn report_record_cost(w: &mut String, r: &Report<'_>) {
     let healthz = r.rows.iter().find(|x| x.kind == Kind::Healthz);
     let healthz_us = healthz.and_then(RowResult::cpu_us_per_request);
     let _ = writeln!(
@@ -2112,11 +2188,24 @@ fn print_report(r: &Report<'_>) {
             )),
         );
     }
+}
 
-    // Targets.
+/// The targets table.
+fn report_targets(w: &mut String, r: &Report<'_>) {
     let _ = writeln!(w, "\n### Targets\n");
     let _ = writeln!(w, "| target | result | met |");
     let _ = writeln!(w, "|---|---|---|");
+    read_targets(w, r);
+    transfer_and_search_targets(w, r);
+    listing_targets(w, r);
+    order_targets(w, r.rows);
+    rss_target(w, r);
+    cold_and_growth_targets(w, r);
+    record_targets(w, r);
+}
+
+/// Cached reads against tiny_http at 64 connections.
+fn read_targets(w: &mut String, r: &Report<'_>) {
     let tiny64 = find(r.rows, Kind::Tiny, 64).map(|x| x.stats.rate());
     for kind in [Kind::Profile, Kind::Wallet] {
         if let (Some(row), Some(tiny)) = (find(r.rows, kind, 64), tiny64) {
@@ -2140,6 +2229,11 @@ fn print_report(r: &Report<'_>) {
             );
         }
     }
+}
+
+/// Durable transfers and searches.
+fn transfer_and_search_targets(w: &mut String, r: &Report<'_>) {
+    let search_row = search_row(r.rows);
     if let Some(row) = find(r.rows, Kind::Transfer, 64) {
         let _ = writeln!(
             w,
@@ -2174,6 +2268,10 @@ fn print_report(r: &Report<'_>) {
             met(row.p99() <= TARGET_SEARCH_P99_MS)
         );
     }
+}
+
+/// Listing reads against `/healthz`, and listing creation.
+fn listing_targets(w: &mut String, r: &Report<'_>) {
     if let (Some(read), Some(health)) = (
         r.rows.iter().find(|x| x.kind == Kind::ListingRead),
         r.rows.iter().find(|x| x.kind == Kind::Healthz),
@@ -2200,15 +2298,22 @@ fn print_report(r: &Report<'_>) {
             met(row.stats.rate() >= TARGET_LISTINGS_PER_S)
         );
     }
-    order_targets(w, r.rows);
+}
+
+/// The server's RSS with the seeded listings (stated; no target).
+fn rss_target(w: &mut String, r: &Report<'_>) {
+    let search_row = search_row(r.rows);
     let _ = writeln!(
         w,
         "| server RSS with {} listings (stated; no target) | idle {} MB after start; peak {} MB during the search row | - |",
         r.mode.listings,
-        r.idle_rss_kb
-            .map_or("?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+        program::fmt_rss_mb(r.idle_rss_kb),
         search_row.map_or("?".into(), |x| fmt_mb(x.peak_rss_kb)),
     );
+}
+
+/// Cold start, and latency growth from the seeded size to the large one.
+fn cold_and_growth_targets(w: &mut String, r: &Report<'_>) {
     if !r.cold.is_empty() {
         let m = ms(median(r.cold.iter().map(|c| c.to_ready).collect()));
         let _ = writeln!(
@@ -2247,6 +2352,11 @@ fn print_report(r: &Report<'_>) {
             }
         }
     }
+}
+
+/// Metrics recording against a request's CPU time.
+fn record_targets(w: &mut String, r: &Report<'_>) {
+    let healthz_us = healthz_us(r.rows);
     if let Some(us) = healthz_us {
         for c in r.records {
             let share = 100.0 * c.ns_per_call / (us * 1e3);
@@ -2259,30 +2369,14 @@ fn print_report(r: &Report<'_>) {
             );
         }
     }
+}
 
-    limits::print(
-        w,
-        &limits::Facts {
-            limits: r.limits,
-            rows: r.rows,
-            ceilings: r.ceilings,
-            users: r.users,
-            idle_rss_kb: r.idle_rss_kb,
-            peak_conns: r.mode.peak_conns,
-        },
-    );
-
+/// The errors of each row, the seeding and RSS facts, the machine and the notes.
+fn report_footer(w: &mut String, r: &Report<'_>) {
     let _ = writeln!(w);
     for row in r.rows.iter().chain(r.growth.iter().map(|g| &g.result)) {
-        if !row.stats.errors.is_empty() {
-            let _ = writeln!(
-                w,
-                "- errors of {} ({} conns): {}",
-                row.label,
-                row.conns,
-                row.stats.error_kinds()
-            );
-        }
+        let conns = format!("{} conns", row.conns);
+        program::write_errors(w, &row.label, conns, &row.stats);
     }
     let _ = writeln!(
         w,
@@ -2295,19 +2389,14 @@ fn print_report(r: &Report<'_>) {
         w,
         "- server RSS with {} listings: {} MB idle (500 ms after the first 200), {} MB peak during the search row",
         r.mode.listings,
-        r.idle_rss_kb
-            .map_or("?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+        program::fmt_rss_mb(r.idle_rss_kb),
         r.rows
             .iter()
             .find(|x| x.kind == Kind::Search)
             .map_or("?".into(), |x| fmt_mb(x.peak_rss_kb)),
     );
     let _ = writeln!(w, "- machine: {}", machine());
-    for note in r.notes {
-        let _ = writeln!(w, "- {note}");
-    }
-    print!("{out}");
-    let _ = io::stdout().flush();
+    program::write_notes(w, r.notes);
 }
 
 /// The order rows' lines of the targets table (a refused order, any answer
@@ -2376,27 +2465,45 @@ fn wanted(only: &Option<Vec<String>>, names: &[&str]) -> bool {
 // ---------------------------------------------------------------------------
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = if args.iter().any(|a| a == "--quick") {
-        &QUICK
-    } else if args.iter().any(|a| a == "--bench") {
-        &FULL
-    } else {
-        &SMOKE
-    };
+    let mode = program::mode_from_args(&FULL, &QUICK, &SMOKE);
     let dir = std::env::temp_dir().join(format!("souk-bench-app-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let result = std::fs::create_dir_all(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))
         .and_then(|()| run(mode, &dir));
     let _ = std::fs::remove_dir_all(&dir);
-    match result {
-        Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("bench failed: {e}");
-            std::process::ExitCode::FAILURE
-        }
+    program::exit_code(result)
+}
+
+/// What every phase of the run reads.
+struct Setup<'a> {
+    mode: &'a Mode,
+    /// The souk binary under test.
+    bin: PathBuf,
+    /// The run's working directory (removed after it).
+    dir: &'a Path,
+    /// The seeded database; every other one is a copy of it.
+    pristine: PathBuf,
+    /// The copy the load rows run on.
+    main_db: PathBuf,
+    /// The keys of `SOUK_BENCH_ROWS`, if set.
+    only: Option<Vec<String>>,
+    /// Each load row's measured time (`SOUK_BENCH_SECONDS`, else the mode's).
+    duration: Duration,
+    ticks_per_s: u64,
+}
+
+/// What the run gathers for the report besides the rows: notes, and whether
+/// every server behaved.
+struct Journal {
+    notes: Vec<String>,
+    clean: bool,
+}
+
+impl Journal {
+    /// Records a phase's verdict on the servers it ran.
+    fn judge(&mut self, ok: bool) {
+        self.clean &= ok;
     }
 }
 
@@ -2408,12 +2515,103 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_souk")), PathBuf::from);
     eprintln!("souk binary: {}", bin.display());
     wrk::self_check()?;
-    let mut notes = Vec::new();
-    let mut clean = true;
+    let mut journal = Journal {
+        notes: Vec::new(),
+        clean: true,
+    };
     let load_before = load_average();
-    let ticks_per_s = clock_ticks_per_second();
+    let seeded = seed_pristine(&bin, mode, dir, &mut journal.notes)?;
+    let main_db = dir.join("main.db");
+    copy_db(&seeded.pristine, &main_db)?;
+    let setup = Setup {
+        mode,
+        bin,
+        dir,
+        pristine: seeded.pristine.clone(),
+        main_db,
+        only: rows_filter(),
+        // `SOUK_BENCH_SECONDS=10` lengthens each row (e.g. to profile one).
+        duration: std::env::var("SOUK_BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(mode.duration, Duration::from_secs_f64),
+        ticks_per_s: clock_ticks_per_second(),
+    };
+    let started = cold_starts(&setup, &mut journal)?;
+    let workers = program::server_workers();
+    let load = load_rows(&setup, workers, started.souk, &mut journal)?;
+    let (mut rows, mut ceilings) = (load.rows, load.ceilings);
+    let store = load.souk.as_ref().and_then(dashboard_store);
+    if let Some(server) = load.souk {
+        stop_main_server(server, &mut journal);
+    }
+    rows.extend(access_log(&setup, &mut journal)?);
+    let limits = limits_table(&setup, &mut journal);
+    rows.extend(peak_row(&setup, &mut journal)?);
+    check_after_load(&setup, &mut journal);
+    ceilings.extend(other_ceilings(&setup)?);
+    ceilings.sort_by_key(|c| (c.per_tx, c.cache_kib));
+    let search_ceilings = search_ceilings(&setup)?;
+    let (growth, sizes) = growth(&setup, &seeded, &mut journal)?;
+    eprintln!("RequestMetrics::record …");
+    let records = vec![
+        record_cost(1, mode.record_calls),
+        record_cost(2, mode.record_calls),
+    ];
+    closing_notes(&setup, workers, &load_before, &mut journal.notes);
+    print_report(&Report {
+        mode,
+        users: mode.users,
+        seed_time: seeded.seed_time,
+        rows: &rows,
+        cold: &started.cold,
+        idle_rss_kb: started.idle.rss_kb,
+        idle_threads: started.idle.threads,
+        empty_idle_rss_kb: started.empty_idle_rss_kb,
+        ceilings: &ceilings,
+        search_ceilings: &search_ceilings,
+        matches: seeded.matches,
+        growth: &growth,
+        sizes: &sizes,
+        records: &records,
+        store,
+        limits: &limits,
+        notes: &journal.notes,
+    });
+    Ok(journal.clean)
+}
 
-    // Seed once; every database of the run is a copy of this one.
+impl Setup<'_> {
+    /// The runner of the main load rows.
+    fn runner(&self) -> Runner {
+        Runner {
+            ticks_per_s: self.ticks_per_s,
+            warmup: self.mode.warmup,
+            duration: self.duration,
+        }
+    }
+}
+
+/// The seeded database and the facts of its seeding.
+struct Seeded {
+    pristine: PathBuf,
+    /// The argon2id hash of PASSWORD that every seeded user has.
+    phc: String,
+    seed_time: Duration,
+    /// How long `souk check` took on it.
+    check_time: Duration,
+    /// Active listings matching a query pair: min, median, max.
+    matches: (u64, u64, u64),
+}
+
+/// Seeds the database every other one of the run is a copy of, checks it,
+/// and notes what the search rows will meet in it.
+fn seed_pristine(
+    bin: &Path,
+    mode: &Mode,
+    dir: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Seeded, String> {
     let phc =
         souk::accounts::passwords::hash_now(PASSWORD.as_bytes()).map_err(|e| e.to_string())?;
     let pristine = dir.join("seeded.db");
@@ -2421,12 +2619,12 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         "seeding {} users and {} listings …",
         mode.users, mode.listings
     );
-    let seed_time = seed(&bin, &pristine, mode.users, mode.listings, &phc)?;
-    let check_small = souk_check(&bin, &pristine)?;
+    let seed_time = seed(bin, &pristine, mode.users, mode.listings, &phc)?;
+    let check_time = souk_check(bin, &pristine)?;
     eprintln!(
         "seeded in {:.2} s; souk check passed in {:.2} s",
         seed_time.as_secs_f64(),
-        check_small.as_secs_f64()
+        check_time.as_secs_f64()
     );
     let matches = match_counts(&pristine)?;
     eprintln!(
@@ -2446,18 +2644,37 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         DESCRIPTION_WORDS.1,
         search_plan(&pristine)?
     ));
-    let main_db = dir.join("main.db");
-    copy_db(&pristine, &main_db)?;
+    Ok(Seeded {
+        pristine,
+        phc,
+        seed_time,
+        check_time,
+        matches,
+    })
+}
 
-    // Cold starts on the existing database; the last server stays up. Only
-    // one server may hold a database file, so each stops before the next.
+/// The cold starts on the main database, the server left up for the load,
+/// and the idle readings.
+struct Started {
+    souk: Souk,
+    cold: Vec<ColdStart>,
+    idle: program::Idle,
+    /// Idle RSS of a server on an empty database, for comparison.
+    empty_idle_rss_kb: Option<u64>,
+}
+
+/// Cold starts on the existing database; the last server stays up. Only
+/// one server may hold a database file, so each stops before the next.
+fn cold_starts(setup: &Setup<'_>, journal: &mut Journal) -> Result<Started, String> {
     let mut cold = Vec::new();
     let mut souk = None;
-    for run in 0..mode.cold_starts.max(1) {
+    for run in 0..setup.mode.cold_starts.max(1) {
         if let Some(previous) = souk.take() {
-            clean &= report_stop(previous, &mut notes, false);
+            let ok = report_stop(previous, &mut journal.notes, false);
+            journal.judge(ok);
         }
-        let (started, timing) = Souk::start(&bin, server_env(Launch::existing(&main_db)))?;
+        let launch = server_env(Launch::existing(&setup.main_db));
+        let (started, timing) = Souk::start(&setup.bin, launch)?;
         eprintln!(
             "cold start {}: listening at {:.1} ms, first 200 at {:.1} ms",
             run + 1,
@@ -2468,46 +2685,38 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
         souk = Some(started);
     }
     let souk = souk.expect("at least one start");
-    std::thread::sleep(Duration::from_millis(500));
-    let idle_rss_kb = proc_status_kb(souk.pid(), "VmRSS");
-    let idle_threads = std::fs::read_to_string(format!("/proc/{}/status", souk.pid()))
-        .ok()
-        .and_then(|s| status_field(&s, "Threads")?.parse().ok());
+    let idle = program::Idle::read(souk.pid());
     // The same on an empty database, for comparison (no cache to warm).
-    let empty_idle_rss_kb = {
-        let (empty, _) = Souk::start(&bin, server_env(Launch::fresh(0)?))?;
-        std::thread::sleep(Duration::from_millis(500));
-        let kb = proc_status_kb(empty.pid(), "VmRSS");
-        clean &= report_stop(empty, &mut notes, false);
-        kb
-    };
+    let (empty, _) = Souk::start(&setup.bin, server_env(Launch::fresh(0)?))?;
+    let empty_idle_rss_kb = program::Idle::read(empty.pid()).rss_kb;
+    let ok = report_stop(empty, &mut journal.notes, false);
+    journal.judge(ok);
+    Ok(Started {
+        souk,
+        cold,
+        idle,
+        empty_idle_rss_kb,
+    })
+}
 
-    // The load rows.
-    // `SOUK_BENCH_SECONDS=10` lengthens each row (e.g. to profile one).
-    let duration = std::env::var("SOUK_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(mode.duration, Duration::from_secs_f64);
-    let runner = Runner {
-        ticks_per_s,
-        warmup: mode.warmup,
-        duration,
-    };
-    let workers = std::env::var("SOUK_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+/// The connections of the single-count rows: 64 if the mode has it.
+fn healthz_conns(mode: &Mode) -> usize {
+    *mode
+        .conns
+        .iter()
+        .find(|&&c| c == 64)
+        .unwrap_or(&mode.conns[0])
+}
+
+/// The load rows in order, narrowed by `SOUK_BENCH_ROWS`.
+fn load_plan(mode: &Mode, only: &Option<Vec<String>>) -> Vec<(Kind, usize)> {
     // The ceiling right before the reads it is compared with, at each
     // connection count: the machine's other load drifts over minutes.
     let mut plan: Vec<(Kind, usize)> = Vec::new();
     for &c in mode.conns {
         plan.extend([(Kind::Tiny, c), (Kind::Profile, c), (Kind::Wallet, c)]);
     }
-    let healthz_conns = *mode
-        .conns
-        .iter()
-        .find(|&&c| c == 64)
-        .unwrap_or(&mode.conns[0]);
+    let healthz_conns = healthz_conns(mode);
     plan.push((Kind::Healthz, healthz_conns));
     plan.push((Kind::ListingRead, healthz_conns));
     plan.push((Kind::Search, healthz_conns));
@@ -2520,10 +2729,9 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     plan.extend(mode.login_conns.iter().map(|&c| (Kind::Login, c)));
     plan.extend(mode.conns.iter().map(|&c| (Kind::Mixed, c)));
     // `SOUK_BENCH_ROWS=order,search` runs only those rows (and the
-    // references they are compared with), skipping the extra runs below: a
+    // references they are compared with), skipping the extra runs: a
     // quick loop while working on one path. See `Kind::key`.
-    let only = rows_filter();
-    if let Some(keys) = &only {
+    if let Some(keys) = only {
         plan.retain(|(kind, _)| {
             matches!(kind, Kind::Tiny | Kind::Healthz)
                 || keys
@@ -2531,260 +2739,303 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
                     .any(|k| k == kind.key() || (k == "limits" && kind.in_limits()))
         });
     }
+    plan
+}
+
+/// The main load rows and the storage ceilings run between them, and the
+/// server if it is still up after them.
+struct LoadRows {
+    rows: Vec<RowResult>,
+    ceilings: Vec<Ceiling>,
+    souk: Option<Souk>,
+}
+
+/// Runs the plan's rows on `souk` (the tiny_http rows on a ceiling in this
+/// process); stops at the first row the server is found dead before.
+fn load_rows(
+    setup: &Setup<'_>,
+    workers: usize,
+    souk: Souk,
+    journal: &mut Journal,
+) -> Result<LoadRows, String> {
+    let (mode, runner) = (setup.mode, setup.runner());
+    let plan = load_plan(mode, &setup.only);
     eprintln!("running {} rows ({} mode):", plan.len(), mode.name);
     let mut tiny: Option<Tiny> = None;
-    let mut ceilings = Vec::new();
-    let mut rows = Vec::new();
-    let mut souk = Some(souk);
+    let mut out = LoadRows {
+        rows: Vec::new(),
+        ceilings: Vec::new(),
+        souk: Some(souk),
+    };
     for (kind, conns) in plan {
         let scenario = kind.scenario(mode.users, false);
         if kind == Kind::Tiny {
             let tiny = tiny.get_or_insert_with(|| Tiny::start(workers));
-            rows.push(runner.row(
-                None,
-                tiny.addr,
-                kind,
-                "tiny_http hello world (ceiling)".into(),
-                conns,
-                &scenario,
-            ));
+            let label = "tiny_http hello world (ceiling)".into();
+            out.rows
+                .push(runner.row(None, tiny.addr, kind, label, conns, &scenario));
             continue;
         }
-        let Some(server) = souk.as_mut() else { break };
+        let Some(server) = out.souk.as_mut() else {
+            break;
+        };
         if let Some(status) = server.exited() {
-            notes.push(format!(
+            journal.notes.push(format!(
                 "souk EXITED ({status}) before the row `{}` ({conns} conns); rows after it were skipped. Its last log lines:\n\n```\n{}\n```",
                 kind.label(),
                 server.log_tail(30)
             ));
-            clean = false;
-            souk = None;
+            journal.clean = false;
+            out.souk = None;
             break;
         }
-        rows.push(runner.row(
-            Some(server),
-            server.addr,
-            kind,
-            kind.label().into(),
-            conns,
-            &scenario,
-        ));
+        let label = kind.label().into();
+        out.rows
+            .push(runner.row(Some(server), server.addr, kind, label, conns, &scenario));
         // The storage ceiling the machine-limits table judges this row by,
         // right after it (the server idle): the disk's fsync time drifts
         // with the machine's other work far more than its CPU does.
-        if kind == Kind::Transfer && conns == limits::CONNS && wanted(&only, &["ceiling", "limits"])
+        if kind == Kind::Transfer
+            && conns == limits::CONNS
+            && wanted(&setup.only, &["ceiling", "limits"])
         {
             let (per_tx, duration) = (limits::CEILING_PER_TX, mode.ceiling_duration);
-            ceilings.push(ceiling_on_copy(
-                &pristine, mode.users, per_tx, None, duration,
+            out.ceilings.push(ceiling_on_copy(
+                &setup.pristine,
+                mode.users,
+                per_tx,
+                None,
+                duration,
             )?);
         }
     }
     if let Some(tiny) = tiny.take() {
         tiny.stop();
     }
+    Ok(out)
+}
+
+/// Stops the server of the load rows, noting what it complained of.
+fn stop_main_server(server: Souk, journal: &mut Journal) {
+    for line in server.complaints() {
+        journal.notes.push(format!("server log: {line}"));
+    }
+    let ok = report_stop(server, &mut journal.notes, true);
+    journal.judge(ok);
+}
+
+/// The access-log rows (key `access-log`), on servers of their own.
+fn access_log(setup: &Setup<'_>, journal: &mut Journal) -> Result<Vec<RowResult>, String> {
+    if !wanted(&setup.only, &["access-log"]) {
+        return Ok(Vec::new());
+    }
+    let (rows, ok) = access_log_rows(
+        &setup.bin,
+        &setup.main_db,
+        setup.mode.users,
+        healthz_conns(setup.mode),
+        &setup.runner(),
+        &mut journal.notes,
+    )?;
+    journal.judge(ok);
+    Ok(rows)
+}
+
+/// The admin dashboard's `store` section, if the server answers it.
+fn dashboard_store(souk: &Souk) -> Option<serde_json::Value> {
     let admin = token(0);
-    let store = souk.as_ref().and_then(|s| {
-        let (status, body) = call(
-            s.addr,
-            &format!("GET /api/v1/admin/dashboard HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n")
-                .into_bytes(),
-        )
-        .ok()?;
-        let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
-        (status == 200).then(|| value["store"].clone())
-    });
-    if let Some(server) = souk.take() {
-        for line in server.complaints() {
-            notes.push(format!("server log: {line}"));
-        }
-        clean &= report_stop(server, &mut notes, true);
+    let (status, body) = call(
+        souk.addr,
+        &format!("GET /api/v1/admin/dashboard HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n")
+            .into_bytes(),
+    )
+    .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    (status == 200).then(|| value["store"].clone())
+}
+
+/// The machine-limits table, or why it was skipped. Tools that are there
+/// but fail (a server would not start) fail the bench, after the rest of
+/// it has run and been reported.
+fn limits_table(setup: &Setup<'_>, journal: &mut Journal) -> limits::Limits {
+    if !setup.mode.limits {
+        return limits::Limits::skipped("skipped in smoke mode (run `cargo bench --bench app`)");
     }
-    if wanted(&only, &["access-log"]) {
-        let (access_rows, ok) = access_log_rows(
-            &bin,
-            &main_db,
-            mode.users,
-            healthz_conns,
-            &runner,
-            &mut notes,
-        )?;
-        rows.extend(access_rows);
-        clean &= ok;
+    if !wanted(&setup.only, &["limits"]) {
+        return limits::Limits::skipped("skipped: not in SOUK_BENCH_ROWS (key `limits`)");
     }
-    let limits = if !mode.limits {
-        limits::Limits::skipped("skipped in smoke mode (run `cargo bench --bench app`)")
-    } else if !wanted(&only, &["limits"]) {
-        limits::Limits::skipped("skipped: not in SOUK_BENCH_ROWS (key `limits`)")
-    } else {
-        let setup = limits::Setup {
-            bin: &bin,
-            db: &main_db,
-            dir,
-            warmup: mode.warmup,
-            duration,
-        };
-        // Tools that are there but fail (a server would not start) fail the
-        // bench, after the rest of it has run and been reported.
-        match limits::run(&setup, &mut notes) {
-            Ok((limits, ok)) => {
-                clean &= ok;
-                limits
-            }
-            Err(e) => {
-                clean = false;
-                limits::Limits::skipped(format!("**failed**: {e}"))
-            }
-        }
+    let limits_setup = limits::Setup {
+        bin: &setup.bin,
+        db: &setup.main_db,
+        dir: setup.dir,
+        warmup: setup.mode.warmup,
+        duration: setup.duration,
     };
-    // Peak RSS with many connections, on a server of its own: the heap that
-    // earlier rows left behind (argon2's 19 MiB blocks, the 100-item batch
-    // jobs) would otherwise count against it.
-    if let Some(peak) = mode
-        .peak_conns
-        .filter(|_| wanted(&only, &["peak", "limits"]))
-    {
-        let (server, _) = Souk::start(&bin, server_env(Launch::existing(&main_db)))?;
-        let scenario = Kind::Mixed.scenario(mode.users, false);
-        let label = format!("{} (fresh server)", Kind::Mixed.label());
-        rows.push(runner.row(
-            Some(&server),
-            server.addr,
-            Kind::Mixed,
-            label,
-            peak,
-            &scenario,
-        ));
-        for line in server.complaints() {
-            notes.push(format!("server log (peak row): {line}"));
+    match limits::run(&limits_setup, &mut journal.notes) {
+        Ok((limits, ok)) => {
+            journal.judge(ok);
+            limits
         }
-        clean &= report_stop(server, &mut notes, false);
+        Err(e) => {
+            journal.clean = false;
+            limits::Limits::skipped(format!("**failed**: {e}"))
+        }
     }
-    match souk_check(&bin, &main_db) {
-        Ok(took) => notes.push(format!(
+}
+
+/// Peak RSS with many connections, on a server of its own: the heap that
+/// earlier rows left behind (argon2's 19 MiB blocks, the 100-item batch
+/// jobs) would otherwise count against it.
+fn peak_row(setup: &Setup<'_>, journal: &mut Journal) -> Result<Option<RowResult>, String> {
+    let Some(peak) = setup
+        .mode
+        .peak_conns
+        .filter(|_| wanted(&setup.only, &["peak", "limits"]))
+    else {
+        return Ok(None);
+    };
+    let (server, _) = Souk::start(&setup.bin, server_env(Launch::existing(&setup.main_db)))?;
+    let scenario = Kind::Mixed.scenario(setup.mode.users, false);
+    let label = format!("{} (fresh server)", Kind::Mixed.label());
+    let row = setup.runner().row(
+        Some(&server),
+        server.addr,
+        Kind::Mixed,
+        label,
+        peak,
+        &scenario,
+    );
+    for line in server.complaints() {
+        journal.notes.push(format!("server log (peak row): {line}"));
+    }
+    let ok = report_stop(server, &mut journal.notes, false);
+    journal.judge(ok);
+    Ok(Some(row))
+}
+
+/// `souk check` on the main database after all the load.
+fn check_after_load(setup: &Setup<'_>, journal: &mut Journal) {
+    match souk_check(&setup.bin, &setup.main_db) {
+        Ok(took) => journal.notes.push(format!(
             "`souk check` after the load rows: all invariants hold ({:.2} s, database {:.0} MB)",
             took.as_secs_f64(),
-            file_mb(&main_db)
+            file_mb(&setup.main_db)
         )),
         Err(e) => {
-            notes.push(format!("`souk check` after the load rows FAILED: {e}"));
-            clean = false;
+            journal
+                .notes
+                .push(format!("`souk check` after the load rows FAILED: {e}"));
+            journal.clean = false;
         }
     }
+}
 
-    // The other storage ceilings (the machine-limits one ran after the
-    // transfer row).
+/// The other storage ceilings (the machine-limits one ran after the
+/// transfer row).
+fn other_ceilings(setup: &Setup<'_>) -> Result<Vec<Ceiling>, String> {
     let variants = [
         (1, None),
         (CEILING_BATCH, None),
         (CEILING_BATCH, Some(CEILING_BIG_CACHE_KIB)),
     ];
-    for (per_tx, cache_kib) in variants.into_iter().filter(|_| wanted(&only, &["ceiling"])) {
-        let duration = mode.ceiling_duration;
+    let mut ceilings = Vec::new();
+    for (per_tx, cache_kib) in variants
+        .into_iter()
+        .filter(|_| wanted(&setup.only, &["ceiling"]))
+    {
+        let (users, duration) = (setup.mode.users, setup.mode.ceiling_duration);
         ceilings.push(ceiling_on_copy(
-            &pristine, mode.users, per_tx, cache_kib, duration,
+            &setup.pristine,
+            users,
+            per_tx,
+            cache_kib,
+            duration,
         )?);
     }
-    ceilings.sort_by_key(|c| (c.per_tx, c.cache_kib));
+    Ok(ceilings)
+}
 
-    // The search ceiling on a copy of the seeded database.
-    let mut search_ceilings = Vec::new();
+/// The search ceiling on a copy of the seeded database, on 1 and 2 threads.
+fn search_ceilings(setup: &Setup<'_>) -> Result<Vec<SearchCeiling>, String> {
+    let mut ceilings = Vec::new();
+    let db = setup.dir.join("search-ceiling.db");
+    copy_db(&setup.pristine, &db)?;
+    for threads in [1, 2]
+        .into_iter()
+        .filter(|_| wanted(&setup.only, &["ceiling"]))
     {
-        let db = dir.join("search-ceiling.db");
-        copy_db(&pristine, &db)?;
-        for threads in [1, 2].into_iter().filter(|_| wanted(&only, &["ceiling"])) {
-            eprintln!("search ceiling: {threads} thread(s) …");
-            search_ceilings.push(search_ceiling(&db, threads, mode.ceiling_duration)?);
-        }
-        remove_db(&db);
+        eprintln!("search ceiling: {threads} thread(s) …");
+        ceilings.push(search_ceiling(&db, threads, setup.mode.ceiling_duration)?);
     }
+    remove_db(&db);
+    Ok(ceilings)
+}
 
-    // Growth: the seeded size, then the large one.
-    let mut growth = Vec::new();
-    let mut sizes = Vec::new();
-    if let Some(large) = mode.growth_users {
-        let growth_runner = Runner {
-            ticks_per_s,
-            warmup: mode.growth_warmup,
-            duration: mode.growth_duration,
-        };
-        let small_db = dir.join("growth-small.db");
-        copy_db(&pristine, &small_db)?;
-        sizes.push(SizeFacts {
-            users: mode.users,
-            seed: seed_time,
-            db_mb: file_mb(&pristine),
-            check: check_small,
-        });
-        eprintln!("growth at {} users:", mode.users);
-        let (rows, ok) = growth_rows(&bin, &small_db, mode.users, &growth_runner, &mut notes)?;
+/// Growth (full mode): the uniform-read rows at the seeded size, then at
+/// the large one seeded for them, and the facts of both sizes.
+fn growth(
+    setup: &Setup<'_>,
+    seeded: &Seeded,
+    journal: &mut Journal,
+) -> Result<(Vec<GrowthRow>, Vec<SizeFacts>), String> {
+    let (mut growth, mut sizes) = (Vec::new(), Vec::new());
+    let Some(large) = setup.mode.growth_users else {
+        return Ok((growth, sizes));
+    };
+    let mode = setup.mode;
+    let growth_runner = Runner {
+        ticks_per_s: setup.ticks_per_s,
+        warmup: mode.growth_warmup,
+        duration: mode.growth_duration,
+    };
+    let mut at_size = |db: &Path, users: usize, journal: &mut Journal| -> Result<(), String> {
+        eprintln!("growth at {users} users:");
+        let (rows, ok) = growth_rows(&setup.bin, db, users, &growth_runner, &mut journal.notes)?;
         growth.extend(rows);
-        clean &= ok;
-        remove_db(&small_db);
-        let large_db = dir.join("growth-large.db");
-        eprintln!("seeding {large} users …");
-        let took = seed(&bin, &large_db, large, 0, &phc)?;
-        eprintln!("seeded in {:.1} s; souk check …", took.as_secs_f64());
-        let check = souk_check(&bin, &large_db)?;
-        sizes.push(SizeFacts {
-            users: large,
-            seed: took,
-            db_mb: file_mb(&large_db),
-            check,
-        });
-        eprintln!("growth at {large} users:");
-        let (rows, ok) = growth_rows(&bin, &large_db, large, &growth_runner, &mut notes)?;
-        growth.extend(rows);
-        clean &= ok;
-        remove_db(&large_db);
-    }
+        journal.judge(ok);
+        remove_db(db);
+        Ok(())
+    };
+    let small_db = setup.dir.join("growth-small.db");
+    copy_db(&setup.pristine, &small_db)?;
+    sizes.push(SizeFacts {
+        users: mode.users,
+        seed: seeded.seed_time,
+        db_mb: file_mb(&setup.pristine),
+        check: seeded.check_time,
+    });
+    at_size(&small_db, mode.users, journal)?;
+    let large_db = setup.dir.join("growth-large.db");
+    eprintln!("seeding {large} users …");
+    let took = seed(&setup.bin, &large_db, large, 0, &seeded.phc)?;
+    eprintln!("seeded in {:.1} s; souk check …", took.as_secs_f64());
+    let check = souk_check(&setup.bin, &large_db)?;
+    sizes.push(SizeFacts {
+        users: large,
+        seed: took,
+        db_mb: file_mb(&large_db),
+        check,
+    });
+    at_size(&large_db, large, journal)?;
+    Ok((growth, sizes))
+}
 
-    // The cost of recording metrics.
-    eprintln!("RequestMetrics::record …");
-    let records = vec![
-        record_cost(1, mode.record_calls),
-        record_cost(2, mode.record_calls),
-    ];
-
+/// The notes on how the run was set up, after those of its phases.
+fn closing_notes(setup: &Setup<'_>, workers: usize, load_before: &str, notes: &mut Vec<String>) {
     notes.push(format!(
         "server: {} on a copy of the seeded database, SOUK_MAX_CONNECTIONS={SERVER_MAX_CONNECTIONS}, LOGIN_RATE_LIMIT={SERVER_LOGIN_RATE_LIMIT} (one client address), SOUK_FEE_BPS={} (orders pay a fee); other settings default or from the environment",
-        bin.display(),
+        setup.bin.display(),
         orders::FEE_BPS
     ));
-    notes.push(format!(
-        "tiny_http 0.12: in this process, {workers} threads calling `recv()` (as many as souk's workers)"
-    ));
+    notes.push(program::tiny_http_note(workers));
     notes.push("client: this process, one thread and one keep-alive connection per conn, closed loop, on the same cores as the server; each thread acts as its own seeded user (reads of the main rows: its own session, a uniformly drawn profile)".into());
-    if !mode.batch_conns.contains(&512) {
+    let batch_conns = setup.mode.batch_conns;
+    if !batch_conns.contains(&512) {
         notes.push(format!(
-            "POST /transfers/batch runs at {:?} connections only: at 512, one group commit takes up to 512 jobs × 100 items = 51,200 transfers, which takes longer than this client's {:?} read timeout (every request timed out in a trial run)",
-            mode.batch_conns,
+            "POST /transfers/batch runs at {batch_conns:?} connections only: at 512, one group commit takes up to 512 jobs × 100 items = 51,200 transfers, which takes longer than this client's {:?} read timeout (every request timed out in a trial run)",
             common::IO_TIMEOUT
         ));
     }
     notes.push("errors count failed exchanges and unexpected statuses over warm-up and window; rates and latencies count iterations completed inside the window".into());
-    notes.push(format!(
-        "load average (1/5/15 min) before: {load_before}, after: {} (other work on the machine skews every number)",
-        load_average()
-    ));
-    print_report(&Report {
-        mode,
-        users: mode.users,
-        seed_time,
-        rows: &rows,
-        cold: &cold,
-        idle_rss_kb,
-        idle_threads,
-        empty_idle_rss_kb,
-        ceilings: &ceilings,
-        search_ceilings: &search_ceilings,
-        matches,
-        growth: &growth,
-        sizes: &sizes,
-        records: &records,
-        store,
-        limits: &limits,
-        notes: &notes,
-    });
-    Ok(clean)
+    notes.push(program::load_note(load_before));
 }

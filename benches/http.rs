@@ -26,14 +26,15 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::program;
 use common::{
-    CONNECT_SETUP, Client, ColdStart, Launch, RssWatch, Scenario, Souk, Stats, Tiny,
+    CONNECT_SETUP, Client, ColdStart, Flow, Launch, RssWatch, Scenario, Souk, Stats, Tiny,
     clock_ticks_per_second, cpu_during, drive, fmt_mb, fmt_ms, load_average, machine, median,
-    open_files_limit, proc_status_kb, ratio, report_stop, status_field,
+    open_files_limit, ratio, report_stop,
 };
 
 // ---------------------------------------------------------------------------
@@ -198,31 +199,9 @@ fn run_row(env: &mut Env<'_>, row: &Row) -> RowResult {
     );
     let souk_pid = (row.target == Target::Souk).then(|| env.souk.pid());
     let watch = souk_pid.map(RssWatch::start);
-    let mut idle = Vec::with_capacity(row.idle);
-    let mut idle_failed = 0usize;
     // The idle connections' requests come from a flow of their own.
     let mut idle_flow = scenario.flow(usize::MAX);
-    // One deadline for all of them: a dead or stuck server cannot hold the row
-    // for a timeout per connection.
-    let idle_deadline = Instant::now() + CONNECT_SETUP;
-    for i in 0..row.idle {
-        if Instant::now() >= idle_deadline {
-            idle_failed += row.idle - i;
-            break;
-        }
-        let opened = Client::connect_until(addr, idle_deadline).and_then(|mut c| {
-            let answer = c.exchange(&idle_flow.request())?;
-            match idle_flow.answer(answer.status, c.body()) {
-                Ok(true) if !answer.close => Ok(c),
-                Ok(_) => Err("closed or unfinished".to_string()),
-                Err(e) => Err(e),
-            }
-        });
-        match opened {
-            Ok(client) => idle.push(client),
-            Err(_) => idle_failed += 1,
-        }
-    }
+    let (mut idle, idle_failed) = open_idle(addr, row.idle, idle_flow.as_mut());
     let server_pid = souk_pid.unwrap_or_else(std::process::id);
     let (stats, cpu, span) = cpu_during(server_pid, env.ticks_per_s, || {
         drive(
@@ -233,20 +212,8 @@ fn run_row(env: &mut Env<'_>, row: &Row) -> RowResult {
             &scenario,
         )
     });
-    let idle_lost = (row.idle > 0).then(|| {
-        let mut still = 0;
-        let deadline = Instant::now() + CONNECT_SETUP;
-        for client in &mut idle {
-            if Instant::now() >= deadline {
-                break;
-            }
-            let answer = client.exchange(&idle_flow.request());
-            still += usize::from(
-                answer.is_ok_and(|a| idle_flow.answer(a.status, client.body()) == Ok(true)),
-            );
-        }
-        idle_failed + (idle.len() - still)
-    });
+    let idle_lost = (row.idle > 0)
+        .then(|| idle_failed + (idle.len() - still_answering(&mut idle, idle_flow.as_mut())));
     drop(idle);
     let peak_rss_kb = watch.map(RssWatch::finish);
     let server_cpu_s = cpu.map(|process| match row.target {
@@ -272,6 +239,49 @@ fn run_row(env: &mut Env<'_>, row: &Row) -> RowResult {
     }
 }
 
+/// Opens `count` idle keep-alive connections, each answered once; the ones
+/// that opened and how many did not. One deadline for all of them: a dead
+/// or stuck server cannot hold the row for a timeout per connection.
+fn open_idle(addr: SocketAddr, count: usize, flow: &mut dyn Flow) -> (Vec<Client>, usize) {
+    let mut idle = Vec::with_capacity(count);
+    let mut failed = 0usize;
+    let deadline = Instant::now() + CONNECT_SETUP;
+    for i in 0..count {
+        if Instant::now() >= deadline {
+            failed += count - i;
+            break;
+        }
+        let opened = Client::connect_until(addr, deadline).and_then(|mut c| {
+            let answer = c.exchange(&flow.request())?;
+            match flow.answer(answer.status, c.body()) {
+                Ok(true) if !answer.close => Ok(c),
+                Ok(_) => Err("closed or unfinished".to_string()),
+                Err(e) => Err(e),
+            }
+        });
+        match opened {
+            Ok(client) => idle.push(client),
+            Err(_) => failed += 1,
+        }
+    }
+    (idle, failed)
+}
+
+/// How many of the idle connections still answer a request after the row.
+fn still_answering(idle: &mut [Client], flow: &mut dyn Flow) -> usize {
+    let mut still = 0;
+    let deadline = Instant::now() + CONNECT_SETUP;
+    for client in idle {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let answer = client.exchange(&flow.request());
+        still +=
+            usize::from(answer.is_ok_and(|a| flow.answer(a.status, client.body()) == Ok(true)));
+    }
+    still
+}
+
 // ---------------------------------------------------------------------------
 // Reporting.
 
@@ -279,11 +289,31 @@ fn print_report(
     mode: &Mode,
     results: &[RowResult],
     cold: &[ColdStart],
-    idle_rss_kb: Option<u64>,
-    idle_threads: Option<u64>,
+    idle: &program::Idle,
     notes: &[String],
 ) {
     let mut out = String::new();
+    write_rows(&mut out, mode, results);
+    write_cold_start(&mut out, cold, idle);
+    write_ratios(&mut out, results);
+    write_cpu(&mut out, results);
+    let _ = writeln!(out);
+    for r in results {
+        if let Some(lost) = r.idle_lost {
+            let _ = writeln!(
+                out,
+                "- {} ({}): idle connections lost (not opened, or no answer to a second request after the row): {lost}",
+                r.label, r.conns
+            );
+        }
+        program::write_errors(&mut out, &r.label, &r.conns, &r.stats);
+    }
+    program::write_notes(&mut out, notes);
+    program::print(&out);
+}
+
+/// The title and the table of every row.
+fn write_rows(out: &mut String, mode: &Mode, results: &[RowResult]) {
     let _ = writeln!(
         out,
         "\n## HTTP benchmark ({} mode: {:?} warm-up + {:?} measured per row)\n",
@@ -308,6 +338,10 @@ fn print_report(
             fmt_mb(r.peak_rss_kb),
         );
     }
+}
+
+/// Cold start, idle RSS and the machine.
+fn write_cold_start(out: &mut String, cold: &[ColdStart], idle: &program::Idle) {
     let cold_ready: Vec<Duration> = cold.iter().map(|c| c.to_ready).collect();
     let cold_listen: Vec<Duration> = cold.iter().map(|c| c.to_listening).collect();
     let min = cold_ready.iter().min().copied().unwrap_or_default();
@@ -325,12 +359,14 @@ fn print_report(
     let _ = writeln!(
         out,
         "- idle RSS (500 ms after the first 200): {} MB, {} threads",
-        idle_rss_kb.map_or_else(|| "?".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
-        idle_threads.map_or_else(|| "?".into(), |n| n.to_string()),
+        program::fmt_rss_mb(idle.rss_kb),
+        idle.threads.map_or_else(|| "?".into(), |n| n.to_string()),
     );
     let _ = writeln!(out, "- machine: {}", machine());
+}
 
-    // souk / tiny_http at the same connection counts.
+/// souk / tiny_http at the same connection counts.
+fn write_ratios(out: &mut String, results: &[RowResult]) {
     let pairs: Vec<(&RowResult, &RowResult)> = results
         .iter()
         .filter(|r| r.target == Target::Souk && r.idle_lost.is_none())
@@ -367,7 +403,10 @@ fn print_report(
             );
         }
     }
+}
 
+/// CPU of the server and of the client over each row.
+fn write_cpu(out: &mut String, results: &[RowResult]) {
     let _ = writeln!(
         out,
         "\nCPU over warm-up + window (% of one core; this machine has {} cores)\n",
@@ -394,51 +433,12 @@ fn print_report(
             100.0 * r.stats.client_cpu.as_secs_f64() / secs,
         );
     }
-    let _ = writeln!(out);
-    for r in results {
-        if let Some(lost) = r.idle_lost {
-            let _ = writeln!(
-                out,
-                "- {} ({}): idle connections lost (not opened, or no answer to a second request after the row): {lost}",
-                r.label, r.conns
-            );
-        }
-        if !r.stats.errors.is_empty() {
-            let _ = writeln!(
-                out,
-                "- errors of {} ({}): {}",
-                r.label,
-                r.conns,
-                r.stats.error_kinds()
-            );
-        }
-    }
-    for note in notes {
-        let _ = writeln!(out, "- {note}");
-    }
-    print!("{out}");
-    let _ = io::stdout().flush();
 }
 
 // ---------------------------------------------------------------------------
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = if args.iter().any(|a| a == "--quick") {
-        &QUICK
-    } else if args.iter().any(|a| a == "--bench") {
-        &FULL
-    } else {
-        &SMOKE
-    };
-    match run(mode) {
-        Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("bench failed: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    program::exit_code(run(program::mode_from_args(&FULL, &QUICK, &SMOKE)))
 }
 
 /// Runs the whole plan; `Ok(false)` when the server misbehaved (no clean exit).
@@ -453,51 +453,14 @@ fn run(mode: &Mode) -> Result<bool, String> {
         "server: {} (SOUK_MAX_CONNECTIONS={SERVER_MAX_CONNECTIONS} for the idle row; other settings default or from the environment)",
         bin.display()
     ));
+    let idle_conns = idle_connections(mode, &mut notes);
+    let (mut souk, cold, mut clean_exits) = cold_starts(&bin, mode, &mut notes)?;
+    let idle = program::Idle::read(souk.pid());
 
-    // The idle row needs a descriptor per connection in this process (and in
-    // the server, which inherits the same limit).
-    let biggest_busy = mode.conns.iter().copied().max().unwrap_or(1);
-    let fd_limit = open_files_limit().unwrap_or(1024);
-    let room = fd_limit.saturating_sub(FD_MARGIN + IDLE_ROW_BUSY.max(biggest_busy));
-    let idle = mode.idle.min(room);
-    if idle < mode.idle {
-        notes.push(format!(
-            "open-files limit is {fd_limit}: the idle row has {idle} idle connections instead of {} (raise `ulimit -n` for the full row)",
-            mode.idle
-        ));
-    }
-
-    // Cold starts; the last server stays up for the load.
-    let mut cold = Vec::new();
-    let mut clean_exits = true;
-    let mut souk = None;
-    for run in 0..mode.cold_starts.max(1) {
-        let launch = Launch::fresh(run)?.env("SOUK_MAX_CONNECTIONS", SERVER_MAX_CONNECTIONS);
-        let (started, timing) = Souk::start(&bin, launch)?;
-        eprintln!(
-            "cold start {}: listening at {:.1} ms, first 200 at {:.1} ms",
-            run + 1,
-            timing.to_listening.as_secs_f64() * 1e3,
-            timing.to_ready.as_secs_f64() * 1e3
-        );
-        cold.push(timing);
-        if let Some(previous) = souk.replace(started) {
-            clean_exits &= report_stop(previous, &mut notes, false);
-        }
-    }
-    let mut souk = souk.expect("at least one start");
-    std::thread::sleep(Duration::from_millis(500));
-    let idle_rss_kb = proc_status_kb(souk.pid(), "VmRSS");
-    let idle_threads = std::fs::read_to_string(format!("/proc/{}/status", souk.pid()))
-        .ok()
-        .and_then(|s| status_field(&s, "Threads")?.parse().ok());
-
-    let workers = std::env::var("SOUK_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = program::server_workers();
     notes.push(format!(
-        "tiny_http 0.12: in this process, {workers} threads calling `recv()` (as many as souk's workers); it spawns a thread per connection"
+        "{}; it spawns a thread per connection",
+        program::tiny_http_note(workers)
     ));
     notes.push(
         "errors count failed exchanges and unexpected statuses over warm-up and window; req/s and latencies count answers completed inside the window".into(),
@@ -513,13 +476,77 @@ fn run(mode: &Mode) -> Result<bool, String> {
         workers,
         ticks_per_s: clock_ticks_per_second(),
     };
-    eprintln!(
-        "running {} rows ({} mode):",
-        plan(mode, idle).len(),
-        mode.name
-    );
+    let (results, ran_all) = run_plan(&mut env, idle_conns, &mut notes);
+    clean_exits &= ran_all;
+    if let Some(tiny) = env.tiny.take() {
+        tiny.stop();
+    }
+
+    notes.push(program::load_note(&load_before));
+    for line in souk.complaints() {
+        notes.push(format!("server log: {line}"));
+    }
+    clean_exits &= report_stop(souk, &mut notes, true);
+    print_report(mode, &results, &cold, &idle, &notes);
+    Ok(clean_exits)
+}
+
+/// Idle connections of the idle row: the mode's, as far as the open-files
+/// limit leaves room. The idle row needs a descriptor per connection in this
+/// process (and in the server, which inherits the same limit).
+fn idle_connections(mode: &Mode, notes: &mut Vec<String>) -> usize {
+    let biggest_busy = mode.conns.iter().copied().max().unwrap_or(1);
+    let fd_limit = open_files_limit().unwrap_or(1024);
+    let room = fd_limit.saturating_sub(FD_MARGIN + IDLE_ROW_BUSY.max(biggest_busy));
+    let idle = mode.idle.min(room);
+    if idle < mode.idle {
+        notes.push(format!(
+            "open-files limit is {fd_limit}: the idle row has {idle} idle connections instead of {} (raise `ulimit -n` for the full row)",
+            mode.idle
+        ));
+    }
+    idle
+}
+
+/// Cold starts on fresh databases; the last server stays up for the load.
+/// Also whether every earlier one stopped cleanly.
+fn cold_starts(
+    bin: &Path,
+    mode: &Mode,
+    notes: &mut Vec<String>,
+) -> Result<(Souk, Vec<ColdStart>, bool), String> {
+    let mut cold = Vec::new();
+    let mut clean_exits = true;
+    let mut souk = None;
+    for run in 0..mode.cold_starts.max(1) {
+        let launch = Launch::fresh(run)?.env("SOUK_MAX_CONNECTIONS", SERVER_MAX_CONNECTIONS);
+        let (started, timing) = Souk::start(bin, launch)?;
+        eprintln!(
+            "cold start {}: listening at {:.1} ms, first 200 at {:.1} ms",
+            run + 1,
+            timing.to_listening.as_secs_f64() * 1e3,
+            timing.to_ready.as_secs_f64() * 1e3
+        );
+        cold.push(timing);
+        if let Some(previous) = souk.replace(started) {
+            clean_exits &= report_stop(previous, notes, false);
+        }
+    }
+    let souk = souk.expect("at least one start");
+    Ok((souk, cold, clean_exits))
+}
+
+/// Runs the plan's rows; stops at the first row the server is found dead
+/// before (then the second value is `false`).
+fn run_plan(
+    env: &mut Env<'_>,
+    idle_conns: usize,
+    notes: &mut Vec<String>,
+) -> (Vec<RowResult>, bool) {
+    let plan = plan(env.mode, idle_conns);
+    eprintln!("running {} rows ({} mode):", plan.len(), env.mode.name);
     let mut results = Vec::new();
-    for row in plan(mode, idle) {
+    for row in plan {
         if let Some(status) = env.souk.exited() {
             notes.push(format!(
                 "souk EXITED ({status}) before the row `{} {}` ({} busy + {} idle); rows after it were skipped. Its last log lines:\n\n```\n{}\n```",
@@ -529,23 +556,9 @@ fn run(mode: &Mode) -> Result<bool, String> {
                 row.idle,
                 env.souk.log_tail(30)
             ));
-            clean_exits = false;
-            break;
+            return (results, false);
         }
-        results.push(run_row(&mut env, &row));
+        results.push(run_row(env, &row));
     }
-    if let Some(tiny) = env.tiny.take() {
-        tiny.stop();
-    }
-
-    notes.push(format!(
-        "load average (1/5/15 min) before: {load_before}, after: {} (other work on the machine skews every number)",
-        load_average()
-    ));
-    for line in souk.complaints() {
-        notes.push(format!("server log: {line}"));
-    }
-    clean_exits &= report_stop(souk, &mut notes, true);
-    print_report(mode, &results, &cold, idle_rss_kb, idle_threads, &notes);
-    Ok(clean_exits)
+    (results, true)
 }

@@ -2,8 +2,11 @@
 //! include it with `mod common;`): the keep-alive HTTP client and the load
 //! generator (`drive`), the latency histogram, /proc readings, the souk
 //! process (spawn, cold start, SIGTERM), the tiny_http ceiling and a few
-//! formatting helpers. Each program uses a different part of it.
+//! formatting helpers; `program` is the frame both programs share (mode,
+//! exit status, report notes). Each program uses a different part of it.
 #![allow(dead_code)]
+
+pub mod program;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};

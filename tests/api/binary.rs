@@ -37,6 +37,21 @@ pub fn souk(dir: &TempDir) -> Command {
     command
 }
 
+/// The first admin, `admin` with `password`, made the way docs/running.md
+/// says (`souk user create --admin`, before the server starts); it also
+/// creates the database.
+pub fn create_admin(dir: &TempDir, password: &str) {
+    let mut command = souk(dir);
+    command
+        .args(["user", "create", "--username", "admin", "--admin"])
+        .env("SOUK_PASSWORD", password);
+    let (status, out, err) = run(command);
+    assert!(
+        status.success(),
+        "souk user create: {status:?}\n{out}\n{err}"
+    );
+}
+
 /// Waits for `child` to exit; kills it and panics after `PROCESS_TIMEOUT`.
 pub fn wait_with_timeout(child: &mut Child) -> ExitStatus {
     let deadline = Instant::now() + PROCESS_TIMEOUT;

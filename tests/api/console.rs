@@ -417,29 +417,24 @@ fn the_admin_escrow_list_has_everyones_escrows_by_state_newest_first() {
     );
     assert_eq!(disputed.status, 200, "{}", disputed.summary());
 
-    let ids = |page: &Value| -> Vec<String> {
-        page["escrows"]
-            .as_array()
-            .expect("escrows")
-            .iter()
-            .map(|e| e["id"].as_str().expect("an id").to_owned())
-            .collect()
-    };
     let all = get(&w, "/api/v1/admin/escrows", Some(&admin.token)).json();
-    assert_eq!(ids(&all), [third.clone(), second.clone(), first.clone()]);
+    assert_eq!(
+        escrow_ids(&all),
+        [third.clone(), second.clone(), first.clone()]
+    );
     let held = get(&w, "/api/v1/admin/escrows?state=held", Some(&admin.token)).json();
-    assert_eq!(ids(&held), [third.clone(), first.clone()]);
+    assert_eq!(escrow_ids(&held), [third.clone(), first.clone()]);
     let open = get(
         &w,
         "/api/v1/admin/escrows?state=disputed",
         Some(&admin.token),
     )
     .json();
-    assert_eq!(ids(&open), std::slice::from_ref(&second));
+    assert_eq!(escrow_ids(&open), std::slice::from_ref(&second));
     assert_eq!(open["escrows"][0]["state"], "disputed");
     // Paged with the same cursors as everywhere.
     let page = get(&w, "/api/v1/admin/escrows?limit=2", Some(&admin.token)).json();
-    assert_eq!(ids(&page), [third.clone(), second.clone()]);
+    assert_eq!(escrow_ids(&page), [third.clone(), second.clone()]);
     assert_eq!(page["next"], json!(second));
     let rest = get(
         &w,
@@ -447,36 +442,63 @@ fn the_admin_escrow_list_has_everyones_escrows_by_state_newest_first() {
         Some(&admin.token),
     )
     .json();
-    assert_eq!(ids(&rest), std::slice::from_ref(&first));
+    assert_eq!(escrow_ids(&rest), std::slice::from_ref(&first));
     assert!(rest["next"].is_null());
     // A user's own list is unchanged: only theirs.
     let bens = w.get("/api/v1/escrows", &b.token).json();
     assert_eq!(bens["escrows"].as_array().map(Vec::len), Some(2));
 
-    // An order's escrow is left out with kind=plain, alone with kind=order;
-    // a disputed order's escrow too, so plain disputes are never crowded out.
+    let order_id = a_disputed_order(&w, &a, &b);
+    orders_escrows_are_listed_by_kind(&w, &admin, &order_id, [first, second, third]);
+}
+
+/// The ids of a page of escrows, in order.
+fn escrow_ids(page: &Value) -> Vec<String> {
+    page["escrows"]
+        .as_array()
+        .expect("escrows")
+        .iter()
+        .map(|e| e["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+/// A listing of `seller`'s ordered by `buyer`, who disputes the order; its id.
+fn a_disputed_order(w: &World, buyer: &Member, seller: &Member) -> Value {
     let listing = w.post(
         "/api/v1/listings",
-        Some(&b.token),
+        Some(&seller.token),
         &json!({"title": "Tin cup", "currency": BTC, "price": "0.1", "quantity": 3}),
     );
     assert_eq!(listing.status, 201, "{}", listing.summary());
     let order = w.post(
         "/api/v1/orders",
-        Some(&a.token),
+        Some(&buyer.token),
         &json!({"listing": listing.json()["listing"]["id"]}),
     );
     assert_eq!(order.status, 201, "{}", order.summary());
     let order_id = order.json()["order"]["id"].clone();
     let disputed = w.post(
         &format!("/api/v1/orders/{}/dispute", order_id.as_str().unwrap_or("")),
-        Some(&a.token),
+        Some(&buyer.token),
         &json!({"reason": "never came"}),
     );
     assert_eq!(disputed.status, 200, "{}", disputed.summary());
+    order_id
+}
+
+/// An order's escrow is left out with kind=plain, alone with kind=order; a
+/// disputed order's escrow too, so plain disputes are never crowded out.
+/// `first`, `second`, `third`: the plain escrows, oldest first (the second
+/// disputed).
+fn orders_escrows_are_listed_by_kind(
+    w: &World,
+    admin: &Member,
+    order_id: &Value,
+    [first, second, third]: [String; 3],
+) {
     let list = |query: &str| {
         get(
-            &w,
+            w,
             &format!("/api/v1/admin/escrows?{query}"),
             Some(&admin.token),
         )
@@ -488,24 +510,27 @@ fn the_admin_escrow_list_has_everyones_escrows_by_state_newest_first() {
         Some(1),
         "{orders}"
     );
-    assert_eq!(orders["escrows"][0]["order"], order_id);
+    assert_eq!(orders["escrows"][0]["order"], *order_id);
     let order_escrow = orders["escrows"][0]["id"].as_str().unwrap_or("").to_owned();
     assert_eq!(
-        ids(&list("state=disputed")),
+        escrow_ids(&list("state=disputed")),
         [order_escrow.clone(), second.clone()]
     );
-    assert_eq!(ids(&list("state=disputed&kind=order")), [order_escrow]);
     assert_eq!(
-        ids(&list("state=disputed&kind=plain")),
+        escrow_ids(&list("state=disputed&kind=order")),
+        [order_escrow]
+    );
+    assert_eq!(
+        escrow_ids(&list("state=disputed&kind=plain")),
         std::slice::from_ref(&second)
     );
     let plain = list("kind=plain&limit=1");
-    assert_eq!(ids(&plain), std::slice::from_ref(&third));
+    assert_eq!(escrow_ids(&plain), std::slice::from_ref(&third));
     assert_eq!(
-        ids(&list(&format!("kind=plain&after={third}"))),
+        escrow_ids(&list(&format!("kind=plain&after={third}"))),
         [second, first]
     );
-    get(&w, "/api/v1/admin/escrows?kind=both", Some(&admin.token))
+    get(w, "/api/v1/admin/escrows?kind=both", Some(&admin.token))
         .assert_error(400, "invalid_field");
 }
 

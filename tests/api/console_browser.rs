@@ -489,6 +489,55 @@ fn seed_dispute(w: &World, admin: &Member, buyer: &Member, seller: &Member) -> S
     id
 }
 
+/// The world the browser test works on: its users and the disputes seeded
+/// for the admin to find.
+struct Scene {
+    w: World,
+    admin: Member,
+    /// A member who is not an admin.
+    outsider: Member,
+    /// A member whose display name is markup.
+    mallory: Member,
+    buyer: Member,
+    seller: Member,
+    /// The disputed order the admin resolves.
+    order: String,
+    /// More disputed orders, each with messages.
+    others: Vec<String>,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let w = world_with(|config| {
+            config.fee_bps = 500;
+            config.max_login_attempts = 2;
+        });
+        let admin = w.admin("console_admin");
+        let outsider = w.member("not_an_admin");
+        let mallory = quick_user(&w.db, "mallory", false);
+        let named = w.patch(
+            "/api/v1/users/me",
+            &mallory.token,
+            &json!({"display_name": HOSTILE}),
+        );
+        assert_eq!(named.status, 200, "{}", named.summary());
+        let buyer = quick_user(&w.db, "buyer", false);
+        let seller = quick_user(&w.db, "seller", false);
+        let order = seed_dispute(&w, &admin, &buyer, &seller);
+        let others = seed_more_disputes(&w, &admin, OTHER_DISPUTES);
+        Scene {
+            w,
+            admin,
+            outsider,
+            mallory,
+            buyer,
+            seller,
+            order,
+            others,
+        }
+    }
+}
+
 #[test]
 fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     let Some(path) = chromium() else {
@@ -499,27 +548,46 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         eprintln!("skipped: no chromium on this machine");
         return;
     };
-    let w = world_with(|config| {
-        config.fee_bps = 500;
-        config.max_login_attempts = 2;
-    });
-    let admin = w.admin("console_admin");
-    let outsider = w.member("not_an_admin");
-    let mallory = quick_user(&w.db, "mallory", false);
-    let named = w.patch(
-        "/api/v1/users/me",
-        &mallory.token,
-        &json!({"display_name": HOSTILE}),
-    );
-    assert_eq!(named.status, 200, "{}", named.summary());
-    let buyer = quick_user(&w.db, "buyer", false);
-    let seller = quick_user(&w.db, "seller", false);
-    let order = seed_dispute(&w, &admin, &buyer, &seller);
-    let others = seed_more_disputes(&w, &admin, OTHER_DISPUTES);
-    let base = format!("http://{}", w.app.addr);
-
+    let s = Scene::new();
     let mut b = Browser::launch(&path);
-    b.navigate(&format!("{base}/admin"));
+    b.navigate(&format!("http://{}/admin", s.w.app.addr));
+    refusals_at_sign_in(&mut b, &s);
+    a_failed_session_end_is_said(&mut b, &s);
+
+    // The admin signs in.
+    let token = b.sign_in_admin("console_admin", "the overview");
+    assert!(b.visible("console") && !b.visible("signin"));
+    the_overview_moves_under_load(&mut b, &s);
+    suspend_a_user(&mut b, &s);
+    lift_a_lockout(&mut b, &s);
+    disputes_show_with_their_messages(&mut b, &s);
+    resolve_a_dispute(&mut b, &s);
+    close_a_listing(&mut b);
+    fees_and_the_ledger_check(&mut b, &s);
+    signing_out_leaves_nothing(&mut b, &s, &token);
+    a_session_ended_elsewhere_returns_to_the_form(&mut b, &s);
+    a_demoted_admin_is_refused(&mut b, &s);
+
+    assert!(
+        b.problems.is_empty(),
+        "the browser reported: {:#?}",
+        b.problems
+    );
+}
+
+/// Polls until `token` gets 401 from `GET /users/me`; fails with `what`
+/// after WAIT.
+fn wait_until_refused(w: &World, token: &str, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while status(w, "GET", "/api/v1/users/me", token) != 401 {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Only the form shows at first; a wrong password and a non-admin are refused.
+fn refusals_at_sign_in(b: &mut Browser, s: &Scene) {
+    let Scene { w, outsider, .. } = s;
     b.wait_for(
         "the sign-in form",
         "document.readyState === 'complete' && !!document.getElementById('signin-form')",
@@ -554,12 +622,16 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     assert!(!b.visible("console") && !b.visible("tabs"));
     assert_eq!(b.eval("sessionStorage.length"), json!(0));
     assert_eq!(
-        sessions_of(&w, &outsider.id),
+        sessions_of(w, &outsider.id),
         1,
         "only the test's own session is left"
     );
     b.screenshot("2-refused");
+}
 
+/// When ending the refused session fails, the page says so.
+fn a_failed_session_end_is_said(b: &mut Browser, s: &Scene) {
+    let Scene { w, outsider, .. } = s;
     // When ending that session fails (here the network refuses the
     // DELETE), the page says so instead of claiming it was ended.
     b.eval(
@@ -577,19 +649,19 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     );
     b.eval("window.fetch = window.realFetch; true");
     assert_eq!(
-        sessions_of(&w, &outsider.id),
+        sessions_of(w, &outsider.id),
         2,
         "that session is still there"
     );
+}
 
-    // The admin signs in.
-    let token = b.sign_in_admin("console_admin", "the overview");
-    assert!(b.visible("console") && !b.visible("signin"));
-
+/// The overview: the request counter, the charts and their tooltip.
+fn the_overview_moves_under_load(b: &mut Browser, s: &Scene) {
+    let Scene { w, mallory, .. } = s;
     // The request counter moves under load.
     let before: u64 = b.text("t-total").parse().expect("a count");
     for _ in 0..40 {
-        assert_eq!(status(&w, "GET", "/api/v1/users/me", &mallory.token), 200);
+        assert_eq!(status(w, "GET", "/api/v1/users/me", &mallory.token), 200);
     }
     let moved = format!(
         "Number(document.getElementById('t-total').textContent) >= {}",
@@ -620,17 +692,28 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "{tip}"
     );
     b.screenshot("3-overview");
+}
 
-    // Users: search, open, suspend; the user's token is refused afterwards.
-    b.click("#tabs button[data-tab=users]");
-    b.fill("#user-q", "mall");
+/// Searches the users tab for `query` and opens user `id` from the
+/// results; the selector of that user's row.
+fn open_user(b: &mut Browser, query: &str, id: &str) -> String {
+    b.fill("#user-q", query);
     b.submit("#user-search");
-    let row = format!("tr[data-user-id=\"{}\"]", mallory.id);
+    let row = format!("tr[data-user-id=\"{id}\"]");
     b.wait_for(
         "the search result",
         &format!("!!document.querySelector('{row}')"),
     );
     b.click(&row);
+    row
+}
+
+/// Users: search, open, suspend.
+fn suspend_a_user(b: &mut Browser, s: &Scene) {
+    let Scene { w, mallory, .. } = s;
+    // Users: search, open, suspend; the user's token is refused afterwards.
+    b.click("#tabs button[data-tab=users]");
+    let row = open_user(b, "mall", &mallory.id);
     b.wait_for("the user's page", "document.getElementById('ud-status') && document.getElementById('ud-status').textContent === 'active'");
     assert_eq!(b.text("ud-title"), format!("mallory ({HOSTILE})"));
     let listed = b.eval(&format!("document.querySelector('{row}').textContent"));
@@ -649,9 +732,13 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "the suspension",
         "document.getElementById('ud-status').textContent === 'suspended'",
     );
-    assert_eq!(status(&w, "GET", "/api/v1/users/me", &mallory.token), 401);
+    assert_eq!(status(w, "GET", "/api/v1/users/me", &mallory.token), 401);
     b.screenshot("4-user-suspended");
+}
 
+/// A locked-out user.
+fn lift_a_lockout(b: &mut Browser, s: &Scene) {
+    let Scene { w, outsider, .. } = s;
     // A locked-out user: the page shows until when, and lifts it.
     let login = |password: &str| {
         hashing_request(
@@ -665,14 +752,7 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     };
     assert_eq!((login("wrong one 1"), login("wrong one 2")), (401, 401));
     assert_eq!(login(PASSWORD), 429);
-    b.fill("#user-q", "not_an");
-    b.submit("#user-search");
-    let row = format!("tr[data-user-id=\"{}\"]", outsider.id);
-    b.wait_for(
-        "the search result",
-        &format!("!!document.querySelector('{row}')"),
-    );
-    b.click(&row);
+    open_user(b, "not_an", &outsider.id);
     b.wait_for(
         "the lockout",
         "document.getElementById('ud-title').textContent === 'not_an_admin' && document.getElementById('ud-locked-until').textContent !== 'not locked out'",
@@ -684,9 +764,11 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "document.getElementById('ud-locked-until').textContent === 'not locked out' && document.getElementById('ud-message').textContent.includes('done')",
     );
     assert_eq!(login(PASSWORD), 201);
+}
 
-    // Disputes: a split that does not add up is stopped on the page; the
-    // right one resolves the order.
+/// Disputes: every disputed order shows with its messages.
+fn disputes_show_with_their_messages(b: &mut Browser, s: &Scene) {
+    let Scene { order, others, .. } = s;
     b.eval(COUNT_MESSAGE_LOADS);
     b.click("#tabs button[data-tab=disputes]");
     let card = format!("div.card[data-kind=order][data-id=\"{order}\"]");
@@ -695,7 +777,7 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         &format!("!!document.querySelector('{card}')"),
     );
     // Every disputed order shows with its messages, loaded a few at a time.
-    for id in &others {
+    for id in others {
         let other = format!("div.card[data-kind=order][data-id=\"{id}\"] .messages");
         assert_eq!(
             b.eval(&format!("!!document.querySelector('{other}')")),
@@ -717,6 +799,19 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
     // The title, the reason and the message show the markup as text.
     assert_eq!(card_text.matches(HOSTILE).count(), 3, "{card_text}");
     assert_eq!(b.eval(NO_MARKUP), json!(true), "a dispute became markup");
+}
+
+/// Disputes: a split that does not add up is stopped on the page; the right one resolves the order.
+fn resolve_a_dispute(b: &mut Browser, s: &Scene) {
+    let Scene {
+        w,
+        admin,
+        buyer,
+        seller,
+        order,
+        ..
+    } = s;
+    let card = format!("div.card[data-kind=order][data-id=\"{order}\"]");
     b.fill(&format!("{card} .to-seller"), "0.06");
     b.fill(&format!("{card} .to-buyer"), "0.05");
     b.submit(&format!("{card} form"));
@@ -742,12 +837,15 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         .clone();
     assert_eq!(resolved["state"], "resolved");
     // Buyer: 1 - 0.1 + 0.04; seller: 0.06 less the fee taken from it.
-    assert_eq!(w.balance(&buyer, "btc").0, "0.94000000");
+    assert_eq!(w.balance(buyer, "btc").0, "0.94000000");
     let fee = resolved["fee"].as_str().expect("a fee");
     assert_eq!(fee, "0.00300000", "5 % of the seller's part");
-    assert_eq!(w.balance(&seller, "btc").0, "0.05700000");
-    assert!(w.check(&admin).is_empty());
+    assert_eq!(w.balance(seller, "btc").0, "0.05700000");
+    assert!(w.check(admin).is_empty());
+}
 
+/// Listings: find and close one.
+fn close_a_listing(b: &mut Browser) {
     // Listings: find and close one.
     b.click("#tabs button[data-tab=listings]");
     b.fill("#listing-q", "brass");
@@ -765,7 +863,11 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "document.getElementById('listings-message').textContent.includes('closed')",
     );
     b.screenshot("6-listings");
+}
 
+/// Fees (a refusal, a withdrawal) and the ledger check.
+fn fees_and_the_ledger_check(b: &mut Browser, s: &Scene) {
+    let Scene { w, admin, .. } = s;
     // Fees and the ledger check.
     b.click("#tabs button[data-tab=fees]");
     b.wait_for(
@@ -807,7 +909,11 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "document.getElementById('ledger-result').textContent.includes('All invariants hold')",
     );
     b.screenshot("8-ledger");
+}
 
+/// Signing out ends the session and leaves nothing on screen.
+fn signing_out_leaves_nothing(b: &mut Browser, s: &Scene, token: &str) {
+    let Scene { w, .. } = s;
     // Signing out ends the session and leaves nothing on screen.
     b.click("#sign-out");
     b.wait_for(
@@ -831,30 +937,28 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         json!("")
     );
     assert_eq!(b.eval("sessionStorage.length"), json!(0));
-    let deadline = Instant::now() + WAIT;
-    while status(&w, "GET", "/api/v1/users/me", &token) != 401 {
-        assert!(
-            Instant::now() < deadline,
-            "the admin's token still works after signing out"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_refused(w, token, "the admin's token still works after signing out");
     b.screenshot("9-signed-out");
+}
 
+/// A session ended elsewhere sends the page back to the form.
+fn a_session_ended_elsewhere_returns_to_the_form(b: &mut Browser, s: &Scene) {
+    let Scene { w, .. } = s;
     // A session that ends behind the page's back (here: a logout from
     // elsewhere) sends the page back to the form at its next call.
     let token = b.sign_in_admin("console_admin", "the overview again");
-    assert_eq!(
-        status(&w, "DELETE", "/api/v1/sessions/current", &token),
-        204
-    );
+    assert_eq!(status(w, "DELETE", "/api/v1/sessions/current", &token), 204);
     b.wait_for(
         "the page to notice",
         "document.getElementById('signin-message').textContent.includes('session has ended')",
     );
     assert!(!b.visible("console"));
     assert_eq!(b.text("t-total"), "–");
+}
 
+/// An admin whose role is taken away is refused.
+fn a_demoted_admin_is_refused(b: &mut Browser, s: &Scene) {
+    let Scene { w, admin, .. } = s;
     // An admin whose role is taken away is refused at the next call, and
     // the page ends the session.
     let token = b.sign_in_admin("console_admin", "the overview once more");
@@ -870,18 +974,5 @@ fn an_admin_runs_the_marketplace_from_the_console_in_a_real_browser() {
         "document.getElementById('signin-message').textContent.includes('no longer an administrator')",
     );
     assert!(!b.visible("console"));
-    let deadline = Instant::now() + WAIT;
-    while status(&w, "GET", "/api/v1/users/me", &token) != 401 {
-        assert!(
-            Instant::now() < deadline,
-            "the former admin's session was not ended"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    assert!(
-        b.problems.is_empty(),
-        "the browser reported: {:#?}",
-        b.problems
-    );
+    wait_until_refused(w, &token, "the former admin's session was not ended");
 }

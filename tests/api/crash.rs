@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::binary::{PROCESS_TIMEOUT, Served, run, souk};
+use crate::binary::{PROCESS_TIMEOUT, Served, create_admin, run, souk};
 use crate::client::{Member, log_in_at, member_at, request, send_json};
-use crate::helpers::{CLIENT_TIMEOUT, Client, TempDir};
+use crate::helpers::{CLIENT_TIMEOUT, Client, HttpResponse, TempDir};
 
 /// How long the load runs before the kill.
 const LOAD_BEFORE_KILL: Duration = Duration::from_secs(1);
@@ -65,18 +65,51 @@ const FUNDING_MINOR: i128 = 100_000_000_000;
 fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
     let started = Instant::now();
     let dir = TempDir::new();
+    create_admin(&dir, PASSWORD);
+    let served = Served::start(&dir);
+    let admin = log_in_at(served.addr, "admin", PASSWORD).token;
+    let users = funded_users(served.addr, &admin);
+    let reports = load_then_kill_9(served, &users, started);
+    let acknowledged: Vec<&(Sent, Vec<u8>)> =
+        reports.iter().flat_map(|r| &r.acknowledged).collect();
+    assert!(
+        acknowledged.len() >= 10,
+        "too few transfers acknowledged to test anything: {}",
+        acknowledged.len()
+    );
+    let in_flight = reports.iter().filter(|r| r.unanswered.is_some()).count();
+    eprintln!(
+        "{} transfers acknowledged, {in_flight} in flight at the kill",
+        acknowledged.len()
+    );
 
-    // The first admin, from the command line, before the server starts.
-    let mut command = souk(&dir);
-    command
-        .args(["user", "create", "--username", "admin", "--admin"])
-        .env("SOUK_PASSWORD", PASSWORD);
-    let (status, out, err) = run(command);
-    assert_eq!(status.code(), Some(0), "user create: {out}\n{err}");
+    // The crashed database as an operator finds it.
+    souk_check(&dir, "right after the kill");
 
     let served = Served::start(&dir);
     let addr = served.addr;
-    let admin = log_in_at(addr, "admin", PASSWORD).token;
+    let outs = assert_acknowledged_applied_once(addr, &users, &acknowledged);
+    assert_balances_replay_the_transfers(addr, &admin, &users, &reports, &outs);
+    assert_totals_and_check(addr, &admin);
+    assert_keys_replay(addr, &users, &reports, &outs);
+    let log = served.drain_log();
+    assert!(
+        !log.iter().any(|line| line.contains("panicked")),
+        "the restarted server panicked: {log:#?}"
+    );
+    served.stop();
+
+    assert_whole_transfers_in_the_file(&dir, acknowledged.len() + in_flight);
+    souk_check(&dir, "after the restart and a clean stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(180),
+        "the crash test took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Two users with FUNDING btc each, deposited by the admin.
+fn funded_users(addr: SocketAddr, admin: &str) -> Vec<Member> {
     let users: Vec<Member> = (0..2)
         .map(|i| member_at(addr, &format!("crash_user{i}"), PASSWORD))
         .collect();
@@ -86,65 +119,26 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
             addr,
             "POST",
             "/api/v1/admin/deposits",
-            Some(&admin),
+            Some(admin),
             Some(&body),
             &[],
         );
         assert_eq!(response.status, 201, "funding: {}", response.body_text());
     }
+    users
+}
 
-    // The load: each thread sends transfers one after the other on its own
-    // keep-alive connection, each with a unique memo and Idempotency-Key.
+/// Runs the transfer load, `kill -9`s the server in the middle of it (once
+/// at least 10 transfers are answered) and waits for it to die.
+fn load_then_kill_9(mut served: Served, users: &[Member], started: Instant) -> Vec<LoadReport> {
+    let addr = served.addr;
     let killed = AtomicBool::new(false);
     let answered = AtomicUsize::new(0);
     let reports: Vec<LoadReport> = std::thread::scope(|s| {
         let threads: Vec<_> = (0..LOAD_THREADS)
             .map(|t| {
-                let (users, killed, answered) = (&users, &killed, &answered);
-                s.spawn(move || {
-                    let mut report = LoadReport::default();
-                    let from = t % users.len();
-                    let to = (t + 1) % users.len();
-                    let mut client = Client::connect(addr);
-                    for i in 0.. {
-                        let memo = format!("crash-t{t}-{i}");
-                        let body = json!({"to": users[to].id, "currency": "btc", "amount": AMOUNT, "memo": memo});
-                        let sent = Sent { memo: memo.clone(), from, to, body };
-                        match send_json(
-                            &mut client,
-                            "POST",
-                            "/api/v1/transfers",
-                            Some(&users[from].token),
-                            Some(&sent.body),
-                            &[("Idempotency-Key", &memo)],
-                        ) {
-                            Ok(response) if response.status == 201 => {
-                                answered.fetch_add(1, Ordering::Relaxed);
-                                report.acknowledged.push((sent, response.body));
-                            }
-                            Ok(response) => {
-                                report.failures.push(format!(
-                                    "{memo}: {} {}",
-                                    response.status,
-                                    response.body_text()
-                                ));
-                                return report;
-                            }
-                            Err(e) => {
-                                if !killed.load(Ordering::SeqCst) {
-                                    report.failures.push(format!("{memo}: {e} before the kill"));
-                                }
-                                report.unanswered = Some(sent);
-                                return report;
-                            }
-                        }
-                        if started.elapsed() > PROCESS_TIMEOUT {
-                            report.failures.push("the kill never came".into());
-                            return report;
-                        }
-                    }
-                    report
-                })
+                let (killed, answered) = (&killed, &answered);
+                s.spawn(move || load_thread(addr, users, t, killed, answered, started))
             })
             .collect();
 
@@ -168,58 +162,84 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
         assert_eq!(running, LOAD_THREADS, "the load stopped before the kill");
         reports
     });
-    let mut served = served;
     let status = served.wait();
     assert!(
         !status.success(),
         "souk was killed, not stopped: {status:?}"
     );
-    drop(served);
+    reports
+}
 
-    let acknowledged: Vec<&(Sent, Vec<u8>)> =
-        reports.iter().flat_map(|r| &r.acknowledged).collect();
-    assert!(
-        acknowledged.len() >= 10,
-        "too few transfers acknowledged to test anything: {}",
-        acknowledged.len()
-    );
-
-    eprintln!(
-        "{} transfers acknowledged, {} in flight at the kill",
-        acknowledged.len(),
-        reports.iter().filter(|r| r.unanswered.is_some()).count()
-    );
-
-    // The crashed database as an operator finds it.
-    souk_check(&dir, "right after the kill");
-
-    let served = Served::start(&dir);
-    let addr = served.addr;
-    let ids: Vec<&str> = users.iter().map(|user| user.id.as_str()).collect();
-
-    // Every acknowledged transfer is there exactly once, on both sides.
-    let mut outs: HashMap<String, usize> = HashMap::new();
-    let mut ins: HashMap<String, usize> = HashMap::new();
-    for (index, user) in users.iter().enumerate() {
-        for entry in all_entries(addr, &user.token) {
-            if entry["kind"] != "transfer" {
-                continue;
+/// One load thread: transfers one after the other on its own keep-alive
+/// connection, each with a unique memo and Idempotency-Key, until the
+/// connection dies.
+fn load_thread(
+    addr: SocketAddr,
+    users: &[Member],
+    t: usize,
+    killed: &AtomicBool,
+    answered: &AtomicUsize,
+    started: Instant,
+) -> LoadReport {
+    let mut report = LoadReport::default();
+    let from = t % users.len();
+    let to = (t + 1) % users.len();
+    let mut client = Client::connect(addr);
+    for i in 0.. {
+        let memo = format!("crash-t{t}-{i}");
+        let body = json!({"to": users[to].id, "currency": "btc", "amount": AMOUNT, "memo": memo});
+        let sent = Sent {
+            memo: memo.clone(),
+            from,
+            to,
+            body,
+        };
+        match send_json(
+            &mut client,
+            "POST",
+            "/api/v1/transfers",
+            Some(&users[from].token),
+            Some(&sent.body),
+            &[("Idempotency-Key", &memo)],
+        ) {
+            Ok(response) if response.status == 201 => {
+                answered.fetch_add(1, Ordering::Relaxed);
+                report.acknowledged.push((sent, response.body));
             }
-            let memo = entry["memo"]
-                .as_str()
-                .expect("a load transfer has a memo")
-                .to_owned();
-            let counterparty = entry["counterparty"].as_str().unwrap_or_default();
-            assert_ne!(counterparty, ids[index], "{entry}");
-            let side = if entry["direction"] == "out" {
-                &mut outs
-            } else {
-                &mut ins
-            };
-            *side.entry(memo).or_default() += 1;
+            Ok(response) => {
+                report.failures.push(format!(
+                    "{memo}: {} {}",
+                    response.status,
+                    response.body_text()
+                ));
+                return report;
+            }
+            Err(e) => {
+                if !killed.load(Ordering::SeqCst) {
+                    report.failures.push(format!("{memo}: {e} before the kill"));
+                }
+                report.unanswered = Some(sent);
+                return report;
+            }
+        }
+        if started.elapsed() > PROCESS_TIMEOUT {
+            report.failures.push("the kill never came".into());
+            return report;
         }
     }
-    for (sent, _) in &acknowledged {
+    report
+}
+
+/// Every acknowledged transfer is there exactly once, on both sides, and
+/// at most the one in flight per thread is there unacknowledged. Returns
+/// how many times each memo is in a sender's entries.
+fn assert_acknowledged_applied_once(
+    addr: SocketAddr,
+    users: &[Member],
+    acknowledged: &[&(Sent, Vec<u8>)],
+) -> HashMap<String, usize> {
+    let (outs, ins) = transfer_halves(addr, users);
+    for (sent, _) in acknowledged {
         assert_eq!(
             outs.get(&sent.memo),
             Some(&1),
@@ -242,42 +262,73 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
     out_memos.sort();
     in_memos.sort();
     assert_eq!(out_memos, in_memos, "a transfer lost one of its halves");
-    // At most the one transfer in flight per thread is there unacknowledged.
     assert!(
         outs.len() <= acknowledged.len() + LOAD_THREADS,
         "{} transfers applied for {} acknowledged",
         outs.len(),
         acknowledged.len()
     );
+    outs
+}
 
-    // Balances: the replay of the acknowledged transfers, give or take the
-    // ones in flight, and conserved.
-    let admin_token = &admin;
-    let response = request(
-        addr,
-        "GET",
-        &format!(
-            "/api/v1/admin/balances?user_ids={}&currencies=btc",
-            ids.join(",")
-        ),
-        Some(admin_token),
-        None,
-        &[],
-    );
-    assert_eq!(response.status, 200, "{}", response.body_text());
-    let balances = response.json()["balances"].clone();
-    let mut sum = 0i128;
-    let mut expected: BTreeMap<usize, i128> =
-        (0..users.len()).map(|i| (i, FUNDING_MINOR)).collect();
-    let mut sent_by_memo: HashMap<&str, &Sent> = HashMap::new();
-    for report in &reports {
-        for (sent, _) in &report.acknowledged {
-            sent_by_memo.insert(&sent.memo, sent);
-        }
-        if let Some(sent) = &report.unanswered {
-            sent_by_memo.insert(&sent.memo, sent);
+/// The users' transfer entries counted by memo: (outgoing, incoming).
+fn transfer_halves(
+    addr: SocketAddr,
+    users: &[Member],
+) -> (HashMap<String, usize>, HashMap<String, usize>) {
+    let mut outs: HashMap<String, usize> = HashMap::new();
+    let mut ins: HashMap<String, usize> = HashMap::new();
+    for user in users {
+        for entry in all_entries(addr, &user.token) {
+            if entry["kind"] != "transfer" {
+                continue;
+            }
+            let memo = entry["memo"]
+                .as_str()
+                .expect("a load transfer has a memo")
+                .to_owned();
+            let counterparty = entry["counterparty"].as_str().unwrap_or_default();
+            assert_ne!(counterparty, user.id, "{entry}");
+            let side = if entry["direction"] == "out" {
+                &mut outs
+            } else {
+                &mut ins
+            };
+            *side.entry(memo).or_default() += 1;
         }
     }
+    (outs, ins)
+}
+
+/// Balances: the replay of the applied transfers (the acknowledged ones,
+/// give or take the ones in flight), and conserved.
+fn assert_balances_replay_the_transfers(
+    addr: SocketAddr,
+    admin: &str,
+    users: &[Member],
+    reports: &[LoadReport],
+    outs: &HashMap<String, usize>,
+) {
+    let ids: Vec<&str> = users.iter().map(|user| user.id.as_str()).collect();
+    let path = format!(
+        "/api/v1/admin/balances?user_ids={}&currencies=btc",
+        ids.join(",")
+    );
+    let response = request(addr, "GET", &path, Some(admin), None, &[]);
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let balances = response.json()["balances"].clone();
+    let mut expected: BTreeMap<usize, i128> =
+        (0..users.len()).map(|i| (i, FUNDING_MINOR)).collect();
+    let sent_by_memo: HashMap<&str, &Sent> = reports
+        .iter()
+        .flat_map(|r| {
+            r.acknowledged
+                .iter()
+                .map(|(sent, _)| sent)
+                .chain(&r.unanswered)
+        })
+        .map(|sent| (sent.memo.as_str(), sent))
+        .collect();
     for memo in outs.keys() {
         let sent = sent_by_memo
             .get(memo.as_str())
@@ -285,6 +336,7 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
         *expected.entry(sent.from).or_default() -= AMOUNT_MINOR;
         *expected.entry(sent.to).or_default() += AMOUNT_MINOR;
     }
+    let mut sum = 0i128;
     for (index, id) in ids.iter().enumerate() {
         let available = minor_btc(
             balances[*id]["btc"]["available"]
@@ -302,11 +354,16 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
         FUNDING_MINOR * users.len() as i128,
         "money is conserved: {balances}"
     );
+}
+
+/// The wallet totals count only the funding, and the server's own check
+/// finds nothing.
+fn assert_totals_and_check(addr: SocketAddr, admin: &str) {
     let response = request(
         addr,
         "GET",
         "/api/v1/admin/stats/wallets",
-        Some(admin_token),
+        Some(admin),
         None,
         &[],
     );
@@ -314,40 +371,28 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
     let btc = response.json()["currencies"]["btc"].clone();
     assert_eq!(btc["deposited"], "2000.00000000", "{btc}");
     assert_eq!(btc["withdrawn"], "0.00000000", "{btc}");
-    let response = request(
-        addr,
-        "GET",
-        "/api/v1/admin/check",
-        Some(admin_token),
-        None,
-        &[],
-    );
+    let response = request(addr, "GET", "/api/v1/admin/check", Some(admin), None, &[]);
     assert_eq!(response.status, 200);
     assert_eq!(
         response.json(),
         json!({"ok": true, "problems": []}),
         "the check after the restart"
     );
+}
 
-    // The keys were committed with their transfers: the last acknowledged
-    // transfers of every thread replay with the very same answer...
-    for report in &reports {
+/// The keys were committed with their transfers: the last acknowledged
+/// transfers of every thread replay with the very same answer, and a client
+/// retrying the unanswered ones with their keys ends with every transfer
+/// applied exactly once.
+fn assert_keys_replay(
+    addr: SocketAddr,
+    users: &[Member],
+    reports: &[LoadReport],
+    outs: &HashMap<String, usize>,
+) {
+    for report in reports {
         for (sent, body) in report.acknowledged.iter().rev().take(10) {
-            let response = request(
-                addr,
-                "POST",
-                "/api/v1/transfers",
-                Some(&users[sent.from].token),
-                Some(&sent.body),
-                &[("Idempotency-Key", &sent.memo)],
-            );
-            assert_eq!(
-                response.status,
-                201,
-                "replaying {}: {}",
-                sent.memo,
-                response.body_text()
-            );
+            let response = resend(addr, users, sent, "replaying");
             assert_eq!(
                 response.header("idempotent-replayed"),
                 Some("true"),
@@ -357,24 +402,8 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
             assert_eq!(&response.body, body, "replaying {}", sent.memo);
         }
     }
-    // ...and a client retrying the unanswered ones with their keys ends with
-    // every transfer applied exactly once.
     for sent in reports.iter().filter_map(|r| r.unanswered.as_ref()) {
-        let response = request(
-            addr,
-            "POST",
-            "/api/v1/transfers",
-            Some(&users[sent.from].token),
-            Some(&sent.body),
-            &[("Idempotency-Key", &sent.memo)],
-        );
-        assert_eq!(
-            response.status,
-            201,
-            "retrying {}: {}",
-            sent.memo,
-            response.body_text()
-        );
+        let response = resend(addr, users, sent, "retrying");
         let was_applied = outs.contains_key(&sent.memo);
         assert_eq!(
             response.header("idempotent-replayed") == Some("true"),
@@ -383,14 +412,31 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
             sent.memo
         );
     }
-    let log = served.drain_log();
-    assert!(
-        !log.iter().any(|line| line.contains("panicked")),
-        "the restarted server panicked: {log:#?}"
-    );
-    served.stop();
+}
 
-    // Whole transfers only, straight from the file.
+/// Sends `sent` again with its Idempotency-Key; it must be answered 201.
+fn resend(addr: SocketAddr, users: &[Member], sent: &Sent, doing: &str) -> HttpResponse {
+    let response = request(
+        addr,
+        "POST",
+        "/api/v1/transfers",
+        Some(&users[sent.from].token),
+        Some(&sent.body),
+        &[("Idempotency-Key", &sent.memo)],
+    );
+    assert_eq!(
+        response.status,
+        201,
+        "{doing} {}: {}",
+        sent.memo,
+        response.body_text()
+    );
+    response
+}
+
+/// Whole transfers only, straight from the file, and after the retries
+/// every one of the `attempted` transfers applied once.
+fn assert_whole_transfers_in_the_file(dir: &TempDir, attempted: usize) {
     let conn = rusqlite::Connection::open(dir.path.join("souk.db")).expect("opening the database");
     let broken: i64 = conn
         .query_row(
@@ -408,17 +454,9 @@ fn every_acknowledged_transfer_survives_kill_9_exactly_once() {
             |row| row.get(0),
         )
         .expect("counting transfers");
-    let attempted = acknowledged.len() + reports.iter().filter(|r| r.unanswered.is_some()).count();
     assert_eq!(
         applied as usize, attempted,
         "after the retries, every transfer sent is applied once"
-    );
-    drop(conn);
-    souk_check(&dir, "after the restart and a clean stop");
-    assert!(
-        started.elapsed() < Duration::from_secs(180),
-        "the crash test took {:?}",
-        started.elapsed()
     );
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::binary::{Served, run, souk};
+use crate::binary::{Served, create_admin};
 use crate::client::{Member, PASSWORD, World, json_request, log_in_at, quick_user, request, world};
 use crate::helpers::{Client, HttpResponse, TempDir};
 
@@ -397,25 +397,142 @@ fn creating_an_escrow_refuses_bad_input_and_moves_nothing() {
 
 // ---- forbidden transitions -------------------------------------------------
 
-/// Runs `attempt`, asserts its status and code, and that nothing changed.
-#[allow(clippy::too_many_arguments)]
-fn refused(
-    w: &World,
-    admin: &Member,
-    buyer: &Member,
-    seller: &Member,
-    id: &str,
-    what: &str,
+/// Who attempts a forbidden move.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Admin,
+    Buyer,
+    Seller,
+}
+
+/// A forbidden move: a party's action (`release`, `refund`, `dispute`) or
+/// an admin resolution with its split (to the seller, to the buyer).
+#[derive(Clone, Copy, Debug)]
+enum Move {
+    Act(&'static str),
+    Resolve(&'static str, &'static str),
+}
+
+/// One row of the forbidden-transition table: what is tried, by whom, and
+/// the refusal it gets.
+struct Forbidden {
+    what: &'static str,
+    who: Who,
+    attempt: Move,
     status: u16,
-    code: &str,
-    attempt: impl FnOnce() -> HttpResponse,
-) {
-    let before = snapshot(w, admin, buyer, seller, id);
-    let response = attempt();
-    assert_eq!(response.status, status, "{what}: {}", response.summary());
-    response.assert_error(status, code);
-    let after = snapshot(w, admin, buyer, seller, id);
-    assert_eq!(before, after, "{what} changed something");
+    code: &'static str,
+}
+
+const fn forbid(
+    what: &'static str,
+    who: Who,
+    attempt: Move,
+    status: u16,
+    code: &'static str,
+) -> Forbidden {
+    Forbidden {
+        what,
+        who,
+        attempt,
+        status,
+        code,
+    }
+}
+
+use Move::{Act, Resolve};
+use Who::{Admin, Buyer, Seller};
+
+// The tables of forbidden moves, by the state of the escrow they are tried on.
+
+#[rustfmt::skip]
+const AFTER_REFUND: &[Forbidden] = &[
+    forbid("release after refund",         Buyer,  Act("release"),             409, "invalid_state"),
+    forbid("admin release after refund",   Admin,  Act("release"),             409, "invalid_state"),
+    forbid("refund twice",                 Seller, Act("refund"),              409, "invalid_state"),
+    forbid("dispute after refund",         Buyer,  Act("dispute"),             409, "invalid_state"),
+];
+
+/// A held escrow: the wrong party, or not a party.
+#[rustfmt::skip]
+const WHILE_HELD: &[Forbidden] = &[
+    forbid("refund by the buyer",          Buyer,  Act("refund"),              403, "forbidden"),
+    forbid("release by the seller",        Seller, Act("release"),             403, "forbidden"),
+    forbid("dispute by an admin",          Admin,  Act("dispute"),             403, "forbidden"),
+    forbid("resolve of a held escrow",     Admin,  Resolve("0.5", "0.5"),      409, "invalid_state"),
+];
+
+#[rustfmt::skip]
+const AFTER_RELEASE: &[Forbidden] = &[
+    forbid("dispute after release",        Seller, Act("dispute"),             409, "invalid_state"),
+    forbid("refund after release",         Seller, Act("refund"),              409, "invalid_state"),
+    forbid("release twice",                Buyer,  Act("release"),             409, "invalid_state"),
+    forbid("resolve of a released escrow", Admin,  Resolve("1", "0"),          409, "invalid_state"),
+];
+
+#[rustfmt::skip]
+const WHILE_DISPUTED: &[Forbidden] = &[
+    forbid("resolve by the buyer",         Buyer,  Resolve("0", "1"),          403, "forbidden"),
+    forbid("resolve by the seller",        Seller, Resolve("1", "0"),          403, "forbidden"),
+    forbid("a split short of the amount",  Admin,  Resolve("0.3", "0.6"),      400, "invalid_field"),
+    forbid("a split above the amount",     Admin,  Resolve("0.5", "0.50000001"), 400, "invalid_field"),
+    forbid("a negative part",              Admin,  Resolve("-0.5", "1.5"),     400, "invalid_field"),
+    forbid("release of a disputed escrow", Buyer,  Act("release"),             409, "invalid_state"),
+    forbid("refund of a disputed escrow",  Seller, Act("refund"),              409, "invalid_state"),
+    forbid("dispute twice",                Seller, Act("dispute"),             409, "invalid_state"),
+];
+
+#[rustfmt::skip]
+const AFTER_RESOLVE: &[Forbidden] = &[
+    forbid("resolve twice",                Admin,  Resolve("0.5", "0.5"),      409, "invalid_state"),
+    forbid("release after resolve",        Buyer,  Act("release"),             409, "invalid_state"),
+];
+
+/// The admin and the two parties of the escrows under test.
+struct Cast<'a> {
+    w: &'a World,
+    admin: &'a Member,
+    buyer: &'a Member,
+    seller: &'a Member,
+}
+
+impl Cast<'_> {
+    fn member(&self, who: Who) -> &Member {
+        match who {
+            Who::Admin => self.admin,
+            Who::Buyer => self.buyer,
+            Who::Seller => self.seller,
+        }
+    }
+
+    /// Tries every move of `table` on escrow `id`: each gets its status and
+    /// code, and nothing changes (both wallets and the escrow as the admin
+    /// sees it).
+    fn assert_refused(&self, id: &str, table: &[Forbidden]) {
+        for row in table {
+            let Cast {
+                w,
+                admin,
+                buyer,
+                seller,
+            } = *self;
+            let before = snapshot(w, admin, buyer, seller, id);
+            let who = self.member(row.who);
+            let response = match row.attempt {
+                Move::Act(action) => act(w, who, id, action),
+                Move::Resolve(to_seller, to_buyer) => resolve(w, who, id, to_seller, to_buyer),
+            };
+            let what = row.what;
+            assert_eq!(
+                response.status,
+                row.status,
+                "{what}: {}",
+                response.summary()
+            );
+            response.assert_error(row.status, row.code);
+            let after = snapshot(w, admin, buyer, seller, id);
+            assert_eq!(before, after, "{what} changed something");
+        }
+    }
 }
 
 #[test]
@@ -423,271 +540,31 @@ fn every_forbidden_transition_is_refused_and_changes_nothing() {
     let w = world();
     let (admin, buyer, seller) = cast(&w, "10");
     let (a, b, s) = (&admin, &buyer, &seller);
+    let cast = Cast {
+        w: &w,
+        admin: a,
+        buyer: b,
+        seller: s,
+    };
 
-    // A refunded escrow.
     let refunded = create(&w, b, s, "1", None);
     act_ok(&w, s, &refunded, "refund", "refunded");
-    let id = refunded.as_str();
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release after refund",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "admin release after refund",
-        409,
-        "invalid_state",
-        || act(&w, a, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "refund twice",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "refund"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "dispute after refund",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "dispute"),
-    );
+    cast.assert_refused(&refunded, AFTER_REFUND);
 
-    // A held escrow: the wrong party, or not a party.
     let held = create(&w, b, s, "1", None);
-    let id = held.as_str();
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "refund by the buyer",
-        403,
-        "forbidden",
-        || act(&w, b, id, "refund"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release by the seller",
-        403,
-        "forbidden",
-        || act(&w, s, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "dispute by an admin",
-        403,
-        "forbidden",
-        || act(&w, a, id, "dispute"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve of a held escrow",
-        409,
-        "invalid_state",
-        || resolve(&w, a, id, "0.5", "0.5"),
-    );
+    cast.assert_refused(&held, WHILE_HELD);
 
-    // A released escrow.
     let released = create(&w, b, s, "1", None);
     act_ok(&w, b, &released, "release", "released");
-    let id = released.as_str();
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "dispute after release",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "dispute"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "refund after release",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "refund"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release twice",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve of a released escrow",
-        409,
-        "invalid_state",
-        || resolve(&w, a, id, "1", "0"),
-    );
+    cast.assert_refused(&released, AFTER_RELEASE);
 
-    // A disputed escrow.
     let disputed = create(&w, b, s, "1", None);
     act_ok(&w, b, &disputed, "dispute", "disputed");
-    let id = disputed.as_str();
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve by the buyer",
-        403,
-        "forbidden",
-        || resolve(&w, b, id, "0", "1"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve by the seller",
-        403,
-        "forbidden",
-        || resolve(&w, s, id, "1", "0"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "a split short of the amount",
-        400,
-        "invalid_field",
-        || resolve(&w, a, id, "0.3", "0.6"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "a split above the amount",
-        400,
-        "invalid_field",
-        || resolve(&w, a, id, "0.5", "0.50000001"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "a negative part",
-        400,
-        "invalid_field",
-        || resolve(&w, a, id, "-0.5", "1.5"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release of a disputed escrow",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "release"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "refund of a disputed escrow",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "refund"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "dispute twice",
-        409,
-        "invalid_state",
-        || act(&w, s, id, "dispute"),
-    );
+    cast.assert_refused(&disputed, WHILE_DISPUTED);
 
-    // A resolved escrow.
-    let response = resolve(&w, a, id, "0.5", "0.5");
+    let response = resolve(&w, a, &disputed, "0.5", "0.5");
     assert_eq!(response.status, 200, "{}", response.summary());
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "resolve twice",
-        409,
-        "invalid_state",
-        || resolve(&w, a, id, "0.5", "0.5"),
-    );
-    refused(
-        &w,
-        a,
-        b,
-        s,
-        id,
-        "release after resolve",
-        409,
-        "invalid_state",
-        || act(&w, b, id, "release"),
-    );
+    cast.assert_refused(&disputed, AFTER_RESOLVE);
 
     // What did move: 1 refunded, 1 held, 1 released, 1 split in halves.
     assert_eq!(bal(&w, b), pair(10 * SAT - 3 * SAT + SAT / 2, SAT));
@@ -699,21 +576,52 @@ fn every_forbidden_transition_is_refused_and_changes_nothing() {
 
 #[test]
 fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
-    const ESCROWS: usize = 100;
-    const SLICES: usize = 10;
     const EACH: i64 = SAT / 100;
     let w = world();
     let (admin, buyer, seller) = cast(&w, "1");
-    let addr = w.app.addr;
     let body = json!({"seller": seller.id, "currency": BTC, "amount": btc(EACH)});
 
     let started = Instant::now();
-    let ids: Vec<String> = std::thread::scope(|scope| {
-        let creators: Vec<_> = (0..SLICES)
+    let ids = create_escrows_in_slices(w.app.addr, &buyer, &body);
+    assert_eq!(ids.len(), RACE_ESCROWS);
+    assert_eq!(bal(&w, &buyer), pair(0, SAT));
+    let outcomes = race_in_slices(w.app.addr, &buyer, &seller, &ids);
+
+    let mut released = 0i64;
+    for (id, release, refund) in &outcomes {
+        let state = escrow(&w, &admin, id)["state"].clone();
+        match (release, refund) {
+            (200, 409) => {
+                released += 1;
+                assert_eq!(state, "released", "escrow {id}");
+            }
+            (409, 200) => assert_eq!(state, "refunded", "escrow {id}"),
+            other => panic!("escrow {id}: release and refund answered {other:?}"),
+        }
+    }
+    assert_eq!(outcomes.len(), RACE_ESCROWS);
+    assert_eq!(bal(&w, &buyer), pair(SAT - released * EACH, 0));
+    assert_eq!(bal(&w, &seller), pair(released * EACH, 0));
+    assert_clean(&w, &admin);
+    eprintln!(
+        "100 escrow races ({released} released) took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Escrows raced on, and the threads (slices) that create and race them.
+const RACE_ESCROWS: usize = 100;
+const RACE_SLICES: usize = 10;
+
+/// RACE_ESCROWS escrows of `body` by `buyer`, created from RACE_SLICES
+/// threads at once; their ids.
+fn create_escrows_in_slices(addr: SocketAddr, buyer: &Member, body: &Value) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let creators: Vec<_> = (0..RACE_SLICES)
             .map(|_| {
-                let (body, token) = (&body, buyer.token.as_str());
+                let token = buyer.token.as_str();
                 scope.spawn(move || {
-                    (0..ESCROWS / SLICES)
+                    (0..RACE_ESCROWS / RACE_SLICES)
                         .map(|_| {
                             let response = request(
                                 addr,
@@ -737,42 +645,25 @@ fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
             .into_iter()
             .flat_map(|c| c.join().expect("a creator thread"))
             .collect()
-    });
-    assert_eq!(ids.len(), ESCROWS);
-    assert_eq!(bal(&w, &buyer), pair(0, SAT));
+    })
+}
 
-    // Each slice races release against refund on its escrows, one at a time,
-    // from two threads released by a barrier.
-    let outcomes: Vec<(String, u16, u16)> = std::thread::scope(|scope| {
+/// Each slice races release against refund on its escrows, one at a time;
+/// each escrow's id and the two statuses.
+fn race_in_slices(
+    addr: SocketAddr,
+    buyer: &Member,
+    seller: &Member,
+    ids: &[String],
+) -> Vec<(String, u16, u16)> {
+    std::thread::scope(|scope| {
         let slices: Vec<_> = ids
-            .chunks(ESCROWS / SLICES)
+            .chunks(RACE_ESCROWS / RACE_SLICES)
             .map(|chunk| {
-                let (buyer, seller) = (&buyer, &seller);
                 scope.spawn(move || {
                     let mut out = Vec::new();
                     for id in chunk {
-                        let barrier = Barrier::new(2);
-                        let (release, refund) = std::thread::scope(|inner| {
-                            let go = |who: &Member, action: &'static str| {
-                                let barrier = &barrier;
-                                let token = who.token.clone();
-                                let path = format!("{}/{action}", escrow_path(id));
-                                inner.spawn(move || {
-                                    let mut client = Client::connect(addr);
-                                    let request =
-                                        json_request("POST", &path, Some(&token), None, &[]);
-                                    barrier.wait();
-                                    client.send(&request);
-                                    client.read_response()
-                                })
-                            };
-                            let release = go(buyer, "release");
-                            let refund = go(seller, "refund");
-                            (
-                                release.join().expect("the release thread"),
-                                refund.join().expect("the refund thread"),
-                            )
-                        });
+                        let (release, refund) = race_release_and_refund(addr, buyer, seller, id);
                         for (what, response) in [("release", &release), ("refund", &refund)] {
                             if response.status == 409 {
                                 response.assert_error(409, "invalid_state");
@@ -790,28 +681,38 @@ fn of_a_release_and_a_refund_racing_on_each_of_100_escrows_exactly_one_wins() {
             .into_iter()
             .flat_map(|s| s.join().expect("a racing thread"))
             .collect()
-    });
+    })
+}
 
-    let mut released = 0i64;
-    for (id, release, refund) in &outcomes {
-        let state = escrow(&w, &admin, id)["state"].clone();
-        match (release, refund) {
-            (200, 409) => {
-                released += 1;
-                assert_eq!(state, "released", "escrow {id}");
-            }
-            (409, 200) => assert_eq!(state, "refunded", "escrow {id}"),
-            other => panic!("escrow {id}: release and refund answered {other:?}"),
-        }
-    }
-    assert_eq!(outcomes.len(), ESCROWS);
-    assert_eq!(bal(&w, &buyer), pair(SAT - released * EACH, 0));
-    assert_eq!(bal(&w, &seller), pair(released * EACH, 0));
-    assert_clean(&w, &admin);
-    eprintln!(
-        "100 escrow races ({released} released) took {:?}",
-        started.elapsed()
-    );
+/// The buyer's release and the seller's refund of escrow `id`, sent from two
+/// threads released by a barrier; their answers.
+fn race_release_and_refund(
+    addr: SocketAddr,
+    buyer: &Member,
+    seller: &Member,
+    id: &str,
+) -> (HttpResponse, HttpResponse) {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|inner| {
+        let go = |who: &Member, action: &'static str| {
+            let barrier = &barrier;
+            let token = who.token.clone();
+            let path = format!("{}/{action}", escrow_path(id));
+            inner.spawn(move || {
+                let mut client = Client::connect(addr);
+                let request = json_request("POST", &path, Some(&token), None, &[]);
+                barrier.wait();
+                client.send(&request);
+                client.read_response()
+            })
+        };
+        let release = go(buyer, "release");
+        let refund = go(seller, "refund");
+        (
+            release.join().expect("the release thread"),
+            refund.join().expect("the refund thread"),
+        )
+    })
 }
 
 // ---- automatic release -----------------------------------------------------
@@ -883,15 +784,7 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
     let dir = TempDir::new();
     let db = dir.path.join("souk.db");
     // The first admin, the way docs/running.md says; it also creates the database.
-    let mut create_admin = souk(&dir);
-    create_admin
-        .args(["user", "create", "--username", "admin", "--admin"])
-        .env("SOUK_PASSWORD", PASSWORD);
-    let (status, out, err) = run(create_admin);
-    assert!(
-        status.success(),
-        "souk user create: {status:?}\n{out}\n{err}"
-    );
+    create_admin(&dir, PASSWORD);
     let buyer = quick_user(&db, "buyer", false);
     let seller = quick_user(&db, "seller", false);
 

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::binary::{PROCESS_TIMEOUT, Served, souk};
 use crate::client::{
-    HASHING_TIMEOUT, PASSWORD, log_in_at, quick_user, register_at, request, send_json, world,
+    HASHING_TIMEOUT, Member, PASSWORD, log_in_at, quick_user, register_at, request, send_json,
+    world,
 };
 use crate::helpers::{Client, HttpResponse, TempDir};
 
@@ -238,49 +239,8 @@ fn failed_logins_and_lockouts_name_the_client_and_no_secret_reaches_the_log() {
         .env("MAX_LOGIN_ATTEMPTS", "2");
     let served = Served::start_with(command);
     let addr = served.addr;
-    let new_password = "a brand new secret phrase";
-    let wrong_password = "a guess that is wrong";
-
-    register_at(addr, "carol", PASSWORD);
-    let first = log_in_at(addr, "carol", PASSWORD);
-    let change = json!({"current_password": PASSWORD, "password": new_password});
-    let changed = hashing(
-        addr,
-        "PATCH",
-        "/api/v1/users/me",
-        Some(&first.token),
-        &change,
-        &[],
-    );
-    assert_eq!(changed.status, 200, "{}", changed.summary());
-    let second = log_in_at(addr, "carol", new_password);
-    let me = request(
-        addr,
-        "GET",
-        "/api/v1/users/me",
-        Some(&second.token),
-        None,
-        &[],
-    );
-    assert_eq!(me.status, 200, "{}", me.summary());
-    // The session that changed the password lives on: it is used too.
-    let kept = request(
-        addr,
-        "GET",
-        "/api/v1/users/me",
-        Some(&first.token),
-        None,
-        &[],
-    );
-    assert_eq!(kept.status, 200, "{}", kept.summary());
-
-    // Two wrong passwords from a forwarded client lock carol out.
-    let forwarded = [("x-forwarded-for", "203.0.113.9")];
-    let guess = json!({"username": "carol", "password": wrong_password});
-    for expected in [401, 401, 429] {
-        let answer = hashing(addr, "POST", "/api/v1/sessions", None, &guess, &forwarded);
-        assert_eq!(answer.status, expected, "{}", answer.summary());
-    }
+    let (first, second) = change_password_then_sign_in(addr);
+    lock_out_from_a_forwarded_client(addr);
     let out = request(
         addr,
         "DELETE",
@@ -291,7 +251,57 @@ fn failed_logins_and_lockouts_name_the_client_and_no_secret_reaches_the_log() {
     );
     assert_eq!(out.status, 204, "{}", out.summary());
     let lines = stop_and_read(served);
+    assert_the_lockout_names_the_client(&lines);
+    assert_no_secret_in(&lines, [first.token.as_str(), second.token.as_str()]);
+}
 
+/// The password that carol changes, and the wrong one guessed.
+const NEW_PASSWORD: &str = "a brand new secret phrase";
+const WRONG_PASSWORD: &str = "a guess that is wrong";
+
+/// Carol registers, signs in, changes her password and signs in with the
+/// new one; both sessions work. Returns them.
+fn change_password_then_sign_in(addr: SocketAddr) -> (Member, Member) {
+    register_at(addr, "carol", PASSWORD);
+    let first = log_in_at(addr, "carol", PASSWORD);
+    let change = json!({"current_password": PASSWORD, "password": NEW_PASSWORD});
+    let changed = hashing(
+        addr,
+        "PATCH",
+        "/api/v1/users/me",
+        Some(&first.token),
+        &change,
+        &[],
+    );
+    assert_eq!(changed.status, 200, "{}", changed.summary());
+    let second = log_in_at(addr, "carol", NEW_PASSWORD);
+    // The new session works, and so does the one that changed the password.
+    for session in [&second, &first] {
+        let me = request(
+            addr,
+            "GET",
+            "/api/v1/users/me",
+            Some(&session.token),
+            None,
+            &[],
+        );
+        assert_eq!(me.status, 200, "{}", me.summary());
+    }
+    (first, second)
+}
+
+/// Two wrong passwords from a forwarded client lock carol out.
+fn lock_out_from_a_forwarded_client(addr: SocketAddr) {
+    let forwarded = [("x-forwarded-for", "203.0.113.9")];
+    let guess = json!({"username": "carol", "password": WRONG_PASSWORD});
+    for expected in [401, 401, 429] {
+        let answer = hashing(addr, "POST", "/api/v1/sessions", None, &guess, &forwarded);
+        assert_eq!(answer.status, expected, "{}", answer.summary());
+    }
+}
+
+/// The failed logins, the lockout and the refusal name the forwarded client.
+fn assert_the_lockout_names_the_client(lines: &[String]) {
     let failed = lines
         .iter()
         .filter(|l| l.contains("failed login for `carol`"))
@@ -311,21 +321,24 @@ fn failed_logins_and_lockouts_name_the_client_and_no_secret_reaches_the_log() {
         refused.is_some_and(|l| l.contains("203.0.113.9")),
         "{lines:#?}"
     );
+}
 
+/// No password, token, part of a token or `Bearer` reaches the log.
+fn assert_no_secret_in(lines: &[String], tokens: [&str; 2]) {
     let log = lines.join("\n");
     for secret in [
         PASSWORD,
-        new_password,
-        wrong_password,
-        &first.token,
-        &second.token,
+        NEW_PASSWORD,
+        WRONG_PASSWORD,
+        tokens[0],
+        tokens[1],
         "Bearer",
         "bearer",
     ] {
         assert!(!log.contains(secret), "`{secret}` is in the log:\n{log}");
     }
     // Parts of a token count too: any 12 characters of one.
-    for token in [&first.token, &second.token] {
+    for token in tokens {
         for start in (0..token.len().saturating_sub(12)).step_by(6) {
             let part = &token[start..start + 12];
             assert!(!log.contains(part), "part of a token is in the log:\n{log}");

@@ -337,38 +337,60 @@ fn metrics_is_prometheus_text_with_one_type_per_family_and_whole_histograms() {
     let exposition = parse_exposition(&body);
 
     assert!(exposition.check_histograms() >= 3, "{body}");
-    for (family, kind) in [
-        ("souk_http_requests_total", "counter"),
-        ("souk_http_request_duration_seconds", "histogram"),
-        ("souk_commit_duration_seconds", "histogram"),
-        ("souk_commit_batch_size", "histogram"),
-        ("souk_write_queue_depth", "gauge"),
-        ("souk_db_readers_in_use", "gauge"),
-        ("souk_cache_hits_total", "counter"),
-        ("souk_cache_misses_total", "counter"),
-        ("souk_cache_evictions_total", "counter"),
-        ("souk_cache_size", "gauge"),
-        ("souk_disk_used_ratio", "gauge"),
-        ("souk_disk_free_bytes", "gauge"),
-        ("souk_db_size_bytes", "gauge"),
-        ("souk_wal_size_bytes", "gauge"),
-        ("souk_alert_active", "gauge"),
-        ("souk_build_info", "gauge"),
-        ("process_cpu_seconds_total", "counter"),
-        ("process_resident_memory_bytes", "gauge"),
-        ("process_virtual_memory_bytes", "gauge"),
-        ("process_start_time_seconds", "gauge"),
-        ("process_open_fds", "gauge"),
-        ("process_max_fds", "gauge"),
-    ] {
+    for &(family, kind) in METRIC_FAMILIES {
         assert_eq!(
             exposition.types.get(family).map(String::as_str),
             Some(kind),
             "family {family}"
         );
     }
-    // Every route has its latency series; the counter has a series per
-    // status code a route answered with, counting what was sent.
+    assert_request_series(&exposition);
+    assert_request_labels_are_bounded(&exposition);
+    assert_eq!(
+        exposition.value("souk_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        Some(1.0)
+    );
+    for cache in ["profiles", "sessions", "balances"] {
+        assert!(
+            exposition
+                .value("souk_cache_capacity", &[("cache", cache)])
+                .is_some_and(|n| n > 0.0),
+            "cache {cache}"
+        );
+    }
+    assert_process_figures(&exposition);
+}
+
+/// The families /metrics must have, with their types.
+const METRIC_FAMILIES: &[(&str, &str)] = &[
+    ("souk_http_requests_total", "counter"),
+    ("souk_http_request_duration_seconds", "histogram"),
+    ("souk_commit_duration_seconds", "histogram"),
+    ("souk_commit_batch_size", "histogram"),
+    ("souk_write_queue_depth", "gauge"),
+    ("souk_db_readers_in_use", "gauge"),
+    ("souk_cache_hits_total", "counter"),
+    ("souk_cache_misses_total", "counter"),
+    ("souk_cache_evictions_total", "counter"),
+    ("souk_cache_size", "gauge"),
+    ("souk_disk_used_ratio", "gauge"),
+    ("souk_disk_free_bytes", "gauge"),
+    ("souk_db_size_bytes", "gauge"),
+    ("souk_wal_size_bytes", "gauge"),
+    ("souk_alert_active", "gauge"),
+    ("souk_build_info", "gauge"),
+    ("process_cpu_seconds_total", "counter"),
+    ("process_resident_memory_bytes", "gauge"),
+    ("process_virtual_memory_bytes", "gauge"),
+    ("process_start_time_seconds", "gauge"),
+    ("process_open_fds", "gauge"),
+    ("process_max_fds", "gauge"),
+];
+
+/// Every route has its latency series; the counter has a series per status
+/// code a route answered with, counting what was sent (three `GET /healthz`,
+/// `GET /api/v1/users/me` once signed in and once not, one unmatched route).
+fn assert_request_series(exposition: &Exposition) {
     let healthz = [("method", "GET"), ("route", "/healthz")];
     let mut with_code = healthz.to_vec();
     with_code.push(("code", "200"));
@@ -401,20 +423,6 @@ fn metrics_is_prometheus_text_with_one_type_per_family_and_whole_histograms() {
         exposition.value("souk_http_request_duration_seconds_count", &me),
         Some(2.0)
     );
-    assert_request_labels_are_bounded(&exposition);
-    assert_eq!(
-        exposition.value("souk_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
-        Some(1.0)
-    );
-    for cache in ["profiles", "sessions", "balances"] {
-        assert!(
-            exposition
-                .value("souk_cache_capacity", &[("cache", cache)])
-                .is_some_and(|n| n > 0.0),
-            "cache {cache}"
-        );
-    }
-    assert_process_figures(&exposition);
 }
 
 /// Request series carry exactly `method` (unless unmatched), `route` (a
@@ -557,6 +565,16 @@ fn assert_number(value: &Value, path: &str) -> f64 {
 }
 
 fn assert_dashboard_shape(report: &Value) {
+    assert_system_metrics_shape(report);
+    assert_service_metrics_shape(report);
+    assert_caches_shape(report);
+    assert!(report["store"].is_object(), "store: {report}");
+    assert!(report["alerts"]["active"].is_array(), "{report}");
+    assert!(report["alerts"]["recent"].is_array(), "{report}");
+}
+
+/// The system figures are numbers in range.
+fn assert_system_metrics_shape(report: &Value) {
     for path in [
         "system_metrics.memory.used_percent",
         "system_metrics.memory.available_gb",
@@ -580,7 +598,10 @@ fn assert_dashboard_shape(report: &Value) {
     ] {
         assert!(assert_number(report, percent) <= 100.0, "{percent}");
     }
+}
 
+/// Every operation's figures are finite, non-negative and consistent.
+fn assert_service_metrics_shape(report: &Value) {
     let operations = report["service_metrics"]
         .as_object()
         .expect("service_metrics is an object");
@@ -619,7 +640,10 @@ fn assert_dashboard_shape(report: &Value) {
             "{name}: p95 above p99: {figures}"
         );
     }
+}
 
+/// The caches reported are the documented ones, with sane figures.
+fn assert_caches_shape(report: &Value) {
     let caches = report["caches"].as_object().expect("caches is an object");
     // Every cache the server reports is in the API document, and no other.
     let document: Value = serde_json::from_str(include_str!("../../src/api/openapi.json"))
@@ -656,10 +680,6 @@ fn assert_dashboard_shape(report: &Value) {
         );
         assert!(cache["capacity"].as_f64() > Some(0.0), "{cache}");
     }
-
-    assert!(report["store"].is_object(), "store: {report}");
-    assert!(report["alerts"]["active"].is_array(), "{report}");
-    assert!(report["alerts"]["recent"].is_array(), "{report}");
 }
 
 #[test]

@@ -450,26 +450,40 @@ fn ids_currencies_and_amounts_follow_the_parsers() {
     }
 }
 
+/// A documented limit (where in the document) and the code's constant.
+type LimitCheck = (&'static str, Value, usize);
+
 #[test]
 fn documented_limits_are_the_codes() {
+    let doc = document();
+    for (what, documented, code) in account_and_ledger_limits(&doc)
+        .into_iter()
+        .chain(listing_limits(&doc))
+        .chain(order_limits(&doc))
+    {
+        assert_eq!(documented, json!(code), "{what}");
+    }
+    let s = &doc["components"]["schemas"];
+    let release_after = &s["EscrowCreateRequest"]["properties"]["release_after"];
+    assert_eq!(
+        release_after["maximum"],
+        json!(souk::escrow::RELEASE_AFTER_MAX_S)
+    );
+    assert_eq!(
+        release_after["default"],
+        json!(souk::escrow::RELEASE_AFTER_DEFAULT_S)
+    );
+}
+
+/// Limits of accounts, the ledger, the dashboard and paging.
+fn account_and_ledger_limits(doc: &Value) -> Vec<LimitCheck> {
     use souk::accounts::{
         DISPLAY_NAME_CHARS_MAX, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, USERNAME_CHARS_MAX,
         USERNAME_CHARS_MIN,
     };
-    let doc = document();
     let s = &doc["components"]["schemas"];
     let p = &doc["components"]["parameters"];
-    let param = |template: &str, method: &str, name: &str| -> Value {
-        operation(&doc, method, template)["parameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|parameter| deref(&doc, parameter))
-            .find(|parameter| parameter["name"] == name)
-            .map(|parameter| parameter["schema"].clone())
-            .unwrap_or_else(|| panic!("{method} {template} has no parameter {name}"))
-    };
-    let checks: Vec<(&str, Value, usize)> = vec![
+    vec![
         (
             "X-Request-Id max",
             doc["components"]["headers"]["RequestId"]["schema"]["maxLength"].clone(),
@@ -522,12 +536,12 @@ fn documented_limits_are_the_codes() {
         ),
         (
             "ids",
-            param("/api/v1/users", "get", "ids")["maxItems"].clone(),
+            parameter_schema(doc, "/api/v1/users", "get", "ids")["maxItems"].clone(),
             souk::accounts::users::BULK_IDS_MAX,
         ),
         (
             "user_ids",
-            param("/api/v1/admin/balances", "get", "user_ids")["maxItems"].clone(),
+            parameter_schema(doc, "/api/v1/admin/balances", "get", "user_ids")["maxItems"].clone(),
             souk::api::admin_ledger::BALANCE_USERS_MAX,
         ),
         (
@@ -555,8 +569,14 @@ fn documented_limits_are_the_codes() {
             p["IdempotencyKey"]["schema"]["maxLength"].clone(),
             souk::ledger::idempotency::KEY_CHARS_MAX,
         ),
-    ];
-    let listing_checks: Vec<(&str, Value, usize)> = vec![
+    ]
+}
+
+/// Limits of listings, their search and their quantities.
+fn listing_limits(doc: &Value) -> Vec<LimitCheck> {
+    let s = &doc["components"]["schemas"];
+    let quantity_max = usize::try_from(souk::listings::QUANTITY_MAX).unwrap_or(usize::MAX);
+    vec![
         (
             "listing title",
             s["ListingTitle"]["maxLength"].clone(),
@@ -579,24 +599,9 @@ fn documented_limits_are_the_codes() {
         ),
         (
             "q",
-            param("/api/v1/listings", "get", "q")["maxLength"].clone(),
+            parameter_schema(doc, "/api/v1/listings", "get", "q")["maxLength"].clone(),
             souk::listings::search::QUERY_CHARS_MAX,
         ),
-    ];
-    let feedback_checks: Vec<(&str, Value, usize)> = vec![
-        (
-            "review comment",
-            s["ReviewComment"]["maxLength"].clone(),
-            souk::orders::reviews::COMMENT_CHARS_MAX,
-        ),
-        (
-            "message body",
-            s["MessageBody"]["maxLength"].clone(),
-            souk::orders::messages::BODY_CHARS_MAX,
-        ),
-    ];
-    let quantity_max = usize::try_from(souk::listings::QUANTITY_MAX).unwrap_or(usize::MAX);
-    let quantity_checks: Vec<(&str, Value, usize)> = vec![
         ("quantity", s["Quantity"]["maximum"].clone(), quantity_max),
         (
             "quantity on create",
@@ -608,9 +613,14 @@ fn documented_limits_are_the_codes() {
             s["ListingUpdateRequest"]["properties"]["quantity"]["maximum"].clone(),
             quantity_max,
         ),
-    ];
+    ]
+}
+
+/// Limits of orders, their reviews and messages.
+fn order_limits(doc: &Value) -> Vec<LimitCheck> {
+    let s = &doc["components"]["schemas"];
     let order_quantity_max = usize::try_from(souk::orders::QUANTITY_MAX).unwrap_or(usize::MAX);
-    let order_checks: Vec<(&str, Value, usize)> = vec![
+    vec![
         (
             "order memo",
             s["OrderMemo"]["maxLength"].clone(),
@@ -636,23 +646,27 @@ fn documented_limits_are_the_codes() {
             s["Order"]["properties"]["quantity"]["maximum"].clone(),
             order_quantity_max,
         ),
-    ];
-    for (what, documented, code) in checks
+        (
+            "review comment",
+            s["ReviewComment"]["maxLength"].clone(),
+            souk::orders::reviews::COMMENT_CHARS_MAX,
+        ),
+        (
+            "message body",
+            s["MessageBody"]["maxLength"].clone(),
+            souk::orders::messages::BODY_CHARS_MAX,
+        ),
+    ]
+}
+
+/// The schema of parameter `name` of operation `method template`.
+fn parameter_schema(doc: &Value, template: &str, method: &str, name: &str) -> Value {
+    operation(doc, method, template)["parameters"]
+        .as_array()
         .into_iter()
-        .chain(listing_checks)
-        .chain(feedback_checks)
-        .chain(quantity_checks)
-        .chain(order_checks)
-    {
-        assert_eq!(documented, json!(code), "{what}");
-    }
-    let release_after = &s["EscrowCreateRequest"]["properties"]["release_after"];
-    assert_eq!(
-        release_after["maximum"],
-        json!(souk::escrow::RELEASE_AFTER_MAX_S)
-    );
-    assert_eq!(
-        release_after["default"],
-        json!(souk::escrow::RELEASE_AFTER_DEFAULT_S)
-    );
+        .flatten()
+        .map(|parameter| deref(doc, parameter))
+        .find(|parameter| parameter["name"] == name)
+        .map(|parameter| parameter["schema"].clone())
+        .unwrap_or_else(|| panic!("{method} {template} has no parameter {name}"))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::binary::{Served, run, souk};
+use crate::binary::{Served, create_admin, run, souk};
 use crate::client::{Member, PASSWORD, World, log_in_at, open_db, quick_user, request, world_with};
 use crate::helpers::{HttpResponse, TempDir};
 
@@ -602,42 +602,44 @@ fn fee_withdrawals_take_fees_out_once_per_reference() {
 
 // ---- refusals --------------------------------------------------------------
 
+/// A listing of `who`'s with `body`, created through the API; its id.
+fn listing_of(s: &Shop, who: &Member, body: &Value) -> String {
+    let response = s.w.post("/api/v1/listings", Some(&who.token), body);
+    assert_eq!(response.status, 201, "{}", response.summary());
+    response.json()["listing"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// A listing of the seller's, moved to `state` (`paused`, `closed`).
+fn listing_in_state(s: &Shop, state: &str) -> String {
+    let id = s.listing(1_000, 5);
+    let response = s.w.patch(
+        &format!("/api/v1/listings/{id}"),
+        &s.seller.token,
+        &json!({"state": state}),
+    );
+    assert_eq!(response.status, 200, "{state}: {}", response.summary());
+    id
+}
+
 #[test]
 fn refused_orders_change_nothing() {
     let s = shop("0.0001");
     let listing = s.listing(1_000, 5);
-    let huge = {
-        let body =
-            json!({"title": "Island", "currency": BTC, "price": "50000000000", "quantity": 5});
-        let response = s.w.post("/api/v1/listings", Some(&s.seller.token), &body);
-        assert_eq!(response.status, 201, "{}", response.summary());
-        response.json()["listing"]["id"]
-            .as_str()
-            .expect("id")
-            .to_owned()
-    };
-    let own = {
-        let body = json!({"title": "Mine", "currency": BTC, "price": "0.00000001"});
-        let response = s.w.post("/api/v1/listings", Some(&s.buyer.token), &body);
-        response.json()["listing"]["id"]
-            .as_str()
-            .expect("id")
-            .to_owned()
-    };
-    let paused = s.listing(1_000, 5);
-    let response = s.w.patch(
-        &format!("/api/v1/listings/{paused}"),
-        &s.seller.token,
-        &json!({"state": "paused"}),
+    let huge = listing_of(
+        &s,
+        &s.seller,
+        &json!({"title": "Island", "currency": BTC, "price": "50000000000", "quantity": 5}),
     );
-    assert_eq!(response.status, 200);
-    let closed = s.listing(1_000, 5);
-    let response = s.w.patch(
-        &format!("/api/v1/listings/{closed}"),
-        &s.seller.token,
-        &json!({"state": "closed"}),
+    let own = listing_of(
+        &s,
+        &s.buyer,
+        &json!({"title": "Mine", "currency": BTC, "price": "0.00000001"}),
     );
-    assert_eq!(response.status, 200);
+    let paused = listing_in_state(&s, "paused");
+    let closed = listing_in_state(&s, "closed");
     let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
         (
             json!({"listing": own}),
@@ -721,8 +723,13 @@ fn refused_orders_change_nothing() {
     }
     let response = s.w.get(ORDERS, &s.buyer.token);
     assert_eq!(response.json()["orders"], json!([]));
-    // Unknown fields on the actions too.
-    let id = s.place(&listing, 1)["id"].as_str().expect("id").to_owned();
+    unknown_fields_on_the_actions_are_refused(&s, &listing);
+    s.assert_clean();
+}
+
+/// Unknown or bad fields on an order's actions get a 400 naming them.
+fn unknown_fields_on_the_actions_are_refused(s: &Shop, listing: &str) {
+    let id = s.place(listing, 1)["id"].as_str().expect("id").to_owned();
     let response = s.act(&s.seller, &id, "ship", Some(&json!({"carrier": "x"})));
     assert_eq!(
         response.assert_error(400, "invalid_field")["field"],
@@ -743,7 +750,6 @@ fn refused_orders_change_nothing() {
     );
     s.act(&s.admin, &id, "resolve", Some(&split))
         .assert_error(400, "invalid_field");
-    s.assert_clean();
 }
 
 #[test]
@@ -1010,15 +1016,7 @@ fn the_timers_cancel_an_unshipped_order_and_complete_an_unconfirmed_one_on_time(
 fn the_ship_timer_fires_after_a_restart_of_the_binary() {
     let dir = TempDir::new();
     let db = dir.path.join("souk.db");
-    let mut create_admin = souk(&dir);
-    create_admin
-        .args(["user", "create", "--username", "admin", "--admin"])
-        .env("SOUK_PASSWORD", PASSWORD);
-    let (status, out, err) = run(create_admin);
-    assert!(
-        status.success(),
-        "souk user create: {status:?}\n{out}\n{err}"
-    );
+    create_admin(&dir, PASSWORD);
     let buyer = quick_user(&db, "buyer", false);
     let seller = quick_user(&db, "seller", false);
     let mut command = souk(&dir);

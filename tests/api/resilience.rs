@@ -109,12 +109,29 @@ fn a_full_disk_fails_writes_cleanly_keeps_reads_and_recovers_when_space_returns(
     world.deposit(&admin, &alice, "btc", "1");
     let ballast = disk.fill();
 
-    // Write until the disk refuses: every answer is 201 or 503, never another 5xx.
+    let (mut acknowledged, mut refused) = write_until_refused(&world, &alice, &bob);
+    writes_fail_fast_and_reads_go_on_while_open(&world, &alice, &bob);
+    refused.push("while-open".into());
+    std::fs::remove_file(&ballast).expect("freeing space");
+    writes_recover(&world, &alice, &bob, &mut acknowledged, &mut refused);
+    acknowledged_exactly_once_and_alerted(&world, &admin, &alice, &acknowledged, &refused);
+
+    drop(world);
+    let conn = rusqlite::Connection::open(&db).expect("reopening");
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity check");
+    assert_eq!(verdict, "ok");
+}
+
+/// Writes until the disk refuses: every answer is 201 or 503, never another
+/// 5xx. The memos acknowledged and refused.
+fn write_until_refused(world: &World, alice: &Member, bob: &Member) -> (Vec<String>, Vec<String>) {
     let (mut acknowledged, mut refused) = (Vec::new(), Vec::new());
     let mut breaker_open = false;
     for n in 0..20_000 {
         let memo = format!("t{n}");
-        match transfer(&world, &alice, &bob, &memo) {
+        match transfer(world, alice, bob, &memo) {
             201 => acknowledged.push(memo),
             503 => refused.push(memo),
             other => panic!("transfer {n} answered {other}: only 201 or 503 are acceptable"),
@@ -130,7 +147,12 @@ fn a_full_disk_fails_writes_cleanly_keeps_reads_and_recovers_when_space_returns(
         acknowledged.len()
     );
 
-    // Open: writes fail fast with Retry-After, readiness says why, reads go on.
+    (acknowledged, refused)
+}
+
+/// Open: writes fail fast with Retry-After, readiness says why, reads go on
+/// (the transfer tried has memo `while-open`).
+fn writes_fail_fast_and_reads_go_on_while_open(world: &World, alice: &Member, bob: &Member) {
     let started = Instant::now();
     let body =
         json!({"to": bob.id, "currency": "btc", "amount": "0.00000001", "memo": "while-open"});
@@ -149,7 +171,6 @@ fn a_full_disk_fails_writes_cleanly_keeps_reads_and_recovers_when_space_returns(
         rejected_in < Duration::from_millis(200),
         "fails fast, took {rejected_in:?}"
     );
-    refused.push("while-open".into());
     let ready = world.app.get("/readyz");
     assert_eq!(ready.status, 503, "readyz while the breaker is open");
     assert_eq!(
@@ -167,16 +188,23 @@ fn a_full_disk_fails_writes_cleanly_keeps_reads_and_recovers_when_space_returns(
         circuit.contains(&"souk_circuit_state 1"),
         "metrics show the open breaker: {circuit:?}"
     );
+}
 
-    // Space comes back: writes succeed again within 5 s, without a restart.
-    std::fs::remove_file(&ballast).expect("freeing space");
+/// Space has come back: writes succeed again within 5 s, without a restart.
+fn writes_recover(
+    world: &World,
+    alice: &Member,
+    bob: &Member,
+    acknowledged: &mut Vec<String>,
+    refused: &mut Vec<String>,
+) {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut recovered = false;
     let mut n = 0;
     while Instant::now() < deadline {
         n += 1;
         let memo = format!("after{n}");
-        match transfer(&world, &alice, &bob, &memo) {
+        match transfer(world, alice, bob, &memo) {
             201 => {
                 acknowledged.push(memo);
                 recovered = true;
@@ -192,18 +220,27 @@ fn a_full_disk_fails_writes_cleanly_keeps_reads_and_recovers_when_space_returns(
         "writes did not recover within 5 s of freeing space"
     );
     assert_eq!(world.app.get("/readyz").status, 200);
+}
 
-    // Every acknowledged transfer is there exactly once; no refused one is.
-    let mut seen = memos(&world, &alice);
+/// Every acknowledged transfer is there exactly once; no refused one is;
+/// the ledger holds, and the circuit_open alert fired once (cooldown 60 s).
+fn acknowledged_exactly_once_and_alerted(
+    world: &World,
+    admin: &Member,
+    alice: &Member,
+    acknowledged: &[String],
+    refused: &[String],
+) {
+    let mut seen = memos(world, alice);
     seen.sort();
-    let mut expected = acknowledged.clone();
+    let mut expected = acknowledged.to_vec();
     expected.sort();
     assert_eq!(seen, expected, "acknowledged transfers, exactly once");
     assert!(
         refused.iter().all(|m| !seen.contains(m)),
         "no refused transfer was applied"
     );
-    assert!(world.check(&admin).is_empty(), "ledger invariants hold");
+    assert!(world.check(admin).is_empty(), "ledger invariants hold");
 
     // The circuit_open alert fired, once (cooldown 60 s).
     let alerts = world.get("/api/v1/admin/alerts", &admin.token).json();
@@ -214,13 +251,6 @@ fn a_full_disk_fails_writes_cleanly_keeps_reads_and_recovers_when_space_returns(
         .filter(|a| a["rule"] == "circuit_open")
         .count();
     assert_eq!(fired, 1, "circuit_open fired once: {alerts}");
-
-    drop(world);
-    let conn = rusqlite::Connection::open(&db).expect("reopening");
-    let verdict: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity check");
-    assert_eq!(verdict, "ok");
 }
 
 /// A read that never ends by itself.

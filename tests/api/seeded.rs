@@ -23,6 +23,11 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
+
+    /// `len` characters drawn from `alphabet` (ASCII).
+    pub fn text(&mut self, alphabet: &[u8], len: usize) -> String {
+        (0..len).map(|_| char::from(*self.pick(alphabet))).collect()
+    }
 }
 
 /// The seed of a randomized test: SOUK_TEST_SEED, or the clock; printed.

@@ -19,6 +19,7 @@ use crate::client::{
     world, world_with,
 };
 use crate::helpers::{Client, HttpResponse, TestApp, gate};
+use crate::seeded::Rng;
 
 // ---- local helpers ---------------------------------------------------------
 
@@ -195,24 +196,6 @@ fn is_rfc3339_utc(text: &str) -> bool {
         && b[13] == b':'
         && b[16] == b':'
         && text.ends_with('Z')
-}
-
-/// A small deterministic generator for junk (no extra crate).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick(&mut self, alphabet: &[u8], len: usize) -> String {
-        (0..len)
-            .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char)
-            .collect()
-    }
 }
 
 const BASE64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -863,10 +846,26 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
     let user = world.member("erin");
     let bystander = world.member("frank");
     let path = format!("/api/v1/admin/users/{}", user.id);
+    let user = role_name_and_status_changes_apply_at_once(&world, &admin, &user, &path);
+    others_may_not_change_anyone(&world, &bystander, &path);
+    unknown_users_and_values_are_refused(&world, &admin, &path);
+    let seen = assert_status(&me(&world, &user.token), 200);
+    assert_eq!(seen["user"]["role"], "user");
+    assert_eq!(seen["user"]["status"], "active");
+    assert_eq!(seen["user"]["display_name"], "Erin E.");
+}
 
+/// The admin makes erin an admin with a display name, a user again,
+/// suspended and active again: each seen at once. Erin, signed in again.
+fn role_name_and_status_changes_apply_at_once(
+    world: &World,
+    admin: &Member,
+    user: &Member,
+    path: &str,
+) -> Member {
     let changed = assert_status(
         &world.patch(
-            &path,
+            path,
             &admin.token,
             &json!({"role": "admin", "display_name": "Erin E."}),
         ),
@@ -877,14 +876,14 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
     assert_eq!(changed["user"]["display_name"], "Erin E.");
     assert_eq!(changed["user"]["status"], "active");
     // The change is seen at once by the user themselves.
-    let seen = assert_status(&me(&world, &user.token), 200);
+    let seen = assert_status(&me(world, &user.token), 200);
     assert_eq!(seen["user"]["role"], "admin");
     assert_eq!(seen["user"]["display_name"], "Erin E.");
     // Now an admin, erin may read the statistics.
     assert_status(&world.get("/api/v1/admin/stats/users", &user.token), 200);
 
     let changed = assert_status(
-        &world.patch(&path, &admin.token, &json!({"role": "user"})),
+        &world.patch(path, &admin.token, &json!({"role": "user"})),
         200,
     );
     assert_eq!(changed["user"]["role"], "user");
@@ -897,24 +896,26 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
         .assert_error(403, "forbidden");
 
     let changed = assert_status(
-        &world.patch(&path, &admin.token, &json!({"status": "suspended"})),
+        &world.patch(path, &admin.token, &json!({"status": "suspended"})),
         200,
     );
     assert_eq!(changed["user"]["status"], "suspended");
-    me(&world, &user.token).assert_error(401, "unauthenticated");
+    me(world, &user.token).assert_error(401, "unauthenticated");
     let changed = assert_status(
-        &world.patch(&path, &admin.token, &json!({"status": "active"})),
+        &world.patch(path, &admin.token, &json!({"status": "active"})),
         200,
     );
     assert_eq!(changed["user"]["status"], "active");
-    let user = Member {
+    Member {
         token: world.login("erin", PASSWORD),
-        ..user
-    };
+        ..user.clone()
+    }
+}
 
-    // A non-admin gets 403 and changes nothing; no token gets 401.
+/// A non-admin gets 403 and changes nothing; no token gets 401.
+fn others_may_not_change_anyone(world: &World, bystander: &Member, path: &str) {
     world
-        .patch(&path, &bystander.token, &json!({"role": "admin"}))
+        .patch(path, &bystander.token, &json!({"role": "admin"}))
         .assert_error(403, "forbidden");
     world
         .patch(
@@ -926,16 +927,18 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
     request(
         world.app.addr,
         "PATCH",
-        &path,
+        path,
         None,
         Some(&json!({"role": "admin"})),
         &[],
     )
     .assert_error(401, "unauthenticated");
-    let seen = assert_status(&me(&world, &bystander.token), 200);
+    let seen = assert_status(&me(world, &bystander.token), 200);
     assert_eq!(seen["user"]["role"], "user");
+}
 
-    // Unknown users and values.
+/// Unknown users and values.
+fn unknown_users_and_values_are_refused(world: &World, admin: &Member, path: &str) {
     world
         .patch(
             "/api/v1/admin/users/12345",
@@ -944,21 +947,13 @@ fn an_admin_changes_role_status_and_display_name_and_no_one_else_may() {
         )
         .assert_error(404, "not_found");
     for body in [json!({"role": "root"}), json!({"status": "banned"})] {
-        let response = world.patch(&path, &admin.token, &body);
+        let response = world.patch(path, &admin.token, &body);
         assert_eq!(response.status, 400, "{body}: {}", response.body_text());
     }
     let error = world
-        .patch(
-            &path,
-            &admin.token,
-            &json!({"display_name": "x".repeat(65)}),
-        )
+        .patch(path, &admin.token, &json!({"display_name": "x".repeat(65)}))
         .assert_error(400, "invalid_field");
     assert_eq!(error["field"], "display_name");
-    let seen = assert_status(&me(&world, &user.token), 200);
-    assert_eq!(seen["user"]["role"], "user");
-    assert_eq!(seen["user"]["status"], "active");
-    assert_eq!(seen["user"]["display_name"], "Erin E.");
 }
 
 #[test]
@@ -1357,9 +1352,28 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
     let world = world();
     let admin = world.admin("root");
     let before = stats(&world, &admin)["total"].clone();
+    bad_fields_are_named(&world);
+    malformed_bodies_are_refused(&world);
+    two_megabytes_are_refused_with_413(&world);
+    let member = world.member("wendy");
+    bad_changes_to_ones_own_account_change_nothing(&world, &member);
+    for prefix in ["victor", "walter"] {
+        let found = assert_status(
+            &world.get(&format!("/api/v1/users?q={prefix}"), &member.token),
+            200,
+        );
+        assert_eq!(found["users"], json!([]), "{prefix}");
+    }
+    // root and wendy only.
+    let after = stats(&world, &admin)["total"].clone();
+    assert_eq!(before, 1);
+    assert_eq!(after, 2);
+}
 
+/// Bad usernames, passwords and display names: 400 naming the field.
+fn bad_fields_are_named(world: &World) {
     let refused = |body: Value, field: &str| {
-        let error = register(&world, None, &body).assert_error(400, "invalid_field");
+        let error = register(world, None, &body).assert_error(400, "invalid_field");
         assert_eq!(error["field"], field, "{body}");
     };
     for name in [
@@ -1393,7 +1407,11 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         json!({"username": "victor", "password": PASSWORD, "display_name": "  "}),
         "display_name",
     );
+}
 
+/// Unknown or missing fields, duplicate keys, malformed JSON, trailing bytes
+/// and a body that is not JSON.
+fn malformed_bodies_are_refused(world: &World) {
     // Unknown fields (including a try at choosing one's role), missing fields.
     for body in [
         json!({"username": "victor", "password": PASSWORD, "role": "admin"}),
@@ -1401,7 +1419,7 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         json!({"username": "victor"}),
         json!(null),
     ] {
-        let response = register(&world, None, &body);
+        let response = register(world, None, &body);
         assert_eq!(response.status, 400, "{body}: {}", response.body_text());
         let code = response.error()["code"].clone();
         assert!(
@@ -1417,7 +1435,7 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         format!(r#"{{"username":"victor","password":"{PASSWORD}"}} {{}}"#),
         "\u{feff}{}".to_owned(),
     ] {
-        let response = post_raw(&world, "/api/v1/users", None, body.as_bytes());
+        let response = post_raw(world, "/api/v1/users", None, body.as_bytes());
         assert_eq!(response.status, 400, "{body}: {}", response.body_text());
         response.error();
     }
@@ -1431,8 +1449,10 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         body.as_bytes(),
     );
     response.assert_error(415, "unsupported_media_type");
+}
 
-    // Two megabytes: refused with 413, however the body is sent.
+/// Two megabytes: refused with 413, however the body is sent.
+fn two_megabytes_are_refused_with_413(world: &World) {
     let mut client = Client::connect(world.app.addr);
     let size = 2 * 1024 * 1024;
     let mut big = format!(
@@ -1454,9 +1474,10 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         .read_response()
         .assert_error(413, "payload_too_large");
     sender.join().expect("the sender thread");
+}
 
-    // Bad changes to one's own account change nothing either.
-    let member = world.member("wendy");
+/// Bad changes to one's own account change nothing either.
+fn bad_changes_to_ones_own_account_change_nothing(world: &World, member: &Member) {
     for body in [
         json!({"display_name": 5}),
         json!({"display_name": "x".repeat(65)}),
@@ -1467,21 +1488,9 @@ fn bad_registrations_get_a_4xx_and_create_no_user() {
         assert_eq!(response.status, 400, "{body}: {}", response.body_text());
         response.error();
     }
-    let seen = assert_status(&me(&world, &member.token), 200);
+    let seen = assert_status(&me(world, &member.token), 200);
     assert_eq!(seen["user"]["role"], "user");
     assert!(seen["user"]["display_name"].is_null(), "{seen}");
-
-    for prefix in ["victor", "walter"] {
-        let found = assert_status(
-            &world.get(&format!("/api/v1/users?q={prefix}"), &member.token),
-            200,
-        );
-        assert_eq!(found["users"], json!([]), "{prefix}");
-    }
-    // root and wendy only.
-    let after = stats(&world, &admin)["total"].clone();
-    assert_eq!(before, 1);
-    assert_eq!(after, 2);
 }
 
 #[test]
@@ -1520,18 +1529,18 @@ fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
         "Basic x".into(),
         format!("Basic {}", member.token),
         format!("Token {}", member.token),
-        format!("Bearer {}", rng.pick(BASE64URL, 43)),
-        format!("Bearer {}", rng.pick(BASE64URL, 44)),
-        format!("Bearer {}", rng.pick(BASE64URL, 42)),
-        format!("Bearer {}", rng.pick(b"!@#$%^&*()+=", 43)),
+        format!("Bearer {}", rng.text(BASE64URL, 43)),
+        format!("Bearer {}", rng.text(BASE64URL, 44)),
+        format!("Bearer {}", rng.text(BASE64URL, 42)),
+        format!("Bearer {}", rng.text(b"!@#$%^&*()+=", 43)),
         format!("Bearer {}", "=".repeat(43)),
         format!("Bearer {}x", member.token),
         format!("Bearer {flipped}"),
         format!("Bearer {} {}", member.token, member.token),
         format!("Bearer {expired}"),
-        rng.pick(BASE64URL, 43),
-        rng.pick(&printable, 10 * 1024),
-        format!("Bearer {}", rng.pick(&printable, 10 * 1024)),
+        rng.text(BASE64URL, 43),
+        rng.text(&printable, 10 * 1024),
+        format!("Bearer {}", rng.text(&printable, 10 * 1024)),
     ];
     for value in &values {
         let response = raw(

@@ -205,36 +205,47 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
     let admin = w.admin("wal_admin1");
     let alice = w.member("wal_alice1");
     let bob = w.member("wal_bob1");
+    deposits_show_exact_amounts(&w, &admin, &alice, &bob);
+    transfers_show_exact_amounts(&w, &alice, &bob);
+    both_entry_lists_are_newest_first(&w, &alice, &bob);
+    assert!(w.check(&admin).is_empty());
+}
 
-    let response = deposit_ref(&w, &admin, &alice, "btc", "1.5", "tx-btc-1");
+/// Alice's btc and xmr deposits, to the last place of each currency; bob's
+/// never used currencies show as zeros.
+fn deposits_show_exact_amounts(w: &World, admin: &Member, alice: &Member, bob: &Member) {
+    let response = deposit_ref(w, admin, alice, "btc", "1.5", "tx-btc-1");
     assert_eq!(response.status, 201, "{}", response.body_text());
     let entry = &response.json()["entry"];
     assert_eq!(entry["amount"], "1.50000000", "{entry}");
     assert_eq!(entry["kind"], "deposit");
     assert_eq!(entry["direction"], "in");
     assert_eq!(entry["currency"], "btc");
-    let response = deposit_ref(&w, &admin, &alice, "xmr", "0.000000000001", "tx-xmr-1");
+    let response = deposit_ref(w, admin, alice, "xmr", "0.000000000001", "tx-xmr-1");
     assert_eq!(response.status, 201, "{}", response.body_text());
     assert_eq!(response.json()["entry"]["amount"], "0.000000000001");
 
     assert_eq!(
-        w.balance(&alice, "btc"),
+        w.balance(alice, "btc"),
         ("1.50000000".into(), "0.00000000".into())
     );
     assert_eq!(
-        w.balance(&alice, "xmr"),
+        w.balance(alice, "xmr"),
         ("0.000000000001".into(), "0.000000000000".into())
     );
     assert_eq!(
-        w.balance(&bob, "btc"),
+        w.balance(bob, "btc"),
         ("0.00000000".into(), "0.00000000".into())
     );
     assert_eq!(
-        w.balance(&bob, "xmr"),
+        w.balance(bob, "xmr"),
         ("0.000000000000".into(), "0.000000000000".into()),
         "never used currencies show as zeros"
     );
+}
 
+/// Alice sends bob the smallest amount of each currency.
+fn transfers_show_exact_amounts(w: &World, alice: &Member, bob: &Member) {
     let response = w.post(
         "/api/v1/transfers",
         Some(&alice.token),
@@ -253,28 +264,31 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
         "{t}"
     );
 
-    let response = transfer(&w, &alice, &bob.id, "xmr", "0.000000000001");
+    let response = transfer(w, alice, &bob.id, "xmr", "0.000000000001");
     assert_eq!(response.status, 201, "{}", response.body_text());
     assert_eq!(response.json()["transfer"]["amount"], "0.000000000001");
     assert_eq!(response.json()["transfer"]["memo"], Value::Null);
 
     assert_eq!(
-        w.balance(&alice, "btc"),
+        w.balance(alice, "btc"),
         ("1.49999999".into(), "0.00000000".into())
     );
     assert_eq!(
-        w.balance(&alice, "xmr"),
+        w.balance(alice, "xmr"),
         ("0.000000000000".into(), "0.000000000000".into())
     );
     assert_eq!(
-        w.balance(&bob, "btc"),
+        w.balance(bob, "btc"),
         ("0.00000001".into(), "0.00000000".into())
     );
     assert_eq!(
-        w.balance(&bob, "xmr"),
+        w.balance(bob, "xmr"),
         ("0.000000000001".into(), "0.000000000000".into())
     );
+}
 
+/// Both sides' entries, newest first, with numeric ids and UTC times.
+fn both_entry_lists_are_newest_first(w: &World, alice: &Member, bob: &Member) {
     let shape = |e: &Value| {
         json!([
             e["kind"],
@@ -286,7 +300,7 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
             e["escrow_id"]
         ])
     };
-    let alice_entries = all_entries(&w, &alice);
+    let alice_entries = all_entries(w, alice);
     let got: Vec<Value> = alice_entries.iter().map(shape).collect();
     assert_eq!(
         got,
@@ -314,7 +328,7 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
         ],
         "alice's entries, newest first"
     );
-    let bob_entries = all_entries(&w, &bob);
+    let bob_entries = all_entries(w, bob);
     let got: Vec<Value> = bob_entries.iter().map(shape).collect();
     assert_eq!(
         got,
@@ -352,7 +366,6 @@ fn a_deposit_then_a_transfer_shows_exact_balances_and_both_entry_lists() {
             "{e}"
         );
     }
-    assert!(w.check(&admin).is_empty());
 }
 
 #[test]
@@ -365,140 +378,7 @@ fn bad_transfers_get_a_clear_error_and_change_nothing() {
     w.deposit(&admin, &alice, "xmr", "1");
     let before = ledger_view(&w, &[&alice, &bob]);
 
-    let base = |amount: Value| json!({"to": bob.id, "currency": "btc", "amount": amount});
-    let with = |key: &str, value: Value| {
-        let mut body = base(json!("0.1"));
-        body[key] = value;
-        body
-    };
-    let without = |key: &str| {
-        let mut body = base(json!("0.1"));
-        body.as_object_mut().expect("an object").remove(key);
-        body
-    };
-    // (what, body, status, code, field)
-    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
-        (
-            "more than available",
-            base(json!("1.00000001")),
-            409,
-            "insufficient_funds",
-            None,
-        ),
-        (
-            "far more than available",
-            base(json!("21000000")),
-            409,
-            "insufficient_funds",
-            None,
-        ),
-        (
-            "to oneself",
-            with("to", json!(alice.id)),
-            400,
-            "invalid_field",
-            Some("to"),
-        ),
-        (
-            "zero",
-            base(json!("0")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "zero with places",
-            base(json!("0.00000000")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "negative",
-            base(json!("-1")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "exponent",
-            base(json!("1e3")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "too many places",
-            base(json!("0.000000001")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "spaces",
-            base(json!(" 0.1")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "empty",
-            base(json!("")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "past i64",
-            base(json!("92233720368.54775808")),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "past i64 in xmr",
-            json!({"to": bob.id, "currency": "xmr", "amount": "9223372.036854775808"}),
-            400,
-            "invalid_field",
-            Some("amount"),
-        ),
-        (
-            "unknown currency",
-            with("currency", json!("doge")),
-            400,
-            "invalid_field",
-            Some("currency"),
-        ),
-        (
-            "upper-case currency",
-            with("currency", json!("BTC")),
-            400,
-            "invalid_field",
-            Some("currency"),
-        ),
-        (
-            "not an id",
-            with("to", json!("bob")),
-            400,
-            "invalid_field",
-            Some("to"),
-        ),
-        (
-            "unknown recipient",
-            with("to", json!("1234567")),
-            404,
-            "not_found",
-            None,
-        ),
-        (
-            "memo too long",
-            with("memo", json!("m".repeat(281))),
-            400,
-            "invalid_field",
-            Some("memo"),
-        ),
-    ];
-    for (what, body, status, code, field) in cases {
+    for (what, body, status, code, field) in bad_transfer_cases(&alice, &bob) {
         let response = w.post("/api/v1/transfers", Some(&alice.token), &body);
         let error = response.assert_error(status, code);
         if let Some(field) = field {
@@ -511,17 +391,7 @@ fn bad_transfers_get_a_clear_error_and_change_nothing() {
         );
     }
     // Wrong types and shapes: 400, either code.
-    let shapes: Vec<(&str, Value)> = vec![
-        ("a number for the amount", base(json!(1))),
-        ("a float for the amount", base(json!(0.1))),
-        ("a number for the recipient", with("to", json!(12345))),
-        ("no amount", without("amount")),
-        ("no recipient", without("to")),
-        ("no currency", without("currency")),
-        ("an unknown field", with("fee", json!("0.1"))),
-        ("not an object", json!(["0.1"])),
-    ];
-    for (what, body) in shapes {
+    for (what, body) in badly_shaped_transfers(&bob) {
         let response = w.post("/api/v1/transfers", Some(&alice.token), &body);
         assert_eq!(response.status, 400, "{what}: {}", response.body_text());
         let error = response.error();
@@ -530,7 +400,8 @@ fn bad_transfers_get_a_clear_error_and_change_nothing() {
             "{what}: {error}"
         );
     }
-    let response = w.post("/api/v1/transfers", None, &base(json!("0.1")));
+    let body = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    let response = w.post("/api/v1/transfers", None, &body);
     response.assert_error(401, "unauthenticated");
 
     assert_eq!(
@@ -539,6 +410,69 @@ fn bad_transfers_get_a_clear_error_and_change_nothing() {
         "a refused transfer changed the ledger"
     );
     assert!(w.check(&admin).is_empty());
+}
+
+/// A transfer from alice (1 btc, 1 xmr) to bob of 0.1 btc, with `key` set
+/// to `value`.
+fn transfer_with(bob: &Member, key: &str, value: Value) -> Value {
+    let mut body = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
+    body[key] = value;
+    body
+}
+
+/// Transfers from alice refused with a status, a code and (for a 400) the
+/// field at fault: (what, body, status, code, field).
+#[rustfmt::skip]
+fn bad_transfer_cases(
+    alice: &Member,
+    bob: &Member,
+) -> Vec<(&'static str, Value, u16, &'static str, Option<&'static str>)> {
+    let amount = |amount: &str| transfer_with(bob, "amount", json!(amount));
+    let with = |key: &str, value: Value| transfer_with(bob, key, value);
+    let amount_field = Some("amount");
+    vec![
+        ("more than available",     amount("1.00000001"), 409, "insufficient_funds", None),
+        ("far more than available", amount("21000000"),   409, "insufficient_funds", None),
+        ("to oneself",              with("to", json!(alice.id)), 400, "invalid_field", Some("to")),
+        ("zero",                    amount("0"),           400, "invalid_field", amount_field),
+        ("zero with places",        amount("0.00000000"),  400, "invalid_field", amount_field),
+        ("negative",                amount("-1"),          400, "invalid_field", amount_field),
+        ("exponent",                amount("1e3"),         400, "invalid_field", amount_field),
+        ("too many places",         amount("0.000000001"), 400, "invalid_field", amount_field),
+        ("spaces",                  amount(" 0.1"),        400, "invalid_field", amount_field),
+        ("empty",                   amount(""),            400, "invalid_field", amount_field),
+        ("past i64",                amount("92233720368.54775808"), 400, "invalid_field", amount_field),
+        (
+            "past i64 in xmr",
+            json!({"to": bob.id, "currency": "xmr", "amount": "9223372.036854775808"}),
+            400, "invalid_field", amount_field,
+        ),
+        ("unknown currency",        with("currency", json!("doge")), 400, "invalid_field", Some("currency")),
+        ("upper-case currency",     with("currency", json!("BTC")),  400, "invalid_field", Some("currency")),
+        ("not an id",               with("to", json!("bob")),        400, "invalid_field", Some("to")),
+        ("unknown recipient",       with("to", json!("1234567")),    404, "not_found", None),
+        ("memo too long",           with("memo", json!("m".repeat(281))), 400, "invalid_field", Some("memo")),
+    ]
+}
+
+/// Transfers of the wrong types or shape: (what, body).
+fn badly_shaped_transfers(bob: &Member) -> Vec<(&'static str, Value)> {
+    let with = |key: &str, value: Value| transfer_with(bob, key, value);
+    let without = |key: &str| {
+        let mut body = transfer_with(bob, "amount", json!("0.1"));
+        body.as_object_mut().expect("an object").remove(key);
+        body
+    };
+    vec![
+        ("a number for the amount", with("amount", json!(1))),
+        ("a float for the amount", with("amount", json!(0.1))),
+        ("a number for the recipient", with("to", json!(12345))),
+        ("no amount", without("amount")),
+        ("no recipient", without("to")),
+        ("no currency", without("currency")),
+        ("an unknown field", with("fee", json!("0.1"))),
+        ("not an object", json!(["0.1"])),
+    ]
 }
 
 // ---- batches ---------------------------------------------------------------
@@ -560,10 +494,55 @@ fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
     w.deposit(&admin, &alice, "btc", "1");
     w.deposit(&admin, &alice, "xmr", "1");
     let before = ledger_view(&w, &[&alice, &bob]);
-    let item = |to: &str, currency: &str, amount: &str| json!({"to": to, "currency": currency, "amount": amount});
+    for (what, items, status, code, index) in bad_batch_cases(&alice, &bob) {
+        let response = batch(&w, &alice, items);
+        let error = response.assert_error(status, code);
+        assert_eq!(error["index"], json!(index), "{what}: {error}");
+        assert_eq!(
+            ledger_view(&w, &[&alice, &bob]),
+            before,
+            "{what}: a refused batch changed the ledger"
+        );
+    }
+    for (what, items) in [
+        ("no items", json!([])),
+        (
+            "1001 items",
+            Value::Array(vec![batch_item(&bob.id, "btc", "0.00000001"); 1001]),
+        ),
+    ] {
+        let response = batch(&w, &alice, items);
+        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
+        response.error();
+    }
+    let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &json!({}));
+    assert_eq!(
+        response.status,
+        400,
+        "no transfers field: {}",
+        response.body_text()
+    );
+    assert_eq!(
+        ledger_view(&w, &[&alice, &bob]),
+        before,
+        "a refused batch changed the ledger"
+    );
+    assert!(w.check(&admin).is_empty());
+}
 
-    // (what, items, status, code, index)
-    let cases: Vec<(&str, Value, u16, &str, usize)> = vec![
+/// One item of a batch transfer.
+fn batch_item(to: &str, currency: &str, amount: &str) -> Value {
+    json!({"to": to, "currency": currency, "amount": amount})
+}
+
+/// Batches from alice (1 btc, 1 xmr) refused because of one item:
+/// (what, items, status, code, index of the item).
+fn bad_batch_cases(
+    alice: &Member,
+    bob: &Member,
+) -> Vec<(&'static str, Value, u16, &'static str, usize)> {
+    let item = batch_item;
+    vec![
         (
             "item 2 has an unknown recipient",
             json!([
@@ -636,41 +615,7 @@ fn a_batch_with_one_bad_item_applies_nothing_and_names_the_index() {
             "invalid_field",
             1,
         ),
-    ];
-    for (what, items, status, code, index) in cases {
-        let response = batch(&w, &alice, items);
-        let error = response.assert_error(status, code);
-        assert_eq!(error["index"], json!(index), "{what}: {error}");
-        assert_eq!(
-            ledger_view(&w, &[&alice, &bob]),
-            before,
-            "{what}: a refused batch changed the ledger"
-        );
-    }
-    for (what, items) in [
-        ("no items", json!([])),
-        (
-            "1001 items",
-            Value::Array(vec![item(&bob.id, "btc", "0.00000001"); 1001]),
-        ),
-    ] {
-        let response = batch(&w, &alice, items);
-        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
-        response.error();
-    }
-    let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &json!({}));
-    assert_eq!(
-        response.status,
-        400,
-        "no transfers field: {}",
-        response.body_text()
-    );
-    assert_eq!(
-        ledger_view(&w, &[&alice, &bob]),
-        before,
-        "a refused batch changed the ledger"
-    );
-    assert!(w.check(&admin).is_empty());
+    ]
 }
 
 /// `POST path` with these exact body bytes, as `from`.
@@ -1253,95 +1198,9 @@ fn withdrawals_need_funds_and_references_replay_like_deposits() {
     let w = world();
     let admin = w.admin("wal_admin8");
     let alice = w.member("wal_alice8");
-
-    let response = deposit_ref(&w, &admin, &alice, "btc", "1", "dep-a");
-    assert_eq!(response.status, 201, "{}", response.body_text());
-    assert!(!replayed(&response));
-    let deposit_entry = response.json()["entry"].clone();
-    assert_eq!(deposit_entry["reference"], "dep-a", "{deposit_entry}");
-
-    // The same deposit again (a re-sent confirmation) replays; another amount,
-    // user or currency... under the same reference is refused.
-    let again = deposit_ref(&w, &admin, &alice, "btc", "1.00000000", "dep-a");
-    assert_eq!(again.status, 201, "{}", again.body_text());
-    assert!(replayed(&again), "{:?}", again.headers);
-    assert_eq!(again.json()["entry"], deposit_entry);
-    deposit_ref(&w, &admin, &alice, "btc", "2", "dep-a").assert_error(422, "idempotency_mismatch");
-    deposit_ref(&w, &admin, &admin, "btc", "1", "dep-a").assert_error(422, "idempotency_mismatch");
-    // References are per currency.
-    let xmr = deposit_ref(&w, &admin, &alice, "xmr", "3", "dep-a");
-    assert_eq!(xmr.status, 201, "{}", xmr.body_text());
-    assert!(!replayed(&xmr));
-    assert_eq!(w.balance(&alice, "btc").0, "1.00000000");
-    assert_eq!(w.balance(&alice, "xmr").0, "3.000000000000");
-
-    let before = ledger_view(&w, &[&alice]);
-    withdraw_ref(&w, &admin, &alice, "btc", "1.00000001", "wd-big")
-        .assert_error(409, "insufficient_funds");
-    withdraw_ref(&w, &admin, &alice, "xmr", "3.000000000001", "wd-big")
-        .assert_error(409, "insufficient_funds");
-    withdraw_ref(&w, &admin, &alice, "btc", "0", "wd-zero").assert_error(400, "invalid_field");
-    withdraw_ref(&w, &admin, &alice, "doge", "1", "wd-doge").assert_error(400, "invalid_field");
-    let nobody = Member {
-        id: "4242424242".into(),
-        token: String::new(),
-        username: "nobody".into(),
-    };
-    withdraw_ref(&w, &admin, &nobody, "btc", "0.1", "wd-nobody").assert_error(404, "not_found");
-    deposit_ref(&w, &admin, &nobody, "btc", "0.1", "dep-nobody").assert_error(404, "not_found");
-    let bad_reference = deposit_ref(&w, &admin, &alice, "btc", "0.1", "has space");
-    assert_eq!(
-        bad_reference.assert_error(400, "invalid_field")["field"],
-        "reference"
-    );
-    // Members cannot move money in or out.
-    let body =
-        json!({"user_id": alice.id, "currency": "btc", "amount": "0.1", "reference": "self-serve"});
-    w.post("/api/v1/admin/withdrawals", Some(&alice.token), &body)
-        .assert_error(403, "forbidden");
-    w.post("/api/v1/admin/deposits", Some(&alice.token), &body)
-        .assert_error(403, "forbidden");
-    assert_eq!(
-        ledger_view(&w, &[&alice]),
-        before,
-        "a refused movement changed the ledger"
-    );
-
-    let response = withdraw_ref(&w, &admin, &alice, "btc", "0.4", "wd-1");
-    assert_eq!(response.status, 201, "{}", response.body_text());
-    assert!(!replayed(&response));
-    let entry = response.json()["entry"].clone();
-    assert_eq!(
-        json!([
-            entry["kind"],
-            entry["direction"],
-            entry["currency"],
-            entry["amount"],
-            entry["reference"]
-        ]),
-        json!(["withdrawal", "out", "btc", "0.40000000", "wd-1"])
-    );
-    assert_eq!(w.balance(&alice, "btc").0, "0.60000000");
-
-    let again = withdraw_ref(&w, &admin, &alice, "btc", "0.4", "wd-1");
-    assert_eq!(again.status, 201, "{}", again.body_text());
-    assert!(replayed(&again), "{:?}", again.headers);
-    assert_eq!(again.json()["entry"], entry);
-    withdraw_ref(&w, &admin, &alice, "btc", "0.3", "wd-1")
-        .assert_error(422, "idempotency_mismatch");
-    assert_eq!(
-        w.balance(&alice, "btc").0,
-        "0.60000000",
-        "replays and mismatches move nothing"
-    );
-
-    // Everything that is left can go.
-    let response = withdraw_ref(&w, &admin, &alice, "btc", "0.6", "wd-2");
-    assert_eq!(response.status, 201, "{}", response.body_text());
-    assert_eq!(
-        w.balance(&alice, "btc"),
-        ("0.00000000".into(), "0.00000000".into())
-    );
+    deposit_references_replay(&w, &admin, &alice);
+    refused_movements_change_nothing(&w, &admin, &alice);
+    withdrawal_references_replay(&w, &admin, &alice);
 
     let stats = wallet_stats(&w, &admin);
     let btc = &stats["currencies"]["btc"];
@@ -1366,6 +1225,106 @@ fn withdrawals_need_funds_and_references_replay_like_deposits() {
         ]
     );
     assert!(w.check(&admin).is_empty());
+}
+
+/// Alice gets 1 btc (reference `dep-a`) and 3 xmr (the same reference: they
+/// are per currency); the same deposit again replays, another under the
+/// same reference is refused.
+fn deposit_references_replay(w: &World, admin: &Member, alice: &Member) {
+    let response = deposit_ref(w, admin, alice, "btc", "1", "dep-a");
+    assert_eq!(response.status, 201, "{}", response.body_text());
+    assert!(!replayed(&response));
+    let deposit_entry = response.json()["entry"].clone();
+    assert_eq!(deposit_entry["reference"], "dep-a", "{deposit_entry}");
+
+    // The same deposit again (a re-sent confirmation) replays; another amount,
+    // user or currency... under the same reference is refused.
+    let again = deposit_ref(w, admin, alice, "btc", "1.00000000", "dep-a");
+    assert_eq!(again.status, 201, "{}", again.body_text());
+    assert!(replayed(&again), "{:?}", again.headers);
+    assert_eq!(again.json()["entry"], deposit_entry);
+    deposit_ref(w, admin, alice, "btc", "2", "dep-a").assert_error(422, "idempotency_mismatch");
+    deposit_ref(w, admin, admin, "btc", "1", "dep-a").assert_error(422, "idempotency_mismatch");
+    // References are per currency.
+    let xmr = deposit_ref(w, admin, alice, "xmr", "3", "dep-a");
+    assert_eq!(xmr.status, 201, "{}", xmr.body_text());
+    assert!(!replayed(&xmr));
+    assert_eq!(w.balance(alice, "btc").0, "1.00000000");
+    assert_eq!(w.balance(alice, "xmr").0, "3.000000000000");
+}
+
+/// Withdrawals beyond the funds, bad amounts, currencies, users and
+/// references, and members moving money in or out: refused, nothing moves.
+fn refused_movements_change_nothing(w: &World, admin: &Member, alice: &Member) {
+    let before = ledger_view(w, &[alice]);
+    withdraw_ref(w, admin, alice, "btc", "1.00000001", "wd-big")
+        .assert_error(409, "insufficient_funds");
+    withdraw_ref(w, admin, alice, "xmr", "3.000000000001", "wd-big")
+        .assert_error(409, "insufficient_funds");
+    withdraw_ref(w, admin, alice, "btc", "0", "wd-zero").assert_error(400, "invalid_field");
+    withdraw_ref(w, admin, alice, "doge", "1", "wd-doge").assert_error(400, "invalid_field");
+    let nobody = Member {
+        id: "4242424242".into(),
+        token: String::new(),
+        username: "nobody".into(),
+    };
+    withdraw_ref(w, admin, &nobody, "btc", "0.1", "wd-nobody").assert_error(404, "not_found");
+    deposit_ref(w, admin, &nobody, "btc", "0.1", "dep-nobody").assert_error(404, "not_found");
+    let bad_reference = deposit_ref(w, admin, alice, "btc", "0.1", "has space");
+    assert_eq!(
+        bad_reference.assert_error(400, "invalid_field")["field"],
+        "reference"
+    );
+    // Members cannot move money in or out.
+    let body =
+        json!({"user_id": alice.id, "currency": "btc", "amount": "0.1", "reference": "self-serve"});
+    w.post("/api/v1/admin/withdrawals", Some(&alice.token), &body)
+        .assert_error(403, "forbidden");
+    w.post("/api/v1/admin/deposits", Some(&alice.token), &body)
+        .assert_error(403, "forbidden");
+    assert_eq!(
+        ledger_view(w, &[alice]),
+        before,
+        "a refused movement changed the ledger"
+    );
+}
+
+/// Withdrawal `wd-1` of 0.4 btc replays like a deposit, and the rest can go.
+fn withdrawal_references_replay(w: &World, admin: &Member, alice: &Member) {
+    let response = withdraw_ref(w, admin, alice, "btc", "0.4", "wd-1");
+    assert_eq!(response.status, 201, "{}", response.body_text());
+    assert!(!replayed(&response));
+    let entry = response.json()["entry"].clone();
+    assert_eq!(
+        json!([
+            entry["kind"],
+            entry["direction"],
+            entry["currency"],
+            entry["amount"],
+            entry["reference"]
+        ]),
+        json!(["withdrawal", "out", "btc", "0.40000000", "wd-1"])
+    );
+    assert_eq!(w.balance(alice, "btc").0, "0.60000000");
+
+    let again = withdraw_ref(w, admin, alice, "btc", "0.4", "wd-1");
+    assert_eq!(again.status, 201, "{}", again.body_text());
+    assert!(replayed(&again), "{:?}", again.headers);
+    assert_eq!(again.json()["entry"], entry);
+    withdraw_ref(w, admin, alice, "btc", "0.3", "wd-1").assert_error(422, "idempotency_mismatch");
+    assert_eq!(
+        w.balance(alice, "btc").0,
+        "0.60000000",
+        "replays and mismatches move nothing"
+    );
+
+    // Everything that is left can go.
+    let response = withdraw_ref(w, admin, alice, "btc", "0.6", "wd-2");
+    assert_eq!(response.status, 201, "{}", response.body_text());
+    assert_eq!(
+        w.balance(alice, "btc"),
+        ("0.00000000".into(), "0.00000000".into())
+    );
 }
 
 // ---- entry paging ----------------------------------------------------------
@@ -1763,123 +1722,185 @@ fn random_ops(
 ) -> (Totals, Totals) {
     let mut deposited = Totals::new();
     let mut withdrawn = Totals::new();
-    let amount = |rng: &mut Rng, currency: &str, max_major_hundredths: u64| {
-        let d = decimals(currency);
-        let max = i128::from(max_major_hundredths) * 10i128.pow(d) / 100;
-        let minor = 1 + i128::from(rng.next() >> 1) % max;
-        (minor, render_amount(rng, minor, d))
-    };
     for i in 0..ops {
         let roll = rng.below(100);
         let currency = *rng.pick(&CURRENCIES);
         let user = rng.pick(users);
-        let what = format!("{ctx}, {tag} op {i}");
+        let op = Op {
+            w,
+            admin,
+            users,
+            user,
+            currency,
+            key: format!("{tag}-{i}"),
+            what: format!("{ctx}, {tag} op {i}"),
+        };
         if roll < 15 {
-            let (minor, text) = amount(rng, currency, 200);
-            let response = deposit_ref(w, admin, user, currency, &text, &format!("mix-{tag}-{i}"));
-            assert_eq!(
-                response.status,
-                201,
-                "{what}: deposit {text} {currency}: {}",
-                response.body_text()
-            );
-            *deposited.entry(currency).or_default() += minor;
+            op.deposit(rng, &mut deposited);
         } else if roll < 25 {
-            let (minor, text) = amount(rng, currency, 50);
-            let response = withdraw_ref(w, admin, user, currency, &text, &format!("mix-{tag}-{i}"));
-            match response.status {
-                201 => *withdrawn.entry(currency).or_default() += minor,
-                409 => assert_eq!(response.error()["code"], "insufficient_funds", "{what}"),
-                other => panic!("{what}: withdrawal got {other}: {}", response.body_text()),
-            }
+            op.withdraw(rng, &mut withdrawn);
         } else if roll < 55 {
-            let to = loop {
-                let to = rng.pick(users);
-                if to.id != user.id {
-                    break to;
-                }
-            };
-            let (_, text) = amount(rng, currency, 30);
-            let body = json!({"to": to.id, "currency": currency, "amount": text, "memo": format!("{tag}-{i}")});
-            let key = format!("{tag}-{i}");
-            let tries = if rng.below(4) == 0 { 2 } else { 1 };
-            let mut first: Option<HttpResponse> = None;
-            for _ in 0..tries {
-                let response = keyed_transfer(w, user, &key, &body);
-                match response.status {
-                    201 | 409 => {}
-                    other => panic!("{what}: transfer got {other}: {}", response.body_text()),
-                }
-                if response.status == 409 {
-                    assert_eq!(response.error()["code"], "insufficient_funds", "{what}");
-                }
-                if let Some(first) = &first
-                    && first.status == 201
-                {
-                    assert_eq!(
-                        response.status, 201,
-                        "{what}: a retry of a done transfer replays"
-                    );
-                    assert!(replayed(&response), "{what}");
-                    assert_eq!(response.body, first.body, "{what}");
-                }
-                first.get_or_insert(response);
-            }
+            op.transfer(rng);
         } else if roll < 70 {
-            let items: Vec<Value> = (0..1 + rng.below(5))
-                .map(|_| {
-                    let currency = *rng.pick(&CURRENCIES);
-                    let to = loop {
-                        let to = rng.pick(users);
-                        if to.id != user.id {
-                            break to;
-                        }
-                    };
-                    let (_, text) = amount(rng, currency, 20);
-                    json!({"to": to.id, "currency": currency, "amount": text})
-                })
-                .collect();
-            let count = items.len();
-            let response = batch(w, user, Value::Array(items));
-            match response.status {
-                201 => assert_eq!(
-                    response.json()["transfers"].as_array().map(Vec::len),
-                    Some(count),
-                    "{what}"
-                ),
-                409 => {
-                    let error = response.error();
-                    assert_eq!(error["code"], "insufficient_funds", "{what}");
-                    assert!(
-                        error["index"]
-                            .as_u64()
-                            .is_some_and(|i| (i as usize) < count),
-                        "{what}: {error}"
-                    );
-                }
-                other => panic!("{what}: batch got {other}: {}", response.body_text()),
-            }
+            op.batch(rng);
         } else {
-            let response = w.get("/api/v1/wallet", &user.token);
-            assert_eq!(response.status, 200, "{what}");
-            let balances = response.json()["balances"].clone();
-            for code in CURRENCIES {
-                for part in ["available", "held"] {
-                    let text = balances[code][part]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{what}: {balances}"));
-                    assert!(
-                        minor(text, decimals(code)) >= 0,
-                        "{what}: negative balance {balances}"
-                    );
-                }
-            }
-            let response = w.get("/api/v1/wallet/entries?limit=5", &user.token);
-            assert_eq!(response.status, 200, "{what}");
+            op.read();
         }
     }
     (deposited, withdrawn)
 }
+
+/// A random amount of `currency` in `1..=max_major_hundredths / 100` major
+/// units: minor units, and as a client might write it.
+fn random_amount(rng: &mut Rng, currency: &str, max_major_hundredths: u64) -> (i128, String) {
+    let d = decimals(currency);
+    let max = i128::from(max_major_hundredths) * 10i128.pow(d) / 100;
+    let minor = 1 + i128::from(rng.next() >> 1) % max;
+    (minor, render_amount(rng, minor, d))
+}
+
+/// One operation of the random mix: who acts, in which currency, its key
+/// and its name in failures.
+struct Op<'a> {
+    w: &'a World,
+    admin: &'a Member,
+    users: &'a [Member],
+    user: &'a Member,
+    currency: &'static str,
+    /// `TAG-I`: the operation's memo and Idempotency-Key.
+    key: String,
+    what: String,
+}
+
+impl Op<'_> {
+    /// Another user than the one acting.
+    fn other_user(&self, rng: &mut Rng) -> &Member {
+        loop {
+            let to = rng.pick(self.users);
+            if to.id != self.user.id {
+                return to;
+            }
+        }
+    }
+
+    fn deposit(&self, rng: &mut Rng, deposited: &mut Totals) {
+        let (what, currency) = (&self.what, self.currency);
+        let (minor, text) = random_amount(rng, currency, 200);
+        let reference = format!("mix-{}", self.key);
+        let response = deposit_ref(self.w, self.admin, self.user, currency, &text, &reference);
+        assert_eq!(
+            response.status,
+            201,
+            "{what}: deposit {text} {currency}: {}",
+            response.body_text()
+        );
+        *deposited.entry(currency).or_default() += minor;
+    }
+
+    fn withdraw(&self, rng: &mut Rng, withdrawn: &mut Totals) {
+        let (what, currency) = (&self.what, self.currency);
+        let (minor, text) = random_amount(rng, currency, 50);
+        let reference = format!("mix-{}", self.key);
+        let response = withdraw_ref(self.w, self.admin, self.user, currency, &text, &reference);
+        match response.status {
+            201 => *withdrawn.entry(currency).or_default() += minor,
+            409 => assert_eq!(response.error()["code"], "insufficient_funds", "{what}"),
+            other => panic!("{what}: withdrawal got {other}: {}", response.body_text()),
+        }
+    }
+
+    /// A keyed transfer, sent twice one time in four: a retry of a done
+    /// transfer replays it.
+    fn transfer(&self, rng: &mut Rng) {
+        let what = &self.what;
+        let to = self.other_user(rng);
+        let (_, text) = random_amount(rng, self.currency, 30);
+        let body =
+            json!({"to": to.id, "currency": self.currency, "amount": text, "memo": self.key});
+        let tries = if rng.below(4) == 0 { 2 } else { 1 };
+        let mut first: Option<HttpResponse> = None;
+        for _ in 0..tries {
+            let response = keyed_transfer(self.w, self.user, &self.key, &body);
+            match response.status {
+                201 | 409 => {}
+                other => panic!("{what}: transfer got {other}: {}", response.body_text()),
+            }
+            if response.status == 409 {
+                assert_eq!(response.error()["code"], "insufficient_funds", "{what}");
+            }
+            if let Some(first) = &first
+                && first.status == 201
+            {
+                assert_eq!(
+                    response.status, 201,
+                    "{what}: a retry of a done transfer replays"
+                );
+                assert!(replayed(&response), "{what}");
+                assert_eq!(response.body, first.body, "{what}");
+            }
+            first.get_or_insert(response);
+        }
+    }
+
+    /// A batch of 1 to 5 transfers in any currencies: all applied, or the
+    /// index of the one that lacked funds.
+    fn batch(&self, rng: &mut Rng) {
+        let what = &self.what;
+        let items: Vec<Value> = (0..1 + rng.below(5))
+            .map(|_| {
+                let currency = *rng.pick(&CURRENCIES);
+                let to = self.other_user(rng);
+                let (_, text) = random_amount(rng, currency, 20);
+                json!({"to": to.id, "currency": currency, "amount": text})
+            })
+            .collect();
+        let count = items.len();
+        let response = batch(self.w, self.user, Value::Array(items));
+        match response.status {
+            201 => assert_eq!(
+                response.json()["transfers"].as_array().map(Vec::len),
+                Some(count),
+                "{what}"
+            ),
+            409 => {
+                let error = response.error();
+                assert_eq!(error["code"], "insufficient_funds", "{what}");
+                assert!(
+                    error["index"]
+                        .as_u64()
+                        .is_some_and(|i| (i as usize) < count),
+                    "{what}: {error}"
+                );
+            }
+            other => panic!("{what}: batch got {other}: {}", response.body_text()),
+        }
+    }
+
+    /// The wallet (no balance below zero) and the latest entries.
+    fn read(&self) {
+        let (what, user) = (&self.what, self.user);
+        let response = self.w.get("/api/v1/wallet", &user.token);
+        assert_eq!(response.status, 200, "{what}");
+        let balances = response.json()["balances"].clone();
+        for code in CURRENCIES {
+            for part in ["available", "held"] {
+                let text = balances[code][part]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{what}: {balances}"));
+                assert!(
+                    minor(text, decimals(code)) >= 0,
+                    "{what}: negative balance {balances}"
+                );
+            }
+        }
+        let response = self.w.get("/api/v1/wallet/entries?limit=5", &user.token);
+        assert_eq!(response.status, 200, "{what}");
+    }
+}
+
+/// Client threads of each phase of the random mix, and operations of each.
+const MIX_THREADS: u64 = 4;
+const MIX_OPS: usize = 30;
 
 #[test]
 fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
@@ -1892,34 +1913,8 @@ fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
     ids.push(&admin.id);
     let mut deposited = Totals::new();
     let mut withdrawn = Totals::new();
-    const THREADS: u64 = 4;
-    const OPS: usize = 30;
     for phase in 0..3u64 {
-        let results: Vec<(Totals, Totals)> = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..THREADS)
-                .map(|t| {
-                    let (w, admin, users, ctx) = (&w, &admin, &users, &ctx);
-                    s.spawn(move || {
-                        let mut rng =
-                            Rng(seed ^ (phase * THREADS + t).wrapping_mul(0x2545_F491_4F6C_DD1D));
-                        random_ops(
-                            w,
-                            admin,
-                            users,
-                            &mut rng,
-                            &format!("p{phase}t{t}"),
-                            OPS,
-                            ctx,
-                        )
-                    })
-                })
-                .collect();
-            threads
-                .into_iter()
-                .map(|t| t.join().expect("a client thread of the mix"))
-                .collect()
-        });
-        for (d, wd) in results {
+        for (d, wd) in mix_phase(&w, &admin, &users, seed, phase, &ctx) {
             for (code, v) in d {
                 *deposited.entry(code).or_default() += v;
             }
@@ -1927,66 +1922,14 @@ fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
                 *withdrawn.entry(code).or_default() += v;
             }
         }
-        let response = admin_balances(&w, &admin, &ids, None);
-        assert_eq!(response.status, 200, "{ctx}: {}", response.body_text());
-        let balances = response.json()["balances"].clone();
-        let stats = wallet_stats(&w, &admin);
-        for code in CURRENCIES {
-            let d = decimals(code);
-            let mut sum = 0i128;
-            for id in &ids {
-                for part in ["available", "held"] {
-                    let text = balances[*id][code][part]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{ctx}: no {code} {part} for {id}: {balances}"));
-                    let value = minor(text, d);
-                    assert!(
-                        value >= 0,
-                        "{ctx}, phase {phase}: negative {code} {part} of {id}: {balances}"
-                    );
-                    sum += value;
-                }
-            }
-            let dep = deposited.get(code).copied().unwrap_or(0);
-            let wd = withdrawn.get(code).copied().unwrap_or(0);
-            assert_eq!(
-                sum,
-                dep - wd,
-                "{ctx}, phase {phase}: {code} balances sum to {} but deposits - withdrawals are {}",
-                major(sum, d),
-                major(dep - wd, d)
-            );
-            let c = &stats["currencies"][code];
-            let figure = |name: &str| {
-                minor(
-                    c[name]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{ctx}: {name} in {stats}")),
-                    d,
-                )
-            };
-            assert_eq!(
-                figure("deposited"),
-                dep,
-                "{ctx}, phase {phase}: {code} deposited: {stats}"
-            );
-            assert_eq!(
-                figure("withdrawn"),
-                wd,
-                "{ctx}, phase {phase}: {code} withdrawn: {stats}"
-            );
-            assert_eq!(
-                figure("total_available") + figure("total_held"),
-                dep - wd,
-                "{ctx}, phase {phase}: {code} totals: {stats}"
-            );
-        }
+        let ctx = format!("{ctx}, phase {phase}");
+        assert_money_conserved(&w, &admin, &ids, (&deposited, &withdrawn), &ctx);
         let response = w.get("/api/v1/admin/check", &admin.token);
         assert_eq!(response.status, 200, "{ctx}");
         assert_eq!(
             response.json(),
             json!({"ok": true, "problems": []}),
-            "{ctx}, phase {phase}: the ledger check"
+            "{ctx}: the ledger check"
         );
     }
     assert!(
@@ -2006,4 +1949,91 @@ fn a_seeded_random_mix_from_several_threads_conserves_money_in_every_phase() {
         moved > 0,
         "{ctx}: no transfer went through, so the mix tested little: {stats}"
     );
+}
+
+/// One phase of the mix: MIX_THREADS threads of MIX_OPS random operations,
+/// each with a generator of its own drawn from `seed`; their acknowledged
+/// deposits and withdrawals.
+fn mix_phase(
+    w: &World,
+    admin: &Member,
+    users: &[Member],
+    seed: u64,
+    phase: u64,
+    ctx: &str,
+) -> Vec<(Totals, Totals)> {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..MIX_THREADS)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut rng =
+                        Rng(seed ^ (phase * MIX_THREADS + t).wrapping_mul(0x2545_F491_4F6C_DD1D));
+                    let tag = format!("p{phase}t{t}");
+                    random_ops(w, admin, users, &mut rng, &tag, MIX_OPS, ctx)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a client thread of the mix"))
+            .collect()
+    })
+}
+
+/// Per currency: no balance below zero, the balances of `ids` sum to the
+/// deposits less the withdrawals acknowledged, and the wallet statistics
+/// say the same.
+fn assert_money_conserved(
+    w: &World,
+    admin: &Member,
+    ids: &[&str],
+    (deposited, withdrawn): (&Totals, &Totals),
+    ctx: &str,
+) {
+    let response = admin_balances(w, admin, ids, None);
+    assert_eq!(response.status, 200, "{ctx}: {}", response.body_text());
+    let balances = response.json()["balances"].clone();
+    let stats = wallet_stats(w, admin);
+    for code in CURRENCIES {
+        let d = decimals(code);
+        let mut sum = 0i128;
+        for id in ids {
+            for part in ["available", "held"] {
+                let text = balances[*id][code][part]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{ctx}: no {code} {part} for {id}: {balances}"));
+                let value = minor(text, d);
+                assert!(
+                    value >= 0,
+                    "{ctx}: negative {code} {part} of {id}: {balances}"
+                );
+                sum += value;
+            }
+        }
+        let dep = deposited.get(code).copied().unwrap_or(0);
+        let wd = withdrawn.get(code).copied().unwrap_or(0);
+        assert_eq!(
+            sum,
+            dep - wd,
+            "{ctx}: {code} balances sum to {} but deposits - withdrawals are {}",
+            major(sum, d),
+            major(dep - wd, d)
+        );
+        let c = &stats["currencies"][code];
+        let figure = |name: &str| {
+            minor(
+                c[name]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{ctx}: {name} in {stats}")),
+                d,
+            )
+        };
+        assert_eq!(figure("deposited"), dep, "{ctx}: {code} deposited: {stats}");
+        assert_eq!(figure("withdrawn"), wd, "{ctx}: {code} withdrawn: {stats}");
+        assert_eq!(
+            figure("total_available") + figure("total_held"),
+            dep - wd,
+            "{ctx}: {code} totals: {stats}"
+        );
+    }
 }
