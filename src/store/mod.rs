@@ -4,6 +4,7 @@
 
 pub mod breaker;
 mod checkpointer;
+mod entry_ids;
 mod migrate;
 mod offline;
 pub mod open;
@@ -74,7 +75,7 @@ impl Store {
         on_commit: OnCommit,
         conn: rusqlite::Connection,
     ) -> Result<Store> {
-        pragmas::register_entry_ids(&conn)?;
+        entry_ids::register(&conn)?;
         let breaker = Arc::new(Breaker::new(
             config.breaker_threshold,
             config.breaker_cooldown,
