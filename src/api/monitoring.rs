@@ -87,11 +87,7 @@ fn operations(app: &App, routes: &[RouteSnapshot]) -> Value {
         for (sum, n) in slot.0.codes.iter_mut().zip(route.codes) {
             *sum += n;
         }
-        for (sum, n) in slot.0.latency.buckets.iter_mut().zip(route.latency.buckets) {
-            *sum += n;
-        }
-        slot.0.latency.sum_us += route.latency.sum_us;
-        slot.0.latency.count += route.latency.count;
+        slot.0.latency.add(&route.latency);
         slot.1 += rate;
     }
     let map: serde_json::Map<String, Value> = by_operation

@@ -4,7 +4,6 @@
 //! rates) and evaluates alerts every MONITORING_INTERVAL.
 
 pub mod alerts;
-pub mod histogram;
 pub mod process;
 pub mod prometheus;
 pub mod requests;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::histogram::{BOUNDS_US, HistogramSnapshot};
+use crate::histogram::{BOUNDS_US, HistogramSnapshot};
 
 #[derive(Default)]
 pub struct Exposition {

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::histogram::{Histogram, HistogramSnapshot};
+use crate::histogram::{Histogram, HistogramSnapshot};
 
 /// Every status code this server answers with (the reason phrases of
 /// `http::response`; a unit test keeps the two lists equal). A code outside
