@@ -86,7 +86,7 @@ impl Service for App {
             .record(response.route, response.status, done.elapsed);
         if self.config.access_log && log::log_enabled!(target: ACCESS_TARGET, log::Level::Info) {
             crate::logs::access(&AccessLine {
-                method: done.method,
+                method: done.method.map(crate::http::Method::as_str),
                 route: response.route.and_then(|index| self.router.pattern(index)),
                 status: response.status,
                 elapsed: done.elapsed,

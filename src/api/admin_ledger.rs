@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{Params, auth, idempotent, json, query, respond};
 use crate::app::App;
+use crate::audit;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
@@ -133,7 +134,7 @@ pub fn stats(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
     let stats = app.wallet_stats.get_or_load(|| {
         app.store.readers.read(|conn| {
-            ledger::stats::wallet_stats(conn, &app.config.currencies, clock::unix_seconds())
+            audit::stats::wallet_stats(conn, &app.config.currencies, clock::unix_seconds())
         })
     })?;
     Ok(Reply::Now(respond::json(200, &stats)))
@@ -142,7 +143,7 @@ pub fn stats(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 /// `GET /admin/check`: every invariant of docs/ledger.md on one snapshot.
 pub fn check(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
-    let problems = app.store.readers.read(ledger::check::check)?;
+    let problems = app.store.readers.read(audit::check)?;
     Ok(Reply::Now(respond::json(
         200,
         &json!({"ok": problems.is_empty(), "problems": problems}),

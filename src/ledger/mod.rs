@@ -2,12 +2,12 @@
 //! entries, deposits, withdrawals, transfers and batches. Only this module
 //! writes balances, and only from write jobs (`WriteTx`). Every movement
 //! writes its entries and its balance changes in the same job, so the
-//! invariants of docs/ledger.md hold after every commit (`check` verifies them).
+//! invariants of docs/ledger.md hold after every commit (`audit::check`
+//! verifies them).
 
 pub mod check;
 pub mod idempotency;
 pub mod money;
-pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 
