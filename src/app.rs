@@ -100,6 +100,13 @@ impl Service for App {
 }
 
 impl App {
+    /// How handlers read: `f` on a pooled reader connection, within
+    /// QUERY_TIMEOUT, its store faults counted by the breaker
+    /// (`store::Readers::read`).
+    pub fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
+        self.store.readers.read(f)
+    }
+
     /// A write through the group-commit writer that frees the worker while it
     /// waits: `render` builds the answer once the commit is durable. `work`
     /// may run twice (see `Writer::submit`).

@@ -108,6 +108,22 @@ impl Store {
     }
 }
 
+/// The readiness probe's read (`GET /readyz`): a reader answers.
+pub fn probe_read(conn: &rusqlite::Connection) -> Result<()> {
+    Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)
+}
+
+/// The readiness probe's write: the `meta` row `ready_probe` set to `now`,
+/// so that a commit goes through the writer.
+pub fn probe_write(tx: &WriteTx<'_>, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([now.to_string()])?;
+    Ok(())
+}
+
 /// Opens the database for a one-shot command (`souk migrate`): writer
 /// pragmas, migrations, no threads. It takes the server's lock (without
 /// waiting), so it refuses to upgrade a database a server is using, and no
