@@ -53,8 +53,15 @@ impl Router {
         Router::default()
     }
 
-    /// Adds a route; `pattern` segments like `{id}` match any one segment.
-    pub fn route(mut self, method: Method, pattern: &'static str, handler: Handler) -> Router {
+    /// Adds a route; `pattern` segments like `{id}` match any one segment;
+    /// `operation` names it for metrics (`users.get_by_id`).
+    pub fn route(
+        mut self,
+        method: Method,
+        pattern: &'static str,
+        handler: Handler,
+        operation: &'static str,
+    ) -> Router {
         let segments = split(pattern)
             .map(
                 |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -66,18 +73,10 @@ impl Router {
         self.routes.push(Route {
             method,
             pattern,
-            operation: pattern,
+            operation,
             segments,
             handler,
         });
-        self
-    }
-
-    /// Names the operation of the route added last (for metrics).
-    pub fn op(mut self, operation: &'static str) -> Router {
-        if let Some(route) = self.routes.last_mut() {
-            route.operation = operation;
-        }
         self
     }
 
