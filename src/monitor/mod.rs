@@ -54,17 +54,11 @@ impl MonitorThread {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Now, on the monotonic clock (from `started`) and the wall clock.
 fn stamp(started: Instant) -> traffic::Stamp {
     traffic::Stamp {
         mono_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        wall_ms: now_ms(),
+        wall_ms: crate::clock::unix_millis(),
     }
 }
 
