@@ -34,6 +34,10 @@ enum Segment {
     Param(&'static str),
 }
 
+/// A route as metrics name it: (method, pattern, operation), e.g. (`GET`,
+/// `/api/v1/users/{id}`, `users.get_by_id`).
+pub type RouteName = (&'static str, &'static str, &'static str);
+
 struct Route {
     method: Method,
     pattern: &'static str,
@@ -80,17 +84,12 @@ impl Router {
         self
     }
 
-    /// (`METHOD /pattern`, operation) of every route, in order: the index of
+    /// (method, pattern, operation) of every route, in order: the index of
     /// a route here is the `Response::route` it tags its answers with.
-    pub fn describe(&self) -> Vec<(String, String)> {
+    pub fn describe(&self) -> Vec<RouteName> {
         self.routes
             .iter()
-            .map(|r| {
-                (
-                    format!("{} {}", r.method.as_str(), r.pattern),
-                    r.operation.to_owned(),
-                )
-            })
+            .map(|r| (r.method.as_str(), r.pattern, r.operation))
             .collect()
     }
 

@@ -64,7 +64,7 @@ fn stamp(started: Instant) -> traffic::Stamp {
 
 impl Monitor {
     pub fn new(
-        routes: Vec<(String, String)>,
+        routes: Vec<(&str, &str, &str)>,
         thresholds: Thresholds,
         interval: Duration,
         breaker: Arc<crate::store::breaker::Breaker>,
