@@ -88,7 +88,7 @@ impl Service for App {
             .record(response.route, response.status, done.elapsed);
         if self.config.access_log && log::log_enabled!(target: ACCESS_TARGET, log::Level::Info) {
             crate::logs::access(&AccessLine {
-                method: done.method,
+                method: done.method.map(crate::http::Method::as_str),
                 route: response.route.and_then(|index| self.router.pattern(index)),
                 status: response.status,
                 elapsed: done.elapsed,
@@ -102,6 +102,13 @@ impl Service for App {
 }
 
 impl App {
+    /// How handlers read: `f` on a pooled reader connection, within
+    /// QUERY_TIMEOUT, its store faults counted by the breaker
+    /// (`store::Readers::read`).
+    pub fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
+        self.store.readers.read(f)
+    }
+
     /// A write through the group-commit writer that frees the worker while it
     /// waits: `render` builds the answer once the commit is durable. `work`
     /// may run twice (see `Writer::submit`).

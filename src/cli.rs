@@ -436,7 +436,7 @@ fn open_store(db: &Path, may_create: bool) -> Result<crate::store::Store, Error>
 fn check(db: &Path) -> Result<ExitCode, Error> {
     use std::io::Write;
     let conn = crate::store::open_reader(db)?;
-    let problems = crate::ledger::check::check(&conn)?;
+    let problems = crate::audit::check(&conn)?;
     let mut out = std::io::stdout().lock();
     if problems.is_empty() {
         writeln!(out, "ok: every ledger invariant holds").map_err(stdout_failed)?;

@@ -9,6 +9,13 @@ pub fn unix_seconds() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// `1970-01-01T00:00:00Z` style, for any time from year 0 to 9999.
 pub fn rfc3339(unix: i64) -> String {
     let days = unix.div_euclid(86_400);

@@ -43,46 +43,46 @@ pub struct ConfigArgs {
     #[arg(long = "workers", env = "SOUK_WORKERS", value_name = "SOUK_WORKERS", value_parser = clap::value_parser!(u32).range(1..=limits::WORKERS_MAX as i64), global = true)]
     pub workers: Option<u32>,
     /// Read-only database connection pool size.
-    #[arg(long = "max-db-connections", env = "MAX_DB_CONNECTIONS", value_name = "MAX_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=limits::DB_READERS_MAX as i64), global = true)]
+    #[arg(long = "max-db-connections", env = "MAX_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=limits::DB_READERS_MAX as i64), global = true)]
     pub max_db_connections: u32,
     /// Seconds before a database query is interrupted.
-    #[arg(long = "query-timeout", env = "QUERY_TIMEOUT", value_name = "QUERY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
-    pub query_timeout: u64,
+    #[arg(long = "query-timeout", env = "QUERY_TIMEOUT", default_value = "30", value_parser = seconds(1..=3600), global = true)]
+    pub query_timeout: Duration,
     /// User/profile cache TTL, seconds.
-    #[arg(long = "cache-timeout", env = "CACHE_TIMEOUT", value_name = "CACHE_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
-    pub cache_timeout: u64,
+    #[arg(long = "cache-timeout", env = "CACHE_TIMEOUT", default_value = "300", value_parser = seconds(0..=86_400), global = true)]
+    pub cache_timeout: Duration,
     /// Balance cache TTL, seconds.
-    #[arg(long = "balance-cache-timeout", env = "BALANCE_CACHE_TIMEOUT", value_name = "BALANCE_CACHE_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
-    pub balance_cache_timeout: u64,
+    #[arg(long = "balance-cache-timeout", env = "BALANCE_CACHE_TIMEOUT", default_value = "120", value_parser = seconds(0..=86_400), global = true)]
+    pub balance_cache_timeout: Duration,
     /// Statistics cache TTL, seconds.
-    #[arg(long = "stats-cache-timeout", env = "STATS_CACHE_TIMEOUT", value_name = "STATS_CACHE_TIMEOUT", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
-    pub stats_cache_timeout: u64,
+    #[arg(long = "stats-cache-timeout", env = "STATS_CACHE_TIMEOUT", default_value = "1800", value_parser = seconds(0..=86_400), global = true)]
+    pub stats_cache_timeout: Duration,
     /// Failed logins before a lockout.
-    #[arg(long = "max-login-attempts", env = "MAX_LOGIN_ATTEMPTS", value_name = "MAX_LOGIN_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    #[arg(long = "max-login-attempts", env = "MAX_LOGIN_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub max_login_attempts: u32,
     /// Lockout length, seconds.
-    #[arg(long = "lockout-duration", env = "LOCKOUT_DURATION", value_name = "LOCKOUT_DURATION", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=2_592_000), global = true)]
-    pub lockout_duration: u64,
+    #[arg(long = "lockout-duration", env = "LOCKOUT_DURATION", default_value = "900", value_parser = seconds(1..=2_592_000), global = true)]
+    pub lockout_duration: Duration,
     /// Session lifetime, seconds.
-    #[arg(long = "session-ttl", env = "SESSION_TTL", value_name = "SESSION_TTL", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..=31_536_000), global = true)]
-    pub session_ttl: u64,
+    #[arg(long = "session-ttl", env = "SESSION_TTL", default_value = "604800", value_parser = seconds(60..=31_536_000), global = true)]
+    pub session_ttl: Duration,
     /// Seconds between monitor samples.
-    #[arg(long = "monitoring-interval", env = "MONITORING_INTERVAL", value_name = "MONITORING_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
-    pub monitoring_interval: u64,
+    #[arg(long = "monitoring-interval", env = "MONITORING_INTERVAL", default_value = "60", value_parser = seconds(1..=86_400), global = true)]
+    pub monitoring_interval: Duration,
     /// Minimum seconds between two firings of one alert rule.
-    #[arg(long = "alert-cooldown", env = "ALERT_COOLDOWN", value_name = "ALERT_COOLDOWN", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
-    pub alert_cooldown: u64,
+    #[arg(long = "alert-cooldown", env = "ALERT_COOLDOWN", default_value = "300", value_parser = seconds(0..=86_400), global = true)]
+    pub alert_cooldown: Duration,
     /// Alert when system memory use is above this percentage.
-    #[arg(long = "alert-memory-percent", env = "ALERT_MEMORY_PERCENT", value_name = "ALERT_MEMORY_PERCENT", default_value_t = 85, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
+    #[arg(long = "alert-memory-percent", env = "ALERT_MEMORY_PERCENT", default_value_t = 85, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
     pub alert_memory_percent: u32,
     /// Alert when CPU use is above this percentage.
-    #[arg(long = "alert-cpu-percent", env = "ALERT_CPU_PERCENT", value_name = "ALERT_CPU_PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
+    #[arg(long = "alert-cpu-percent", env = "ALERT_CPU_PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
     pub alert_cpu_percent: u32,
     /// Alert when the average response time is above this many milliseconds.
-    #[arg(long = "alert-response-ms", env = "ALERT_RESPONSE_MS", value_name = "ALERT_RESPONSE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=3_600_000), global = true)]
+    #[arg(long = "alert-response-ms", env = "ALERT_RESPONSE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=3_600_000), global = true)]
     pub alert_response_ms: u64,
     /// Alert when the 5xx error rate is above this percentage.
-    #[arg(long = "alert-error-percent", env = "ALERT_ERROR_PERCENT", value_name = "ALERT_ERROR_PERCENT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
+    #[arg(long = "alert-error-percent", env = "ALERT_ERROR_PERCENT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
     pub alert_error_percent: u32,
     /// Whether anyone may register (true/false).
     #[arg(long = "open-registration", env = "SOUK_OPEN_REGISTRATION", value_name = "SOUK_OPEN_REGISTRATION", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
@@ -97,7 +97,7 @@ pub struct ConfigArgs {
     )]
     pub metrics_token: Option<String>,
     /// Login attempts per minute from one client address.
-    #[arg(long = "login-rate-limit", env = "LOGIN_RATE_LIMIT", value_name = "LOGIN_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    #[arg(long = "login-rate-limit", env = "LOGIN_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub login_rate_limit: u32,
     /// Registrations (`POST /users`) per minute from one client address.
     #[arg(long = "registration-rate-limit", env = "SOUK_REGISTRATION_RATE_LIMIT", value_name = "SOUK_REGISTRATION_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
@@ -113,17 +113,17 @@ pub struct ConfigArgs {
     #[arg(long = "max-connections", env = "SOUK_MAX_CONNECTIONS", value_name = "SOUK_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
     pub max_connections: u32,
     /// Seconds for a request head or body to arrive.
-    #[arg(long = "read-timeout", env = "SOUK_READ_TIMEOUT", value_name = "SOUK_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
-    pub read_timeout: u64,
+    #[arg(long = "read-timeout", env = "SOUK_READ_TIMEOUT", value_name = "SOUK_READ_TIMEOUT", default_value = "10", value_parser = seconds(1..=3600), global = true)]
+    pub read_timeout: Duration,
     /// Consecutive store failures (disk full, I/O errors, timeouts) that open the circuit breaker.
     #[arg(long = "circuit-threshold", env = "SOUK_CIRCUIT_THRESHOLD", value_name = "SOUK_CIRCUIT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub circuit_threshold: u32,
     /// Seconds the circuit breaker stays open before one probe write.
-    #[arg(long = "circuit-cooldown", env = "SOUK_CIRCUIT_COOLDOWN", value_name = "SOUK_CIRCUIT_COOLDOWN", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
-    pub circuit_cooldown: u64,
+    #[arg(long = "circuit-cooldown", env = "SOUK_CIRCUIT_COOLDOWN", value_name = "SOUK_CIRCUIT_COOLDOWN", default_value = "5", value_parser = seconds(1..=3600), global = true)]
+    pub circuit_cooldown: Duration,
     /// Seconds an idle keep-alive connection is kept.
-    #[arg(long = "idle-timeout", env = "SOUK_IDLE_TIMEOUT", value_name = "SOUK_IDLE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
-    pub idle_timeout: u64,
+    #[arg(long = "idle-timeout", env = "SOUK_IDLE_TIMEOUT", value_name = "SOUK_IDLE_TIMEOUT", default_value = "30", value_parser = seconds(1..=3600), global = true)]
+    pub idle_timeout: Duration,
     /// PEM certificate chain; with SOUK_TLS_KEY, souk serves HTTPS only.
     #[arg(
         long = "tls-cert",
@@ -282,6 +282,17 @@ pub struct Config {
     pub access_log: bool,
 }
 
+/// A whole number of seconds within `range`, as a `Duration`: the value
+/// parser of every setting given in seconds.
+fn seconds(
+    range: std::ops::RangeInclusive<u64>,
+) -> impl clap::builder::TypedValueParser<Value = Duration> {
+    use clap::builder::TypedValueParser;
+    clap::value_parser!(u64)
+        .range(range)
+        .map(Duration::from_secs)
+}
+
 impl From<ConfigArgs> for Config {
     fn from(args: ConfigArgs) -> Config {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -294,15 +305,15 @@ impl From<ConfigArgs> for Config {
             currencies: args.currencies,
             workers,
             db_readers: args.max_db_connections,
-            query_timeout: Duration::from_secs(args.query_timeout),
-            cache_ttl: Duration::from_secs(args.cache_timeout),
-            balance_cache_ttl: Duration::from_secs(args.balance_cache_timeout),
-            stats_cache_ttl: Duration::from_secs(args.stats_cache_timeout),
+            query_timeout: args.query_timeout,
+            cache_ttl: args.cache_timeout,
+            balance_cache_ttl: args.balance_cache_timeout,
+            stats_cache_ttl: args.stats_cache_timeout,
             max_login_attempts: args.max_login_attempts,
-            lockout_duration: Duration::from_secs(args.lockout_duration),
-            session_ttl: Duration::from_secs(args.session_ttl),
-            monitoring_interval: Duration::from_secs(args.monitoring_interval),
-            alert_cooldown: Duration::from_secs(args.alert_cooldown),
+            lockout_duration: args.lockout_duration,
+            session_ttl: args.session_ttl,
+            monitoring_interval: args.monitoring_interval,
+            alert_cooldown: args.alert_cooldown,
             alert_memory_percent: args.alert_memory_percent,
             alert_cpu_percent: args.alert_cpu_percent,
             alert_response_ms: args.alert_response_ms,
@@ -314,10 +325,10 @@ impl From<ConfigArgs> for Config {
             max_body_bytes: args.max_body,
             max_inflight_body_bytes: args.max_inflight_body,
             max_connections: args.max_connections as usize,
-            read_timeout: Duration::from_secs(args.read_timeout),
-            idle_timeout: Duration::from_secs(args.idle_timeout),
+            read_timeout: args.read_timeout,
+            idle_timeout: args.idle_timeout,
             circuit_threshold: args.circuit_threshold,
-            circuit_cooldown: Duration::from_secs(args.circuit_cooldown),
+            circuit_cooldown: args.circuit_cooldown,
             tls_cert: args.tls_cert.filter(|p| !p.as_os_str().is_empty()),
             tls_key: args.tls_key.filter(|p| !p.as_os_str().is_empty()),
             trusted_proxies: args.trusted_proxies,

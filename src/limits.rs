@@ -11,8 +11,8 @@
 //! follower's in `accounts::operator`, the monitor's in `monitor::alerts` and
 //! `monitor::traffic`, the breaker's thresholds in `store::writer`, the
 //! store's waits in `store::readers` and `store::pragmas` (and there the
-//! readers' page cache), the report size
-//! of `ledger::check`, `api::router::ROUTE_SEGMENTS_MAX`,
+//! readers' page cache), the report size of `audit::check` (in
+//! `ledger::check`), `api::router::ROUTE_SEGMENTS_MAX`,
 //! `logs::ACCESS_LINE_CAPACITY_MAX` and `api::admin_ledger::BALANCE_USERS_MAX`.
 
 /// Longest request head (request line plus headers), bytes. 431 past it (docs/http.md).

@@ -16,7 +16,6 @@ use std::time::Duration;
 use log::kv::{self, Key, Source, Value, VisitSource, VisitValue};
 
 use crate::config::LogFormat;
-use crate::http::Method;
 use crate::limits::{LOG_BUFFER_BYTES_MAX, LOG_GATHER_MS, SERVICE_STACK_BYTES};
 use crate::util::LockUnpoisoned;
 
@@ -254,8 +253,9 @@ fn to_json(value: &Value<'_>) -> serde_json::Value {
 
 /// One answered request, as the access log writes it.
 pub struct AccessLine<'a> {
-    /// `None`: refused before its head could be read.
-    pub method: Option<Method>,
+    /// The request's method (`GET`); `None`: refused before its head could
+    /// be read. Text, so the logger needs nothing of the HTTP layer.
+    pub method: Option<&'static str>,
     /// The route's template (`/users/{id}`), never the path with its ids;
     /// `None` when no route matched.
     pub route: Option<&'static str>,
@@ -323,7 +323,7 @@ fn access_through_log(line: &AccessLine<'_>) {
     let user_id = user_id.as_ref().map(kv::Value::from_display);
     log::info!(
         target: ACCESS_TARGET,
-        method = line.method.map_or("-", Method::as_str),
+        method = line.method.unwrap_or("-"),
         route = line.route.unwrap_or("-"),
         status = line.status,
         duration_ms = line.duration_ms(),
@@ -353,7 +353,7 @@ fn access_text(buf: &mut Vec<u8>, seconds: &str, line: &AccessLine<'_>) -> io::R
         "Z INFO  ",
         ACCESS_TARGET,
         "] request method=",
-        line.method.map_or("-", Method::as_str),
+        line.method.unwrap_or("-"),
         " route=",
         line.route.unwrap_or("-"),
         " status=",
@@ -421,7 +421,7 @@ fn access_json(buf: &mut Vec<u8>, ts: &str, line: &AccessLine<'_>) -> io::Result
         client: ClientText(line.client).to_string(),
         duration_ms: line.duration_ms(),
         level: "INFO",
-        method: line.method.map_or("-", Method::as_str),
+        method: line.method.unwrap_or("-"),
         msg: "request",
         request_id: line.request_id,
         route: line.route.unwrap_or("-"),
@@ -491,7 +491,7 @@ mod tests {
 
     fn line(user_id: Option<i64>) -> AccessLine<'static> {
         AccessLine {
-            method: Some(Method::Get),
+            method: Some("GET"),
             route: Some("/api/v1/users/{id}"),
             status: 200,
             elapsed: Duration::from_micros(1_234),

@@ -5,6 +5,7 @@
 pub mod guard;
 pub mod operator;
 pub mod passwords;
+mod rating;
 pub mod sessions;
 pub mod users;
 
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::truncate;
-use crate::orders::reviews::{Rating, RatingView};
+pub use rating::{Rating, RatingView};
 
 pub const USERNAME_CHARS_MIN: usize = 3;
 pub const USERNAME_CHARS_MAX: usize = 32;

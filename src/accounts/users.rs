@@ -3,11 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use super::Rating;
 use super::{Role, Status, User, Username};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::ledger::PLATFORM;
-use crate::orders::reviews::Rating;
 use crate::store::{Touched, WriteTx};
 
 /// Qualified, so that queries joining other tables (`json_each` has an `id`

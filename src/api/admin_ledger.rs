@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{Params, auth, idempotent, json, query, respond};
 use crate::app::App;
+use crate::audit;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
@@ -117,10 +118,7 @@ pub fn balances(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             .map(|code| money::currency(all, "currencies", code).map(|c| c.code))
             .collect::<Result<_>>()?,
     };
-    let found = app
-        .store
-        .readers
-        .read(|conn| ledger::balances_of_users(conn, &user_ids, &codes))?;
+    let found = app.read(|conn| ledger::balances_of_users(conn, &user_ids, &codes))?;
     let map: BTreeMap<String, ledger::BalancesView<'_>> = found
         .iter()
         .map(|(user_id, balances)| (user_id.to_string(), ledger::balances_json(balances, all)))
@@ -132,8 +130,8 @@ pub fn balances(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 pub fn stats(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
     let stats = app.wallet_stats.get_or_load(|| {
-        app.store.readers.read(|conn| {
-            ledger::stats::wallet_stats(conn, &app.config.currencies, clock::unix_seconds())
+        app.read(|conn| {
+            audit::stats::wallet_stats(conn, &app.config.currencies, clock::unix_seconds())
         })
     })?;
     Ok(Reply::Now(respond::json(200, &stats)))
@@ -142,7 +140,7 @@ pub fn stats(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 /// `GET /admin/check`: every invariant of docs/ledger.md on one snapshot.
 pub fn check(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
-    let problems = app.store.readers.read(ledger::check::check)?;
+    let problems = app.read(audit::check)?;
     Ok(Reply::Now(respond::json(
         200,
         &json!({"ok": problems.is_empty(), "problems": problems}),

@@ -15,9 +15,7 @@ use crate::ledger;
 /// cache); 404 when there is none.
 fn target(app: &App, params: &Params) -> Result<User> {
     let id = params.id()?;
-    app.store
-        .readers
-        .read(|conn| users::by_id(conn, id))?
+    app.read(|conn| users::by_id(conn, id))?
         .ok_or(Error::NotFound)
 }
 
@@ -32,10 +30,7 @@ pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
         crate::clock::rfc3339(crate::clock::unix_seconds().saturating_add(rounded_up))
     });
     let currencies = &app.config.currencies;
-    let balances = app
-        .store
-        .readers
-        .read(|conn| ledger::balances(conn, user.id, currencies))?;
+    let balances = app.read(|conn| ledger::balances(conn, user.id, currencies))?;
     let mut view = serde_json::to_value(user.private())
         .map_err(|e| Error::internal_from("rendering a user", e))?;
     if let Some(map) = view.as_object_mut() {

@@ -28,10 +28,11 @@ impl Caller {
 pub fn caller(app: &App, request: &Request) -> Result<Caller> {
     let token = bearer_token(request)?.ok_or(Error::Unauthenticated)?;
     let hash = sessions::hash_presented(token).ok_or(Error::Unauthenticated)?;
-    let readers = &app.store.readers;
     // Operator changes from the command line drop cached entries first.
-    let freshness = app.operator.sync(readers, &app.caches, &app.guard);
-    let load_session = || readers.read(|conn| sessions::lookup(conn, &hash));
+    let freshness = app
+        .operator
+        .sync(&app.store.readers, &app.caches, &app.guard);
+    let load_session = || app.read(|conn| sessions::lookup(conn, &hash));
     let session = match freshness {
         Freshness::Trusted => app.caches.sessions.get_or_load_some(&hash, load_session)?,
         Freshness::ReadThrough => load_session()?,
@@ -40,7 +41,7 @@ pub fn caller(app: &App, request: &Request) -> Result<Caller> {
     .ok_or(Error::Unauthenticated)?;
     let user = match freshness {
         Freshness::Trusted => profile(app, session.user_id)?,
-        Freshness::ReadThrough => readers.read(|conn| users::by_id(conn, session.user_id))?,
+        Freshness::ReadThrough => app.read(|conn| users::by_id(conn, session.user_id))?,
     }
     .filter(|u| u.status == Status::Active)
     .ok_or(Error::Unauthenticated)?;
@@ -51,10 +52,9 @@ pub fn caller(app: &App, request: &Request) -> Result<Caller> {
 
 /// A user by id through the profile cache.
 pub fn profile(app: &App, user_id: i64) -> Result<Option<User>> {
-    let readers = &app.store.readers;
-    app.caches.profiles.get_or_load_some(&user_id, || {
-        readers.read(|conn| users::by_id(conn, user_id))
-    })
+    app.caches
+        .profiles
+        .get_or_load_some(&user_id, || app.read(|conn| users::by_id(conn, user_id)))
 }
 
 /// The caller if an admin: 401 when not signed in, 403 when not an admin.

@@ -76,7 +76,7 @@ pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 /// The escrow if the caller may see it: a party or an admin; else 404.
 fn visible(app: &App, caller: &Caller, params: &Params) -> Result<Escrow> {
     let id = params.id()?;
-    let found = app.store.readers.read(|conn| escrow::by_id(conn, id))?;
+    let found = app.read(|conn| escrow::by_id(conn, id))?;
     auth::party_or_admin(caller, found, Escrow::is_party)
 }
 
@@ -127,10 +127,7 @@ fn page(
         .transpose()?;
     let after = query::after_id(request)?;
     let limit = query::limit(request)?;
-    let mut page = app
-        .store
-        .readers
-        .read(|conn| escrow::page(conn, party, state, origin, after, limit + 1))?;
+    let mut page = app.read(|conn| escrow::page(conn, party, state, origin, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
     let escrows: Vec<_> = page
         .iter()

@@ -18,10 +18,7 @@ use crate::orders::fees;
 pub fn summary(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     auth::admin(app, request)?;
     let currencies = &app.config.currencies;
-    let fees = app
-        .store
-        .readers
-        .read(|conn| fees::summary(conn, currencies))?;
+    let fees = app.read(|conn| fees::summary(conn, currencies))?;
     Ok(Reply::Now(respond::json(
         200,
         &json!({"fees": fees::summary_json(&fees, currencies)}),

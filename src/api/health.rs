@@ -7,7 +7,7 @@ use super::{Params, respond};
 use crate::app::App;
 use crate::error::Result;
 use crate::http::{Reply, Request, Response};
-use crate::store::breaker::State;
+use crate::store::{self, breaker::State};
 
 pub fn healthz(_app: &App, _request: &Request, _params: &Params) -> Result<Reply> {
     // A fixed body: nothing to serialize.
@@ -26,19 +26,10 @@ pub fn readyz(app: &App, _request: &Request, _params: &Params) -> Result<Reply> 
             retry_after_s: breaker.retry_after_s,
         });
     }
-    app.store
-        .readers
-        .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))?;
+    app.read(store::probe_read)?;
     let now = crate::clock::unix_seconds();
     Ok(app.write(
-        move |tx| {
-            tx.prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute([now.to_string()])?;
-            Ok(())
-        },
+        move |tx| store::probe_write(tx, now),
         |()| respond::json(200, &json!({"status": "ready"})),
     ))
 }

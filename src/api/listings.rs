@@ -107,14 +107,12 @@ fn optional_caller(app: &App, request: &Request) -> Result<Option<Caller>> {
 /// else 404.
 fn visible(app: &App, caller: Option<&Caller>, params: &Params) -> Result<Arc<Shown>> {
     let id = params.id()?;
-    let readers = &app.store.readers;
     let currencies = &app.config.currencies;
     let listing = app
         .caches
         .listings
         .get_or_load_some(&id, || {
-            readers
-                .read(|conn| listings::by_id(conn, id))?
+            app.read(|conn| listings::by_id(conn, id))?
                 .map(|listing| Shown::of(&listing, currencies).map(Arc::new))
                 .transpose()
         })?
@@ -245,10 +243,8 @@ pub fn mine(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         .transpose()?;
     let limit = query::limit(request)?;
     let after = query::after_id(request)?;
-    let page = app
-        .store
-        .readers
-        .read(|conn| listings::page_own(conn, caller.user.id, state, after, limit + 1))?;
+    let page =
+        app.read(|conn| listings::page_own(conn, caller.user.id, state, after, limit + 1))?;
     Ok(render_page(app, page, limit))
 }
 
@@ -279,10 +275,7 @@ pub fn search(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     }
     let generation = searches.generation();
     let ticket = app.caches.listings.ticket();
-    let mut found = app
-        .store
-        .readers
-        .read(|conn| search::page(conn, &query, after, limit + 1))?;
+    let mut found = app.read(|conn| search::page(conn, &query, after, limit + 1))?;
     let next = query::next_cursor(&mut found, limit, |l| l.id.to_string());
     let page = found
         .iter()
@@ -308,10 +301,7 @@ fn cached_listings(app: &App, ids: &[i64]) -> Result<Option<Vec<Arc<Shown>>>> {
         .collect();
     if !missing.is_empty() {
         let ticket = cache.ticket();
-        let read = app
-            .store
-            .readers
-            .read(|conn| listings::by_ids(conn, &missing))?;
+        let read = app.read(|conn| listings::by_ids(conn, &missing))?;
         let mut read = read.into_iter();
         for slot in found.iter_mut().filter(|l| l.is_none()) {
             if let Some(listing) = read.next().flatten() {

@@ -26,9 +26,7 @@ pub fn post(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let text = messages::parse_body(body.body)?;
     let author = caller.user.id;
     // Parties never change, so a snapshot read settles who may write.
-    app.store
-        .readers
-        .read(|conn| messages::conversation(conn, order_id, author, caller.is_admin()))?;
+    app.read(|conn| messages::conversation(conn, order_id, author, caller.is_admin()))?;
     let counted = app.messages_sent.count(author)?;
     let now = clock::unix_seconds();
     // Not `App::write`: a send the writer refuses (503, a failed commit) is
@@ -56,7 +54,7 @@ pub fn list(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let order_id = params.id()?;
     let limit = query::limit(request)?;
     let after = query::after_id(request)?;
-    let mut page = app.store.readers.read(|conn| {
+    let mut page = app.read(|conn| {
         messages::conversation(conn, order_id, caller.user.id, caller.is_admin())?;
         messages::page(conn, order_id, after, limit + 1)
     })?;

@@ -69,7 +69,7 @@ pub fn place(app: &App, request: &Request, _: &Params) -> Result<Reply> {
 /// The order if the caller may see it: a party or an admin; else 404.
 fn visible(app: &App, caller: &Caller, params: &Params) -> Result<Order> {
     let id = params.id()?;
-    let found = app.store.readers.read(|conn| orders::by_id(conn, id))?;
+    let found = app.read(|conn| orders::by_id(conn, id))?;
     auth::party_or_admin(caller, found, Order::is_party)
 }
 
@@ -94,10 +94,7 @@ pub(super) fn page(app: &App, request: &Request, scope: Scope) -> Result<Reply> 
     let state = state_filter(request)?;
     let after = query::after_id(request)?;
     let limit = query::limit(request)?;
-    let mut page = app
-        .store
-        .readers
-        .read(|conn| orders::page(conn, scope, state, after, limit + 1))?;
+    let mut page = app.read(|conn| orders::page(conn, scope, state, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |o| o.id.to_string());
     let views: Vec<_> = page
         .iter()

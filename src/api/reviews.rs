@@ -46,10 +46,7 @@ pub fn list(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let limit = query::limit(request)?;
     let after = query::after_id(request)?;
     let user = auth::profile(app, subject)?.ok_or(Error::NotFound)?;
-    let mut page = app
-        .store
-        .readers
-        .read(|conn| reviews::page(conn, subject, after, limit + 1))?;
+    let mut page = app.read(|conn| reviews::page(conn, subject, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |r| r.id.to_string());
     let shown: Vec<_> = page.iter().map(Review::view).collect();
     Ok(Reply::Now(respond::json(

@@ -34,6 +34,10 @@ enum Segment {
     Param(&'static str),
 }
 
+/// A route as metrics name it: (method, pattern, operation), e.g. (`GET`,
+/// `/api/v1/users/{id}`, `users.get_by_id`).
+pub type RouteName = (&'static str, &'static str, &'static str);
+
 struct Route {
     method: Method,
     pattern: &'static str,
@@ -53,8 +57,15 @@ impl Router {
         Router::default()
     }
 
-    /// Adds a route; `pattern` segments like `{id}` match any one segment.
-    pub fn route(mut self, method: Method, pattern: &'static str, handler: Handler) -> Router {
+    /// Adds a route; `pattern` segments like `{id}` match any one segment;
+    /// `operation` names it for metrics (`users.get_by_id`).
+    pub fn route(
+        mut self,
+        method: Method,
+        pattern: &'static str,
+        handler: Handler,
+        operation: &'static str,
+    ) -> Router {
         let segments = split(pattern)
             .map(
                 |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -66,32 +77,19 @@ impl Router {
         self.routes.push(Route {
             method,
             pattern,
-            operation: pattern,
+            operation,
             segments,
             handler,
         });
         self
     }
 
-    /// Names the operation of the route added last (for metrics).
-    pub fn op(mut self, operation: &'static str) -> Router {
-        if let Some(route) = self.routes.last_mut() {
-            route.operation = operation;
-        }
-        self
-    }
-
-    /// (`METHOD /pattern`, operation) of every route, in order: the index of
+    /// (method, pattern, operation) of every route, in order: the index of
     /// a route here is the `Response::route` it tags its answers with.
-    pub fn describe(&self) -> Vec<(String, String)> {
+    pub fn describe(&self) -> Vec<RouteName> {
         self.routes
             .iter()
-            .map(|r| {
-                (
-                    format!("{} {}", r.method.as_str(), r.pattern),
-                    r.operation.to_owned(),
-                )
-            })
+            .map(|r| (r.method.as_str(), r.pattern, r.operation))
             .collect()
     }
 

@@ -18,9 +18,8 @@ pub fn wallet(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let caller = auth::caller(app, request)?;
     let currencies = &app.config.currencies;
     let user_id = caller.user.id;
-    let readers = &app.store.readers;
     let balances = app.caches.balances.get_or_load(&user_id, || {
-        readers.read(|conn| ledger::balances(conn, user_id, currencies))
+        app.read(|conn| ledger::balances(conn, user_id, currencies))
     })?;
     Ok(Reply::Now(respond::wrapped(
         200,
@@ -45,10 +44,7 @@ pub(super) fn entries_of(app: &App, request: &Request, user_id: i64) -> Result<R
     let after = query::after_id(request)?;
     let limit = query::limit(request)?;
     let code = currency.as_ref().map(|c| c.code.as_str());
-    let mut page = app
-        .store
-        .readers
-        .read(|conn| ledger::entries_page(conn, user_id, code, after, limit + 1))?;
+    let mut page = app.read(|conn| ledger::entries_page(conn, user_id, code, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
     let entries: Vec<_> = page.iter().map(|e| e.view(currencies)).collect();
     Ok(Reply::Now(respond::json(

@@ -1,4 +1,4 @@
-//! The escrow invariants (docs/ledger.md, invariants 4 and 5), part of `ledger::check`.
+//! The escrow invariants (docs/ledger.md, invariants 4 and 5), part of `audit::check`.
 
 use rusqlite::Connection;
 

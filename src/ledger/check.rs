@@ -1,7 +1,6 @@
-//! Verifies the ledger invariants of docs/ledger.md on one consistent snapshot (one
-//! read transaction). Used by `souk check` and `GET /admin/check`. Reports at
-//! most `PROBLEMS_MAX` problems so that a badly broken database still gives
-//! a readable answer.
+//! The ledger's own invariants of docs/ledger.md (1, 2, 3, 6, 7), part of
+//! `audit::check`, which runs them on one snapshot with the escrows' and the
+//! orders'.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +8,8 @@ use rusqlite::Connection;
 
 use crate::error::Result;
 
+/// The most problems one check reports (each part's queries stop there too),
+/// so that a badly broken database still gives a readable answer.
 pub const PROBLEMS_MAX: usize = 100;
 
 /// How each kind of entry moves the available and held parts of the account
@@ -24,25 +25,13 @@ const HELD_EFFECT: &str = "CASE
     WHEN kind = 'escrow_refund' THEN -amount
     ELSE 0 END";
 
-/// Every problem found; empty when all invariants hold.
-pub fn check(conn: &Connection) -> Result<Vec<String>> {
-    conn.execute_batch("BEGIN")?;
-    let result = check_in_snapshot(conn);
-    let _ = conn.execute_batch("COMMIT");
-    result
-}
-
-fn check_in_snapshot(conn: &Connection) -> Result<Vec<String>> {
-    let mut problems = Vec::new();
-    conservation(conn, &mut problems)?;
-    replay(conn, &mut problems)?;
-    non_negative(conn, &mut problems)?;
-    double_entry(conn, &mut problems)?;
-    append_only(conn, &mut problems)?;
-    crate::escrow::check::invariants(conn, &mut problems)?;
-    crate::orders::check::invariants(conn, &mut problems)?;
-    problems.truncate(PROBLEMS_MAX);
-    Ok(problems)
+/// Adds the ledger's problems to `problems`.
+pub fn invariants(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
+    conservation(conn, problems)?;
+    replay(conn, problems)?;
+    non_negative(conn, problems)?;
+    double_entry(conn, problems)?;
+    append_only(conn, problems)
 }
 
 /// Invariants 1 and 7, per currency: Σ available + Σ held over every

@@ -2,13 +2,12 @@
 //! entries, deposits, withdrawals, transfers and batches. Only this module
 //! writes balances, and only from write jobs (`WriteTx`). Every movement
 //! writes its entries and its balance changes in the same job, so the
-//! invariants of docs/ledger.md hold after every commit (`check` verifies them).
+//! invariants of docs/ledger.md hold after every commit (`audit::check`
+//! verifies them).
 
 pub mod check;
-pub mod entry_ids;
 pub mod idempotency;
 pub mod money;
-pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -171,7 +170,7 @@ pub fn decimals_of(currencies: &Currencies, code: &str) -> u32 {
 }
 
 /// An entry's columns; its id is stored for entries older than migration 5,
-/// derived from `seq` for the others (see `entry_ids`).
+/// derived from `seq` for the others (see `store::entry_ids`).
 const ENTRY_COLUMNS: &str = "coalesce(id, souk_entry_id(seq)), movement_id, user_id, kind, direction, currency, amount, counterparty, escrow_id, memo, reference, created_at, seq";
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {

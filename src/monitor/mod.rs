@@ -4,7 +4,6 @@
 //! rates) and evaluates alerts every MONITORING_INTERVAL.
 
 pub mod alerts;
-pub mod histogram;
 pub mod process;
 pub mod prometheus;
 pub mod requests;
@@ -55,23 +54,17 @@ impl MonitorThread {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Now, on the monotonic clock (from `started`) and the wall clock.
 fn stamp(started: Instant) -> traffic::Stamp {
     traffic::Stamp {
         mono_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        wall_ms: now_ms(),
+        wall_ms: crate::clock::unix_millis(),
     }
 }
 
 impl Monitor {
     pub fn new(
-        routes: Vec<(String, String)>,
+        routes: Vec<(&str, &str, &str)>,
         thresholds: Thresholds,
         interval: Duration,
         breaker: Arc<crate::store::breaker::Breaker>,

@@ -1,9 +1,17 @@
 //! Prometheus text exposition format 0.0.4: one HELP and TYPE per family,
-//! histograms as `_bucket{le=…}`, `_sum` and `_count`.
+//! histograms as `_bucket{le=…}`, `_sum` and `_count`; `render` builds
+//! every family `GET /metrics` serves.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 
-use super::histogram::{BOUNDS_US, HistogramSnapshot};
+use super::Monitor;
+use super::requests::{RouteSnapshot, code_label};
+use crate::cache::Caches;
+use crate::histogram::{BOUNDS_US, HistogramSnapshot};
+use crate::store::Store;
+use crate::store::breaker::State;
+use crate::store::writer::BATCH_BUCKETS;
 
 #[derive(Default)]
 pub struct Exposition {
@@ -89,5 +97,298 @@ fn number(value: f64) -> String {
         format!("{value}")
     } else {
         "NaN".to_owned()
+    }
+}
+
+/// The Prometheus exposition of every figure: the requests, the store, the
+/// caches, the system and the process.
+pub fn render(monitor: &Monitor, store: &Store, caches: &Caches) -> String {
+    let mut out = Exposition::default();
+    request_families(&mut out, &monitor.requests.snapshot());
+    store_families(&mut out, store);
+    caches.prometheus(&mut out);
+    system_families(&mut out, monitor);
+    process_families(&mut out);
+    out.family(
+        "souk_build_info",
+        "gauge",
+        "Always 1; the labels say which souk this is.",
+    );
+    out.sample(
+        "souk_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    out.finish()
+}
+
+fn request_families(out: &mut Exposition, routes: &[RouteSnapshot]) {
+    out.family(
+        "souk_http_requests_total",
+        "counter",
+        "Requests answered, by method, route template and status code.",
+    );
+    // Only the codes a route has answered with: a series appears with its
+    // first request (the duration histogram below has every route from the
+    // start). Requests no route matched have no method label.
+    for route in routes {
+        for (slot, n) in route.codes.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let code = code_label(slot);
+            let labels = route_labels(route, Some(&code));
+            out.sample("souk_http_requests_total", &labels, *n as f64);
+        }
+    }
+    out.family(
+        "souk_http_request_duration_seconds",
+        "histogram",
+        "Time from request to answer, by method and route template.",
+    );
+    for route in routes {
+        out.histogram_seconds(
+            "souk_http_request_duration_seconds",
+            &route_labels(route, None),
+            &route.latency,
+        );
+    }
+}
+
+/// `method` (left out when no route matched), `route` and maybe `code`.
+fn route_labels<'a>(route: &'a RouteSnapshot, code: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let method = (!route.method.is_empty()).then_some(("method", route.method.as_str()));
+    method
+        .into_iter()
+        .chain([("route", route.route.as_str())])
+        .chain(code.map(|code| ("code", code)))
+        .collect()
+}
+
+fn store_families(out: &mut Exposition, store: &Store) {
+    let stats = &store.writer.stats;
+    let readers = store.readers.in_use();
+    let gauges: [(&str, &str, f64); 3] = [
+        (
+            "souk_write_queue_depth",
+            "Write jobs waiting for the writer.",
+            store.writer.queue_depth() as f64,
+        ),
+        (
+            "souk_db_readers_in_use",
+            "Read connections handed out.",
+            f64::from(readers.in_use),
+        ),
+        (
+            "souk_db_readers_max",
+            "Read connection pool size.",
+            f64::from(readers.size),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        out.family(name, "gauge", help);
+        out.sample(name, &[], value);
+    }
+    let counters: [(&str, &str, u64); 6] = [
+        (
+            "souk_commits_total",
+            "Group commits.",
+            stats.commits.load(Ordering::Relaxed),
+        ),
+        (
+            "souk_write_jobs_total",
+            "Write jobs committed.",
+            stats.jobs.load(Ordering::Relaxed),
+        ),
+        (
+            "souk_write_jobs_failed_total",
+            "Write jobs rolled back alone.",
+            stats.failed_jobs.load(Ordering::Relaxed),
+        ),
+        (
+            "souk_write_savepoint_retries_total",
+            "Batches run again with a savepoint per job after a job failed mid-write.",
+            stats.savepoint_retries.load(Ordering::Relaxed),
+        ),
+        (
+            "souk_commits_failed_total",
+            "Commits that failed.",
+            stats.failed_commits.load(Ordering::Relaxed),
+        ),
+        (
+            "souk_write_rejected_total",
+            "Writes refused because the queue was full.",
+            stats.rejected_full.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, "counter", help);
+        out.sample(name, &[], value as f64);
+    }
+    let breaker = &store.breaker;
+    out.family(
+        "souk_circuit_state",
+        "gauge",
+        "Store circuit breaker: 0 closed, 1 open, 2 half-open.",
+    );
+    let state = match breaker.state() {
+        State::Closed => 0.0,
+        State::Open => 1.0,
+        State::HalfOpen => 2.0,
+    };
+    out.sample("souk_circuit_state", &[], state);
+    out.family(
+        "souk_circuit_opened_total",
+        "counter",
+        "Times the store circuit breaker opened.",
+    );
+    out.sample(
+        "souk_circuit_opened_total",
+        &[],
+        breaker.opened_total.load(Ordering::Relaxed) as f64,
+    );
+    out.family(
+        "souk_commit_batch_size",
+        "histogram",
+        "Write jobs per commit.",
+    );
+    let mut cumulative = 0u64;
+    for index in 0..BATCH_BUCKETS {
+        cumulative += stats.batch_sizes[index].load(Ordering::Relaxed);
+        let le = (1u64 << index).to_string();
+        out.sample(
+            "souk_commit_batch_size_bucket",
+            &[("le", &le)],
+            cumulative as f64,
+        );
+    }
+    out.sample(
+        "souk_commit_batch_size_bucket",
+        &[("le", "+Inf")],
+        cumulative as f64,
+    );
+    out.sample(
+        "souk_commit_batch_size_sum",
+        &[],
+        stats.jobs.load(Ordering::Relaxed) as f64,
+    );
+    out.sample("souk_commit_batch_size_count", &[], cumulative as f64);
+    out.family(
+        "souk_commit_duration_seconds",
+        "histogram",
+        "Time from BEGIN to the end of COMMIT (fsync included).",
+    );
+    out.histogram_seconds(
+        "souk_commit_duration_seconds",
+        &[],
+        &stats.commit_latency.snapshot(),
+    );
+}
+
+/// The process, the database's files and filesystem. Host-wide memory and
+/// CPU are left to node_exporter (they stay in the dashboard JSON); ratios
+/// are 0–1, as Prometheus convention has it.
+fn system_families(out: &mut Exposition, monitor: &Monitor) {
+    let s = monitor.system();
+    let disk_used_ratio = s.disk_used_percent / 100.0;
+    let gauges: [(&str, &str, f64); 4] = [
+        (
+            "souk_disk_used_ratio",
+            "Share of the database's filesystem in use, 0 to 1.",
+            disk_used_ratio,
+        ),
+        (
+            "souk_disk_free_bytes",
+            "Free space on the database's filesystem.",
+            s.disk_free_bytes as f64,
+        ),
+        (
+            "souk_db_size_bytes",
+            "Database file size.",
+            s.db_bytes as f64,
+        ),
+        (
+            "souk_wal_size_bytes",
+            "Write-ahead log size.",
+            s.wal_bytes as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        out.family(name, "gauge", help);
+        out.sample(name, &[], value);
+    }
+    let alerts = monitor.alerts();
+    out.family(
+        "souk_alert_active",
+        "gauge",
+        "1 while an alert rule is above its threshold.",
+    );
+    for rule in super::alerts::RULES {
+        let on = alerts.active.iter().any(|a| a.rule == rule);
+        out.sample(
+            "souk_alert_active",
+            &[("rule", rule)],
+            if on { 1.0 } else { 0.0 },
+        );
+    }
+    out.family(
+        "souk_alert_firings_total",
+        "counter",
+        "Times an alert rule fired.",
+    );
+    for rule in super::alerts::RULES {
+        let n = alerts
+            .firings
+            .iter()
+            .find(|(r, _)| *r == rule)
+            .map_or(0, |(_, n)| *n);
+        out.sample("souk_alert_firings_total", &[("rule", rule)], n as f64);
+    }
+}
+
+/// The standard `process_*` families (Prometheus client library
+/// conventions), each left out when /proc could not give it.
+fn process_families(out: &mut Exposition) {
+    let p = super::process::read();
+    let families: [(&str, &str, &str, Option<f64>); 6] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            p.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            p.resident_memory_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            p.virtual_memory_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the unix epoch, in seconds.",
+            p.start_time_seconds,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            p.open_fds.map(|n| n as f64),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Most file descriptors the process may open (the soft limit).",
+            p.max_fds.map(|n| n as f64),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        if let Some(value) = value {
+            out.family(name, kind, help);
+            out.sample(name, &[], value);
+        }
     }
 }

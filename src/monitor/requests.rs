@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::histogram::{Histogram, HistogramSnapshot};
+use crate::histogram::{Histogram, HistogramSnapshot};
 
 /// Every status code this server answers with (the reason phrases of
 /// `http::response`; a unit test keeps the two lists equal). A code outside
@@ -89,20 +89,17 @@ pub struct RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// `routes`: (`METHOD /template`, operation) for each route, in router
+    /// `routes`: (method, template, operation) for each route, in router
     /// order (`Router::describe`).
-    pub fn new(routes: Vec<(String, String)>) -> RequestMetrics {
+    pub fn new(routes: Vec<(&str, &str, &str)>) -> RequestMetrics {
         let mut all: Vec<RouteMetrics> = routes
             .into_iter()
-            .map(|(route, operation)| {
-                let (method, template) = route.split_once(' ').unwrap_or(("", &route));
-                RouteMetrics {
-                    method: method.to_owned(),
-                    route: template.to_owned(),
-                    operation,
-                    codes: Default::default(),
-                    latency: Histogram::default(),
-                }
+            .map(|(method, template, operation)| RouteMetrics {
+                method: method.to_owned(),
+                route: template.to_owned(),
+                operation: operation.to_owned(),
+                codes: Default::default(),
+                latency: Histogram::default(),
             })
             .collect();
         all.push(RouteMetrics {
@@ -164,7 +161,7 @@ mod tests {
 
     #[test]
     fn each_status_is_counted_under_its_own_code() {
-        let metrics = RequestMetrics::new(vec![("GET /a".into(), "a.get".into())]);
+        let metrics = RequestMetrics::new(vec![("GET", "/a", "a.get")]);
         for status in [200, 200, 404, 503, 299] {
             metrics.record(Some(0), status, Duration::from_millis(1));
         }

@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 
 use serde_json::{Value, json};
 
-use super::histogram::HistogramSnapshot;
 use super::requests::{RouteSnapshot, STATUS_CODES};
+use crate::histogram::HistogramSnapshot;
 
 /// Ticks (seconds) of running totals kept: the longest window the
 /// dashboard's last-interval figures can cover. 900 ticks of ~170 bytes
@@ -58,34 +58,19 @@ impl Totals {
                     _ => {}
                 }
             }
-            for (sum, n) in t.latency.buckets.iter_mut().zip(route.latency.buckets) {
-                *sum += n;
-            }
-            t.latency.sum_us += route.latency.sum_us;
-            t.latency.count += route.latency.count;
+            t.latency.add(&route.latency);
         }
         t
     }
 
     /// What happened between `earlier` and `self`.
     fn since(&self, earlier: &Totals) -> Totals {
-        let mut latency = HistogramSnapshot::default();
-        for ((d, a), b) in latency
-            .buckets
-            .iter_mut()
-            .zip(self.latency.buckets)
-            .zip(earlier.latency.buckets)
-        {
-            *d = a.saturating_sub(b);
-        }
-        latency.sum_us = self.latency.sum_us.saturating_sub(earlier.latency.sum_us);
-        latency.count = self.latency.count.saturating_sub(earlier.latency.count);
         Totals {
             at: self.at,
             count: self.count.saturating_sub(earlier.count),
             errors_4xx: self.errors_4xx.saturating_sub(earlier.errors_4xx),
             errors_5xx: self.errors_5xx.saturating_sub(earlier.errors_5xx),
-            latency,
+            latency: self.latency.saturating_sub(&earlier.latency),
         }
     }
 

@@ -1,5 +1,5 @@
 //! The order invariants (docs/ledger.md, invariants 9 and 10), part of
-//! `ledger::check`: every order agrees with its escrow, a finished order's
+//! `audit::check`: every order agrees with its escrow, a finished order's
 //! closing movement paid the platform exactly the fee rule, and no
 //! listing's stock is negative.
 

@@ -4,9 +4,9 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::entry_ids::{META_KEY, new_key_hex};
 use super::open::APPLICATION_ID;
 use crate::error::{Error, Result};
-use crate::ledger::entry_ids::{META_KEY, new_key_hex};
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 const MARKER: &str = "\n-- migration ";
@@ -71,7 +71,7 @@ pub fn migrate(conn: &mut Connection) -> Result<u32> {
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-    // The secret behind entry ids (ledger::entry_ids), made once per database.
+    // The secret behind entry ids (store::entry_ids), made once per database.
     tx.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
         [META_KEY, &new_key_hex()?],
@@ -148,7 +148,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
-        super::super::pragmas::register_entry_ids(&conn).unwrap();
+        super::super::entry_ids::register(&conn).unwrap();
         let new_id: i64 = conn
             .query_row(
                 "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount, reference, created_at)

@@ -4,6 +4,7 @@
 
 pub mod breaker;
 mod checkpointer;
+mod entry_ids;
 mod migrate;
 mod offline;
 pub mod open;
@@ -74,7 +75,7 @@ impl Store {
         on_commit: OnCommit,
         conn: rusqlite::Connection,
     ) -> Result<Store> {
-        pragmas::register_entry_ids(&conn)?;
+        entry_ids::register(&conn)?;
         let breaker = Arc::new(Breaker::new(
             config.breaker_threshold,
             config.breaker_cooldown,
@@ -105,6 +106,22 @@ impl Store {
         self.writer.shutdown();
         self.checkpointer.stop();
     }
+}
+
+/// The readiness probe's read (`GET /readyz`): a reader answers.
+pub fn probe_read(conn: &rusqlite::Connection) -> Result<()> {
+    Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)
+}
+
+/// The readiness probe's write: the `meta` row `ready_probe` set to `now`,
+/// so that a commit goes through the writer.
+pub fn probe_write(tx: &WriteTx<'_>, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([now.to_string()])?;
+    Ok(())
 }
 
 /// Opens the database for a one-shot command (`souk migrate`): writer

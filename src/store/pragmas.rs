@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::functions::FunctionFlags;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::error::Result;
 use crate::limits::WAL_WRITER_CHECKPOINT_PAGES;
@@ -46,43 +45,6 @@ pub(super) fn enable_wal(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// The SQL functions `souk_entry_id(seq)` and `souk_entry_seq(id)` (see
-/// `ledger::entry_ids`), keyed with this database's secret. A database
-/// without the key yet (not migrated) gets no functions: a query that needs
-/// them fails, nothing else does.
-pub(super) fn register_entry_ids(conn: &Connection) -> rusqlite::Result<()> {
-    use crate::ledger::entry_ids::{EntryIds, META_KEY};
-    // A database older than migration 1 has no meta table: no key either.
-    let has_meta: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
-        [],
-        |row| row.get(0),
-    )?;
-    let hex: Option<String> = if has_meta {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [META_KEY], |row| {
-            row.get(0)
-        })
-        .optional()?
-    } else {
-        None
-    };
-    let Some(hex) = hex else { return Ok(()) };
-    let ids = EntryIds::from_hex(&hex).ok_or_else(|| {
-        rusqlite::Error::UserFunctionError(format!("meta {META_KEY} is malformed").into())
-    })?;
-    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    let forward = ids.clone();
-    conn.create_scalar_function("souk_entry_id", 1, flags, move |ctx| {
-        Ok(ctx
-            .get::<Option<i64>>(0)?
-            .and_then(|seq| forward.id_of(seq)))
-    })?;
-    conn.create_scalar_function("souk_entry_seq", 1, flags, move |ctx| {
-        Ok(ctx.get::<Option<i64>>(0)?.and_then(|id| ids.seq_of(id)))
-    })?;
-    Ok(())
-}
-
 /// The checkpointer's connection: it only copies the WAL into the database
 /// file, with `synchronous=FULL` so the copy is on disk before the WAL is
 /// reused.
@@ -110,7 +72,7 @@ pub(super) fn init_reader(conn: &mut Connection) -> rusqlite::Result<()> {
          PRAGMA cache_size = -{READER_CACHE_KIB};"
     ))?;
     conn.set_prepared_statement_cache_capacity(128);
-    register_entry_ids(conn)
+    super::entry_ids::register(conn)
 }
 
 pub(super) fn reader_flags() -> OpenFlags {

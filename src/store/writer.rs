@@ -20,10 +20,10 @@ use rusqlite::Connection;
 use super::breaker::{self, Admission, Breaker, Path};
 use crate::error::{Error, Result};
 use crate::heartbeat::Heartbeat;
+use crate::histogram::Histogram;
 use crate::limits::{
     COMMIT_BATCH_MAX, COMMIT_WEIGHT_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX, WRITER_IDLE_BEAT_MS,
 };
-use crate::monitor::histogram::Histogram;
 
 /// The write connection as a job sees it, inside the batch's transaction
 /// (and its own savepoint only when the batch is retried, see

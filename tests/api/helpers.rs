@@ -104,13 +104,28 @@ impl Drop for TestApp {
 
 fn test_routes() -> api::Router {
     api::routes()
-        .route(Method::Get, "/test/panic", panic_handler)
-        .route(Method::Get, "/test/panic-later", panic_later_handler)
-        .route(Method::Post, "/test/echo", echo_handler)
-        .route(Method::Get, "/test/seq/{n}", seq_handler)
-        .route(Method::Get, "/test/gate/{key}", gate_handler)
-        .route(Method::Get, "/test/hold-writer/{key}", hold_writer_handler)
-        .route(Method::Get, "/test/big", big_handler)
+        .route(Method::Get, "/test/panic", panic_handler, "/test/panic")
+        .route(
+            Method::Get,
+            "/test/panic-later",
+            panic_later_handler,
+            "/test/panic-later",
+        )
+        .route(Method::Post, "/test/echo", echo_handler, "/test/echo")
+        .route(Method::Get, "/test/seq/{n}", seq_handler, "/test/seq/{n}")
+        .route(
+            Method::Get,
+            "/test/gate/{key}",
+            gate_handler,
+            "/test/gate/{key}",
+        )
+        .route(
+            Method::Get,
+            "/test/hold-writer/{key}",
+            hold_writer_handler,
+            "/test/hold-writer/{key}",
+        )
+        .route(Method::Get, "/test/big", big_handler, "/test/big")
 }
 
 /// The body `/test/echo` accepts, with the decoding rules of every API body.

@@ -432,7 +432,7 @@ fn assert_request_labels_are_bounded(exposition: &Exposition) {
     let routes: HashSet<String> = souk::api::routes()
         .describe()
         .into_iter()
-        .map(|(route, _)| route)
+        .map(|(method, route, _)| format!("{method} {route}"))
         .collect();
     let mut seen = 0;
     for sample in &exposition.samples {

@@ -24,9 +24,12 @@ fn routes() -> Vec<(String, String, String)> {
     souk::api::routes()
         .describe()
         .into_iter()
-        .map(|(route, operation)| {
-            let (method, template) = route.split_once(' ').expect("`METHOD /path`");
-            (method.to_ascii_lowercase(), template.to_owned(), operation)
+        .map(|(method, template, operation)| {
+            (
+                method.to_ascii_lowercase(),
+                template.to_owned(),
+                operation.to_owned(),
+            )
         })
         .collect()
 }

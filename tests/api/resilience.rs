@@ -274,7 +274,12 @@ fn a_read_past_query_timeout_is_interrupted_with_503_and_the_server_goes_on() {
     )
     .expect("config");
     config.query_timeout = Duration::from_secs(1);
-    let router = api::routes().route(Method::Get, "/test/endless-read", endless_read);
+    let router = api::routes().route(
+        Method::Get,
+        "/test/endless-read",
+        endless_read,
+        "/test/endless-read",
+    );
     let running = souk::app::start_with_routes(config, router).expect("starting");
     let mut client = crate::helpers::Client::connect(running.addr);
     let started = Instant::now();

@@ -16,6 +16,8 @@
 
 use blowfish::Blowfish;
 use blowfish::cipher::{Block, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OptionalExtension};
 
 /// Bytes of the secret key.
 pub const KEY_BYTES: usize = 16;
@@ -91,6 +93,42 @@ impl EntryIds {
 pub fn new_key_hex() -> crate::error::Result<String> {
     let key = crate::ids::random_bytes::<KEY_BYTES>()?;
     Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The SQL functions `souk_entry_id(seq)` and `souk_entry_seq(id)` (the
+/// ledger's entry ids), keyed with this database's secret. A database
+/// without the key yet (not migrated) gets no functions: a query that needs
+/// them fails, nothing else does.
+pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
+    // A database older than migration 1 has no meta table: no key either.
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |row| row.get(0),
+    )?;
+    let hex: Option<String> = if has_meta {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [META_KEY], |row| {
+            row.get(0)
+        })
+        .optional()?
+    } else {
+        None
+    };
+    let Some(hex) = hex else { return Ok(()) };
+    let ids = EntryIds::from_hex(&hex).ok_or_else(|| {
+        rusqlite::Error::UserFunctionError(format!("meta {META_KEY} is malformed").into())
+    })?;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    let forward = ids.clone();
+    conn.create_scalar_function("souk_entry_id", 1, flags, move |ctx| {
+        Ok(ctx
+            .get::<Option<i64>>(0)?
+            .and_then(|seq| forward.id_of(seq)))
+    })?;
+    conn.create_scalar_function("souk_entry_seq", 1, flags, move |ctx| {
+        Ok(ctx.get::<Option<i64>>(0)?.and_then(|id| ids.seq_of(id)))
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

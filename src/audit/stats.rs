@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use super::PLATFORM;
-use super::money::format_minor;
 use crate::config::Currencies;
 use crate::error::Result;
+use crate::ledger::PLATFORM;
+use crate::ledger::money::format_minor;
 
 #[derive(Default, Clone)]
 struct Figures {
@@ -94,7 +94,7 @@ fn render(figures: BTreeMap<String, Figures>, currencies: &Currencies, now: i64)
     let map: serde_json::Map<String, Value> = figures
         .into_iter()
         .map(|(code, f)| {
-            let d = super::decimals_of(currencies, &code);
+            let d = crate::ledger::decimals_of(currencies, &code);
             let value = json!({
                 "total_available": format_minor(f.total_available, d),
                 "total_held": format_minor(f.total_held, d),

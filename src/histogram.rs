@@ -1,5 +1,6 @@
 //! A fixed-bucket latency histogram of atomics: recording is a few relaxed
-//! atomic adds, no lock, so every request can afford it.
+//! atomic adds, no lock, so every request can afford it. Plain data, at the
+//! bottom of the layers: the store's writer and the monitor both record in one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -73,6 +74,28 @@ impl HistogramSnapshot {
         BOUNDS_US[BOUNDS_US.len() - 1] as f64 / 1000.0
     }
 
+    /// Adds `other`'s counts to these (one histogram of several).
+    pub fn add(&mut self, other: &HistogramSnapshot) {
+        for (sum, n) in self.buckets.iter_mut().zip(other.buckets) {
+            *sum = sum.saturating_add(n);
+        }
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+        self.count = self.count.saturating_add(other.count);
+    }
+
+    /// What was recorded between `earlier` and these counts.
+    pub fn saturating_sub(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        let mut buckets = self.buckets;
+        for (n, before) in buckets.iter_mut().zip(earlier.buckets) {
+            *n = n.saturating_sub(before);
+        }
+        HistogramSnapshot {
+            buckets,
+            sum_us: self.sum_us.saturating_sub(earlier.sum_us),
+            count: self.count.saturating_sub(earlier.count),
+        }
+    }
+
     pub fn mean_ms(&self) -> f64 {
         if self.count == 0 {
             0.0
@@ -100,5 +123,23 @@ mod tests {
         let p999 = s.quantile_ms(0.999);
         assert!((25.0..=50.0).contains(&p999), "{p999}");
         assert!((s.mean_ms() - 1.192).abs() < 1e-9);
+    }
+
+    #[test]
+    fn snapshots_add_and_subtract_bucket_by_bucket() {
+        let h = Histogram::default();
+        h.record(800);
+        let before = h.snapshot();
+        h.record(40_000);
+        h.record(800);
+        let after = h.snapshot();
+        let between = after.saturating_sub(&before);
+        assert_eq!((between.count, between.sum_us), (2, 40_800));
+        let mut total = before.clone();
+        total.add(&between);
+        assert_eq!(total.buckets, after.buckets);
+        assert_eq!((total.count, total.sum_us), (after.count, after.sum_us));
+        // A counter that went backwards (a restart) gives zero, not a wrap.
+        assert_eq!(before.saturating_sub(&after).count, 0);
     }
 }
