@@ -120,6 +120,13 @@ pub fn end_all(conn: &WriteTx<'_>, user_id: i64, keep: Option<&TokenHash>) -> Re
 
 /// Removes up to `limit` sessions that expired before `now` (housekeeping;
 /// an expired session is refused on lookup whether or not it was purged).
+/// Whether `purge_expired` would find anything.
+pub fn any_expired(conn: &Connection, now: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sessions WHERE expires_at <= ?1)")?
+        .query_row([now], |row| row.get(0))?)
+}
+
 pub fn purge_expired(conn: &WriteTx<'_>, now: i64, limit: usize) -> Result<usize> {
     Ok(conn
         .prepare_cached(

@@ -108,6 +108,13 @@ pub fn store(
 }
 
 /// Removes keys older than `KEEP_SECONDS`, at most `limit` at a time.
+/// Whether `purge` would find anything.
+pub fn purgeable(conn: &Connection, now: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM idempotency WHERE created_at < ?1)")?
+        .query_row([now - KEEP_SECONDS], |row| row.get(0))?)
+}
+
 pub fn purge(conn: &Connection, now: i64, limit: usize) -> Result<usize> {
     Ok(conn
         .prepare_cached(
