@@ -1,6 +1,8 @@
 //! Who is calling: `Authorization: Bearer TOKEN` to a live session of an
 //! active user. Anything else is 401, never 5xx, whatever the header holds.
 
+use std::sync::Arc;
+
 use crate::accounts::operator::Freshness;
 use crate::accounts::sessions::{self, TokenHash};
 use crate::accounts::{Role, Status, User, users};
@@ -9,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::http::Request;
 
 pub struct Caller {
-    pub user: User,
+    /// Shared with the profile cache: a request clones no user.
+    pub user: Arc<User>,
     pub token: TokenHash,
 }
 
@@ -41,7 +44,9 @@ pub fn caller(app: &App, request: &Request) -> Result<Caller> {
     .ok_or(Error::Unauthenticated)?;
     let user = match freshness {
         Freshness::Trusted => profile(app, session.user_id)?,
-        Freshness::ReadThrough => app.read(|conn| users::by_id(conn, session.user_id))?,
+        Freshness::ReadThrough => app
+            .read(|conn| users::by_id(conn, session.user_id))?
+            .map(Arc::new),
     }
     .filter(|u| u.status == Status::Active)
     .ok_or(Error::Unauthenticated)?;
@@ -51,10 +56,10 @@ pub fn caller(app: &App, request: &Request) -> Result<Caller> {
 }
 
 /// A user by id through the profile cache.
-pub fn profile(app: &App, user_id: i64) -> Result<Option<User>> {
-    app.caches
-        .profiles
-        .get_or_load_some(&user_id, || app.read(|conn| users::by_id(conn, user_id)))
+pub fn profile(app: &App, user_id: i64) -> Result<Option<Arc<User>>> {
+    app.caches.profiles.get_or_load_some(&user_id, || {
+        Ok(app.read(|conn| users::by_id(conn, user_id))?.map(Arc::new))
+    })
 }
 
 /// The caller if an admin: 401 when not signed in, 403 when not an admin.

@@ -1,5 +1,7 @@
 //! Wallets and transfers: balances, entry history, transfers and batches.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::json;
 
@@ -19,7 +21,9 @@ pub fn wallet(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let currencies = &app.config.currencies;
     let user_id = caller.user.id;
     let balances = app.caches.balances.get_or_load(&user_id, || {
-        app.read(|conn| ledger::balances(conn, user_id, currencies))
+        Ok(Arc::new(app.read(|conn| {
+            ledger::balances(conn, user_id, currencies)
+        })?))
     })?;
     Ok(Reply::Now(respond::wrapped(
         200,

@@ -42,9 +42,9 @@ type Family = (&'static str, &'static str, fn(&CacheStats) -> f64);
 pub struct Caches {
     /// What a refreshed balance lists (the enabled currencies).
     currencies: Currencies,
-    pub profiles: TtlCache<i64, User>,
+    pub profiles: TtlCache<i64, Arc<User>>,
     pub sessions: TtlCache<TokenHash, SessionEntry>,
-    pub balances: TtlCache<i64, Balances>,
+    pub balances: TtlCache<i64, Arc<Balances>>,
     pub listings: TtlCache<i64, Arc<Shown>>,
     pub searches: SearchCache,
 }
@@ -91,8 +91,13 @@ impl Caches {
         let committed_state = conn.is_autocommit();
         for id in &balances {
             if committed_state {
-                self.balances
-                    .refresh(id, || crate::ledger::balances(conn, *id, &self.currencies));
+                self.balances.refresh(id, || {
+                    Ok(Arc::new(crate::ledger::balances(
+                        conn,
+                        *id,
+                        &self.currencies,
+                    )?))
+                });
             } else {
                 self.balances.invalidate(id);
             }

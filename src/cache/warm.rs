@@ -46,12 +46,12 @@ fn warm(caches: &Caches, readers: &Readers, currencies: &Currencies) -> Result<u
     for user in active {
         caches
             .profiles
-            .insert_if_unchanged(user.id, user, profile_ticket);
+            .insert_if_unchanged(user.id, Arc::new(user), profile_ticket);
     }
     for (user_id, balances) in balances {
         caches
             .balances
-            .insert_if_unchanged(user_id, balances, balance_ticket);
+            .insert_if_unchanged(user_id, Arc::new(balances), balance_ticket);
     }
     Ok(count)
 }
