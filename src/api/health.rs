@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::error::Result;
 use crate::http::{Reply, Request};
 use crate::store::breaker::State;
+use crate::store::writer::Weight;
 
 pub fn healthz(_app: &App, _request: &Request, _params: &Params) -> Result<Reply> {
     Ok(Reply::Now(respond::json(200, &json!({"status": "ok"}))))
@@ -27,6 +28,7 @@ pub fn readyz(app: &App, _request: &Request, _params: &Params) -> Result<Reply> 
         .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))?;
     let now = crate::clock::unix_seconds();
     Ok(app.write(
+        Weight::ONE,
         move |tx| {
             tx.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
