@@ -33,7 +33,13 @@ impl<T: Send + 'static> Deferred<T> {
     where
         W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
     {
-        let writer = writer.clone();
+        Deferred::write_on(writer.clone(), weight, work)
+    }
+
+    fn write_on<W>(writer: Writer, weight: Weight, work: W) -> Deferred<T>
+    where
+        W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    {
         Deferred::new(move |next| writer.submit(weight, work, next))
     }
 
@@ -68,7 +74,7 @@ impl<T: Send + 'static> Deferred<T> {
         W: Fn(&T, &WriteTx<'_>) -> Result<U> + Send + 'static,
     {
         let writer = writer.clone();
-        self.then(move |value| Deferred::write(&writer, weight, move |tx| work(&value, tx)))
+        self.then(move |value| Deferred::write_on(writer, weight, move |tx| work(&value, tx)))
     }
 
     /// Looks at the result, an error too, where it arrives (to give back a
@@ -112,5 +118,65 @@ impl Deferred<bool> {
     pub fn verify(hasher: &Hasher, password: Password, phc: Option<String>) -> Deferred<bool> {
         let hasher = hasher.clone();
         Deferred::new(move |next| hasher.verify(password, phc, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::error::Error;
+    use crate::http::Responder;
+
+    /// Runs `reply`'s chain; the answer it delivered, still to be made a
+    /// response (what the worker that writes it does).
+    fn answer(reply: Reply) -> impl FnOnce() -> Response {
+        let Reply::Later(start) = reply else {
+            panic!("a deferred chain answers later");
+        };
+        let (sent, received) = mpsc::channel();
+        start(Responder {
+            deliver: Some(Box::new(move |answer| {
+                let _ = sent.send(answer);
+            })),
+        });
+        let delivered = received.recv().unwrap();
+        move || delivered.into_response()
+    }
+
+    fn ready<T: Send + 'static>(value: Result<T>) -> Deferred<T> {
+        Deferred::new(move |next| next(value))
+    }
+
+    #[test]
+    fn values_flow_through_the_steps_and_render_waits_for_the_worker() {
+        let (rendered, renders) = mpsc::channel();
+        let reply = ready(Ok(2))
+            .and_then(|n| Ok(n * 10))
+            .then(|n| ready(Ok(n + 1)))
+            .render(move |n| {
+                rendered.send(()).unwrap();
+                Response::new(if n == 21 { 200 } else { 500 })
+            });
+        let respond = answer(reply);
+        assert!(
+            renders.try_recv().is_err(),
+            "rendered where the chain ended"
+        );
+        assert_eq!(respond().status, 200);
+        assert!(renders.try_recv().is_ok());
+    }
+
+    #[test]
+    fn an_error_skips_the_later_steps_and_is_answered_once() {
+        let (looked, seen) = mpsc::channel();
+        let reply = ready(Ok(1))
+            .and_then(|_| Err::<i32, _>(Error::NotFound))
+            .then(|_: i32| -> Deferred<i32> { panic!("a step after an error ran") })
+            .inspect(move |result| looked.send(result.is_err()).unwrap())
+            .render(|_| panic!("rendered a value after an error"));
+        assert_eq!(answer(reply)().status, 404);
+        assert!(seen.recv().unwrap(), "inspect saw the error");
     }
 }
