@@ -8,7 +8,8 @@ use crate::accounts::guard::{AddressLimit, LoginGuard};
 use crate::accounts::operator::Follower;
 use crate::accounts::passwords::Hasher;
 use crate::accounts::users::UserStats;
-use crate::api::{self, Router, respond};
+use crate::api::deferred::Deferred;
+use crate::api::{self, Router};
 use crate::cache::Caches;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -22,6 +23,7 @@ use crate::memo::Memo;
 use crate::monitor::alerts::Thresholds;
 use crate::monitor::{Monitor, MonitorThread};
 use crate::orders::messages::{MESSAGE_WINDOW, MESSAGES_PER_WINDOW, SendLimit};
+use crate::store::writer::Weight;
 use crate::store::{ServeLock, Store, StoreConfig, Touched, WriteTx};
 use crate::timers::Sweeper;
 
@@ -109,36 +111,17 @@ impl App {
         self.store.readers.read(f)
     }
 
-    /// A write through the group-commit writer that frees the worker while it
-    /// waits: `render` builds the answer once the commit is durable. `work`
-    /// may run twice (see `Writer::submit`).
-    pub fn write<T, W, R>(&self, work: W, render: R) -> Reply
+    /// A write through the group-commit writer, worth `weight` (see
+    /// `Weight`), that frees the worker while it waits: `render` builds the
+    /// answer on a worker once the commit is durable. `work` may run twice
+    /// (see `Writer::submit`).
+    pub fn write<T, W, R>(&self, weight: Weight, work: W, render: R) -> Reply
     where
         T: Send + 'static,
         W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
         R: FnOnce(T) -> Response + Send + 'static,
     {
-        self.write_weighted(1, work, render)
-    }
-
-    /// `write` for a job worth `weight` ordinary ones (a batch of transfers).
-    pub fn write_weighted<T, W, R>(&self, weight: usize, work: W, render: R) -> Reply
-    where
-        T: Send + 'static,
-        W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
-        R: FnOnce(T) -> Response + Send + 'static,
-    {
-        let writer = self.store.writer.clone();
-        Reply::Later(Box::new(move |responder| {
-            // The writer thread only hands the result over: the worker
-            // that writes the answer renders it.
-            writer.submit_weighted(weight, work, move |result| {
-                responder.send_with(move || match result {
-                    Ok(value) => render(value),
-                    Err(e) => respond::error(e),
-                });
-            });
-        }))
+        Deferred::write(&self.store.writer, weight, work).render(render)
     }
 }
 

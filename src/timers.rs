@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::store::Store;
+use crate::store::writer::Weight;
 
 /// Escrows released, and orders moved, per sweep at most; the rest wait for
 /// the next one (500 ms later).
@@ -118,6 +119,7 @@ fn sweep(store: &Store) {
     for &id in &due {
         let done_tx = done_tx.clone();
         store.writer.submit(
+            Weight::ONE,
             move |tx| crate::escrow::release(tx, id, now),
             move |result| {
                 let _ = done_tx.send((id, result.map(|_| ())));
@@ -200,6 +202,7 @@ fn sweep_orders(store: &Store, retries: &mut Retries, at: Instant) {
     for &id in &due {
         let done_tx = done_tx.clone();
         store.writer.submit(
+            Weight::ONE,
             move |tx| crate::orders::expire(tx, id, now),
             move |result| {
                 let _ = done_tx.send((id, result.map(|order| order.state)));

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::idempotent::Keyed;
 use super::{Params, auth, idempotent, json, query, respond};
 use crate::app::App;
 use crate::audit;
@@ -71,8 +72,7 @@ fn external(app: &App, request: &Request, movement: Movement) -> Result<Reply> {
     idempotent::write(
         app,
         request,
-        caller.user.id,
-        canonical,
+        Keyed::new(caller.user.id, canonical),
         move |tx| {
             let external = External {
                 user_id: ext.user_id,

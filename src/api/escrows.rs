@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
+use super::idempotent::Keyed;
 use super::wallet::parse_memo;
 use super::{Params, auth, idempotent, json, query, respond};
 use crate::app::App;
@@ -66,8 +67,7 @@ pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     idempotent::write(
         app,
         request,
-        caller.user.id,
-        canonical,
+        Keyed::new(caller.user.id, canonical),
         move |tx| escrow::create(tx, &new, now),
         move |escrow| respond::json(201, &json!({"escrow": escrow.view(&currencies)})),
     )
@@ -172,8 +172,7 @@ fn act(
     idempotent::write(
         app,
         request,
-        caller.user.id,
-        json!([id]),
+        Keyed::new(caller.user.id, json!([id])),
         move |tx| action(tx, id, now),
         move |escrow| respond::json(200, &json!({"escrow": escrow.view(&currencies)})),
     )
@@ -225,8 +224,7 @@ pub fn resolve(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     idempotent::write(
         app,
         request,
-        caller.user.id,
-        json!([id, to_seller, to_buyer]),
+        Keyed::new(caller.user.id, json!([id, to_seller, to_buyer])),
         move |tx| escrow::resolve(tx, id, to_seller, to_buyer, now),
         move |escrow| respond::json(200, &json!({"escrow": escrow.view(&currencies)})),
     )

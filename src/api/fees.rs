@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::idempotent::Keyed;
 use super::{Params, auth, idempotent, json, respond};
 use crate::app::App;
 use crate::clock;
@@ -49,8 +50,7 @@ pub fn withdraw(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     idempotent::write(
         app,
         request,
-        caller.user.id,
-        canonical,
+        Keyed::new(caller.user.id, canonical),
         move |tx| {
             let external = External {
                 user_id: PLATFORM,

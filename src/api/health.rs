@@ -7,6 +7,7 @@ use super::{Params, respond};
 use crate::app::App;
 use crate::error::Result;
 use crate::http::{Reply, Request, Response};
+use crate::store::writer::Weight;
 use crate::store::{self, breaker::State};
 
 pub fn healthz(_app: &App, _request: &Request, _params: &Params) -> Result<Reply> {
@@ -29,6 +30,7 @@ pub fn readyz(app: &App, _request: &Request, _params: &Params) -> Result<Reply> 
     app.read(store::probe_read)?;
     let now = crate::clock::unix_seconds();
     Ok(app.write(
+        Weight::ONE,
         move |tx| store::probe_write(tx, now),
         |()| respond::json(200, &json!({"status": "ready"})),
     ))

@@ -3,23 +3,24 @@
 
 use serde_json::Value;
 
-use super::respond;
+use super::deferred::Deferred;
 use crate::app::App;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::{BadHeader, Reply, Request, Response};
 use crate::ledger::idempotency::{self, Stored};
 use crate::store::WriteTx;
+use crate::store::writer::Weight;
 
-/// Runs `work` through the writer and answers with `render`'s response. With
-/// an `Idempotency-Key`, a repeat of the same request (same `canonical`
-/// form on the same route) replays the stored answer, another request with
-/// the key gets 422, and a repeat while the first runs gets 409.
+/// Runs `work`, worth `weight` (see `Weight`), through the writer and
+/// answers with `render`'s response. With an `Idempotency-Key`, a repeat of
+/// the same request (same `canonical` form on the same route) replays the
+/// stored answer, another request with the key gets 422, and a repeat while
+/// the first runs gets 409.
 pub fn write<T, W, R>(
     app: &App,
     request: &Request,
-    user_id: i64,
-    canonical: Value,
+    keyed: Keyed,
     work: W,
     render: R,
 ) -> Result<Reply>
@@ -28,27 +29,13 @@ where
     W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
     R: Fn(T) -> Response + Send + 'static,
 {
-    write_weighted(app, request, user_id, canonical, 1, work, render)
-}
-
-/// `write` for a job worth `weight` ordinary ones (see `Writer::submit_weighted`).
-#[allow(clippy::too_many_arguments)]
-pub fn write_weighted<T, W, R>(
-    app: &App,
-    request: &Request,
-    user_id: i64,
-    canonical: Value,
-    weight: usize,
-    work: W,
-    render: R,
-) -> Result<Reply>
-where
-    T: Send + 'static,
-    W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
-    R: Fn(T) -> Response + Send + 'static,
-{
+    let Keyed {
+        user_id,
+        canonical,
+        weight,
+    } = keyed;
     let Some(key) = key(request)? else {
-        return Ok(app.write_weighted(weight, work, render));
+        return Ok(app.write(weight, work, render));
     };
     let route = format!("{} {}", request.method.as_str(), request.path());
     let fingerprint = idempotency::fingerprint(&route, &canonical);
@@ -61,29 +48,47 @@ where
         return Ok(Reply::Now(replay(stored)));
     }
     let now = clock::unix_seconds();
-    let writer = app.store.writer.clone();
-    Ok(Reply::Later(Box::new(move |responder| {
-        let job = move |tx: &WriteTx<'_>| -> Result<(Response, bool)> {
-            // Committed by another process since the read above?
-            if let Some(stored) = idempotency::lookup(tx, user_id, &key, &fingerprint)? {
-                return Ok((replay(stored), true));
-            }
-            let response = render(work(tx)?);
-            let stored = Stored {
-                status: response.status,
-                body: response.body.clone(),
-            };
-            idempotency::store(tx, user_id, &key, &fingerprint, &stored, now)?;
-            Ok((response, false))
+    let job = move |tx: &WriteTx<'_>| -> Result<Response> {
+        // Committed by another process since the read above?
+        if let Some(stored) = idempotency::lookup(tx, user_id, &key, &fingerprint)? {
+            return Ok(replay(stored));
+        }
+        let response = render(work(tx)?);
+        let stored = Stored {
+            status: response.status,
+            body: response.body.clone(),
         };
-        writer.submit_weighted(weight, job, move |result| {
-            drop(in_flight);
-            responder.send(match result {
-                Ok((response, _)) => response,
-                Err(e) => respond::error(e),
-            });
-        });
-    })))
+        idempotency::store(tx, user_id, &key, &fingerprint, &stored, now)?;
+        Ok(response)
+    };
+    // The response is made in the job, to be stored with the movement.
+    Ok(Deferred::write(&app.store.writer, weight, job)
+        .inspect(move |_| drop(in_flight))
+        .render(|response| response))
+}
+
+/// Whose key an `Idempotency-Key` is, the request's canonical form, and the
+/// job's weight.
+pub struct Keyed {
+    pub user_id: i64,
+    pub canonical: Value,
+    pub weight: Weight,
+}
+
+impl Keyed {
+    /// An ordinary job of `user_id`'s, whose request reads `canonical`.
+    pub fn new(user_id: i64, canonical: Value) -> Keyed {
+        Keyed {
+            user_id,
+            canonical,
+            weight: Weight::ONE,
+        }
+    }
+
+    /// The same, for a job worth `weight`.
+    pub fn weighing(self, weight: Weight) -> Keyed {
+        Keyed { weight, ..self }
+    }
 }
 
 /// The request's key: `None` only when no `Idempotency-Key` was sent. One

@@ -24,6 +24,7 @@ use crate::listings::{
     self, Changes, Description, Listing, ListingState, ListingView, NewListing, QUANTITY_DEFAULT,
     Shown, Tag, Tags, Title,
 };
+use crate::store::writer::Weight;
 
 /// `{"listing": …}`, serialized straight from the listing.
 #[derive(Serialize)]
@@ -88,6 +89,7 @@ pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let now = clock::unix_seconds();
     let currencies = app.config.currencies.clone();
     Ok(app.write(
+        Weight::ONE,
         move |tx| listings::create(tx, &new, now),
         move |listing| respond::json(201, &One::of(&listing, &currencies)),
     ))
@@ -188,6 +190,7 @@ pub fn update(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     let (id, now) = (listing.id, clock::unix_seconds());
     let currencies = app.config.currencies.clone();
     Ok(app.write(
+        Weight::ONE,
         move |tx| listings::update(tx, id, &changes, now),
         move |listing| respond::json(200, &One::of(&listing, &currencies)),
     ))

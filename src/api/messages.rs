@@ -4,12 +4,14 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::deferred::Deferred;
 use super::{Params, auth, json, query, respond};
 use crate::app::App;
 use crate::clock;
 use crate::error::Result;
 use crate::http::{Reply, Request};
 use crate::orders::messages::{self, Message};
+use crate::store::writer::Weight;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,23 +31,18 @@ pub fn post(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     app.read(|conn| messages::conversation(conn, order_id, author, caller.is_admin()))?;
     let counted = app.messages_sent.count(author)?;
     let now = clock::unix_seconds();
-    // Not `App::write`: a send the writer refuses (503, a failed commit) is
-    // not stored, so its slot is given back.
-    let (writer, limit) = (app.store.writer.clone(), app.messages_sent.clone());
-    Ok(Reply::Later(Box::new(move |responder| {
-        writer.submit(
-            move |tx| messages::post(tx, order_id, author, &text, now),
-            move |result| {
-                if result.is_err() {
-                    limit.release(author, counted);
-                }
-                responder.send_with(move || match result {
-                    Ok(message) => respond::json(201, &json!({"message": message.view()})),
-                    Err(e) => respond::error(e),
-                });
-            },
-        );
-    })))
+    // A send that fails (503, a failed commit) is not stored, so its slot
+    // is given back.
+    let limit = app.messages_sent.clone();
+    Ok(Deferred::write(&app.store.writer, Weight::ONE, move |tx| {
+        messages::post(tx, order_id, author, &text, now)
+    })
+    .inspect(move |result| {
+        if result.is_err() {
+            limit.release(author, counted);
+        }
+    })
+    .render(|message| respond::json(201, &json!({"message": message.view()}))))
 }
 
 /// `GET /orders/{id}/messages?limit=&after=`: oldest first.

@@ -6,6 +6,7 @@ pub mod admin_users;
 pub mod auth;
 pub mod console;
 pub mod cors;
+pub mod deferred;
 pub mod escrows;
 pub mod fees;
 pub mod health;

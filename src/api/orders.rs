@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::auth::Caller;
+use super::idempotent::Keyed;
 use super::{Params, auth, idempotent, json, query, respond};
 use crate::app::App;
 use crate::clock;
@@ -59,8 +60,7 @@ pub fn place(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     idempotent::write(
         app,
         request,
-        caller.user.id,
-        canonical,
+        Keyed::new(caller.user.id, canonical),
         move |tx| orders::place(tx, &currencies, &new, terms, now),
         move |order| respond::json(201, &json!({"order": order.view(&render_currencies)})),
     )
@@ -166,8 +166,7 @@ fn act(
     idempotent::write(
         app,
         request,
-        caller.user.id,
-        canonical,
+        Keyed::new(caller.user.id, canonical),
         move |tx| orders::act(tx, id, action, &input, mover, now),
         move |order| respond::json(200, &json!({"order": order.view(&currencies)})),
     )

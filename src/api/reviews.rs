@@ -10,6 +10,7 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
 use crate::orders::reviews::{self, NewReview, Review};
+use crate::store::writer::Weight;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +34,7 @@ pub fn create(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     };
     let now = clock::unix_seconds();
     Ok(app.write(
+        Weight::ONE,
         move |tx| reviews::create(tx, &new, now),
         |review| respond::json(201, &json!({"review": review.view()})),
     ))

@@ -3,12 +3,15 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::deferred::Deferred;
 use super::{Params, auth, json, respond};
-use crate::accounts::{Password, Status, Username, sessions, users};
+use crate::accounts::sessions::TokenHash;
+use crate::accounts::{Password, Status, User, Username, sessions, users};
 use crate::app::App;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request, Response};
+use crate::store::writer::Weight;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,54 +45,73 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         Some((user, phc)) => (Some((user, phc.clone())), Some(phc)),
         None => (None, None),
     };
-    let (hasher, writer) = (app.hasher.clone(), app.store.writer.clone());
     let ttl_s = i64::try_from(app.config.session_ttl.as_secs()).unwrap_or(i64::MAX);
-    Ok(Reply::Later(Box::new(move |responder| {
-        hasher.verify(password, phc, move |matched| {
+    Ok(Deferred::verify(&app.hasher, password, phc)
+        .and_then(move |matched| {
             // A suspended account answers exactly like a wrong password, so
             // the answer never tells whether a password was right.
             let (user, verified_hash) = match (matched, user) {
-                (Err(e), _) => return responder.send(respond::error(e)),
-                (Ok(true), Some((user, phc))) if user.status == Status::Active => (user, phc),
+                (true, Some((user, phc))) if user.status == Status::Active => (user, phc),
                 _ => {
                     attempt.failed();
-                    return responder.send(respond::error(Error::InvalidCredentials));
+                    return Err(Error::InvalidCredentials);
                 }
             };
             attempt.succeeded();
-            let (token, hash) = match sessions::new_token() {
-                Ok(pair) => pair,
-                Err(e) => return responder.send(respond::error(e)),
-            };
+            let (token, token_hash) = sessions::new_token()?;
             let now = clock::unix_seconds();
-            writer.submit(
-                // Created only if the hash just verified is still the user's
-                // and they are still active (a change may have committed
-                // meanwhile): otherwise 401 like a wrong password.
-                move |tx| {
-                    sessions::create(tx, user.id, &verified_hash, &hash, now, ttl_s)
-                        .map(|expires_at| (user.clone(), expires_at))
-                },
-                move |result| {
-                    responder.send_with(move || match result {
-                        Ok((mut user, expires_at)) => {
-                            user.last_login_at = Some(now);
-                            respond::json(
-                                201,
-                                &json!({"token": token, "expires_at": clock::rfc3339(expires_at), "user": user.private()}),
-                            )
-                        }
-                        Err(e) => respond::error(e),
-                    })
-                },
-            );
-        });
-    })))
+            Ok(Opening {
+                user,
+                verified_hash,
+                token,
+                token_hash,
+                now,
+            })
+        })
+        // Created only if the hash just verified is still the user's and
+        // they are still active (a change may have committed meanwhile):
+        // otherwise 401 like a wrong password.
+        .then_write(&app.store.writer, Weight::ONE, move |opening, tx| {
+            let Opening {
+                user,
+                verified_hash,
+                token_hash,
+                now,
+                ..
+            } = opening;
+            sessions::create(tx, user.id, verified_hash, token_hash, *now, ttl_s)
+                .map(|expires_at| (opening.clone(), expires_at))
+        })
+        .render(|(opening, expires_at)| {
+            let Opening {
+                mut user,
+                token,
+                now,
+                ..
+            } = opening;
+            user.last_login_at = Some(now);
+            respond::json(
+                201,
+                &json!({"token": token, "expires_at": clock::rfc3339(expires_at), "user": user.private()}),
+            )
+        }))
+}
+
+/// A login whose password checked out: what its session's write and the
+/// answer need.
+#[derive(Clone)]
+struct Opening {
+    user: User,
+    verified_hash: String,
+    token: String,
+    token_hash: TokenHash,
+    now: i64,
 }
 
 pub fn logout(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let caller = auth::caller(app, request)?;
     Ok(app.write(
+        Weight::ONE,
         move |tx| sessions::end(tx, &caller.token),
         |()| Response::new(204),
     ))

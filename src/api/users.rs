@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::deferred::Deferred;
 use super::{Params, auth, json, query, respond};
 use crate::accounts::users::{self, BULK_IDS_MAX, BULK_UPDATES_MAX, Changes};
 use crate::accounts::{Password, Role, Status, Username, parse_display_name, sessions};
@@ -11,6 +12,7 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
 use crate::ids;
+use crate::store::writer::Weight;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,33 +49,12 @@ pub fn register(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         return Err(taken(&username));
     }
     let now = clock::unix_seconds();
-    let (hasher, writer) = (app.hasher.clone(), app.store.writer.clone());
-    Ok(Reply::Later(Box::new(move |responder| {
-        hasher.hash(password, move |hashed| {
-            let hash = match hashed {
-                Ok(hash) => hash,
-                Err(e) => return responder.send(respond::error(e)),
-            };
-            writer.submit(
-                move |tx| {
-                    users::insert(
-                        tx,
-                        &username,
-                        display_name.as_deref(),
-                        &hash,
-                        Role::User,
-                        now,
-                    )
-                },
-                move |result| {
-                    responder.send_with(move || match result {
-                        Ok(user) => respond::wrapped(201, "user", &user.private()),
-                        Err(e) => respond::error(e),
-                    })
-                },
-            );
-        });
-    })))
+    Ok(Deferred::hash(&app.hasher, password)
+        .then_write(&app.store.writer, Weight::ONE, move |hash, tx| {
+            let name = display_name.as_deref();
+            users::insert(tx, &username, name, hash, Role::User, now)
+        })
+        .render(|user| respond::wrapped(201, "user", &user.private())))
 }
 
 fn taken(username: &Username) -> Error {
@@ -128,6 +109,7 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             ));
         }
         return Ok(app.write(
+            Weight::ONE,
             move |tx| users::update(tx, user_id, &changes),
             |user| respond::wrapped(200, "user", &user.private()),
         ));
@@ -149,45 +131,31 @@ pub fn update_me(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         .store
         .readers
         .read(|conn| users::password_hash(conn, user_id))?;
-    let (hasher, writer, keep) = (app.hasher.clone(), app.store.writer.clone(), caller.token);
-    let verified_hash = phc.clone().unwrap_or_default();
-    Ok(Reply::Later(Box::new(move |responder| {
-        let rehash = hasher.clone();
-        hasher.verify(current, phc, move |matched| {
-            match matched {
-                Ok(true) => attempt.succeeded(),
-                Ok(false) => {
-                    attempt.failed();
-                    return responder.send(respond::error(wrong_current_password()));
-                }
-                // No verdict (say the hash queue was full): the attempt's
-                // drop counts it neither way.
-                Err(e) => return responder.send(respond::error(e)),
+    let (keep, verified_hash) = (caller.token, phc.clone().unwrap_or_default());
+    let hasher = app.hasher.clone();
+    Ok(Deferred::verify(&app.hasher, current, phc)
+        // No verdict (say the hash queue was full) skips this step: the
+        // attempt's drop counts it neither way.
+        .and_then(move |matched| {
+            if !matched {
+                attempt.failed();
+                return Err(wrong_current_password());
             }
-            rehash.hash(new_password, move |hashed| {
-                let hash = match hashed {
-                    Ok(hash) => hash,
-                    Err(e) => return responder.send(respond::error(e)),
-                };
-                let work = move |tx: &crate::store::WriteTx<'_>| {
-                    // A change that committed since the check (`souk user
-                    // passwd`, another PATCH) wins: the current password
-                    // given is no longer the current one.
-                    if !users::replace_password_hash(tx, user_id, &verified_hash, &hash)? {
-                        return Err(wrong_current_password());
-                    }
-                    sessions::end_all(tx, user_id, Some(&keep))?;
-                    users::update(tx, user_id, &changes)
-                };
-                writer.submit(work, move |result| {
-                    responder.send_with(move || match result {
-                        Ok(user) => respond::wrapped(200, "user", &user.private()),
-                        Err(e) => respond::error(e),
-                    })
-                });
-            });
-        });
-    })))
+            attempt.succeeded();
+            Ok(())
+        })
+        .then(move |()| Deferred::hash(&hasher, new_password))
+        .then_write(&app.store.writer, Weight::ONE, move |hash, tx| {
+            // A change that committed since the check (`souk user passwd`,
+            // another PATCH) wins: the current password given is no longer
+            // the current one.
+            if !users::replace_password_hash(tx, user_id, &verified_hash, hash)? {
+                return Err(wrong_current_password());
+            }
+            sessions::end_all(tx, user_id, Some(&keep))?;
+            users::update(tx, user_id, &changes)
+        })
+        .render(|user| respond::wrapped(200, "user", &user.private())))
 }
 
 fn wrong_current_password() -> Error {
@@ -292,6 +260,7 @@ pub fn admin_update(app: &App, request: &Request, params: &Params) -> Result<Rep
     let id = params.id()?;
     let changes = json::body::<AdminChanges>(request)?.parse()?;
     Ok(app.write(
+        Weight::ONE,
         move |tx| users::update(tx, id, &changes),
         |user| respond::wrapped(200, "user", &user.private()),
     ))
@@ -336,6 +305,7 @@ pub fn bulk_update(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         })
         .collect::<Result<_>>()?;
     Ok(app.write(
+        Weight::ONE,
         move |tx| {
             for (index, (id, changes)) in updates.iter().enumerate() {
                 users::update(tx, *id, changes).map_err(|e| e.at_index(index))?;

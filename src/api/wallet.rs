@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::idempotent::Keyed;
 use super::{Params, auth, idempotent, json, query, respond};
 use crate::app::App;
 use crate::clock;
@@ -14,6 +15,7 @@ use crate::http::{Reply, Request};
 use crate::ids;
 use crate::ledger::money::{self, Amount};
 use crate::ledger::{self, BATCH_ITEMS_MAX, MEMO_CHARS_MAX, TransferItem};
+use crate::store::writer::Weight;
 
 /// `GET /wallet`: available and held per enabled currency.
 pub fn wallet(app: &App, request: &Request, _: &Params) -> Result<Reply> {
@@ -116,8 +118,7 @@ pub fn transfer(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     idempotent::write(
         app,
         request,
-        from,
-        canonical(&item),
+        Keyed::new(from, canonical(&item)),
         move |tx| ledger::transfer(tx, from, &item, now),
         |transfer| respond::json(201, &json!({"transfer": transfer.view()})),
     )
@@ -156,14 +157,12 @@ pub fn transfer_batch(app: &App, request: &Request, _: &Params) -> Result<Reply>
         })
         .collect::<Result<_>>()?;
     let canonical = json!(items.iter().map(canonical).collect::<Vec<_>>());
-    let weight = items.len();
+    let weight = Weight::of(items.len());
     let now = clock::unix_seconds();
-    idempotent::write_weighted(
+    idempotent::write(
         app,
         request,
-        from,
-        canonical,
-        weight,
+        Keyed::new(from, canonical).weighing(weight),
         move |tx| ledger::transfer_batch(tx, from, &items, now),
         |transfers| {
             let views: Vec<_> = transfers.iter().map(|t| t.view()).collect();

@@ -179,6 +179,23 @@ impl WriteStats {
     }
 }
 
+/// How much of a commit a job takes, about the rows it writes: a commit
+/// takes at most `COMMIT_WEIGHT_MAX`, so a few large jobs (a batch of
+/// transfers weighs one per transfer) cannot make one commit, and
+/// everyone's wait, huge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weight(usize);
+
+impl Weight {
+    /// An ordinary job: a row or a few.
+    pub const ONE: Weight = Weight(1);
+
+    /// A job doing the work of `jobs` ordinary ones (at least one).
+    pub fn of(jobs: usize) -> Weight {
+        Weight(jobs.max(1))
+    }
+}
+
 /// The handle callers use to submit writes. Clones share one writer thread.
 #[derive(Clone)]
 pub struct Writer {
@@ -239,25 +256,14 @@ impl Writer {
         })
     }
 
-    /// Queues `work`; `done` is called with its result after the commit that
-    /// made it durable (or with the error that prevented it). `done` runs on
-    /// the writer thread: keep it short (hand the result to another thread).
-    /// `work` may run twice in one commit (when another job of its batch
-    /// fails after writing, see `commit_batch`): it must do nothing but
-    /// database work, and only the last run's result counts.
-    pub fn submit<T, W, D>(&self, work: W, done: D)
-    where
-        T: Send + 'static,
-        W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
-        D: FnOnce(Result<T>) + Send + 'static,
-    {
-        self.submit_weighted(1, work, done);
-    }
-
-    /// Like `submit` for a job that does the work of `weight` ordinary ones
-    /// (a batch of transfers): a commit takes at most `COMMIT_WEIGHT_MAX`, so
-    /// a few large jobs cannot make one commit, and everyone's wait, huge.
-    pub fn submit_weighted<T, W, D>(&self, weight: usize, work: W, done: D)
+    /// Queues `work`, worth `weight` (see `Weight`); `done` is called with
+    /// its result after the commit that made it durable (or with the error
+    /// that prevented it). `done` runs on the writer thread: keep it short
+    /// (hand the result to another thread). `work` may run twice in one
+    /// commit (when another job of its batch fails after writing, see
+    /// `commit_batch`): it must do nothing but database work, and only the
+    /// last run's result counts.
+    pub fn submit<T, W, D>(&self, weight: Weight, work: W, done: D)
     where
         T: Send + 'static,
         W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
@@ -273,7 +279,7 @@ impl Writer {
             Ok(admission) => admission,
             Err(e) => return job.fail(e),
         };
-        match self.queue.try_send(Message::Job(job, weight.max(1))) {
+        match self.queue.try_send(Message::Job(job, weight.0)) {
             Ok(()) => self.full_since_ms.store(0, Ordering::Relaxed),
             Err(TrySendError::Full(Message::Job(job, _))) => {
                 self.stats.rejected_full.fetch_add(1, Ordering::Relaxed);
@@ -318,7 +324,7 @@ impl Writer {
         work: impl Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.submit(work, move |result| {
+        self.submit(Weight::ONE, work, move |result| {
             let _ = tx.send(result);
         });
         rx.recv()
@@ -625,6 +631,7 @@ mod tests {
     fn hold(writer: &Writer) -> Gate {
         let (gate, held) = crossbeam_channel::bounded::<()>(0);
         writer.submit(
+            Weight::ONE,
             move |_tx| {
                 // A rerun (after `open`) finds the gate gone and passes.
                 let _ = held.recv_timeout(std::time::Duration::from_secs(5));
@@ -684,6 +691,7 @@ mod tests {
         for (id, v) in [(1, 5), (2, -1), (3, 7)] {
             let results = Arc::clone(&results);
             writer.submit(
+                Weight::ONE,
                 move |tx| {
                     tx.execute("INSERT INTO t (id, v) VALUES (?1, 0)", [id])?;
                     tx.execute("UPDATE t SET v = ?2 WHERE id = ?1", [id, v])?;
@@ -722,6 +730,7 @@ mod tests {
         for id in 1..=4i64 {
             let results = Arc::clone(&results);
             writer.submit(
+                Weight::ONE,
                 move |tx| {
                     if id == 2 {
                         tx.progress_handler(1, Some(|| true))?;
@@ -755,6 +764,7 @@ mod tests {
         for (id, v) in [(1, 5), (2, -1), (3, 7)] {
             let (runs, results) = (Arc::clone(&runs), Arc::clone(&results));
             writer.submit(
+                Weight::ONE,
                 move |tx| {
                     runs.fetch_add(1, Ordering::Relaxed);
                     // Refused by a statement that changes no row.
@@ -822,8 +832,8 @@ mod tests {
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         for _ in 0..3 {
             let done_tx = done_tx.clone();
-            writer.submit_weighted(
-                3000,
+            writer.submit(
+                Weight::of(3000),
                 |_tx| Ok(()),
                 move |r: Result<()>| {
                     let _ = done_tx.send(r.is_ok());
@@ -834,6 +844,7 @@ mod tests {
         for _ in 0..light {
             let done_tx = done_tx.clone();
             writer.submit(
+                Weight::ONE,
                 |_tx| Ok(()),
                 move |r: Result<()>| {
                     let _ = done_tx.send(r.is_ok());

@@ -308,7 +308,7 @@ fn hold_writer_handler(
             }
             Ok(())
         };
-        writer.submit(job, move |result| {
+        writer.submit(souk::store::writer::Weight::ONE, job, move |result| {
             responder.send(match result {
                 Ok(()) => respond::json(200, &json!({})),
                 Err(e) => respond::error(e),
