@@ -105,6 +105,12 @@ pub const COMMIT_BATCH_MAX: usize = 512;
 /// transfers N): keeps one commit well under a second even when many large
 /// batches arrive together.
 pub const COMMIT_WEIGHT_MAX: usize = 4096;
+/// How long a batch smaller than the last commit's waits for more jobs
+/// before it commits, from its BEGIN: callers the last commit answered are
+/// usually back within it, and one fsync then serves them all (a commit
+/// here is ~4 ms, so a caller that misses the batch waits far longer). A
+/// lone caller (last batch of one) never waits.
+pub const COMMIT_LINGER_US: u64 = 1_000;
 /// Read-only connections, at most (MAX_DB_CONNECTIONS is checked against it).
 pub const DB_READERS_MAX: u32 = 64;
 /// Request workers, at most (SOUK_WORKERS is checked against it).

@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::heartbeat::Heartbeat;
 use crate::histogram::Histogram;
 use crate::limits::{
-    COMMIT_BATCH_MAX, COMMIT_WEIGHT_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX, WRITER_IDLE_BEAT_MS,
+    COMMIT_BATCH_MAX, COMMIT_LINGER_US, COMMIT_WEIGHT_MAX, SERVICE_STACK_BYTES, WRITE_QUEUE_MAX,
+    WRITER_IDLE_BEAT_MS,
 };
 
 /// The write connection as a job sees it, inside the batch's transaction
@@ -419,6 +420,33 @@ impl Intake<'_> {
         }
         batch.len() > before
     }
+
+    /// Waits until `until` for one more job (within the batch's bounds);
+    /// `true` when one joined.
+    fn wait_for_one(&mut self, batch: &mut Vec<Box<dyn QueuedJob>>, until: Instant) -> bool {
+        let Some(wait) = until.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        if self.stopping || self.carried.is_some() || batch.len() >= COMMIT_BATCH_MAX {
+            return false;
+        }
+        match self.queue.recv_timeout(wait) {
+            Ok(Message::Job(job, w)) if self.weight + w > COMMIT_WEIGHT_MAX => {
+                self.carried = Some((job, w));
+                false
+            }
+            Ok(Message::Job(job, w)) => {
+                batch.push(job);
+                self.weight += w;
+                true
+            }
+            Ok(Message::Stop) => {
+                self.stopping = true;
+                false
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// Waits for the next message, beating while idle; `None` once every
@@ -469,9 +497,16 @@ fn commit_batch(
     };
     let mut fault: Option<String> = None;
     let mut ran = begin(conn).and_then(|()| run_plain(&tx, batch));
+    // As many callers as the last commit served are likely on their way
+    // back: wait a little for them (COMMIT_LINGER_US at most) rather than
+    // make them wait for a whole commit more.
+    let expected = usize::try_from(stats.last_batch_size.load(Ordering::Relaxed)).unwrap_or(0);
+    let linger_until = started + Duration::from_micros(COMMIT_LINGER_US);
     while let Ok(true) = ran {
         let from = batch.len();
-        if !intake.top_up(batch) {
+        let joined = intake.top_up(batch)
+            || (batch.len() < expected && intake.wait_for_one(batch, linger_until));
+        if !joined {
             break;
         }
         ran = run_plain(&tx, &mut batch[from..]);
