@@ -576,6 +576,22 @@ impl Conn {
         self.queue(response, &Framing::REJECT, request_id);
     }
 
+    /// Between requests with nothing to send: drops the receive and send
+    /// buffers (the next read allocates again).
+    pub(crate) fn release_idle_buffers(&mut self) {
+        let idle = self.start == self.buf.len()
+            && self.request_started.is_none()
+            && self.body_reserved == 0
+            && self.out_sent == self.out.len()
+            && self.lingering_until.is_none();
+        if idle {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.out = Vec::new();
+            self.out_sent = 0;
+        }
+    }
+
     pub(crate) fn has_buffered_bytes(&mut self) -> bool {
         self.start < self.buf.len() || self.tls.as_mut().is_some_and(|tls| tls.has_plaintext())
     }

@@ -696,11 +696,16 @@ impl EventLoop {
         self.home.parked().retain(|_, conn| conn.wants_write());
     }
 
+    /// Closes what is past its deadline; what is idle between requests
+    /// gives its buffers back (a busy connection is seldom idle at a
+    /// sweep, so it keeps them; a thousand quiet ones hold none).
     fn close_expired(&mut self, now: Instant) {
         self.home.parked().retain(|_, conn| {
             let alive = conn.deadline() > now;
             if !alive {
                 log::debug!("closing {} after its timeout", conn.who());
+            } else {
+                conn.release_idle_buffers();
             }
             alive
         });
