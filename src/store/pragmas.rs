@@ -22,10 +22,18 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     let conn =
         Connection::open_with_flags(path, flags).map_err(|e| super::open::sqlite(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // cache_spill OFF: a group commit's dirty pages stay in memory until
+    // its COMMIT instead of being written to the WAL mid-transaction when
+    // they outgrow the 2 MiB page cache (60 orders dirty ~900 pages: the
+    // spills cost ~20 % of the writer's CPU per order). What that holds is
+    // bounded by one commit's COMMIT_BATCH_MAX / COMMIT_WEIGHT_MAX, and
+    // pages past the cache's size are freed once the commit makes them
+    // clean.
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_spill = OFF;",
     )?;
     // Checkpoints are the checkpointer thread's job; this is the backstop.
     conn.pragma_update(None, "wal_autocheckpoint", WAL_WRITER_CHECKPOINT_PAGES)?;
