@@ -226,7 +226,8 @@ fn watchdog_pings_stop_while_the_writer_is_stuck_and_resume_after() {
         during_pings.len()
     );
 
-    let after = listener.read_for(Duration::from_secs(2));
+    // Generous: under load the writer first finishes the registration.
+    let after = listener.read_for(Duration::from_secs(4));
     assert!(
         pings(&after).len() >= 2,
         "the pings did not resume: {:?}",
