@@ -233,9 +233,7 @@ fn sweep_orders(store: &Store, retries: &mut Retries, at: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{StoreConfig, Touched};
     use crate::util::TempDir;
-    use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
     fn count(store: &Store, table: &str) -> i64 {
@@ -249,18 +247,7 @@ mod tests {
     #[test]
     fn housekeeping_purges_what_expired_and_writes_nothing_when_nothing_did() {
         let dir = TempDir::new();
-        let config = StoreConfig {
-            path: dir.path.join("h.db"),
-            readers: 1,
-            query_timeout: Duration::from_secs(1),
-            breaker_threshold: 5,
-            breaker_cooldown: Duration::from_secs(5),
-        };
-        let store = Store::open(
-            &config,
-            Arc::new(|_: &rusqlite::Connection, _: &[Touched]| {}),
-        )
-        .unwrap();
+        let store = crate::store::test_store(dir.path.join("h.db"));
         let now = crate::clock::unix_seconds();
         store
             .writer

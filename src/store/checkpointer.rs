@@ -77,28 +77,15 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use crate::store::{Store, StoreConfig, Touched};
     use crate::util::TempDir;
 
     #[test]
     fn the_wal_reaches_the_database_file_without_the_writer_checkpointing() {
         let dir = TempDir::new();
         let path = dir.path.join("c.db");
-        let config = StoreConfig {
-            path: path.clone(),
-            readers: 1,
-            query_timeout: Duration::from_secs(1),
-            breaker_threshold: 5,
-            breaker_cooldown: Duration::from_secs(5),
-        };
-        let store = Store::open(
-            &config,
-            Arc::new(|_: &rusqlite::Connection, _: &[Touched]| {}),
-        )
-        .unwrap();
+        let store = crate::store::test_store(path.clone());
         store
             .writer
             .write(|tx| Ok(tx.execute_batch("CREATE TABLE blob (b BLOB NOT NULL)")?))

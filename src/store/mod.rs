@@ -175,3 +175,21 @@ fn migrate_found(found: &Preflight) -> Result<rusqlite::Connection> {
     log::debug!("database {} opened", found.absolute.display());
     Ok(conn)
 }
+
+/// A store on a fresh file in `dir` with no caches behind it: for unit
+/// tests of what runs on a store (one reader, short waits).
+#[cfg(test)]
+pub(crate) fn test_store(path: std::path::PathBuf) -> Store {
+    let config = StoreConfig {
+        path,
+        readers: 1,
+        query_timeout: std::time::Duration::from_secs(1),
+        breaker_threshold: 5,
+        breaker_cooldown: std::time::Duration::from_secs(5),
+    };
+    Store::open(
+        &config,
+        Arc::new(|_: &rusqlite::Connection, _: &[Touched]| {}),
+    )
+    .expect("opening a test store")
+}
