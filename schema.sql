@@ -370,3 +370,88 @@ DROP TRIGGER listings_fts_insert;
 -- whole escrows table newest first to find the few disputed ones; this
 -- index reads only the escrows in the asked state, newest first.
 CREATE INDEX escrows_state_seq ON escrows (state, seq);
+
+-- migration 11: one link between an order and its escrow, checked, not indexed
+-- orders.escrow and escrows.order_id were each UNIQUE: two indexes under
+-- random keys that nothing reads (an order finds its escrow, and an
+-- escrow its order, through the other table's id) and that dirtied two
+-- random pages per order, about a sixth of an order commit's WAL frames.
+-- The link is made once, by the job that places the order, and `souk
+-- check` verifies it both ways (invariant 9: an order's escrow names the
+-- order; an escrow naming an order is that order's escrow), which is
+-- one-to-one without the indexes. entries_escrow goes too: only the
+-- check's scans used it, and it cost a random page per escrow movement.
+-- The tables are rebuilt with foreign keys off (store::migrate), which
+-- runs PRAGMA foreign_key_check before committing.
+CREATE TABLE escrows_v11 (
+    seq        INTEGER PRIMARY KEY,                -- creation order; never shown
+    id         INTEGER NOT NULL UNIQUE,            -- random, shown
+    buyer      INTEGER NOT NULL REFERENCES users (id),
+    seller     INTEGER NOT NULL REFERENCES users (id),
+    currency   TEXT NOT NULL,
+    amount     INTEGER NOT NULL CHECK (amount > 0),
+    state      TEXT NOT NULL CHECK (state IN ('held', 'released', 'refunded', 'disputed', 'resolved')),
+    memo       TEXT,
+    created_at INTEGER NOT NULL,
+    release_at INTEGER,                            -- NULL exactly for an order's escrow
+    closed_at  INTEGER,
+    to_seller  INTEGER CHECK (to_seller >= 0),     -- a resolution's split (before any fee)
+    to_buyer   INTEGER CHECK (to_buyer >= 0),
+    order_id   INTEGER,                            -- the order it pays for; NULL for a plain escrow
+    CHECK (buyer != seller),
+    CHECK ((order_id IS NULL) = (release_at IS NOT NULL))
+) STRICT;
+INSERT INTO escrows_v11 (seq, id, buyer, seller, currency, amount, state, memo, created_at,
+                         release_at, closed_at, to_seller, to_buyer, order_id)
+SELECT seq, id, buyer, seller, currency, amount, state, memo, created_at,
+       release_at, closed_at, to_seller, to_buyer, order_id
+FROM escrows ORDER BY seq;
+DROP TABLE escrows;
+ALTER TABLE escrows_v11 RENAME TO escrows;
+CREATE INDEX escrows_buyer_seq ON escrows (buyer, seq);
+CREATE INDEX escrows_seller_seq ON escrows (seller, seq);
+CREATE INDEX escrows_due ON escrows (release_at) WHERE state = 'held' AND release_at IS NOT NULL;
+CREATE INDEX escrows_state_seq ON escrows (state, seq);
+CREATE TABLE orders_v11 (
+    seq            INTEGER PRIMARY KEY,            -- placement order; never shown
+    id             INTEGER NOT NULL UNIQUE,        -- random, shown
+    listing        INTEGER NOT NULL REFERENCES listings (id),
+    buyer          INTEGER NOT NULL REFERENCES users (id),
+    seller         INTEGER NOT NULL REFERENCES users (id),
+    title          TEXT NOT NULL,                  -- the listing's title when placed
+    currency       TEXT NOT NULL,
+    unit_price     INTEGER NOT NULL CHECK (unit_price > 0),
+    quantity       INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 1000),
+    amount         INTEGER NOT NULL CHECK (amount > 0),
+    fee_bps        INTEGER NOT NULL CHECK (fee_bps BETWEEN 0 AND 10000),
+    fee            INTEGER NOT NULL CHECK (fee >= 0 AND fee <= amount),
+    state          TEXT NOT NULL CHECK (state IN ('paid', 'shipped', 'completed', 'cancelled',
+                                                  'disputed', 'resolved')),
+    memo           TEXT,
+    tracking       TEXT,
+    dispute_reason TEXT,
+    escrow         INTEGER NOT NULL REFERENCES escrows (id),
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    ship_by        INTEGER NOT NULL,               -- unix seconds; the ship timer fires after it
+    confirm_by     INTEGER,                        -- set when shipped; the confirm timer fires after it
+    CHECK (buyer != seller),
+    CHECK (amount = unit_price * quantity)
+) STRICT;
+INSERT INTO orders_v11 (seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
+                        amount, fee_bps, fee, state, memo, tracking, dispute_reason, escrow,
+                        created_at, updated_at, ship_by, confirm_by)
+SELECT seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
+       amount, fee_bps, fee, state, memo, tracking, dispute_reason, escrow,
+       created_at, updated_at, ship_by, confirm_by
+FROM orders ORDER BY seq;
+DROP TABLE orders;
+ALTER TABLE orders_v11 RENAME TO orders;
+CREATE INDEX orders_buyer_seq ON orders (buyer, seq);
+CREATE INDEX orders_seller_seq ON orders (seller, seq);
+CREATE INDEX orders_state_seq ON orders (state, seq);
+CREATE INDEX orders_ship_due ON orders (ship_by) WHERE state = 'paid';
+CREATE INDEX orders_confirm_due ON orders (confirm_by) WHERE state = 'shipped';
+CREATE INDEX orders_buyer_state_seq ON orders (buyer, state, seq);
+CREATE INDEX orders_seller_state_seq ON orders (seller, state, seq);
+DROP INDEX entries_escrow;

@@ -2,7 +2,7 @@
 //! `PRAGMA user_version`. A database newer than this binary is refused; an
 //! upgrade is one transaction.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::entry_ids::{META_KEY, new_key_hex};
 use super::open::APPLICATION_ID;
@@ -51,6 +51,19 @@ pub fn migrate(conn: &mut Connection) -> Result<u32> {
     if up_to_date(conn)? {
         return Ok(SCHEMA_VERSION);
     }
+    // A step that rebuilds a table other tables reference (migration 11)
+    // drops the old one: with foreign keys on, that DROP would count every
+    // reference to it as broken. SQLite's procedure for such changes turns
+    // them off outside the transaction and runs foreign_key_check before
+    // committing; the setting is restored whatever happens.
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let upgraded = upgrade(conn);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    upgraded
+}
+
+fn upgrade(conn: &mut Connection) -> Result<u32> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read again under the write lock: another process may have migrated.
     let current = schema_version(&tx)?;
@@ -69,6 +82,7 @@ pub fn migrate(conn: &mut Connection) -> Result<u32> {
         })?;
         log::debug!("migration {} applied", index + 1);
     }
+    foreign_keys_hold(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     // The secret behind entry ids (store::entry_ids), made once per database.
@@ -81,6 +95,23 @@ pub fn migrate(conn: &mut Connection) -> Result<u32> {
         log::info!("database migrated from schema version {current} to {SCHEMA_VERSION}");
     }
     Ok(SCHEMA_VERSION)
+}
+
+/// Every foreign key still points at a row (the steps ran with them off).
+fn foreign_keys_hold(conn: &Connection) -> Result<()> {
+    let broken: Option<(String, Option<i64>, String)> = conn
+        .query_row("PRAGMA foreign_key_check", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    match broken {
+        None => Ok(()),
+        Some((table, rowid, parent)) => Err(Error::Setup(format!(
+            "upgrading the database to schema version {SCHEMA_VERSION} would leave a row \
+             (rowid {}) of {table} pointing at a missing row of {parent}; nothing was changed",
+            rowid.map_or_else(|| "none".to_owned(), |id| id.to_string())
+        ))),
+    }
 }
 
 fn schema_version(conn: &Connection) -> Result<u32> {
@@ -180,6 +211,71 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn migration_11_keeps_orders_and_escrows_and_their_links_without_the_link_indexes() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        for step in &steps()[..10] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 10).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at)
+             VALUES (7, 'buyer', 'x', 0), (8, 'seller', 'x', 0);
+             INSERT INTO listings (id, seller, title, description, currency, price, quantity, tags,
+                                   state, created_at, updated_at)
+             VALUES (50, 8, 'lamp', 'a lamp', 'btc', 10, 1, '[]', 'active', 0, 0);
+             INSERT INTO escrows (id, buyer, seller, currency, amount, state, created_at, order_id)
+             VALUES (60, 7, 8, 'btc', 10, 'released', 1, 70);
+             INSERT INTO escrows (id, buyer, seller, currency, amount, state, created_at, release_at)
+             VALUES (61, 7, 8, 'btc', 5, 'held', 1, 99);
+             INSERT INTO orders (id, listing, buyer, seller, title, currency, unit_price, quantity,
+                                 amount, fee_bps, fee, state, escrow, created_at, updated_at, ship_by)
+             VALUES (70, 50, 7, 8, 'lamp', 'btc', 10, 1, 10, 0, 0, 'completed', 60, 1, 2, 3);
+             INSERT INTO reviews (id, order_id, author, subject, rating, created_at)
+             VALUES (80, 70, 7, 8, 5, 4);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        let link: (i64, i64, i64) = conn
+            .query_row(
+                "SELECT o.id, e.id, e.order_id FROM orders AS o JOIN escrows AS e ON e.id = o.escrow",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(link, (70, 60, 70));
+        let plain: i64 = conn
+            .query_row("SELECT release_at FROM escrows WHERE id = 61", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(plain, 99);
+        // Foreign keys are enforced again, and still point where they did.
+        let enforced: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .unwrap();
+        assert!(enforced);
+        assert!(
+            conn.execute("DELETE FROM escrows WHERE id = 60", [])
+                .is_err(),
+            "the order still references its escrow"
+        );
+        // The link columns and entries.escrow_id carry no index any more.
+        let indexed: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index'
+                 AND (tbl_name IN ('orders', 'escrows') AND name LIKE 'sqlite_autoindex%'
+                      OR name = 'entries_escrow')",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(indexed.len(), 2, "only the two id indexes: {indexed:?}");
     }
 
     #[test]
