@@ -381,6 +381,9 @@ CREATE INDEX escrows_state_seq ON escrows (state, seq);
 -- order; an escrow naming an order is that order's escrow), which is
 -- one-to-one without the indexes. entries_escrow goes too: only the
 -- check's scans used it, and it cost a random page per escrow movement.
+-- So do orders_buyer_seq and orders_seller_seq: a party's orders are read
+-- through (party, state, seq), one keyset page per state, merged
+-- (orders::page), and the buyer's one was another random page per order.
 -- The tables are rebuilt with foreign keys off (store::migrate), which
 -- runs PRAGMA foreign_key_check before committing.
 CREATE TABLE escrows_v11 (
@@ -447,8 +450,6 @@ SELECT seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
 FROM orders ORDER BY seq;
 DROP TABLE orders;
 ALTER TABLE orders_v11 RENAME TO orders;
-CREATE INDEX orders_buyer_seq ON orders (buyer, seq);
-CREATE INDEX orders_seller_seq ON orders (seller, seq);
 CREATE INDEX orders_state_seq ON orders (state, seq);
 CREATE INDEX orders_ship_due ON orders (ship_by) WHERE state = 'paid';
 CREATE INDEX orders_confirm_due ON orders (confirm_by) WHERE state = 'shipped';

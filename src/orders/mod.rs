@@ -308,8 +308,10 @@ pub enum Scope {
 }
 
 /// A page of orders in `scope`, newest first, after the order `after` (one
-/// in the scope, else `UnknownCursor`). Both roles are read as two keyset
-/// pages, one per index, merged: never a sort of all of a user's orders.
+/// in the scope, else `UnknownCursor`). A party's orders are read through
+/// its (party, state, seq) index, one keyset page per state (the one asked
+/// for, or all six) and per role, merged: never a sort of all of a user's
+/// orders, and no (party, seq) index for every placement to write.
 pub fn page(
     conn: &Connection,
     scope: Scope,
@@ -331,17 +333,24 @@ pub fn page(
             .optional()?
             .ok_or(Error::UnknownCursor)?,
     };
-    let one = |scope: Scope| page_before(conn, scope, state, before_seq, limit);
-    match scope {
-        Scope::Either(user) => {
-            let mut both = one(Scope::Buyer(user))?;
-            both.extend(one(Scope::Seller(user))?);
-            both.sort_unstable_by_key(|o| std::cmp::Reverse(o.seq));
-            both.truncate(limit);
-            Ok(both)
+    let roles = match scope {
+        Scope::Either(user) => vec![Scope::Buyer(user), Scope::Seller(user)],
+        one => vec![one],
+    };
+    let states: Vec<Option<OrderState>> = match (scope, state) {
+        (_, Some(state)) => vec![Some(state)],
+        (Scope::All, None) => vec![None],
+        (_, None) => OrderState::ALL.into_iter().map(Some).collect(),
+    };
+    let mut merged = Vec::new();
+    for role in roles {
+        for &state in &states {
+            merged.extend(page_before(conn, role, state, before_seq, limit)?);
         }
-        _ => one(scope),
     }
+    merged.sort_unstable_by_key(|o| std::cmp::Reverse(o.seq));
+    merged.truncate(limit);
+    Ok(merged)
 }
 
 /// One keyset page of a single-index scope.
@@ -369,28 +378,26 @@ fn page_before(
 /// The statement of one keyset page and the user it binds as ?1 (then the
 /// state, or NULL, as ?2, the seq bound as ?3 and the limit as ?4). The
 /// index is named: without statistics the planner would take (state, seq)
-/// for a user's orders in one state and scan every order in it. With a
-/// state, a party's page reads (buyer|seller, state, seq): only the orders
-/// in that state, newest first.
+/// for a user's orders in one state and scan every order in it. A party's
+/// page is always of one state (`page` asks each in turn) and reads
+/// (buyer|seller, state, seq): only the orders in that state, newest first.
 fn page_sql(scope: Scope, in_state: bool) -> Result<(String, i64)> {
     let (from, user) = match (scope, in_state) {
         (Scope::Buyer(user), true) => (
             "orders INDEXED BY orders_buyer_state_seq WHERE buyer = ?1",
             user,
         ),
-        (Scope::Buyer(user), false) => {
-            ("orders INDEXED BY orders_buyer_seq WHERE buyer = ?1", user)
-        }
         (Scope::Seller(user), true) => (
             "orders INDEXED BY orders_seller_state_seq WHERE seller = ?1",
             user,
         ),
-        (Scope::Seller(user), false) => (
-            "orders INDEXED BY orders_seller_seq WHERE seller = ?1",
-            user,
-        ),
         (Scope::All, true) => ("orders INDEXED BY orders_state_seq WHERE ?1 IS NOT NULL", 0),
         (Scope::All, false) => ("orders WHERE ?1 IS NOT NULL", 0),
+        (Scope::Buyer(_) | Scope::Seller(_), false) => {
+            return Err(Error::internal(
+                "a party's page is read one state at a time",
+            ));
+        }
         (Scope::Either(_), _) => return Err(Error::internal("two indexes: use page")),
     };
     let state = if in_state { "state = ?2" } else { "?2 IS NULL" };
@@ -874,16 +881,6 @@ mod tests {
                 Scope::Seller(1),
                 true,
                 "USING INDEX orders_seller_state_seq (seller=? AND state=? AND seq<?)",
-            ),
-            (
-                Scope::Buyer(1),
-                false,
-                "USING INDEX orders_buyer_seq (buyer=? AND seq<?)",
-            ),
-            (
-                Scope::Seller(1),
-                false,
-                "USING INDEX orders_seller_seq (seller=? AND seq<?)",
             ),
             (
                 Scope::All,

@@ -263,12 +263,13 @@ mod tests {
                 .is_err(),
             "the order still references its escrow"
         );
-        // The link columns and entries.escrow_id carry no index any more.
+        // The link columns, entries.escrow_id and (party, seq) of orders carry
+        // no index any more.
         let indexed: Vec<String> = conn
             .prepare(
                 "SELECT name FROM sqlite_master WHERE type = 'index'
                  AND (tbl_name IN ('orders', 'escrows') AND name LIKE 'sqlite_autoindex%'
-                      OR name = 'entries_escrow')",
+                      OR name IN ('entries_escrow', 'orders_buyer_seq', 'orders_seller_seq'))",
             )
             .unwrap()
             .query_map([], |row| row.get(0))
