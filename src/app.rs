@@ -185,82 +185,20 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
     config.check().map_err(Error::Setup)?;
     // Before anything touches the database: a typo in SOUK_TLS_KEY on a
     // first deployment must not leave a new, empty database behind.
-    // Config::check made sure both or neither are set.
-    let tls = match config.tls_cert.as_ref().zip(config.tls_key.as_ref()) {
-        Some((cert, key)) => Some(Arc::new(
-            Certificates::load(cert, key).map_err(Error::Setup)?,
-        )),
-        None => None,
-    };
+    let tls = load_tls(&config)?;
     // A refused file is refused before the lock file is made beside it.
     let found = crate::store::open::for_writing(&config.db_path)?;
     // Before anything writes the file: a second server stops here.
     let serve_lock = ServeLock::acquire(&config.db_path)?;
     let caches = Caches::new(&config);
-    let invalidate = Arc::clone(&caches);
-    let store = Store::open(
-        &StoreConfig {
-            path: config.db_path.clone(),
-            readers: config.db_readers,
-            query_timeout: config.query_timeout,
-            breaker_threshold: config.circuit_threshold,
-            breaker_cooldown: config.circuit_cooldown,
-        },
-        Arc::new(move |conn: &rusqlite::Connection, touched: &[Touched]| {
-            invalidate.invalidate(conn, touched);
-        }),
-    )?;
-    let limits = http::Limits {
-        max_body_bytes: config.max_body_bytes,
-        max_inflight_body_bytes: usize::try_from(config.max_inflight_body_bytes)
-            .unwrap_or(usize::MAX),
-        max_connections: config.max_connections,
-        read_timeout: config.read_timeout,
-        idle_timeout: config.idle_timeout,
-        workers: config.workers,
-    };
+    let store = open_store(&config, &caches)?;
+    let limits = http_limits(&config);
     let addr = config.addr;
     let edge = http::Edge {
         tls: tls.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let hasher = Hasher::start(cpus)?;
-    let guard = Arc::new(LoginGuard::new(
-        config.max_login_attempts,
-        config.lockout_duration,
-        config.login_rate_limit_per_minute,
-    ));
-    let registrations =
-        AddressLimit::new("registration", config.registration_rate_limit_per_minute);
-    let anonymous_reads =
-        AddressLimit::new("anonymous read", crate::limits::ANONYMOUS_READS_PER_MINUTE);
-    log_database(&found);
-    let operator = Follower::start(&store.readers).inspect_err(|_| store.shutdown())?;
-    let user_stats = Memo::new(config.stats_cache_ttl);
-    let wallet_stats = Memo::new(config.stats_cache_ttl);
-    let monitor = Arc::new(Monitor::new(
-        router.describe(),
-        thresholds(&config),
-        config.monitoring_interval,
-        Arc::clone(&store.breaker),
-    ));
-    let app = Arc::new(App {
-        config,
-        store,
-        hasher,
-        guard,
-        registrations,
-        anonymous_reads,
-        messages_sent: Arc::new(SendLimit::new(MESSAGES_PER_WINDOW, MESSAGE_WINDOW)),
-        user_stats,
-        wallet_stats,
-        in_flight: InFlight::default(),
-        monitor,
-        caches,
-        operator,
-        router,
-    });
+    let app = build_app(config, router, store, caches, &found)?;
     crate::cache::warm::spawn(
         Arc::clone(&app.caches),
         app.store.readers.clone(),
@@ -291,6 +229,95 @@ pub fn start_with_routes(config: Config, router: Router) -> Result<Running> {
         monitor,
         serve_lock,
     })
+}
+
+/// The TLS certificate and key, when both are set (`Config::check` made
+/// sure both or neither are).
+fn load_tls(config: &Config) -> Result<Option<Arc<Certificates>>> {
+    match config.tls_cert.as_ref().zip(config.tls_key.as_ref()) {
+        Some((cert, key)) => Ok(Some(Arc::new(
+            Certificates::load(cert, key).map_err(Error::Setup)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Opens the store, its commits telling `caches` what they changed.
+fn open_store(config: &Config, caches: &Arc<Caches>) -> Result<Store> {
+    let invalidate = Arc::clone(caches);
+    Store::open(
+        &StoreConfig {
+            path: config.db_path.clone(),
+            readers: config.db_readers,
+            query_timeout: config.query_timeout,
+            breaker_threshold: config.circuit_threshold,
+            breaker_cooldown: config.circuit_cooldown,
+        },
+        Arc::new(move |conn: &rusqlite::Connection, touched: &[Touched]| {
+            invalidate.invalidate(conn, touched);
+        }),
+    )
+}
+
+/// The HTTP layer's bounds, from the configuration.
+fn http_limits(config: &Config) -> http::Limits {
+    http::Limits {
+        max_body_bytes: config.max_body_bytes,
+        max_inflight_body_bytes: usize::try_from(config.max_inflight_body_bytes)
+            .unwrap_or(usize::MAX),
+        max_connections: config.max_connections,
+        read_timeout: config.read_timeout,
+        idle_timeout: config.idle_timeout,
+        workers: config.workers,
+    }
+}
+
+/// Everything handlers reach, around the opened store: the password hasher,
+/// the rate limits, the memos, the operator follower and the monitor.
+fn build_app(
+    config: Config,
+    router: Router,
+    store: Store,
+    caches: Arc<Caches>,
+    found: &crate::store::Preflight,
+) -> Result<Arc<App>> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hasher = Hasher::start(cpus)?;
+    let guard = Arc::new(LoginGuard::new(
+        config.max_login_attempts,
+        config.lockout_duration,
+        config.login_rate_limit_per_minute,
+    ));
+    let registrations =
+        AddressLimit::new("registration", config.registration_rate_limit_per_minute);
+    let anonymous_reads =
+        AddressLimit::new("anonymous read", crate::limits::ANONYMOUS_READS_PER_MINUTE);
+    log_database(found);
+    let operator = Follower::start(&store.readers).inspect_err(|_| store.shutdown())?;
+    let user_stats = Memo::new(config.stats_cache_ttl);
+    let wallet_stats = Memo::new(config.stats_cache_ttl);
+    let monitor = Arc::new(Monitor::new(
+        router.describe(),
+        thresholds(&config),
+        config.monitoring_interval,
+        Arc::clone(&store.breaker),
+    ));
+    Ok(Arc::new(App {
+        config,
+        store,
+        hasher,
+        guard,
+        registrations,
+        anonymous_reads,
+        messages_sent: Arc::new(SendLimit::new(MESSAGES_PER_WINDOW, MESSAGE_WINDOW)),
+        user_stats,
+        wallet_stats,
+        in_flight: InFlight::default(),
+        monitor,
+        caches,
+        operator,
+        router,
+    }))
 }
 
 /// The start log's line on the database: its absolute path, and whether

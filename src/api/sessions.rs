@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::deferred::Deferred;
 use super::{Params, auth, json, respond};
+use crate::accounts::guard::Attempt;
 use crate::accounts::sessions::TokenHash;
 use crate::accounts::{Password, Status, User, Username, sessions, users};
 use crate::app::App;
@@ -47,27 +48,7 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     };
     let ttl_s = i64::try_from(app.config.session_ttl.as_secs()).unwrap_or(i64::MAX);
     Ok(Deferred::verify(&app.hasher, password, phc)
-        .and_then(move |matched| {
-            // A suspended account answers exactly like a wrong password, so
-            // the answer never tells whether a password was right.
-            let (user, verified_hash) = match (matched, user) {
-                (true, Some((user, phc))) if user.status == Status::Active => (user, phc),
-                _ => {
-                    attempt.failed();
-                    return Err(Error::InvalidCredentials);
-                }
-            };
-            attempt.succeeded();
-            let (token, token_hash) = sessions::new_token()?;
-            let now = clock::unix_seconds();
-            Ok(Opening {
-                user,
-                verified_hash,
-                token,
-                token_hash,
-                now,
-            })
-        })
+        .and_then(move |matched| checked(attempt, matched, user))
         // Created only if the hash just verified is still the user's and
         // they are still active (a change may have committed meanwhile):
         // otherwise 401 like a wrong password.
@@ -82,19 +63,49 @@ pub fn login(app: &App, request: &Request, _: &Params) -> Result<Reply> {
             sessions::create(tx, user.id, verified_hash, token_hash, *now, ttl_s)
                 .map(|expires_at| (opening.clone(), expires_at))
         })
-        .render(|(opening, expires_at)| {
-            let Opening {
-                mut user,
-                token,
-                now,
-                ..
-            } = opening;
-            user.last_login_at = Some(now);
-            respond::json(
-                201,
-                &json!({"token": token, "expires_at": clock::rfc3339(expires_at), "user": user.private()}),
-            )
-        }))
+        .render(|(opening, expires_at)| opened(opening, expires_at)))
+}
+
+/// The password check is back: `user` (with the hash it was checked
+/// against) and `matched` let the login on only for an active account,
+/// with a new token; anything else is counted as a failed attempt and
+/// answers 401.
+fn checked(attempt: Attempt, matched: bool, user: Option<(User, String)>) -> Result<Opening> {
+    // A suspended account answers exactly like a wrong password, so the
+    // answer never tells whether a password was right.
+    let (user, verified_hash) = match (matched, user) {
+        (true, Some((user, phc))) if user.status == Status::Active => (user, phc),
+        _ => {
+            attempt.failed();
+            return Err(Error::InvalidCredentials);
+        }
+    };
+    attempt.succeeded();
+    let (token, token_hash) = sessions::new_token()?;
+    let now = clock::unix_seconds();
+    Ok(Opening {
+        user,
+        verified_hash,
+        token,
+        token_hash,
+        now,
+    })
+}
+
+/// The 201 of a login: its token, when it expires, and the user as they
+/// see themselves (signed in just now).
+fn opened(opening: Opening, expires_at: i64) -> Response {
+    let Opening {
+        mut user,
+        token,
+        now,
+        ..
+    } = opening;
+    user.last_login_at = Some(now);
+    respond::json(
+        201,
+        &json!({"token": token, "expires_at": clock::rfc3339(expires_at), "user": user.private()}),
+    )
 }
 
 /// A login whose password checked out: what its session's write and the

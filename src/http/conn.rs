@@ -282,18 +282,7 @@ impl Conn {
                 return Err(head_too_large());
             }
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => {
-                let line_end = pending.iter().position(|&b| b == b'\n');
-                if line_end.is_none_or(|end| end > REQUEST_TARGET_BYTES_MAX + 32)
-                    && pending.len() > REQUEST_TARGET_BYTES_MAX + 32
-                {
-                    return Err(target_too_long());
-                }
-                if pending.len() > REQUEST_HEAD_BYTES_MAX {
-                    return Err(head_too_large());
-                }
-                return Ok(None);
-            }
+            Ok(httparse::Status::Partial) => return partial_head(pending),
             Err(httparse::Error::TooManyHeaders) => return Err(head_too_large()),
             Err(_) => return Err(bad_request("malformed request head")),
         };
@@ -316,14 +305,7 @@ impl Conn {
                 let client = self.client_for(forwarded);
                 self.client = Some(client);
             }
-            let missing = body_len - available;
-            self.reserve_body(head_len + body_len, missing)?;
-            // HTTP/1.0 clients know no 100 Continue (RFC 9110 §10.1.1).
-            if head.expect_continue && !head.http10 && !self.continue_sent {
-                self.continue_sent = true;
-                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                self.write_deadline = Some(Instant::now() + self.shared.limits.read_timeout);
-            }
+            self.await_body(&head, head_len + body_len, body_len - available)?;
             return Ok(None);
         }
         let pending = &self.buf[self.start..];
@@ -353,12 +335,33 @@ impl Conn {
             request_id,
             user_id: OnceLock::new(),
         };
-        self.start += head_len + body_len;
+        self.consumed(head_len + body_len);
+        Ok(Some(Step::Request(request, framing)))
+    }
+
+    /// The head is whole but the body is not: makes room for it
+    /// (`reserve_body`, `whole` bytes of head and body, `missing` of them
+    /// still to come) and queues a 100 Continue if the client waits for one.
+    fn await_body(&mut self, head: &Head, whole: usize, missing: usize) -> Result<(), Response> {
+        self.reserve_body(whole, missing)?;
+        // HTTP/1.0 clients know no 100 Continue (RFC 9110 §10.1.1).
+        if head.expect_continue && !head.http10 && !self.continue_sent {
+            self.continue_sent = true;
+            self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.write_deadline = Some(Instant::now() + self.shared.limits.read_timeout);
+        }
+        Ok(())
+    }
+
+    /// A request of `len` bytes (head and body) was taken from the buffer:
+    /// the connection is ready for the next one, whose clock starts now if
+    /// some of it is already here.
+    fn consumed(&mut self, len: usize) {
+        self.start += len;
         self.continue_sent = false;
         self.body_missing = 0;
         self.release_body();
         self.request_started = (self.start < self.buf.len()).then(Instant::now);
-        Ok(Some(Step::Request(request, framing)))
     }
 
     /// Makes room in the buffer for the next read of a body that is still
@@ -767,6 +770,21 @@ fn is_host_char(b: u8) -> bool {
                 | b';'
                 | b'='
         )
+}
+
+/// A head not yet whole: refused when its request line or the head already
+/// runs past its bound, else more bytes are needed.
+fn partial_head(pending: &[u8]) -> Result<Option<Step>, Response> {
+    let line_end = pending.iter().position(|&b| b == b'\n');
+    if line_end.is_none_or(|end| end > REQUEST_TARGET_BYTES_MAX + 32)
+        && pending.len() > REQUEST_TARGET_BYTES_MAX + 32
+    {
+        return Err(target_too_long());
+    }
+    if pending.len() > REQUEST_HEAD_BYTES_MAX {
+        return Err(head_too_large());
+    }
+    Ok(None)
 }
 
 /// The path-and-query of a request target (RFC 9112 §3.2): origin form

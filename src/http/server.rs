@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use super::conn::{Conn, Flushed, Framing, Step};
+use super::conn::{Conn, Flushed, Framing, Refused, Step};
 use super::proxy::TrustedProxies;
 use super::request::{Headers, Method, Request, RequestId};
 use super::response::{Answer, Reply, Responder, Response};
@@ -243,75 +243,16 @@ impl Server {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        let shared = Arc::new(Shared {
-            open_connections: AtomicUsize::new(0),
-            shutting_down: AtomicBool::new(false),
-            inflight_body_bytes: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-            epoch: Instant::now(),
-            io_heartbeat: Arc::new(Heartbeat::default()),
-            service,
-            limits,
-            trusted_proxies: edge.trusted_proxies,
-            tls: edge.tls,
-        });
+        let shared = Arc::new(Shared::new(limits, edge, service));
         let mut polls = Vec::with_capacity(shared.limits.workers);
         for _ in 0..shared.limits.workers {
             polls.push(EventLoop::poll()?);
         }
         let homes: Arc<[Arc<Home>]> = polls.iter().map(|(_, home)| Arc::clone(home)).collect();
         // A start that fails part way stops what it started.
-        let mut loops = Vec::with_capacity(shared.limits.workers);
-        for (index, (poll, home)) in polls.into_iter().enumerate() {
-            let event_loop = EventLoop {
-                shared: Arc::clone(&shared),
-                home,
-                homes: Arc::clone(&homes),
-                poll,
-                drained: false,
-            };
-            let spawned = std::thread::Builder::new()
-                .name(format!("worker-{index}"))
-                .stack_size(WORKER_STACK_BYTES)
-                .spawn(move || event_loop.run());
-            match spawned {
-                Ok(thread) => loops.push(thread),
-                Err(e) => {
-                    stop_loops(&shared, &homes, loops);
-                    return Err(e);
-                }
-            }
-        }
-        let acceptor = Poll::new().and_then(|poll| {
-            let waker = Arc::new(Waker::new(poll.registry(), ACCEPTOR_WAKE)?);
-            let acceptor = Acceptor {
-                shared: Arc::clone(&shared),
-                homes: Arc::clone(&homes),
-                poll,
-                listener: None,
-                next_key: FIRST_CONN_KEY,
-            };
-            Ok((acceptor, waker))
-        });
-        let (mut acceptor, acceptor_waker) = match acceptor {
+        let loops = spawn_loops(&shared, &homes, polls)?;
+        let (acceptor, acceptor_waker) = match spawn_acceptor(&shared, &homes, listener) {
             Ok(pair) => pair,
-            Err(e) => {
-                stop_loops(&shared, &homes, loops);
-                return Err(e);
-            }
-        };
-        // The listener is registered before the thread starts and dropped
-        // with the acceptor, by whichever thread owns it then.
-        if let Err(e) = acceptor.listen(listener) {
-            stop_loops(&shared, &homes, loops);
-            return Err(e);
-        }
-        let spawned = std::thread::Builder::new()
-            .name("http-io".into())
-            .stack_size(SERVICE_STACK_BYTES)
-            .spawn(move || acceptor.run());
-        let acceptor = match spawned {
-            Ok(thread) => thread,
             Err(e) => {
                 stop_loops(&shared, &homes, loops);
                 return Err(e);
@@ -326,6 +267,80 @@ impl Server {
             loops,
         })
     }
+}
+
+impl Shared {
+    /// Nothing open yet, nothing stopping.
+    fn new(limits: Limits, edge: Edge, service: Arc<dyn Service>) -> Shared {
+        Shared {
+            open_connections: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            inflight_body_bytes: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            epoch: Instant::now(),
+            io_heartbeat: Arc::new(Heartbeat::default()),
+            service,
+            limits,
+            trusted_proxies: edge.trusted_proxies,
+            tls: edge.tls,
+        }
+    }
+}
+
+/// Starts a thread per event loop; when one cannot start, stops those that
+/// did.
+fn spawn_loops(
+    shared: &Arc<Shared>,
+    homes: &Arc<[Arc<Home>]>,
+    polls: Vec<(Poll, Arc<Home>)>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let mut loops = Vec::with_capacity(polls.len());
+    for (index, (poll, home)) in polls.into_iter().enumerate() {
+        let event_loop = EventLoop {
+            shared: Arc::clone(shared),
+            home,
+            homes: Arc::clone(homes),
+            poll,
+            drained: false,
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .stack_size(WORKER_STACK_BYTES)
+            .spawn(move || event_loop.run());
+        match spawned {
+            Ok(thread) => loops.push(thread),
+            Err(e) => {
+                stop_loops(shared, homes, loops);
+                return Err(e);
+            }
+        }
+    }
+    Ok(loops)
+}
+
+/// Starts the acceptor's thread on `listener`; its waker stops it.
+fn spawn_acceptor(
+    shared: &Arc<Shared>,
+    homes: &Arc<[Arc<Home>]>,
+    listener: TcpListener,
+) -> io::Result<(JoinHandle<()>, Arc<Waker>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), ACCEPTOR_WAKE)?);
+    let mut acceptor = Acceptor {
+        shared: Arc::clone(shared),
+        homes: Arc::clone(homes),
+        poll,
+        listener: None,
+        next_key: FIRST_CONN_KEY,
+    };
+    // The listener is registered before the thread starts and dropped
+    // with the acceptor, by whichever thread owns it then.
+    acceptor.listen(listener)?;
+    let thread = std::thread::Builder::new()
+        .name("http-io".into())
+        .stack_size(SERVICE_STACK_BYTES)
+        .spawn(move || acceptor.run())?;
+    Ok((thread, waker))
 }
 
 /// Stops and joins the event loops.
@@ -758,39 +773,11 @@ impl EventLoop {
                         }
                         Ok(Reply::Later(start)) => {
                             let asked = Asked::of(&request, &framing, started);
-                            let home = Arc::clone(&self.home);
-                            let deliver = move |answer: Answer| {
-                                home.deliver(Inbound::Resume(conn, framing, answer, asked));
-                            };
-                            let responder = Responder {
-                                deliver: Some(Box::new(deliver)),
-                            };
-                            // A panic here drops the responder, which
-                            // answers 500 through this loop's inbox.
-                            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| start(responder)))
-                            {
-                                log::error!(
-                                    "starting deferred work panicked: {}",
-                                    panic_message(&panic)
-                                );
-                            }
-                            return;
+                            return self.defer(conn, framing, asked, start);
                         }
                         Err(panic) => {
-                            log::error!(
-                                "handler panicked on {} {} (request {}): {}",
-                                request.method.as_str(),
-                                request.path(),
-                                request.request_id.as_str(),
-                                panic_message(&panic)
-                            );
-                            let response = shared.service.decorate(
-                                &request.headers,
-                                Response::error(500, "internal", "internal error"),
-                            );
                             let asked = Asked::of(&request, &Framing::REJECT, started);
-                            finished(&shared, &asked, &response);
-                            conn.reject(&response, &asked.request_id);
+                            handler_panicked(&shared, &mut conn, &request, asked, &panic);
                         }
                     }
                 }
@@ -801,23 +788,74 @@ impl EventLoop {
                     }
                     return;
                 }
-                Step::Reject(response, refused) => {
-                    log::debug!("refused a request from {}: {}", conn.who(), response.status);
-                    shared.service.completed(&Completed {
-                        response: &response,
-                        elapsed: Duration::ZERO,
-                        method: refused.method,
-                        client: refused.client,
-                        user_id: None,
-                        request_id: refused.request_id.as_str(),
-                        body_bytes: response.body.len(),
-                    });
-                    conn.reject(&response, &refused.request_id);
-                }
+                Step::Reject(response, refused) => refuse(&shared, &mut conn, &response, &refused),
                 Step::Closed => return,
             }
         }
     }
+
+    /// The handler answers later: `start` gets a responder that brings the
+    /// answer, with `conn`, back to this loop's inbox (`resume`).
+    fn defer(
+        &self,
+        conn: Conn,
+        framing: Framing,
+        asked: Asked,
+        start: Box<dyn FnOnce(Responder) + Send>,
+    ) {
+        let home = Arc::clone(&self.home);
+        let deliver = move |answer: Answer| {
+            home.deliver(Inbound::Resume(conn, framing, answer, asked));
+        };
+        let responder = Responder {
+            deliver: Some(Box::new(deliver)),
+        };
+        // A panic here drops the responder, which answers 500 through this
+        // loop's inbox.
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| start(responder))) {
+            log::error!("starting deferred work panicked: {}", panic_message(&panic));
+        }
+    }
+}
+
+/// A handler panicked on `request`: logged, answered 500, and the
+/// connection closed after it.
+fn handler_panicked(
+    shared: &Shared,
+    conn: &mut Conn,
+    request: &Request,
+    asked: Asked,
+    panic: &Box<dyn std::any::Any + Send>,
+) {
+    log::error!(
+        "handler panicked on {} {} (request {}): {}",
+        request.method.as_str(),
+        request.path(),
+        request.request_id.as_str(),
+        panic_message(panic)
+    );
+    let response = shared.service.decorate(
+        &request.headers,
+        Response::error(500, "internal", "internal error"),
+    );
+    finished(shared, &asked, &response);
+    conn.reject(&response, &asked.request_id);
+}
+
+/// The HTTP layer refused a request itself: the service hears of it, and
+/// the connection closes after the answer.
+fn refuse(shared: &Shared, conn: &mut Conn, response: &Response, refused: &Refused) {
+    log::debug!("refused a request from {}: {}", conn.who(), response.status);
+    shared.service.completed(&Completed {
+        response,
+        elapsed: Duration::ZERO,
+        method: refused.method,
+        client: refused.client,
+        user_id: None,
+        request_id: refused.request_id.as_str(),
+        body_bytes: response.body.len(),
+    });
+    conn.reject(response, &refused.request_id);
 }
 
 /// An answer is ready: the service hears of it (it goes out with its

@@ -175,47 +175,8 @@ pub fn page(
     let key = after.map(|id| key(&snapshot, query, id)).transpose()?;
     let mut binds = Binds::default();
     let sort = query.effective_sort();
-    let (from, score) = match &query.words {
-        Some(words) => (
-            format!(
-                "(SELECT rowid AS seq, {RANK} AS score FROM listings_fts
-                  WHERE listings_fts MATCH {}) AS hits
-                 JOIN listings l ON l.seq = hits.seq",
-                binds.bind(words.clone())
-            ),
-            "hits.score",
-        ),
-        None => ("listings l".to_owned(), "0.0"),
-    };
-    // With a tag, the tag's index rows drive the query: for `newest` they
-    // are read in seq order (as `t.listing_seq`, equal to `l.seq`), so a
-    // page costs its own rows, however rare or common the tag.
-    let (from, seq) = match &query.tag {
-        Some(tag) => (
-            format!(
-                "{from} JOIN listing_tags t ON t.listing_seq = l.seq AND t.tag = {}",
-                binds.bind(tag.as_str().to_owned())
-            ),
-            "t.listing_seq",
-        ),
-        None => (from, "l.seq"),
-    };
-    let mut filters = vec!["l.state = 'active'".to_owned()];
-    if let Some(seller) = query.seller {
-        filters.push(format!("l.seller = {}", binds.bind(seller)));
-    }
-    if let Some(currency) = &query.currency {
-        filters.push(format!("l.currency = {}", binds.bind(currency.clone())));
-    }
-    if let Some(min) = query.min_price {
-        filters.push(format!("l.price >= {}", binds.bind(min)));
-    }
-    if let Some(max) = query.max_price {
-        filters.push(format!("l.price <= {}", binds.bind(max)));
-    }
-    if let Some(key) = key {
-        filters.push(after_key(&mut binds, sort, score, seq, key));
-    }
+    let (from, score, seq) = source(query, &mut binds);
+    let filters = conditions(query, &mut binds, key, sort, score, seq);
     let order = match sort {
         Sort::Relevance => format!("{score}, l.seq DESC"),
         Sort::Newest => format!("{seq} DESC"),
@@ -234,6 +195,66 @@ pub fn page(
     };
     snapshot.finish()?;
     Ok(listings)
+}
+
+/// What a page is read from (the FROM clause), with the expressions of its
+/// relevance score and of the seq that orders `newest`.
+fn source(query: &Query, binds: &mut Binds) -> (String, &'static str, &'static str) {
+    let (from, score) = match &query.words {
+        Some(words) => (
+            format!(
+                "(SELECT rowid AS seq, {RANK} AS score FROM listings_fts
+                  WHERE listings_fts MATCH {}) AS hits
+                 JOIN listings l ON l.seq = hits.seq",
+                binds.bind(words.clone())
+            ),
+            "hits.score",
+        ),
+        None => ("listings l".to_owned(), "0.0"),
+    };
+    // With a tag, the tag's index rows drive the query: for `newest` they
+    // are read in seq order (as `t.listing_seq`, equal to `l.seq`), so a
+    // page costs its own rows, however rare or common the tag.
+    match &query.tag {
+        Some(tag) => (
+            format!(
+                "{from} JOIN listing_tags t ON t.listing_seq = l.seq AND t.tag = {}",
+                binds.bind(tag.as_str().to_owned())
+            ),
+            score,
+            "t.listing_seq",
+        ),
+        None => (from, score, "l.seq"),
+    }
+}
+
+/// The WHERE conditions: active, the query's filters, and after the
+/// cursor's `key` in `sort` (with `source`'s score and seq expressions).
+fn conditions(
+    query: &Query,
+    binds: &mut Binds,
+    key: Option<Key>,
+    sort: Sort,
+    score: &str,
+    seq: &str,
+) -> Vec<String> {
+    let mut filters = vec!["l.state = 'active'".to_owned()];
+    if let Some(seller) = query.seller {
+        filters.push(format!("l.seller = {}", binds.bind(seller)));
+    }
+    if let Some(currency) = &query.currency {
+        filters.push(format!("l.currency = {}", binds.bind(currency.clone())));
+    }
+    if let Some(min) = query.min_price {
+        filters.push(format!("l.price >= {}", binds.bind(min)));
+    }
+    if let Some(max) = query.max_price {
+        filters.push(format!("l.price <= {}", binds.bind(max)));
+    }
+    if let Some(key) = key {
+        filters.push(after_key(binds, sort, score, seq, key));
+    }
+    filters
 }
 
 /// The condition "comes after `key` in `sort`"; `seq` is the column that

@@ -3,15 +3,15 @@
 //! every family `GET /metrics` serves.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Monitor;
 use super::requests::{RouteSnapshot, code_label};
 use crate::cache::Caches;
 use crate::histogram::{BOUNDS_US, HistogramSnapshot};
 use crate::store::Store;
-use crate::store::breaker::State;
-use crate::store::writer::BATCH_BUCKETS;
+use crate::store::breaker::{Breaker, State};
+use crate::store::writer::{BATCH_BUCKETS, WriteStats};
 
 #[derive(Default)]
 pub struct Exposition {
@@ -28,6 +28,12 @@ impl Exposition {
         self.families.push(name.to_owned());
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    /// A family of one sample without labels.
+    pub fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
     }
 
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
@@ -162,8 +168,28 @@ fn route_labels<'a>(route: &'a RouteSnapshot, code: Option<&'a str>) -> Vec<(&'a
         .collect()
 }
 
+/// The store: the write queue and read pool, the writer's counters, the
+/// circuit breaker and the commit histograms.
 fn store_families(out: &mut Exposition, store: &Store) {
     let stats = &store.writer.stats;
+    store_gauges(out, store);
+    writer_counters(out, stats);
+    breaker_families(out, &store.breaker);
+    batch_size_histogram(out, stats);
+    out.family(
+        "souk_commit_duration_seconds",
+        "histogram",
+        "Time from BEGIN to the end of COMMIT (fsync included).",
+    );
+    out.histogram_seconds(
+        "souk_commit_duration_seconds",
+        &[],
+        &stats.commit_latency.snapshot(),
+    );
+}
+
+/// The write queue's depth and the read pool's use.
+fn store_gauges(out: &mut Exposition, store: &Store) {
     let readers = store.readers.in_use();
     let gauges: [(&str, &str, f64); 3] = [
         (
@@ -183,67 +209,73 @@ fn store_families(out: &mut Exposition, store: &Store) {
         ),
     ];
     for (name, help, value) in gauges {
-        out.family(name, "gauge", help);
-        out.sample(name, &[], value);
+        out.single(name, "gauge", help, value);
     }
-    let counters: [(&str, &str, u64); 6] = [
-        (
-            "souk_commits_total",
-            "Group commits.",
-            stats.commits.load(Ordering::Relaxed),
-        ),
+}
+
+/// The writer's counters, one family each.
+fn writer_counters(out: &mut Exposition, stats: &WriteStats) {
+    let counters: [(&str, &str, &AtomicU64); 6] = [
+        ("souk_commits_total", "Group commits.", &stats.commits),
         (
             "souk_write_jobs_total",
             "Write jobs committed.",
-            stats.jobs.load(Ordering::Relaxed),
+            &stats.jobs,
         ),
         (
             "souk_write_jobs_failed_total",
             "Write jobs rolled back alone.",
-            stats.failed_jobs.load(Ordering::Relaxed),
+            &stats.failed_jobs,
         ),
         (
             "souk_write_savepoint_retries_total",
             "Batches run again with a savepoint per job after a job failed mid-write.",
-            stats.savepoint_retries.load(Ordering::Relaxed),
+            &stats.savepoint_retries,
         ),
         (
             "souk_commits_failed_total",
             "Commits that failed.",
-            stats.failed_commits.load(Ordering::Relaxed),
+            &stats.failed_commits,
         ),
         (
             "souk_write_rejected_total",
             "Writes refused because the queue was full.",
-            stats.rejected_full.load(Ordering::Relaxed),
+            &stats.rejected_full,
         ),
     ];
-    for (name, help, value) in counters {
-        out.family(name, "counter", help);
-        out.sample(name, &[], value as f64);
+    for (name, help, counter) in counters {
+        out.single(
+            name,
+            "counter",
+            help,
+            counter.load(Ordering::Relaxed) as f64,
+        );
     }
-    let breaker = &store.breaker;
-    out.family(
-        "souk_circuit_state",
-        "gauge",
-        "Store circuit breaker: 0 closed, 1 open, 2 half-open.",
-    );
+}
+
+/// The store circuit breaker's state and how often it opened.
+fn breaker_families(out: &mut Exposition, breaker: &Breaker) {
     let state = match breaker.state() {
         State::Closed => 0.0,
         State::Open => 1.0,
         State::HalfOpen => 2.0,
     };
-    out.sample("souk_circuit_state", &[], state);
-    out.family(
+    out.single(
+        "souk_circuit_state",
+        "gauge",
+        "Store circuit breaker: 0 closed, 1 open, 2 half-open.",
+        state,
+    );
+    out.single(
         "souk_circuit_opened_total",
         "counter",
         "Times the store circuit breaker opened.",
-    );
-    out.sample(
-        "souk_circuit_opened_total",
-        &[],
         breaker.opened_total.load(Ordering::Relaxed) as f64,
     );
+}
+
+/// Write jobs per commit, in power-of-two buckets (`WriteStats::batch_sizes`).
+fn batch_size_histogram(out: &mut Exposition, stats: &WriteStats) {
     out.family(
         "souk_commit_batch_size",
         "histogram",
@@ -270,16 +302,6 @@ fn store_families(out: &mut Exposition, store: &Store) {
         stats.jobs.load(Ordering::Relaxed) as f64,
     );
     out.sample("souk_commit_batch_size_count", &[], cumulative as f64);
-    out.family(
-        "souk_commit_duration_seconds",
-        "histogram",
-        "Time from BEGIN to the end of COMMIT (fsync included).",
-    );
-    out.histogram_seconds(
-        "souk_commit_duration_seconds",
-        &[],
-        &stats.commit_latency.snapshot(),
-    );
 }
 
 /// The process, the database's files and filesystem. Host-wide memory and
@@ -311,8 +333,7 @@ fn system_families(out: &mut Exposition, monitor: &Monitor) {
         ),
     ];
     for (name, help, value) in gauges {
-        out.family(name, "gauge", help);
-        out.sample(name, &[], value);
+        out.single(name, "gauge", help, value);
     }
     let alerts = monitor.alerts();
     out.family(
@@ -387,8 +408,7 @@ fn process_families(out: &mut Exposition) {
     ];
     for (name, kind, help, value) in families {
         if let Some(value) = value {
-            out.family(name, kind, help);
-            out.sample(name, &[], value);
+            out.single(name, kind, help, value);
         }
     }
 }

@@ -495,55 +495,9 @@ fn commit_batch(
         conn,
         touched: &touched,
     };
-    let mut fault: Option<String> = None;
-    let mut ran = begin(conn).and_then(|()| run_plain(&tx, batch));
-    // As many callers as the last commit served are likely on their way
-    // back: wait a little for them (COMMIT_LINGER_US at most) rather than
-    // make them wait for a whole commit more.
-    let expected = usize::try_from(stats.last_batch_size.load(Ordering::Relaxed)).unwrap_or(0);
-    let linger_until = started + Duration::from_micros(COMMIT_LINGER_US);
-    while let Ok(true) = ran {
-        let from = batch.len();
-        let joined = intake.top_up(batch)
-            || (batch.len() < expected && intake.wait_for_one(batch, linger_until));
-        if !joined {
-            break;
-        }
-        ran = run_plain(&tx, &mut batch[from..]);
-    }
-    let size = batch.len() as u64;
-    if let Ok(false) = ran {
-        // A job left partial writes: start over with a savepoint per job.
-        // (Strict ROLLBACK: the transaction is known to be open here.)
-        stats.savepoint_retries.fetch_add(1, Ordering::Relaxed);
-        ran = run_cached(conn, "ROLLBACK")
-            .and_then(|()| begin(conn))
-            .and_then(|()| run_in_savepoints(&tx, batch));
-    }
+    let ran = run_batch(&tx, batch, stats, intake, started);
     let committed = ran.and_then(|_| run_cached(conn, "COMMIT"));
-    // Each job counts once, by its last run.
-    for ran in batch.iter().filter_map(|job| job.last_run()) {
-        if !ran.ok {
-            stats.failed_jobs.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(reason) = ran.store_fault {
-            fault = Some(reason);
-        }
-    }
-    if let Err(e) = &committed {
-        log::error!("commit of {size} write jobs failed: {e}");
-        stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-        let _ = rollback(conn);
-        fault = Some(format!("commit failed: {e}"));
-    } else {
-        let took = started.elapsed();
-        stats.record_commit(size, took);
-        // A writer that falls this far behind is failing its callers even
-        // though nothing errored: it counts toward opening the breaker.
-        if took > COMMIT_SLOW && fault.is_none() {
-            fault = Some(format!("a commit took {} ms", took.as_millis()));
-        }
-    }
+    let fault = tally(conn, batch, stats, &committed, started);
     match &fault {
         Some(reason) => breaker.failure(Path::Write, reason),
         None => breaker.success(Path::Write),
@@ -558,6 +512,80 @@ fn commit_batch(
             Err(e) => Err(clone_error(e)),
         });
     }
+}
+
+/// Begins the transaction and runs the batch in it, taking in the jobs that
+/// join it (see `commit_batch`); runs it all again with a savepoint per job
+/// if one left partial writes. `Err`: nothing of it may be committed.
+fn run_batch(
+    tx: &WriteTx<'_>,
+    batch: &mut Vec<Box<dyn QueuedJob>>,
+    stats: &WriteStats,
+    intake: &mut Intake<'_>,
+    started: Instant,
+) -> rusqlite::Result<bool> {
+    let mut ran = begin(tx).and_then(|()| run_plain(tx, batch));
+    // As many callers as the last commit served are likely on their way
+    // back: wait a little for them (COMMIT_LINGER_US at most) rather than
+    // make them wait for a whole commit more.
+    let expected = usize::try_from(stats.last_batch_size.load(Ordering::Relaxed)).unwrap_or(0);
+    let linger_until = started + Duration::from_micros(COMMIT_LINGER_US);
+    while let Ok(true) = ran {
+        let from = batch.len();
+        let joined = intake.top_up(batch)
+            || (batch.len() < expected && intake.wait_for_one(batch, linger_until));
+        if !joined {
+            break;
+        }
+        ran = run_plain(tx, &mut batch[from..]);
+    }
+    if let Ok(false) = ran {
+        // A job left partial writes: start over with a savepoint per job.
+        // (Strict ROLLBACK: the transaction is known to be open here.)
+        stats.savepoint_retries.fetch_add(1, Ordering::Relaxed);
+        ran = run_cached(tx, "ROLLBACK")
+            .and_then(|()| begin(tx))
+            .and_then(|()| run_in_savepoints(tx, batch));
+    }
+    ran
+}
+
+/// Counts the batch's failed jobs and its commit (rolling a failed one
+/// back); the store fault the breaker should hear of, if any: a job's, the
+/// commit's, or a commit slower than COMMIT_SLOW.
+fn tally(
+    conn: &Connection,
+    batch: &[Box<dyn QueuedJob>],
+    stats: &WriteStats,
+    committed: &rusqlite::Result<()>,
+    started: Instant,
+) -> Option<String> {
+    let mut fault: Option<String> = None;
+    // Each job counts once, by its last run.
+    for ran in batch.iter().filter_map(|job| job.last_run()) {
+        if !ran.ok {
+            stats.failed_jobs.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(reason) = ran.store_fault {
+            fault = Some(reason);
+        }
+    }
+    let size = batch.len() as u64;
+    if let Err(e) = committed {
+        log::error!("commit of {size} write jobs failed: {e}");
+        stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        let _ = rollback(conn);
+        fault = Some(format!("commit failed: {e}"));
+    } else {
+        let took = started.elapsed();
+        stats.record_commit(size, took);
+        // A writer that falls this far behind is failing its callers even
+        // though nothing errored: it counts toward opening the breaker.
+        if took > COMMIT_SLOW && fault.is_none() {
+            fault = Some(format!("a commit took {} ms", took.as_millis()));
+        }
+    }
+    fault
 }
 
 fn begin(conn: &Connection) -> rusqlite::Result<()> {
@@ -677,6 +705,19 @@ mod tests {
         Gate(gate)
     }
 
+    /// Submits `work`, noting on `results` whether it succeeded (in the
+    /// order the jobs finish).
+    fn submit_noting<T: Send + 'static>(
+        writer: &Writer,
+        results: &Arc<Mutex<Vec<bool>>>,
+        work: impl Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    ) {
+        let results = Arc::clone(results);
+        writer.submit(Weight::ONE, work, move |r: Result<T>| {
+            results.lock().unwrap().push(r.is_ok())
+        });
+    }
+
     struct Gate(crossbeam_channel::Sender<()>);
 
     impl Gate {
@@ -724,16 +765,11 @@ mod tests {
         let gate = hold(&writer);
         let results = Arc::new(Mutex::new(Vec::new()));
         for (id, v) in [(1, 5), (2, -1), (3, 7)] {
-            let results = Arc::clone(&results);
-            writer.submit(
-                Weight::ONE,
-                move |tx| {
-                    tx.execute("INSERT INTO t (id, v) VALUES (?1, 0)", [id])?;
-                    tx.execute("UPDATE t SET v = ?2 WHERE id = ?1", [id, v])?;
-                    Ok(id)
-                },
-                move |r| results.lock().unwrap().push(r.is_ok()),
-            );
+            submit_noting(&writer, &results, move |tx| {
+                tx.execute("INSERT INTO t (id, v) VALUES (?1, 0)", [id])?;
+                tx.execute("UPDATE t SET v = ?2 WHERE id = ?1", [id, v])?;
+                Ok(id)
+            });
         }
         gate.open();
         assert_eq!(count(&writer), 2, "the job with v = -1 left nothing behind");
@@ -763,26 +799,21 @@ mod tests {
         // whole transaction back, as after disk full or an I/O error);
         // 3 would write; 4 would write and fail.
         for id in 1..=4i64 {
-            let results = Arc::clone(&results);
-            writer.submit(
-                Weight::ONE,
-                move |tx| {
-                    if id == 2 {
-                        tx.progress_handler(1, Some(|| true))?;
-                        let interrupted = tx.execute("INSERT INTO t (id, v) VALUES (2, 0)", []);
-                        assert!(interrupted.is_err(), "the statement ran to the end");
-                        tx.progress_handler(0, None::<fn() -> bool>)?;
-                        interrupted?;
-                    } else {
-                        tx.execute("INSERT INTO t (id, v) VALUES (?1, 0)", [id])?;
-                    }
-                    if id == 4 {
-                        return Err(Error::invalid_field("v", "refused after writing"));
-                    }
-                    Ok(id)
-                },
-                move |r| results.lock().unwrap().push(r.is_ok()),
-            );
+            submit_noting(&writer, &results, move |tx| {
+                if id == 2 {
+                    tx.progress_handler(1, Some(|| true))?;
+                    let interrupted = tx.execute("INSERT INTO t (id, v) VALUES (2, 0)", []);
+                    assert!(interrupted.is_err(), "the statement ran to the end");
+                    tx.progress_handler(0, None::<fn() -> bool>)?;
+                    interrupted?;
+                } else {
+                    tx.execute("INSERT INTO t (id, v) VALUES (?1, 0)", [id])?;
+                }
+                if id == 4 {
+                    return Err(Error::invalid_field("v", "refused after writing"));
+                }
+                Ok(id)
+            });
         }
         gate.open();
         assert_eq!(count(&writer), 0, "nothing of the batch may be committed");
@@ -797,22 +828,18 @@ mod tests {
         let runs = Arc::new(AtomicUsize::new(0));
         let results = Arc::new(Mutex::new(Vec::new()));
         for (id, v) in [(1, 5), (2, -1), (3, 7)] {
-            let (runs, results) = (Arc::clone(&runs), Arc::clone(&results));
-            writer.submit(
-                Weight::ONE,
-                move |tx| {
-                    runs.fetch_add(1, Ordering::Relaxed);
-                    // Refused by a statement that changes no row.
-                    if v < 0 {
-                        let changed = tx.execute("UPDATE t SET v = 1 WHERE id = -1", [])?;
-                        assert_eq!(changed, 0);
-                        return Err(Error::invalid_field("v", "negative"));
-                    }
-                    tx.execute("INSERT INTO t (id, v) VALUES (?1, ?2)", [id, v])?;
-                    Ok(id)
-                },
-                move |r| results.lock().unwrap().push(r.is_ok()),
-            );
+            let runs = Arc::clone(&runs);
+            submit_noting(&writer, &results, move |tx| {
+                runs.fetch_add(1, Ordering::Relaxed);
+                // Refused by a statement that changes no row.
+                if v < 0 {
+                    let changed = tx.execute("UPDATE t SET v = 1 WHERE id = -1", [])?;
+                    assert_eq!(changed, 0);
+                    return Err(Error::invalid_field("v", "negative"));
+                }
+                tx.execute("INSERT INTO t (id, v) VALUES (?1, ?2)", [id, v])?;
+                Ok(id)
+            });
         }
         gate.open();
         assert_eq!(count(&writer), 2);
