@@ -631,6 +631,197 @@ fn post_raw_body(w: &World, path: &str, from: &Member, body: &str) -> HttpRespon
     client.read_response()
 }
 
+const BATCH_PATH: &str = "/api/v1/transfers/batch";
+
+/// A request from alice refused because of what it holds, and what its error
+/// must say: `code` `None` takes any code, `index` `None` means the error
+/// must carry no index, `field` `None` leaves the field unchecked.
+struct IndexCase {
+    what: String,
+    path: &'static str,
+    /// The exact body bytes (some cases are not one JSON value's rendering).
+    body: String,
+    status: u16,
+    code: Option<&'static str>,
+    index: Option<u64>,
+    field: Option<&'static str>,
+}
+
+impl IndexCase {
+    /// A batch of `items` whose error names item `index`.
+    fn batch(what: impl Into<String>, items: Value, status: u16, index: u64) -> IndexCase {
+        IndexCase {
+            what: what.into(),
+            path: BATCH_PATH,
+            body: json!({ "transfers": items }).to_string(),
+            status,
+            code: None,
+            index: Some(index),
+            field: None,
+        }
+    }
+
+    fn code(self, code: &'static str) -> IndexCase {
+        IndexCase {
+            code: Some(code),
+            ..self
+        }
+    }
+
+    /// Sends the case as `from` and checks its answer, naming the case.
+    fn check(&self, w: &World, from: &Member) {
+        let response = post_raw_body(w, self.path, from, &self.body);
+        let what = &self.what;
+        assert_eq!(
+            response.status,
+            self.status,
+            "{what}: {}",
+            response.body_text()
+        );
+        let error = match self.code {
+            Some(code) => response.assert_error(self.status, code),
+            None => response.error(),
+        };
+        match self.index {
+            Some(index) => assert_eq!(error["index"], index, "{what}: {error}"),
+            None => assert_eq!(error.get("index"), None, "{what}: {error}"),
+        }
+        if let Some(field) = self.field {
+            assert_eq!(error["field"], field, "{what}: {error}");
+        }
+    }
+}
+
+/// An item to bob of `amount` btc, the amount any JSON value.
+fn btc_to(bob: &Member, amount: Value) -> Value {
+    json!({"to": bob.id, "currency": "btc", "amount": amount})
+}
+
+/// An amount of the wrong JSON type in item 1: invalid_field naming the
+/// index and the field (issue 12: the index was missing).
+fn wrong_amount_type_cases(bob: &Member) -> Vec<IndexCase> {
+    let good = btc_to(bob, json!("0.1"));
+    [
+        json!(1),
+        json!(1.5),
+        json!(null),
+        json!([]),
+        json!({}),
+        json!(true),
+    ]
+    .into_iter()
+    .map(|amount| IndexCase {
+        field: Some("amount"),
+        ..IndexCase::batch(
+            format!("amount {amount}"),
+            json!([good, btc_to(bob, amount)]),
+            400,
+            1,
+        )
+        .code("invalid_field")
+    })
+    .collect()
+}
+
+/// Other malformed items: 400 (either code), always with the index.
+fn malformed_item_cases(bob: &Member) -> Vec<IndexCase> {
+    let good = btc_to(bob, json!("0.1"));
+    let mut wrong_to = good.clone();
+    wrong_to["to"] = json!(12345);
+    let mut unknown_field = good.clone();
+    unknown_field["fee"] = json!("0.1");
+    let mut no_amount = good.clone();
+    no_amount
+        .as_object_mut()
+        .expect("an object")
+        .remove("amount");
+    let as_array = json!([bob.id, "btc", "0.1", null]);
+    let mut cases: Vec<IndexCase> = [
+        ("a number for the recipient", wrong_to),
+        ("an unknown field", unknown_field),
+        ("no amount", no_amount),
+        ("a number, not an item", json!(5)),
+        ("a string, not an item", json!("0.1")),
+        ("null, not an item", json!(null)),
+        ("the fields as an array", as_array),
+    ]
+    .into_iter()
+    .map(|(what, item)| IndexCase::batch(what, json!([good, good, item]), 400, 2))
+    .collect();
+    let duplicate = format!(
+        r#"{{"transfers":[{good},{{"to":"{0}","currency":"btc","amount":"0.1","amount":"0.2"}}]}}"#,
+        bob.id
+    );
+    cases.push(IndexCase {
+        body: duplicate,
+        ..IndexCase::batch("a duplicate key", json!(null), 400, 1)
+    });
+    cases
+}
+
+/// A batch of one item is still a batch: its errors name index 0.
+fn one_item_cases(alice: &Member, bob: &Member) -> Vec<IndexCase> {
+    let to = |to: &str, amount: &str| json!({"to": to, "currency": "btc", "amount": amount});
+    [
+        (
+            "an unknown recipient",
+            to("7777777", "0.1"),
+            404,
+            "not_found",
+        ),
+        ("the sender", to(&alice.id, "0.1"), 400, "invalid_field"),
+        ("too much", to(&bob.id, "2"), 409, "insufficient_funds"),
+        (
+            "a number amount",
+            btc_to(bob, json!(1)),
+            400,
+            "invalid_field",
+        ),
+    ]
+    .into_iter()
+    .map(|(what, item, status, code)| IndexCase::batch(what, json!([item]), status, 0).code(code))
+    .collect()
+}
+
+/// Errors of the body as a whole name no item, and a single transfer is no
+/// batch: no index there.
+fn no_index_cases(bob: &Member) -> Vec<IndexCase> {
+    let whole_body = [
+        json!({"transfers": "all"}),
+        json!({"transfers": []}),
+        json!({}),
+    ]
+    .into_iter()
+    .map(|body| IndexCase {
+        what: body.to_string(),
+        path: BATCH_PATH,
+        body: body.to_string(),
+        status: 400,
+        code: None,
+        index: None,
+        field: None,
+    });
+    let single = [
+        (
+            json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
+            404,
+            "not_found",
+        ),
+        (btc_to(bob, json!(1)), 400, "invalid_field"),
+    ]
+    .into_iter()
+    .map(|(body, status, code)| IndexCase {
+        what: format!("a single transfer {body}"),
+        path: "/api/v1/transfers",
+        body: body.to_string(),
+        status,
+        code: Some(code),
+        index: None,
+        field: None,
+    });
+    whole_body.chain(single).collect()
+}
+
 #[test]
 fn every_error_caused_by_one_batch_item_names_its_index() {
     // Issue 12: an amount of the wrong JSON type got 400 with field
@@ -642,122 +833,20 @@ fn every_error_caused_by_one_batch_item_names_its_index() {
     let bob = quick_user(&w.db, "wal_bob16", false);
     w.deposit(&admin, &alice, "btc", "1");
     let before = ledger_view(&w, &[&alice, &bob]);
-    let good = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
-    let with_amount = |amount: Value| json!({"to": bob.id, "currency": "btc", "amount": amount});
-
-    for amount in [
-        json!(1),
-        json!(1.5),
-        json!(null),
-        json!([]),
-        json!({}),
-        json!(true),
-    ] {
-        let response = batch(&w, &alice, json!([good, with_amount(amount.clone())]));
-        let error = response.assert_error(400, "invalid_field");
-        assert_eq!(error["index"], 1, "amount {amount}: {error}");
-        assert_eq!(error["field"], "amount", "amount {amount}: {error}");
-    }
-    // Other malformed items: 400 (either code), always with the index.
-    let mut wrong_to = good.clone();
-    wrong_to["to"] = json!(12345);
-    let mut unknown_field = good.clone();
-    unknown_field["fee"] = json!("0.1");
-    let mut no_amount = good.clone();
-    no_amount
-        .as_object_mut()
-        .expect("an object")
-        .remove("amount");
-    let as_array = json!([bob.id, "btc", "0.1", null]);
-    for (what, item) in [
-        ("a number for the recipient", wrong_to),
-        ("an unknown field", unknown_field),
-        ("no amount", no_amount),
-        ("a number, not an item", json!(5)),
-        ("a string, not an item", json!("0.1")),
-        ("null, not an item", json!(null)),
-        ("the fields as an array", as_array),
-    ] {
-        let response = batch(&w, &alice, json!([good, good, item]));
-        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
-        let error = response.error();
-        assert_eq!(error["index"], 2, "{what}: {error}");
-    }
-    let duplicate = format!(
-        r#"{{"transfers":[{good},{{"to":"{0}","currency":"btc","amount":"0.1","amount":"0.2"}}]}}"#,
-        bob.id
-    );
-    let response = post_raw_body(&w, "/api/v1/transfers/batch", &alice, &duplicate);
-    assert_eq!(
-        response.status,
-        400,
-        "a duplicate key: {}",
-        response.body_text()
-    );
-    assert_eq!(response.error()["index"], 1, "a duplicate key");
-
-    // A batch of one item is still a batch: its errors name index 0.
-    for (what, item, status, code) in [
-        (
-            "an unknown recipient",
-            json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
-            404,
-            "not_found",
-        ),
-        (
-            "the sender",
-            json!({"to": alice.id, "currency": "btc", "amount": "0.1"}),
-            400,
-            "invalid_field",
-        ),
-        (
-            "too much",
-            json!({"to": bob.id, "currency": "btc", "amount": "2"}),
-            409,
-            "insufficient_funds",
-        ),
-        (
-            "a number amount",
-            with_amount(json!(1)),
-            400,
-            "invalid_field",
-        ),
-    ] {
-        let error = batch(&w, &alice, json!([item])).assert_error(status, code);
-        assert_eq!(error["index"], 0, "{what}: {error}");
-    }
-    // Errors of the body as a whole name no item.
-    for body in [
-        json!({"transfers": "all"}),
-        json!({"transfers": []}),
-        json!({}),
-    ] {
-        let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &body);
-        assert_eq!(response.status, 400, "{body}: {}", response.body_text());
-        assert_eq!(response.error().get("index"), None, "{body}");
+    let cases = [
+        wrong_amount_type_cases(&bob),
+        malformed_item_cases(&bob),
+        one_item_cases(&alice, &bob),
+        no_index_cases(&bob),
+    ];
+    for case in cases.iter().flatten() {
+        case.check(&w, &alice);
     }
     assert_eq!(
         ledger_view(&w, &[&alice, &bob]),
         before,
-        "a refused batch changed the ledger"
+        "a refused request changed the ledger"
     );
-    // A single transfer is no batch: no index there.
-    let error = w
-        .post(
-            "/api/v1/transfers",
-            Some(&alice.token),
-            &json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
-        )
-        .assert_error(404, "not_found");
-    assert_eq!(error.get("index"), None, "{error}");
-    let error = w
-        .post(
-            "/api/v1/transfers",
-            Some(&alice.token),
-            &with_amount(json!(1)),
-        )
-        .assert_error(400, "invalid_field");
-    assert_eq!(error.get("index"), None, "{error}");
     assert!(w.check(&admin).is_empty());
 }
 
