@@ -1061,6 +1061,30 @@ fn a_bulk_update_with_an_unknown_id_applies_nothing_and_names_the_index() {
     me(&world, &c.token).assert_error(401, "unauthenticated");
 }
 
+/// Bad items for a bulk update of user `id`, each refused with 400:
+/// (what, item, code, field), where "" and `None` leave the code and the
+/// field unchecked: serde_json reads a number or a bool where an enum goes as
+/// a syntax error ("expected value"), 400 either way; the index is the point.
+#[rustfmt::skip]
+fn bad_update_items(id: &str) -> Vec<(&'static str, Value, &'static str, Option<&'static str>)> {
+    let with = |key: &str, value: Value| {
+        let mut item = json!({ "id": id });
+        item[key] = value;
+        item
+    };
+    let invalid = "invalid_field";
+    vec![
+        ("a number for the role", with("role", json!(5)), "", None),
+        ("an unknown role", with("role", json!("superuser")), invalid, Some("role")),
+        ("a bool for the status", with("status", json!(true)), "", None),
+        ("a number for the name", with("display_name", json!(5)), invalid, Some("display_name")),
+        ("a number for the id", json!({"id": 42, "role": "admin"}), invalid, Some("id")),
+        ("null, not an item", json!(null), "", None),
+        ("the fields as an array", json!([id, "admin"]), "", None),
+        ("an unknown field", with("password", json!("x")), "", None),
+    ]
+}
+
 #[test]
 fn every_error_caused_by_one_bulk_update_item_names_its_index() {
     let world = world();
@@ -1068,70 +1092,10 @@ fn every_error_caused_by_one_bulk_update_item_names_its_index() {
     let a = quick_user(&world.db, "kim", false);
     let path = "/api/v1/admin/users/bulk-update";
     let good = json!({"id": a.id, "display_name": "Kim K."});
-    let with = |key: &str, value: Value| {
-        let mut item = json!({"id": a.id});
-        item[key] = value;
-        item
-    };
-    // (what, item, status, code, field)
-    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
-        // serde_json reads a number or a bool where an enum goes as a syntax
-        // error ("expected value"): 400 either way; the index is the point.
-        (
-            "a number for the role",
-            with("role", json!(5)),
-            400,
-            "",
-            None,
-        ),
-        (
-            "an unknown role",
-            with("role", json!("superuser")),
-            400,
-            "invalid_field",
-            Some("role"),
-        ),
-        (
-            "a bool for the status",
-            with("status", json!(true)),
-            400,
-            "",
-            None,
-        ),
-        (
-            "a number for the name",
-            with("display_name", json!(5)),
-            400,
-            "invalid_field",
-            Some("display_name"),
-        ),
-        (
-            "a number for the id",
-            json!({"id": 42, "role": "admin"}),
-            400,
-            "invalid_field",
-            Some("id"),
-        ),
-        ("null, not an item", json!(null), 400, "", None),
-        (
-            "the fields as an array",
-            json!([a.id, "admin"]),
-            400,
-            "",
-            None,
-        ),
-        (
-            "an unknown field",
-            with("password", json!("x")),
-            400,
-            "",
-            None,
-        ),
-    ];
-    for (what, item, status, code, field) in cases {
+    for (what, item, code, field) in bad_update_items(&a.id) {
         let body = json!({"updates": [good, item]});
         let response = world.post(path, Some(&admin.token), &body);
-        assert_eq!(response.status, status, "{what}: {}", response.body_text());
+        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
         let error = response.error();
         if !code.is_empty() {
             assert_eq!(error["code"], code, "{what}: {error}");
@@ -1142,22 +1106,19 @@ fn every_error_caused_by_one_bulk_update_item_names_its_index() {
         assert_eq!(error["index"], 1, "{what}: {error}");
     }
     // A bulk update of one item is still a bulk update.
-    let error = world
-        .post(
-            path,
-            Some(&admin.token),
-            &json!({"updates": [{"id": "4242424242", "role": "admin"}]}),
-        )
-        .assert_error(404, "not_found");
-    assert_eq!(error["index"], 0, "{error}");
-    let error = world
-        .post(
-            path,
-            Some(&admin.token),
-            &json!({"updates": [with("display_name", json!(5))]}),
-        )
-        .assert_error(400, "invalid_field");
-    assert_eq!(error["index"], 0, "{error}");
+    for (item, status, code) in [
+        (
+            json!({"id": "4242424242", "role": "admin"}),
+            404,
+            "not_found",
+        ),
+        (json!({"id": a.id, "display_name": 5}), 400, "invalid_field"),
+    ] {
+        let body = json!({ "updates": [item] });
+        let response = world.post(path, Some(&admin.token), &body);
+        let error = response.assert_error(status, code);
+        assert_eq!(error["index"], 0, "{body}: {error}");
+    }
     // Nothing was applied.
     let seen = assert_status(&me(&world, &a.token), 200);
     assert!(seen["user"]["display_name"].is_null(), "{seen}");
