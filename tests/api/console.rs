@@ -260,7 +260,6 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     w.deposit(&admin, &alice, BTC, "1.5");
     w.deposit(&admin, &alice, BTC, "0.25");
     w.deposit(&admin, &bob, BTC, "1");
-
     let view = get(
         &w,
         &format!("/api/v1/admin/users/{}", alice.id),
@@ -280,14 +279,20 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     assert_eq!(view["balances"][BTC]["available"], "1.75000000");
     assert_eq!(view["balances"][BTC]["held"], "0.00000000");
 
-    // Entries: the user's own, newest first, paged like /wallet/entries.
+    admin_sees_the_users_entries(&w, &admin, &alice, &bob);
+    admin_sees_the_users_orders(&w, &admin, &alice, &bob);
+}
+
+/// Alice's entries (deposits of 1.5 then 0.25 btc) as the admin sees them:
+/// her own, newest first, paged like /wallet/entries.
+fn admin_sees_the_users_entries(w: &World, admin: &Member, alice: &Member, bob: &Member) {
     let path = format!("/api/v1/admin/users/{}/entries", alice.id);
-    let first = get(&w, &format!("{path}?limit=1"), Some(&admin.token)).json();
+    let first = get(w, &format!("{path}?limit=1"), Some(&admin.token)).json();
     assert_eq!(first["entries"].as_array().map(Vec::len), Some(1));
     assert_eq!(first["entries"][0]["amount"], "0.25000000");
     let next = first["next"].as_str().expect("a next page");
     let second = get(
-        &w,
+        w,
         &format!("{path}?limit=1&after={next}"),
         Some(&admin.token),
     )
@@ -296,19 +301,18 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     assert!(second["next"].is_null(), "{second}");
     // The same pages as the user's own.
     let own = w.get("/api/v1/wallet/entries", &alice.token).json();
-    let all = get(&w, &path, Some(&admin.token)).json();
+    let all = get(w, &path, Some(&admin.token)).json();
     assert_eq!(own, all);
     // Bob's entry is no cursor of Alice's list.
     let bobs = w.get("/api/v1/wallet/entries", &bob.token).json();
     let bobs_entry = bobs["entries"][0]["id"].as_str().expect("an entry id");
-    get(
-        &w,
-        &format!("{path}?after={bobs_entry}"),
-        Some(&admin.token),
-    )
-    .assert_error(404, "not_found");
+    get(w, &format!("{path}?after={bobs_entry}"), Some(&admin.token))
+        .assert_error(404, "not_found");
+}
 
-    // Orders: those the user bought or sold.
+/// An order of alice's from bob, in the lists of both (the orders a user
+/// bought or sold) as the admin sees them.
+fn admin_sees_the_users_orders(w: &World, admin: &Member, alice: &Member, bob: &Member) {
     let listing = w.post(
         "/api/v1/listings",
         Some(&bob.token),
@@ -323,9 +327,9 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     );
     assert_eq!(order.status, 201, "{}", order.summary());
     let order_id = order.json()["order"]["id"].clone();
-    for who in [&alice, &bob] {
+    for who in [alice, bob] {
         let page = get(
-            &w,
+            w,
             &format!("/api/v1/admin/users/{}/orders", who.id),
             Some(&admin.token),
         )
@@ -334,7 +338,7 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
         assert!(page["next"].is_null());
     }
     let paid = get(
-        &w,
+        w,
         &format!("/api/v1/admin/users/{}/orders?state=shipped", alice.id),
         Some(&admin.token),
     )
@@ -342,7 +346,7 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     assert_eq!(paid["orders"], json!([]));
     let nobody = quick_user(&w.db, "nobody", false);
     let none = get(
-        &w,
+        w,
         &format!("/api/v1/admin/users/{}/orders", nobody.id),
         Some(&admin.token),
     )
