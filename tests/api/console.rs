@@ -45,17 +45,23 @@ fn assert_self_contained(name: &str, text: &str) {
     }
 }
 
-#[test]
-fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_policy() {
-    let w = world();
-    let page = w.app.get("/admin");
-    assert_eq!(page.status, 200, "{}", page.summary());
+/// `GET path`: 200 with a content type that starts with `content_type`.
+fn served(w: &World, path: &str, content_type: &str) -> HttpResponse {
+    let response = w.app.get(path);
+    assert_eq!(response.status, 200, "{path}: {}", response.summary());
     assert!(
-        page.header("content-type")
+        response
+            .header("content-type")
             .unwrap_or_default()
-            .starts_with("text/html"),
-        "{page:?}"
+            .starts_with(content_type),
+        "{path}: {response:?}"
     );
+    response
+}
+
+/// The console page's headers: no framing, no sniffing, and a policy that
+/// allows only the binary's own scripts, styles and API.
+fn assert_strict_policy(page: &HttpResponse) {
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     let csp = page.header("content-security-policy").unwrap_or_default();
@@ -72,9 +78,12 @@ fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_pol
         !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
         "{csp}"
     );
-    let html = page.body_text();
+}
+
+/// The page has no inline script or style: every script has a src, no
+/// style attribute; it links the style sheet and loads nothing from elsewhere.
+fn assert_no_inline_code(html: &str) {
     assert!(html.to_ascii_lowercase().starts_with("<!doctype html>"));
-    // No inline script or style: every script has a src, no style attribute.
     assert_eq!(
         html.matches("<script").count(),
         html.matches("<script src=\"/admin/console.js\"").count(),
@@ -85,19 +94,13 @@ fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_pol
         "inline style"
     );
     assert!(html.contains("href=\"/admin/console.css\""));
-    assert_self_contained("the page", &html);
+    assert_self_contained("the page", html);
+}
 
-    let script = w.app.get("/admin/console.js");
-    assert_eq!(script.status, 200);
-    assert!(
-        script
-            .header("content-type")
-            .unwrap_or_default()
-            .starts_with("text/javascript")
-    );
-    assert_eq!(script.header("x-content-type-options"), Some("nosniff"));
-    let js = script.body_text();
-    assert_self_contained("the script", &js);
+/// The script calls the routes the console needs, and sets server text as
+/// text only.
+fn assert_console_script(js: &str) {
+    assert_self_contained("the script", js);
     for call in [
         "/api/v1/sessions",
         "/api/v1/sessions/current",
@@ -113,16 +116,21 @@ fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_pol
         assert!(js.contains(call), "the script never uses {call}");
     }
     assert!(!js.contains("innerHTML"), "server text is set as text only");
+}
 
-    let style = w.app.get("/admin/console.css");
-    assert_eq!(style.status, 200);
-    assert!(
-        style
-            .header("content-type")
-            .unwrap_or_default()
-            .starts_with("text/css")
-    );
-    let css = style.body_text();
+#[test]
+fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_policy() {
+    let w = world();
+    let page = served(&w, "/admin", "text/html");
+    assert_strict_policy(&page);
+    let html = page.body_text();
+    assert_no_inline_code(&html);
+
+    let script = served(&w, "/admin/console.js", "text/javascript");
+    assert_eq!(script.header("x-content-type-options"), Some("nosniff"));
+    assert_console_script(&script.body_text());
+
+    let css = served(&w, "/admin/console.css", "text/css").body_text();
     assert_self_contained("the style sheet", &css);
     assert!(
         css.contains("[hidden] { display: none !important; }"),
