@@ -228,25 +228,19 @@ fn the_consoles_admin_routes_are_for_admins_only_and_check_their_input() {
     }
 
     // Bad query values are 400 naming the field.
-    for (path, field) in [
-        (format!("/api/v1/admin/users/{id}/entries?limit=0"), "limit"),
-        (
-            format!("/api/v1/admin/users/{id}/entries?currency=zzz"),
-            "currency",
-        ),
-        (format!("/api/v1/admin/users/{id}/entries?after=x"), "after"),
-        (
-            format!("/api/v1/admin/users/{id}/orders?state=lost"),
-            "state",
-        ),
-        (
-            format!("/api/v1/admin/users/{id}/orders?limit=101"),
-            "limit",
-        ),
+    let user = format!("/api/v1/admin/users/{id}");
+    #[rustfmt::skip]
+    let bad_queries = [
+        (format!("{user}/entries?limit=0"), "limit"),
+        (format!("{user}/entries?currency=zzz"), "currency"),
+        (format!("{user}/entries?after=x"), "after"),
+        (format!("{user}/orders?state=lost"), "state"),
+        (format!("{user}/orders?limit=101"), "limit"),
         ("/api/v1/admin/escrows?state=lost".to_owned(), "state"),
         ("/api/v1/admin/escrows?limit=abc".to_owned(), "limit"),
         ("/api/v1/admin/escrows?after=-1".to_owned(), "after"),
-    ] {
+    ];
+    for (path, field) in bad_queries {
         let error = get(&w, &path, Some(&admin.token)).assert_error(400, "invalid_field");
         assert_eq!(error["field"], field, "{path}");
     }
@@ -546,34 +540,26 @@ fn orders_escrows_are_listed_by_kind(
         .assert_error(400, "invalid_field");
 }
 
-/// The dashboard's `traffic.last_interval` counts the last interval only;
-/// `since_start` keeps everything.
-#[test]
-fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it() {
-    let w = world_with(|config| config.monitoring_interval = Duration::from_secs(2));
-    let admin = quick_user(&w.db, "root", true);
-    let traffic = || -> Value {
-        let response = w.get("/api/v1/admin/dashboard", &admin.token);
-        assert_eq!(response.status, 200, "{}", response.summary());
-        response.json()["traffic"].clone()
-    };
-    let before = traffic();
-    assert_eq!(before["window_s"], 2);
-    let burst_started = Instant::now();
-    for _ in 0..60 {
-        assert_eq!(get(&w, "/nowhere", None).status, 404);
-    }
-    let burst = burst_started.elapsed();
-    let busy = traffic();
-    let count = |v: &Value, key: &str| v[key].as_u64().unwrap_or(0);
-    // Since start counts the whole burst, however slow the machine.
+/// The dashboard's `traffic` figures, as `admin` sees them.
+fn dashboard_traffic(w: &World, admin: &Member) -> Value {
+    let response = w.get("/api/v1/admin/dashboard", &admin.token);
+    assert_eq!(response.status, 200, "{}", response.summary());
+    response.json()["traffic"].clone()
+}
+
+fn count(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// Right after a burst of 60 404s that took `burst`: since start counts it
+/// all, however slow the machine; the last interval (at least 2 s) holds the
+/// whole burst when it took under a second, on a busy machine at least its end.
+fn assert_burst_counted(before: &Value, busy: &Value, burst: Duration) {
     let grew = |key: &str| {
         count(&busy["since_start"], key).saturating_sub(count(&before["since_start"], key))
     };
     assert!(grew("requests") >= 60, "{before} {busy}");
     assert!(grew("errors_4xx") >= 60, "{before} {busy}");
-    // The last interval (at least 2 s) holds the whole burst when it took
-    // under a second; on a busy machine, at least its end.
     let recent = &busy["last_interval"];
     let least = if burst < Duration::from_secs(1) {
         60
@@ -598,22 +584,29 @@ fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it
     ] {
         assert!(recent[key].is_number(), "{key}: {busy}");
     }
-    let since_start = busy["since_start"]["requests"].as_u64().unwrap_or(0);
-    assert!(since_start >= 60, "{busy}");
+    assert!(count(&busy["since_start"], "requests") >= 60, "{busy}");
+}
 
-    // A few seconds later the burst has left the window, not the totals.
+/// The traffic once the burst has left the last interval (within 30 s).
+fn traffic_after_the_burst(w: &World, admin: &Member) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let quiet = loop {
+    loop {
         std::thread::sleep(Duration::from_millis(500));
-        let now = traffic();
+        let now = dashboard_traffic(w, admin);
         if now["last_interval"]["errors_4xx"] == 0 {
-            break now;
+            return now;
         }
         assert!(
             Instant::now() < deadline,
             "the burst never left the window: {now}"
         );
-    };
+    }
+}
+
+/// After the burst left the window: the last interval holds only the
+/// dashboard's own calls, the totals (more than `since_start` requests
+/// then) and the per-second series still have the burst.
+fn assert_burst_forgotten(quiet: &Value, since_start: u64) {
     let recent = quiet["last_interval"]["requests"]
         .as_u64()
         .unwrap_or(u64::MAX);
@@ -640,4 +633,24 @@ fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it
             .windows(2)
             .all(|p| p[0]["at_ms"].as_u64() < p[1]["at_ms"].as_u64())
     );
+}
+
+/// The dashboard's `traffic.last_interval` counts the last interval only;
+/// `since_start` keeps everything.
+#[test]
+fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it() {
+    let w = world_with(|config| config.monitoring_interval = Duration::from_secs(2));
+    let admin = quick_user(&w.db, "root", true);
+    let before = dashboard_traffic(&w, &admin);
+    assert_eq!(before["window_s"], 2);
+    let burst_started = Instant::now();
+    for _ in 0..60 {
+        assert_eq!(get(&w, "/nowhere", None).status, 404);
+    }
+    let burst = burst_started.elapsed();
+    let busy = dashboard_traffic(&w, &admin);
+    assert_burst_counted(&before, &busy, burst);
+    // A few seconds later the burst has left the window, not the totals.
+    let quiet = traffic_after_the_burst(&w, &admin);
+    assert_burst_forgotten(&quiet, count(&busy["since_start"], "requests"));
 }
