@@ -146,68 +146,12 @@ fn parse_exposition(body: &str) -> Exposition {
             continue;
         }
         if let Some(comment) = raw.strip_prefix('#') {
-            let mut words = comment.split_whitespace();
-            match words.next() {
-                Some("TYPE") => {
-                    let name = words.next().expect("a TYPE names its family");
-                    let kind = words.next().expect("a TYPE gives a type");
-                    assert!(words.next().is_none(), "line {line}: {raw}");
-                    assert!(is_metric_name(name), "line {line}: {raw}");
-                    assert!(
-                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
-                        "line {line}: unknown type in {raw}"
-                    );
-                    assert!(
-                        out.types.insert(name.to_owned(), kind.to_owned()).is_none(),
-                        "line {line}: a second # TYPE for {name}"
-                    );
-                    assert!(
-                        !out.samples
-                            .iter()
-                            .any(|s| family_of(&s.name, &out.types).as_deref() == Some(name)),
-                        "line {line}: # TYPE {name} after samples of it"
-                    );
-                }
-                Some("HELP") => {
-                    let name = words.next().expect("a HELP names its family");
-                    assert!(is_metric_name(name), "line {line}: {raw}");
-                }
-                _ => {}
-            }
+            parse_comment(&mut out, comment, raw, line);
             continue;
         }
-        let name_end = raw.find(['{', ' ']).unwrap_or(raw.len());
-        let name = &raw[..name_end];
-        assert!(
-            is_metric_name(name),
-            "line {line}: bad metric name in {raw:?}"
-        );
-        let (labels, rest) = if raw[name_end..].starts_with('{') {
-            parse_labels(&raw[name_end + 1..], line)
-        } else {
-            (BTreeMap::new(), &raw[name_end..])
-        };
-        let mut parts = rest.split_whitespace();
-        let value_text = parts
-            .next()
-            .unwrap_or_else(|| panic!("line {line}: no value in {raw:?}"));
-        let value: f64 = match value_text {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            "NaN" => f64::NAN,
-            v => v
-                .parse()
-                .unwrap_or_else(|_| panic!("line {line}: value {v:?} is not a number")),
-        };
-        if let Some(timestamp) = parts.next() {
-            assert!(
-                timestamp.parse::<i64>().is_ok(),
-                "line {line}: bad timestamp in {raw:?}"
-            );
-        }
-        assert!(parts.next().is_none(), "line {line}: junk in {raw:?}");
-        let family = family_of(name, &out.types)
-            .unwrap_or_else(|| panic!("line {line}: {name} has no # TYPE before it"));
+        let sample = parse_sample(raw, line);
+        let family = family_of(&sample.name, &out.types)
+            .unwrap_or_else(|| panic!("line {line}: {} has no # TYPE before it", sample.name));
         if current.as_deref() != Some(family.as_str()) {
             assert!(
                 !finished.contains(&family),
@@ -218,14 +162,82 @@ fn parse_exposition(body: &str) -> Exposition {
             }
             current = Some(family);
         }
-        out.samples.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-            line,
-        });
+        out.samples.push(sample);
     }
     out
+}
+
+/// A `# TYPE` (one per family, a known type, before the family's samples)
+/// or `# HELP` line, text after the `#`; other comments are ignored.
+fn parse_comment(out: &mut Exposition, comment: &str, raw: &str, line: usize) {
+    let mut words = comment.split_whitespace();
+    match words.next() {
+        Some("TYPE") => {
+            let name = words.next().expect("a TYPE names its family");
+            let kind = words.next().expect("a TYPE gives a type");
+            assert!(words.next().is_none(), "line {line}: {raw}");
+            assert!(is_metric_name(name), "line {line}: {raw}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "line {line}: unknown type in {raw}"
+            );
+            assert!(
+                out.types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "line {line}: a second # TYPE for {name}"
+            );
+            assert!(
+                !out.samples
+                    .iter()
+                    .any(|s| family_of(&s.name, &out.types).as_deref() == Some(name)),
+                "line {line}: # TYPE {name} after samples of it"
+            );
+        }
+        Some("HELP") => {
+            let name = words.next().expect("a HELP names its family");
+            assert!(is_metric_name(name), "line {line}: {raw}");
+        }
+        _ => {}
+    }
+}
+
+/// One sample line: a metric name, labels, a value, maybe a timestamp.
+fn parse_sample(raw: &str, line: usize) -> Sample {
+    let name_end = raw.find(['{', ' ']).unwrap_or(raw.len());
+    let name = &raw[..name_end];
+    assert!(
+        is_metric_name(name),
+        "line {line}: bad metric name in {raw:?}"
+    );
+    let (labels, rest) = if raw[name_end..].starts_with('{') {
+        parse_labels(&raw[name_end + 1..], line)
+    } else {
+        (BTreeMap::new(), &raw[name_end..])
+    };
+    let mut parts = rest.split_whitespace();
+    let value_text = parts
+        .next()
+        .unwrap_or_else(|| panic!("line {line}: no value in {raw:?}"));
+    let value: f64 = match value_text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v
+            .parse()
+            .unwrap_or_else(|_| panic!("line {line}: value {v:?} is not a number")),
+    };
+    if let Some(timestamp) = parts.next() {
+        assert!(
+            timestamp.parse::<i64>().is_ok(),
+            "line {line}: bad timestamp in {raw:?}"
+        );
+    }
+    assert!(parts.next().is_none(), "line {line}: junk in {raw:?}");
+    Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+        line,
+    }
 }
 
 impl Exposition {
