@@ -804,6 +804,50 @@ fn assert_alert_shape(alert: &Value) {
     );
 }
 
+/// The alert metrics in the exposition: each (family, rule, value).
+fn assert_alert_metrics(w: &World, expected: &[(&str, &str, f64)]) {
+    let exposition = parse_exposition(&metrics_text(w));
+    for &(family, rule, value) in expected {
+        assert_eq!(
+            exposition.value(family, &[("rule", rule)]),
+            Some(value),
+            "{family}{{rule={rule}}}"
+        );
+    }
+}
+
+/// The one active memory alert (and the one recent), within 2 s of `started`.
+fn first_memory_alert(w: &World, admin: &Member, started: Instant) -> Value {
+    loop {
+        let (active, recent) = memory_alerts(w, admin);
+        if let Some(alert) = active.first() {
+            assert_eq!(active.len(), 1, "{active:?}");
+            assert_eq!(recent.len(), 1, "{recent:?}");
+            return alert.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no active memory alert within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The recent memory alerts once there are two, within 5 s of `seen`.
+fn second_memory_firing(w: &World, admin: &Member, seen: Instant) -> Vec<Value> {
+    loop {
+        let (_, recent) = memory_alerts(w, admin);
+        if recent.len() >= 2 {
+            return recent;
+        }
+        assert!(
+            seen.elapsed() < Duration::from_secs(5),
+            "no second firing after the cooldown: {recent:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
     let w = world_with(|config| {
@@ -817,20 +861,7 @@ fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
     });
     let started = Instant::now();
     let admin = quick_user(&w.db, "admin", true);
-
-    let first = loop {
-        let (active, recent) = memory_alerts(&w, &admin);
-        if let Some(alert) = active.first() {
-            assert_eq!(active.len(), 1, "{active:?}");
-            assert_eq!(recent.len(), 1, "{recent:?}");
-            break alert.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "no active memory alert within 2 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let first = first_memory_alert(&w, &admin, started);
     let seen = Instant::now();
     assert_alert_shape(&first);
 
@@ -845,32 +876,17 @@ fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
     );
     assert_eq!(active.len(), 1, "still above its threshold: {active:?}");
     assert_eq!(recent[0], first);
-    let exposition = parse_exposition(&metrics_text(&w));
-    assert_eq!(
-        exposition.value("souk_alert_firings_total", &[("rule", "memory")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        exposition.value("souk_alert_active", &[("rule", "memory")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        exposition.value("souk_alert_active", &[("rule", "cpu")]),
-        Some(0.0)
+    assert_alert_metrics(
+        &w,
+        &[
+            ("souk_alert_firings_total", "memory", 1.0),
+            ("souk_alert_active", "memory", 1.0),
+            ("souk_alert_active", "cpu", 0.0),
+        ],
     );
 
     // After the cooldown, a second firing.
-    let recent = loop {
-        let (_, recent) = memory_alerts(&w, &admin);
-        if recent.len() >= 2 {
-            break recent;
-        }
-        assert!(
-            seen.elapsed() < Duration::from_secs(5),
-            "no second firing after the cooldown: {recent:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let recent = second_memory_firing(&w, &admin, seen);
     assert_eq!(recent.len(), 2, "{recent:?}");
     assert!(
         seen.elapsed() >= Duration::from_millis(2_500),
@@ -879,11 +895,7 @@ fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
     for alert in &recent {
         assert_alert_shape(alert);
     }
-    let exposition = parse_exposition(&metrics_text(&w));
-    assert_eq!(
-        exposition.value("souk_alert_firings_total", &[("rule", "memory")]),
-        Some(2.0)
-    );
+    assert_alert_metrics(&w, &[("souk_alert_firings_total", "memory", 2.0)]);
     // The dashboard shows the same alerts.
     let report = dashboard(&w, &admin);
     let shown = report["alerts"]["recent"]
