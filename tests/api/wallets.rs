@@ -1427,9 +1427,11 @@ fn label(entry: &Value) -> String {
         .to_owned()
 }
 
-#[test]
-fn entries_page_newest_first_every_entry_exactly_once() {
-    let w = world();
+/// alice and bob with seven entries of alice's, oldest first: deposits
+/// (p1 btc, p2 xmr, p3 btc), a btc transfer to bob (t4), a deposit (p5 xmr),
+/// an xmr transfer to bob (t6), a withdrawal (p7 btc); labelled by reference
+/// or memo.
+fn seven_entries(w: &World) -> (Member, Member) {
     let admin = w.admin("wal_admin9");
     let alice = w.member("wal_alice9");
     let bob = w.member("wal_bob9");
@@ -1439,14 +1441,48 @@ fn entries_page_newest_first_every_entry_exactly_once() {
         assert_eq!(response.status, 201, "{}", response.body_text());
     };
     let ok = |response: HttpResponse| assert_eq!(response.status, 201, "{}", response.body_text());
-    ok(deposit_ref(&w, &admin, &alice, "btc", "1", "p1"));
-    ok(deposit_ref(&w, &admin, &alice, "xmr", "2", "p2"));
-    ok(deposit_ref(&w, &admin, &alice, "btc", "0.5", "p3"));
+    ok(deposit_ref(w, &admin, &alice, "btc", "1", "p1"));
+    ok(deposit_ref(w, &admin, &alice, "xmr", "2", "p2"));
+    ok(deposit_ref(w, &admin, &alice, "btc", "0.5", "p3"));
     memo_transfer("btc", "0.1", "t4");
-    ok(deposit_ref(&w, &admin, &alice, "xmr", "0.25", "p5"));
+    ok(deposit_ref(w, &admin, &alice, "xmr", "0.25", "p5"));
     memo_transfer("xmr", "0.3", "t6");
-    ok(withdraw_ref(&w, &admin, &alice, "btc", "0.2", "p7"));
+    ok(withdraw_ref(w, &admin, &alice, "btc", "0.2", "p7"));
+    (alice, bob)
+}
 
+/// Bad queries are 400 naming the field; another user's entry is no cursor
+/// for this list: well formed, but not found among bob's (404, naming
+/// `after`); no token is 401.
+fn entry_queries_are_checked(w: &World, alice: &Member, bob: &Member, alices_entry: &str) {
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "limit=-1",
+        "limit=",
+        "currency=doge",
+        "currency=BTC",
+        "after=x",
+    ] {
+        let response = w.get(&format!("/api/v1/wallet/entries?{bad}"), &alice.token);
+        let error = response.assert_error(400, "invalid_field");
+        let field = bad.split('=').next().unwrap_or_default();
+        assert_eq!(error["field"], field, "{bad}: {error}");
+    }
+    let response = w.get(
+        &format!("/api/v1/wallet/entries?after={alices_entry}"),
+        &bob.token,
+    );
+    assert_eq!(response.assert_error(404, "not_found")["field"], "after");
+    let response = w.get("/api/v1/wallet/entries", "not-a-token");
+    response.assert_error(401, "unauthenticated");
+}
+
+#[test]
+fn entries_page_newest_first_every_entry_exactly_once() {
+    let w = world();
+    let (alice, bob) = seven_entries(&w);
     let newest_first = ["p7", "t6", "p5", "t4", "p3", "p2", "p1"];
     let (entries, pages) = entries_paged(&w, &alice, None, 3);
     let labels: Vec<String> = entries.iter().map(label).collect();
@@ -1478,29 +1514,6 @@ fn entries_page_newest_first_every_entry_exactly_once() {
     let labels: Vec<String> = bobs.iter().map(label).collect();
     assert_eq!(labels, ["t6", "t4"], "bob sees his side only");
 
-    for bad in [
-        "limit=0",
-        "limit=101",
-        "limit=x",
-        "limit=-1",
-        "limit=",
-        "currency=doge",
-        "currency=BTC",
-        "after=x",
-    ] {
-        let response = w.get(&format!("/api/v1/wallet/entries?{bad}"), &alice.token);
-        let error = response.assert_error(400, "invalid_field");
-        let field = bad.split('=').next().unwrap_or_default();
-        assert_eq!(error["field"], field, "{bad}: {error}");
-    }
-    // Another user's entry is no cursor for this list: well formed, but
-    // not found among bob's (404, naming `after`).
-    let alices_only = entries[0]["id"].as_str().expect("an id").to_owned();
-    let response = w.get(
-        &format!("/api/v1/wallet/entries?after={alices_only}"),
-        &bob.token,
-    );
-    assert_eq!(response.assert_error(404, "not_found")["field"], "after");
     // Ids are not the insertion order: no two consecutive entries have
     // consecutive ids.
     let ids: Vec<i64> = entries
@@ -1516,8 +1529,8 @@ fn entries_page_newest_first_every_entry_exactly_once() {
         ids.windows(2).all(|pair| pair[0].abs_diff(pair[1]) > 1),
         "sequential-looking ids: {ids:?}"
     );
-    let response = w.get("/api/v1/wallet/entries", "not-a-token");
-    response.assert_error(401, "unauthenticated");
+    let alices_entry = entries[0]["id"].as_str().expect("an id");
+    entry_queries_are_checked(&w, &alice, &bob, alices_entry);
 }
 
 // ---- admin views -----------------------------------------------------------
