@@ -986,30 +986,7 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
     assert!(replayed(&response));
     assert_eq!(response.body, responses[0].body);
 
-    let before = ledger_view(&w, &[&alice, &bob]);
-    for other in [
-        json!({"to": bob.id, "currency": "btc", "amount": "0.2", "memo": "once"}),
-        json!({"to": bob.id, "currency": "btc", "amount": "0.1", "memo": "twice"}),
-        json!({"to": bob.id, "currency": "btc", "amount": "0.1"}),
-        json!({"to": carol.id, "currency": "btc", "amount": "0.1", "memo": "once"}),
-    ] {
-        let response = keyed_transfer(&w, &alice, "order-17", &other);
-        response.assert_error(422, "idempotency_mismatch");
-    }
-    // The same key on another money route is another request too.
-    let response = w.post_with(
-        "/api/v1/transfers/batch",
-        Some(&alice.token),
-        &json!({"transfers": [body.clone()]}),
-        &[("Idempotency-Key", "order-17")],
-    );
-    response.assert_error(422, "idempotency_mismatch");
-    assert_eq!(
-        ledger_view(&w, &[&alice, &bob]),
-        before,
-        "a mismatch changed the ledger"
-    );
-
+    a_different_request_under_the_key_is_refused(&w, [&alice, &bob, &carol], &body);
     // Keys are per caller: carol's "order-17" is her own.
     let response = keyed_transfer(&w, &carol, "order-17", &body);
     assert_eq!(response.status, 201, "{}", response.body_text());
@@ -1019,9 +996,48 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
     assert_eq!(w.balance(&carol, "btc").0, "0.90000000");
     assert_eq!(w.balance(&bob, "btc").0, "0.20000000");
 
-    // Malformed keys are refused before anything happens.
+    malformed_keys_are_refused(&w, &alice, &body);
+    assert_eq!(w.balance(&alice, "btc").0, "0.80000000");
+    assert!(w.check(&admin).is_empty());
+}
+
+/// Another request under alice's key "order-17" (which sent `body`), on
+/// this route or another, is 422 and changes nothing.
+fn a_different_request_under_the_key_is_refused(
+    w: &World,
+    [alice, bob, carol]: [&Member; 3],
+    body: &Value,
+) {
+    let before = ledger_view(w, &[alice, bob]);
+    for other in [
+        json!({"to": bob.id, "currency": "btc", "amount": "0.2", "memo": "once"}),
+        json!({"to": bob.id, "currency": "btc", "amount": "0.1", "memo": "twice"}),
+        json!({"to": bob.id, "currency": "btc", "amount": "0.1"}),
+        json!({"to": carol.id, "currency": "btc", "amount": "0.1", "memo": "once"}),
+    ] {
+        let response = keyed_transfer(w, alice, "order-17", &other);
+        response.assert_error(422, "idempotency_mismatch");
+    }
+    // The same key on another money route is another request too.
+    let response = w.post_with(
+        "/api/v1/transfers/batch",
+        Some(&alice.token),
+        &json!({ "transfers": [body] }),
+        &[("Idempotency-Key", "order-17")],
+    );
+    response.assert_error(422, "idempotency_mismatch");
+    assert_eq!(
+        ledger_view(w, &[alice, bob]),
+        before,
+        "a mismatch changed the ledger"
+    );
+}
+
+/// Malformed keys are refused before anything happens; 255 characters are
+/// a key.
+fn malformed_keys_are_refused(w: &World, alice: &Member, body: &Value) {
     for key in ["", "has space", &"k".repeat(256), "ключ"] {
-        let response = keyed_transfer(&w, &alice, key, &body);
+        let response = keyed_transfer(w, alice, key, body);
         assert_eq!(
             response.status,
             400,
@@ -1030,15 +1046,13 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
         );
         response.error();
     }
-    let response = keyed_transfer(&w, &alice, &"k".repeat(255), &body);
+    let response = keyed_transfer(w, alice, &"k".repeat(255), body);
     assert_eq!(
         response.status,
         201,
         "a 255-character key: {}",
         response.body_text()
     );
-    assert_eq!(w.balance(&alice, "btc").0, "0.80000000");
-    assert!(w.check(&admin).is_empty());
 }
 
 #[test]
@@ -1584,14 +1598,19 @@ fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
         "2.000000000000"
     );
 
+    admin_balances_checks_its_query_and_caller(&w, &admin, &alice);
+}
+
+/// At most 350 ids, and good ids and currencies, or 400; admins only.
+fn admin_balances_checks_its_query_and_caller(w: &World, admin: &Member, alice: &Member) {
     // At most 350 ids: the most 19-digit ids that always fit the target.
     let ids: Vec<String> = (0..=350u64)
         .map(|n| (9_000_000_000_000_000_000 + n).to_string())
         .collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let response = admin_balances(&w, &admin, &refs[..350], Some("btc"));
+    let response = admin_balances(w, admin, &refs[..350], Some("btc"));
     assert_eq!(response.status, 200, "350 ids: {}", response.body_text());
-    let response = admin_balances(&w, &admin, &refs, Some("btc"));
+    let response = admin_balances(w, admin, &refs, Some("btc"));
     assert_eq!(
         response.assert_error(400, "invalid_field")["field"],
         "user_ids"
@@ -1607,7 +1626,7 @@ fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
         assert_eq!(response.status, 400, "{bad}: {}", response.body_text());
         response.error();
     }
-    admin_balances(&w, &alice, &[&alice.id], None).assert_error(403, "forbidden");
+    admin_balances(w, alice, &[&alice.id], None).assert_error(403, "forbidden");
     w.get("/api/v1/admin/stats/wallets", &alice.token)
         .assert_error(403, "forbidden");
     w.get("/api/v1/admin/check", &alice.token)
