@@ -850,25 +850,14 @@ fn every_error_caused_by_one_batch_item_names_its_index() {
     assert!(w.check(&admin).is_empty());
 }
 
-#[test]
-fn a_good_batch_across_currencies_is_applied_in_full() {
-    let w = world();
-    let admin = w.admin("wal_admin4");
-    let alice = w.member("wal_alice4");
-    let bob = w.member("wal_bob4");
-    let carol = w.member("wal_carol4");
-    w.deposit(&admin, &alice, "btc", "1.5");
-    w.deposit(&admin, &alice, "xmr", "2");
-
-    let items = json!([
-        {"to": bob.id, "currency": "btc", "amount": "0.25", "memo": "b1"},
-        {"to": carol.id, "currency": "xmr", "amount": "0.5", "memo": "c1"},
-        {"to": bob.id, "currency": "xmr", "amount": "0.000000000001", "memo": "b2"},
-        {"to": carol.id, "currency": "btc", "amount": "0.75", "memo": "c2"},
-        {"to": bob.id, "currency": "btc", "amount": "0.00000001"},
-    ]);
-    let response = batch(&w, &alice, items);
-    assert_eq!(response.status, 201, "{}", response.body_text());
+/// The answer to the good batch: its five transfers in the order asked,
+/// each its own transfer.
+fn assert_transfers_in_order(
+    response: &HttpResponse,
+    alice: &Member,
+    bob: &Member,
+    carol: &Member,
+) {
     let transfers = response.json()["transfers"]
         .as_array()
         .expect("transfers")
@@ -894,31 +883,48 @@ fn a_good_batch_across_currencies_is_applied_in_full() {
         5,
         "every item is its own transfer: {transfers:?}"
     );
+}
 
-    assert_eq!(
-        w.balance(&alice, "btc"),
-        ("0.49999999".into(), "0.00000000".into())
-    );
-    assert_eq!(
-        w.balance(&alice, "xmr"),
-        ("1.499999999999".into(), "0.000000000000".into())
-    );
-    assert_eq!(
-        w.balance(&bob, "btc"),
-        ("0.25000001".into(), "0.00000000".into())
-    );
-    assert_eq!(
-        w.balance(&bob, "xmr"),
-        ("0.000000000001".into(), "0.000000000000".into())
-    );
-    assert_eq!(
-        w.balance(&carol, "btc"),
-        ("0.75000000".into(), "0.00000000".into())
-    );
-    assert_eq!(
-        w.balance(&carol, "xmr"),
-        ("0.500000000000".into(), "0.000000000000".into())
-    );
+#[test]
+fn a_good_batch_across_currencies_is_applied_in_full() {
+    let w = world();
+    let admin = w.admin("wal_admin4");
+    let alice = w.member("wal_alice4");
+    let bob = w.member("wal_bob4");
+    let carol = w.member("wal_carol4");
+    w.deposit(&admin, &alice, "btc", "1.5");
+    w.deposit(&admin, &alice, "xmr", "2");
+
+    let items = json!([
+        {"to": bob.id, "currency": "btc", "amount": "0.25", "memo": "b1"},
+        {"to": carol.id, "currency": "xmr", "amount": "0.5", "memo": "c1"},
+        {"to": bob.id, "currency": "xmr", "amount": "0.000000000001", "memo": "b2"},
+        {"to": carol.id, "currency": "btc", "amount": "0.75", "memo": "c2"},
+        {"to": bob.id, "currency": "btc", "amount": "0.00000001"},
+    ]);
+    let response = batch(&w, &alice, items);
+    assert_eq!(response.status, 201, "{}", response.body_text());
+    assert_transfers_in_order(&response, &alice, &bob, &carol);
+    // (who, currency, available); nothing is held.
+    #[rustfmt::skip]
+    let balances = [
+        (&alice, "btc", "0.49999999"), (&alice, "xmr", "1.499999999999"),
+        (&bob, "btc", "0.25000001"), (&bob, "xmr", "0.000000000001"),
+        (&carol, "btc", "0.75000000"), (&carol, "xmr", "0.500000000000"),
+    ];
+    for (who, currency, available) in balances {
+        let held = if currency == "btc" {
+            "0.00000000"
+        } else {
+            "0.000000000000"
+        };
+        assert_eq!(
+            w.balance(who, currency),
+            (available.to_owned(), held.to_owned()),
+            "{} {currency}",
+            who.id
+        );
+    }
     let alice_out: Vec<Value> = all_entries(&w, &alice)
         .into_iter()
         .filter(|e| e["kind"] == "transfer")
