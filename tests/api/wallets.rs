@@ -537,84 +537,23 @@ fn batch_item(to: &str, currency: &str, amount: &str) -> Value {
 
 /// Batches from alice (1 btc, 1 xmr) refused because of one item:
 /// (what, items, status, code, index of the item).
+#[rustfmt::skip]
 fn bad_batch_cases(
     alice: &Member,
     bob: &Member,
 ) -> Vec<(&'static str, Value, u16, &'static str, usize)> {
-    let item = batch_item;
+    let btc = |amount: &str| batch_item(&bob.id, "btc", amount);
+    let xmr = |amount: &str| batch_item(&bob.id, "xmr", amount);
+    let (invalid, poor) = ("invalid_field", "insufficient_funds");
     vec![
-        (
-            "item 2 has an unknown recipient",
-            json!([
-                item(&bob.id, "btc", "0.1"),
-                item(&bob.id, "xmr", "0.1"),
-                item("7777777", "btc", "0.1")
-            ]),
-            404,
-            "not_found",
-            2,
-        ),
-        (
-            "item 1 has an unknown recipient",
-            json!([item(&bob.id, "btc", "0.1"), item("7777777", "btc", "0.1")]),
-            404,
-            "not_found",
-            1,
-        ),
-        (
-            "item 0 alone is unaffordable",
-            json!([item(&bob.id, "btc", "1.5"), item(&bob.id, "xmr", "0.1")]),
-            409,
-            "insufficient_funds",
-            0,
-        ),
-        (
-            "the btc items together pass the balance at item 2",
-            json!([
-                item(&bob.id, "btc", "0.6"),
-                item(&bob.id, "xmr", "0.3"),
-                item(&bob.id, "btc", "0.6")
-            ]),
-            409,
-            "insufficient_funds",
-            2,
-        ),
-        (
-            "the xmr item is unaffordable after a good btc item",
-            json!([
-                item(&bob.id, "btc", "0.5"),
-                item(&bob.id, "xmr", "1.000000000001")
-            ]),
-            409,
-            "insufficient_funds",
-            1,
-        ),
-        (
-            "item 1 goes to the sender",
-            json!([item(&bob.id, "btc", "0.1"), item(&alice.id, "btc", "0.1")]),
-            400,
-            "invalid_field",
-            1,
-        ),
-        (
-            "item 3 has a bad amount",
-            json!([
-                item(&bob.id, "btc", "0.1"),
-                item(&bob.id, "btc", "0.1"),
-                item(&bob.id, "btc", "0.1"),
-                item(&bob.id, "btc", "1e3")
-            ]),
-            400,
-            "invalid_field",
-            3,
-        ),
-        (
-            "item 1 has an unknown currency",
-            json!([item(&bob.id, "btc", "0.1"), item(&bob.id, "doge", "0.1")]),
-            400,
-            "invalid_field",
-            1,
-        ),
+        ("item 2 has an unknown recipient", json!([btc("0.1"), xmr("0.1"), batch_item("7777777", "btc", "0.1")]), 404, "not_found", 2),
+        ("item 1 has an unknown recipient", json!([btc("0.1"), batch_item("7777777", "btc", "0.1")]), 404, "not_found", 1),
+        ("item 0 alone is unaffordable", json!([btc("1.5"), xmr("0.1")]), 409, poor, 0),
+        ("the btc items together pass the balance at item 2", json!([btc("0.6"), xmr("0.3"), btc("0.6")]), 409, poor, 2),
+        ("the xmr item is unaffordable after a good btc item", json!([btc("0.5"), xmr("1.000000000001")]), 409, poor, 1),
+        ("item 1 goes to the sender", json!([btc("0.1"), batch_item(&alice.id, "btc", "0.1")]), 400, invalid, 1),
+        ("item 3 has a bad amount", json!([btc("0.1"), btc("0.1"), btc("0.1"), btc("1e3")]), 400, invalid, 3),
+        ("item 1 has an unknown currency", json!([btc("0.1"), batch_item(&bob.id, "doge", "0.1")]), 400, invalid, 1),
     ]
 }
 
