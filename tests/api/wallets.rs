@@ -1658,6 +1658,42 @@ fn unbalanced_currencies(stats: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Admin deposits and withdrawals (refused ones too) for `user`, the
+/// `t`-th mover, alternating btc and xmr, until `stop`; how many were sent.
+fn move_money_until(
+    addr: std::net::SocketAddr,
+    token: &str,
+    t: usize,
+    user: &Member,
+    stop: &AtomicBool,
+) -> u64 {
+    let mut client = Client::connect(addr);
+    let mut moves = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let currency = if moves.is_multiple_of(2) {
+            "btc"
+        } else {
+            "xmr"
+        };
+        let (path, amount) = if moves % 3 == 2 {
+            ("/api/v1/admin/withdrawals", "0.0005")
+        } else {
+            ("/api/v1/admin/deposits", "0.001")
+        };
+        let body = json!({"user_id": user.id, "currency": currency,
+                          "amount": amount, "reference": format!("snap-{t}-{moves}")});
+        let response = send_json(&mut client, "POST", path, Some(token), Some(&body), &[])
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            response.status == 201 || response.status == 409,
+            "{path}: {}",
+            response.summary()
+        );
+        moves += 1;
+    }
+    moves
+}
+
 #[test]
 fn wallet_statistics_balance_in_every_answer_under_concurrent_deposits_and_withdrawals() {
     // Issue 12: the statistics were read by several queries outside one
@@ -1679,30 +1715,7 @@ fn wallet_statistics_balance_in_every_answer_under_concurrent_deposits_and_withd
             .enumerate()
             .map(|(t, user)| {
                 let (stop, token) = (&stop, &admin.token);
-                s.spawn(move || {
-                    let mut client = Client::connect(addr);
-                    let mut moves = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let currency = if moves.is_multiple_of(2) { "btc" } else { "xmr" };
-                        let (path, amount) = if moves % 3 == 2 {
-                            ("/api/v1/admin/withdrawals", "0.0005")
-                        } else {
-                            ("/api/v1/admin/deposits", "0.001")
-                        };
-                        let body = json!({"user_id": user.id, "currency": currency,
-                                          "amount": amount, "reference": format!("snap-{t}-{moves}")});
-                        let response =
-                            send_json(&mut client, "POST", path, Some(token), Some(&body), &[])
-                                .unwrap_or_else(|e| panic!("{path}: {e}"));
-                        assert!(
-                            response.status == 201 || response.status == 409,
-                            "{path}: {}",
-                            response.summary()
-                        );
-                        moves += 1;
-                    }
-                    moves
-                })
+                s.spawn(move || move_money_until(addr, token, t, user, stop))
             })
             .collect();
         let mut client = Client::connect(addr);
