@@ -1436,12 +1436,10 @@ fn bad_changes_to_ones_own_account_change_nothing(world: &World, member: &Member
     assert!(seen["user"]["display_name"].is_null(), "{seen}");
 }
 
-#[test]
-fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
-    let world = world();
-    let member = world.member("xena");
-    // Logged in but never used, then expired in the database.
-    let expired = world.login("xena", PASSWORD);
+/// A token of `username`'s, logged in but never used, then expired in the
+/// database.
+fn expired_token(world: &World, username: &str) -> String {
+    let expired = world.login(username, PASSWORD);
     let raw_expired = {
         use base64::Engine as _;
         use sha2::Digest as _;
@@ -1460,31 +1458,45 @@ fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
         changed, 1,
         "the session is stored as the SHA-256 of the token"
     );
+    expired
+}
 
+/// Authorization values that must all get 401: wrong schemes, random,
+/// flipped, doubled, expired (`expired`) and huge tokens; the first six
+/// also on a write route.
+fn bad_authorizations(token: &str, expired: &str) -> Vec<String> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let printable: Vec<u8> = (0x21..0x7f).collect();
-    let mut flipped = member.token.clone().into_bytes();
+    let mut flipped = token.as_bytes().to_vec();
     flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).expect("ASCII");
-    let values: Vec<String> = vec![
+    vec![
         "Bearer".into(),
         "Bearer ".into(),
         "Basic x".into(),
-        format!("Basic {}", member.token),
-        format!("Token {}", member.token),
+        format!("Basic {token}"),
+        format!("Token {token}"),
         format!("Bearer {}", rng.text(BASE64URL, 43)),
         format!("Bearer {}", rng.text(BASE64URL, 44)),
         format!("Bearer {}", rng.text(BASE64URL, 42)),
         format!("Bearer {}", rng.text(b"!@#$%^&*()+=", 43)),
         format!("Bearer {}", "=".repeat(43)),
-        format!("Bearer {}x", member.token),
+        format!("Bearer {token}x"),
         format!("Bearer {flipped}"),
-        format!("Bearer {} {}", member.token, member.token),
+        format!("Bearer {token} {token}"),
         format!("Bearer {expired}"),
         rng.text(BASE64URL, 43),
         rng.text(&printable, 10 * 1024),
         format!("Bearer {}", rng.text(&printable, 10 * 1024)),
-    ];
+    ]
+}
+
+#[test]
+fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
+    let world = world();
+    let member = world.member("xena");
+    let expired = expired_token(&world, "xena");
+    let values = bad_authorizations(&member.token, &expired);
     for value in &values {
         let response = raw(
             &world.app,
