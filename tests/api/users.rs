@@ -202,17 +202,9 @@ const BASE64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 // ---- register, login, logout -----------------------------------------------
 
-#[test]
-fn a_user_registers_logs_in_reads_themselves_and_a_logout_kills_only_that_token() {
-    let world = world();
-    let registered = assert_status(
-        &register(
-            &world,
-            None,
-            &json!({"username": "carol", "password": PASSWORD, "display_name": "Carol C."}),
-        ),
-        201,
-    );
+/// The answer to carol's registration: her fields, a numeric id (which
+/// it returns), the defaults, no login yet.
+fn assert_new_carol(registered: &Value) -> &str {
     let user = &registered["user"];
     assert_eq!(
         keys(user),
@@ -238,6 +230,21 @@ fn a_user_registers_logs_in_reads_themselves_and_a_logout_kills_only_that_token(
         is_rfc3339_utc(user["created_at"].as_str().unwrap_or_default()),
         "{registered}"
     );
+    id
+}
+
+#[test]
+fn a_user_registers_logs_in_reads_themselves_and_a_logout_kills_only_that_token() {
+    let world = world();
+    let registered = assert_status(
+        &register(
+            &world,
+            None,
+            &json!({"username": "carol", "password": PASSWORD, "display_name": "Carol C."}),
+        ),
+        201,
+    );
+    let id = assert_new_carol(&registered);
 
     let session = assert_status(&try_login(&world, "carol", PASSWORD), 201);
     let token = session["token"].as_str().expect("a token").to_owned();
