@@ -200,6 +200,26 @@ impl Shop {
 
 // ---- placing ---------------------------------------------------------------
 
+/// An order has exactly the documented fields.
+fn assert_order_fields(order: &Value) {
+    let mut got: Vec<&str> = order
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    #[rustfmt::skip]
+    let mut expected = vec![
+        "id", "listing", "title", "buyer", "seller", "currency", "unit_price",
+        "quantity", "amount", "fee", "state", "memo", "tracking",
+        "dispute_reason", "escrow", "created_at", "updated_at", "ship_by",
+        "confirm_by",
+    ];
+    got.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(got, expected, "{order}");
+}
+
 #[test]
 fn placing_an_order_reserves_the_stock_and_holds_the_amount_in_its_escrow() {
     let s = shop("1");
@@ -210,37 +230,7 @@ fn placing_an_order_reserves_the_stock_and_holds_the_amount_in_its_escrow() {
     let response = s.try_place(&s.buyer, &body);
     assert_eq!(response.status, 201, "{}", response.summary());
     let order = response.json()["order"].clone();
-    let keys: Vec<&str> = order
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let mut expected = vec![
-        "id",
-        "listing",
-        "title",
-        "buyer",
-        "seller",
-        "currency",
-        "unit_price",
-        "quantity",
-        "amount",
-        "fee",
-        "state",
-        "memo",
-        "tracking",
-        "dispute_reason",
-        "escrow",
-        "created_at",
-        "updated_at",
-        "ship_by",
-        "confirm_by",
-    ];
-    let mut got = keys.clone();
-    got.sort_unstable();
-    expected.sort_unstable();
-    assert_eq!(got, expected, "{order}");
+    assert_order_fields(&order);
     assert_eq!(order["state"], "paid");
     assert_eq!(order["listing"], listing.as_str());
     assert_eq!(order["title"], "Brass lamp");
