@@ -249,23 +249,11 @@ fn a_users_reviews_page_newest_first_with_the_summary() {
     written.reverse();
     let path = format!("/api/v1/users/{}/reviews", m.seller.id);
     let mut seen = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page_path = match &after {
-            None => format!("{path}?limit=3"),
-            Some(cursor) => format!("{path}?limit=3&after={cursor}"),
-        };
-        let page = m.w.get(&page_path, &m.outsider.token);
-        assert_eq!(page.status, 200, "{}", page.body_text());
-        let body = page.json();
+    for body in pages(&m, &path, &m.outsider, 3) {
         assert_eq!(body["summary"], json!({"count": 4, "average": "4.25"}));
         for review in body["reviews"].as_array().expect("reviews") {
             assert_eq!(review["subject"], json!(m.seller.id));
             seen.push(review["id"].clone());
-        }
-        match body["next"].as_str() {
-            Some(next) => after = Some(next.to_owned()),
-            None => break,
         }
     }
     assert_eq!(seen, written, "every review once, newest first");
@@ -340,30 +328,34 @@ fn bad_messages_are_refused(m: &Market, order: &str) {
     }
 }
 
-/// The ids of the messages at `path`, read as `reader` in pages of two.
-fn messages_paged(m: &Market, path: &str, reader: &Member) -> Vec<Value> {
-    let mut seen = Vec::new();
+/// Every page of the list at `path`, read as `reader` `limit` at a time
+/// by following `next`.
+fn pages(m: &Market, path: &str, reader: &Member, limit: usize) -> Vec<Value> {
+    let mut pages = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let page_path = match &after {
-            None => format!("{path}?limit=2"),
-            Some(cursor) => format!("{path}?limit=2&after={cursor}"),
+            None => format!("{path}?limit={limit}"),
+            Some(cursor) => format!("{path}?limit={limit}&after={cursor}"),
         };
         let page = m.w.get(&page_path, &reader.token);
         assert_eq!(page.status, 200, "{}", page.body_text());
         let body = page.json();
-        seen.extend(
-            body["messages"]
-                .as_array()
-                .expect("messages")
-                .iter()
-                .map(|m| m["id"].clone()),
-        );
-        match body["next"].as_str() {
-            Some(next) => after = Some(next.to_owned()),
-            None => return seen,
+        after = body["next"].as_str().map(str::to_owned);
+        pages.push(body);
+        if after.is_none() {
+            return pages;
         }
     }
+}
+
+/// The ids of the messages at `path`, read as `reader` in pages of two.
+fn messages_paged(m: &Market, path: &str, reader: &Member) -> Vec<Value> {
+    pages(m, path, reader, 2)
+        .iter()
+        .flat_map(|page| page["messages"].as_array().expect("messages").clone())
+        .map(|message| message["id"].clone())
+        .collect()
 }
 
 #[test]
