@@ -807,11 +807,10 @@ fn a_released_in_two_seconds_escrow(
         &[],
     );
     assert_eq!(response.status, 201, "create: {}", response.summary());
-    let id = response.json()["escrow"]["id"]
+    response.json()["escrow"]["id"]
         .as_str()
         .expect("an id")
-        .to_owned();
-    id
+        .to_owned()
 }
 
 /// `who`'s btc balance as served at `addr`.
