@@ -1064,93 +1064,75 @@ impl Kind {
 
     /// The load of this row on a database of `users` users.
     fn scenario(self, users: usize, uniform: bool) -> Scenario {
+        Scenario::new(self.label(), move |thread| {
+            self.flow(thread, users, uniform)
+        })
+    }
+
+    /// The flow of client thread `thread` of this row.
+    fn flow(self, thread: usize, users: usize, uniform: bool) -> Box<dyn Flow> {
         let salt = self as u64 * 0x1000_0000 + u64::from(uniform);
-        let read = move |wallet: bool| {
-            move |thread: usize| -> Box<dyn Flow> {
-                Box::new(Read {
-                    rng: Rng::new(thread, salt),
-                    users,
-                    token: (!uniform).then(|| token(caller_of(thread, users))),
-                    wallet,
-                })
-            }
-        };
-        let transfer = move |items: usize| {
-            move |thread: usize| -> Box<dyn Flow> {
-                let me = caller_of(thread, users);
-                Box::new(Transfer {
-                    rng: Rng::new(thread, salt),
-                    users,
-                    me,
-                    token: token(me),
-                    items,
-                })
-            }
-        };
-        let escrow = move |thread: usize| {
-            let me = caller_of(thread, users);
-            Escrow {
-                rng: Rng::new(thread, salt ^ 0xE5),
+        let rng = Rng::new(thread, salt);
+        let me = caller_of(thread, users);
+        match self {
+            Kind::Tiny | Kind::Healthz => Scenario::simple(
+                self.label(),
+                |_, _| b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
+                200,
+            )
+            .flow(thread),
+            Kind::Profile | Kind::Wallet => Box::new(Read {
+                rng,
+                users,
+                token: (!uniform).then(|| token(me)),
+                wallet: self == Kind::Wallet,
+            }),
+            Kind::Search => Box::new(Search {
+                rng,
+                token: token(me),
+            }),
+            Kind::ListingRead => Box::new(ListingRead {
+                rng,
+                token: token(me),
+            }),
+            Kind::ListingCreate => Box::new(ListingCreate {
+                rng,
+                token: token(me),
+            }),
+            Kind::Transfer | Kind::Batch => Box::new(Transfer {
+                rng,
                 users,
                 me,
                 token: token(me),
-                pending: None,
-            }
-        };
-        let name = self.label();
-        match self {
-            Kind::Tiny | Kind::Healthz => Scenario::simple(
-                name,
-                |_, _| b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
-                200,
-            ),
-            Kind::Profile => Scenario::new(name, read(false)),
-            Kind::Wallet => Scenario::new(name, read(true)),
-            Kind::Search => Scenario::new(name, move |thread| {
-                Box::new(Search {
-                    rng: Rng::new(thread, salt),
-                    token: token(caller_of(thread, users)),
-                })
+                items: if self == Kind::Batch { BATCH_ITEMS } else { 1 },
             }),
-            Kind::ListingRead => Scenario::new(name, move |thread| {
-                Box::new(ListingRead {
-                    rng: Rng::new(thread, salt),
-                    token: token(caller_of(thread, users)),
-                })
+            Kind::Escrow => Box::new(escrow_flow(thread, users, salt)),
+            Kind::Order => orders::place_flow(thread, users, salt),
+            Kind::OrderLife => orders::life_flow(thread, users, salt),
+            Kind::Login => Box::new(Login {
+                body: format!(r#"{{"username":"user{me}","password":"{PASSWORD}"}}"#),
             }),
-            Kind::ListingCreate => Scenario::new(name, move |thread| {
-                Box::new(ListingCreate {
-                    rng: Rng::new(thread, salt),
-                    token: token(caller_of(thread, users)),
-                })
-            }),
-            Kind::Transfer => Scenario::new(name, transfer(1)),
-            Kind::Batch => Scenario::new(name, transfer(BATCH_ITEMS)),
-            Kind::Escrow => Scenario::new(name, move |thread| Box::new(escrow(thread))),
-            Kind::Order => {
-                Scenario::new(name, move |thread| orders::place_flow(thread, users, salt))
-            }
-            Kind::OrderLife => {
-                Scenario::new(name, move |thread| orders::life_flow(thread, users, salt))
-            }
-            Kind::Login => Scenario::new(name, move |thread| {
-                let me = caller_of(thread, users);
-                Box::new(Login {
-                    body: format!(r#"{{"username":"user{me}","password":"{PASSWORD}"}}"#),
-                })
-            }),
-            Kind::Mixed => Scenario::new(name, move |thread| {
-                let me = caller_of(thread, users);
-                Box::new(Mixed {
-                    rng: Rng::new(thread, salt),
-                    users,
-                    me,
-                    token: token(me),
-                    escrow: escrow(thread),
-                    in_escrow: false,
-                })
+            Kind::Mixed => Box::new(Mixed {
+                rng,
+                users,
+                me,
+                token: token(me),
+                escrow: escrow_flow(thread, users, salt),
+                in_escrow: false,
             }),
         }
+    }
+}
+
+/// The escrow flow of client thread `thread` (its own stream of draws).
+fn escrow_flow(thread: usize, users: usize, salt: u64) -> Escrow {
+    let me = caller_of(thread, users);
+    Escrow {
+        rng: Rng::new(thread, salt ^ 0xE5),
+        users,
+        me,
+        token: token(me),
+        pending: None,
     }
 }
 
@@ -1444,19 +1426,9 @@ impl Ceiling {
     }
 }
 
-/// Transfers of 1 satoshi between random seeded users, `per_tx` per
-/// transaction, for `duration`, with souk's statements for one: the
-/// recipient check, the debit UPDATE with its available check, the credit
-/// upsert, two entry INSERTs (no savepoint: souk's writer takes one only
-/// when a job fails after writing); WAL, synchronous=FULL, the writer's
-/// pragmas, no concurrent checkpointer.
-fn storage_ceiling(
-    db: &Path,
-    users: usize,
-    per_tx: usize,
-    cache_kib: Option<i64>,
-    duration: Duration,
-) -> Result<Ceiling, String> {
+/// A connection to `db` with the writer's pragmas: WAL, synchronous=FULL,
+/// foreign keys, temporary tables in memory, and `cache_kib` if given.
+fn ceiling_connection(db: &Path, cache_kib: Option<i64>) -> Result<Connection, String> {
     let conn = Connection::open(db).map_err(|e| e.to_string())?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -1472,6 +1444,68 @@ fn storage_ceiling(
         conn.execute_batch(&format!("PRAGMA cache_size = -{kib}"))
             .map_err(|e| e.to_string())?;
     }
+    Ok(conn)
+}
+
+/// One transfer of 1 satoshi from `from` to `to` with souk's statements,
+/// inside the caller's transaction; `movement` is its movement id.
+fn raw_transfer(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+    movement: i64,
+    now: i64,
+) -> Result<(), String> {
+    let exists: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")
+        .and_then(|mut s| s.query_row([to], |row| row.get(0)))
+        .map_err(|e| e.to_string())?;
+    if !exists {
+        return Err(format!("recipient {to} is missing"));
+    }
+    let debited = conn
+        .prepare_cached(
+            "UPDATE accounts SET available = available - ?3
+             WHERE user_id = ?1 AND currency = ?2 AND available >= ?3",
+        )
+        .and_then(|mut s| s.execute(params![from, "btc", 1]))
+        .map_err(|e| e.to_string())?;
+    if debited != 1 {
+        return Err(format!("debit of user {from} failed"));
+    }
+    conn.prepare_cached(
+        "INSERT INTO accounts (user_id, currency, available) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_id, currency) DO UPDATE SET available = available + excluded.available
+         WHERE available <= 9223372036854775807 - excluded.available",
+    )
+    .and_then(|mut s| s.execute(params![to, "btc", 1]))
+    .map_err(|e| e.to_string())?;
+    for (user, direction, counterparty) in [(from, "out", to), (to, "in", from)] {
+        conn.prepare_cached(
+            "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount,
+                                  counterparty, escrow_id, memo, reference, created_at)
+             VALUES (?1, ?2, 'transfer', ?3, 'btc', 1, ?4, NULL, NULL, NULL, ?5)",
+        )
+        .and_then(|mut s| s.execute(params![movement, user, direction, counterparty, now]))
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Transfers of 1 satoshi between random seeded users, `per_tx` per
+/// transaction, for `duration`, with souk's statements for one: the
+/// recipient check, the debit UPDATE with its available check, the credit
+/// upsert, two entry INSERTs (no savepoint: souk's writer takes one only
+/// when a job fails after writing); WAL, synchronous=FULL, the writer's
+/// pragmas, no concurrent checkpointer.
+fn storage_ceiling(
+    db: &Path,
+    users: usize,
+    per_tx: usize,
+    cache_kib: Option<i64>,
+    duration: Duration,
+) -> Result<Ceiling, String> {
+    let conn = ceiling_connection(db, cache_kib)?;
     let mut rng = Rng::new(per_tx, 0xCE11);
     let mut next_id = 0usize;
     let (mut transfers, mut commits) = (0u64, 0u64);
@@ -1483,42 +1517,9 @@ fn storage_ceiling(
         for _ in 0..per_tx {
             let from = rng.below(users);
             let to = user_id(rng.other(users, from));
-            let from = user_id(from);
-            let exists: bool = conn
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")
-                .and_then(|mut s| s.query_row([to], |row| row.get(0)))
-                .map_err(|e| e.to_string())?;
-            if !exists {
-                return Err(format!("recipient {to} is missing"));
-            }
-            let debited = conn
-                .prepare_cached(
-                    "UPDATE accounts SET available = available - ?3
-                     WHERE user_id = ?1 AND currency = ?2 AND available >= ?3",
-                )
-                .and_then(|mut s| s.execute(params![from, "btc", 1]))
-                .map_err(|e| e.to_string())?;
-            if debited != 1 {
-                return Err(format!("debit of user {from} failed"));
-            }
-            conn.prepare_cached(
-                "INSERT INTO accounts (user_id, currency, available) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (user_id, currency) DO UPDATE SET available = available + excluded.available
-                 WHERE available <= 9223372036854775807 - excluded.available",
-            )
-            .and_then(|mut s| s.execute(params![to, "btc", 1]))
-            .map_err(|e| e.to_string())?;
             let movement = seeded_id(SPACE_CEILING, next_id);
             next_id += 1;
-            for (user, direction, counterparty) in [(from, "out", to), (to, "in", from)] {
-                conn.prepare_cached(
-                    "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount,
-                                          counterparty, escrow_id, memo, reference, created_at)
-                     VALUES (?1, ?2, 'transfer', ?3, 'btc', 1, ?4, NULL, NULL, NULL, ?5)",
-                )
-                .and_then(|mut s| s.execute(params![movement, user, direction, counterparty, now]))
-                .map_err(|e| e.to_string())?;
-            }
+            raw_transfer(&conn, user_id(from), to, movement, now)?;
             transfers += 1;
         }
         conn.execute_batch("COMMIT").map_err(|e| e.to_string())?;
@@ -2521,22 +2522,7 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     };
     let load_before = load_average();
     let seeded = seed_pristine(&bin, mode, dir, &mut journal.notes)?;
-    let main_db = dir.join("main.db");
-    copy_db(&seeded.pristine, &main_db)?;
-    let setup = Setup {
-        mode,
-        bin,
-        dir,
-        pristine: seeded.pristine.clone(),
-        main_db,
-        only: rows_filter(),
-        // `SOUK_BENCH_SECONDS=10` lengthens each row (e.g. to profile one).
-        duration: std::env::var("SOUK_BENCH_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map_or(mode.duration, Duration::from_secs_f64),
-        ticks_per_s: clock_ticks_per_second(),
-    };
+    let setup = Setup::new(mode, bin, dir, seeded.pristine.clone())?;
     let started = cold_starts(&setup, &mut journal)?;
     let workers = program::server_workers();
     let load = load_rows(&setup, workers, started.souk, &mut journal)?;
@@ -2581,7 +2567,28 @@ fn run(mode: &Mode, dir: &Path) -> Result<bool, String> {
     Ok(journal.clean)
 }
 
-impl Setup<'_> {
+impl<'a> Setup<'a> {
+    /// The run's setup: the seeded database `pristine` and the copy of it
+    /// the load rows run on, the rows asked for, and each row's length.
+    fn new(mode: &'a Mode, bin: PathBuf, dir: &'a Path, pristine: PathBuf) -> Result<Self, String> {
+        let main_db = dir.join("main.db");
+        copy_db(&pristine, &main_db)?;
+        Ok(Setup {
+            mode,
+            bin,
+            dir,
+            pristine,
+            main_db,
+            only: rows_filter(),
+            // `SOUK_BENCH_SECONDS=10` lengthens each row (e.g. to profile one).
+            duration: std::env::var("SOUK_BENCH_SECONDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map_or(mode.duration, Duration::from_secs_f64),
+            ticks_per_s: clock_ticks_per_second(),
+        })
+    }
+
     /// The runner of the main load rows.
     fn runner(&self) -> Runner {
         Runner {

@@ -451,6 +451,55 @@ fn note(stats: &mut ThreadStats, kind: String) {
     *stats.errors.entry(kind).or_default() += 1;
 }
 
+/// The open connection, or a new one; `None` (noted, after a pause) when
+/// connecting fails.
+fn connected<'a>(
+    client: &'a mut Option<Client>,
+    addr: SocketAddr,
+    stats: &mut ThreadStats,
+) -> Option<&'a mut Client> {
+    if client.is_none() {
+        match Client::connect(addr) {
+            Ok(conn) => *client = Some(conn),
+            Err(e) => {
+                note(stats, format!("connect: {}", error_kind(&e)));
+                std::thread::sleep(ERROR_PAUSE);
+                return None;
+            }
+        }
+    }
+    client.as_mut()
+}
+
+/// Books the flow's verdict on one answer, which came at `done` in an
+/// iteration `started` then: a finished iteration (`Ok(true)`) is answered
+/// and, once measuring, counted with its latency; a refusal is noted.
+/// Whether the iteration ended.
+fn book_answer(
+    stats: &mut ThreadStats,
+    verdict: Result<bool, String>,
+    measure_from: Instant,
+    started: Instant,
+    done: Instant,
+) -> bool {
+    stats.exchanges += 1;
+    match verdict {
+        Ok(true) => {
+            stats.answered += 1;
+            if done >= measure_from {
+                stats.ok += 1;
+                stats.latency.record((done - started).as_nanos() as u64);
+            }
+            true
+        }
+        Ok(false) => false,
+        Err(kind) => {
+            note(stats, kind);
+            true
+        }
+    }
+}
+
 fn client_loop(
     addr: SocketAddr,
     barrier: &Barrier,
@@ -479,16 +528,8 @@ fn client_loop(
     // When the current iteration's first request was sent.
     let mut iteration_start: Option<Instant> = None;
     while Instant::now() < end {
-        let conn = match client.as_mut() {
-            Some(conn) => conn,
-            None => match Client::connect(addr) {
-                Ok(conn) => client.insert(conn),
-                Err(e) => {
-                    note(&mut stats, format!("connect: {}", error_kind(&e)));
-                    std::thread::sleep(ERROR_PAUSE);
-                    continue;
-                }
-            },
+        let Some(conn) = connected(&mut client, addr, &mut stats) else {
+            continue;
         };
         let bytes = flow.request();
         let started = *iteration_start.get_or_insert_with(Instant::now);
@@ -499,21 +540,9 @@ fn client_loop(
         }
         match result {
             Ok(answer) => {
-                stats.exchanges += 1;
-                match flow.answer(answer.status, conn.body()) {
-                    Ok(true) => {
-                        iteration_start = None;
-                        stats.answered += 1;
-                        if done >= measure_from {
-                            stats.ok += 1;
-                            stats.latency.record((done - started).as_nanos() as u64);
-                        }
-                    }
-                    Ok(false) => {}
-                    Err(kind) => {
-                        iteration_start = None;
-                        note(&mut stats, kind);
-                    }
+                let verdict = flow.answer(answer.status, conn.body());
+                if book_answer(&mut stats, verdict, measure_from, started, done) {
+                    iteration_start = None;
                 }
                 if answer.close {
                     client = None;
@@ -765,6 +794,37 @@ impl Launch {
     }
 }
 
+/// Reads the server's stderr on a thread of its own: keeps the last
+/// `LOG_LINES_KEPT` lines in `log` and sends the address of the first
+/// `listening on` line.
+fn follow_log(
+    stderr: std::process::ChildStderr,
+    log: Arc<Mutex<Vec<String>>>,
+) -> Result<mpsc::Receiver<SocketAddr>, String> {
+    let (addr_tx, addr_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("souk-stderr".into())
+        .spawn(move || {
+            let mut addr_tx = Some(addr_tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1)
+                    && let Ok(addr) = rest.trim().parse::<SocketAddr>()
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                if log.len() >= LOG_LINES_KEPT {
+                    log.remove(0);
+                }
+                log.push(line);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(addr_rx)
+}
+
 /// Lines of the server's log kept for the report (warnings, errors, the tail).
 pub const LOG_LINES_KEPT: usize = 200;
 
@@ -788,30 +848,7 @@ impl Souk {
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        {
-            let log = Arc::clone(&log);
-            std::thread::Builder::new()
-                .name("souk-stderr".into())
-                .spawn(move || {
-                    let mut addr_tx = Some(addr_tx);
-                    for line in BufReader::new(stderr).lines() {
-                        let Ok(line) = line else { break };
-                        if let Some(rest) = line.split("listening on http://").nth(1)
-                            && let Ok(addr) = rest.trim().parse::<SocketAddr>()
-                            && let Some(tx) = addr_tx.take()
-                        {
-                            let _ = tx.send(addr);
-                        }
-                        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-                        if log.len() >= LOG_LINES_KEPT {
-                            log.remove(0);
-                        }
-                        log.push(line);
-                    }
-                })
-                .map_err(|e| e.to_string())?;
-        }
+        let addr_rx = follow_log(stderr, Arc::clone(&log))?;
         let mut souk = Souk {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -819,40 +856,9 @@ impl Souk {
             log,
         };
         let deadline = spawned + START_TIMEOUT;
-        loop {
-            match addr_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(addr) => {
-                    souk.addr = addr;
-                    break;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    if let Ok(Some(status)) = souk.child.try_wait() {
-                        return Err(format!(
-                            "souk exited at start ({status}):\n{}",
-                            souk.log_tail(20)
-                        ));
-                    }
-                }
-                Err(_) => {
-                    let _ = souk.child.kill();
-                    return Err(format!(
-                        "souk never said `listening on`:\n{}",
-                        souk.log_tail(20)
-                    ));
-                }
-            }
-        }
+        souk.addr = souk.wait_listening(&addr_rx, deadline)?;
         let to_listening = spawned.elapsed();
-        loop {
-            if probe_healthz(souk.addr) == Some(200) {
-                break;
-            }
-            if Instant::now() >= deadline {
-                let _ = souk.child.kill();
-                return Err("souk never answered 200 on /healthz".into());
-            }
-            std::thread::sleep(PROBE_EVERY);
-        }
+        souk.wait_healthy(deadline)?;
         let to_ready = spawned.elapsed();
         Ok((
             souk,
@@ -861,6 +867,48 @@ impl Souk {
                 to_ready,
             },
         ))
+    }
+
+    /// The address the server says it listens on, before `deadline`.
+    fn wait_listening(
+        &mut self,
+        addr_rx: &mpsc::Receiver<SocketAddr>,
+        deadline: Instant,
+    ) -> Result<SocketAddr, String> {
+        loop {
+            match addr_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(addr) => return Ok(addr),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        return Err(format!(
+                            "souk exited at start ({status}):\n{}",
+                            self.log_tail(20)
+                        ));
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    return Err(format!(
+                        "souk never said `listening on`:\n{}",
+                        self.log_tail(20)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Probes `/healthz` until it answers 200, before `deadline`.
+    fn wait_healthy(&mut self, deadline: Instant) -> Result<(), String> {
+        loop {
+            if probe_healthz(self.addr) == Some(200) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                return Err("souk never answered 200 on /healthz".into());
+            }
+            std::thread::sleep(PROBE_EVERY);
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -45,17 +45,23 @@ fn assert_self_contained(name: &str, text: &str) {
     }
 }
 
-#[test]
-fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_policy() {
-    let w = world();
-    let page = w.app.get("/admin");
-    assert_eq!(page.status, 200, "{}", page.summary());
+/// `GET path`: 200 with a content type that starts with `content_type`.
+fn served(w: &World, path: &str, content_type: &str) -> HttpResponse {
+    let response = w.app.get(path);
+    assert_eq!(response.status, 200, "{path}: {}", response.summary());
     assert!(
-        page.header("content-type")
+        response
+            .header("content-type")
             .unwrap_or_default()
-            .starts_with("text/html"),
-        "{page:?}"
+            .starts_with(content_type),
+        "{path}: {response:?}"
     );
+    response
+}
+
+/// The console page's headers: no framing, no sniffing, and a policy that
+/// allows only the binary's own scripts, styles and API.
+fn assert_strict_policy(page: &HttpResponse) {
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     let csp = page.header("content-security-policy").unwrap_or_default();
@@ -72,9 +78,12 @@ fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_pol
         !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
         "{csp}"
     );
-    let html = page.body_text();
+}
+
+/// The page has no inline script or style: every script has a src, no
+/// style attribute; it links the style sheet and loads nothing from elsewhere.
+fn assert_no_inline_code(html: &str) {
     assert!(html.to_ascii_lowercase().starts_with("<!doctype html>"));
-    // No inline script or style: every script has a src, no style attribute.
     assert_eq!(
         html.matches("<script").count(),
         html.matches("<script src=\"/admin/console.js\"").count(),
@@ -85,19 +94,13 @@ fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_pol
         "inline style"
     );
     assert!(html.contains("href=\"/admin/console.css\""));
-    assert_self_contained("the page", &html);
+    assert_self_contained("the page", html);
+}
 
-    let script = w.app.get("/admin/console.js");
-    assert_eq!(script.status, 200);
-    assert!(
-        script
-            .header("content-type")
-            .unwrap_or_default()
-            .starts_with("text/javascript")
-    );
-    assert_eq!(script.header("x-content-type-options"), Some("nosniff"));
-    let js = script.body_text();
-    assert_self_contained("the script", &js);
+/// The script calls the routes the console needs, and sets server text as
+/// text only.
+fn assert_console_script(js: &str) {
+    assert_self_contained("the script", js);
     for call in [
         "/api/v1/sessions",
         "/api/v1/sessions/current",
@@ -113,16 +116,21 @@ fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_pol
         assert!(js.contains(call), "the script never uses {call}");
     }
     assert!(!js.contains("innerHTML"), "server text is set as text only");
+}
 
-    let style = w.app.get("/admin/console.css");
-    assert_eq!(style.status, 200);
-    assert!(
-        style
-            .header("content-type")
-            .unwrap_or_default()
-            .starts_with("text/css")
-    );
-    let css = style.body_text();
+#[test]
+fn the_console_page_and_its_assets_are_served_from_the_binary_under_a_strict_policy() {
+    let w = world();
+    let page = served(&w, "/admin", "text/html");
+    assert_strict_policy(&page);
+    let html = page.body_text();
+    assert_no_inline_code(&html);
+
+    let script = served(&w, "/admin/console.js", "text/javascript");
+    assert_eq!(script.header("x-content-type-options"), Some("nosniff"));
+    assert_console_script(&script.body_text());
+
+    let css = served(&w, "/admin/console.css", "text/css").body_text();
     assert_self_contained("the style sheet", &css);
     assert!(
         css.contains("[hidden] { display: none !important; }"),
@@ -220,25 +228,19 @@ fn the_consoles_admin_routes_are_for_admins_only_and_check_their_input() {
     }
 
     // Bad query values are 400 naming the field.
-    for (path, field) in [
-        (format!("/api/v1/admin/users/{id}/entries?limit=0"), "limit"),
-        (
-            format!("/api/v1/admin/users/{id}/entries?currency=zzz"),
-            "currency",
-        ),
-        (format!("/api/v1/admin/users/{id}/entries?after=x"), "after"),
-        (
-            format!("/api/v1/admin/users/{id}/orders?state=lost"),
-            "state",
-        ),
-        (
-            format!("/api/v1/admin/users/{id}/orders?limit=101"),
-            "limit",
-        ),
+    let user = format!("/api/v1/admin/users/{id}");
+    #[rustfmt::skip]
+    let bad_queries = [
+        (format!("{user}/entries?limit=0"), "limit"),
+        (format!("{user}/entries?currency=zzz"), "currency"),
+        (format!("{user}/entries?after=x"), "after"),
+        (format!("{user}/orders?state=lost"), "state"),
+        (format!("{user}/orders?limit=101"), "limit"),
         ("/api/v1/admin/escrows?state=lost".to_owned(), "state"),
         ("/api/v1/admin/escrows?limit=abc".to_owned(), "limit"),
         ("/api/v1/admin/escrows?after=-1".to_owned(), "after"),
-    ] {
+    ];
+    for (path, field) in bad_queries {
         let error = get(&w, &path, Some(&admin.token)).assert_error(400, "invalid_field");
         assert_eq!(error["field"], field, "{path}");
     }
@@ -260,7 +262,6 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     w.deposit(&admin, &alice, BTC, "1.5");
     w.deposit(&admin, &alice, BTC, "0.25");
     w.deposit(&admin, &bob, BTC, "1");
-
     let view = get(
         &w,
         &format!("/api/v1/admin/users/{}", alice.id),
@@ -280,14 +281,20 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     assert_eq!(view["balances"][BTC]["available"], "1.75000000");
     assert_eq!(view["balances"][BTC]["held"], "0.00000000");
 
-    // Entries: the user's own, newest first, paged like /wallet/entries.
+    admin_sees_the_users_entries(&w, &admin, &alice, &bob);
+    admin_sees_the_users_orders(&w, &admin, &alice, &bob);
+}
+
+/// Alice's entries (deposits of 1.5 then 0.25 btc) as the admin sees them:
+/// her own, newest first, paged like /wallet/entries.
+fn admin_sees_the_users_entries(w: &World, admin: &Member, alice: &Member, bob: &Member) {
     let path = format!("/api/v1/admin/users/{}/entries", alice.id);
-    let first = get(&w, &format!("{path}?limit=1"), Some(&admin.token)).json();
+    let first = get(w, &format!("{path}?limit=1"), Some(&admin.token)).json();
     assert_eq!(first["entries"].as_array().map(Vec::len), Some(1));
     assert_eq!(first["entries"][0]["amount"], "0.25000000");
     let next = first["next"].as_str().expect("a next page");
     let second = get(
-        &w,
+        w,
         &format!("{path}?limit=1&after={next}"),
         Some(&admin.token),
     )
@@ -296,19 +303,18 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     assert!(second["next"].is_null(), "{second}");
     // The same pages as the user's own.
     let own = w.get("/api/v1/wallet/entries", &alice.token).json();
-    let all = get(&w, &path, Some(&admin.token)).json();
+    let all = get(w, &path, Some(&admin.token)).json();
     assert_eq!(own, all);
     // Bob's entry is no cursor of Alice's list.
     let bobs = w.get("/api/v1/wallet/entries", &bob.token).json();
     let bobs_entry = bobs["entries"][0]["id"].as_str().expect("an entry id");
-    get(
-        &w,
-        &format!("{path}?after={bobs_entry}"),
-        Some(&admin.token),
-    )
-    .assert_error(404, "not_found");
+    get(w, &format!("{path}?after={bobs_entry}"), Some(&admin.token))
+        .assert_error(404, "not_found");
+}
 
-    // Orders: those the user bought or sold.
+/// An order of alice's from bob, in the lists of both (the orders a user
+/// bought or sold) as the admin sees them.
+fn admin_sees_the_users_orders(w: &World, admin: &Member, alice: &Member, bob: &Member) {
     let listing = w.post(
         "/api/v1/listings",
         Some(&bob.token),
@@ -323,9 +329,9 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     );
     assert_eq!(order.status, 201, "{}", order.summary());
     let order_id = order.json()["order"]["id"].clone();
-    for who in [&alice, &bob] {
+    for who in [alice, bob] {
         let page = get(
-            &w,
+            w,
             &format!("/api/v1/admin/users/{}/orders", who.id),
             Some(&admin.token),
         )
@@ -334,7 +340,7 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
         assert!(page["next"].is_null());
     }
     let paid = get(
-        &w,
+        w,
         &format!("/api/v1/admin/users/{}/orders?state=shipped", alice.id),
         Some(&admin.token),
     )
@@ -342,7 +348,7 @@ fn an_admin_sees_a_users_private_fields_lockout_balances_entries_and_orders() {
     assert_eq!(paid["orders"], json!([]));
     let nobody = quick_user(&w.db, "nobody", false);
     let none = get(
-        &w,
+        w,
         &format!("/api/v1/admin/users/{}/orders", nobody.id),
         Some(&admin.token),
     )
@@ -534,34 +540,26 @@ fn orders_escrows_are_listed_by_kind(
         .assert_error(400, "invalid_field");
 }
 
-/// The dashboard's `traffic.last_interval` counts the last interval only;
-/// `since_start` keeps everything.
-#[test]
-fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it() {
-    let w = world_with(|config| config.monitoring_interval = Duration::from_secs(2));
-    let admin = quick_user(&w.db, "root", true);
-    let traffic = || -> Value {
-        let response = w.get("/api/v1/admin/dashboard", &admin.token);
-        assert_eq!(response.status, 200, "{}", response.summary());
-        response.json()["traffic"].clone()
-    };
-    let before = traffic();
-    assert_eq!(before["window_s"], 2);
-    let burst_started = Instant::now();
-    for _ in 0..60 {
-        assert_eq!(get(&w, "/nowhere", None).status, 404);
-    }
-    let burst = burst_started.elapsed();
-    let busy = traffic();
-    let count = |v: &Value, key: &str| v[key].as_u64().unwrap_or(0);
-    // Since start counts the whole burst, however slow the machine.
+/// The dashboard's `traffic` figures, as `admin` sees them.
+fn dashboard_traffic(w: &World, admin: &Member) -> Value {
+    let response = w.get("/api/v1/admin/dashboard", &admin.token);
+    assert_eq!(response.status, 200, "{}", response.summary());
+    response.json()["traffic"].clone()
+}
+
+fn count(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// Right after a burst of 60 404s that took `burst`: since start counts it
+/// all, however slow the machine; the last interval (at least 2 s) holds the
+/// whole burst when it took under a second, on a busy machine at least its end.
+fn assert_burst_counted(before: &Value, busy: &Value, burst: Duration) {
     let grew = |key: &str| {
         count(&busy["since_start"], key).saturating_sub(count(&before["since_start"], key))
     };
     assert!(grew("requests") >= 60, "{before} {busy}");
     assert!(grew("errors_4xx") >= 60, "{before} {busy}");
-    // The last interval (at least 2 s) holds the whole burst when it took
-    // under a second; on a busy machine, at least its end.
     let recent = &busy["last_interval"];
     let least = if burst < Duration::from_secs(1) {
         60
@@ -586,22 +584,29 @@ fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it
     ] {
         assert!(recent[key].is_number(), "{key}: {busy}");
     }
-    let since_start = busy["since_start"]["requests"].as_u64().unwrap_or(0);
-    assert!(since_start >= 60, "{busy}");
+    assert!(count(&busy["since_start"], "requests") >= 60, "{busy}");
+}
 
-    // A few seconds later the burst has left the window, not the totals.
+/// The traffic once the burst has left the last interval (within 30 s).
+fn traffic_after_the_burst(w: &World, admin: &Member) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let quiet = loop {
+    loop {
         std::thread::sleep(Duration::from_millis(500));
-        let now = traffic();
+        let now = dashboard_traffic(w, admin);
         if now["last_interval"]["errors_4xx"] == 0 {
-            break now;
+            return now;
         }
         assert!(
             Instant::now() < deadline,
             "the burst never left the window: {now}"
         );
-    };
+    }
+}
+
+/// After the burst left the window: the last interval holds only the
+/// dashboard's own calls, the totals (more than `since_start` requests
+/// then) and the per-second series still have the burst.
+fn assert_burst_forgotten(quiet: &Value, since_start: u64) {
     let recent = quiet["last_interval"]["requests"]
         .as_u64()
         .unwrap_or(u64::MAX);
@@ -628,4 +633,24 @@ fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it
             .windows(2)
             .all(|p| p[0]["at_ms"].as_u64() < p[1]["at_ms"].as_u64())
     );
+}
+
+/// The dashboard's `traffic.last_interval` counts the last interval only;
+/// `since_start` keeps everything.
+#[test]
+fn the_dashboards_last_interval_figures_forget_old_load_and_since_start_keeps_it() {
+    let w = world_with(|config| config.monitoring_interval = Duration::from_secs(2));
+    let admin = quick_user(&w.db, "root", true);
+    let before = dashboard_traffic(&w, &admin);
+    assert_eq!(before["window_s"], 2);
+    let burst_started = Instant::now();
+    for _ in 0..60 {
+        assert_eq!(get(&w, "/nowhere", None).status, 404);
+    }
+    let burst = burst_started.elapsed();
+    let busy = dashboard_traffic(&w, &admin);
+    assert_burst_counted(&before, &busy, burst);
+    // A few seconds later the burst has left the window, not the totals.
+    let quiet = traffic_after_the_burst(&w, &admin);
+    assert_burst_forgotten(&quiet, count(&busy["since_start"], "requests"));
 }

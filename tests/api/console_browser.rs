@@ -52,6 +52,27 @@ fn chromium() -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// The DevTools endpoint chromium prints on stderr; the rest of stderr is
+/// drained so that chromium never blocks on a full pipe.
+fn devtools_endpoint(child: &mut Child) -> String {
+    let stderr = child.stderr.take().expect("chromium's stderr");
+    let (found, endpoint) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("ws://")
+                && line.contains("DevTools listening on")
+                && let Some(found) = found.take()
+            {
+                let _ = found.send(line[at..].trim().to_owned());
+            }
+        }
+    });
+    endpoint
+        .recv_timeout(WAIT)
+        .expect("chromium printed its DevTools endpoint")
+}
+
 /// A headless chromium and one page of it, attached over the DevTools
 /// protocol (a flat session on the browser's WebSocket).
 struct Browser {
@@ -87,24 +108,7 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting chromium");
-        // The endpoint is printed on stderr; the rest of stderr is drained
-        // so that chromium never blocks on a full pipe.
-        let stderr = child.stderr.take().expect("chromium's stderr");
-        let (found, endpoint) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut found = Some(found);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("ws://")
-                    && line.contains("DevTools listening on")
-                    && let Some(found) = found.take()
-                {
-                    let _ = found.send(line[at..].trim().to_owned());
-                }
-            }
-        });
-        let url = endpoint
-            .recv_timeout(WAIT)
-            .expect("chromium printed its DevTools endpoint");
+        let url = devtools_endpoint(&mut child);
         let (socket, _) = tungstenite::connect(url.as_str()).expect("connecting to DevTools");
         if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
             stream

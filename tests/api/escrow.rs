@@ -779,18 +779,14 @@ fn a_disputed_escrow_is_not_released_automatically() {
     assert_clean(&w, &admin);
 }
 
-#[test]
-fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
-    let dir = TempDir::new();
-    let db = dir.path.join("souk.db");
-    // The first admin, the way docs/running.md says; it also creates the database.
-    create_admin(&dir, PASSWORD);
-    let buyer = quick_user(&db, "buyer", false);
-    let seller = quick_user(&db, "seller", false);
-
-    let served = Served::start(&dir);
-    let addr = served.addr;
-    let admin = log_in_at(addr, "admin", PASSWORD);
+/// 1 btc deposited for `buyer`, then an escrow of 0.3 btc to `seller`
+/// released automatically after 2 s; its id.
+fn a_released_in_two_seconds_escrow(
+    addr: SocketAddr,
+    admin: &Member,
+    buyer: &Member,
+    seller: &Member,
+) -> String {
     let deposit = json!({"user_id": buyer.id, "currency": BTC, "amount": "1", "reference": "tx-1"});
     let response = request(
         addr,
@@ -811,10 +807,32 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
         &[],
     );
     assert_eq!(response.status, 201, "create: {}", response.summary());
-    let id = response.json()["escrow"]["id"]
+    response.json()["escrow"]["id"]
         .as_str()
         .expect("an id")
-        .to_owned();
+        .to_owned()
+}
+
+/// `who`'s btc balance as served at `addr`.
+fn btc_balance_at(addr: SocketAddr, who: &Member) -> Value {
+    let response = request(addr, "GET", "/api/v1/wallet", Some(&who.token), None, &[]);
+    assert_eq!(response.status, 200, "{}", response.summary());
+    response.json()["balances"][BTC].clone()
+}
+
+#[test]
+fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
+    let dir = TempDir::new();
+    let db = dir.path.join("souk.db");
+    // The first admin, the way docs/running.md says; it also creates the database.
+    create_admin(&dir, PASSWORD);
+    let buyer = quick_user(&db, "buyer", false);
+    let seller = quick_user(&db, "seller", false);
+
+    let served = Served::start(&dir);
+    let addr = served.addr;
+    let admin = log_in_at(addr, "admin", PASSWORD);
+    let id = a_released_in_two_seconds_escrow(addr, &admin, &buyer, &seller);
     served.stop();
 
     // The release time passes while nothing runs.
@@ -834,11 +852,7 @@ fn automatic_release_is_picked_up_after_a_restart_of_the_binary() {
     wait_for_state(addr, &buyer, &id, "released", Duration::from_secs(2));
     eprintln!("released {:?} after the restart", started.elapsed());
 
-    let wallet = |who: &Member| {
-        let response = request(addr, "GET", "/api/v1/wallet", Some(&who.token), None, &[]);
-        assert_eq!(response.status, 200, "{}", response.summary());
-        response.json()["balances"][BTC].clone()
-    };
+    let wallet = |who: &Member| btc_balance_at(addr, who);
     assert_eq!(
         wallet(&seller),
         json!({"available": "0.30000000", "held": "0.00000000"})

@@ -249,23 +249,11 @@ fn a_users_reviews_page_newest_first_with_the_summary() {
     written.reverse();
     let path = format!("/api/v1/users/{}/reviews", m.seller.id);
     let mut seen = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page_path = match &after {
-            None => format!("{path}?limit=3"),
-            Some(cursor) => format!("{path}?limit=3&after={cursor}"),
-        };
-        let page = m.w.get(&page_path, &m.outsider.token);
-        assert_eq!(page.status, 200, "{}", page.body_text());
-        let body = page.json();
+    for body in pages(&m, &path, &m.outsider, 3) {
         assert_eq!(body["summary"], json!({"count": 4, "average": "4.25"}));
         for review in body["reviews"].as_array().expect("reviews") {
             assert_eq!(review["subject"], json!(m.seller.id));
             seen.push(review["id"].clone());
-        }
-        match body["next"].as_str() {
-            Some(next) => after = Some(next.to_owned()),
-            None => break,
         }
     }
     assert_eq!(seen, written, "every review once, newest first");
@@ -291,11 +279,9 @@ fn a_users_reviews_page_newest_first_with_the_summary() {
     assert_eq!(anonymous.status, 401);
 }
 
-#[test]
-fn messages_are_for_the_parties_and_admins_oldest_first_and_change_nothing() {
-    let m = market();
-    let order = m.order();
-    let before = m.w.balance(&m.buyer, "btc");
+/// Five messages on `order` from the buyer, the seller and an admin, each
+/// answered with itself; their ids, oldest first.
+fn five_messages(m: &Market, order: &str) -> Vec<Value> {
     let mut written = Vec::new();
     for (who, text) in [
         (&m.buyer, "Is it brass all through?"),
@@ -304,7 +290,7 @@ fn messages_are_for_the_parties_and_admins_oldest_first_and_change_nothing() {
         (&m.buyer, "Thanks!"),
         (&m.seller, "Shipping today.\n\tTracking follows."),
     ] {
-        let sent = m.say(who, &order, text);
+        let sent = m.say(who, order, text);
         assert_eq!(sent.status, 201, "{}", sent.body_text());
         let message = sent.json()["message"].clone();
         assert_eq!(message["author"], json!(who.id));
@@ -312,19 +298,23 @@ fn messages_are_for_the_parties_and_admins_oldest_first_and_change_nothing() {
         assert_eq!(message["body"], json!(text));
         written.push(message["id"].clone());
     }
-    m.say(&m.outsider, &order, "let me in")
+    written
+}
+
+/// An outsider neither writes nor reads; an unknown order is 404; a bad
+/// body is 400 naming the field.
+fn bad_messages_are_refused(m: &Market, order: &str) {
+    m.say(&m.outsider, order, "let me in")
         .assert_error(404, "not_found");
     m.say(&m.buyer, "123456789", "hello?")
         .assert_error(404, "not_found");
-    let path = order_path(&order, "messages");
+    let path = order_path(order, "messages");
     m.w.get(&path, &m.outsider.token)
         .assert_error(404, "not_found");
+    let too_long = "x".repeat(souk::orders::messages::BODY_CHARS_MAX + 1);
     for (body, field) in [
         (json!({"body": ""}), "body"),
-        (
-            json!({"body": "x".repeat(souk::orders::messages::BODY_CHARS_MAX + 1)}),
-            "body",
-        ),
+        (json!({ "body": too_long }), "body"),
         (json!({"body": "hi", "to": "sally"}), "to"),
         (json!({"body": "esc\u{1b}[2J"}), "body"),
         (json!({"body": "nul\u{0}"}), "body"),
@@ -332,33 +322,52 @@ fn messages_are_for_the_parties_and_admins_oldest_first_and_change_nothing() {
         let refused = m.w.post(&path, Some(&m.buyer.token), &body);
         assert_eq!(
             refused.assert_error(400, "invalid_field")["field"],
-            json!(field)
+            json!(field),
+            "{body}"
         );
     }
+}
 
-    for reader in [&m.buyer, &m.seller, &m.admin] {
-        let mut seen = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page_path = match &after {
-                None => format!("{path}?limit=2"),
-                Some(cursor) => format!("{path}?limit=2&after={cursor}"),
-            };
-            let page = m.w.get(&page_path, &reader.token);
-            assert_eq!(page.status, 200, "{}", page.body_text());
-            let body = page.json();
-            seen.extend(
-                body["messages"]
-                    .as_array()
-                    .expect("messages")
-                    .iter()
-                    .map(|m| m["id"].clone()),
-            );
-            match body["next"].as_str() {
-                Some(next) => after = Some(next.to_owned()),
-                None => break,
-            }
+/// Every page of the list at `path`, read as `reader` `limit` at a time
+/// by following `next`.
+fn pages(m: &Market, path: &str, reader: &Member, limit: usize) -> Vec<Value> {
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page_path = match &after {
+            None => format!("{path}?limit={limit}"),
+            Some(cursor) => format!("{path}?limit={limit}&after={cursor}"),
+        };
+        let page = m.w.get(&page_path, &reader.token);
+        assert_eq!(page.status, 200, "{}", page.body_text());
+        let body = page.json();
+        after = body["next"].as_str().map(str::to_owned);
+        pages.push(body);
+        if after.is_none() {
+            return pages;
         }
+    }
+}
+
+/// The ids of the messages at `path`, read as `reader` in pages of two.
+fn messages_paged(m: &Market, path: &str, reader: &Member) -> Vec<Value> {
+    pages(m, path, reader, 2)
+        .iter()
+        .flat_map(|page| page["messages"].as_array().expect("messages").clone())
+        .map(|message| message["id"].clone())
+        .collect()
+}
+
+#[test]
+fn messages_are_for_the_parties_and_admins_oldest_first_and_change_nothing() {
+    let m = market();
+    let order = m.order();
+    let before = m.w.balance(&m.buyer, "btc");
+    let written = five_messages(&m, &order);
+    bad_messages_are_refused(&m, &order);
+    let path = order_path(&order, "messages");
+    for reader in [&m.buyer, &m.seller, &m.admin] {
+        let seen = messages_paged(&m, &path, reader);
         assert_eq!(seen, written, "every message once, oldest first");
     }
     assert_eq!(

@@ -574,6 +574,18 @@ fn a_title_match_ranks_above_a_description_only_match() {
     assert_eq!(search_ids(&w, "q=lantern&sort=relevance"), found);
 }
 
+/// Queries that mean something to the search engine's syntax, or are odd
+/// Unicode; each must be searched as plain text.
+#[rustfmt::skip]
+const HOSTILE_QUERIES: &[&str] = &[
+    "\"", "\"\"", "*", "-x", "a:b", "title:a", "^", "^a", "(", ")",
+    "NEAR(a b)", "NEAR", "OR", "a OR b", "NOT", "NOT a", "AND", "'", "\\",
+    "a*", "*a", "{a b}", "a + b", "🎉", "🎉a🎉", "e\u{301}", "\u{301}", "%00",
+    "\u{0}", "a\u{0}b", "…", "ǅ", "ß", "İ", "日本語", "١٢٣", "\u{200B}",
+    "\u{FEFF}", "a\"b", "col:\"x\"", "a AND (b OR", "%", "%%", "+", "NEAR/2",
+    "\u{10FFFF}",
+];
+
 #[test]
 fn query_syntax_is_plain_text_and_no_query_gives_a_5xx() {
     let w = world();
@@ -581,59 +593,7 @@ fn query_syntax_is_plain_text_and_no_query_gives_a_5xx() {
     let near = item(&w, &seller, "NEAR OR NOT AND", "1");
     let plain = item(&w, &seller, "plain a b", "1");
     let long_word = "x".repeat(200);
-    let hostile: Vec<String> = [
-        "\"",
-        "\"\"",
-        "*",
-        "-x",
-        "a:b",
-        "title:a",
-        "^",
-        "^a",
-        "(",
-        ")",
-        "NEAR(a b)",
-        "NEAR",
-        "OR",
-        "a OR b",
-        "NOT",
-        "NOT a",
-        "AND",
-        "'",
-        "\\",
-        "a*",
-        "*a",
-        "{a b}",
-        "a + b",
-        "🎉",
-        "🎉a🎉",
-        "e\u{301}",
-        "\u{301}",
-        "%00",
-        "\u{0}",
-        "a\u{0}b",
-        "…",
-        "ǅ",
-        "ß",
-        "İ",
-        "日本語",
-        "١٢٣",
-        "\u{200B}",
-        "\u{FEFF}",
-        "a\"b",
-        "col:\"x\"",
-        "a AND (b OR",
-        "%",
-        "%%",
-        "+",
-        "NEAR/2",
-        "\u{10FFFF}",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([long_word])
-    .collect();
-    for q in &hostile {
+    for q in HOSTILE_QUERIES.iter().copied().chain([long_word.as_str()]) {
         // Every byte not unreserved is percent-encoded: NUL goes as `%00`.
         let wire = encode(q);
         for sort in [
@@ -690,36 +650,27 @@ fn filters_narrow_the_results_and_price_bounds_need_a_currency() {
     );
     let id = |l: &Value| l["id"].as_str().unwrap_or_default().to_owned();
     let (a1, a2, b1) = (id(&a1), id(&a2), id(&b1));
-    assert_eq!(
-        search_ids(&w, &format!("seller={}", alice.id)),
-        vec![a2.clone(), a1.clone()]
-    );
-    assert_eq!(search_ids(&w, "currency=btc"), vec![b1.clone(), a1.clone()]);
-    assert_eq!(search_ids(&w, "tag=red"), vec![a2.clone(), a1.clone()]);
-    assert_eq!(search_ids(&w, "tag=big&currency=btc"), vec![b1.clone()]);
-    assert_eq!(
-        search_ids(&w, "currency=btc&min_price=1&max_price=3"),
-        vec![b1.clone(), a1.clone()]
-    );
-    assert_eq!(
-        search_ids(&w, "currency=btc&min_price=1.00000001"),
-        vec![b1.clone()]
-    );
-    assert_eq!(
-        search_ids(&w, "currency=btc&max_price=2.99999999"),
-        vec![a1.clone()]
-    );
-    assert_eq!(
-        search_ids(&w, "currency=btc&min_price=3&max_price=3"),
-        vec![b1.clone()]
-    );
-    assert!(search_ids(&w, "currency=btc&min_price=4").is_empty());
-    assert!(search_ids(&w, "seller=123").is_empty());
-    assert!(search_ids(&w, "tag=none").is_empty());
-    assert_eq!(
-        search_ids(&w, &format!("q=two&seller={}&tag=big", alice.id)),
-        vec![a2.clone()]
-    );
+    let none: Vec<String> = Vec::new();
+    let alices = format!("seller={}", alice.id);
+    let alices_big_two = format!("q=two&seller={}&tag=big", alice.id);
+    #[rustfmt::skip]
+    let narrowed = [
+        (alices.as_str(), vec![a2.clone(), a1.clone()]),
+        ("currency=btc", vec![b1.clone(), a1.clone()]),
+        ("tag=red", vec![a2.clone(), a1.clone()]),
+        ("tag=big&currency=btc", vec![b1.clone()]),
+        ("currency=btc&min_price=1&max_price=3", vec![b1.clone(), a1.clone()]),
+        ("currency=btc&min_price=1.00000001", vec![b1.clone()]),
+        ("currency=btc&max_price=2.99999999", vec![a1.clone()]),
+        ("currency=btc&min_price=3&max_price=3", vec![b1.clone()]),
+        ("currency=btc&min_price=4", none.clone()),
+        ("seller=123", none.clone()),
+        ("tag=none", none),
+        (alices_big_two.as_str(), vec![a2]),
+    ];
+    for (query, want) in narrowed {
+        assert_eq!(search_ids(&w, query), want, "{query}");
+    }
     let bad = [
         ("min_price=1", "min_price"),
         ("max_price=1", "max_price"),
@@ -954,15 +905,6 @@ fn a_cached_search_never_shows_a_listing_as_it_was_before_an_answered_edit() {
     let closed = item(&w, &seller, "zephyr two", "2");
     let retitled = item(&w, &seller, "zephyr three", "3");
     let cheap = item(&w, &seller, "zephyr four", "4");
-    let described = create(
-        &w,
-        &seller,
-        json!({"title": "plain", "description": "a quokka", "currency": "btc", "price": "5",
-               "tags": ["red"]}),
-    )["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     let all = vec![
         cheap.clone(),
         retitled.clone(),
@@ -1009,21 +951,34 @@ fn a_cached_search_never_shows_a_listing_as_it_was_before_an_answered_edit() {
         "repriced: reordered at once"
     );
 
-    assert_eq!(
-        cached_search(&w, &admin, "q=quokka"),
-        vec![described.clone()]
-    );
-    assert_eq!(
-        cached_search(&w, &admin, "tag=red"),
-        vec![described.clone()]
-    );
-    let response = patch(&w, &seller, &described, json!({"description": "a wombat"}));
+    an_edited_description_or_tag_leaves_a_cached_search_at_once(&w, &seller, &admin);
+}
+
+/// A listing found through its description or tag is gone from a cached
+/// search as soon as an edit of either is answered.
+fn an_edited_description_or_tag_leaves_a_cached_search_at_once(
+    w: &World,
+    seller: &Member,
+    admin: &Member,
+) {
+    let described = create(
+        w,
+        seller,
+        json!({"title": "plain", "description": "a quokka", "currency": "btc", "price": "5",
+               "tags": ["red"]}),
+    )["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(cached_search(w, admin, "q=quokka"), vec![described.clone()]);
+    assert_eq!(cached_search(w, admin, "tag=red"), vec![described.clone()]);
+    let response = patch(w, seller, &described, json!({"description": "a wombat"}));
     assert_eq!(response.status, 200, "{}", response.body_text());
-    assert!(search_ids(&w, "q=quokka").is_empty(), "redescribed");
-    cached_search(&w, &admin, "tag=red");
-    let response = patch(&w, &seller, &described, json!({"tags": ["blue"]}));
+    assert!(search_ids(w, "q=quokka").is_empty(), "redescribed");
+    cached_search(w, admin, "tag=red");
+    let response = patch(w, seller, &described, json!({"tags": ["blue"]}));
     assert_eq!(response.status, 200, "{}", response.body_text());
-    assert!(search_ids(&w, "tag=red").is_empty(), "retagged");
+    assert!(search_ids(w, "tag=red").is_empty(), "retagged");
 }
 
 #[test]

@@ -146,68 +146,12 @@ fn parse_exposition(body: &str) -> Exposition {
             continue;
         }
         if let Some(comment) = raw.strip_prefix('#') {
-            let mut words = comment.split_whitespace();
-            match words.next() {
-                Some("TYPE") => {
-                    let name = words.next().expect("a TYPE names its family");
-                    let kind = words.next().expect("a TYPE gives a type");
-                    assert!(words.next().is_none(), "line {line}: {raw}");
-                    assert!(is_metric_name(name), "line {line}: {raw}");
-                    assert!(
-                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
-                        "line {line}: unknown type in {raw}"
-                    );
-                    assert!(
-                        out.types.insert(name.to_owned(), kind.to_owned()).is_none(),
-                        "line {line}: a second # TYPE for {name}"
-                    );
-                    assert!(
-                        !out.samples
-                            .iter()
-                            .any(|s| family_of(&s.name, &out.types).as_deref() == Some(name)),
-                        "line {line}: # TYPE {name} after samples of it"
-                    );
-                }
-                Some("HELP") => {
-                    let name = words.next().expect("a HELP names its family");
-                    assert!(is_metric_name(name), "line {line}: {raw}");
-                }
-                _ => {}
-            }
+            parse_comment(&mut out, comment, raw, line);
             continue;
         }
-        let name_end = raw.find(['{', ' ']).unwrap_or(raw.len());
-        let name = &raw[..name_end];
-        assert!(
-            is_metric_name(name),
-            "line {line}: bad metric name in {raw:?}"
-        );
-        let (labels, rest) = if raw[name_end..].starts_with('{') {
-            parse_labels(&raw[name_end + 1..], line)
-        } else {
-            (BTreeMap::new(), &raw[name_end..])
-        };
-        let mut parts = rest.split_whitespace();
-        let value_text = parts
-            .next()
-            .unwrap_or_else(|| panic!("line {line}: no value in {raw:?}"));
-        let value: f64 = match value_text {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            "NaN" => f64::NAN,
-            v => v
-                .parse()
-                .unwrap_or_else(|_| panic!("line {line}: value {v:?} is not a number")),
-        };
-        if let Some(timestamp) = parts.next() {
-            assert!(
-                timestamp.parse::<i64>().is_ok(),
-                "line {line}: bad timestamp in {raw:?}"
-            );
-        }
-        assert!(parts.next().is_none(), "line {line}: junk in {raw:?}");
-        let family = family_of(name, &out.types)
-            .unwrap_or_else(|| panic!("line {line}: {name} has no # TYPE before it"));
+        let sample = parse_sample(raw, line);
+        let family = family_of(&sample.name, &out.types)
+            .unwrap_or_else(|| panic!("line {line}: {} has no # TYPE before it", sample.name));
         if current.as_deref() != Some(family.as_str()) {
             assert!(
                 !finished.contains(&family),
@@ -218,14 +162,82 @@ fn parse_exposition(body: &str) -> Exposition {
             }
             current = Some(family);
         }
-        out.samples.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-            line,
-        });
+        out.samples.push(sample);
     }
     out
+}
+
+/// A `# TYPE` (one per family, a known type, before the family's samples)
+/// or `# HELP` line, text after the `#`; other comments are ignored.
+fn parse_comment(out: &mut Exposition, comment: &str, raw: &str, line: usize) {
+    let mut words = comment.split_whitespace();
+    match words.next() {
+        Some("TYPE") => {
+            let name = words.next().expect("a TYPE names its family");
+            let kind = words.next().expect("a TYPE gives a type");
+            assert!(words.next().is_none(), "line {line}: {raw}");
+            assert!(is_metric_name(name), "line {line}: {raw}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "line {line}: unknown type in {raw}"
+            );
+            assert!(
+                out.types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "line {line}: a second # TYPE for {name}"
+            );
+            assert!(
+                !out.samples
+                    .iter()
+                    .any(|s| family_of(&s.name, &out.types).as_deref() == Some(name)),
+                "line {line}: # TYPE {name} after samples of it"
+            );
+        }
+        Some("HELP") => {
+            let name = words.next().expect("a HELP names its family");
+            assert!(is_metric_name(name), "line {line}: {raw}");
+        }
+        _ => {}
+    }
+}
+
+/// One sample line: a metric name, labels, a value, maybe a timestamp.
+fn parse_sample(raw: &str, line: usize) -> Sample {
+    let name_end = raw.find(['{', ' ']).unwrap_or(raw.len());
+    let name = &raw[..name_end];
+    assert!(
+        is_metric_name(name),
+        "line {line}: bad metric name in {raw:?}"
+    );
+    let (labels, rest) = if raw[name_end..].starts_with('{') {
+        parse_labels(&raw[name_end + 1..], line)
+    } else {
+        (BTreeMap::new(), &raw[name_end..])
+    };
+    let mut parts = rest.split_whitespace();
+    let value_text = parts
+        .next()
+        .unwrap_or_else(|| panic!("line {line}: no value in {raw:?}"));
+    let value: f64 = match value_text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v
+            .parse()
+            .unwrap_or_else(|_| panic!("line {line}: value {v:?} is not a number")),
+    };
+    if let Some(timestamp) = parts.next() {
+        assert!(
+            timestamp.parse::<i64>().is_ok(),
+            "line {line}: bad timestamp in {raw:?}"
+        );
+    }
+    assert!(parts.next().is_none(), "line {line}: junk in {raw:?}");
+    Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+        line,
+    }
 }
 
 impl Exposition {
@@ -792,6 +804,50 @@ fn assert_alert_shape(alert: &Value) {
     );
 }
 
+/// The alert metrics in the exposition: each (family, rule, value).
+fn assert_alert_metrics(w: &World, expected: &[(&str, &str, f64)]) {
+    let exposition = parse_exposition(&metrics_text(w));
+    for &(family, rule, value) in expected {
+        assert_eq!(
+            exposition.value(family, &[("rule", rule)]),
+            Some(value),
+            "{family}{{rule={rule}}}"
+        );
+    }
+}
+
+/// The one active memory alert (and the one recent), within 2 s of `started`.
+fn first_memory_alert(w: &World, admin: &Member, started: Instant) -> Value {
+    loop {
+        let (active, recent) = memory_alerts(w, admin);
+        if let Some(alert) = active.first() {
+            assert_eq!(active.len(), 1, "{active:?}");
+            assert_eq!(recent.len(), 1, "{recent:?}");
+            return alert.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no active memory alert within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The recent memory alerts once there are two, within 5 s of `seen`.
+fn second_memory_firing(w: &World, admin: &Member, seen: Instant) -> Vec<Value> {
+    loop {
+        let (_, recent) = memory_alerts(w, admin);
+        if recent.len() >= 2 {
+            return recent;
+        }
+        assert!(
+            seen.elapsed() < Duration::from_secs(5),
+            "no second firing after the cooldown: {recent:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
     let w = world_with(|config| {
@@ -805,20 +861,7 @@ fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
     });
     let started = Instant::now();
     let admin = quick_user(&w.db, "admin", true);
-
-    let first = loop {
-        let (active, recent) = memory_alerts(&w, &admin);
-        if let Some(alert) = active.first() {
-            assert_eq!(active.len(), 1, "{active:?}");
-            assert_eq!(recent.len(), 1, "{recent:?}");
-            break alert.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "no active memory alert within 2 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let first = first_memory_alert(&w, &admin, started);
     let seen = Instant::now();
     assert_alert_shape(&first);
 
@@ -833,32 +876,17 @@ fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
     );
     assert_eq!(active.len(), 1, "still above its threshold: {active:?}");
     assert_eq!(recent[0], first);
-    let exposition = parse_exposition(&metrics_text(&w));
-    assert_eq!(
-        exposition.value("souk_alert_firings_total", &[("rule", "memory")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        exposition.value("souk_alert_active", &[("rule", "memory")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        exposition.value("souk_alert_active", &[("rule", "cpu")]),
-        Some(0.0)
+    assert_alert_metrics(
+        &w,
+        &[
+            ("souk_alert_firings_total", "memory", 1.0),
+            ("souk_alert_active", "memory", 1.0),
+            ("souk_alert_active", "cpu", 0.0),
+        ],
     );
 
     // After the cooldown, a second firing.
-    let recent = loop {
-        let (_, recent) = memory_alerts(&w, &admin);
-        if recent.len() >= 2 {
-            break recent;
-        }
-        assert!(
-            seen.elapsed() < Duration::from_secs(5),
-            "no second firing after the cooldown: {recent:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let recent = second_memory_firing(&w, &admin, seen);
     assert_eq!(recent.len(), 2, "{recent:?}");
     assert!(
         seen.elapsed() >= Duration::from_millis(2_500),
@@ -867,11 +895,7 @@ fn a_memory_alert_fires_within_an_interval_and_at_most_once_per_cooldown() {
     for alert in &recent {
         assert_alert_shape(alert);
     }
-    let exposition = parse_exposition(&metrics_text(&w));
-    assert_eq!(
-        exposition.value("souk_alert_firings_total", &[("rule", "memory")]),
-        Some(2.0)
-    );
+    assert_alert_metrics(&w, &[("souk_alert_firings_total", "memory", 2.0)]);
     // The dashboard shows the same alerts.
     let report = dashboard(&w, &admin);
     let shown = report["alerts"]["recent"]

@@ -480,99 +480,42 @@ fn documented_limits_are_the_codes() {
 
 /// Limits of accounts, the ledger, the dashboard and paging.
 fn account_and_ledger_limits(doc: &Value) -> Vec<LimitCheck> {
+    use souk::accounts::users::{BULK_IDS_MAX, BULK_UPDATES_MAX};
     use souk::accounts::{
         DISPLAY_NAME_CHARS_MAX, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, USERNAME_CHARS_MAX,
         USERNAME_CHARS_MIN,
     };
+    use souk::ledger::{BATCH_ITEMS_MAX, MEMO_CHARS_MAX, REFERENCE_CHARS_MAX};
+    use souk::monitor::traffic::{SERIES_POINTS_MAX, TRAFFIC_TICKS_MAX};
     let s = &doc["components"]["schemas"];
     let p = &doc["components"]["parameters"];
-    vec![
-        (
-            "X-Request-Id max",
-            doc["components"]["headers"]["RequestId"]["schema"]["maxLength"].clone(),
-            souk::limits::REQUEST_ID_BYTES_MAX,
-        ),
-        (
-            "username min",
-            s["UsernameInput"]["minLength"].clone(),
-            USERNAME_CHARS_MIN,
-        ),
-        (
-            "username max",
-            s["UsernameInput"]["maxLength"].clone(),
-            USERNAME_CHARS_MAX,
-        ),
-        (
-            "password min",
-            s["Password"]["minLength"].clone(),
-            PASSWORD_CHARS_MIN,
-        ),
-        (
-            "password max",
-            s["Password"]["maxLength"].clone(),
-            PASSWORD_CHARS_MAX,
-        ),
-        (
-            "display name",
-            s["DisplayName"]["maxLength"].clone(),
-            DISPLAY_NAME_CHARS_MAX,
-        ),
-        (
-            "memo",
-            s["Memo"]["maxLength"].clone(),
-            souk::ledger::MEMO_CHARS_MAX,
-        ),
-        (
-            "reference",
-            s["Reference"]["maxLength"].clone(),
-            souk::ledger::REFERENCE_CHARS_MAX,
-        ),
-        (
-            "batch",
-            s["TransferBatchRequest"]["properties"]["transfers"]["maxItems"].clone(),
-            souk::ledger::BATCH_ITEMS_MAX,
-        ),
-        (
-            "bulk update",
-            s["BulkUpdateRequest"]["properties"]["updates"]["maxItems"].clone(),
-            souk::accounts::users::BULK_UPDATES_MAX,
-        ),
-        (
-            "ids",
-            parameter_schema(doc, "/api/v1/users", "get", "ids")["maxItems"].clone(),
-            souk::accounts::users::BULK_IDS_MAX,
-        ),
-        (
-            "user_ids",
-            parameter_schema(doc, "/api/v1/admin/balances", "get", "user_ids")["maxItems"].clone(),
-            souk::api::admin_ledger::BALANCE_USERS_MAX,
-        ),
-        (
-            "traffic window",
-            s["Dashboard"]["properties"]["traffic"]["properties"]["window_s"]["maximum"].clone(),
-            souk::monitor::traffic::TRAFFIC_TICKS_MAX,
-        ),
-        (
-            "traffic series",
-            s["Dashboard"]["properties"]["traffic"]["properties"]["per_second"]["maxItems"].clone(),
-            souk::monitor::traffic::SERIES_POINTS_MAX,
-        ),
-        (
-            "limit max",
-            p["Limit"]["schema"]["maximum"].clone(),
-            souk::api::query::PAGE_MAX,
-        ),
-        (
-            "limit default",
-            p["Limit"]["schema"]["default"].clone(),
-            souk::api::query::PAGE_DEFAULT,
-        ),
-        (
-            "idempotency key",
-            p["IdempotencyKey"]["schema"]["maxLength"].clone(),
-            souk::ledger::idempotency::KEY_CHARS_MAX,
-        ),
-    ]
+    let traffic = &s["Dashboard"]["properties"]["traffic"]["properties"];
+    let ids = parameter_schema(doc, "/api/v1/users", "get", "ids");
+    let user_ids = parameter_schema(doc, "/api/v1/admin/balances", "get", "user_ids");
+    #[rustfmt::skip]
+    let limits = vec![
+        ("X-Request-Id max", &doc["components"]["headers"]["RequestId"]["schema"]["maxLength"], souk::limits::REQUEST_ID_BYTES_MAX),
+        ("username min", &s["UsernameInput"]["minLength"], USERNAME_CHARS_MIN),
+        ("username max", &s["UsernameInput"]["maxLength"], USERNAME_CHARS_MAX),
+        ("password min", &s["Password"]["minLength"], PASSWORD_CHARS_MIN),
+        ("password max", &s["Password"]["maxLength"], PASSWORD_CHARS_MAX),
+        ("display name", &s["DisplayName"]["maxLength"], DISPLAY_NAME_CHARS_MAX),
+        ("memo", &s["Memo"]["maxLength"], MEMO_CHARS_MAX),
+        ("reference", &s["Reference"]["maxLength"], REFERENCE_CHARS_MAX),
+        ("batch", &s["TransferBatchRequest"]["properties"]["transfers"]["maxItems"], BATCH_ITEMS_MAX),
+        ("bulk update", &s["BulkUpdateRequest"]["properties"]["updates"]["maxItems"], BULK_UPDATES_MAX),
+        ("ids", &ids["maxItems"], BULK_IDS_MAX),
+        ("user_ids", &user_ids["maxItems"], souk::api::admin_ledger::BALANCE_USERS_MAX),
+        ("traffic window", &traffic["window_s"]["maximum"], TRAFFIC_TICKS_MAX),
+        ("traffic series", &traffic["per_second"]["maxItems"], SERIES_POINTS_MAX),
+        ("limit max", &p["Limit"]["schema"]["maximum"], souk::api::query::PAGE_MAX),
+        ("limit default", &p["Limit"]["schema"]["default"], souk::api::query::PAGE_DEFAULT),
+        ("idempotency key", &p["IdempotencyKey"]["schema"]["maxLength"], souk::ledger::idempotency::KEY_CHARS_MAX),
+    ];
+    limits
+        .into_iter()
+        .map(|(what, documented, code)| (what, documented.clone(), code))
+        .collect()
 }
 
 /// Limits of listings, their search and their quantities.

@@ -145,92 +145,61 @@ fn user_version(db: &Path) -> i64 {
         .expect("user_version")
 }
 
-#[test]
-fn operator_mistakes_exit_2_with_one_line_naming_the_path_and_the_cause() {
-    let dir = TempDir::new();
-    let missing_dir = dir.path.join("no-such-dir");
-    let db = missing_dir.join("souk.db");
-    assert_operator_error(
-        souk_args(&dir, &db, &["serve"]),
-        &missing_dir,
-        "does not exist",
-    );
-    assert_operator_error(souk_args(&dir, &db, &[]), &missing_dir, "does not exist");
-    assert!(
-        !missing_dir.exists(),
-        "nothing is created for a missing directory"
-    );
-
-    assert_operator_error(
-        souk_args(&dir, &dir.path, &["serve"]),
-        &dir.path,
-        "is a directory",
-    );
-    assert_operator_error(
-        souk_args(&dir, &dir.path, &["check"]),
-        &dir.path,
-        "is a directory",
-    );
-
+/// In `dir`: a text file, a database newer than this souk, a good database
+/// and a file a backup must not overwrite; their paths in that order.
+fn operator_mistake_files(dir: &TempDir) -> [PathBuf; 4] {
     let text = dir.path.join("notes.txt");
     std::fs::write(
         &text,
         "not a database, just some text long enough to be read\n".repeat(20),
     )
     .expect("writing a text file");
-    assert_operator_error(
-        souk_args(&dir, &text, &["serve"]),
-        &text,
-        "not a SQLite database",
-    );
-    assert_operator_error(
-        souk_args(&dir, &text, &["check"]),
-        &text,
-        "not a SQLite database",
-    );
-
-    let absent = dir.path.join("absent.db");
-    assert_operator_error(souk_args(&dir, &absent, &["check"]), &absent, "no database");
-    assert_operator_error(
-        souk_args(&dir, &absent, &["backup", "copy.db"]),
-        &absent,
-        "no database",
-    );
-    assert_operator_error(
-        souk_args(&dir, &absent, &["user", "suspend", "bob"]),
-        &absent,
-        "no database",
-    );
-
     let newer = dir.path.join("newer.db");
-    migrated(&dir, &newer);
+    migrated(dir, &newer);
     rusqlite::Connection::open(&newer)
         .and_then(|c| c.pragma_update(None, "user_version", 999))
         .expect("making the database newer");
-    assert_operator_error(
-        souk_args(&dir, &newer, &["serve"]),
-        &newer,
-        "newer than this souk",
-    );
-    assert_operator_error(
-        souk_args(&dir, &newer, &["migrate"]),
-        &newer,
-        "newer than this souk",
-    );
-    assert_eq!(user_version(&newer), 999);
-
     let good = dir.path.join("good.db");
-    migrated(&dir, &good);
+    migrated(dir, &good);
     let target = dir.path.join("target.db");
     std::fs::write(&target, b"precious").expect("writing the target");
-    let target_arg = target.display().to_string();
-    assert_operator_error(
-        souk_args(&dir, &good, &["backup", &target_arg]),
-        &target,
-        "exists",
-    );
-    assert_eq!(std::fs::read(&target).expect("reading"), b"precious");
+    [text, newer, good, target]
+}
 
+#[test]
+fn operator_mistakes_exit_2_with_one_line_naming_the_path_and_the_cause() {
+    let dir = TempDir::new();
+    let missing_dir = dir.path.join("no-such-dir");
+    let db = missing_dir.join("souk.db");
+    let absent = dir.path.join("absent.db");
+    let [text, newer, good, target] = operator_mistake_files(&dir);
+    let target_arg = target.display().to_string();
+    let here = &dir.path;
+    // (database, arguments, the path the line names, the cause it says)
+    #[rustfmt::skip]
+    let mistakes: [(&Path, &[&str], &Path, &str); 12] = [
+        (&db, &["serve"], &missing_dir, "does not exist"),
+        (&db, &[], &missing_dir, "does not exist"),
+        (here, &["serve"], here, "is a directory"),
+        (here, &["check"], here, "is a directory"),
+        (&text, &["serve"], &text, "not a SQLite database"),
+        (&text, &["check"], &text, "not a SQLite database"),
+        (&absent, &["check"], &absent, "no database"),
+        (&absent, &["backup", "copy.db"], &absent, "no database"),
+        (&absent, &["user", "suspend", "bob"], &absent, "no database"),
+        (&newer, &["serve"], &newer, "newer than this souk"),
+        (&newer, &["migrate"], &newer, "newer than this souk"),
+        (&good, &["backup", &target_arg], &target, "exists"),
+    ];
+    for (db, args, named, cause) in mistakes {
+        assert_operator_error(souk_args(&dir, db, args), named, cause);
+    }
+    assert!(
+        !missing_dir.exists(),
+        "nothing is created for a missing directory"
+    );
+    assert_eq!(user_version(&newer), 999);
+    assert_eq!(std::fs::read(&target).expect("reading"), b"precious");
     assert_eq!(
         entries(&dir.path),
         ["good.db", "newer.db", "notes.txt", "target.db"]

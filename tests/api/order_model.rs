@@ -536,60 +536,68 @@ impl Walk {
     }
 }
 
-#[test]
-fn a_seeded_walk_through_orders_matches_the_model_after_every_step() {
-    let seed = test_seed();
-    let _seed = SeedOnFailure(seed);
-    let w = world_with(|config| {
-        config.fee_bps = FEE_BPS as u32;
-        // Deadlines far away: the walk moves them itself (`expire`), so a
-        // timer fires only where the model expects it.
-        config.order_ship_within_s = 3600;
-        config.order_confirm_within_s = 3600;
-    });
-    let admin = quick_user(&w.db, "model_admin", true);
-    let traders: Vec<Member> = (0..TRADERS)
-        .map(|t| quick_user(&w.db, &format!("trader{t}"), false))
-        .collect();
-    let outsider = quick_user(&w.db, "outsider", false);
-    let mut walk = Walk {
-        w,
-        admin,
-        traders,
-        outsider,
-        model: Model {
-            available: vec![0; TRADERS],
-            held: vec![0; TRADERS],
-            ..Model::default()
-        },
-        rng: Rng(seed),
-    };
-    for t in 0..TRADERS {
-        for n in 0..2 {
-            let price = 1_000 + i128::from(walk.rng.below(200_000));
-            let stock = 2 + walk.rng.below(9) as i64;
-            let body = json!({"title": format!("item {t}-{n}"), "currency": "btc",
-                              "price": btc(price), "quantity": stock});
-            let created = walk
-                .w
-                .post("/api/v1/listings", Some(&walk.traders[t].token), &body);
-            assert_eq!(created.status, 201, "{}", created.body_text());
-            walk.model.listings.push(Listing {
-                id: created.json()["listing"]["id"]
-                    .as_str()
-                    .expect("id")
-                    .to_owned(),
-                seller: t,
-                price,
-                stock,
-                active: true,
-            });
+impl Walk {
+    /// A server with deadlines far away, an admin, the traders and an
+    /// outsider, each trader selling two listings of seeded price and stock.
+    fn start(seed: u64) -> Walk {
+        let w = world_with(|config| {
+            config.fee_bps = FEE_BPS as u32;
+            // Deadlines far away: the walk moves them itself (`expire`), so a
+            // timer fires only where the model expects it.
+            config.order_ship_within_s = 3600;
+            config.order_confirm_within_s = 3600;
+        });
+        let admin = quick_user(&w.db, "model_admin", true);
+        let traders: Vec<Member> = (0..TRADERS)
+            .map(|t| quick_user(&w.db, &format!("trader{t}"), false))
+            .collect();
+        let outsider = quick_user(&w.db, "outsider", false);
+        let mut walk = Walk {
+            w,
+            admin,
+            traders,
+            outsider,
+            model: Model {
+                available: vec![0; TRADERS],
+                held: vec![0; TRADERS],
+                ..Model::default()
+            },
+            rng: Rng(seed),
+        };
+        for t in 0..TRADERS {
+            for n in 0..2 {
+                walk.open_listing(t, n);
+            }
         }
+        walk
     }
-    let mut done: HashMap<&str, usize> = HashMap::new();
-    for n in 0..STEPS {
+
+    /// Trader `t`'s listing number `n`, created through the API.
+    fn open_listing(&mut self, t: usize, n: usize) {
+        let price = 1_000 + i128::from(self.rng.below(200_000));
+        let stock = 2 + self.rng.below(9) as i64;
+        let body = json!({"title": format!("item {t}-{n}"), "currency": "btc",
+                          "price": btc(price), "quantity": stock});
+        let created = self
+            .w
+            .post("/api/v1/listings", Some(&self.traders[t].token), &body);
+        assert_eq!(created.status, 201, "{}", created.body_text());
+        self.model.listings.push(Listing {
+            id: created.json()["listing"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+            seller: t,
+            price,
+            stock,
+            active: true,
+        });
+    }
+
+    /// One seeded step, then the check of everything; the step's kind.
+    fn step(&mut self, n: usize) -> &'static str {
         let step = format!("step {n}");
-        let kind = match walk.rng.below(100) {
+        let kind = match self.rng.below(100) {
             0..=11 => "deposit",
             12..=41 => "place",
             42..=71 => "act",
@@ -599,34 +607,39 @@ fn a_seeded_walk_through_orders_matches_the_model_after_every_step() {
             _ => "withdraw fees",
         };
         match kind {
-            "deposit" => walk.deposit(&step),
-            "place" => walk.place(&step),
-            "act" => walk.act(&step),
-            "resolve" => walk.resolve(&step),
-            "expire" => walk.expire(&step),
-            "edit listing" => walk.edit_listing(&step),
-            _ => walk.withdraw_fees(&step),
+            "deposit" => self.deposit(&step),
+            "place" => self.place(&step),
+            "act" => self.act(&step),
+            "resolve" => self.resolve(&step),
+            "expire" => self.expire(&step),
+            "edit listing" => self.edit_listing(&step),
+            _ => self.withdraw_fees(&step),
         }
-        *done.entry(kind).or_default() += 1;
-        walk.verify(&format!("{step} ({kind})"));
+        self.verify(&format!("{step} ({kind})"));
+        kind
     }
-    let finished = walk
-        .model
-        .orders
-        .iter()
-        .filter(|o| {
-            matches!(
-                o.state,
-                State::Completed | State::Resolved | State::Cancelled
-            )
-        })
-        .count();
-    let completed = walk
-        .model
-        .orders
-        .iter()
-        .filter(|o| o.state == State::Completed)
-        .count();
+
+    /// How many of the model's orders are in one of `states`.
+    fn orders_in(&self, states: &[State]) -> usize {
+        self.model
+            .orders
+            .iter()
+            .filter(|o| states.contains(&o.state))
+            .count()
+    }
+}
+
+#[test]
+fn a_seeded_walk_through_orders_matches_the_model_after_every_step() {
+    let seed = test_seed();
+    let _seed = SeedOnFailure(seed);
+    let mut walk = Walk::start(seed);
+    let mut done: HashMap<&str, usize> = HashMap::new();
+    for n in 0..STEPS {
+        *done.entry(walk.step(n)).or_default() += 1;
+    }
+    let finished = walk.orders_in(&[State::Completed, State::Resolved, State::Cancelled]);
+    let completed = walk.orders_in(&[State::Completed]);
     eprintln!(
         "{} orders, {finished} finished ({completed} completed), fees collected {}: {done:?}",
         walk.model.orders.len(),

@@ -200,6 +200,26 @@ impl Shop {
 
 // ---- placing ---------------------------------------------------------------
 
+/// An order has exactly the documented fields.
+fn assert_order_fields(order: &Value) {
+    let mut got: Vec<&str> = order
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    #[rustfmt::skip]
+    let mut expected = vec![
+        "id", "listing", "title", "buyer", "seller", "currency", "unit_price",
+        "quantity", "amount", "fee", "state", "memo", "tracking",
+        "dispute_reason", "escrow", "created_at", "updated_at", "ship_by",
+        "confirm_by",
+    ];
+    got.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(got, expected, "{order}");
+}
+
 #[test]
 fn placing_an_order_reserves_the_stock_and_holds_the_amount_in_its_escrow() {
     let s = shop("1");
@@ -210,37 +230,7 @@ fn placing_an_order_reserves_the_stock_and_holds_the_amount_in_its_escrow() {
     let response = s.try_place(&s.buyer, &body);
     assert_eq!(response.status, 201, "{}", response.summary());
     let order = response.json()["order"].clone();
-    let keys: Vec<&str> = order
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let mut expected = vec![
-        "id",
-        "listing",
-        "title",
-        "buyer",
-        "seller",
-        "currency",
-        "unit_price",
-        "quantity",
-        "amount",
-        "fee",
-        "state",
-        "memo",
-        "tracking",
-        "dispute_reason",
-        "escrow",
-        "created_at",
-        "updated_at",
-        "ship_by",
-        "confirm_by",
-    ];
-    let mut got = keys.clone();
-    got.sort_unstable();
-    expected.sort_unstable();
-    assert_eq!(got, expected, "{order}");
+    assert_order_fields(&order);
     assert_eq!(order["state"], "paid");
     assert_eq!(order["listing"], listing.as_str());
     assert_eq!(order["title"], "Brass lamp");
@@ -640,77 +630,25 @@ fn refused_orders_change_nothing() {
     );
     let paused = listing_in_state(&s, "paused");
     let closed = listing_in_state(&s, "closed");
+    let (invalid, state) = ("invalid_field", "invalid_state");
+    // (body, status, code, field)
+    #[rustfmt::skip]
     let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
-        (
-            json!({"listing": own}),
-            400,
-            "invalid_field",
-            Some("listing"),
-        ),
-        (json!({"listing": paused}), 409, "invalid_state", None),
-        (json!({"listing": closed}), 409, "invalid_state", None),
-        (
-            json!({"listing": listing, "quantity": 0}),
-            400,
-            "invalid_field",
-            Some("quantity"),
-        ),
-        (
-            json!({"listing": listing, "quantity": 1001}),
-            400,
-            "invalid_field",
-            Some("quantity"),
-        ),
-        (
-            json!({"listing": listing, "quantity": 1.5}),
-            400,
-            "invalid_field",
-            Some("quantity"),
-        ),
-        (
-            json!({"listing": listing, "quantity": 6}),
-            409,
-            "out_of_stock",
-            None,
-        ),
-        (
-            json!({"listing": listing, "quantity": 5, "memo": "x".repeat(501)}),
-            400,
-            "invalid_field",
-            Some("memo"),
-        ),
-        (
-            json!({"listing": huge, "quantity": 2}),
-            400,
-            "invalid_field",
-            Some("quantity"),
-        ),
-        (
-            json!({"listing": huge, "quantity": 1}),
-            409,
-            "insufficient_funds",
-            None,
-        ),
-        (
-            json!({"listing": listing, "colour": "red"}),
-            400,
-            "invalid_field",
-            Some("colour"),
-        ),
-        (
-            json!({"listing": "abc"}),
-            400,
-            "invalid_field",
-            Some("listing"),
-        ),
+        (json!({"listing": own}), 400, invalid, Some("listing")),
+        (json!({"listing": paused}), 409, state, None),
+        (json!({"listing": closed}), 409, state, None),
+        (json!({"listing": listing, "quantity": 0}), 400, invalid, Some("quantity")),
+        (json!({"listing": listing, "quantity": 1001}), 400, invalid, Some("quantity")),
+        (json!({"listing": listing, "quantity": 1.5}), 400, invalid, Some("quantity")),
+        (json!({"listing": listing, "quantity": 6}), 409, "out_of_stock", None),
+        (json!({"listing": listing, "quantity": 5, "memo": "x".repeat(501)}), 400, invalid, Some("memo")),
+        (json!({"listing": huge, "quantity": 2}), 400, invalid, Some("quantity")),
+        (json!({"listing": huge, "quantity": 1}), 409, "insufficient_funds", None),
+        (json!({"listing": listing, "colour": "red"}), 400, invalid, Some("colour")),
+        (json!({"listing": "abc"}), 400, invalid, Some("listing")),
         (json!({"listing": "4242"}), 404, "not_found", None),
         // Input before state: a paused listing and a bad quantity is 400.
-        (
-            json!({"listing": paused, "quantity": 0}),
-            400,
-            "invalid_field",
-            Some("quantity"),
-        ),
+        (json!({"listing": paused, "quantity": 0}), 400, invalid, Some("quantity")),
     ];
     let before = s.snapshot(&listing, None);
     for (body, status, code, field) in cases {

@@ -202,17 +202,9 @@ const BASE64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 // ---- register, login, logout -----------------------------------------------
 
-#[test]
-fn a_user_registers_logs_in_reads_themselves_and_a_logout_kills_only_that_token() {
-    let world = world();
-    let registered = assert_status(
-        &register(
-            &world,
-            None,
-            &json!({"username": "carol", "password": PASSWORD, "display_name": "Carol C."}),
-        ),
-        201,
-    );
+/// The answer to carol's registration: her fields, a numeric id (which
+/// it returns), the defaults, no login yet.
+fn assert_new_carol(registered: &Value) -> &str {
     let user = &registered["user"];
     assert_eq!(
         keys(user),
@@ -238,6 +230,21 @@ fn a_user_registers_logs_in_reads_themselves_and_a_logout_kills_only_that_token(
         is_rfc3339_utc(user["created_at"].as_str().unwrap_or_default()),
         "{registered}"
     );
+    id
+}
+
+#[test]
+fn a_user_registers_logs_in_reads_themselves_and_a_logout_kills_only_that_token() {
+    let world = world();
+    let registered = assert_status(
+        &register(
+            &world,
+            None,
+            &json!({"username": "carol", "password": PASSWORD, "display_name": "Carol C."}),
+        ),
+        201,
+    );
+    let id = assert_new_carol(&registered);
 
     let session = assert_status(&try_login(&world, "carol", PASSWORD), 201);
     let token = session["token"].as_str().expect("a token").to_owned();
@@ -716,57 +723,39 @@ fn a_bulk_read_returns_users_in_the_order_asked_and_leaves_unknown_ids_out() {
         );
     }
 
-    // Exactly 100 is allowed, 101 is not.
-    let hundred: Vec<String> = (0..100).map(|i| ids[i % ids.len()].clone()).collect();
-    let response = world.get(
-        &format!("/api/v1/users?ids={}", hundred.join(",")),
-        &viewer.token,
-    );
+    bulk_reads_check_their_query(&world, &viewer, &ids);
+}
+
+/// Exactly 100 ids are allowed, 101 are not; a bad id or paging value is 400
+/// naming it, a good paging value changes nothing; no token is 401.
+fn bulk_reads_check_their_query(world: &World, viewer: &Member, ids: &[String]) {
+    let path = |query: &str| format!("/api/v1/users?ids={query}");
+    let repeated =
+        |n: usize| -> Vec<String> { (0..n).map(|i| ids[i % ids.len()].clone()).collect() };
+    let response = world.get(&path(&repeated(100).join(",")), &viewer.token);
     assert_status(&response, 200);
-    let too_many: Vec<String> = (0..101).map(|i| ids[i % ids.len()].clone()).collect();
-    let error = world
-        .get(
-            &format!("/api/v1/users?ids={}", too_many.join(",")),
-            &viewer.token,
-        )
-        .assert_error(400, "invalid_field");
-    assert_eq!(error["field"], "ids");
-    let error = world
-        .get(&format!("/api/v1/users?ids={},abc", ids[0]), &viewer.token)
-        .assert_error(400, "invalid_field");
-    assert_eq!(error["field"], "ids");
     // Paging is the search's, but a bad value is refused here too (it was
-    // ignored), and a good one changes nothing.
-    for (bad, field) in [
-        ("limit=-1.5", "limit"),
-        ("limit=+5", "limit"),
-        ("after=%C2%BD", "after"),
+    // ignored).
+    let one = &ids[0];
+    for (query, field) in [
+        (repeated(101).join(","), "ids"),
+        (format!("{one},abc"), "ids"),
+        (format!("{one}&limit=-1.5"), "limit"),
+        (format!("{one}&limit=+5"), "limit"),
+        (format!("{one}&after=%C2%BD"), "after"),
     ] {
         let error = world
-            .get(
-                &format!("/api/v1/users?ids={}&{bad}", ids[0]),
-                &viewer.token,
-            )
+            .get(&path(&query), &viewer.token)
             .assert_error(400, "invalid_field");
-        assert_eq!(error["field"], field, "{bad}");
+        assert_eq!(error["field"], field, "{query}");
     }
     let body = assert_status(
-        &world.get(
-            &format!("/api/v1/users?ids={}&limit=1&after=a", ids[0]),
-            &viewer.token,
-        ),
+        &world.get(&path(&format!("{one}&limit=1&after=a")), &viewer.token),
         200,
     );
     assert_eq!(body["users"].as_array().map(Vec::len), Some(1), "{body}");
-    request(
-        world.app.addr,
-        "GET",
-        &format!("/api/v1/users?ids={}", ids[0]),
-        None,
-        None,
-        &[],
-    )
-    .assert_error(401, "unauthenticated");
+    request(world.app.addr, "GET", &path(one), None, None, &[])
+        .assert_error(401, "unauthenticated");
 }
 
 #[test]
@@ -1061,6 +1050,30 @@ fn a_bulk_update_with_an_unknown_id_applies_nothing_and_names_the_index() {
     me(&world, &c.token).assert_error(401, "unauthenticated");
 }
 
+/// Bad items for a bulk update of user `id`, each refused with 400:
+/// (what, item, code, field), where "" and `None` leave the code and the
+/// field unchecked: serde_json reads a number or a bool where an enum goes as
+/// a syntax error ("expected value"), 400 either way; the index is the point.
+#[rustfmt::skip]
+fn bad_update_items(id: &str) -> Vec<(&'static str, Value, &'static str, Option<&'static str>)> {
+    let with = |key: &str, value: Value| {
+        let mut item = json!({ "id": id });
+        item[key] = value;
+        item
+    };
+    let invalid = "invalid_field";
+    vec![
+        ("a number for the role", with("role", json!(5)), "", None),
+        ("an unknown role", with("role", json!("superuser")), invalid, Some("role")),
+        ("a bool for the status", with("status", json!(true)), "", None),
+        ("a number for the name", with("display_name", json!(5)), invalid, Some("display_name")),
+        ("a number for the id", json!({"id": 42, "role": "admin"}), invalid, Some("id")),
+        ("null, not an item", json!(null), "", None),
+        ("the fields as an array", json!([id, "admin"]), "", None),
+        ("an unknown field", with("password", json!("x")), "", None),
+    ]
+}
+
 #[test]
 fn every_error_caused_by_one_bulk_update_item_names_its_index() {
     let world = world();
@@ -1068,70 +1081,10 @@ fn every_error_caused_by_one_bulk_update_item_names_its_index() {
     let a = quick_user(&world.db, "kim", false);
     let path = "/api/v1/admin/users/bulk-update";
     let good = json!({"id": a.id, "display_name": "Kim K."});
-    let with = |key: &str, value: Value| {
-        let mut item = json!({"id": a.id});
-        item[key] = value;
-        item
-    };
-    // (what, item, status, code, field)
-    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
-        // serde_json reads a number or a bool where an enum goes as a syntax
-        // error ("expected value"): 400 either way; the index is the point.
-        (
-            "a number for the role",
-            with("role", json!(5)),
-            400,
-            "",
-            None,
-        ),
-        (
-            "an unknown role",
-            with("role", json!("superuser")),
-            400,
-            "invalid_field",
-            Some("role"),
-        ),
-        (
-            "a bool for the status",
-            with("status", json!(true)),
-            400,
-            "",
-            None,
-        ),
-        (
-            "a number for the name",
-            with("display_name", json!(5)),
-            400,
-            "invalid_field",
-            Some("display_name"),
-        ),
-        (
-            "a number for the id",
-            json!({"id": 42, "role": "admin"}),
-            400,
-            "invalid_field",
-            Some("id"),
-        ),
-        ("null, not an item", json!(null), 400, "", None),
-        (
-            "the fields as an array",
-            json!([a.id, "admin"]),
-            400,
-            "",
-            None,
-        ),
-        (
-            "an unknown field",
-            with("password", json!("x")),
-            400,
-            "",
-            None,
-        ),
-    ];
-    for (what, item, status, code, field) in cases {
+    for (what, item, code, field) in bad_update_items(&a.id) {
         let body = json!({"updates": [good, item]});
         let response = world.post(path, Some(&admin.token), &body);
-        assert_eq!(response.status, status, "{what}: {}", response.body_text());
+        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
         let error = response.error();
         if !code.is_empty() {
             assert_eq!(error["code"], code, "{what}: {error}");
@@ -1142,22 +1095,19 @@ fn every_error_caused_by_one_bulk_update_item_names_its_index() {
         assert_eq!(error["index"], 1, "{what}: {error}");
     }
     // A bulk update of one item is still a bulk update.
-    let error = world
-        .post(
-            path,
-            Some(&admin.token),
-            &json!({"updates": [{"id": "4242424242", "role": "admin"}]}),
-        )
-        .assert_error(404, "not_found");
-    assert_eq!(error["index"], 0, "{error}");
-    let error = world
-        .post(
-            path,
-            Some(&admin.token),
-            &json!({"updates": [with("display_name", json!(5))]}),
-        )
-        .assert_error(400, "invalid_field");
-    assert_eq!(error["index"], 0, "{error}");
+    for (item, status, code) in [
+        (
+            json!({"id": "4242424242", "role": "admin"}),
+            404,
+            "not_found",
+        ),
+        (json!({"id": a.id, "display_name": 5}), 400, "invalid_field"),
+    ] {
+        let body = json!({ "updates": [item] });
+        let response = world.post(path, Some(&admin.token), &body);
+        let error = response.assert_error(status, code);
+        assert_eq!(error["index"], 0, "{body}: {error}");
+    }
     // Nothing was applied.
     let seen = assert_status(&me(&world, &a.token), 200);
     assert!(seen["user"]["display_name"].is_null(), "{seen}");
@@ -1493,12 +1443,10 @@ fn bad_changes_to_ones_own_account_change_nothing(world: &World, member: &Member
     assert!(seen["user"]["display_name"].is_null(), "{seen}");
 }
 
-#[test]
-fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
-    let world = world();
-    let member = world.member("xena");
-    // Logged in but never used, then expired in the database.
-    let expired = world.login("xena", PASSWORD);
+/// A token of `username`'s, logged in but never used, then expired in the
+/// database.
+fn expired_token(world: &World, username: &str) -> String {
+    let expired = world.login(username, PASSWORD);
     let raw_expired = {
         use base64::Engine as _;
         use sha2::Digest as _;
@@ -1517,31 +1465,45 @@ fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
         changed, 1,
         "the session is stored as the SHA-256 of the token"
     );
+    expired
+}
 
+/// Authorization values that must all get 401: wrong schemes, random,
+/// flipped, doubled, expired (`expired`) and huge tokens; the first six
+/// also on a write route.
+fn bad_authorizations(token: &str, expired: &str) -> Vec<String> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let printable: Vec<u8> = (0x21..0x7f).collect();
-    let mut flipped = member.token.clone().into_bytes();
+    let mut flipped = token.as_bytes().to_vec();
     flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).expect("ASCII");
-    let values: Vec<String> = vec![
+    vec![
         "Bearer".into(),
         "Bearer ".into(),
         "Basic x".into(),
-        format!("Basic {}", member.token),
-        format!("Token {}", member.token),
+        format!("Basic {token}"),
+        format!("Token {token}"),
         format!("Bearer {}", rng.text(BASE64URL, 43)),
         format!("Bearer {}", rng.text(BASE64URL, 44)),
         format!("Bearer {}", rng.text(BASE64URL, 42)),
         format!("Bearer {}", rng.text(b"!@#$%^&*()+=", 43)),
         format!("Bearer {}", "=".repeat(43)),
-        format!("Bearer {}x", member.token),
+        format!("Bearer {token}x"),
         format!("Bearer {flipped}"),
-        format!("Bearer {} {}", member.token, member.token),
+        format!("Bearer {token} {token}"),
         format!("Bearer {expired}"),
         rng.text(BASE64URL, 43),
         rng.text(&printable, 10 * 1024),
         format!("Bearer {}", rng.text(&printable, 10 * 1024)),
-    ];
+    ]
+}
+
+#[test]
+fn malformed_expired_or_garbage_authorization_gets_401_never_5xx() {
+    let world = world();
+    let member = world.member("xena");
+    let expired = expired_token(&world, "xena");
+    let values = bad_authorizations(&member.token, &expired);
     for value in &values {
         let response = raw(
             &world.app,

@@ -300,60 +300,25 @@ fn both_entry_lists_are_newest_first(w: &World, alice: &Member, bob: &Member) {
             e["escrow_id"]
         ])
     };
+    let coffee = "for the coffee ☕";
     let alice_entries = all_entries(w, alice);
     let got: Vec<Value> = alice_entries.iter().map(shape).collect();
-    assert_eq!(
-        got,
-        vec![
-            json!([
-                "transfer",
-                "out",
-                "xmr",
-                "0.000000000001",
-                bob.id,
-                null,
-                null
-            ]),
-            json!([
-                "transfer",
-                "out",
-                "btc",
-                "0.00000001",
-                bob.id,
-                "for the coffee ☕",
-                null
-            ]),
-            json!(["deposit", "in", "xmr", "0.000000000001", null, null, null]),
-            json!(["deposit", "in", "btc", "1.50000000", null, null, null]),
-        ],
-        "alice's entries, newest first"
-    );
+    #[rustfmt::skip]
+    let want = vec![
+        json!(["transfer", "out", "xmr", "0.000000000001", bob.id, null, null]),
+        json!(["transfer", "out", "btc", "0.00000001", bob.id, coffee, null]),
+        json!(["deposit", "in", "xmr", "0.000000000001", null, null, null]),
+        json!(["deposit", "in", "btc", "1.50000000", null, null, null]),
+    ];
+    assert_eq!(got, want, "alice's entries, newest first");
     let bob_entries = all_entries(w, bob);
     let got: Vec<Value> = bob_entries.iter().map(shape).collect();
-    assert_eq!(
-        got,
-        vec![
-            json!([
-                "transfer",
-                "in",
-                "xmr",
-                "0.000000000001",
-                alice.id,
-                null,
-                null
-            ]),
-            json!([
-                "transfer",
-                "in",
-                "btc",
-                "0.00000001",
-                alice.id,
-                "for the coffee ☕",
-                null
-            ]),
-        ],
-        "bob's entries, newest first"
-    );
+    #[rustfmt::skip]
+    let want = vec![
+        json!(["transfer", "in", "xmr", "0.000000000001", alice.id, null, null]),
+        json!(["transfer", "in", "btc", "0.00000001", alice.id, coffee, null]),
+    ];
+    assert_eq!(got, want, "bob's entries, newest first");
     for e in alice_entries.iter().chain(&bob_entries) {
         assert!(
             e["id"]
@@ -537,84 +502,23 @@ fn batch_item(to: &str, currency: &str, amount: &str) -> Value {
 
 /// Batches from alice (1 btc, 1 xmr) refused because of one item:
 /// (what, items, status, code, index of the item).
+#[rustfmt::skip]
 fn bad_batch_cases(
     alice: &Member,
     bob: &Member,
 ) -> Vec<(&'static str, Value, u16, &'static str, usize)> {
-    let item = batch_item;
+    let btc = |amount: &str| batch_item(&bob.id, "btc", amount);
+    let xmr = |amount: &str| batch_item(&bob.id, "xmr", amount);
+    let (invalid, poor) = ("invalid_field", "insufficient_funds");
     vec![
-        (
-            "item 2 has an unknown recipient",
-            json!([
-                item(&bob.id, "btc", "0.1"),
-                item(&bob.id, "xmr", "0.1"),
-                item("7777777", "btc", "0.1")
-            ]),
-            404,
-            "not_found",
-            2,
-        ),
-        (
-            "item 1 has an unknown recipient",
-            json!([item(&bob.id, "btc", "0.1"), item("7777777", "btc", "0.1")]),
-            404,
-            "not_found",
-            1,
-        ),
-        (
-            "item 0 alone is unaffordable",
-            json!([item(&bob.id, "btc", "1.5"), item(&bob.id, "xmr", "0.1")]),
-            409,
-            "insufficient_funds",
-            0,
-        ),
-        (
-            "the btc items together pass the balance at item 2",
-            json!([
-                item(&bob.id, "btc", "0.6"),
-                item(&bob.id, "xmr", "0.3"),
-                item(&bob.id, "btc", "0.6")
-            ]),
-            409,
-            "insufficient_funds",
-            2,
-        ),
-        (
-            "the xmr item is unaffordable after a good btc item",
-            json!([
-                item(&bob.id, "btc", "0.5"),
-                item(&bob.id, "xmr", "1.000000000001")
-            ]),
-            409,
-            "insufficient_funds",
-            1,
-        ),
-        (
-            "item 1 goes to the sender",
-            json!([item(&bob.id, "btc", "0.1"), item(&alice.id, "btc", "0.1")]),
-            400,
-            "invalid_field",
-            1,
-        ),
-        (
-            "item 3 has a bad amount",
-            json!([
-                item(&bob.id, "btc", "0.1"),
-                item(&bob.id, "btc", "0.1"),
-                item(&bob.id, "btc", "0.1"),
-                item(&bob.id, "btc", "1e3")
-            ]),
-            400,
-            "invalid_field",
-            3,
-        ),
-        (
-            "item 1 has an unknown currency",
-            json!([item(&bob.id, "btc", "0.1"), item(&bob.id, "doge", "0.1")]),
-            400,
-            "invalid_field",
-            1,
-        ),
+        ("item 2 has an unknown recipient", json!([btc("0.1"), xmr("0.1"), batch_item("7777777", "btc", "0.1")]), 404, "not_found", 2),
+        ("item 1 has an unknown recipient", json!([btc("0.1"), batch_item("7777777", "btc", "0.1")]), 404, "not_found", 1),
+        ("item 0 alone is unaffordable", json!([btc("1.5"), xmr("0.1")]), 409, poor, 0),
+        ("the btc items together pass the balance at item 2", json!([btc("0.6"), xmr("0.3"), btc("0.6")]), 409, poor, 2),
+        ("the xmr item is unaffordable after a good btc item", json!([btc("0.5"), xmr("1.000000000001")]), 409, poor, 1),
+        ("item 1 goes to the sender", json!([btc("0.1"), batch_item(&alice.id, "btc", "0.1")]), 400, invalid, 1),
+        ("item 3 has a bad amount", json!([btc("0.1"), btc("0.1"), btc("0.1"), btc("1e3")]), 400, invalid, 3),
+        ("item 1 has an unknown currency", json!([btc("0.1"), batch_item(&bob.id, "doge", "0.1")]), 400, invalid, 1),
     ]
 }
 
@@ -631,6 +535,197 @@ fn post_raw_body(w: &World, path: &str, from: &Member, body: &str) -> HttpRespon
     client.read_response()
 }
 
+const BATCH_PATH: &str = "/api/v1/transfers/batch";
+
+/// A request from alice refused because of what it holds, and what its error
+/// must say: `code` `None` takes any code, `index` `None` means the error
+/// must carry no index, `field` `None` leaves the field unchecked.
+struct IndexCase {
+    what: String,
+    path: &'static str,
+    /// The exact body bytes (some cases are not one JSON value's rendering).
+    body: String,
+    status: u16,
+    code: Option<&'static str>,
+    index: Option<u64>,
+    field: Option<&'static str>,
+}
+
+impl IndexCase {
+    /// A batch of `items` whose error names item `index`.
+    fn batch(what: impl Into<String>, items: Value, status: u16, index: u64) -> IndexCase {
+        IndexCase {
+            what: what.into(),
+            path: BATCH_PATH,
+            body: json!({ "transfers": items }).to_string(),
+            status,
+            code: None,
+            index: Some(index),
+            field: None,
+        }
+    }
+
+    fn code(self, code: &'static str) -> IndexCase {
+        IndexCase {
+            code: Some(code),
+            ..self
+        }
+    }
+
+    /// Sends the case as `from` and checks its answer, naming the case.
+    fn check(&self, w: &World, from: &Member) {
+        let response = post_raw_body(w, self.path, from, &self.body);
+        let what = &self.what;
+        assert_eq!(
+            response.status,
+            self.status,
+            "{what}: {}",
+            response.body_text()
+        );
+        let error = match self.code {
+            Some(code) => response.assert_error(self.status, code),
+            None => response.error(),
+        };
+        match self.index {
+            Some(index) => assert_eq!(error["index"], index, "{what}: {error}"),
+            None => assert_eq!(error.get("index"), None, "{what}: {error}"),
+        }
+        if let Some(field) = self.field {
+            assert_eq!(error["field"], field, "{what}: {error}");
+        }
+    }
+}
+
+/// An item to bob of `amount` btc, the amount any JSON value.
+fn btc_to(bob: &Member, amount: Value) -> Value {
+    json!({"to": bob.id, "currency": "btc", "amount": amount})
+}
+
+/// An amount of the wrong JSON type in item 1: invalid_field naming the
+/// index and the field (issue 12: the index was missing).
+fn wrong_amount_type_cases(bob: &Member) -> Vec<IndexCase> {
+    let good = btc_to(bob, json!("0.1"));
+    [
+        json!(1),
+        json!(1.5),
+        json!(null),
+        json!([]),
+        json!({}),
+        json!(true),
+    ]
+    .into_iter()
+    .map(|amount| IndexCase {
+        field: Some("amount"),
+        ..IndexCase::batch(
+            format!("amount {amount}"),
+            json!([good, btc_to(bob, amount)]),
+            400,
+            1,
+        )
+        .code("invalid_field")
+    })
+    .collect()
+}
+
+/// Other malformed items: 400 (either code), always with the index.
+fn malformed_item_cases(bob: &Member) -> Vec<IndexCase> {
+    let good = btc_to(bob, json!("0.1"));
+    let mut wrong_to = good.clone();
+    wrong_to["to"] = json!(12345);
+    let mut unknown_field = good.clone();
+    unknown_field["fee"] = json!("0.1");
+    let mut no_amount = good.clone();
+    no_amount
+        .as_object_mut()
+        .expect("an object")
+        .remove("amount");
+    let as_array = json!([bob.id, "btc", "0.1", null]);
+    let mut cases: Vec<IndexCase> = [
+        ("a number for the recipient", wrong_to),
+        ("an unknown field", unknown_field),
+        ("no amount", no_amount),
+        ("a number, not an item", json!(5)),
+        ("a string, not an item", json!("0.1")),
+        ("null, not an item", json!(null)),
+        ("the fields as an array", as_array),
+    ]
+    .into_iter()
+    .map(|(what, item)| IndexCase::batch(what, json!([good, good, item]), 400, 2))
+    .collect();
+    let duplicate = format!(
+        r#"{{"transfers":[{good},{{"to":"{0}","currency":"btc","amount":"0.1","amount":"0.2"}}]}}"#,
+        bob.id
+    );
+    cases.push(IndexCase {
+        body: duplicate,
+        ..IndexCase::batch("a duplicate key", json!(null), 400, 1)
+    });
+    cases
+}
+
+/// A batch of one item is still a batch: its errors name index 0.
+fn one_item_cases(alice: &Member, bob: &Member) -> Vec<IndexCase> {
+    let to = |to: &str, amount: &str| json!({"to": to, "currency": "btc", "amount": amount});
+    [
+        (
+            "an unknown recipient",
+            to("7777777", "0.1"),
+            404,
+            "not_found",
+        ),
+        ("the sender", to(&alice.id, "0.1"), 400, "invalid_field"),
+        ("too much", to(&bob.id, "2"), 409, "insufficient_funds"),
+        (
+            "a number amount",
+            btc_to(bob, json!(1)),
+            400,
+            "invalid_field",
+        ),
+    ]
+    .into_iter()
+    .map(|(what, item, status, code)| IndexCase::batch(what, json!([item]), status, 0).code(code))
+    .collect()
+}
+
+/// Errors of the body as a whole name no item, and a single transfer is no
+/// batch: no index there.
+fn no_index_cases(bob: &Member) -> Vec<IndexCase> {
+    let whole_body = [
+        json!({"transfers": "all"}),
+        json!({"transfers": []}),
+        json!({}),
+    ]
+    .into_iter()
+    .map(|body| IndexCase {
+        what: body.to_string(),
+        path: BATCH_PATH,
+        body: body.to_string(),
+        status: 400,
+        code: None,
+        index: None,
+        field: None,
+    });
+    let single = [
+        (
+            json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
+            404,
+            "not_found",
+        ),
+        (btc_to(bob, json!(1)), 400, "invalid_field"),
+    ]
+    .into_iter()
+    .map(|(body, status, code)| IndexCase {
+        what: format!("a single transfer {body}"),
+        path: "/api/v1/transfers",
+        body: body.to_string(),
+        status,
+        code: Some(code),
+        index: None,
+        field: None,
+    });
+    whole_body.chain(single).collect()
+}
+
 #[test]
 fn every_error_caused_by_one_batch_item_names_its_index() {
     // Issue 12: an amount of the wrong JSON type got 400 with field
@@ -642,144 +737,31 @@ fn every_error_caused_by_one_batch_item_names_its_index() {
     let bob = quick_user(&w.db, "wal_bob16", false);
     w.deposit(&admin, &alice, "btc", "1");
     let before = ledger_view(&w, &[&alice, &bob]);
-    let good = json!({"to": bob.id, "currency": "btc", "amount": "0.1"});
-    let with_amount = |amount: Value| json!({"to": bob.id, "currency": "btc", "amount": amount});
-
-    for amount in [
-        json!(1),
-        json!(1.5),
-        json!(null),
-        json!([]),
-        json!({}),
-        json!(true),
-    ] {
-        let response = batch(&w, &alice, json!([good, with_amount(amount.clone())]));
-        let error = response.assert_error(400, "invalid_field");
-        assert_eq!(error["index"], 1, "amount {amount}: {error}");
-        assert_eq!(error["field"], "amount", "amount {amount}: {error}");
-    }
-    // Other malformed items: 400 (either code), always with the index.
-    let mut wrong_to = good.clone();
-    wrong_to["to"] = json!(12345);
-    let mut unknown_field = good.clone();
-    unknown_field["fee"] = json!("0.1");
-    let mut no_amount = good.clone();
-    no_amount
-        .as_object_mut()
-        .expect("an object")
-        .remove("amount");
-    let as_array = json!([bob.id, "btc", "0.1", null]);
-    for (what, item) in [
-        ("a number for the recipient", wrong_to),
-        ("an unknown field", unknown_field),
-        ("no amount", no_amount),
-        ("a number, not an item", json!(5)),
-        ("a string, not an item", json!("0.1")),
-        ("null, not an item", json!(null)),
-        ("the fields as an array", as_array),
-    ] {
-        let response = batch(&w, &alice, json!([good, good, item]));
-        assert_eq!(response.status, 400, "{what}: {}", response.body_text());
-        let error = response.error();
-        assert_eq!(error["index"], 2, "{what}: {error}");
-    }
-    let duplicate = format!(
-        r#"{{"transfers":[{good},{{"to":"{0}","currency":"btc","amount":"0.1","amount":"0.2"}}]}}"#,
-        bob.id
-    );
-    let response = post_raw_body(&w, "/api/v1/transfers/batch", &alice, &duplicate);
-    assert_eq!(
-        response.status,
-        400,
-        "a duplicate key: {}",
-        response.body_text()
-    );
-    assert_eq!(response.error()["index"], 1, "a duplicate key");
-
-    // A batch of one item is still a batch: its errors name index 0.
-    for (what, item, status, code) in [
-        (
-            "an unknown recipient",
-            json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
-            404,
-            "not_found",
-        ),
-        (
-            "the sender",
-            json!({"to": alice.id, "currency": "btc", "amount": "0.1"}),
-            400,
-            "invalid_field",
-        ),
-        (
-            "too much",
-            json!({"to": bob.id, "currency": "btc", "amount": "2"}),
-            409,
-            "insufficient_funds",
-        ),
-        (
-            "a number amount",
-            with_amount(json!(1)),
-            400,
-            "invalid_field",
-        ),
-    ] {
-        let error = batch(&w, &alice, json!([item])).assert_error(status, code);
-        assert_eq!(error["index"], 0, "{what}: {error}");
-    }
-    // Errors of the body as a whole name no item.
-    for body in [
-        json!({"transfers": "all"}),
-        json!({"transfers": []}),
-        json!({}),
-    ] {
-        let response = w.post("/api/v1/transfers/batch", Some(&alice.token), &body);
-        assert_eq!(response.status, 400, "{body}: {}", response.body_text());
-        assert_eq!(response.error().get("index"), None, "{body}");
+    let cases = [
+        wrong_amount_type_cases(&bob),
+        malformed_item_cases(&bob),
+        one_item_cases(&alice, &bob),
+        no_index_cases(&bob),
+    ];
+    for case in cases.iter().flatten() {
+        case.check(&w, &alice);
     }
     assert_eq!(
         ledger_view(&w, &[&alice, &bob]),
         before,
-        "a refused batch changed the ledger"
+        "a refused request changed the ledger"
     );
-    // A single transfer is no batch: no index there.
-    let error = w
-        .post(
-            "/api/v1/transfers",
-            Some(&alice.token),
-            &json!({"to": "7777777", "currency": "btc", "amount": "0.1"}),
-        )
-        .assert_error(404, "not_found");
-    assert_eq!(error.get("index"), None, "{error}");
-    let error = w
-        .post(
-            "/api/v1/transfers",
-            Some(&alice.token),
-            &with_amount(json!(1)),
-        )
-        .assert_error(400, "invalid_field");
-    assert_eq!(error.get("index"), None, "{error}");
     assert!(w.check(&admin).is_empty());
 }
 
-#[test]
-fn a_good_batch_across_currencies_is_applied_in_full() {
-    let w = world();
-    let admin = w.admin("wal_admin4");
-    let alice = w.member("wal_alice4");
-    let bob = w.member("wal_bob4");
-    let carol = w.member("wal_carol4");
-    w.deposit(&admin, &alice, "btc", "1.5");
-    w.deposit(&admin, &alice, "xmr", "2");
-
-    let items = json!([
-        {"to": bob.id, "currency": "btc", "amount": "0.25", "memo": "b1"},
-        {"to": carol.id, "currency": "xmr", "amount": "0.5", "memo": "c1"},
-        {"to": bob.id, "currency": "xmr", "amount": "0.000000000001", "memo": "b2"},
-        {"to": carol.id, "currency": "btc", "amount": "0.75", "memo": "c2"},
-        {"to": bob.id, "currency": "btc", "amount": "0.00000001"},
-    ]);
-    let response = batch(&w, &alice, items);
-    assert_eq!(response.status, 201, "{}", response.body_text());
+/// The answer to the good batch: its five transfers in the order asked,
+/// each its own transfer.
+fn assert_transfers_in_order(
+    response: &HttpResponse,
+    alice: &Member,
+    bob: &Member,
+    carol: &Member,
+) {
     let transfers = response.json()["transfers"]
         .as_array()
         .expect("transfers")
@@ -805,31 +787,48 @@ fn a_good_batch_across_currencies_is_applied_in_full() {
         5,
         "every item is its own transfer: {transfers:?}"
     );
+}
 
-    assert_eq!(
-        w.balance(&alice, "btc"),
-        ("0.49999999".into(), "0.00000000".into())
-    );
-    assert_eq!(
-        w.balance(&alice, "xmr"),
-        ("1.499999999999".into(), "0.000000000000".into())
-    );
-    assert_eq!(
-        w.balance(&bob, "btc"),
-        ("0.25000001".into(), "0.00000000".into())
-    );
-    assert_eq!(
-        w.balance(&bob, "xmr"),
-        ("0.000000000001".into(), "0.000000000000".into())
-    );
-    assert_eq!(
-        w.balance(&carol, "btc"),
-        ("0.75000000".into(), "0.00000000".into())
-    );
-    assert_eq!(
-        w.balance(&carol, "xmr"),
-        ("0.500000000000".into(), "0.000000000000".into())
-    );
+#[test]
+fn a_good_batch_across_currencies_is_applied_in_full() {
+    let w = world();
+    let admin = w.admin("wal_admin4");
+    let alice = w.member("wal_alice4");
+    let bob = w.member("wal_bob4");
+    let carol = w.member("wal_carol4");
+    w.deposit(&admin, &alice, "btc", "1.5");
+    w.deposit(&admin, &alice, "xmr", "2");
+
+    let items = json!([
+        {"to": bob.id, "currency": "btc", "amount": "0.25", "memo": "b1"},
+        {"to": carol.id, "currency": "xmr", "amount": "0.5", "memo": "c1"},
+        {"to": bob.id, "currency": "xmr", "amount": "0.000000000001", "memo": "b2"},
+        {"to": carol.id, "currency": "btc", "amount": "0.75", "memo": "c2"},
+        {"to": bob.id, "currency": "btc", "amount": "0.00000001"},
+    ]);
+    let response = batch(&w, &alice, items);
+    assert_eq!(response.status, 201, "{}", response.body_text());
+    assert_transfers_in_order(&response, &alice, &bob, &carol);
+    // (who, currency, available); nothing is held.
+    #[rustfmt::skip]
+    let balances = [
+        (&alice, "btc", "0.49999999"), (&alice, "xmr", "1.499999999999"),
+        (&bob, "btc", "0.25000001"), (&bob, "xmr", "0.000000000001"),
+        (&carol, "btc", "0.75000000"), (&carol, "xmr", "0.500000000000"),
+    ];
+    for (who, currency, available) in balances {
+        let held = if currency == "btc" {
+            "0.00000000"
+        } else {
+            "0.000000000000"
+        };
+        assert_eq!(
+            w.balance(who, currency),
+            (available.to_owned(), held.to_owned()),
+            "{} {currency}",
+            who.id
+        );
+    }
     let alice_out: Vec<Value> = all_entries(&w, &alice)
         .into_iter()
         .filter(|e| e["kind"] == "transfer")
@@ -897,30 +896,7 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
     assert!(replayed(&response));
     assert_eq!(response.body, responses[0].body);
 
-    let before = ledger_view(&w, &[&alice, &bob]);
-    for other in [
-        json!({"to": bob.id, "currency": "btc", "amount": "0.2", "memo": "once"}),
-        json!({"to": bob.id, "currency": "btc", "amount": "0.1", "memo": "twice"}),
-        json!({"to": bob.id, "currency": "btc", "amount": "0.1"}),
-        json!({"to": carol.id, "currency": "btc", "amount": "0.1", "memo": "once"}),
-    ] {
-        let response = keyed_transfer(&w, &alice, "order-17", &other);
-        response.assert_error(422, "idempotency_mismatch");
-    }
-    // The same key on another money route is another request too.
-    let response = w.post_with(
-        "/api/v1/transfers/batch",
-        Some(&alice.token),
-        &json!({"transfers": [body.clone()]}),
-        &[("Idempotency-Key", "order-17")],
-    );
-    response.assert_error(422, "idempotency_mismatch");
-    assert_eq!(
-        ledger_view(&w, &[&alice, &bob]),
-        before,
-        "a mismatch changed the ledger"
-    );
-
+    a_different_request_under_the_key_is_refused(&w, [&alice, &bob, &carol], &body);
     // Keys are per caller: carol's "order-17" is her own.
     let response = keyed_transfer(&w, &carol, "order-17", &body);
     assert_eq!(response.status, 201, "{}", response.body_text());
@@ -930,9 +906,48 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
     assert_eq!(w.balance(&carol, "btc").0, "0.90000000");
     assert_eq!(w.balance(&bob, "btc").0, "0.20000000");
 
-    // Malformed keys are refused before anything happens.
+    malformed_keys_are_refused(&w, &alice, &body);
+    assert_eq!(w.balance(&alice, "btc").0, "0.80000000");
+    assert!(w.check(&admin).is_empty());
+}
+
+/// Another request under alice's key "order-17" (which sent `body`), on
+/// this route or another, is 422 and changes nothing.
+fn a_different_request_under_the_key_is_refused(
+    w: &World,
+    [alice, bob, carol]: [&Member; 3],
+    body: &Value,
+) {
+    let before = ledger_view(w, &[alice, bob]);
+    for other in [
+        json!({"to": bob.id, "currency": "btc", "amount": "0.2", "memo": "once"}),
+        json!({"to": bob.id, "currency": "btc", "amount": "0.1", "memo": "twice"}),
+        json!({"to": bob.id, "currency": "btc", "amount": "0.1"}),
+        json!({"to": carol.id, "currency": "btc", "amount": "0.1", "memo": "once"}),
+    ] {
+        let response = keyed_transfer(w, alice, "order-17", &other);
+        response.assert_error(422, "idempotency_mismatch");
+    }
+    // The same key on another money route is another request too.
+    let response = w.post_with(
+        "/api/v1/transfers/batch",
+        Some(&alice.token),
+        &json!({ "transfers": [body] }),
+        &[("Idempotency-Key", "order-17")],
+    );
+    response.assert_error(422, "idempotency_mismatch");
+    assert_eq!(
+        ledger_view(w, &[alice, bob]),
+        before,
+        "a mismatch changed the ledger"
+    );
+}
+
+/// Malformed keys are refused before anything happens; 255 characters are
+/// a key.
+fn malformed_keys_are_refused(w: &World, alice: &Member, body: &Value) {
     for key in ["", "has space", &"k".repeat(256), "ключ"] {
-        let response = keyed_transfer(&w, &alice, key, &body);
+        let response = keyed_transfer(w, alice, key, body);
         assert_eq!(
             response.status,
             400,
@@ -941,15 +956,13 @@ fn ten_retries_with_one_idempotency_key_apply_once_and_answer_identically() {
         );
         response.error();
     }
-    let response = keyed_transfer(&w, &alice, &"k".repeat(255), &body);
+    let response = keyed_transfer(w, alice, &"k".repeat(255), body);
     assert_eq!(
         response.status,
         201,
         "a 255-character key: {}",
         response.body_text()
     );
-    assert_eq!(w.balance(&alice, "btc").0, "0.80000000");
-    assert!(w.check(&admin).is_empty());
 }
 
 #[test]
@@ -1338,9 +1351,11 @@ fn label(entry: &Value) -> String {
         .to_owned()
 }
 
-#[test]
-fn entries_page_newest_first_every_entry_exactly_once() {
-    let w = world();
+/// alice and bob with seven entries of alice's, oldest first: deposits
+/// (p1 btc, p2 xmr, p3 btc), a btc transfer to bob (t4), a deposit (p5 xmr),
+/// an xmr transfer to bob (t6), a withdrawal (p7 btc); labelled by reference
+/// or memo.
+fn seven_entries(w: &World) -> (Member, Member) {
     let admin = w.admin("wal_admin9");
     let alice = w.member("wal_alice9");
     let bob = w.member("wal_bob9");
@@ -1350,14 +1365,48 @@ fn entries_page_newest_first_every_entry_exactly_once() {
         assert_eq!(response.status, 201, "{}", response.body_text());
     };
     let ok = |response: HttpResponse| assert_eq!(response.status, 201, "{}", response.body_text());
-    ok(deposit_ref(&w, &admin, &alice, "btc", "1", "p1"));
-    ok(deposit_ref(&w, &admin, &alice, "xmr", "2", "p2"));
-    ok(deposit_ref(&w, &admin, &alice, "btc", "0.5", "p3"));
+    ok(deposit_ref(w, &admin, &alice, "btc", "1", "p1"));
+    ok(deposit_ref(w, &admin, &alice, "xmr", "2", "p2"));
+    ok(deposit_ref(w, &admin, &alice, "btc", "0.5", "p3"));
     memo_transfer("btc", "0.1", "t4");
-    ok(deposit_ref(&w, &admin, &alice, "xmr", "0.25", "p5"));
+    ok(deposit_ref(w, &admin, &alice, "xmr", "0.25", "p5"));
     memo_transfer("xmr", "0.3", "t6");
-    ok(withdraw_ref(&w, &admin, &alice, "btc", "0.2", "p7"));
+    ok(withdraw_ref(w, &admin, &alice, "btc", "0.2", "p7"));
+    (alice, bob)
+}
 
+/// Bad queries are 400 naming the field; another user's entry is no cursor
+/// for this list: well formed, but not found among bob's (404, naming
+/// `after`); no token is 401.
+fn entry_queries_are_checked(w: &World, alice: &Member, bob: &Member, alices_entry: &str) {
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "limit=-1",
+        "limit=",
+        "currency=doge",
+        "currency=BTC",
+        "after=x",
+    ] {
+        let response = w.get(&format!("/api/v1/wallet/entries?{bad}"), &alice.token);
+        let error = response.assert_error(400, "invalid_field");
+        let field = bad.split('=').next().unwrap_or_default();
+        assert_eq!(error["field"], field, "{bad}: {error}");
+    }
+    let response = w.get(
+        &format!("/api/v1/wallet/entries?after={alices_entry}"),
+        &bob.token,
+    );
+    assert_eq!(response.assert_error(404, "not_found")["field"], "after");
+    let response = w.get("/api/v1/wallet/entries", "not-a-token");
+    response.assert_error(401, "unauthenticated");
+}
+
+#[test]
+fn entries_page_newest_first_every_entry_exactly_once() {
+    let w = world();
+    let (alice, bob) = seven_entries(&w);
     let newest_first = ["p7", "t6", "p5", "t4", "p3", "p2", "p1"];
     let (entries, pages) = entries_paged(&w, &alice, None, 3);
     let labels: Vec<String> = entries.iter().map(label).collect();
@@ -1389,29 +1438,6 @@ fn entries_page_newest_first_every_entry_exactly_once() {
     let labels: Vec<String> = bobs.iter().map(label).collect();
     assert_eq!(labels, ["t6", "t4"], "bob sees his side only");
 
-    for bad in [
-        "limit=0",
-        "limit=101",
-        "limit=x",
-        "limit=-1",
-        "limit=",
-        "currency=doge",
-        "currency=BTC",
-        "after=x",
-    ] {
-        let response = w.get(&format!("/api/v1/wallet/entries?{bad}"), &alice.token);
-        let error = response.assert_error(400, "invalid_field");
-        let field = bad.split('=').next().unwrap_or_default();
-        assert_eq!(error["field"], field, "{bad}: {error}");
-    }
-    // Another user's entry is no cursor for this list: well formed, but
-    // not found among bob's (404, naming `after`).
-    let alices_only = entries[0]["id"].as_str().expect("an id").to_owned();
-    let response = w.get(
-        &format!("/api/v1/wallet/entries?after={alices_only}"),
-        &bob.token,
-    );
-    assert_eq!(response.assert_error(404, "not_found")["field"], "after");
     // Ids are not the insertion order: no two consecutive entries have
     // consecutive ids.
     let ids: Vec<i64> = entries
@@ -1427,8 +1453,8 @@ fn entries_page_newest_first_every_entry_exactly_once() {
         ids.windows(2).all(|pair| pair[0].abs_diff(pair[1]) > 1),
         "sequential-looking ids: {ids:?}"
     );
-    let response = w.get("/api/v1/wallet/entries", "not-a-token");
-    response.assert_error(401, "unauthenticated");
+    let alices_entry = entries[0]["id"].as_str().expect("an id");
+    entry_queries_are_checked(&w, &alice, &bob, alices_entry);
 }
 
 // ---- admin views -----------------------------------------------------------
@@ -1482,14 +1508,19 @@ fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
         "2.000000000000"
     );
 
+    admin_balances_checks_its_query_and_caller(&w, &admin, &alice);
+}
+
+/// At most 350 ids, and good ids and currencies, or 400; admins only.
+fn admin_balances_checks_its_query_and_caller(w: &World, admin: &Member, alice: &Member) {
     // At most 350 ids: the most 19-digit ids that always fit the target.
     let ids: Vec<String> = (0..=350u64)
         .map(|n| (9_000_000_000_000_000_000 + n).to_string())
         .collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let response = admin_balances(&w, &admin, &refs[..350], Some("btc"));
+    let response = admin_balances(w, admin, &refs[..350], Some("btc"));
     assert_eq!(response.status, 200, "350 ids: {}", response.body_text());
-    let response = admin_balances(&w, &admin, &refs, Some("btc"));
+    let response = admin_balances(w, admin, &refs, Some("btc"));
     assert_eq!(
         response.assert_error(400, "invalid_field")["field"],
         "user_ids"
@@ -1505,7 +1536,7 @@ fn admin_balances_answers_for_many_users_at_once_and_only_to_admins() {
         assert_eq!(response.status, 400, "{bad}: {}", response.body_text());
         response.error();
     }
-    admin_balances(&w, &alice, &[&alice.id], None).assert_error(403, "forbidden");
+    admin_balances(w, alice, &[&alice.id], None).assert_error(403, "forbidden");
     w.get("/api/v1/admin/stats/wallets", &alice.token)
         .assert_error(403, "forbidden");
     w.get("/api/v1/admin/check", &alice.token)
@@ -1627,6 +1658,42 @@ fn unbalanced_currencies(stats: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Admin deposits and withdrawals (refused ones too) for `user`, the
+/// `t`-th mover, alternating btc and xmr, until `stop`; how many were sent.
+fn move_money_until(
+    addr: std::net::SocketAddr,
+    token: &str,
+    t: usize,
+    user: &Member,
+    stop: &AtomicBool,
+) -> u64 {
+    let mut client = Client::connect(addr);
+    let mut moves = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let currency = if moves.is_multiple_of(2) {
+            "btc"
+        } else {
+            "xmr"
+        };
+        let (path, amount) = if moves % 3 == 2 {
+            ("/api/v1/admin/withdrawals", "0.0005")
+        } else {
+            ("/api/v1/admin/deposits", "0.001")
+        };
+        let body = json!({"user_id": user.id, "currency": currency,
+                          "amount": amount, "reference": format!("snap-{t}-{moves}")});
+        let response = send_json(&mut client, "POST", path, Some(token), Some(&body), &[])
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            response.status == 201 || response.status == 409,
+            "{path}: {}",
+            response.summary()
+        );
+        moves += 1;
+    }
+    moves
+}
+
 #[test]
 fn wallet_statistics_balance_in_every_answer_under_concurrent_deposits_and_withdrawals() {
     // Issue 12: the statistics were read by several queries outside one
@@ -1648,30 +1715,7 @@ fn wallet_statistics_balance_in_every_answer_under_concurrent_deposits_and_withd
             .enumerate()
             .map(|(t, user)| {
                 let (stop, token) = (&stop, &admin.token);
-                s.spawn(move || {
-                    let mut client = Client::connect(addr);
-                    let mut moves = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let currency = if moves.is_multiple_of(2) { "btc" } else { "xmr" };
-                        let (path, amount) = if moves % 3 == 2 {
-                            ("/api/v1/admin/withdrawals", "0.0005")
-                        } else {
-                            ("/api/v1/admin/deposits", "0.001")
-                        };
-                        let body = json!({"user_id": user.id, "currency": currency,
-                                          "amount": amount, "reference": format!("snap-{t}-{moves}")});
-                        let response =
-                            send_json(&mut client, "POST", path, Some(token), Some(&body), &[])
-                                .unwrap_or_else(|e| panic!("{path}: {e}"));
-                        assert!(
-                            response.status == 201 || response.status == 409,
-                            "{path}: {}",
-                            response.summary()
-                        );
-                        moves += 1;
-                    }
-                    moves
-                })
+                s.spawn(move || move_money_until(addr, token, t, user, stop))
             })
             .collect();
         let mut client = Client::connect(addr);
