@@ -5,9 +5,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::idempotent::Keyed;
-use super::parties::{Parties, Resolution};
+use super::parties::Parties;
 use super::wallet::parse_memo;
-use super::{Params, auth, json, query, respond};
+use super::{Params, auth, json, query};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::escrow::{
@@ -22,6 +22,7 @@ use crate::store::WriteTx;
 /// How escrow routes read and show an escrow.
 static ESCROWS: Parties<Escrow, EscrowView> = Parties {
     name: "escrow",
+    list: "escrows",
     by_id: escrow::by_id,
     is_party: Escrow::is_party,
     view: Escrow::view,
@@ -120,14 +121,7 @@ fn page(
     let limit = query::limit(request)?;
     let mut page = app.read(|conn| escrow::page(conn, party, state, origin, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
-    let escrows: Vec<_> = page
-        .iter()
-        .map(|e| e.view(&app.config.currencies))
-        .collect();
-    Ok(Reply::Now(respond::json(
-        200,
-        &json!({"escrows": escrows, "next": next}),
-    )))
+    Ok(ESCROWS.page(app, &page, next))
 }
 
 /// Who may take an action on an escrow besides admins.
@@ -187,9 +181,7 @@ pub fn dispute(app: &App, request: &Request, params: &Params) -> Result<Reply> {
 
 /// `POST /admin/escrows/{id}/resolve`: an admin splits a disputed escrow.
 pub fn resolve(app: &App, request: &Request, params: &Params) -> Result<Reply> {
-    let caller = auth::admin(app, request)?;
-    let escrow = ESCROWS.visible(app, &caller, params)?;
-    let body: Resolution = json::body(request)?;
+    let (caller, escrow, body) = ESCROWS.resolving(app, request, params)?;
     let currency = money::currency(&app.config.currencies, "currency", &escrow.currency)?;
     let (to_seller, to_buyer) = body.parts(&currency)?;
     let id = escrow.id;

@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::idempotent::Keyed;
-use super::parties::{Parties, Resolution};
-use super::{Params, auth, json, query, respond};
+use super::parties::Parties;
+use super::{Params, auth, json, query};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
@@ -24,6 +24,7 @@ use crate::orders::{
 /// How order routes read and show an order.
 static ORDERS: Parties<Order, OrderView> = Parties {
     name: "order",
+    list: "orders",
     by_id: orders::by_id,
     is_party: Order::is_party,
     view: Order::view,
@@ -86,14 +87,7 @@ pub(super) fn page(app: &App, request: &Request, scope: Scope) -> Result<Reply> 
     let limit = query::limit(request)?;
     let mut page = app.read(|conn| orders::page(conn, scope, state, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |o| o.id.to_string());
-    let views: Vec<_> = page
-        .iter()
-        .map(|o| o.view(&app.config.currencies))
-        .collect();
-    Ok(Reply::Now(respond::json(
-        200,
-        &json!({"orders": views, "next": next}),
-    )))
+    Ok(ORDERS.page(app, &page, next))
 }
 
 /// `GET /orders?role=buyer|seller&state=&limit=&after=`: the caller's,
@@ -226,9 +220,7 @@ pub fn dispute(app: &App, request: &Request, params: &Params) -> Result<Reply> {
 /// `POST /admin/orders/{id}/resolve` {to_seller, to_buyer}: an admin splits
 /// a disputed order; the fee comes out of `to_seller` only.
 pub fn resolve(app: &App, request: &Request, params: &Params) -> Result<Reply> {
-    let caller = auth::admin(app, request)?;
-    let order = ORDERS.visible(app, &caller, params)?;
-    let body: Resolution = json::body(request)?;
+    let (caller, order, body) = ORDERS.resolving(app, request, params)?;
     let currency = orders::enabled_currency(&app.config.currencies, "order", &order.currency)?;
     let (to_seller, to_buyer) = body.parts(&currency)?;
     // The amount never changes, so the sum is checked (400) before the state (409).

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::auth::{self, Caller};
 use super::idempotent::{self, Keyed};
-use super::{Params, respond};
+use super::{Params, json, respond};
 use crate::app::App;
 use crate::config::Currencies;
 use crate::error::Result;
@@ -20,6 +20,8 @@ use crate::store::WriteTx;
 pub struct Parties<T, V> {
     /// The key of the thing in every answer (`{"escrow": …}`).
     pub name: &'static str,
+    /// The key of a page of them (`{"escrows": […], "next": …}`).
+    pub list: &'static str,
     pub by_id: fn(&Connection, i64) -> Result<Option<T>>,
     pub is_party: fn(&T, i64) -> bool,
     pub view: fn(&T, &Currencies) -> V,
@@ -58,6 +60,33 @@ impl<T: Send + 'static, V: Serialize> Parties<T, V> {
         idempotent::write(app, request, keyed, work, move |written| {
             self.render(status, &written, &currencies)
         })
+    }
+
+    /// What an admin's resolve route starts from: the caller (an admin,
+    /// else 401/403), the one with the route's id (else 404), and the split
+    /// the body asks for (else 400), checked in that order.
+    pub fn resolving(
+        &self,
+        app: &App,
+        request: &Request,
+        params: &Params,
+    ) -> Result<(Caller, T, Resolution)> {
+        let caller = auth::admin(app, request)?;
+        let found = self.visible(app, &caller, params)?;
+        let body: Resolution = json::body(request)?;
+        Ok((caller, found, body))
+    }
+
+    /// 200 `{<list>: [view…], next}`: one page, and the cursor of the next.
+    pub fn page(&self, app: &App, page: &[T], next: Option<String>) -> Reply {
+        let views: Vec<_> = page
+            .iter()
+            .map(|found| (self.view)(found, &app.config.currencies))
+            .collect();
+        Reply::Now(respond::json(
+            200,
+            &json!({ self.list: views, "next": next }),
+        ))
     }
 
     fn render(&self, status: u16, found: &T, currencies: &Currencies) -> crate::http::Response {
