@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rusqlite::Connection;
 
 use crate::error::Result;
 use crate::store::writer::Weight;
@@ -105,16 +106,9 @@ fn housekeeping(store: &Store) {
 /// race with `invalid_state`, which is expected and ignored.
 fn sweep(store: &Store) {
     let now = crate::clock::unix_seconds();
-    let due = match store
-        .readers
-        .read(|conn| crate::escrow::due(conn, now, SWEEP_BATCH_MAX))
-    {
-        Ok(due) => due,
-        Err(e) => {
-            log::warn!("escrow sweep could not read due escrows: {e}");
-            return;
-        }
-    };
+    let due = read_due(store, "escrow", |conn| {
+        crate::escrow::due(conn, now, SWEEP_BATCH_MAX)
+    });
     for (id, result) in submit_all(store, &due, now, crate::escrow::release).iter() {
         match result {
             Ok(_) => log::info!("escrow {id} released automatically"),
@@ -122,6 +116,19 @@ fn sweep(store: &Store) {
             Err(e) => log::warn!("automatic release of escrow {id} failed: {e}"),
         }
     }
+}
+
+/// The ids of the `what`s that `read` finds due; none when the read fails
+/// (logged), for the next sweep to try again.
+fn read_due(
+    store: &Store,
+    what: &str,
+    read: impl FnOnce(&Connection) -> Result<Vec<i64>>,
+) -> Vec<i64> {
+    store.readers.read(read).unwrap_or_else(|e| {
+        log::warn!("{what} sweep could not read due {what}s: {e}");
+        Vec::new()
+    })
 }
 
 /// What a timer does to one due row: `(tx, id, now)`, the same function as
@@ -203,16 +210,9 @@ impl Retries {
 /// it nor floods the log.
 fn sweep_orders(store: &Store, retries: &mut Retries, at: Instant) {
     let now = crate::clock::unix_seconds();
-    let due = match store
-        .readers
-        .read(|conn| crate::orders::due(conn, now, SWEEP_BATCH_MAX, &|id| retries.waiting(id, at)))
-    {
-        Ok(due) => due,
-        Err(e) => {
-            log::warn!("order sweep could not read due orders: {e}");
-            return;
-        }
-    };
+    let due = read_due(store, "order", |conn| {
+        crate::orders::due(conn, now, SWEEP_BATCH_MAX, &|id| retries.waiting(id, at))
+    });
     for (id, result) in submit_all(store, &due, now, crate::orders::expire).iter() {
         match result {
             Ok(order) => {
