@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::accounts::{Role, Status, Username, operator};
-use crate::config::{Config, ConfigArgs};
+use crate::config::{self, Config, ConfigArgs, DbArg};
 use crate::error::Error;
 use crate::systemd::{self, Notifier};
 
@@ -64,20 +64,6 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
-}
-
-/// The one setting the commands other than `serve` use.
-#[derive(Args, Debug)]
-struct DbArg {
-    /// Database file.
-    #[arg(
-        long = "db",
-        env = "SOUK_DB",
-        value_name = "SOUK_DB",
-        default_value = "./souk.db",
-        global = true
-    )]
-    db: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -138,7 +124,8 @@ const EXIT_OPERATOR: u8 = 2;
 const EXIT_PROBLEMS: u8 = 3;
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse_from(with_default_command(std::env::args_os().collect()));
+    let args = with_default_command(std::env::args_os().collect());
+    let cli: Cli = config::parse_args(args).unwrap_or_else(|e| e.exit());
     // SOUK_LOG_FORMAT is a setting of `serve`; the other commands talk to
     // a terminal.
     let log_format = match &cli.command {

@@ -19,154 +19,160 @@ use crate::limits;
 #[derive(Args, Debug, Clone)]
 pub struct ConfigArgs {
     /// Listen address.
-    #[arg(
-        long = "addr",
-        env = "SOUK_ADDR",
-        value_name = "SOUK_ADDR",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long = "addr", env = "SOUK_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Database file.
-    #[arg(
-        long = "db",
-        env = "SOUK_DB",
-        value_name = "SOUK_DB",
-        default_value = "./souk.db",
-        global = true
-    )]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Enabled currencies and their decimal places, e.g. btc:8,xmr:12.
-    #[arg(long = "currencies", env = "SOUK_CURRENCIES", value_name = "SOUK_CURRENCIES", default_value = "btc:8,xmr:12", value_parser = parse_currencies, global = true)]
+    #[arg(long = "currencies", env = "SOUK_CURRENCIES", default_value = "btc:8,xmr:12", value_parser = parse_currencies)]
     pub currencies: Currencies,
     /// Request worker threads [default: 2 x CPUs].
-    #[arg(long = "workers", env = "SOUK_WORKERS", value_name = "SOUK_WORKERS", value_parser = clap::value_parser!(u32).range(1..=limits::WORKERS_MAX as i64), global = true)]
+    #[arg(long = "workers", env = "SOUK_WORKERS", value_parser = clap::value_parser!(u32).range(1..=limits::WORKERS_MAX as i64))]
     pub workers: Option<u32>,
     /// Read-only database connection pool size.
-    #[arg(long = "max-db-connections", env = "MAX_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=limits::DB_READERS_MAX as i64), global = true)]
+    #[arg(long = "max-db-connections", env = "MAX_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=limits::DB_READERS_MAX as i64))]
     pub max_db_connections: u32,
     /// Seconds before a database query is interrupted.
-    #[arg(long = "query-timeout", env = "QUERY_TIMEOUT", default_value = "30", value_parser = seconds(1..=3600), global = true)]
+    #[arg(long = "query-timeout", env = "QUERY_TIMEOUT", default_value = "30", value_parser = seconds(1..=3600))]
     pub query_timeout: Duration,
     /// User/profile cache TTL, seconds.
-    #[arg(long = "cache-timeout", env = "CACHE_TIMEOUT", default_value = "300", value_parser = seconds(0..=86_400), global = true)]
+    #[arg(long = "cache-timeout", env = "CACHE_TIMEOUT", default_value = "300", value_parser = seconds(0..=86_400))]
     pub cache_timeout: Duration,
     /// Balance cache TTL, seconds.
-    #[arg(long = "balance-cache-timeout", env = "BALANCE_CACHE_TIMEOUT", default_value = "120", value_parser = seconds(0..=86_400), global = true)]
+    #[arg(long = "balance-cache-timeout", env = "BALANCE_CACHE_TIMEOUT", default_value = "120", value_parser = seconds(0..=86_400))]
     pub balance_cache_timeout: Duration,
     /// Statistics cache TTL, seconds.
-    #[arg(long = "stats-cache-timeout", env = "STATS_CACHE_TIMEOUT", default_value = "1800", value_parser = seconds(0..=86_400), global = true)]
+    #[arg(long = "stats-cache-timeout", env = "STATS_CACHE_TIMEOUT", default_value = "1800", value_parser = seconds(0..=86_400))]
     pub stats_cache_timeout: Duration,
     /// Failed logins before a lockout.
-    #[arg(long = "max-login-attempts", env = "MAX_LOGIN_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    #[arg(long = "max-login-attempts", env = "MAX_LOGIN_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_login_attempts: u32,
     /// Lockout length, seconds.
-    #[arg(long = "lockout-duration", env = "LOCKOUT_DURATION", default_value = "900", value_parser = seconds(1..=2_592_000), global = true)]
+    #[arg(long = "lockout-duration", env = "LOCKOUT_DURATION", default_value = "900", value_parser = seconds(1..=2_592_000))]
     pub lockout_duration: Duration,
     /// Session lifetime, seconds.
-    #[arg(long = "session-ttl", env = "SESSION_TTL", default_value = "604800", value_parser = seconds(60..=31_536_000), global = true)]
+    #[arg(long = "session-ttl", env = "SESSION_TTL", default_value = "604800", value_parser = seconds(60..=31_536_000))]
     pub session_ttl: Duration,
     /// Seconds between monitor samples.
-    #[arg(long = "monitoring-interval", env = "MONITORING_INTERVAL", default_value = "60", value_parser = seconds(1..=86_400), global = true)]
+    #[arg(long = "monitoring-interval", env = "MONITORING_INTERVAL", default_value = "60", value_parser = seconds(1..=86_400))]
     pub monitoring_interval: Duration,
     /// Minimum seconds between two firings of one alert rule.
-    #[arg(long = "alert-cooldown", env = "ALERT_COOLDOWN", default_value = "300", value_parser = seconds(0..=86_400), global = true)]
+    #[arg(long = "alert-cooldown", env = "ALERT_COOLDOWN", default_value = "300", value_parser = seconds(0..=86_400))]
     pub alert_cooldown: Duration,
     /// Alert when system memory use is above this percentage.
-    #[arg(long = "alert-memory-percent", env = "ALERT_MEMORY_PERCENT", default_value_t = 85, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
+    #[arg(long = "alert-memory-percent", env = "ALERT_MEMORY_PERCENT", default_value_t = 85, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub alert_memory_percent: u32,
     /// Alert when CPU use is above this percentage.
-    #[arg(long = "alert-cpu-percent", env = "ALERT_CPU_PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
+    #[arg(long = "alert-cpu-percent", env = "ALERT_CPU_PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub alert_cpu_percent: u32,
     /// Alert when the average response time is above this many milliseconds.
-    #[arg(long = "alert-response-ms", env = "ALERT_RESPONSE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=3_600_000), global = true)]
+    #[arg(long = "alert-response-ms", env = "ALERT_RESPONSE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub alert_response_ms: u64,
     /// Alert when the 5xx error rate is above this percentage.
-    #[arg(long = "alert-error-percent", env = "ALERT_ERROR_PERCENT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100), global = true)]
+    #[arg(long = "alert-error-percent", env = "ALERT_ERROR_PERCENT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub alert_error_percent: u32,
     /// Whether anyone may register (true/false).
-    #[arg(long = "open-registration", env = "SOUK_OPEN_REGISTRATION", value_name = "SOUK_OPEN_REGISTRATION", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    #[arg(long = "open-registration", env = "SOUK_OPEN_REGISTRATION", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub open_registration: bool,
     /// When set, /metrics needs `Authorization: Bearer` with it.
     #[arg(
         long = "metrics-token",
         env = "SOUK_METRICS_TOKEN",
-        value_name = "SOUK_METRICS_TOKEN",
-        hide_env_values = true,
-        global = true
+        hide_env_values = true
     )]
     pub metrics_token: Option<String>,
     /// Login attempts per minute from one client address.
-    #[arg(long = "login-rate-limit", env = "LOGIN_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    #[arg(long = "login-rate-limit", env = "LOGIN_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub login_rate_limit: u32,
     /// Registrations (`POST /users`) per minute from one client address.
-    #[arg(long = "registration-rate-limit", env = "SOUK_REGISTRATION_RATE_LIMIT", value_name = "SOUK_REGISTRATION_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    #[arg(long = "registration-rate-limit", env = "SOUK_REGISTRATION_RATE_LIMIT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub registration_rate_limit: u32,
     /// Largest request body, bytes.
-    #[arg(long = "max-body", env = "SOUK_MAX_BODY", value_name = "SOUK_MAX_BODY", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024), global = true)]
+    #[arg(long = "max-body", env = "SOUK_MAX_BODY", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
     pub max_body: u64,
     /// Bytes of request bodies being received at once, all connections
     /// together; at least SOUK_MAX_BODY.
-    #[arg(long = "max-inflight-body", env = "SOUK_MAX_INFLIGHT_BODY", value_name = "SOUK_MAX_INFLIGHT_BODY", default_value_t = 33_554_432, value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024 * 1024), global = true)]
+    #[arg(long = "max-inflight-body", env = "SOUK_MAX_INFLIGHT_BODY", default_value_t = 33_554_432, value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024 * 1024))]
     pub max_inflight_body: u64,
     /// Connections served at once.
-    #[arg(long = "max-connections", env = "SOUK_MAX_CONNECTIONS", value_name = "SOUK_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
+    #[arg(long = "max-connections", env = "SOUK_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_connections: u32,
     /// Seconds for a request head or body to arrive.
-    #[arg(long = "read-timeout", env = "SOUK_READ_TIMEOUT", value_name = "SOUK_READ_TIMEOUT", default_value = "10", value_parser = seconds(1..=3600), global = true)]
+    #[arg(long = "read-timeout", env = "SOUK_READ_TIMEOUT", default_value = "10", value_parser = seconds(1..=3600))]
     pub read_timeout: Duration,
     /// Consecutive store failures (disk full, I/O errors, timeouts) that open the circuit breaker.
-    #[arg(long = "circuit-threshold", env = "SOUK_CIRCUIT_THRESHOLD", value_name = "SOUK_CIRCUIT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    #[arg(long = "circuit-threshold", env = "SOUK_CIRCUIT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub circuit_threshold: u32,
     /// Seconds the circuit breaker stays open before one probe write.
-    #[arg(long = "circuit-cooldown", env = "SOUK_CIRCUIT_COOLDOWN", value_name = "SOUK_CIRCUIT_COOLDOWN", default_value = "5", value_parser = seconds(1..=3600), global = true)]
+    #[arg(long = "circuit-cooldown", env = "SOUK_CIRCUIT_COOLDOWN", default_value = "5", value_parser = seconds(1..=3600))]
     pub circuit_cooldown: Duration,
     /// Seconds an idle keep-alive connection is kept.
-    #[arg(long = "idle-timeout", env = "SOUK_IDLE_TIMEOUT", value_name = "SOUK_IDLE_TIMEOUT", default_value = "30", value_parser = seconds(1..=3600), global = true)]
+    #[arg(long = "idle-timeout", env = "SOUK_IDLE_TIMEOUT", default_value = "30", value_parser = seconds(1..=3600))]
     pub idle_timeout: Duration,
     /// PEM certificate chain; with SOUK_TLS_KEY, souk serves HTTPS only.
-    #[arg(
-        long = "tls-cert",
-        env = "SOUK_TLS_CERT",
-        value_name = "SOUK_TLS_CERT",
-        global = true
-    )]
+    #[arg(long = "tls-cert", env = "SOUK_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of the certificate in SOUK_TLS_CERT.
-    #[arg(
-        long = "tls-key",
-        env = "SOUK_TLS_KEY",
-        value_name = "SOUK_TLS_KEY",
-        global = true
-    )]
+    #[arg(long = "tls-key", env = "SOUK_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Comma-separated IPs and CIDR networks whose X-Forwarded-For is believed.
-    #[arg(long = "trusted-proxies", env = "SOUK_TRUSTED_PROXIES", value_name = "SOUK_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse, global = true)]
+    #[arg(long = "trusted-proxies", env = "SOUK_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
     pub trusted_proxies: TrustedProxies,
     /// Comma-separated exact origins (https://app.example.com) allowed to call the API from a browser.
-    #[arg(long = "cors-origins", env = "SOUK_CORS_ORIGINS", value_name = "SOUK_CORS_ORIGINS", default_value = "", value_parser = CorsOrigins::parse, global = true)]
+    #[arg(long = "cors-origins", env = "SOUK_CORS_ORIGINS", default_value = "", value_parser = CorsOrigins::parse)]
     pub cors_origins: CorsOrigins,
     /// Platform fee on completed orders, basis points (0-5000).
-    #[arg(long = "fee-bps", env = "SOUK_FEE_BPS", value_name = "SOUK_FEE_BPS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=FEE_BPS_MAX as i64), global = true)]
+    #[arg(long = "fee-bps", env = "SOUK_FEE_BPS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=FEE_BPS_MAX as i64))]
     pub fee_bps: u32,
     /// Seconds a seller has to ship a paid order before it is cancelled and refunded.
-    #[arg(long = "order-ship-within", env = "SOUK_ORDER_SHIP_WITHIN", value_name = "SOUK_ORDER_SHIP_WITHIN", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S), global = true)]
+    #[arg(long = "order-ship-within", env = "SOUK_ORDER_SHIP_WITHIN", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S))]
     pub order_ship_within: u64,
     /// Seconds after shipping before an order completes by itself.
-    #[arg(long = "order-confirm-within", env = "SOUK_ORDER_CONFIRM_WITHIN", value_name = "SOUK_ORDER_CONFIRM_WITHIN", default_value_t = 1_209_600, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S), global = true)]
+    #[arg(long = "order-confirm-within", env = "SOUK_ORDER_CONFIRM_WITHIN", default_value_t = 1_209_600, value_parser = clap::value_parser!(u64).range(1..=ORDER_TIMER_MAX_S))]
     pub order_confirm_within: u64,
     /// Log line format: `text` for people, `json` for one JSON object per line.
-    #[arg(
-        long = "log-format",
-        env = "SOUK_LOG_FORMAT",
-        value_name = "SOUK_LOG_FORMAT",
-        default_value = "text",
-        global = true
-    )]
+    #[arg(long = "log-format", env = "SOUK_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
     /// One log line per request at info level, target souk::access (true/false).
-    #[arg(long = "access-log", env = "SOUK_ACCESS_LOG", value_name = "SOUK_ACCESS_LOG", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    #[arg(long = "access-log", env = "SOUK_ACCESS_LOG", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub access_log: bool,
+}
+
+/// The database file: the one setting every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct DbArg {
+    /// Database file.
+    #[arg(
+        long = "db",
+        env = "SOUK_DB",
+        default_value = "./souk.db",
+        global = true
+    )]
+    pub db: PathBuf,
+}
+
+/// Each setting's flag takes its environment variable as its value name
+/// (`--addr <SOUK_ADDR>`), so `--help` and clap's messages show both
+/// spellings of it, each written once in `ConfigArgs`.
+fn value_names_from_env(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let env = arg.get_env().map(|env| env.to_string_lossy().into_owned());
+            match env {
+                Some(env) => arg.value_name(env),
+                None => arg,
+            }
+        })
+        .mut_subcommands(value_names_from_env)
+}
+
+/// `P` parsed from `args`, its settings named by `value_names_from_env`.
+pub fn parse_args<P: clap::Parser>(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<P, clap::Error> {
+    let mut command = value_names_from_env(P::command());
+    let matches = command.try_get_matches_from_mut(args)?;
+    P::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
 }
 
 /// How log lines are written (`crate::logs`).
@@ -301,7 +307,7 @@ impl From<ConfigArgs> for Config {
             .map_or((2 * cpus).min(limits::WORKERS_MAX), |w| w as usize);
         Config {
             addr: args.addr,
-            db_path: args.db,
+            db_path: args.db.db,
             currencies: args.currencies,
             workers,
             db_readers: args.max_db_connections,
@@ -380,13 +386,12 @@ impl Config {
     /// of its variables set in the environment) with another database and
     /// address: what tests and benchmarks start from.
     pub fn for_path(db_path: impl Into<PathBuf>, addr: SocketAddr) -> Result<Config, String> {
-        use clap::Parser;
-        #[derive(Parser)]
+        #[derive(clap::Parser)]
         struct Only {
             #[command(flatten)]
             args: ConfigArgs,
         }
-        let only = Only::try_parse_from(["souk"]).map_err(|e| e.to_string())?;
+        let only: Only = parse_args(["souk"]).map_err(|e| e.to_string())?;
         let mut config = Config::from(only.args);
         config.db_path = db_path.into();
         config.addr = addr;
@@ -419,5 +424,30 @@ mod tests {
         ] {
             assert!(parse_currencies(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    #[test]
+    fn every_setting_flag_shows_its_environment_variable_as_its_value() {
+        use clap::Args as _;
+        let command = value_names_from_env(ConfigArgs::augment_args(clap::Command::new("serve")));
+        let mut settings = 0;
+        for arg in command.get_arguments() {
+            let Some(env) = arg.get_env() else { continue };
+            settings += 1;
+            let names: Vec<_> = arg.get_value_names().unwrap_or_default().to_vec();
+            assert_eq!(names, [env.to_string_lossy().as_ref()], "{}", arg.get_id());
+        }
+        assert!(settings >= 30, "{settings} settings");
+        let error = parse_args::<Probe>(["souk", "--workers", "0"]).unwrap_err();
+        assert!(
+            error.to_string().contains("'--workers <SOUK_WORKERS>'"),
+            "{error}"
+        );
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Probe {
+        #[command(flatten)]
+        args: ConfigArgs,
     }
 }

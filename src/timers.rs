@@ -13,9 +13,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rusqlite::Connection;
 
-use crate::store::Store;
+use crate::error::Result;
 use crate::store::writer::Weight;
+use crate::store::{Store, WriteTx};
 
 /// Escrows released, and orders moved, per sweep at most; the rest wait for
 /// the next one (500 ms later).
@@ -104,36 +106,56 @@ fn housekeeping(store: &Store) {
 /// race with `invalid_state`, which is expected and ignored.
 fn sweep(store: &Store) {
     let now = crate::clock::unix_seconds();
-    let due = match store
-        .readers
-        .read(|conn| crate::escrow::due(conn, now, SWEEP_BATCH_MAX))
-    {
-        Ok(due) => due,
-        Err(e) => {
-            log::warn!("escrow sweep could not read due escrows: {e}");
-            return;
-        }
-    };
-    // Submitted all at once so they share commits; answers are awaited after.
-    let (done_tx, done_rx) = crossbeam_channel::bounded(due.len().max(1));
-    for &id in &due {
-        let done_tx = done_tx.clone();
-        store.writer.submit(
-            Weight::ONE,
-            move |tx| crate::escrow::release(tx, id, now),
-            move |result| {
-                let _ = done_tx.send((id, result.map(|_| ())));
-            },
-        );
-    }
-    drop(done_tx);
-    for (id, result) in done_rx.iter() {
+    let due = read_due(store, "escrow", |conn| {
+        crate::escrow::due(conn, now, SWEEP_BATCH_MAX)
+    });
+    for (id, result) in submit_all(store, &due, now, crate::escrow::release).iter() {
         match result {
-            Ok(()) => log::info!("escrow {id} released automatically"),
+            Ok(_) => log::info!("escrow {id} released automatically"),
             Err(crate::error::Error::Conflict { .. }) => {}
             Err(e) => log::warn!("automatic release of escrow {id} failed: {e}"),
         }
     }
+}
+
+/// The ids of the `what`s that `read` finds due; none when the read fails
+/// (logged), for the next sweep to try again.
+fn read_due(
+    store: &Store,
+    what: &str,
+    read: impl FnOnce(&Connection) -> Result<Vec<i64>>,
+) -> Vec<i64> {
+    store.readers.read(read).unwrap_or_else(|e| {
+        log::warn!("{what} sweep could not read due {what}s: {e}");
+        Vec::new()
+    })
+}
+
+/// What a timer does to one due row: `(tx, id, now)`, the same function as
+/// the user's action.
+type TimedMove<T> = fn(&WriteTx<'_>, i64, i64) -> Result<T>;
+
+/// Submits `timed_move` of every id in `due` at once, so they share
+/// commits; the answers come on the returned channel, one an id, which
+/// closes after the last.
+fn submit_all<T: Send + 'static>(
+    store: &Store,
+    due: &[i64],
+    now: i64,
+    timed_move: TimedMove<T>,
+) -> Receiver<(i64, Result<T>)> {
+    let (done_tx, done_rx) = crossbeam_channel::bounded(due.len().max(1));
+    for &id in due {
+        let done_tx = done_tx.clone();
+        store.writer.submit(
+            Weight::ONE,
+            move |tx| timed_move(tx, id, now),
+            move |result| {
+                let _ = done_tx.send((id, result));
+            },
+        );
+    }
+    done_rx
 }
 
 /// Orders whose timer failed: when each may be tried again and how many
@@ -188,33 +210,14 @@ impl Retries {
 /// it nor floods the log.
 fn sweep_orders(store: &Store, retries: &mut Retries, at: Instant) {
     let now = crate::clock::unix_seconds();
-    let due = match store
-        .readers
-        .read(|conn| crate::orders::due(conn, now, SWEEP_BATCH_MAX, &|id| retries.waiting(id, at)))
-    {
-        Ok(due) => due,
-        Err(e) => {
-            log::warn!("order sweep could not read due orders: {e}");
-            return;
-        }
-    };
-    let (done_tx, done_rx) = crossbeam_channel::bounded(due.len().max(1));
-    for &id in &due {
-        let done_tx = done_tx.clone();
-        store.writer.submit(
-            Weight::ONE,
-            move |tx| crate::orders::expire(tx, id, now),
-            move |result| {
-                let _ = done_tx.send((id, result.map(|order| order.state)));
-            },
-        );
-    }
-    drop(done_tx);
-    for (id, result) in done_rx.iter() {
+    let due = read_due(store, "order", |conn| {
+        crate::orders::due(conn, now, SWEEP_BATCH_MAX, &|id| retries.waiting(id, at))
+    });
+    for (id, result) in submit_all(store, &due, now, crate::orders::expire).iter() {
         match result {
-            Ok(state) => {
+            Ok(order) => {
                 retries.settled(id);
-                log::info!("order {id} {} by its timer", state.as_str());
+                log::info!("order {id} {} by its timer", order.state.as_str());
             }
             Err(crate::error::Error::Conflict { .. }) => retries.settled(id),
             Err(e) => match retries.failed(id, at) {

@@ -34,11 +34,25 @@ struct ExternalBody {
     reference: String,
 }
 
-struct ExternalRequest {
-    user_id: i64,
-    currency: Currency,
-    amount: Amount,
-    reference: String,
+/// A deposit or withdrawal as asked, before the write job gives it its time.
+pub(super) struct ExternalRequest {
+    pub user_id: i64,
+    pub currency: Currency,
+    pub amount: Amount,
+    pub reference: String,
+}
+
+impl ExternalRequest {
+    /// The movement, made at `now`.
+    pub fn at(&self, now: i64) -> External<'_> {
+        External {
+            user_id: self.user_id,
+            currency: &self.currency,
+            amount: self.amount,
+            reference: &self.reference,
+            now,
+        }
+    }
 }
 
 impl ExternalBody {
@@ -67,22 +81,12 @@ fn external(app: &App, request: &Request, movement: Movement) -> Result<Reply> {
         ext.amount.minor(),
         ext.reference
     ]);
-    let now = clock::unix_seconds();
     let currencies = app.config.currencies.clone();
     idempotent::write(
         app,
         request,
         Keyed::new(caller.user.id, canonical),
-        move |tx| {
-            let external = External {
-                user_id: ext.user_id,
-                currency: &ext.currency,
-                amount: ext.amount,
-                reference: &ext.reference,
-                now,
-            };
-            movement(tx, &external)
-        },
+        move |tx, now| movement(tx, &ext.at(now)),
         move |applied| match applied {
             Applied::New(entry) => respond::json(201, &json!({"entry": entry.view(&currencies)})),
             Applied::Replayed(entry) => {

@@ -4,20 +4,29 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::Caller;
 use super::idempotent::Keyed;
+use super::parties::Parties;
 use super::wallet::parse_memo;
-use super::{Params, auth, idempotent, json, query, respond};
+use super::{Params, auth, json, query};
 use crate::app::App;
-use crate::clock;
 use crate::error::{Error, Result};
 use crate::escrow::{
-    self, Escrow, EscrowState, NewEscrow, RELEASE_AFTER_DEFAULT_S, RELEASE_AFTER_MAX_S, Role,
+    self, Escrow, EscrowState, EscrowView, NewEscrow, RELEASE_AFTER_DEFAULT_S, RELEASE_AFTER_MAX_S,
+    Role,
 };
 use crate::http::{Reply, Request};
 use crate::ids;
 use crate::ledger::money::{self, Amount};
 use crate::store::WriteTx;
+
+/// How escrow routes read and show an escrow.
+static ESCROWS: Parties<Escrow, EscrowView> = Parties {
+    name: "escrow",
+    list: "escrows",
+    by_id: escrow::by_id,
+    is_party: Escrow::is_party,
+    view: Escrow::view,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,32 +71,15 @@ pub fn create(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         new.memo,
         new.release_after_s
     ]);
-    let now = clock::unix_seconds();
-    let currencies = app.config.currencies.clone();
-    idempotent::write(
-        app,
-        request,
-        Keyed::new(caller.user.id, canonical),
-        move |tx| escrow::create(tx, &new, now),
-        move |escrow| respond::json(201, &json!({"escrow": escrow.view(&currencies)})),
-    )
+    let keyed = Keyed::new(caller.user.id, canonical);
+    ESCROWS.write(app, request, keyed, 201, move |tx, now| {
+        escrow::create(tx, &new, now)
+    })
 }
 
-/// The escrow if the caller may see it: a party or an admin; else 404.
-fn visible(app: &App, caller: &Caller, params: &Params) -> Result<Escrow> {
-    let id = params.id()?;
-    let found = app.read(|conn| escrow::by_id(conn, id))?;
-    auth::party_or_admin(caller, found, Escrow::is_party)
-}
-
-/// `GET /escrows/{id}`.
+/// `GET /escrows/{id}`: buyer, seller or admin.
 pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
-    let caller = auth::caller(app, request)?;
-    let escrow = visible(app, &caller, params)?;
-    Ok(Reply::Now(respond::json(
-        200,
-        &json!({"escrow": escrow.view(&app.config.currencies)}),
-    )))
+    ESCROWS.get(app, request, params)
 }
 
 /// `GET /escrows?role=buyer|seller&state=&limit=&after=`.
@@ -129,14 +121,7 @@ fn page(
     let limit = query::limit(request)?;
     let mut page = app.read(|conn| escrow::page(conn, party, state, origin, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |e| e.id.to_string());
-    let escrows: Vec<_> = page
-        .iter()
-        .map(|e| e.view(&app.config.currencies))
-        .collect();
-    Ok(Reply::Now(respond::json(
-        200,
-        &json!({"escrows": escrows, "next": next}),
-    )))
+    Ok(ESCROWS.page(app, &page, next))
 }
 
 /// Who may take an action on an escrow besides admins.
@@ -158,7 +143,7 @@ fn act(
     action: Action,
 ) -> Result<Reply> {
     let caller = auth::caller(app, request)?;
-    let escrow = visible(app, &caller, params)?;
+    let escrow = ESCROWS.visible(app, &caller, params)?;
     let allowed = match actor {
         Actor::Buyer => escrow.buyer == caller.user.id,
         Actor::Seller => escrow.seller == caller.user.id,
@@ -167,15 +152,9 @@ fn act(
     if !allowed {
         return Err(Error::Forbidden);
     }
-    let (id, now) = (escrow.id, clock::unix_seconds());
-    let currencies = app.config.currencies.clone();
-    idempotent::write(
-        app,
-        request,
-        Keyed::new(caller.user.id, json!([id])),
-        move |tx| action(tx, id, now),
-        move |escrow| respond::json(200, &json!({"escrow": escrow.view(&currencies)})),
-    )
+    let id = escrow.id;
+    let keyed = Keyed::new(caller.user.id, json!([id]));
+    ESCROWS.write(app, request, keyed, 200, move |tx, now| action(tx, id, now))
 }
 
 /// `POST /escrows/{id}/release`: buyer or admin; funds to the seller.
@@ -200,32 +179,14 @@ pub fn dispute(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Resolution {
-    to_seller: String,
-    to_buyer: String,
-}
-
 /// `POST /admin/escrows/{id}/resolve`: an admin splits a disputed escrow.
 pub fn resolve(app: &App, request: &Request, params: &Params) -> Result<Reply> {
-    let caller = auth::admin(app, request)?;
-    let escrow = visible(app, &caller, params)?;
-    let body: Resolution = json::body(request)?;
+    let (caller, escrow, body) = ESCROWS.resolving(app, request, params)?;
     let currency = money::currency(&app.config.currencies, "currency", &escrow.currency)?;
-    // Zero is a valid part: everything to one side.
-    let part = |field: &str, text: &str| money::parse_units(field, text, &currency);
-    let (to_seller, to_buyer) = (
-        part("to_seller", &body.to_seller)?,
-        part("to_buyer", &body.to_buyer)?,
-    );
-    let (id, now) = (escrow.id, clock::unix_seconds());
-    let currencies = app.config.currencies.clone();
-    idempotent::write(
-        app,
-        request,
-        Keyed::new(caller.user.id, json!([id, to_seller, to_buyer])),
-        move |tx| escrow::resolve(tx, id, to_seller, to_buyer, now),
-        move |escrow| respond::json(200, &json!({"escrow": escrow.view(&currencies)})),
-    )
+    let (to_seller, to_buyer) = body.parts(&currency)?;
+    let id = escrow.id;
+    let keyed = Keyed::new(caller.user.id, json!([id, to_seller, to_buyer]));
+    ESCROWS.write(app, request, keyed, 200, move |tx, now| {
+        escrow::resolve(tx, id, to_seller, to_buyer, now)
+    })
 }

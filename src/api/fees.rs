@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::admin_ledger::ExternalRequest;
 use super::idempotent::Keyed;
 use super::{Params, auth, idempotent, json, respond};
 use crate::app::App;
@@ -11,7 +12,7 @@ use crate::clock;
 use crate::error::Result;
 use crate::http::{Reply, Request};
 use crate::ledger::money::{self, Amount, format_minor};
-use crate::ledger::{self, External, PLATFORM};
+use crate::ledger::{self, PLATFORM};
 use crate::orders::fees;
 
 /// `GET /admin/fees`: {fees: {CUR: {balance, collected, withdrawn}}} for
@@ -42,25 +43,20 @@ pub fn withdraw(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     let body: WithdrawalBody = json::body(request)?;
     let currency = money::currency(&app.config.currencies, "currency", &body.currency)?;
     let amount = Amount::parse("amount", &body.amount, &currency)?;
-    let reference = body.reference;
-    ledger::check_reference(&reference)?;
-    let canonical = json!([currency.code, amount.minor(), reference]);
-    let now = clock::unix_seconds();
+    ledger::check_reference(&body.reference)?;
+    let canonical = json!([currency.code, amount.minor(), body.reference]);
     let decimals = currency.decimals;
+    let ext = ExternalRequest {
+        user_id: PLATFORM,
+        currency,
+        amount,
+        reference: body.reference,
+    };
     idempotent::write(
         app,
         request,
         Keyed::new(caller.user.id, canonical),
-        move |tx| {
-            let external = External {
-                user_id: PLATFORM,
-                currency: &currency,
-                amount,
-                reference: &reference,
-                now,
-            };
-            fees::withdraw(tx, &external)
-        },
+        move |tx, now| fees::withdraw(tx, &ext.at(now)),
         move |entry| {
             let withdrawal = json!({
                 "id": entry.id.to_string(),

@@ -13,7 +13,8 @@ use crate::store::WriteTx;
 use crate::store::writer::Weight;
 
 /// Runs `work`, worth `weight` (see `Weight`), through the writer and
-/// answers with `render`'s response. With an `Idempotency-Key`, a repeat of
+/// answers with `render`'s response; `work` gets the time of the request
+/// (unix seconds), the same on a second run. With an `Idempotency-Key`, a repeat of
 /// the same request (same `canonical` form on the same route) replays the
 /// stored answer, another request with the key gets 422, and a repeat while
 /// the first runs gets 409.
@@ -26,9 +27,11 @@ pub fn write<T, W, R>(
 ) -> Result<Reply>
 where
     T: Send + 'static,
-    W: Fn(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    W: Fn(&WriteTx<'_>, i64) -> Result<T> + Send + 'static,
     R: Fn(T) -> Response + Send + 'static,
 {
+    let now = clock::unix_seconds();
+    let work = move |tx: &WriteTx<'_>| work(tx, now);
     let Keyed {
         user_id,
         canonical,
@@ -47,7 +50,6 @@ where
     {
         return Ok(Reply::Now(replay(stored)));
     }
-    let now = clock::unix_seconds();
     let job = move |tx: &WriteTx<'_>| -> Result<Response> {
         // Committed by another process since the read above?
         if let Some(stored) = idempotency::lookup(tx, user_id, &key, &fingerprint)? {

@@ -17,6 +17,7 @@ pub mod messages;
 pub mod monitoring;
 pub mod openapi;
 pub mod orders;
+pub mod parties;
 pub mod query;
 pub mod respond;
 pub mod reviews;

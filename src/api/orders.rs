@@ -10,16 +10,24 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::idempotent::Keyed;
-use super::{Params, auth, idempotent, json, query, respond};
+use super::parties::Parties;
+use super::{Params, auth, json, query};
 use crate::app::App;
-use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
 use crate::ids;
-use crate::ledger::money;
 use crate::orders::{
-    self, Action, Input, MEMO_CHARS_MAX, Mover, NewOrder, Order, OrderState, REASON_CHARS_MAX,
-    Scope, TRACKING_CHARS_MAX, Terms,
+    self, Action, Input, MEMO_CHARS_MAX, Mover, NewOrder, Order, OrderState, OrderView,
+    REASON_CHARS_MAX, Scope, TRACKING_CHARS_MAX, Terms,
+};
+
+/// How order routes read and show an order.
+static ORDERS: Parties<Order, OrderView> = Parties {
+    name: "order",
+    list: "orders",
+    by_id: orders::by_id,
+    is_party: Order::is_party,
+    view: Order::view,
 };
 
 #[derive(Deserialize)]
@@ -54,33 +62,16 @@ pub fn place(app: &App, request: &Request, _: &Params) -> Result<Reply> {
         fee_bps: app.config.fee_bps,
         ship_within_s: app.config.order_ship_within_s,
     };
-    let now = clock::unix_seconds();
     let currencies = app.config.currencies.clone();
-    let render_currencies = currencies.clone();
-    idempotent::write(
-        app,
-        request,
-        Keyed::new(caller.user.id, canonical),
-        move |tx| orders::place(tx, &currencies, &new, terms, now),
-        move |order| respond::json(201, &json!({"order": order.view(&render_currencies)})),
-    )
-}
-
-/// The order if the caller may see it: a party or an admin; else 404.
-fn visible(app: &App, caller: &Caller, params: &Params) -> Result<Order> {
-    let id = params.id()?;
-    let found = app.read(|conn| orders::by_id(conn, id))?;
-    auth::party_or_admin(caller, found, Order::is_party)
+    let keyed = Keyed::new(caller.user.id, canonical);
+    ORDERS.write(app, request, keyed, 201, move |tx, now| {
+        orders::place(tx, &currencies, &new, terms, now)
+    })
 }
 
 /// `GET /orders/{id}`: buyer, seller or admin.
 pub fn get(app: &App, request: &Request, params: &Params) -> Result<Reply> {
-    let caller = auth::caller(app, request)?;
-    let order = visible(app, &caller, params)?;
-    Ok(Reply::Now(respond::json(
-        200,
-        &json!({"order": order.view(&app.config.currencies)}),
-    )))
+    ORDERS.get(app, request, params)
 }
 
 fn state_filter(request: &Request) -> Result<Option<OrderState>> {
@@ -96,14 +87,7 @@ pub(super) fn page(app: &App, request: &Request, scope: Scope) -> Result<Reply> 
     let limit = query::limit(request)?;
     let mut page = app.read(|conn| orders::page(conn, scope, state, after, limit + 1))?;
     let next = query::next_cursor(&mut page, limit, |o| o.id.to_string());
-    let views: Vec<_> = page
-        .iter()
-        .map(|o| o.view(&app.config.currencies))
-        .collect();
-    Ok(Reply::Now(respond::json(
-        200,
-        &json!({"orders": views, "next": next}),
-    )))
+    Ok(ORDERS.page(app, &page, next))
 }
 
 /// `GET /orders?role=buyer|seller&state=&limit=&after=`: the caller's,
@@ -161,15 +145,10 @@ fn act(
         id: caller.user.id,
         admin: caller.is_admin(),
     };
-    let now = clock::unix_seconds();
-    let currencies = app.config.currencies.clone();
-    idempotent::write(
-        app,
-        request,
-        Keyed::new(caller.user.id, canonical),
-        move |tx| orders::act(tx, id, action, &input, mover, now),
-        move |order| respond::json(200, &json!({"order": order.view(&currencies)})),
-    )
+    let keyed = Keyed::new(caller.user.id, canonical);
+    ORDERS.write(app, request, keyed, 200, move |tx, now| {
+        orders::act(tx, id, action, &input, mover, now)
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -238,26 +217,12 @@ pub fn dispute(app: &App, request: &Request, params: &Params) -> Result<Reply> {
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Resolution {
-    to_seller: String,
-    to_buyer: String,
-}
-
 /// `POST /admin/orders/{id}/resolve` {to_seller, to_buyer}: an admin splits
 /// a disputed order; the fee comes out of `to_seller` only.
 pub fn resolve(app: &App, request: &Request, params: &Params) -> Result<Reply> {
-    let caller = auth::admin(app, request)?;
-    let order = visible(app, &caller, params)?;
-    let body: Resolution = json::body(request)?;
+    let (caller, order, body) = ORDERS.resolving(app, request, params)?;
     let currency = orders::enabled_currency(&app.config.currencies, "order", &order.currency)?;
-    // Zero is a valid part: everything to one side.
-    let part = |field: &str, text: &str| money::parse_units(field, text, &currency);
-    let (to_seller, to_buyer) = (
-        part("to_seller", &body.to_seller)?,
-        part("to_buyer", &body.to_buyer)?,
-    );
+    let (to_seller, to_buyer) = body.parts(&currency)?;
     // The amount never changes, so the sum is checked (400) before the state (409).
     if to_seller.checked_add(to_buyer) != Some(order.amount) {
         return Err(Error::invalid_field(

@@ -8,7 +8,6 @@ use serde_json::json;
 use super::idempotent::Keyed;
 use super::{Params, auth, idempotent, json, query, respond};
 use crate::app::App;
-use crate::clock;
 use crate::config::Currencies;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
@@ -114,12 +113,11 @@ pub fn transfer(app: &App, request: &Request, _: &Params) -> Result<Reply> {
     if item.to == from {
         return Err(Error::invalid_field("to", "cannot transfer to yourself"));
     }
-    let now = clock::unix_seconds();
     idempotent::write(
         app,
         request,
         Keyed::new(from, canonical(&item)),
-        move |tx| ledger::transfer(tx, from, &item, now),
+        move |tx, now| ledger::transfer(tx, from, &item, now),
         |transfer| respond::json(201, &json!({"transfer": transfer.view()})),
     )
 }
@@ -158,12 +156,11 @@ pub fn transfer_batch(app: &App, request: &Request, _: &Params) -> Result<Reply>
         .collect::<Result<_>>()?;
     let canonical = json!(items.iter().map(canonical).collect::<Vec<_>>());
     let weight = Weight::of(items.len());
-    let now = clock::unix_seconds();
     idempotent::write(
         app,
         request,
         Keyed::new(from, canonical).weighing(weight),
-        move |tx| ledger::transfer_batch(tx, from, &items, now),
+        move |tx, now| ledger::transfer_batch(tx, from, &items, now),
         |transfers| {
             let views: Vec<_> = transfers.iter().map(|t| t.view()).collect();
             respond::json(201, &json!({"transfers": views}))

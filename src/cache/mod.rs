@@ -36,8 +36,14 @@ pub const LISTING_ENTRIES_MAX: usize = 10_000;
 /// Users whose profile and balances are loaded at start.
 pub const WARM_USERS_MAX: usize = 1_000;
 
-/// A metric family: name, help, and how to read it off a cache's stats.
-type Family = (&'static str, &'static str, fn(&CacheStats) -> f64);
+/// A metric family: name, type (counter or gauge), help, and how to read it
+/// off a cache's stats.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CacheStats) -> f64,
+);
 
 pub struct Caches {
     /// What a refreshed balance lists (the enabled currencies).
@@ -143,46 +149,43 @@ impl Caches {
 
     pub fn prometheus(&self, out: &mut Exposition) {
         let stats = self.all();
-        let counters: [Family; 4] = [
+        let families: [Family; 6] = [
             (
                 "souk_cache_hits_total",
+                "counter",
                 "Cache lookups answered from the cache.",
                 |s| s.hits as f64,
             ),
             (
                 "souk_cache_misses_total",
+                "counter",
                 "Cache lookups that went to the database.",
                 |s| s.misses as f64,
             ),
             (
                 "souk_cache_evictions_total",
+                "counter",
                 "Entries pushed out by newer ones.",
                 |s| s.evictions as f64,
             ),
             (
                 "souk_cache_expirations_total",
+                "counter",
                 "Entries dropped past their TTL.",
                 |s| s.expirations as f64,
             ),
-        ];
-        for (family, help, value) in counters {
-            out.family(family, "counter", help);
-            for (name, s) in &stats {
-                out.sample(family, &[("cache", name)], value(s));
-            }
-        }
-        let gauges: [Family; 2] = [
-            ("souk_cache_size", "Entries in the cache.", |s| {
+            ("souk_cache_size", "gauge", "Entries in the cache.", |s| {
                 s.size as f64
             }),
             (
                 "souk_cache_capacity",
+                "gauge",
                 "Most entries the cache holds.",
                 |s| s.capacity as f64,
             ),
         ];
-        for (family, help, value) in gauges {
-            out.family(family, "gauge", help);
+        for (family, kind, help, value) in families {
+            out.family(family, kind, help);
             for (name, s) in &stats {
                 out.sample(family, &[("cache", name)], value(s));
             }

@@ -20,11 +20,18 @@ use crate::ids;
 use crate::store::{Touched, WriteTx};
 use money::{Amount, Currency, MinorText, format_minor};
 
-/// (available, held) in minor units, per currency code, one entry per
-/// enabled currency. A short vector rather than a map: the balances cache
-/// holds one per user, and a `BTreeMap` node reserves room for 11 entries
-/// (~0.5 KB for two currencies against ~0.15 KB).
-pub type Balances = Vec<(String, (i64, i64))>;
+/// One entry per enabled currency, in code order. A short vector rather
+/// than a map: the balances cache holds one per user, and a `BTreeMap` node
+/// reserves room for 11 entries (~0.5 KB for two currencies against ~0.15 KB).
+pub type Balances = Vec<Balance>;
+
+/// A user's money in one currency, in minor units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub currency: String,
+    pub available: i64,
+    pub held: i64,
+}
 
 /// The platform's user id: its accounts hold the fees orders pay (schema
 /// migration 7). No client can name it: ids they send are 1..=i64::MAX.
@@ -319,12 +326,16 @@ pub fn balances(conn: &Connection, user_id: i64, currencies: &Currencies) -> Res
     let mut stmt =
         conn.prepare_cached("SELECT currency, available, held FROM accounts WHERE user_id = ?1")?;
     let rows = stmt.query_map([user_id], |row| {
-        Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?))
+        Ok(Balance {
+            currency: row.get(0)?,
+            available: row.get(1)?,
+            held: row.get(2)?,
+        })
     })?;
     for row in rows {
-        let (currency, available, held) = row?;
-        if let Some((_, slot)) = out.iter_mut().find(|(code, _)| *code == currency) {
-            *slot = (available, held);
+        let found = row?;
+        if let Some(slot) = out.iter_mut().find(|b| b.currency == found.currency) {
+            *slot = found;
         }
     }
     Ok(out)
@@ -333,9 +344,15 @@ pub fn balances(conn: &Connection, user_id: i64, currencies: &Currencies) -> Res
 /// Zero balances in `codes`, each code once (a client may name one twice),
 /// in code order, as a map would hold them.
 fn zero_balances<'a>(codes: impl Iterator<Item = &'a str>) -> Balances {
-    let mut out: Balances = codes.map(|code| (code.to_owned(), (0, 0))).collect();
-    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.dedup_by(|a, b| a.0 == b.0);
+    let mut out: Balances = codes
+        .map(|code| Balance {
+            currency: code.to_owned(),
+            available: 0,
+            held: 0,
+        })
+        .collect();
+    out.sort_unstable_by(|a, b| a.currency.cmp(&b.currency));
+    out.dedup_by(|a, b| a.currency == b.currency);
     out.shrink_to_fit();
     out
 }
@@ -367,17 +384,17 @@ impl serde::Serialize for BalancesView<'_> {
             held: MinorText,
         }
         let mut map = serializer.serialize_map(Some(self.balances.len()))?;
-        for (code, (available, held)) in self.balances {
-            let decimals = decimals_of(self.currencies, code);
-            let text = |minor: &i64| MinorText {
-                minor: i128::from(*minor),
+        for balance in self.balances {
+            let decimals = decimals_of(self.currencies, &balance.currency);
+            let text = |minor: i64| MinorText {
+                minor: i128::from(minor),
                 decimals,
             };
             let pair = Pair {
-                available: text(available),
-                held: text(held),
+                available: text(balance.available),
+                held: text(balance.held),
             };
-            map.serialize_entry(code, &pair)?;
+            map.serialize_entry(&balance.currency, &pair)?;
         }
         map.end()
     }
@@ -768,9 +785,9 @@ pub fn balances_of_users(
             .entry(row.get(0)?)
             .or_insert_with(|| zero_balances(codes.iter().map(String::as_str)));
         if let Some(currency) = row.get::<_, Option<String>>(1)?
-            && let Some((_, slot)) = user.iter_mut().find(|(code, _)| *code == currency)
+            && let Some(slot) = user.iter_mut().find(|b| b.currency == currency)
         {
-            *slot = (row.get(2)?, row.get(3)?);
+            (slot.available, slot.held) = (row.get(2)?, row.get(3)?);
         }
     }
     Ok(out)
@@ -783,9 +800,8 @@ mod tests {
     #[test]
     fn zero_balances_name_each_currency_once_in_code_order() {
         let zeros = zero_balances(["xmr", "btc", "xmr"].into_iter());
-        assert_eq!(
-            zeros,
-            vec![("btc".to_owned(), (0, 0)), ("xmr".to_owned(), (0, 0))]
-        );
+        let codes: Vec<_> = zeros.iter().map(|b| b.currency.as_str()).collect();
+        assert_eq!(codes, ["btc", "xmr"]);
+        assert!(zeros.iter().all(|b| (b.available, b.held) == (0, 0)));
     }
 }
