@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::escrow::{self, EscrowState, NewEscrow, Owner, Split};
 use crate::ids;
 use crate::ledger::money::{self, Amount, format_minor};
-use crate::listings::{self, ListingState};
+use crate::listings::{self, Listing, ListingState};
 use crate::store::{Touched, WriteTx};
 
 /// Most items one order buys: a shop's largest sensible order, and it keeps
@@ -460,41 +460,8 @@ pub fn place(
     now: i64,
 ) -> Result<Order> {
     let listing = listings::by_id(tx, new.listing)?.ok_or(Error::NotFound)?;
-    if listing.seller == new.buyer {
-        return Err(Error::invalid_field(
-            "listing",
-            "cannot order from your own listing",
-        ));
-    }
-    let amount = listing
-        .price
-        .checked_mul(new.quantity)
-        .and_then(Amount::from_minor)
-        .ok_or_else(|| {
-            Error::invalid_field("quantity", "price × quantity is more than souk can hold")
-        })?;
-    if listing.state != ListingState::Active {
-        return Err(conflict(
-            "invalid_state",
-            format!(
-                "listing is {}; only an active one can be ordered",
-                listing.state.as_str()
-            ),
-        ));
-    }
-    let reserved = tx
-        .prepare_cached(
-            "UPDATE listings SET quantity = quantity - ?2
-             WHERE id = ?1 AND state = 'active' AND quantity >= ?2",
-        )?
-        .execute(params![listing.id, new.quantity])?;
-    if reserved == 0 {
-        return Err(conflict(
-            "out_of_stock",
-            format!("listing has {} in stock", listing.quantity),
-        ));
-    }
-    tx.touch(Touched::Listing(listing.id));
+    let amount = orderable(&listing, new)?;
+    reserve(tx, &listing, new.quantity)?;
     let currency = enabled_currency(currencies, "listing", &listing.currency)?;
     let id = ids::random_id()?;
     let hold = NewEscrow {
@@ -532,6 +499,54 @@ pub fn place(
     };
     order.seq = insert(tx, &order)?;
     Ok(order)
+}
+
+/// What `new` costs, if the listing may be ordered by its buyer: 400 for
+/// the buyer's own listing or an amount that overflows, 409 when the
+/// listing is not active.
+fn orderable(listing: &Listing, new: &NewOrder) -> Result<Amount> {
+    if listing.seller == new.buyer {
+        return Err(Error::invalid_field(
+            "listing",
+            "cannot order from your own listing",
+        ));
+    }
+    let amount = listing
+        .price
+        .checked_mul(new.quantity)
+        .and_then(Amount::from_minor)
+        .ok_or_else(|| {
+            Error::invalid_field("quantity", "price × quantity is more than souk can hold")
+        })?;
+    if listing.state != ListingState::Active {
+        return Err(conflict(
+            "invalid_state",
+            format!(
+                "listing is {}; only an active one can be ordered",
+                listing.state.as_str()
+            ),
+        ));
+    }
+    Ok(amount)
+}
+
+/// Takes `quantity` from the listing's stock with one conditional UPDATE
+/// (409 `out_of_stock` when there is not that much).
+fn reserve(tx: &WriteTx<'_>, listing: &Listing, quantity: i64) -> Result<()> {
+    let reserved = tx
+        .prepare_cached(
+            "UPDATE listings SET quantity = quantity - ?2
+             WHERE id = ?1 AND state = 'active' AND quantity >= ?2",
+        )?
+        .execute(params![listing.id, quantity])?;
+    if reserved == 0 {
+        return Err(conflict(
+            "out_of_stock",
+            format!("listing has {} in stock", listing.quantity),
+        ));
+    }
+    tx.touch(Touched::Listing(listing.id));
+    Ok(())
 }
 
 /// Stores a new order; returns its `seq`.
@@ -672,7 +687,6 @@ pub fn act(
 /// escrow, and the stock.
 fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: i64) -> Result<()> {
     let owner = Owner::Order(order.id);
-    let from = order.state;
     match (to, input) {
         (
             OrderState::Shipped,
@@ -700,56 +714,15 @@ fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: 
                 now,
             )?;
         }
-        (OrderState::Cancelled, _) => {
-            let escrow = escrow::transition(
-                tx,
-                order.escrow,
-                owner,
-                EscrowState::Held,
-                EscrowState::Refunded,
-                now,
-            )?;
-            escrow::close(tx, &escrow, escrow::to_buyer(&escrow), now)?;
-            if from == OrderState::Paid {
-                tx.prepare_cached("UPDATE listings SET quantity = quantity + ?2 WHERE id = ?1")?
-                    .execute(params![order.listing, order.quantity])?;
-                tx.touch(Touched::Listing(order.listing));
-            }
-        }
-        (OrderState::Completed, _) => {
-            let escrow = escrow::transition(
-                tx,
-                order.escrow,
-                owner,
-                EscrowState::Held,
-                EscrowState::Released,
-                now,
-            )?;
-            let split = Split {
-                to_seller: order.amount - order.fee,
-                fee: order.fee,
-                to_buyer: 0,
-            };
-            escrow::close(tx, &escrow, split, now)?;
-        }
+        (OrderState::Cancelled, _) => cancelled(tx, order, now)?,
+        (OrderState::Completed, _) => completed(tx, order, now)?,
         (
             OrderState::Resolved,
             Input::Resolve {
                 to_seller,
                 to_buyer,
             },
-        ) => {
-            let escrow = escrow::resolved(tx, order.escrow, owner, *to_seller, *to_buyer, now)?;
-            let fee = fee_of(*to_seller, order.fee_bps);
-            tx.prepare_cached("UPDATE orders SET fee = ?2 WHERE id = ?1")?
-                .execute(params![order.id, fee])?;
-            let split = Split {
-                to_seller: to_seller - fee,
-                fee,
-                to_buyer: *to_buyer,
-            };
-            escrow::close(tx, &escrow, split, now)?;
-        }
+        ) => resolved(tx, order, *to_seller, *to_buyer, now)?,
         (to, _) => {
             return Err(Error::internal(format!(
                 "order {}: no effects for a move to {} with {input:?}",
@@ -759,6 +732,67 @@ fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: 
         }
     }
     Ok(())
+}
+
+/// A cancellation refunds the buyer exactly the amount; an order cancelled
+/// before it shipped puts its quantity back in stock.
+fn cancelled(tx: &WriteTx<'_>, order: &Order, now: i64) -> Result<()> {
+    let escrow = escrow::transition(
+        tx,
+        order.escrow,
+        Owner::Order(order.id),
+        EscrowState::Held,
+        EscrowState::Refunded,
+        now,
+    )?;
+    escrow::close(tx, &escrow, escrow::to_buyer(&escrow), now)?;
+    if order.state == OrderState::Paid {
+        tx.prepare_cached("UPDATE listings SET quantity = quantity + ?2 WHERE id = ?1")?
+            .execute(params![order.listing, order.quantity])?;
+        tx.touch(Touched::Listing(order.listing));
+    }
+    Ok(())
+}
+
+/// A completion pays the seller the amount less the fee fixed at placement,
+/// and the platform the fee, in one movement.
+fn completed(tx: &WriteTx<'_>, order: &Order, now: i64) -> Result<()> {
+    let escrow = escrow::transition(
+        tx,
+        order.escrow,
+        Owner::Order(order.id),
+        EscrowState::Held,
+        EscrowState::Released,
+        now,
+    )?;
+    let split = Split {
+        to_seller: order.amount - order.fee,
+        fee: order.fee,
+        to_buyer: 0,
+    };
+    escrow::close(tx, &escrow, split, now)
+}
+
+/// A resolution takes the fee from the seller's part only, and records it
+/// as the order's fee.
+fn resolved(
+    tx: &WriteTx<'_>,
+    order: &Order,
+    to_seller: i64,
+    to_buyer: i64,
+    now: i64,
+) -> Result<()> {
+    let owner = Owner::Order(order.id);
+    let escrow = escrow::resolved(tx, order.escrow, owner, to_seller, to_buyer, now)?;
+    let fee = fee_of(to_seller, order.fee_bps);
+    tx.prepare_cached("UPDATE orders SET fee = ?2 WHERE id = ?1")?
+        .execute(params![order.id, fee])?;
+    let split = Split {
+        to_seller: to_seller - fee,
+        fee,
+        to_buyer,
+    };
+    escrow::close(tx, &escrow, split, now)
 }
 
 /// Orders whose timer has passed, oldest due first, at most `limit`, leaving
