@@ -124,3 +124,86 @@ fn stock_not_negative(conn: &Connection, problems: &mut Vec<String>) -> Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An order and its escrow, derived ids both, plus an older pair with
+    /// stored ids: the link checks pass, and see a link broken either way.
+    #[test]
+    fn the_link_checks_follow_shown_ids_both_ways() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        crate::store::seq_ids::register(&conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at)
+             VALUES (7, 'buyer', 'x', 0), (8, 'seller', 'x', 0);
+             INSERT INTO listings (id, seller, title, description, currency, price, quantity, tags,
+                                   state, created_at, updated_at)
+             VALUES (50, 8, 'lamp', 'a lamp', 'btc', 10, 5, '[]', 'active', 0, 0);
+             INSERT INTO escrows (seq, id, buyer, seller, currency, amount, state, created_at, order_id)
+             VALUES (1, 6000, 7, 8, 'btc', 10, 'held', 1, 7000),
+                    (2, NULL, 7, 8, 'btc', 10, 'held', 1, souk_order_id(2));
+             INSERT INTO orders (seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
+                                 amount, fee_bps, fee, state, escrow, created_at, updated_at, ship_by)
+             VALUES (1, 7000, 50, 7, 8, 'lamp', 'btc', 10, 1, 10, 0, 0, 'paid', 6000, 1, 2, 3),
+                    (2, NULL, 50, 7, 8, 'lamp', 'btc', 10, 1, 10, 0, 0, 'paid', souk_escrow_id(2), 1, 2, 3);",
+        )
+        .unwrap();
+        let problems = |conn: &Connection| -> Vec<String> {
+            let mut problems = Vec::new();
+            order_matches_escrow(conn, &mut problems).unwrap();
+            escrow_has_its_order(conn, &mut problems).unwrap();
+            problems
+        };
+        assert_eq!(problems(&conn), Vec::<String>::new());
+        let (order, escrow): (i64, i64) = conn
+            .query_row("SELECT souk_order_id(2), souk_escrow_id(2)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        // The new escrow names the older order: both ends see it.
+        conn.execute("UPDATE escrows SET order_id = 7000 WHERE seq = 2", [])
+            .unwrap();
+        let found = problems(&conn);
+        assert!(
+            found.iter().any(|p| p.contains(&format!("order {order} "))),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains(&format!("escrow {escrow} names order 7000"))),
+            "{found:?}"
+        );
+        conn.execute(
+            "UPDATE escrows SET order_id = souk_order_id(2) WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+        assert_eq!(problems(&conn), Vec::<String>::new());
+        // The older order names the new escrow, and the older escrow is
+        // nobody's.
+        conn.execute("UPDATE orders SET escrow = ?1 WHERE seq = 1", [escrow])
+            .unwrap();
+        let found = problems(&conn);
+        assert!(found.iter().any(|p| p.contains("order 7000 ")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("escrow 6000 names order 7000")),
+            "{found:?}"
+        );
+        // An escrow id that stands for no row is missing.
+        conn.execute("UPDATE orders SET escrow = -1 WHERE seq = 1", [])
+            .unwrap();
+        let found = problems(&conn);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("order 7000 (paid): its escrow (missing)")),
+            "{found:?}"
+        );
+    }
+}
