@@ -260,9 +260,9 @@ pub fn parse_quantity(quantity: &serde_json::Number) -> Result<i64> {
 
 /// An order's columns; its id is stored for orders older than migration 12,
 /// derived from `seq` for the others (see `store::seq_ids`).
-const COLUMNS: &str = "coalesce(id, souk_order_id(seq)), listing, title, buyer, seller, currency, unit_price, quantity, amount, \
-                       fee_bps, fee, state, memo, tracking, dispute_reason, escrow, created_at, \
-                       updated_at, ship_by, confirm_by, seq";
+const COLUMNS: &str = "coalesce(id, souk_order_id(seq)), listing, title, buyer, seller, currency, \
+                       unit_price, quantity, amount, fee_bps, fee, state, memo, tracking, \
+                       dispute_reason, escrow, created_at, updated_at, ship_by, confirm_by, seq";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
     Ok(Order {

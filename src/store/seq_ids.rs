@@ -225,6 +225,45 @@ mod tests {
     }
 
     #[test]
+    fn each_space_has_its_own_key_and_functions() {
+        let names: HashSet<&str> = Space::ALL.iter().map(|s| s.meta_key()).collect();
+        assert_eq!(names.len(), Space::ALL.len());
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            .unwrap();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            [Space::Order.meta_key(), "000102030405060708090a0b0c0d0e0f"],
+        )
+        .unwrap();
+        register(&conn).unwrap();
+        // Only the space with a key has its functions, and they are its key's.
+        let id: i64 = conn
+            .query_row("SELECT souk_order_id(5)", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(Some(id), ids().id_of(5));
+        let back: i64 = conn
+            .query_row("SELECT souk_order_seq(?1)", [id], |row| row.get(0))
+            .unwrap();
+        assert_eq!(back, 5);
+        for missing in ["souk_entry_id(5)", "souk_escrow_seq(5)"] {
+            let err = conn
+                .query_row(&format!("SELECT {missing}"), [], |row| row.get::<_, i64>(0))
+                .unwrap_err();
+            assert!(err.to_string().contains("no such function"), "{err}");
+        }
+        // A malformed key is refused, naming it.
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, 'zz')",
+            [Space::Escrow.meta_key()],
+        )
+        .unwrap();
+        let err = register(&conn).unwrap_err().to_string();
+        assert!(err.contains("escrow_id_key"), "{err}");
+    }
+
+    #[test]
     fn out_of_range_and_malformed_input_is_refused() {
         let ids = ids();
         for bad in [0, -1, i64::MIN] {
