@@ -423,6 +423,18 @@ fn open_store(db: &Path, may_create: bool) -> Result<crate::store::Store, Error>
 fn check(db: &Path) -> Result<ExitCode, Error> {
     use std::io::Write;
     let conn = crate::store::open_reader(db)?;
+    // The invariants are this schema's: an older database (before `souk
+    // migrate`) lacks what they read, such as the id keys of migration 12.
+    let version: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version < crate::store::SCHEMA_VERSION {
+        return Err(Error::Setup(format!(
+            "the database {} has schema version {version}, older than this souk's ({}): \
+             check it with the souk that serves it, or run `souk migrate` first (with the \
+             server stopped)",
+            db.display(),
+            crate::store::SCHEMA_VERSION
+        )));
+    }
     let problems = crate::audit::check(&conn)?;
     let mut out = std::io::stdout().lock();
     if problems.is_empty() {

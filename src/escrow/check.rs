@@ -52,7 +52,8 @@ fn one_closing_movement(conn: &Connection, problems: &mut Vec<String>) -> Result
                     sum(CASE WHEN kind = 'escrow_release' AND direction = 'out' THEN amount ELSE 0 END) AS released,
                     sum(CASE WHEN kind = 'escrow_refund' THEN amount ELSE 0 END) AS refunded
              FROM entries WHERE escrow_id IS NOT NULL GROUP BY escrow_id)
-         SELECT e.id, e.state FROM escrows AS e LEFT JOIN legs AS l ON l.escrow_id = e.id
+         SELECT coalesce(e.id, souk_escrow_id(e.seq)), e.state FROM escrows AS e
+         LEFT JOIN legs AS l ON l.escrow_id = coalesce(e.id, souk_escrow_id(e.seq))
          WHERE coalesce(l.holds, 0) != 1 OR l.held != e.amount
             OR (e.state IN ('held', 'disputed') AND l.closings != 0)
             OR (e.state = 'released' AND (l.closings != 1 OR l.released != e.amount OR l.refunded != 0))
@@ -81,13 +82,14 @@ fn one_closing_movement(conn: &Connection, problems: &mut Vec<String>) -> Result
 fn closing_legs_reach_the_parties(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
     let sql = format!(
         "SELECT n.escrow_id, e.state, n.movement_id, n.user_id, n.kind, n.direction
-         FROM entries AS n JOIN escrows AS e ON e.id = n.escrow_id
+         FROM entries AS n JOIN escrows AS e ON e.seq = {escrow_seq}
          WHERE n.escrow_id IS NOT NULL AND n.kind IN ('escrow_release', 'escrow_refund')
            AND NOT ((n.kind = 'escrow_release' AND n.direction = 'out' AND n.user_id = e.buyer)
                  OR (n.kind = 'escrow_release' AND n.direction = 'in'
                      AND (n.user_id = e.seller OR (e.order_id IS NOT NULL AND n.user_id = {PLATFORM})))
                  OR (n.kind = 'escrow_refund' AND n.direction = 'in' AND n.user_id = e.buyer))
-         LIMIT {PROBLEMS_MAX}"
+         LIMIT {PROBLEMS_MAX}",
+        escrow_seq = super::seq_sql("n.escrow_id")
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query([])?;

@@ -62,6 +62,10 @@ crate::util::stored_as_text!(EscrowState, "escrow state");
 
 #[derive(Debug, Clone)]
 pub struct Escrow {
+    /// Creation order; never shown.
+    pub seq: i64,
+    /// The shown id: stored for escrows older than migration 12, else
+    /// `souk_escrow_id(seq)` (store::seq_ids).
     pub id: i64,
     pub buyer: i64,
     pub seller: i64,
@@ -123,8 +127,10 @@ impl Escrow {
     }
 }
 
-const COLUMNS: &str = "id, buyer, seller, currency, amount, state, memo, created_at, release_at, \
-                       to_seller, to_buyer, order_id";
+/// An escrow's columns; its id is stored for escrows older than migration
+/// 12, derived from `seq` for the others (see `store::seq_ids`).
+const COLUMNS: &str = "coalesce(id, souk_escrow_id(seq)), buyer, seller, currency, amount, state, \
+                       memo, created_at, release_at, to_seller, to_buyer, order_id, seq";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Escrow> {
     Ok(Escrow {
@@ -140,14 +146,42 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Escrow> {
         to_seller: row.get(9)?,
         to_buyer: row.get(10)?,
         order_id: row.get(11)?,
+        seq: row.get(12)?,
     })
 }
 
+/// The escrow shown as `id`: the id enciphers its seq, or an older escrow
+/// stores its id (migration 12).
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Escrow>> {
-    let sql = format!("SELECT {COLUMNS} FROM escrows WHERE id = ?1");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM escrows WHERE seq = souk_escrow_seq(?1) AND id IS NULL
+         UNION ALL
+         SELECT {COLUMNS} FROM escrows WHERE id = ?1
+         LIMIT 1"
+    );
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([id], from_row)
+        .optional()?)
+}
+
+/// SQL for the seq of the escrow shown as `id` (an SQL expression), NULL
+/// when there is none: the lookup of `by_id`, for joins by shown id
+/// (`souk check`). Each arm reads the primary key or the legacy ids'
+/// index, never a scan.
+pub fn seq_sql(id: &str) -> String {
+    format!(
+        "coalesce((SELECT x.seq FROM escrows AS x WHERE x.seq = souk_escrow_seq({id}) AND x.id IS NULL),
+                  (SELECT x.seq FROM escrows AS x WHERE x.id = {id}))"
+    )
+}
+
+/// The escrow with this `seq`.
+fn at_seq(conn: &Connection, seq: i64) -> Result<Option<Escrow>> {
+    let sql = format!("SELECT {COLUMNS} FROM escrows WHERE seq = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([seq], from_row)
         .optional()?)
 }
 
@@ -208,7 +242,11 @@ pub fn page(
         None => i64::MAX,
         Some(id) => conn
             .prepare_cached(
-                "SELECT seq FROM escrows WHERE id = ?1 AND (?2 IS NULL OR buyer = ?2 OR seller = ?2)",
+                "SELECT seq FROM escrows WHERE seq = souk_escrow_seq(?1) AND id IS NULL
+                   AND (?2 IS NULL OR buyer = ?2 OR seller = ?2)
+                 UNION ALL
+                 SELECT seq FROM escrows WHERE id = ?1 AND (?2 IS NULL OR buyer = ?2 OR seller = ?2)
+                 LIMIT 1",
             )?
             .query_row(params![id, user_id], |row| row.get(0))
             .optional()?
@@ -251,7 +289,7 @@ pub fn create(tx: &WriteTx<'_>, new: &NewEscrow, now: i64) -> Result<Escrow> {
     hold(tx, new, Some(release_at), None, now)
 }
 
-/// Holds the buyer's funds for order `order_id`: like `create`, but the
+/// Holds the buyer's funds for order `order_id` (its shown id): like `create`, but the
 /// escrow has no release time (it moves only through its order). The
 /// caller (`orders::place`) knows the seller exists: it is the listing's.
 pub fn create_for_order(
@@ -272,14 +310,13 @@ fn hold(
 ) -> Result<Escrow> {
     let code = new.currency.code.as_str();
     ledger::move_to_held(tx, new.buyer, code, new.amount.minor())?;
-    let id = ids::random_id()?;
+    // No id stored: it is derived from the seq the row gets.
     tx.prepare_cached(
-        "INSERT INTO escrows (id, buyer, seller, currency, amount, state, memo, created_at,
+        "INSERT INTO escrows (buyer, seller, currency, amount, state, memo, created_at,
                               release_at, order_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, 'held', ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        id,
         new.buyer,
         new.seller,
         code,
@@ -289,7 +326,13 @@ fn hold(
         release_at,
         order_id
     ])?;
+    let seq = tx.last_insert_rowid();
+    let id: Option<i64> = tx
+        .prepare_cached("SELECT souk_escrow_id(?1)")?
+        .query_row([seq], |row| row.get(0))?;
+    let id = id.ok_or_else(|| Error::internal(format!("escrow seq {seq} has no id")))?;
     let escrow = Escrow {
+        seq,
         id,
         buyer: new.buyer,
         seller: new.seller,
@@ -372,13 +415,14 @@ pub fn transition(
     now: i64,
 ) -> Result<Escrow> {
     let closed_at = to.is_closed().then_some(now);
+    let seq = by_id(tx, id)?.ok_or(Error::NotFound)?.seq;
     let changed = tx
         .prepare_cached(
             "UPDATE escrows SET state = ?3, closed_at = ?4
-             WHERE id = ?1 AND state = ?2 AND order_id IS ?5",
+             WHERE seq = ?1 AND state = ?2 AND order_id IS ?5",
         )?
-        .execute(params![id, from, to, closed_at, owner.order_id()])?;
-    let escrow = by_id(tx, id)?.ok_or(Error::NotFound)?;
+        .execute(params![seq, from, to, closed_at, owner.order_id()])?;
+    let escrow = at_seq(tx, seq)?.ok_or(Error::NotFound)?;
     if changed == 0 {
         let message = match escrow.order_id {
             Some(order) if owner == Owner::Plain => {
@@ -572,8 +616,8 @@ pub fn resolved(
         EscrowState::Resolved,
         now,
     )?;
-    tx.prepare_cached("UPDATE escrows SET to_seller = ?2, to_buyer = ?3 WHERE id = ?1")?
-        .execute(params![id, to_seller, to_buyer])?;
+    tx.prepare_cached("UPDATE escrows SET to_seller = ?2, to_buyer = ?3 WHERE seq = ?1")?
+        .execute(params![escrow.seq, to_seller, to_buyer])?;
     escrow.to_seller = Some(to_seller);
     escrow.to_buyer = Some(to_buyer);
     Ok(escrow)
@@ -584,7 +628,8 @@ pub fn resolved(
 /// a second late. An order's escrow has no release time, so it is never due.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id FROM escrows WHERE state = 'held' AND release_at IS NOT NULL AND release_at < ?1
+        "SELECT coalesce(id, souk_escrow_id(seq)) FROM escrows
+         WHERE state = 'held' AND release_at IS NOT NULL AND release_at < ?1
          ORDER BY release_at LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now, limit as i64], |row| row.get(0))?;
@@ -601,6 +646,7 @@ mod tests {
     fn a_state_page_reads_the_state_index_in_order() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::migrate(&mut conn).unwrap();
+        crate::store::seq_ids::register(&conn).unwrap();
         for origin in [None, Some(Origin::Plain), Some(Origin::Order)] {
             let sql = page_sql(None, true, origin);
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();

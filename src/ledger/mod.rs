@@ -177,7 +177,7 @@ pub fn decimals_of(currencies: &Currencies, code: &str) -> u32 {
 }
 
 /// An entry's columns; its id is stored for entries older than migration 5,
-/// derived from `seq` for the others (see `store::entry_ids`).
+/// derived from `seq` for the others (see `store::seq_ids`).
 const ENTRY_COLUMNS: &str = "coalesce(id, souk_entry_id(seq)), movement_id, user_id, kind, direction, currency, amount, counterparty, escrow_id, memo, reference, created_at, seq";
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {

@@ -15,7 +15,6 @@ use serde::Serialize;
 use crate::config::Currencies;
 use crate::error::{Error, Result};
 use crate::escrow::{self, EscrowState, NewEscrow, Owner, Split};
-use crate::ids;
 use crate::ledger::money::{self, Amount, format_minor};
 use crate::listings::{self, Listing, ListingState};
 use crate::store::{Touched, WriteTx};
@@ -259,9 +258,11 @@ pub fn parse_quantity(quantity: &serde_json::Number) -> Result<i64> {
 
 // ---- reading ---------------------------------------------------------------
 
-const COLUMNS: &str = "id, listing, title, buyer, seller, currency, unit_price, quantity, amount, \
-                       fee_bps, fee, state, memo, tracking, dispute_reason, escrow, created_at, \
-                       updated_at, ship_by, confirm_by, seq";
+/// An order's columns; its id is stored for orders older than migration 12,
+/// derived from `seq` for the others (see `store::seq_ids`).
+const COLUMNS: &str = "coalesce(id, souk_order_id(seq)), listing, title, buyer, seller, currency, \
+                       unit_price, quantity, amount, fee_bps, fee, state, memo, tracking, \
+                       dispute_reason, escrow, created_at, updated_at, ship_by, confirm_by, seq";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
     Ok(Order {
@@ -289,11 +290,38 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
     })
 }
 
+/// The order shown as `id`: the id enciphers its seq, or an older order
+/// stores its id (migration 12).
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Order>> {
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = ?1");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE seq = souk_order_seq(?1) AND id IS NULL
+         UNION ALL
+         SELECT {COLUMNS} FROM orders WHERE id = ?1
+         LIMIT 1"
+    );
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([id], from_row)
+        .optional()?)
+}
+
+/// SQL for the seq of the order shown as `id` (an SQL expression), NULL
+/// when there is none: the lookup of `by_id`, for joins by shown id
+/// (`souk check`). Each arm reads the primary key or the legacy ids'
+/// index, never a scan.
+pub fn seq_sql(id: &str) -> String {
+    format!(
+        "coalesce((SELECT x.seq FROM orders AS x WHERE x.seq = souk_order_seq({id}) AND x.id IS NULL),
+                  (SELECT x.seq FROM orders AS x WHERE x.id = {id}))"
+    )
+}
+
+/// The order with this `seq`.
+fn at_seq(conn: &Connection, seq: i64) -> Result<Option<Order>> {
+    let sql = format!("SELECT {COLUMNS} FROM orders WHERE seq = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([seq], from_row)
         .optional()?)
 }
 
@@ -328,7 +356,12 @@ pub fn page(
     let before_seq: i64 = match after {
         None => i64::MAX,
         Some(id) => conn
-            .prepare_cached(&format!("SELECT seq FROM orders WHERE id = ?2 AND {who}"))?
+            .prepare_cached(&format!(
+                "SELECT seq FROM orders WHERE seq = souk_order_seq(?2) AND id IS NULL AND {who}
+                 UNION ALL
+                 SELECT seq FROM orders WHERE id = ?2 AND {who}
+                 LIMIT 1"
+            ))?
             .query_row([user, id], |row| row.get(0))
             .optional()?
             .ok_or(Error::UnknownCursor)?,
@@ -463,7 +496,7 @@ pub fn place(
     let amount = orderable(&listing, new)?;
     reserve(tx, &listing, new.quantity)?;
     let currency = enabled_currency(currencies, "listing", &listing.currency)?;
-    let id = ids::random_id()?;
+    let (seq, id) = next_seq_and_id(tx)?;
     let hold = NewEscrow {
         buyer: new.buyer,
         seller: listing.seller,
@@ -474,8 +507,8 @@ pub fn place(
     };
     let escrow = escrow::create_for_order(tx, &hold, id, now)?;
     let fee_bps = i64::from(terms.fee_bps);
-    let mut order = Order {
-        seq: 0,
+    let order = Order {
+        seq,
         id,
         listing: listing.id,
         title: listing.title,
@@ -497,8 +530,22 @@ pub fn place(
         ship_by: now.saturating_add(terms.ship_within_s),
         confirm_by: None,
     };
-    order.seq = insert(tx, &order)?;
+    insert(tx, &order)?;
     Ok(order)
+}
+
+/// The seq the next order gets, and its id. Orders are never deleted and
+/// only the writer inserts them, so it is one past the last (the rightmost
+/// leaf of the primary key, a page the commit writes anyway): the id is
+/// known before the row exists, for its escrow to name it.
+fn next_seq_and_id(tx: &WriteTx<'_>) -> Result<(i64, i64)> {
+    let (seq, id): (i64, Option<i64>) = tx
+        .prepare_cached(
+            "SELECT next, souk_order_id(next) FROM (SELECT coalesce(max(seq), 0) + 1 AS next FROM orders)",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let id = id.ok_or_else(|| Error::internal(format!("order seq {seq} has no id")))?;
+    Ok((seq, id))
 }
 
 /// What `new` costs, if the listing may be ordered by its buyer: 400 for
@@ -549,16 +596,16 @@ fn reserve(tx: &WriteTx<'_>, listing: &Listing, quantity: i64) -> Result<()> {
     Ok(())
 }
 
-/// Stores a new order; returns its `seq`.
-fn insert(tx: &WriteTx<'_>, o: &Order) -> Result<i64> {
+/// Stores a new order at its `seq`, with no id stored (it is derived).
+fn insert(tx: &WriteTx<'_>, o: &Order) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO orders (id, listing, buyer, seller, title, currency, unit_price, quantity,
+        "INSERT INTO orders (seq, listing, buyer, seller, title, currency, unit_price, quantity,
                              amount, fee_bps, fee, state, memo, escrow, created_at, updated_at,
                              ship_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
     )?
     .execute(params![
-        o.id,
+        o.seq,
         o.listing,
         o.buyer,
         o.seller,
@@ -575,7 +622,7 @@ fn insert(tx: &WriteTx<'_>, o: &Order) -> Result<i64> {
         o.created_at,
         o.ship_by
     ])?;
-    Ok(tx.last_insert_rowid())
+    Ok(())
 }
 
 // ---- moving ----------------------------------------------------------------
@@ -673,14 +720,14 @@ pub fn act(
     }
     let changed = tx
         .prepare_cached(
-            "UPDATE orders SET state = ?3, updated_at = ?4 WHERE id = ?1 AND state = ?2",
+            "UPDATE orders SET state = ?3, updated_at = ?4 WHERE seq = ?1 AND state = ?2",
         )?
-        .execute(params![id, order.state.as_str(), to.as_str(), now])?;
+        .execute(params![order.seq, order.state.as_str(), to.as_str(), now])?;
     if changed == 0 {
         return Err(conflict("invalid_state", "the order moved meanwhile"));
     }
     effects(tx, &order, to, input, now)?;
-    by_id(tx, id)?.ok_or(Error::NotFound)
+    at_seq(tx, order.seq)?.ok_or(Error::NotFound)
 }
 
 /// What a move does besides the state: the details it records, the order's
@@ -695,16 +742,16 @@ fn effects(tx: &WriteTx<'_>, order: &Order, to: OrderState, input: &Input, now: 
                 confirm_within_s,
             },
         ) => {
-            tx.prepare_cached("UPDATE orders SET tracking = ?2, confirm_by = ?3 WHERE id = ?1")?
+            tx.prepare_cached("UPDATE orders SET tracking = ?2, confirm_by = ?3 WHERE seq = ?1")?
                 .execute(params![
-                    order.id,
+                    order.seq,
                     tracking,
                     now.saturating_add(*confirm_within_s)
                 ])?;
         }
         (OrderState::Disputed, Input::Dispute { reason }) => {
-            tx.prepare_cached("UPDATE orders SET dispute_reason = ?2 WHERE id = ?1")?
-                .execute(params![order.id, reason])?;
+            tx.prepare_cached("UPDATE orders SET dispute_reason = ?2 WHERE seq = ?1")?
+                .execute(params![order.seq, reason])?;
             escrow::transition(
                 tx,
                 order.escrow,
@@ -785,8 +832,8 @@ fn resolved(
     let owner = Owner::Order(order.id);
     let escrow = escrow::resolved(tx, order.escrow, owner, to_seller, to_buyer, now)?;
     let fee = fee_of(to_seller, order.fee_bps);
-    tx.prepare_cached("UPDATE orders SET fee = ?2 WHERE id = ?1")?
-        .execute(params![order.id, fee])?;
+    tx.prepare_cached("UPDATE orders SET fee = ?2 WHERE seq = ?1")?
+        .execute(params![order.seq, fee])?;
     let split = Split {
         to_seller: to_seller - fee,
         fee,
@@ -810,9 +857,9 @@ pub fn due(
 ) -> Result<Vec<i64>> {
     let mut due: Vec<(i64, i64)> = Vec::with_capacity(limit.saturating_mul(2));
     for sql in [
-        "SELECT ship_by, id FROM orders INDEXED BY orders_ship_due
+        "SELECT ship_by, coalesce(id, souk_order_id(seq)) FROM orders INDEXED BY orders_ship_due
          WHERE state = 'paid' AND ship_by < ?1 ORDER BY ship_by",
-        "SELECT confirm_by, id FROM orders INDEXED BY orders_confirm_due
+        "SELECT confirm_by, coalesce(id, souk_order_id(seq)) FROM orders INDEXED BY orders_confirm_due
          WHERE state = 'shipped' AND confirm_by < ?1 ORDER BY confirm_by",
     ] {
         let mut stmt = conn.prepare_cached(sql)?;
@@ -897,6 +944,7 @@ mod tests {
     fn every_page_reads_its_index_in_order() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::migrate(&mut conn).unwrap();
+        crate::store::seq_ids::register(&conn).unwrap();
         let plan = |scope: Scope, in_state: bool| -> String {
             let (sql, _) = page_sql(scope, in_state).unwrap();
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();

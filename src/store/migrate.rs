@@ -4,8 +4,8 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::entry_ids::{META_KEY, new_key_hex};
 use super::open::APPLICATION_ID;
+use super::seq_ids::{Space, new_key_hex};
 use crate::error::{Error, Result};
 
 const SCHEMA: &str = include_str!("../../schema.sql");
@@ -44,7 +44,7 @@ pub const SCHEMA_VERSION: u32 = {
 };
 
 /// Applies every step the database lacks, all of them in one transaction
-/// together with the version bump, the entry-id key and the application id:
+/// together with the version bump, the id keys and the application id:
 /// an upgrade is all or nothing, so a failing step leaves the schema and
 /// `user_version` as they were. Returns the resulting version.
 pub fn migrate(conn: &mut Connection) -> Result<u32> {
@@ -85,11 +85,14 @@ fn upgrade(conn: &mut Connection) -> Result<u32> {
     foreign_keys_hold(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-    // The secret behind entry ids (store::entry_ids), made once per database.
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-        [META_KEY, &new_key_hex()?],
-    )?;
+    // The secrets behind entry, order and escrow ids (store::seq_ids), each
+    // made once per database.
+    for space in Space::ALL {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            [space.meta_key(), &new_key_hex()?],
+        )?;
+    }
     tx.commit()?;
     if current < SCHEMA_VERSION {
         log::info!("database migrated from schema version {current} to {SCHEMA_VERSION}");
@@ -124,18 +127,23 @@ fn schema_version(conn: &Connection) -> Result<u32> {
     Ok(current)
 }
 
-/// Nothing to do: the last version, the application id and the key are there.
+/// Nothing to do: the last version, the application id and every id key are there.
 fn up_to_date(conn: &Connection) -> Result<bool> {
     if schema_version(conn)? < SCHEMA_VERSION {
         return Ok(false);
     }
     let application_id: i32 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
-    let has_key: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM meta WHERE key = ?1)",
-        [META_KEY],
-        |row| row.get(0),
-    )?;
-    Ok(application_id == APPLICATION_ID && has_key)
+    for space in Space::ALL {
+        let has_key: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM meta WHERE key = ?1)",
+            [space.meta_key()],
+            |row| row.get(0),
+        )?;
+        if !has_key {
+            return Ok(false);
+        }
+    }
+    Ok(application_id == APPLICATION_ID)
 }
 
 /// SQLite's own message, without the SQL text a syntax error quotes whole.
@@ -179,7 +187,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
-        super::super::entry_ids::register(&conn).unwrap();
+        super::super::seq_ids::register(&conn).unwrap();
         let new_id: i64 = conn
             .query_row(
                 "INSERT INTO entries (movement_id, user_id, kind, direction, currency, amount, reference, created_at)
@@ -259,12 +267,12 @@ mod tests {
             .unwrap();
         assert!(enforced);
         assert!(
-            conn.execute("DELETE FROM escrows WHERE id = 60", [])
-                .is_err(),
-            "the order still references its escrow"
+            conn.execute("DELETE FROM users WHERE id = 7", []).is_err(),
+            "the order still references its buyer"
         );
         // The link columns, entries.escrow_id and (party, seq) of orders carry
-        // no index any more.
+        // no index any more; nor, since migration 12, do the ids but for the
+        // partial indexes of the older rows.
         let indexed: Vec<String> = conn
             .prepare(
                 "SELECT name FROM sqlite_master WHERE type = 'index'
@@ -276,7 +284,144 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert_eq!(indexed.len(), 2, "only the two id indexes: {indexed:?}");
+        assert!(indexed.is_empty(), "{indexed:?}");
+    }
+
+    #[test]
+    fn migration_12_keeps_older_order_and_escrow_ids_and_derives_the_new_ones() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        for step in &steps()[..11] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 11).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at)
+             VALUES (7, 'buyer', 'x', 0), (8, 'seller', 'x', 0);
+             INSERT INTO listings (id, seller, title, description, currency, price, quantity, tags,
+                                   state, created_at, updated_at)
+             VALUES (50, 8, 'lamp', 'a lamp', 'btc', 10, 5, '[]', 'active', 0, 0);
+             INSERT INTO escrows (id, buyer, seller, currency, amount, state, created_at, order_id)
+             VALUES (6000, 7, 8, 'btc', 10, 'released', 1, 7000);
+             INSERT INTO orders (id, listing, buyer, seller, title, currency, unit_price, quantity,
+                                 amount, fee_bps, fee, state, escrow, created_at, updated_at, ship_by)
+             VALUES (7000, 50, 7, 8, 'lamp', 'btc', 10, 1, 10, 0, 0, 'completed', 6000, 1, 2, 3);
+             INSERT INTO reviews (id, order_id, author, subject, rating, created_at)
+             VALUES (80, 7000, 7, 8, 5, 4);
+             INSERT INTO order_messages (id, order_id, author, body, created_at)
+             VALUES (90, 7000, 8, 'sent', 4);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        super::super::seq_ids::register(&conn).unwrap();
+        // The older rows keep their ids, links, review, message and totals.
+        let order = crate::orders::by_id(&conn, 7000).unwrap().unwrap();
+        assert_eq!((order.id, order.escrow), (7000, 6000));
+        let escrow = crate::escrow::by_id(&conn, 6000).unwrap().unwrap();
+        assert_eq!((escrow.id, escrow.order_id), (6000, Some(7000)));
+        let kept: (i64, i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT order_id FROM reviews WHERE id = 80),
+                        (SELECT order_id FROM order_messages WHERE id = 90),
+                        (SELECT total FROM rating_totals WHERE user_id = 8)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, (7000, 7000, 5));
+        // A new order and its escrow store no id: theirs are derived.
+        let next: i64 = conn
+            .query_row("SELECT coalesce(max(seq), 0) + 1 FROM orders", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        let order_id: i64 = conn
+            .query_row("SELECT souk_order_id(?1)", [next], |row| row.get(0))
+            .unwrap();
+        let escrow_seq: i64 = conn
+            .query_row(
+                "INSERT INTO escrows (buyer, seller, currency, amount, state, created_at, order_id)
+                 VALUES (7, 8, 'btc', 20, 'held', 5, ?1) RETURNING seq",
+                [order_id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        let escrow_id: i64 = conn
+            .query_row("SELECT souk_escrow_id(?1)", [escrow_seq], |row| row.get(0))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO orders (seq, listing, buyer, seller, title, currency, unit_price, quantity,
+                                 amount, fee_bps, fee, state, escrow, created_at, updated_at, ship_by)
+             VALUES (?1, 50, 7, 8, 'lamp', 'btc', 10, 2, 20, 0, 0, 'paid', ?2, 5, 5, 9)",
+            [next, escrow_id],
+        )
+        .unwrap();
+        let order = crate::orders::by_id(&conn, order_id).unwrap().unwrap();
+        assert_eq!(
+            (order.seq, order.id, order.escrow),
+            (next, order_id, escrow_id)
+        );
+        let escrow = crate::escrow::by_id(&conn, escrow_id).unwrap().unwrap();
+        assert_eq!((escrow.seq, escrow.order_id), (escrow_seq, Some(order_id)));
+        let stored: (Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT (SELECT id FROM orders WHERE seq = ?1), (SELECT id FROM escrows WHERE seq = ?2)",
+                [next, escrow_seq],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(stored, (None, None));
+        // Both kinds of id are page cursors.
+        let orders = |after: Option<i64>| -> Vec<i64> {
+            crate::orders::page(&conn, crate::orders::Scope::Buyer(7), None, after, 10)
+                .unwrap()
+                .iter()
+                .map(|o| o.id)
+                .collect()
+        };
+        assert_eq!(orders(None), [order_id, 7000]);
+        assert_eq!(orders(Some(order_id)), [7000]);
+        assert!(orders(Some(7000)).is_empty());
+        let escrows = |after: Option<i64>| -> Vec<i64> {
+            crate::escrow::page(&conn, None, None, None, after, 10)
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        assert_eq!(escrows(None), [escrow_id, 6000]);
+        assert_eq!(escrows(Some(escrow_id)), [6000]);
+        assert!(escrows(Some(6000)).is_empty());
+        // The check finds every order and escrow matching: no problems.
+        let mut problems = Vec::new();
+        crate::orders::check::invariants(&conn, &mut problems).unwrap();
+        assert!(
+            !problems
+                .iter()
+                .any(|p| p.contains("does not match") || p.contains("not paid by")),
+            "{problems:?}"
+        );
+        // The three id spaces give unrelated ids for the same seq.
+        let ids: (i64, i64, i64) = conn
+            .query_row(
+                "SELECT souk_entry_id(1), souk_order_id(1), souk_escrow_id(1)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert!(
+            ids.0 != ids.1 && ids.1 != ids.2 && ids.0 != ids.2,
+            "{ids:?}"
+        );
+        // Stored ids stay unique.
+        assert!(
+            conn.execute(
+                "INSERT INTO escrows (id, buyer, seller, currency, amount, state, created_at, release_at)
+                 VALUES (6000, 7, 8, 'btc', 1, 'held', 6, 7)",
+                [],
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -4,12 +4,12 @@
 
 pub mod breaker;
 mod checkpointer;
-mod entry_ids;
 mod migrate;
 mod offline;
 pub mod open;
 mod pragmas;
 mod readers;
+pub mod seq_ids;
 mod serve_lock;
 pub mod writer;
 
@@ -75,7 +75,7 @@ impl Store {
         on_commit: OnCommit,
         conn: rusqlite::Connection,
     ) -> Result<Store> {
-        entry_ids::register(&conn)?;
+        seq_ids::register(&conn)?;
         let breaker = Arc::new(Breaker::new(
             config.breaker_threshold,
             config.breaker_cooldown,

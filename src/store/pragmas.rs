@@ -80,7 +80,7 @@ pub(super) fn init_reader(conn: &mut Connection) -> rusqlite::Result<()> {
          PRAGMA cache_size = -{READER_CACHE_KIB};"
     ))?;
     conn.set_prepared_statement_cache_capacity(128);
-    super::entry_ids::register(conn)
+    super::seq_ids::register(conn)
 }
 
 pub(super) fn reader_flags() -> OpenFlags {

@@ -219,10 +219,13 @@ pub fn member_at(addr: SocketAddr, username: &str, password: &str) -> Member {
     }
 }
 
-/// The database at `db`, opened next to the running server.
+/// The database at `db`, opened next to the running server, with souk's id
+/// functions (`souk_order_seq(id)` and the like) for finding rows by the
+/// ids the API shows.
 pub fn open_db(db: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(db).expect("opening the test database");
     conn.busy_timeout(DB_BUSY_TIMEOUT).expect("busy timeout");
+    souk::store::seq_ids::register(&conn).expect("the id functions");
     conn
 }
 

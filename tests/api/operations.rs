@@ -166,6 +166,23 @@ fn operator_mistake_files(dir: &TempDir) -> [PathBuf; 4] {
     [text, newer, good, target]
 }
 
+/// `souk check` checks this schema's invariants: a database older than this
+/// souk (not migrated yet) is refused before any of them runs.
+#[test]
+fn souk_check_refuses_a_database_older_than_itself() {
+    let dir = TempDir::new();
+    let older = dir.path.join("older.db");
+    migrated(&dir, &older);
+    rusqlite::Connection::open(&older)
+        .and_then(|c| c.pragma_update(None, "user_version", 11))
+        .expect("making the database older");
+    assert_operator_error(
+        souk_args(&dir, &older, &["check"]),
+        &older,
+        "older than this souk",
+    );
+}
+
 #[test]
 fn operator_mistakes_exit_2_with_one_line_naming_the_path_and_the_cause() {
     let dir = TempDir::new();

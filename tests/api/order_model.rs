@@ -394,7 +394,7 @@ impl Walk {
         let past = souk::clock::unix_seconds() - 2;
         let changed = open_db(&self.w.db)
             .execute(
-                &format!("UPDATE orders SET {column} = ?1 WHERE id = ?2"),
+                &format!("UPDATE orders SET {column} = ?1 WHERE seq = souk_order_seq(CAST(?2 AS INTEGER))"),
                 rusqlite::params![past, self.model.orders[o].id],
             )
             .expect("moving a deadline");

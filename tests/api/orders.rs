@@ -1026,7 +1026,7 @@ fn the_ledger_check_catches_a_corrupted_order() {
     s.assert_clean();
     let db = open_db(&s.w.db);
     db.execute(
-        "UPDATE orders SET fee = fee + 1 WHERE id = ?1",
+        "UPDATE orders SET fee = fee + 1 WHERE seq = souk_order_seq(CAST(?1 AS INTEGER))",
         [&completed],
     )
     .expect("corrupting the fee");
@@ -1038,14 +1038,14 @@ fn the_ledger_check_catches_a_corrupted_order() {
         "{problems:?}"
     );
     db.execute(
-        "UPDATE orders SET fee = fee - 1 WHERE id = ?1",
+        "UPDATE orders SET fee = fee - 1 WHERE seq = souk_order_seq(CAST(?1 AS INTEGER))",
         [&completed],
     )
     .expect("repairing the fee");
     s.assert_clean();
     // Paid with a held escrow, shown as completed: the states disagree.
     db.execute(
-        "UPDATE orders SET state = 'completed' WHERE id = ?1",
+        "UPDATE orders SET state = 'completed' WHERE seq = souk_order_seq(CAST(?1 AS INTEGER))",
         [&paid],
     )
     .expect("corrupting the state");
@@ -1060,8 +1060,11 @@ fn the_ledger_check_catches_a_corrupted_order() {
     let (status, out, err) = souk_check(&s.w.db);
     assert_eq!(status.code(), Some(3), "{out}\n{err}");
     assert!(out.contains(&paid), "{out}");
-    db.execute("UPDATE orders SET state = 'paid' WHERE id = ?1", [&paid])
-        .expect("repairing the state");
+    db.execute(
+        "UPDATE orders SET state = 'paid' WHERE seq = souk_order_seq(CAST(?1 AS INTEGER))",
+        [&paid],
+    )
+    .expect("repairing the state");
     s.assert_clean();
     let (status, out, err) = souk_check(&s.w.db);
     assert!(status.success(), "{out}\n{err}");
@@ -1138,7 +1141,7 @@ fn pass_deadline(s: &Shop, id: &str, column: &str) {
         .execute(
             &format!(
                 "UPDATE orders SET {column} = CAST(strftime('%s', 'now') AS INTEGER) - 3600
-                 WHERE id = ?1"
+                 WHERE seq = souk_order_seq(CAST(?1 AS INTEGER))"
             ),
             [id],
         )
@@ -1202,14 +1205,17 @@ fn failing_timers_do_not_hold_back_the_orders_due_after_them() {
     for (i, id) in ids[..broken].iter().enumerate() {
         // Due long ago, oldest first, and an escrow that does not exist.
         db.execute(
-            "UPDATE orders SET ship_by = ?2, escrow = -seq WHERE id = ?1",
+            "UPDATE orders SET ship_by = ?2, escrow = -seq WHERE seq = souk_order_seq(CAST(?1 AS INTEGER))",
             rusqlite::params![id, 1_000 + i as i64],
         )
         .expect("breaking an order");
     }
     let good = &ids[broken];
-    db.execute("UPDATE orders SET ship_by = 100000 WHERE id = ?1", [good])
-        .expect("making the last order due");
+    db.execute(
+        "UPDATE orders SET ship_by = 100000 WHERE seq = souk_order_seq(CAST(?1 AS INTEGER))",
+        [good],
+    )
+    .expect("making the last order due");
     let order = wait_while(&s, good, "paid", Duration::from_secs(6));
     assert_eq!(order["state"], "cancelled");
     assert_eq!(s.order(&s.admin, &ids[0])["state"], "paid", "still broken");
