@@ -117,7 +117,7 @@ CREATE INDEX entries_escrow ON entries (escrow_id) WHERE escrow_id IS NOT NULL;
 -- Random entry ids needed a unique index, and with the (user_id, seq) and
 -- movement_id indexes every entry dirtied three random pages: most of a
 -- group commit's cost. New entries store no id: it is souk_entry_id(seq), a
--- keyed permutation of seq (src/ledger/entry_ids.rs, key in meta). Entries
+-- keyed permutation of seq (src/store/seq_ids.rs, key in meta). Entries
 -- from before keep their random ids, still unique and indexed. Listing all
 -- currencies merges (user_id, currency, seq) per currency; `souk check`
 -- groups legs by movement without an index.
