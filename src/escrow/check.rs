@@ -5,6 +5,7 @@ use rusqlite::Connection;
 use crate::error::Result;
 use crate::ledger::PLATFORM;
 use crate::ledger::check::PROBLEMS_MAX;
+use crate::store::seq_ids::Space;
 
 pub fn invariants(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
     held_matches_open_escrows(conn, problems)?;
@@ -89,7 +90,7 @@ fn closing_legs_reach_the_parties(conn: &Connection, problems: &mut Vec<String>)
                      AND (n.user_id = e.seller OR (e.order_id IS NOT NULL AND n.user_id = {PLATFORM})))
                  OR (n.kind = 'escrow_refund' AND n.direction = 'in' AND n.user_id = e.buyer))
          LIMIT {PROBLEMS_MAX}",
-        escrow_seq = super::seq_sql("n.escrow_id")
+        escrow_seq = Space::Escrow.seq_shown_as("n.escrow_id")
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query([])?;

@@ -14,6 +14,7 @@ use crate::ids;
 use crate::ledger::money::{Amount, Currency, format_minor};
 use crate::ledger::{self, Direction, Kind, NewEntry};
 use crate::store::WriteTx;
+use crate::store::seq_ids::Space;
 
 /// Default and longest time before an undisputed escrow releases itself.
 pub const RELEASE_AFTER_DEFAULT_S: i64 = 14 * 86_400;
@@ -150,38 +151,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Escrow> {
     })
 }
 
-/// The escrow shown as `id`: the id enciphers its seq, or an older escrow
-/// stores its id (migration 12).
+/// The escrow shown as `id` (`seq_ids::Space::row_shown_as`).
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Escrow>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM escrows WHERE seq = souk_escrow_seq(?1) AND id IS NULL
-         UNION ALL
-         SELECT {COLUMNS} FROM escrows WHERE id = ?1
-         LIMIT 1"
-    );
+    let sql = Space::Escrow.row_shown_as(COLUMNS, "?1", "1");
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([id], from_row)
-        .optional()?)
-}
-
-/// SQL for the seq of the escrow shown as `id` (an SQL expression), NULL
-/// when there is none: the lookup of `by_id`, for joins by shown id
-/// (`souk check`). Each arm reads the primary key or the legacy ids'
-/// index, never a scan.
-pub fn seq_sql(id: &str) -> String {
-    format!(
-        "coalesce((SELECT x.seq FROM escrows AS x WHERE x.seq = souk_escrow_seq({id}) AND x.id IS NULL),
-                  (SELECT x.seq FROM escrows AS x WHERE x.id = {id}))"
-    )
-}
-
-/// The escrow with this `seq`.
-fn at_seq(conn: &Connection, seq: i64) -> Result<Option<Escrow>> {
-    let sql = format!("SELECT {COLUMNS} FROM escrows WHERE seq = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([seq], from_row)
         .optional()?)
 }
 
@@ -241,13 +216,11 @@ pub fn page(
     let before_seq: i64 = match after {
         None => i64::MAX,
         Some(id) => conn
-            .prepare_cached(
-                "SELECT seq FROM escrows WHERE seq = souk_escrow_seq(?1) AND id IS NULL
-                   AND (?2 IS NULL OR buyer = ?2 OR seller = ?2)
-                 UNION ALL
-                 SELECT seq FROM escrows WHERE id = ?1 AND (?2 IS NULL OR buyer = ?2 OR seller = ?2)
-                 LIMIT 1",
-            )?
+            .prepare_cached(&Space::Escrow.row_shown_as(
+                "seq",
+                "?1",
+                "(?2 IS NULL OR buyer = ?2 OR seller = ?2)",
+            ))?
             .query_row(params![id, user_id], |row| row.get(0))
             .optional()?
             .ok_or(Error::UnknownCursor)?,
@@ -311,25 +284,26 @@ fn hold(
     let code = new.currency.code.as_str();
     ledger::move_to_held(tx, new.buyer, code, new.amount.minor())?;
     // No id stored: it is derived from the seq the row gets.
-    tx.prepare_cached(
-        "INSERT INTO escrows (buyer, seller, currency, amount, state, memo, created_at,
-                              release_at, order_id)
-         VALUES (?1, ?2, ?3, ?4, 'held', ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        new.buyer,
-        new.seller,
-        code,
-        new.amount.minor(),
-        new.memo,
-        now,
-        release_at,
-        order_id
-    ])?;
-    let seq = tx.last_insert_rowid();
-    let id: Option<i64> = tx
-        .prepare_cached("SELECT souk_escrow_id(?1)")?
-        .query_row([seq], |row| row.get(0))?;
+    let (seq, id): (i64, Option<i64>) = tx
+        .prepare_cached(
+            "INSERT INTO escrows (buyer, seller, currency, amount, state, memo, created_at,
+                                  release_at, order_id)
+             VALUES (?1, ?2, ?3, ?4, 'held', ?5, ?6, ?7, ?8)
+             RETURNING seq, souk_escrow_id(seq)",
+        )?
+        .query_row(
+            params![
+                new.buyer,
+                new.seller,
+                code,
+                new.amount.minor(),
+                new.memo,
+                now,
+                release_at,
+                order_id
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
     let id = id.ok_or_else(|| Error::internal(format!("escrow seq {seq} has no id")))?;
     let escrow = Escrow {
         seq,
@@ -415,14 +389,14 @@ pub fn transition(
     now: i64,
 ) -> Result<Escrow> {
     let closed_at = to.is_closed().then_some(now);
-    let seq = by_id(tx, id)?.ok_or(Error::NotFound)?.seq;
+    // Read in this job, on the only writing connection: the row as it is.
+    let mut escrow = by_id(tx, id)?.ok_or(Error::NotFound)?;
     let changed = tx
         .prepare_cached(
             "UPDATE escrows SET state = ?3, closed_at = ?4
              WHERE seq = ?1 AND state = ?2 AND order_id IS ?5",
         )?
-        .execute(params![seq, from, to, closed_at, owner.order_id()])?;
-    let escrow = at_seq(tx, seq)?.ok_or(Error::NotFound)?;
+        .execute(params![escrow.seq, from, to, closed_at, owner.order_id()])?;
     if changed == 0 {
         let message = match escrow.order_id {
             Some(order) if owner == Owner::Plain => {
@@ -439,6 +413,7 @@ pub fn transition(
             message,
         });
     }
+    escrow.state = to;
     Ok(escrow)
 }
 

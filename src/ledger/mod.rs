@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::config::Currencies;
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::store::seq_ids::Space;
 use crate::store::{Touched, WriteTx};
 use money::{Amount, Currency, MinorText, format_minor};
 
@@ -412,12 +413,7 @@ pub fn entries_page(
         None => i64::MAX,
         Some(id) => conn
             // The id enciphers the seq; or an older entry stores its id.
-            .prepare_cached(
-                "SELECT seq FROM entries WHERE seq = souk_entry_seq(?1) AND id IS NULL AND user_id = ?2
-                 UNION ALL
-                 SELECT seq FROM entries WHERE id = ?1 AND user_id = ?2
-                 LIMIT 1",
-            )?
+            .prepare_cached(&Space::Entry.row_shown_as("seq", "?1", "user_id = ?2"))?
             .query_row([id, user_id], |row| row.get(0))
             .optional()?
             .ok_or(Error::UnknownCursor)?,

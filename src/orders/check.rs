@@ -7,8 +7,8 @@ use rusqlite::Connection;
 
 use super::fee_of;
 use crate::error::Result;
-use crate::escrow;
 use crate::ledger::check::PROBLEMS_MAX;
+use crate::store::seq_ids::Space;
 
 pub fn invariants(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
     order_matches_escrow(conn, problems)?;
@@ -25,7 +25,7 @@ pub fn invariants(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
 /// resolved ↔ resolved).
 fn order_matches_escrow(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
     // Orders and escrows are joined by shown id through the primary key
-    // (`escrow::seq_sql`): no index on the links, no scan of escrows.
+    // (`seq_ids::Space::seq_shown_as`): no index on the links, no scan of escrows.
     let sql = format!(
         "SELECT coalesce(o.id, souk_order_id(o.seq)), o.state, coalesce(e.state, 'missing')
          FROM orders AS o
@@ -39,7 +39,7 @@ fn order_matches_escrow(conn: &Connection, problems: &mut Vec<String>) -> Result
                  OR (o.state = 'cancelled' AND e.state = 'refunded')
                  OR (o.state = 'resolved' AND e.state = 'resolved'))
          LIMIT {PROBLEMS_MAX}",
-        escrow_seq = escrow::seq_sql("o.escrow")
+        escrow_seq = Space::Escrow.seq_shown_as("o.escrow")
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query([])?;
@@ -66,7 +66,7 @@ fn fee_rule(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
                 e.to_seller, coalesce(p.fee, 0)
          FROM orders AS o JOIN escrows AS e ON e.seq = {escrow_seq}
          LEFT JOIN paid AS p ON p.escrow_id = o.escrow",
-        escrow_seq = escrow::seq_sql("o.escrow")
+        escrow_seq = Space::Escrow.seq_shown_as("o.escrow")
     ))?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
@@ -100,7 +100,7 @@ fn escrow_has_its_order(conn: &Connection, problems: &mut Vec<String>) -> Result
          AND NOT EXISTS (SELECT 1 FROM orders AS o WHERE o.seq = {order_seq}
                          AND o.escrow = coalesce(e.id, souk_escrow_id(e.seq)))
          LIMIT {PROBLEMS_MAX}",
-        order_seq = super::seq_sql("e.order_id")
+        order_seq = Space::Order.seq_shown_as("e.order_id")
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query([])?;

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::escrow::{self, EscrowState, NewEscrow, Owner, Split};
 use crate::ledger::money::{self, Amount, format_minor};
 use crate::listings::{self, Listing, ListingState};
+use crate::store::seq_ids::Space;
 use crate::store::{Touched, WriteTx};
 
 /// Most items one order buys: a shop's largest sensible order, and it keeps
@@ -290,30 +291,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
     })
 }
 
-/// The order shown as `id`: the id enciphers its seq, or an older order
-/// stores its id (migration 12).
+/// The order shown as `id` (`seq_ids::Space::row_shown_as`).
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Order>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE seq = souk_order_seq(?1) AND id IS NULL
-         UNION ALL
-         SELECT {COLUMNS} FROM orders WHERE id = ?1
-         LIMIT 1"
-    );
+    let sql = Space::Order.row_shown_as(COLUMNS, "?1", "1");
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([id], from_row)
         .optional()?)
-}
-
-/// SQL for the seq of the order shown as `id` (an SQL expression), NULL
-/// when there is none: the lookup of `by_id`, for joins by shown id
-/// (`souk check`). Each arm reads the primary key or the legacy ids'
-/// index, never a scan.
-pub fn seq_sql(id: &str) -> String {
-    format!(
-        "coalesce((SELECT x.seq FROM orders AS x WHERE x.seq = souk_order_seq({id}) AND x.id IS NULL),
-                  (SELECT x.seq FROM orders AS x WHERE x.id = {id}))"
-    )
 }
 
 /// The order with this `seq`.
@@ -356,12 +340,7 @@ pub fn page(
     let before_seq: i64 = match after {
         None => i64::MAX,
         Some(id) => conn
-            .prepare_cached(&format!(
-                "SELECT seq FROM orders WHERE seq = souk_order_seq(?2) AND id IS NULL AND {who}
-                 UNION ALL
-                 SELECT seq FROM orders WHERE id = ?2 AND {who}
-                 LIMIT 1"
-            ))?
+            .prepare_cached(&Space::Order.row_shown_as("seq", "?2", who))?
             .query_row([user, id], |row| row.get(0))
             .optional()?
             .ok_or(Error::UnknownCursor)?,

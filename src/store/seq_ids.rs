@@ -49,6 +49,42 @@ impl Space {
         }
     }
 
+    /// The table whose rows it numbers.
+    fn table(self) -> &'static str {
+        match self {
+            Space::Entry => "entries",
+            Space::Order => "orders",
+            Space::Escrow => "escrows",
+        }
+    }
+
+    /// A statement selecting `columns` of the row shown as `id` (an SQL
+    /// expression, usually a parameter) that also meets `also` (a
+    /// condition, `1` for none): the derived reading first (`id` enciphers
+    /// the seq of a row that stores no id), then a row from before the
+    /// derived ids, which stores its own. Each arm reads the primary key or
+    /// the stored ids' partial index, never a scan.
+    pub fn row_shown_as(self, columns: &str, id: &str, also: &str) -> String {
+        let (table, (_, seq_of)) = (self.table(), self.functions());
+        format!(
+            "SELECT {columns} FROM {table} WHERE seq = {seq_of}({id}) AND id IS NULL AND {also}
+             UNION ALL
+             SELECT {columns} FROM {table} WHERE id = {id} AND {also}
+             LIMIT 1"
+        )
+    }
+
+    /// An SQL expression: the seq of the row shown as `id` (an SQL
+    /// expression), NULL when there is none, looked up as `row_shown_as`
+    /// does: for joins by shown id (`souk check`).
+    pub fn seq_shown_as(self, id: &str) -> String {
+        let (table, (_, seq_of)) = (self.table(), self.functions());
+        format!(
+            "coalesce((SELECT x.seq FROM {table} AS x WHERE x.seq = {seq_of}({id}) AND x.id IS NULL),
+                      (SELECT x.seq FROM {table} AS x WHERE x.id = {id}))"
+        )
+    }
+
     /// The SQL functions seq → id and id → seq.
     fn functions(self) -> (&'static str, &'static str) {
         match self {
