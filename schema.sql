@@ -371,109 +371,37 @@ DROP TRIGGER listings_fts_insert;
 -- index reads only the escrows in the asked state, newest first.
 CREATE INDEX escrows_state_seq ON escrows (state, seq);
 
--- migration 11: one link between an order and its escrow, checked, not indexed
--- orders.escrow and escrows.order_id were each UNIQUE: two indexes under
--- random keys that nothing reads (an order finds its escrow, and an
--- escrow its order, through the other table's id) and that dirtied two
--- random pages per order, about a sixth of an order commit's WAL frames.
--- The link is made once, by the job that places the order, and `souk
--- check` verifies it both ways (invariant 9: an order's escrow names the
--- order; an escrow naming an order is that order's escrow), which is
--- one-to-one without the indexes. entries_escrow goes too: only the
--- check's scans used it, and it cost a random page per escrow movement.
--- So do orders_buyer_seq and orders_seller_seq: a party's orders are read
--- through (party, state, seq), one keyset page per state, merged
--- (orders::page), and the buyer's one was another random page per order.
--- The tables are rebuilt with foreign keys off (store::migrate), which
--- runs PRAGMA foreign_key_check before committing.
+
+-- migration 11: orders and escrows write no index under a random key
+-- An order placed dirtied a random page in each of six indexes besides
+-- those of the buyer's rows; at ~60 orders per group commit those pages
+-- were most of its WAL frames. Gone:
+-- * the UNIQUE indexes on orders.id and escrows.id. Like entries
+--   (migration 5), new orders and escrows store no id: it is
+--   souk_order_id(seq) or souk_escrow_id(seq), keyed permutations of seq
+--   with keys of their own in meta (src/store/seq_ids.rs). Rows from
+--   before keep their random ids, still unique and indexed (partial
+--   indexes: only those rows).
+-- * the UNIQUE indexes on the link columns, orders.escrow and
+--   escrows.order_id, which nothing read. The links hold the other row's
+--   shown id, as entries.escrow_id does, and are made once, by the job
+--   that places the order; `souk check` verifies them both ways
+--   (invariant 9: an order's escrow names the order; an escrow naming an
+--   order is that order's escrow), which is one-to-one without the
+--   indexes.
+-- * orders_buyer_seq and orders_seller_seq: a party's orders are read
+--   through (party, state, seq), one keyset page per state, merged
+--   (orders::page).
+-- * entries_escrow: only the check's scans used it, and it cost a random
+--   page per escrow movement.
+-- A foreign key needs a full unique index on the column it names, so the
+-- links by shown id (orders.escrow, reviews.order_id,
+-- order_messages.order_id) are plain columns now, written by the job that
+-- makes the row. The four tables are rebuilt with foreign keys off
+-- (store::migrate), which runs PRAGMA foreign_key_check before committing.
 CREATE TABLE escrows_v11 (
     seq        INTEGER PRIMARY KEY,                -- creation order; never shown
-    id         INTEGER NOT NULL UNIQUE,            -- random, shown
-    buyer      INTEGER NOT NULL REFERENCES users (id),
-    seller     INTEGER NOT NULL REFERENCES users (id),
-    currency   TEXT NOT NULL,
-    amount     INTEGER NOT NULL CHECK (amount > 0),
-    state      TEXT NOT NULL CHECK (state IN ('held', 'released', 'refunded', 'disputed', 'resolved')),
-    memo       TEXT,
-    created_at INTEGER NOT NULL,
-    release_at INTEGER,                            -- NULL exactly for an order's escrow
-    closed_at  INTEGER,
-    to_seller  INTEGER CHECK (to_seller >= 0),     -- a resolution's split (before any fee)
-    to_buyer   INTEGER CHECK (to_buyer >= 0),
-    order_id   INTEGER,                            -- the order it pays for; NULL for a plain escrow
-    CHECK (buyer != seller),
-    CHECK ((order_id IS NULL) = (release_at IS NOT NULL))
-) STRICT;
-INSERT INTO escrows_v11 (seq, id, buyer, seller, currency, amount, state, memo, created_at,
-                         release_at, closed_at, to_seller, to_buyer, order_id)
-SELECT seq, id, buyer, seller, currency, amount, state, memo, created_at,
-       release_at, closed_at, to_seller, to_buyer, order_id
-FROM escrows ORDER BY seq;
-DROP TABLE escrows;
-ALTER TABLE escrows_v11 RENAME TO escrows;
-CREATE INDEX escrows_buyer_seq ON escrows (buyer, seq);
-CREATE INDEX escrows_seller_seq ON escrows (seller, seq);
-CREATE INDEX escrows_due ON escrows (release_at) WHERE state = 'held' AND release_at IS NOT NULL;
-CREATE INDEX escrows_state_seq ON escrows (state, seq);
-CREATE TABLE orders_v11 (
-    seq            INTEGER PRIMARY KEY,            -- placement order; never shown
-    id             INTEGER NOT NULL UNIQUE,        -- random, shown
-    listing        INTEGER NOT NULL REFERENCES listings (id),
-    buyer          INTEGER NOT NULL REFERENCES users (id),
-    seller         INTEGER NOT NULL REFERENCES users (id),
-    title          TEXT NOT NULL,                  -- the listing's title when placed
-    currency       TEXT NOT NULL,
-    unit_price     INTEGER NOT NULL CHECK (unit_price > 0),
-    quantity       INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 1000),
-    amount         INTEGER NOT NULL CHECK (amount > 0),
-    fee_bps        INTEGER NOT NULL CHECK (fee_bps BETWEEN 0 AND 10000),
-    fee            INTEGER NOT NULL CHECK (fee >= 0 AND fee <= amount),
-    state          TEXT NOT NULL CHECK (state IN ('paid', 'shipped', 'completed', 'cancelled',
-                                                  'disputed', 'resolved')),
-    memo           TEXT,
-    tracking       TEXT,
-    dispute_reason TEXT,
-    escrow         INTEGER NOT NULL REFERENCES escrows (id),
-    created_at     INTEGER NOT NULL,
-    updated_at     INTEGER NOT NULL,
-    ship_by        INTEGER NOT NULL,               -- unix seconds; the ship timer fires after it
-    confirm_by     INTEGER,                        -- set when shipped; the confirm timer fires after it
-    CHECK (buyer != seller),
-    CHECK (amount = unit_price * quantity)
-) STRICT;
-INSERT INTO orders_v11 (seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
-                        amount, fee_bps, fee, state, memo, tracking, dispute_reason, escrow,
-                        created_at, updated_at, ship_by, confirm_by)
-SELECT seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
-       amount, fee_bps, fee, state, memo, tracking, dispute_reason, escrow,
-       created_at, updated_at, ship_by, confirm_by
-FROM orders ORDER BY seq;
-DROP TABLE orders;
-ALTER TABLE orders_v11 RENAME TO orders;
-CREATE INDEX orders_state_seq ON orders (state, seq);
-CREATE INDEX orders_ship_due ON orders (ship_by) WHERE state = 'paid';
-CREATE INDEX orders_confirm_due ON orders (confirm_by) WHERE state = 'shipped';
-CREATE INDEX orders_buyer_state_seq ON orders (buyer, state, seq);
-CREATE INDEX orders_seller_state_seq ON orders (seller, state, seq);
-DROP INDEX entries_escrow;
-
--- migration 12: order and escrow ids derived from seq, without an index
--- The UNIQUE indexes on orders.id and escrows.id took random keys: two
--- random pages dirtied per order placed. Like entries (migration 5), new
--- orders and escrows store no id: it is souk_order_id(seq) or
--- souk_escrow_id(seq), keyed permutations of seq with keys of their own in
--- meta (src/store/seq_ids.rs). Rows from before keep their random ids,
--- still unique and indexed (partial indexes: only those rows). A foreign
--- key needs a full unique index on the column it names, so the links by
--- shown id (orders.escrow, reviews.order_id, order_messages.order_id) are
--- plain columns now, like escrows.order_id and entries.escrow_id: written
--- by the job that makes the row, verified by `souk check` (invariant 9).
--- reviews and order_messages are rebuilt to drop their foreign key to
--- orders (id); the tables are rebuilt with foreign keys off
--- (store::migrate), which runs PRAGMA foreign_key_check before committing.
-CREATE TABLE escrows_v12 (
-    seq        INTEGER PRIMARY KEY,                -- creation order; never shown
-    id         INTEGER,                            -- random id of escrows before migration 12, else NULL
+    id         INTEGER,                            -- random id of escrows before migration 11, else NULL
     buyer      INTEGER NOT NULL REFERENCES users (id),
     seller     INTEGER NOT NULL REFERENCES users (id),
     currency   TEXT NOT NULL,
@@ -489,21 +417,21 @@ CREATE TABLE escrows_v12 (
     CHECK (buyer != seller),
     CHECK ((order_id IS NULL) = (release_at IS NOT NULL))
 ) STRICT;
-INSERT INTO escrows_v12 (seq, id, buyer, seller, currency, amount, state, memo, created_at,
+INSERT INTO escrows_v11 (seq, id, buyer, seller, currency, amount, state, memo, created_at,
                          release_at, closed_at, to_seller, to_buyer, order_id)
 SELECT seq, id, buyer, seller, currency, amount, state, memo, created_at,
        release_at, closed_at, to_seller, to_buyer, order_id
 FROM escrows ORDER BY seq;
 DROP TABLE escrows;
-ALTER TABLE escrows_v12 RENAME TO escrows;
+ALTER TABLE escrows_v11 RENAME TO escrows;
 CREATE UNIQUE INDEX escrows_legacy_id ON escrows (id) WHERE id IS NOT NULL;
 CREATE INDEX escrows_buyer_seq ON escrows (buyer, seq);
 CREATE INDEX escrows_seller_seq ON escrows (seller, seq);
 CREATE INDEX escrows_due ON escrows (release_at) WHERE state = 'held' AND release_at IS NOT NULL;
 CREATE INDEX escrows_state_seq ON escrows (state, seq);
-CREATE TABLE orders_v12 (
+CREATE TABLE orders_v11 (
     seq            INTEGER PRIMARY KEY,            -- placement order; never shown
-    id             INTEGER,                        -- random id of orders before migration 12, else NULL
+    id             INTEGER,                        -- random id of orders before migration 11, else NULL
     listing        INTEGER NOT NULL REFERENCES listings (id),
     buyer          INTEGER NOT NULL REFERENCES users (id),
     seller         INTEGER NOT NULL REFERENCES users (id),
@@ -527,7 +455,7 @@ CREATE TABLE orders_v12 (
     CHECK (buyer != seller),
     CHECK (amount = unit_price * quantity)
 ) STRICT;
-INSERT INTO orders_v12 (seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
+INSERT INTO orders_v11 (seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
                         amount, fee_bps, fee, state, memo, tracking, dispute_reason, escrow,
                         created_at, updated_at, ship_by, confirm_by)
 SELECT seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
@@ -535,14 +463,14 @@ SELECT seq, id, listing, buyer, seller, title, currency, unit_price, quantity,
        created_at, updated_at, ship_by, confirm_by
 FROM orders ORDER BY seq;
 DROP TABLE orders;
-ALTER TABLE orders_v12 RENAME TO orders;
+ALTER TABLE orders_v11 RENAME TO orders;
 CREATE UNIQUE INDEX orders_legacy_id ON orders (id) WHERE id IS NOT NULL;
 CREATE INDEX orders_state_seq ON orders (state, seq);
 CREATE INDEX orders_ship_due ON orders (ship_by) WHERE state = 'paid';
 CREATE INDEX orders_confirm_due ON orders (confirm_by) WHERE state = 'shipped';
 CREATE INDEX orders_buyer_state_seq ON orders (buyer, state, seq);
 CREATE INDEX orders_seller_state_seq ON orders (seller, state, seq);
-CREATE TABLE reviews_v12 (
+CREATE TABLE reviews_v11 (
     seq        INTEGER PRIMARY KEY,                -- insertion order; never shown
     id         INTEGER NOT NULL UNIQUE,            -- random, shown
     order_id   INTEGER NOT NULL,                   -- the order's shown id
@@ -554,18 +482,18 @@ CREATE TABLE reviews_v12 (
     UNIQUE (order_id, author),
     CHECK (author != subject)
 ) STRICT;
-INSERT INTO reviews_v12 (seq, id, order_id, author, subject, rating, comment, created_at)
+INSERT INTO reviews_v11 (seq, id, order_id, author, subject, rating, comment, created_at)
 SELECT seq, id, order_id, author, subject, rating, comment, created_at
 FROM reviews ORDER BY seq;
 DROP TABLE reviews;
-ALTER TABLE reviews_v12 RENAME TO reviews;
+ALTER TABLE reviews_v11 RENAME TO reviews;
 CREATE INDEX reviews_subject_seq ON reviews (subject, seq);
 CREATE TRIGGER reviews_rating_totals AFTER INSERT ON reviews
 BEGIN
     INSERT INTO rating_totals (user_id, count, total) VALUES (new.subject, 1, new.rating)
     ON CONFLICT (user_id) DO UPDATE SET count = count + 1, total = total + excluded.total;
 END;
-CREATE TABLE order_messages_v12 (
+CREATE TABLE order_messages_v11 (
     seq        INTEGER PRIMARY KEY,                -- insertion order, the reading order; never shown
     id         INTEGER NOT NULL UNIQUE,            -- random, shown
     order_id   INTEGER NOT NULL,                   -- the order's shown id
@@ -573,9 +501,10 @@ CREATE TABLE order_messages_v12 (
     body       TEXT NOT NULL,
     created_at INTEGER NOT NULL
 ) STRICT;
-INSERT INTO order_messages_v12 (seq, id, order_id, author, body, created_at)
+INSERT INTO order_messages_v11 (seq, id, order_id, author, body, created_at)
 SELECT seq, id, order_id, author, body, created_at
 FROM order_messages ORDER BY seq;
 DROP TABLE order_messages;
-ALTER TABLE order_messages_v12 RENAME TO order_messages;
+ALTER TABLE order_messages_v11 RENAME TO order_messages;
 CREATE INDEX order_messages_order_seq ON order_messages (order_id, seq);
+DROP INDEX entries_escrow;

@@ -424,7 +424,7 @@ fn check(db: &Path) -> Result<ExitCode, Error> {
     use std::io::Write;
     let conn = crate::store::open_reader(db)?;
     // The invariants are this schema's: an older database (before `souk
-    // migrate`) lacks what they read, such as the id keys of migration 12.
+    // migrate`) lacks what they read, such as the id keys of migration 11.
     let version: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version < crate::store::SCHEMA_VERSION {
         return Err(Error::Setup(format!(

@@ -65,7 +65,7 @@ crate::util::stored_as_text!(EscrowState, "escrow state");
 pub struct Escrow {
     /// Creation order; never shown.
     pub seq: i64,
-    /// The shown id: stored for escrows older than migration 12, else
+    /// The shown id: stored for escrows older than migration 11, else
     /// `souk_escrow_id(seq)` (store::seq_ids).
     pub id: i64,
     pub buyer: i64,

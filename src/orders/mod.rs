@@ -259,7 +259,7 @@ pub fn parse_quantity(quantity: &serde_json::Number) -> Result<i64> {
 
 // ---- reading ---------------------------------------------------------------
 
-/// An order's columns; its id is stored for orders older than migration 12,
+/// An order's columns; its id is stored for orders older than migration 11,
 /// derived from `seq` for the others (see `store::seq_ids`).
 const COLUMNS: &str = "coalesce(id, souk_order_id(seq)), listing, title, buyer, seller, currency, \
                        unit_price, quantity, amount, fee_bps, fee, state, memo, tracking, \

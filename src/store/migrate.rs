@@ -172,13 +172,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn migration_5_keeps_older_entry_ids_and_derives_the_new_ones() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for step in &steps()[..4] {
+    /// An in-memory database at `version`, foreign keys on.
+    fn at_version(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        for step in &steps()[..version] {
             conn.execute_batch(step).unwrap();
         }
-        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn migration_5_keeps_older_entry_ids_and_derives_the_new_ones() {
+        let mut conn = at_version(4);
         conn.execute_batch(
             "INSERT INTO users (id, username, password_hash, created_at) VALUES (7, 'old', 'x', 0);
              INSERT INTO entries (id, movement_id, user_id, kind, direction, currency, amount, reference, created_at)
@@ -223,12 +231,7 @@ mod tests {
 
     #[test]
     fn migration_11_keeps_orders_and_escrows_and_their_links_without_the_link_indexes() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "foreign_keys", true).unwrap();
-        for step in &steps()[..10] {
-            conn.execute_batch(step).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 10).unwrap();
+        let mut conn = at_version(10);
         conn.execute_batch(
             "INSERT INTO users (id, username, password_hash, created_at)
              VALUES (7, 'buyer', 'x', 0), (8, 'seller', 'x', 0);
@@ -271,8 +274,8 @@ mod tests {
             "the order still references its buyer"
         );
         // The link columns, entries.escrow_id and (party, seq) of orders carry
-        // no index any more; nor, since migration 12, do the ids but for the
-        // partial indexes of the older rows.
+        // no index any more; nor do the ids, but for the partial indexes of
+        // the older rows.
         let indexed: Vec<String> = conn
             .prepare(
                 "SELECT name FROM sqlite_master WHERE type = 'index'
@@ -288,13 +291,8 @@ mod tests {
     }
 
     #[test]
-    fn migration_12_keeps_older_order_and_escrow_ids_and_derives_the_new_ones() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "foreign_keys", true).unwrap();
-        for step in &steps()[..11] {
-            conn.execute_batch(step).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 11).unwrap();
+    fn migration_11_keeps_older_order_and_escrow_ids_and_derives_the_new_ones() {
+        let mut conn = at_version(10);
         conn.execute_batch(
             "INSERT INTO users (id, username, password_hash, created_at)
              VALUES (7, 'buyer', 'x', 0), (8, 'seller', 'x', 0);
@@ -426,9 +424,7 @@ mod tests {
 
     #[test]
     fn a_failing_step_undoes_the_whole_upgrade() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(&steps()[0]).unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
+        let mut conn = at_version(1);
         // Steps 2 and 3 run, then 4 meets a table it wants to create.
         conn.execute_batch("CREATE TABLE escrows (note TEXT)")
             .unwrap();

@@ -31,9 +31,9 @@ pub const KEY_BYTES: usize = 16;
 pub enum Space {
     /// Ledger entries (migration 5).
     Entry,
-    /// Orders (migration 12).
+    /// Orders (migration 11).
     Order,
-    /// Escrows (migration 12).
+    /// Escrows (migration 11).
     Escrow,
 }
 

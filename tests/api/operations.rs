@@ -174,7 +174,7 @@ fn souk_check_refuses_a_database_older_than_itself() {
     let older = dir.path.join("older.db");
     migrated(&dir, &older);
     rusqlite::Connection::open(&older)
-        .and_then(|c| c.pragma_update(None, "user_version", 11))
+        .and_then(|c| c.pragma_update(None, "user_version", souk::store::SCHEMA_VERSION - 1))
         .expect("making the database older");
     assert_operator_error(
         souk_args(&dir, &older, &["check"]),
